@@ -1,0 +1,58 @@
+"""Typed errors: every user-facing failure is a `TtcError` with one line that names the field, what was wrong
+and what is allowed. The CLI and the dashboard render them in one place each (`backend.cli.main`,
+`pages/_common.render_error`); nothing else prints tracebacks at a user."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class TtcError(Exception):
+    """Base class; `str(err)` is the one-line message shown to the user."""
+
+    exit_code = 2
+
+
+class SpecError(TtcError):
+    """A field of a run spec (or any config) is invalid."""
+
+    def __init__(self, field: str, problem: str, allowed: str | None = None):
+        self.field, self.problem, self.allowed = field, problem, allowed
+        msg = f"{field}: {problem}"
+        if allowed:
+            msg += f"; allowed: {allowed}"
+        super().__init__(msg)
+
+
+class UnknownNameError(SpecError):
+    """A name looked up in a registry does not exist; lists the known ones."""
+
+    def __init__(self, field: str, kind: str, name: str, known: Iterable[str], extra: str | None = None):
+        known_list = ", ".join(sorted(known))
+        allowed = known_list + (f", or {extra}" if extra else "")
+        super().__init__(field, f"unknown {kind} {name!r}", allowed)
+        self.name = name
+
+
+class ModelFileError(TtcError):
+    """A GGUF file is missing, corrupt, truncated or fails its checksum."""
+
+
+class StoreError(TtcError):
+    """The store directory cannot be used (unwritable, not a ttc store, bad query)."""
+
+
+class EngineError(TtcError):
+    """The inference engine failed to load or to generate."""
+
+
+class TaskError(TtcError):
+    """A task suite could not be loaded (bad file, bad line, unknown dataset)."""
+
+
+def require(registry: dict, name: str, *, field: str, kind: str, extra: str | None = None):
+    """Registry lookup that fails with `UnknownNameError` instead of a bare KeyError."""
+    try:
+        return registry[name]
+    except KeyError:
+        raise UnknownNameError(field, kind, name, registry.keys(), extra) from None

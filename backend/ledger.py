@@ -1,0 +1,123 @@
+"""The FLOPs ledger: one way of counting compute for every strategy, so budgets compare fairly.
+
+Forward FLOPs for one token at context position t (DESIGN.md §5, Kaplan et al.):
+    f(t) = 2 · (N + 2 · n_layers · d_model · t)
+so processing tokens at positions a+1 .. b costs the closed form
+    F(a, b) = 2·N·(b−a) + 4·n_layers·d_model · (Σ_{t=a+1..b} t).
+
+A generation of D tokens after a prompt of P tokens, of which c were served from the prefix cache, costs
+    prefill = F(c, P)           (the cached positions are not recomputed)
+    decode  = F(P, P + D)
+Prompt tokens are counted once per distinct cached prefix: a pool of n samples of one prompt pays one prefill.
+Verifier calls are charged at the verifier model's size through the same function, in their own column.
+
+N is the number of parameters touched by the forward matmuls: every tensor but the token-embedding lookup,
+plus the output projection (which *is* the embedding matrix when the two are tied). Architecture numbers are
+read from the GGUF metadata (`backend.models.gguf_arch`), never hard-coded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelArch:
+    """What the ledger needs to know about a model."""
+
+    n_params: int  # forward-matmul parameters (see module docstring)
+    n_layers: int
+    d_model: int
+    n_ctx_train: int = 0
+    vocab_size: int = 0
+    architecture: str = ""
+
+    def token_flops(self, position: float) -> float:
+        """FLOPs of one forward token at context position `position`."""
+        return 2.0 * (self.n_params + 2.0 * self.n_layers * self.d_model * position)
+
+
+def span_flops(arch: ModelArch, start, stop):
+    """FLOPs for positions start+1 .. stop (vectorised: numpy arrays or scalars)."""
+    start = np.asarray(start, dtype=np.float64)
+    stop = np.asarray(stop, dtype=np.float64)
+    n = np.maximum(stop - start, 0.0)
+    pos_sum = (start + 1.0 + stop) * n / 2.0  # Σ t for t in (start, stop]
+    out = 2.0 * arch.n_params * n + 4.0 * arch.n_layers * arch.d_model * pos_sum
+    return out if out.ndim else float(out)
+
+
+def prefill_flops(arch: ModelArch, prompt_tokens, cached_tokens=0):
+    """Cost of reading a prompt, minus the positions served from the prefix cache."""
+    cached = np.minimum(np.asarray(cached_tokens, dtype=np.float64), np.asarray(prompt_tokens, dtype=np.float64))
+    return span_flops(arch, cached, prompt_tokens)
+
+
+def decode_flops(arch: ModelArch, prompt_tokens, completion_tokens):
+    """Cost of generating `completion_tokens` after a prompt of `prompt_tokens`."""
+    p = np.asarray(prompt_tokens, dtype=np.float64)
+    return span_flops(arch, p, p + np.asarray(completion_tokens, dtype=np.float64))
+
+
+def sampling_flops(arch: ModelArch, prompt_tokens: float, completion_tokens: float, n_samples) -> np.ndarray:
+    """Budget of n independent samples of one prompt: one shared prefill plus n decodes (prefix cached)."""
+    n = np.asarray(n_samples, dtype=np.float64)
+    return prefill_flops(arch, prompt_tokens) + n * decode_flops(arch, prompt_tokens, completion_tokens)
+
+
+def samples_for_budget(arch: ModelArch, budget_flops, prompt_tokens: float, completion_tokens: float) -> np.ndarray:
+    """Inverse of `sampling_flops`: how many whole samples a FLOP budget buys (0 if not even the prefill)."""
+    b = np.asarray(budget_flops, dtype=np.float64)
+    per = decode_flops(arch, prompt_tokens, completion_tokens)
+    n = np.floor((b - prefill_flops(arch, prompt_tokens)) / max(per, 1e-300))
+    return np.maximum(n, 0).astype(np.int64)
+
+
+@dataclass
+class Ledger:
+    """Running totals for one strategy execution, split by who spent it.
+
+    Strategies charge every engine call here; `remaining()` lets them stop before overspending."""
+
+    budget_flops: float | None = None
+    generator_flops: float = 0.0
+    verifier_flops: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    verifier_tokens: int = 0
+
+    @property
+    def total(self) -> float:
+        return self.generator_flops + self.verifier_flops
+
+    def remaining(self) -> float:
+        return float("inf") if self.budget_flops is None else self.budget_flops - self.total
+
+    def charge_generation(self, arch: ModelArch, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> float:
+        cost = float(prefill_flops(arch, prompt_tokens, cached_tokens)) + float(
+            decode_flops(arch, prompt_tokens, completion_tokens)
+        )
+        self.generator_flops += cost
+        self.prompt_tokens += int(prompt_tokens) - int(min(cached_tokens, prompt_tokens))
+        self.completion_tokens += int(completion_tokens)
+        return cost
+
+    def charge_verifier(self, arch: ModelArch, prompt_tokens: int, cached_tokens: int, completion_tokens: int = 0) -> float:
+        cost = float(prefill_flops(arch, prompt_tokens, cached_tokens)) + float(
+            decode_flops(arch, prompt_tokens, completion_tokens)
+        )
+        self.verifier_flops += cost
+        self.verifier_tokens += int(prompt_tokens) - int(min(cached_tokens, prompt_tokens)) + int(completion_tokens)
+        return cost
+
+
+def matched_compute_multiplier(m: float, r: float) -> float:
+    """Snell et al. §7: a model M× larger costs the small one M + 3·(D_pretrain/D_inference)·(M−1) times its
+    inference compute, with R = D_inference / D_pretrain."""
+    if r <= 0:
+        raise ValueError("R = D_inference / D_pretrain must be > 0")
+    if m < 1:
+        raise ValueError("M (size ratio of the larger model) must be >= 1")
+    return m + 3.0 * (1.0 / r) * (m - 1.0)

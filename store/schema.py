@@ -1,0 +1,95 @@
+"""Column layout of the immutable Parquet shards that workers append (see `store/__init__.py` for why shards).
+
+Each table is one pyarrow schema. Adding a column is a named migration in `store/migrations.py` that bumps
+`SHARD_SCHEMA_VERSION`; readers use `union_by_name`, so old shards read the new column as NULL."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SHARD_SCHEMA_VERSION = 1
+
+SAMPLES = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("model", pa.string()),
+        ("task", pa.string()),
+        ("question_id", pa.string()),
+        ("sample_idx", pa.int32()),
+        ("strategy", pa.string()),
+        ("prompt", pa.string()),
+        ("completion", pa.string()),
+        ("answer", pa.string()),
+        ("score", pa.float64()),
+        ("correct", pa.bool_()),
+        ("prompt_tokens", pa.int32()),
+        ("cached_prompt_tokens", pa.int32()),
+        ("completion_tokens", pa.int32()),
+        ("logprob_sum", pa.float64()),
+        ("logprob_mean", pa.float64()),
+        ("finish_reason", pa.string()),
+        ("latency_s", pa.float64()),
+        ("prefill_flops", pa.float64()),
+        ("decode_flops", pa.float64()),
+        ("flops", pa.float64()),
+        ("seed", pa.int64()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+"""One row per generated sample. `flops` = decode_flops + prefill_flops / samples_per_question: the prompt is
+prefilled once per question thanks to the prefix cache (backend/ledger.py)."""
+
+QUESTIONS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("task", pa.string()),
+        ("question_id", pa.string()),
+        ("dataset", pa.string()),
+        ("question", pa.string()),
+        ("reference", pa.string()),
+        ("difficulty", pa.string()),  # JSON of the task's difficulty knobs / metadata
+        ("level", pa.float64()),  # a numeric difficulty level where the task has one
+    ]
+)
+
+SCORES = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("model", pa.string()),
+        ("question_id", pa.string()),
+        ("sample_idx", pa.int32()),
+        ("verifier", pa.string()),
+        ("score", pa.float64()),  # aggregated over steps
+        ("step_scores", pa.list_(pa.float64())),
+        ("verifier_flops", pa.float64()),
+    ]
+)
+"""Verifier scores of pooled samples; any verifier's scores can drive best-of-N selection."""
+
+NODES = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("model", pa.string()),
+        ("strategy", pa.string()),
+        ("config", pa.string()),  # JSON of the strategy's parameters, incl. budget
+        ("question_id", pa.string()),
+        ("node_id", pa.int64()),
+        ("parent_id", pa.int64()),  # -1 for a root
+        ("depth", pa.int32()),
+        ("step_text", pa.string()),
+        ("step_score", pa.float64()),
+        ("prompt_tokens", pa.int32()),
+        ("cached_prompt_tokens", pa.int32()),
+        ("completion_tokens", pa.int32()),
+        ("generator_flops", pa.float64()),
+        ("verifier_flops", pa.float64()),
+        ("is_final", pa.bool_()),  # a leaf that is a complete candidate solution
+        ("selected", pa.bool_()),  # the strategy's final pick
+        ("answer", pa.string()),
+        ("correct", pa.bool_()),
+        ("finish_reason", pa.string()),
+    ]
+)
+"""Search trajectories (beam, lookahead, revisions, ...): one row per node of the tree."""
+
+TABLES: dict[str, pa.Schema] = {"samples": SAMPLES, "questions": QUESTIONS, "scores": SCORES, "nodes": NODES}
