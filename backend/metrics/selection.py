@@ -1,0 +1,229 @@
+"""Selection curves: accuracy of picking one answer out of k samples, as the expectation over random k-subsets
+of each stored pool (never the first k samples, which would make the curve depend on storage order).
+
+Rules, shared with the brute-force reference in the tests:
+- best-of-N by score: the sample with the highest verifier score wins; a missing score ranks lowest; ties
+  are broken uniformly at random (the expectation averages over the tied samples).
+- majority vote: the most frequent normalised answer among the k samples wins; samples without an answer
+  do not vote; ties between answers are broken uniformly at random (averaged); no answer at all scores 0.
+- weighted best-of-N: each distinct answer gets the sum of its samples' verifier scores (missing = 0); the
+  largest sum wins (ties within 1e-9 relative broken uniformly at random); no answer at all scores 0.
+An answer's correctness is the fraction of its pool samples graded correct (1 or 0 when grading is
+consistent, which it is when answers are graded by their normalised string).
+
+Best-of-N has a closed form (order statistics, below). Majority and weighted votes have none that is cheap,
+so they are estimated by resampling: each draw is one random permutation of the sample positions, and its
+prefixes are uniformly random k-subsets for every k of the grid at once; vote counts for all k come from one
+bincount per draw. Draws are independent, so the spread of the per-draw question means gives an honest
+Monte Carlo band.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from backend.metrics.coverage import comb_ratio, resolve_ks
+from backend.metrics.curve import Curve, bootstrap_band, check_questions_mask
+from backend.metrics.pools import Pool
+
+_VOTE_CELLS = 1 << 21  # (questions × k × answers) cells per vote-count block
+_TIE_RTOL = 1e-9
+
+
+def best_of_n_exact(valid: np.ndarray, correct: np.ndarray, score: np.ndarray, ks: np.ndarray) -> np.ndarray:
+    """(Q, K) expected correctness of the top-scored sample of a random k-subset, in closed form.
+
+    Sort each pool by score; for a sample with `above` samples scored strictly higher and `tied` samples
+    (itself included) at its score, P(it is picked) = [C(n-above, k) - C(n-above-tied, k)] / C(n, k) / tied:
+    the subset holds none of the higher ones and at least one of its tie group, and the pick is uniform
+    within the group. Accuracy = Σ P(picked) · correct."""
+    n_q, width = valid.shape
+    key = np.where(valid, np.where(np.isnan(score), np.inf, -score), np.nan)  # ascending; padding (NaN) last
+    order = np.argsort(key, axis=1, kind="stable")
+    s = np.take_along_axis(key, order, axis=1)
+    c = np.take_along_axis(correct & valid, order, axis=1).astype(np.float64)
+    v = np.take_along_axis(valid, order, axis=1)
+    idx = np.arange(width)
+    starts = np.ones((n_q, width), dtype=bool)
+    starts[:, 1:] = ~(s[:, 1:] == s[:, :-1])  # NaN padding never ties
+    ends = np.ones((n_q, width), dtype=bool)
+    ends[:, :-1] = starts[:, 1:]
+    first = np.maximum.accumulate(np.where(starts, idx, 0), axis=1)
+    last = np.minimum.accumulate(np.where(ends, idx, width - 1)[:, ::-1], axis=1)[:, ::-1]
+    tied = (last - first + 1).astype(np.float64)
+    n = valid.sum(axis=1)[:, None]
+    m_hi = np.clip(n - first, 0, n)
+    m_lo = np.clip(n - first - (last - first + 1), 0, n)
+    out = np.empty((n_q, len(ks)))
+    for j, k in enumerate(ks):
+        p = (comb_ratio(n, m_hi, k) - comb_ratio(n, m_lo, k)) / tied
+        out[:, j] = np.where(v, p * c, 0.0).sum(axis=1)
+    return out
+
+
+def answer_correctness(valid: np.ndarray, correct: np.ndarray, answer_id: np.ndarray) -> np.ndarray:
+    """(Q, A) fraction of each distinct answer's pool samples that are graded correct."""
+    n_q = valid.shape[0]
+    n_ans = max(int(answer_id.max()) + 1, 1)
+    code = np.where(valid & (answer_id >= 0), answer_id, n_ans)
+    flat = (np.arange(n_q)[:, None] * (n_ans + 1) + code).ravel()
+    size = n_q * (n_ans + 1)
+    count = np.bincount(flat, minlength=size).reshape(n_q, n_ans + 1)[:, :n_ans]
+    good = np.bincount(flat, weights=(correct & valid).ravel().astype(np.float64), minlength=size)
+    good = good.reshape(n_q, n_ans + 1)[:, :n_ans]
+    return np.divide(good, count, out=np.zeros_like(good), where=count > 0)
+
+
+def _pick(counts: np.ndarray, weights: np.ndarray, answer_ok: np.ndarray) -> np.ndarray:
+    """Expected correctness of the answer with the largest `weights` among those present (counts > 0),
+    averaging over ties. counts/weights: (Q, K, A); answer_ok: (Q, A)."""
+    present = counts > 0
+    w = np.where(present, weights, -np.inf)
+    top = w.max(axis=2, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        tol = _TIE_RTOL * np.maximum(1.0, np.abs(top))
+        tied = present & (w >= top - tol)
+    n_tied = tied.sum(axis=2)
+    hit = np.einsum("qka,qa->qk", tied.astype(np.float64), answer_ok)
+    return np.divide(hit, n_tied, out=np.zeros_like(hit), where=n_tied > 0)
+
+
+def vote_resampled(
+    valid: np.ndarray,
+    answer_id: np.ndarray,
+    answer_ok: np.ndarray,
+    vote_weight: np.ndarray | None,
+    ks: np.ndarray,
+    *,
+    draws: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(D, Q, K) majority and (optionally) weighted-vote correctness on `draws` random k-subsets per k.
+
+    One random permutation per draw: in permuted order the first k valid samples of every question form a
+    uniformly random k-subset; segment counts between successive grid k are cumulated, so one bincount per
+    draw serves the whole grid. Where every pool is full and k equals the pool size the result is exact."""
+    if draws < 2:
+        raise ValueError(f"draws must be >= 2 to report a resampling band, got {draws}")
+    rng = np.random.default_rng(seed)
+    n_q, width = valid.shape
+    n_ans = answer_ok.shape[1]
+    code = np.where(valid & (answer_id >= 0), answer_id, n_ans).astype(np.int64)
+    weight = None if vote_weight is None else np.where(valid, np.nan_to_num(vote_weight, nan=0.0), 0.0)
+    n_k = len(ks)
+    full = bool(valid.all())
+    # positions each draw must look at: on full pools only up to the largest k (k = n needs no permutation)
+    span = int(ks[-1]) if full else width
+    perms = [rng.permutation(width)[:span] for _ in range(draws)]
+    if full:
+        seg_of_pos = np.searchsorted(ks, np.arange(1, span + 1), side="left")
+    block = max(1, _VOTE_CELLS // ((n_k + 1) * (n_ans + 1)))
+    majority = np.empty((draws, n_q, n_k))
+    weighted = None if weight is None else np.empty((draws, n_q, n_k))
+    for lo in range(0, n_q, block):
+        hi = min(n_q, lo + block)
+        rows = hi - lo
+        ok = answer_ok[lo:hi]
+        base = (np.arange(rows)[:, None] * (n_k + 1)) * (n_ans + 1)
+        size = rows * (n_k + 1) * (n_ans + 1)
+        for d, perm in enumerate(perms):
+            a = code[lo:hi, perm]
+            if full:
+                seg = np.broadcast_to(seg_of_pos, a.shape)
+            else:
+                v = valid[lo:hi, perm]
+                rank = np.cumsum(v, axis=1)
+                seg = np.where(v, np.searchsorted(ks, rank, side="left"), n_k)
+            flat = (base + seg * (n_ans + 1) + a).ravel()
+            counts = np.bincount(flat, minlength=size).reshape(rows, n_k + 1, n_ans + 1)[:, :n_k, :n_ans]
+            counts = np.cumsum(counts, axis=1)
+            majority[d, lo:hi] = _pick(counts, counts, ok)
+            if weighted is not None:
+                wsum = np.bincount(flat, weights=weight[lo:hi, perm].ravel(), minlength=size)
+                wsum = np.cumsum(wsum.reshape(rows, n_k + 1, n_ans + 1)[:, :n_k, :n_ans], axis=1)
+                weighted[d, lo:hi] = _pick(counts, wsum, ok)
+    return majority, weighted
+
+
+def _mc_band(values: np.ndarray, confidence: float):
+    """Student-t band of the mean over draws of the per-draw question means: the Monte Carlo error."""
+    per_draw = values.mean(axis=1)  # (D, K)
+    d = per_draw.shape[0]
+    center = per_draw.mean(axis=0)
+    half = stats.t.ppf(0.5 + confidence / 2.0, d - 1) * per_draw.std(axis=0, ddof=1) / np.sqrt(d)
+    return center - half, center + half
+
+
+def _resampled_curve(name, values, mask, ks, pool, *, n_boot, confidence, seed, draws) -> Curve:
+    per_q = values.mean(axis=0)
+    mean, low, high = bootstrap_band(per_q, n_boot=n_boot, confidence=confidence, seed=seed)
+    mc_low, mc_high = _mc_band(values, confidence)
+    return Curve(
+        name, ks, mean, low, high, per_q, pool.question_ids[mask], False, mc_low, mc_high, confidence,
+        {"draws": draws, "seed": seed},
+    )
+
+
+def best_of_n_curve(
+    pool: Pool, verifier: str, ks=None, *, questions=None, n_boot: int = 1000, confidence: float = 0.95,
+    seed: int = 0,
+) -> Curve:
+    """Best-of-N by verifier score at each k, exact: Σ_i correct_i · P(sample i tops a random k-subset),
+    with P from order statistics (see `best_of_n_exact`); ties averaged."""
+    mask = check_questions_mask(questions, pool.n_questions)
+    ks = resolve_ks(pool, mask, ks)
+    score = pool.score(verifier)[mask]
+    per_q = best_of_n_exact(pool.valid[mask], pool.correct[mask], score, ks)
+    mean, low, high = bootstrap_band(per_q, n_boot=n_boot, confidence=confidence, seed=seed)
+    return Curve(
+        f"best_of_n[{verifier}]", ks, mean, low, high, per_q, pool.question_ids[mask], True, mean, mean,
+        confidence, {"verifier": verifier},
+    )
+
+
+def majority_curve(
+    pool: Pool, ks=None, *, questions=None, draws: int = 32, seed: int = 0, n_boot: int = 1000,
+    confidence: float = 0.95,
+) -> Curve:
+    """Majority vote at each k: E over random k-subsets of correct(most frequent answer), ties averaged;
+    resampled (`draws` permutations, fixed seed) with a Monte Carlo band."""
+    return selection_curves(
+        pool, None, ks, questions=questions, draws=draws, seed=seed, n_boot=n_boot, confidence=confidence
+    )["majority"]
+
+
+def weighted_best_of_n_curve(
+    pool: Pool, verifier: str, ks=None, *, questions=None, draws: int = 32, seed: int = 0, n_boot: int = 1000,
+    confidence: float = 0.95,
+) -> Curve:
+    """Weighted best-of-N at each k: E over random k-subsets of correct(argmax_answer Σ verifier scores),
+    ties averaged; resampled (`draws` permutations, fixed seed) with a Monte Carlo band."""
+    return selection_curves(
+        pool, verifier, ks, questions=questions, draws=draws, seed=seed, n_boot=n_boot, confidence=confidence
+    )[f"weighted_best_of_n[{verifier}]"]
+
+
+def selection_curves(
+    pool: Pool, verifier: str | None, ks=None, *, questions=None, draws: int = 32, seed: int = 0,
+    n_boot: int = 1000, confidence: float = 0.95,
+) -> dict[str, Curve]:
+    """Majority, and with a verifier also best-of-N and weighted best-of-N, sharing one resampling pass.
+
+    Keys: "majority", "best_of_n[<verifier>]", "weighted_best_of_n[<verifier>]"."""
+    mask = check_questions_mask(questions, pool.n_questions)
+    ks = resolve_ks(pool, mask, ks)
+    valid, correct, answer_id = pool.valid[mask], pool.correct[mask], pool.answer_id[mask]
+    score = None if verifier is None else pool.score(verifier)[mask]
+    answer_ok = answer_correctness(valid, correct, answer_id)
+    maj, wtd = vote_resampled(valid, answer_id, answer_ok, score, ks, draws=draws, seed=seed)
+    opts = dict(n_boot=n_boot, confidence=confidence, seed=seed, draws=draws)
+    out = {"majority": _resampled_curve("majority", maj, mask, ks, pool, **opts)}
+    if verifier is not None:
+        out[f"best_of_n[{verifier}]"] = best_of_n_curve(
+            pool, verifier, ks, questions=mask, n_boot=n_boot, confidence=confidence, seed=seed
+        )
+        name = f"weighted_best_of_n[{verifier}]"
+        out[name] = _resampled_curve(name, wtd, mask, ks, pool, **opts)
+        out[name].meta["verifier"] = verifier
+    return out

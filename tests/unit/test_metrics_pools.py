@@ -1,0 +1,73 @@
+"""The pool loader against an in-memory DuckDB holding the store's tables (no store module needed)."""
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from backend.metrics import coverage_curve, list_verifiers, load_pool
+
+
+def _store():
+    con = duckdb.connect()
+    rows = []
+    # q1: 3 samples in run r1 plus 1 in run r2; q2: 2 samples (ragged); another model that must not leak in
+    for run, qid, idx, ans, ok in [
+        ("r1", "q1", 0, " 42 ", True),
+        ("r1", "q1", 1, "41", False),
+        ("r1", "q1", 2, "42", True),
+        ("r2", "q1", 0, None, False),
+        ("r1", "q2", 0, "x  y", False),
+        ("r1", "q2", 1, "x y", False),
+    ]:
+        rows.append(dict(run_id=run, model="m", task="t", question_id=qid, sample_idx=idx, strategy="sample",
+                         answer=ans, score=1.0 if ok else 0.0, correct=ok, prompt_tokens=10,
+                         cached_prompt_tokens=0, completion_tokens=5 + idx, prefill_flops=100.0,
+                         decode_flops=50.0, flops=75.0))
+    rows.append({**rows[0], "model": "other"})
+    samples = pd.DataFrame(rows)
+    scores = pd.DataFrame(
+        [
+            dict(run_id="r1", model="m", question_id="q1", sample_idx=0, verifier="prm", score=0.9),
+            dict(run_id="r1", model="m", question_id="q1", sample_idx=1, verifier="prm", score=0.2),
+            dict(run_id="r1", model="m", question_id="q1", sample_idx=1, verifier="orm", score=0.7),
+            dict(run_id="r1", model="m", question_id="q2", sample_idx=0, verifier="prm", score=0.5),
+        ]
+    )
+    con.register("samples_df", samples)
+    con.register("scores_df", scores)
+    con.execute("CREATE TABLE samples AS SELECT * FROM samples_df")
+    con.execute("CREATE TABLE scores AS SELECT * FROM scores_df")
+    return con
+
+
+def test_load_pool_builds_dense_arrays_in_one_query():
+    con = _store()
+    pool = load_pool(con, ["r1", "r2"], "m")
+    assert pool.question_ids.tolist() == ["q1", "q2"]
+    assert pool.n.tolist() == [4, 2]
+    assert pool.valid.tolist() == [[True] * 4, [True, True, False, False]]
+    assert pool.correct.tolist() == [[True, False, True, False], [False, False, False, False]]
+    # " 42 " and "42" are one answer; whitespace runs collapse; NULL is -1; padding is -1
+    assert pool.answer_id.tolist() == [[1, 0, 1, -1], [0, 0, -1, -1]]
+    assert sorted(pool.scores) == ["orm", "prm"]
+    prm = pool.score("prm")
+    assert prm[0, :2].tolist() == [0.9, 0.2] and np.isnan(prm[0, 2]) and np.isnan(prm[1, 1])
+    assert pool.completion_tokens[0].tolist() == [5, 6, 7, 5]
+    assert pool.flops[1, :2].tolist() == [75.0, 75.0] and np.isnan(pool.flops[1, 2])
+
+
+def test_load_pool_filters_runs_and_verifiers():
+    con = _store()
+    pool = load_pool(con, "r1", "m", verifiers="orm")
+    assert pool.n.tolist() == [3, 2] and list(pool.scores) == ["orm"]
+    assert list_verifiers(con, ["r1"], "m") == ["orm", "prm"]
+    assert coverage_curve(pool, [1], n_boot=0).mean[0] == pytest.approx((2 / 3 + 0) / 2)
+
+
+def test_load_pool_with_no_match_names_the_selection():
+    con = _store()
+    with pytest.raises(ValueError, match=r"no samples match run_ids=\['r9'\], model='m'"):
+        load_pool(con, ["r9"], "m")
+    with pytest.raises(ValueError, match="run_ids is empty"):
+        load_pool(con, [], "m")
