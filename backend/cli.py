@@ -1,0 +1,113 @@
+"""`ttc`: the command line. Every TtcError is rendered here as one line on stderr with exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from backend.errors import TtcError
+
+
+def _cmd_run(args) -> int:
+    from tqdm import tqdm
+
+    from backend.config import load_spec
+    from backend.worker import execute, prepare_run
+    from store import Store
+
+    spec = load_spec(args.spec)
+    prepared = prepare_run(spec)  # validates everything before the store is created or touched
+    store = Store.open(args.store)
+    bar = tqdm(total=prepared.total_samples, unit="sample", desc=prepared.run_id, disable=args.quiet, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        result = execute(prepared, store, progress=progress)
+    finally:
+        bar.close()
+    print(f"run {result['run_id']}: {result['total']} samples in {store.root} ({result['generated']} generated now)")
+    return 0
+
+
+def _cmd_models(args) -> int:
+    from backend.models.registry import DEFAULT_MODEL, SHIPPED_MODELS, parts_installed, prepare_shipped, verify_file
+
+    for name, m in SHIPPED_MODELS.items():
+        installed = parts_installed(m)
+        line = f"{name}{' (default)' if name == DEFAULT_MODEL else ''}\t{m.size_bytes / 1e6:.0f} MB\t{m.prompt_style}\t"
+        if args.prepare and installed:
+            path = prepare_shipped(m)
+            if args.verify:
+                verify_file(path, m.sha256)
+            line += f"ready: {path}"
+        else:
+            line += "installed" if installed else f"not installed: {m.install_hint}"
+        print(line + f"\t{m.description}")
+    print("or any local .gguf path")
+    return 0
+
+
+def _cmd_tasks(args) -> int:
+    from backend.tasks import TASKS
+
+    print("task kinds: " + ", ".join(TASKS))
+    if args.all:
+        from backend.tasks.reasoning_gym_task import _datasets, config_fields
+
+        for name in sorted(_datasets()):
+            print(f"reasoning_gym/{name}\tconfig: {', '.join(config_fields(name))}")
+    else:
+        print("(ttc tasks --all lists the reasoning-gym datasets and their difficulty knobs)")
+    return 0
+
+
+def _cmd_sql(args) -> int:
+    from store import Store
+
+    store = Store.open(args.store, create=False)
+    df = store.query(args.query)
+    df.to_csv(sys.stdout, index=False)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ttc", description="ttc-lab: how should I spend inference compute?")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run a spec: generate and grade every sample into the store")
+    r.add_argument("spec", help="YAML run spec (see examples/)")
+    r.add_argument("--store", type=Path, default=None, help="store directory (default: $TTC_STORE or ~/.local/share/ttc-lab/store)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(fn=_cmd_run)
+    m = sub.add_parser("models", help="list the registry's models")
+    m.add_argument("--prepare", action="store_true", help="assemble installed models into the cache")
+    m.add_argument("--verify", action="store_true", help="with --prepare: re-hash the assembled files")
+    m.set_defaults(fn=_cmd_models)
+    t = sub.add_parser("tasks", help="list task suites")
+    t.add_argument("--all", action="store_true", help="list every reasoning-gym dataset")
+    t.set_defaults(fn=_cmd_tasks)
+    s = sub.add_parser("sql", help="run a SQL query on the store, print CSV")
+    s.add_argument("query")
+    s.add_argument("--store", type=Path, default=None)
+    s.set_defaults(fn=_cmd_sql)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except TtcError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""The run spec: one typed, strict document (YAML or the dashboard's form) that says what to generate.
+
+Unknown keys are rejected (`extra="forbid"`), cross-field rules live here, and every validation failure becomes
+a one-line `SpecError` naming the field and what is allowed. Nothing here touches the store, the network or
+the process: a spec is checked completely before a run writes anything."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from backend.errors import SpecError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(Strict):
+    name: str = Field(description="a registry name (ttc models) or a path to a local .gguf file")
+    price_in_per_m: float | None = Field(None, ge=0, description="USD per 1M input tokens (cost-of-pass)")
+    price_out_per_m: float | None = Field(None, ge=0, description="USD per 1M output tokens (cost-of-pass)")
+    prompt_style: Literal["chat", "few_shot"] | None = Field(None, description="override the model's prompting")
+
+
+class ReasoningGymDatasetSpec(Strict):
+    name: str
+    size: int = Field(gt=0, le=100_000)
+    config: dict[str, Any] = Field(default_factory=dict)
+    level: float | None = Field(None, description="difficulty label; defaults to the position in the list")
+
+
+class ReasoningGymSuite(Strict):
+    kind: Literal["reasoning_gym"]
+    datasets: list[ReasoningGymDatasetSpec] = Field(min_length=1)
+
+
+class HumanEvalSuite(Strict):
+    kind: Literal["humaneval"]
+    size: int | None = Field(None, gt=0, le=164)
+    timeout_s: float = Field(10.0, gt=0, le=120)
+
+
+class MathJsonlSuite(Strict):
+    kind: Literal["math_jsonl"]
+    path: str
+    size: int | None = Field(None, gt=0)
+
+
+TaskSuite = Annotated[Union[ReasoningGymSuite, HumanEvalSuite, MathJsonlSuite], Field(discriminator="kind")]
+
+
+class EngineSpec(Strict):
+    kind: Literal["llamacpp", "openai", "vllm"] = "llamacpp"
+    n_parallel: int = Field(4, ge=1, le=256, description="parallel slots (continuous batching)")
+    n_ctx_per_slot: int = Field(2048, ge=256, le=131072)
+    threads: int | None = Field(None, ge=1, le=256)
+    base_url: str | None = Field(None, description="for kind=openai: the server's /v1 URL")
+
+
+class RunSpec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    models: list[Union[str, ModelSpec]] = Field(min_length=1)
+    task: TaskSuite
+    samples_per_question: int = Field(gt=0, le=100_000)
+    temperature: float = Field(0.8, ge=0, le=5)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(256, gt=0, le=32768)
+    seed: int = Field(0, ge=0, lt=2**31)
+    engine: EngineSpec = Field(default_factory=EngineSpec)
+
+    @field_validator("models")
+    @classmethod
+    def _distinct_models(cls, models):
+        names = [m if isinstance(m, str) else m.name for m in models]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"model {sorted(dup)[0]!r} is listed twice")
+        return models
+
+    def model_specs(self) -> list[ModelSpec]:
+        return [ModelSpec(name=m) if isinstance(m, str) else m for m in self.models]
+
+    def run_id(self) -> str:
+        """Same spec, same run: re-running resumes instead of starting over."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return f"{self.name}-{hashlib.sha256(canonical.encode()).hexdigest()[:10]}"
+
+
+def _field_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("reasoning_gym", "humaneval", "math_jsonl", "str", "ModelSpec") or str(part).startswith("function-"):
+            continue  # pydantic's union-branch tags are noise to a user
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "spec"
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> str | None:
+    """Walk the schema along `loc` to list the keys allowed where an unknown one appeared."""
+    cur: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int) or cur is None:
+            continue
+        if part in ("reasoning_gym", "humaneval", "math_jsonl"):
+            cur = {"reasoning_gym": ReasoningGymSuite, "humaneval": HumanEvalSuite, "math_jsonl": MathJsonlSuite}[part]
+            continue
+        if part == "ModelSpec":
+            cur = ModelSpec
+            continue
+        fld = cur.model_fields.get(part) if isinstance(cur, type) and issubclass(cur, BaseModel) else None
+        if fld is None:
+            return None
+        ann = fld.annotation
+        cur = _first_model(ann)
+    if isinstance(cur, type) and issubclass(cur, BaseModel):
+        return ", ".join(cur.model_fields)
+    return None
+
+
+def _first_model(ann) -> Any:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in getattr(ann, "__args__", ()) or ():
+        found = _first_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def spec_error(err: ValidationError, model: type[BaseModel] = None) -> SpecError:
+    """One line for the first problem pydantic found (the one a user must fix first)."""
+    model = model or RunSpec
+    e = err.errors()[0]
+    loc = tuple(e["loc"])
+    field = _field_path(loc)
+    if e["type"] == "extra_forbidden":
+        return SpecError(field, "unknown key", _allowed_keys(model, loc))
+    if e["type"] == "missing":
+        return SpecError(field, "required but missing")
+    if e["type"] == "union_tag_invalid" or e["type"] == "union_tag_not_found":
+        return SpecError(field + ".kind" if not field.endswith("kind") else field, "unknown or missing task kind", "reasoning_gym, humaneval, math_jsonl")
+    msg = e["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return SpecError(field, f"{msg} (got {e.get('input')!r})" if "input" in e and not isinstance(e.get("input"), dict) else msg)
+
+
+def parse_spec(data: Any, source: str = "spec") -> RunSpec:
+    if not isinstance(data, dict):
+        raise SpecError(source, f"must be a mapping of keys to values, got {type(data).__name__}", ", ".join(RunSpec.model_fields))
+    try:
+        return RunSpec.model_validate(data)
+    except ValidationError as err:
+        raise spec_error(err) from None
+
+
+def load_spec(path: str | Path) -> RunSpec:
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError("SPEC", f"file {str(p)!r} does not exist", "a path to a YAML run spec")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(str(p), f"malformed YAML{where}: {getattr(e, 'problem', None) or e}", "a YAML mapping (see examples/smoke.yaml)") from None
+    return parse_spec(data, str(p))

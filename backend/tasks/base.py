@@ -1,0 +1,86 @@
+"""The `Task` contract: where questions come from, how a model is asked, how an answer is extracted and graded.
+
+Each task grades with its own checker (reasoning-gym's `score_answer`, math-verify, HumanEval's tests in a
+sandbox). `score` keeps the checker's raw value; `correct` is `score == 1.0` (reasoning-gym gives 0.01 to a
+present but wrong answer)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Question:
+    question_id: str
+    task: str
+    dataset: str
+    text: str
+    reference: str
+    difficulty: dict = field(default_factory=dict)
+    level: float | None = None
+    payload: Any = field(default=None, compare=False, repr=False)  # what the grader needs (entry, problem)
+
+
+@dataclass(frozen=True)
+class Grade:
+    answer: str | None
+    score: float
+
+    @property
+    def correct(self) -> bool:
+        return self.score == 1.0
+
+
+@runtime_checkable
+class Task(Protocol):
+    name: str
+    system_prompt: str
+    chat_stop: tuple[str, ...]
+    few_shot_stop: tuple[str, ...]
+
+    def questions(self) -> list[Question]: ...
+
+    def user_message(self, question: Question) -> str: ...
+
+    def few_shot_examples(self) -> list[tuple[Question, str]]:
+        """(question, worked answer) pairs for base models; never drawn from the evaluated questions."""
+        ...
+
+    def few_shot_format(self, question: Question, answer: str | None) -> str: ...
+
+    def grade(self, question: Question, completion: str) -> Grade: ...
+
+
+_ANSWER_LINE = re.compile(r"^\s*\**\s*(?:final\s+)?answer\s*\**\s*[:：]\s*\**\s*(.+?)\s*\**\s*$", re.IGNORECASE | re.MULTILINE)
+_BOXED = re.compile(r"\\boxed\s*\{")
+
+
+def _last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...}, braces balanced."""
+    starts = [m.end() for m in _BOXED.finditer(text)]
+    if not starts:
+        return None
+    i = starts[-1]
+    depth, j = 1, i
+    while j < len(text) and depth:
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        j += 1
+    return text[i : j - 1].strip() if depth == 0 else None
+
+
+def extract_answer(completion: str) -> str | None:
+    """The final answer of a free-text solution: the last "Answer: X" line, else the last \\boxed{X}.
+
+    DESIGN.md §4: the default Qwen often ignores the requested "Answer:" line and writes \\boxed{}, so both."""
+    lines = _ANSWER_LINE.findall(completion)
+    if lines:
+        ans = lines[-1].strip().strip("$").strip()
+        boxed = _last_boxed(ans)
+        ans = boxed if boxed is not None else ans
+        return ans.rstrip(".").strip() or None
+    boxed = _last_boxed(completion)
+    if boxed:
+        return boxed
+    return None

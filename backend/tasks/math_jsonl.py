@@ -1,0 +1,95 @@
+"""Questions from a JSONL file in MATH format (`problem`, `answer`, optional `level`, `subject`), graded with
+math-verify so `\\frac{1}{2}`, `0.5` and `\\boxed{1/2}` agree."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from backend.errors import TaskError
+from backend.tasks.base import Grade, Question, extract_answer
+
+INSTRUCTION = "Solve the problem step by step. Put the final answer in \\boxed{} and also on a last line 'Answer: <answer>'."
+
+
+def _level(value) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    m = re.search(r"\d+(\.\d+)?", str(value))
+    return float(m.group()) if m else None
+
+
+class MathJsonlTask:
+    name = "math_jsonl"
+    system_prompt = "You are a careful mathematician."
+    chat_stop: tuple[str, ...] = ()
+    few_shot_stop = ("\nProblem:",)
+
+    def __init__(self, path: str, size: int | None = None, field: str = "task.path"):
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise TaskError(f"{field}: JSONL file {str(p)!r} does not exist")
+        self.path = p
+        self._rows = []
+        with open(p, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise TaskError(f"{p}:{lineno}: not valid JSON ({e.msg})") from None
+                if not isinstance(row, dict):
+                    raise TaskError(f"{p}:{lineno}: each line must be a JSON object with 'problem' and 'answer'")
+                for key in ("problem", "answer"):
+                    if key not in row or row[key] in (None, ""):
+                        raise TaskError(f"{p}:{lineno}: missing required field '{key}'; each line needs 'problem' and 'answer' (optional 'level', 'subject', 'id')")
+                self._rows.append((lineno, row))
+        if not self._rows:
+            raise TaskError(f"{p}: no questions (the file is empty)")
+        if size is not None:
+            self._rows = self._rows[:size]
+
+    def questions(self) -> list[Question]:
+        return [
+            Question(
+                question_id=str(row.get("id", f"{self.path.stem}/{lineno}")),
+                task=self.name,
+                dataset=str(row.get("subject", self.path.stem)),
+                text=str(row["problem"]),
+                reference=str(row["answer"]),
+                difficulty={k: row[k] for k in ("level", "subject") if k in row},
+                level=_level(row.get("level")),
+                payload=row,
+            )
+            for lineno, row in self._rows
+        ]
+
+    def user_message(self, question: Question) -> str:
+        return f"{question.text}\n\n{INSTRUCTION}"
+
+    def few_shot_examples(self) -> list[tuple[Question, str]]:
+        return [
+            (Question("shot", self.name, "", "What is $3 \\cdot 4 - 5$?", "7"), "$3 \\cdot 4 = 12$ and $12 - 5 = 7$. Answer: 7"),
+            (Question("shot", self.name, "", "Simplify $\\frac{6}{8}$.", "\\frac{3}{4}"), "Divide by 2: $\\frac{3}{4}$. Answer: \\frac{3}{4}"),
+        ]
+
+    def few_shot_format(self, question: Question, answer: str | None) -> str:
+        return f"Problem: {question.text}\nSolution:" + (f" {answer}" if answer is not None else "")
+
+    def grade(self, question: Question, completion: str) -> Grade:
+        from math_verify import parse, verify
+
+        answer = extract_answer(completion)
+        if answer is None:
+            return Grade(None, 0.0)
+        try:
+            gold = parse(f"${question.reference}$")
+            pred = parse(f"${answer}$")
+            ok = bool(gold and pred and verify(gold, pred))
+        except Exception:
+            ok = False
+        return Grade(answer, 1.0 if ok else 0.0)

@@ -1,0 +1,100 @@
+"""Any reasoning-gym dataset, several configurations mixed into one suite so a demo spans difficulty
+(DESIGN.md §4: the default configs are mostly too hard for 0.5B models; mixing easy knobs gives a spread)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from backend.errors import SpecError, TaskError, UnknownNameError
+from backend.tasks.base import Grade, Question, extract_answer
+
+SYSTEM_PROMPT = "You are a careful assistant who solves problems step by step."
+INSTRUCTION = "Solve the problem. Think briefly, then give the final answer on its own last line as 'Answer: <answer>'."
+
+
+def _datasets() -> dict:
+    from reasoning_gym.factory import DATASETS
+
+    return DATASETS
+
+
+def config_fields(name: str) -> list[str]:
+    _, config_cls = _datasets()[name]
+    return [f.name for f in dataclasses.fields(config_cls) if f.name not in ("seed", "size")]
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj, default=lambda o: list(o) if isinstance(o, (tuple, set)) else str(o)))
+
+
+class ReasoningGymTask:
+    name = "reasoning_gym"
+    system_prompt = SYSTEM_PROMPT
+    chat_stop: tuple[str, ...] = ()
+    few_shot_stop = ("\nQuestion:", "\n\nQuestion")
+
+    def __init__(self, datasets: list[dict], seed: int, field: str = "task"):
+        """`datasets`: [{"name", "size", "config", "level"}]; validated here, before anything runs."""
+        import reasoning_gym
+
+        known = _datasets()
+        self._sets = []
+        for i, d in enumerate(datasets):
+            where = f"{field}.datasets[{i}]"
+            if d["name"] not in known:
+                raise UnknownNameError(f"{where}.name", "reasoning-gym dataset", d["name"], known)
+            allowed = config_fields(d["name"])
+            for key in d.get("config") or {}:
+                if key not in allowed:
+                    raise SpecError(f"{where}.config.{key}", f"not a {d['name']} setting", ", ".join(allowed))
+            try:
+                ds = reasoning_gym.create_dataset(d["name"], size=d["size"], seed=seed + i, **(d.get("config") or {}))
+                shots = reasoning_gym.create_dataset(d["name"], size=3, seed=seed + 10_000 + i, **(d.get("config") or {}))
+            except (AssertionError, ValueError, TypeError) as e:
+                raise SpecError(f"{where}.config", f"rejected by reasoning-gym: {e}") from None
+            level = d["level"] if d.get("level") is not None else i
+            self._sets.append((d, ds, shots, level, i))
+
+    def questions(self) -> list[Question]:
+        out = []
+        for d, ds, _, level, i in self._sets:
+            for j, entry in enumerate(ds):
+                meta = entry.get("metadata") or {}
+                difficulty = _jsonable({"config": d.get("config") or {}, **(meta.get("difficulty") or {})})
+                out.append(
+                    Question(
+                        question_id=f"{d['name']}/{i}/{j}",
+                        task=self.name,
+                        dataset=d["name"],
+                        text=entry["question"],
+                        reference=str(entry["answer"]),
+                        difficulty=difficulty,
+                        level=float(level),
+                        payload=(ds, entry),
+                    )
+                )
+        return out
+
+    def user_message(self, question: Question) -> str:
+        return f"{question.text}\n\n{INSTRUCTION}"
+
+    def few_shot_examples(self) -> list[tuple[Question, str]]:
+        _, _, shots, _, _ = self._sets[0]
+        return [(Question("shot", self.name, "", e["question"], str(e["answer"])), str(e["answer"])) for e in shots]
+
+    def few_shot_format(self, question: Question, answer: str | None) -> str:
+        return f"Question: {question.text}\nAnswer:" + (f" {answer}" if answer is not None else "")
+
+    def grade(self, question: Question, completion: str) -> Grade:
+        ds, entry = question.payload
+        answer = extract_answer(completion)
+        if answer is None:
+            # Base models answer right after "Answer:" in the few-shot format: a bare one-line reply is the answer.
+            bare = completion.strip()
+            answer = bare if bare and "\n" not in bare and len(bare) <= 40 else None
+        try:
+            score = float(ds.score_answer(answer, entry)) if answer is not None else 0.0
+        except Exception as e:  # a checker bug must not kill a run; record it as ungraded-wrong
+            raise TaskError(f"reasoning-gym {question.dataset} failed to grade {answer!r}: {e}") from e
+        return Grade(answer, score)

@@ -1,0 +1,286 @@
+"""The worker: turns a validated run spec into samples in the store.
+
+Order of work is what makes runs safe: (1) everything that can fail on bad input — models, task suite,
+questions, prompts — is resolved before the store is touched; (2) the run is registered and claimed; (3) for each
+model, only the (question, sample) keys missing from the store are generated, all submitted to the engine at
+once (continuous batching), graded as they finish and appended as immutable shards every `flush_s` seconds.
+A SIGKILL loses at most the unflushed tail, which the next run of the same spec regenerates with the same seeds."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import pyarrow as pa
+
+from backend.config import ModelSpec, RunSpec
+from backend.engines import GenerationRequest, SamplingParams, create_engine
+from backend.engines.base import Completion, Engine
+from backend.errors import TtcError
+from backend.ledger import decode_flops, prefill_flops
+from backend.models.registry import ResolvedModel, resolve_model
+from backend.prompting import build_prompt, stop_sequences
+from backend.tasks import Question, Task, create_task
+from store import Store
+from store.schema import QUESTIONS, SAMPLES
+
+
+def sample_seed(run_seed: int, question_id: str, sample_idx: int) -> int:
+    """Deterministic per-sample seed: a resumed run regenerates exactly the sample it lost."""
+    h = hashlib.blake2b(f"{run_seed}|{question_id}|{sample_idx}".encode(), digest_size=4).digest()
+    return int.from_bytes(h, "little") & 0x7FFFFFFF
+
+
+@dataclass
+class PreparedRun:
+    spec: RunSpec
+    run_id: str
+    task: Task
+    questions: list[Question]
+    models: list[tuple[ModelSpec, ResolvedModel]]
+
+    @property
+    def total_samples(self) -> int:
+        return len(self.questions) * self.spec.samples_per_question * len(self.models)
+
+
+def prepare_run(spec: RunSpec) -> PreparedRun:
+    """Resolve and validate everything a run needs; raises TtcError before anything is written."""
+    task = create_task(spec.task, seed=spec.seed)
+    questions = task.questions()
+    ids = [q.question_id for q in questions]
+    if len(set(ids)) != len(ids):
+        raise TtcError("task: question ids are not unique; give each JSONL line a distinct 'id'")
+    models = []
+    for i, m in enumerate(spec.model_specs()):
+        resolved = resolve_model(m.name, field=f"models[{i}]", prompt_style=m.prompt_style)
+        models.append((m, resolved))
+    return PreparedRun(spec, spec.run_id(), task, questions, models)
+
+
+def questions_table(run_id: str, questions: list[Question]) -> pa.Table:
+    import json
+
+    return pa.table(
+        {
+            "run_id": [run_id] * len(questions),
+            "task": [q.task for q in questions],
+            "question_id": [q.question_id for q in questions],
+            "dataset": [q.dataset for q in questions],
+            "question": [q.text for q in questions],
+            "reference": [q.reference for q in questions],
+            "difficulty": [json.dumps(q.difficulty, sort_keys=True, default=str) for q in questions],
+            "level": [q.level for q in questions],
+        },
+        schema=QUESTIONS,
+    )
+
+
+class ShardWriter:
+    """Grades finished completions off the engine's threads and appends them to the store in shards."""
+
+    def __init__(self, store: Store, run_id: str, flush_s: float = 1.0, max_rows: int = 512, on_rows: Callable[[int], None] | None = None):
+        self.store, self.run_id = store, run_id
+        self.flush_s, self.max_rows = flush_s, max_rows
+        self.on_rows = on_rows
+        self.inbox: queue.Queue = queue.Queue()
+        self.rows: list[dict] = []
+        self.error: BaseException | None = None
+        self.written = 0
+        self._thread = threading.Thread(target=self._loop, name="ttc-shard-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, row_fn: Callable[[], dict]) -> None:
+        self.inbox.put(row_fn)
+
+    def _flush(self) -> None:
+        if self.rows:
+            table = pa.Table.from_pylist(self.rows, schema=SAMPLES)
+            self.store.write_shard("samples", self.run_id, table)
+            self.written += len(self.rows)
+            if self.on_rows:
+                self.on_rows(len(self.rows))
+            self.rows = []
+
+    def _loop(self) -> None:
+        last = time.monotonic()
+        while True:
+            try:
+                item = self.inbox.get(timeout=0.1)
+            except queue.Empty:
+                item = None
+            try:
+                if item is _STOP:
+                    self._flush()
+                    return
+                if item is not None:
+                    self.rows.append(item())
+                if self.rows and (len(self.rows) >= self.max_rows or time.monotonic() - last >= self.flush_s):
+                    self._flush()
+                    last = time.monotonic()
+            except BaseException as e:  # surfaced to the run by close()
+                self.error = e
+                return
+
+    def close(self) -> None:
+        self.inbox.put(_STOP)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+_STOP = object()
+
+
+def _sample_row(run_id: str, model: ResolvedModel, task: Task, q: Question, idx: int, prompt: str, c: Completion, samples_per_question: int) -> dict:
+    grade = task.grade(q, c.text)
+    pre = float(prefill_flops(model.arch, c.prompt_tokens))
+    dec = float(decode_flops(model.arch, c.prompt_tokens, c.completion_tokens))
+    return {
+        "run_id": run_id,
+        "model": model.name,
+        "task": q.dataset,
+        "question_id": q.question_id,
+        "sample_idx": idx,
+        "strategy": "sample",
+        "prompt": prompt,
+        "completion": c.text,
+        "answer": grade.answer,
+        "score": float(grade.score),
+        "correct": grade.correct,
+        "prompt_tokens": c.prompt_tokens,
+        "cached_prompt_tokens": c.cached_prompt_tokens,
+        "completion_tokens": c.completion_tokens,
+        "logprob_sum": c.logprob_sum,
+        "logprob_mean": c.logprob_mean,
+        "finish_reason": c.finish_reason,
+        "latency_s": c.latency_s,
+        "prefill_flops": pre,
+        "decode_flops": dec,
+        "flops": dec + pre / samples_per_question,
+        "seed": c.seed,
+        "created_at": datetime.now(timezone.utc),
+    }
+
+
+class RunCancelled(TtcError):
+    pass
+
+
+def _claim_or_refuse(store: Store, run_id: str) -> None:
+    row = store.get_run(run_id)
+    if row and row["status"] == "running" and row["worker_pid"] and row["worker_pid"] != os.getpid():
+        beat = datetime.fromisoformat(row["heartbeat_at"]) if row["heartbeat_at"] else None
+        fresh = beat is not None and (datetime.now(timezone.utc) - beat).total_seconds() < 15
+        if fresh and _pid_alive(row["worker_pid"]):
+            raise TtcError(f"run {run_id} is already running (pid {row['worker_pid']}); wait for it or cancel it")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def execute(
+    prepared: PreparedRun,
+    store: Store,
+    progress: Callable[[int, int], None] | None = None,
+    engine_factory: Callable[[ResolvedModel, object], Engine] | None = None,
+    heartbeat_s: float = 2.0,
+) -> dict:
+    """Generate every missing sample of the run. `progress(done, total)` is called as shards land."""
+    spec, run_id = prepared.spec, prepared.run_id
+    total = prepared.total_samples
+    _claim_or_refuse(store, run_id)
+    store.upsert_run(run_id, spec.name, spec.model_dump(mode="json"), total, "running")
+    store.claim_run(run_id, os.getpid())
+    store.remove_stale_temp_files(run_id)
+    if not store.has_questions(run_id):
+        store.write_shard("questions", run_id, questions_table(run_id, prepared.questions))
+    cancelled = threading.Event()
+    stop_beat = threading.Event()
+
+    def beat() -> None:
+        while not stop_beat.wait(heartbeat_s):
+            try:
+                if store.heartbeat(run_id):
+                    cancelled.set()
+            except Exception:
+                pass
+
+    beater = threading.Thread(target=beat, name="ttc-heartbeat", daemon=True)
+    beater.start()
+    generated = 0
+    try:
+        done = int(store.query("SELECT count(*) AS n FROM samples WHERE run_id = ?", [run_id])["n"][0])
+        if progress:
+            progress(done, total)
+        for model_spec, model in prepared.models:
+            existing = store.existing_sample_keys(run_id, model.name)
+            prompts = {q.question_id: build_prompt(model, prepared.task, q) for q in prepared.questions}
+            stop = stop_sequences(model, prepared.task)
+            requests = [
+                GenerationRequest(
+                    prompt=prompts[q.question_id],
+                    params=SamplingParams(
+                        temperature=spec.temperature,
+                        top_p=spec.top_p,
+                        max_tokens=spec.max_tokens,
+                        seed=sample_seed(spec.seed, q.question_id, i),
+                        stop=stop,
+                        logprobs=1,
+                    ),
+                    n=1,
+                    tag=(q, i),
+                )
+                for q in prepared.questions
+                for i in range(spec.samples_per_question)
+                if (q.question_id, i) not in existing
+            ]
+            if not requests:
+                continue
+            counter = {"done": done}
+
+            def on_rows(n: int) -> None:
+                counter["done"] += n
+                if progress:
+                    progress(counter["done"], total)
+
+            writer = ShardWriter(store, run_id, on_rows=on_rows)
+            engine = (engine_factory or create_engine)(model, spec.engine)
+            try:
+
+                def on_complete(_ri, req, comps, model=model):
+                    q, idx = req.tag
+                    c = comps[0]
+                    writer.put(lambda: _sample_row(run_id, model, prepared.task, q, idx, req.prompt, c, spec.samples_per_question))
+
+                engine.generate(requests, on_complete=on_complete, should_stop=lambda: cancelled.is_set() or writer.error is not None)
+            finally:
+                engine.close()
+                writer.close()
+            generated += writer.written
+            done = counter["done"]
+            if cancelled.is_set():
+                raise RunCancelled(f"run {run_id} was cancelled")
+        store.finish_run(run_id, "done")
+        return {"run_id": run_id, "generated": generated, "total": total}
+    except RunCancelled:
+        store.finish_run(run_id, "cancelled")
+        raise
+    except BaseException as e:
+        store.finish_run(run_id, "failed", f"{type(e).__name__}: {e}"[:2000])
+        raise
+    finally:
+        stop_beat.set()

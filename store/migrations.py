@@ -1,0 +1,68 @@
+"""Append-only named migrations of the catalog (runs / job queue). Never edit one that has shipped: add the
+next `mNNN_...` function. `tests/unit/test_store_schema.py` pins the exact schema a fresh store gets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from sqlalchemy import Connection, text
+
+MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = []
+
+
+def migration(fn: Callable[[Connection], None]) -> Callable[[Connection], None]:
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_runs(db: Connection) -> None:
+    """One row per run; doubles as the job queue the dashboard submits to and workers claim."""
+    db.execute(
+        text(
+            """
+            CREATE TABLE runs (
+                run_id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                spec_json TEXT NOT NULL,
+                status TEXT NOT NULL,          -- queued | running | done | failed | cancelled
+                total_samples INTEGER NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                started_at TEXT,
+                finished_at TEXT,
+                heartbeat_at TEXT,
+                worker_pid INTEGER,
+                worker_host TEXT,
+                cancel_requested INTEGER NOT NULL DEFAULT 0,
+                error TEXT
+            )
+            """
+        )
+    )
+    db.execute(text("CREATE INDEX runs_status ON runs(status)"))
+
+
+@migration
+def m002_shard_schema_version(db: Connection) -> None:
+    """Records which Parquet shard layout (store/schema.py) this store's workers write."""
+    db.execute(text("CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"))
+    db.execute(text("INSERT INTO store_meta(key, value) VALUES ('shard_schema_version', '1')"))
+
+
+def apply_migrations(db: Connection) -> list[str]:
+    """Apply the pending migrations in order, each in the caller's transaction; return their names."""
+    db.execute(text("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"))
+    done = {row[0] for row in db.execute(text("SELECT name FROM _migrations"))}
+    applied = []
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        fn(db)
+        db.execute(
+            text("INSERT INTO _migrations(name, applied_at) VALUES (:n, :t)"),
+            {"n": name, "t": datetime.now(timezone.utc).isoformat()},
+        )
+        applied.append(name)
+    return applied
