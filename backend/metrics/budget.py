@@ -1,0 +1,91 @@
+"""Budgets in samples, tokens or FLOPs, converted through the one FLOPs ledger (backend/ledger.py).
+
+A pool curve is indexed by k, samples per question. The same curve can be drawn against generated tokens or
+forward FLOPs: k samples of one prompt cost one prefill (the prefix is cached) plus k decodes, so
+    tokens(k) = mean_q [prompt_q + k · mean completion_q]
+    FLOPs(k)  = mean_q [prefill_q + k · mean decode_q]
+with each question's own lengths. A verifier, when it reads every sample, adds its own prefill per sample.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backend.ledger import ModelArch, decode_flops, prefill_flops, sampling_flops
+from backend.metrics.curve import check_questions_mask
+from backend.metrics.pools import Pool
+
+X_UNITS = ("samples", "tokens", "flops")
+
+
+def flops_for_samples(
+    arch: ModelArch,
+    n_samples,
+    prompt_tokens: float,
+    completion_tokens: float,
+    *,
+    verifier: ModelArch | None = None,
+) -> np.ndarray:
+    """FLOPs of n samples of one prompt: prefill once + n · decode (ledger.sampling_flops), plus, with a
+    verifier, n · the verifier's prefill of prompt + completion."""
+    n = np.asarray(n_samples, dtype=np.float64)
+    if np.any(n < 0):
+        raise ValueError("n_samples must be >= 0")
+    out = sampling_flops(arch, prompt_tokens, completion_tokens, n)
+    if verifier is not None:
+        out = out + n * prefill_flops(verifier, prompt_tokens + completion_tokens)
+    return out
+
+
+def samples_for_flops(
+    arch: ModelArch,
+    budget_flops,
+    prompt_tokens: float,
+    completion_tokens: float,
+    *,
+    verifier: ModelArch | None = None,
+) -> np.ndarray:
+    """Whole samples a FLOP budget buys: floor((B − prefill) / (decode + verifier prefill)), 0 if the budget
+    does not cover the prefill. Inverse of `flops_for_samples` (same ledger functions)."""
+    budget = np.asarray(budget_flops, dtype=np.float64)
+    if np.any(budget < 0):
+        raise ValueError("budget_flops must be >= 0")
+    per_sample = float(decode_flops(arch, prompt_tokens, completion_tokens))
+    if verifier is not None:
+        per_sample += float(prefill_flops(verifier, prompt_tokens + completion_tokens))
+    n = np.floor((budget - float(prefill_flops(arch, prompt_tokens))) / per_sample)
+    return np.maximum(n, 0).astype(np.int64)
+
+
+def x_axis(pool: Pool, ks, unit: str, *, questions=None, arch: ModelArch | None = None) -> np.ndarray:
+    """x values for a pool curve's k grid in `unit` ("samples", "tokens" or "flops"; see module docstring).
+
+    FLOPs come from the stored prefill/decode columns; where those are missing, pass the model's `arch`
+    and they are recomputed from the token columns by the ledger."""
+    if unit not in X_UNITS:
+        raise ValueError(f"unit {unit!r} is unknown; allowed: {', '.join(X_UNITS)}")
+    ks = np.asarray(ks, dtype=np.float64)
+    if unit == "samples":
+        return ks
+    mask = check_questions_mask(questions, pool.n_questions)
+    valid = pool.valid[mask]
+    n = valid.sum(axis=1)
+
+    def per_question_mean(values):
+        return np.where(valid, values, 0.0).sum(axis=1) / n
+
+    prompt = pool.prompt_tokens[mask]
+    completion = pool.completion_tokens[mask]
+    if unit == "tokens":
+        once, per_k = per_question_mean(prompt), per_question_mean(completion)
+    else:
+        pre, dec = pool.prefill_flops[mask], pool.decode_flops[mask]
+        missing = valid & (np.isnan(pre) | np.isnan(dec))
+        if missing.any():
+            if arch is None:
+                raise ValueError("the pool has samples without stored FLOPs; pass arch= to recompute them")
+            pre = np.where(missing, prefill_flops(arch, prompt), pre)
+            dec = np.where(missing, decode_flops(arch, prompt, completion), dec)
+        once = np.where(valid, pre, -np.inf).max(axis=1)  # the uncached prefill, paid once per question
+        per_k = per_question_mean(dec)
+    return (once[:, None] + ks[None, :] * per_k[:, None]).mean(axis=0)

@@ -1,0 +1,227 @@
+"""Compute-optimal allocation (Snell et al. 2024): per difficulty bin and budget, the configuration that does
+best — chosen honestly.
+
+Choosing the best of many configurations and reporting its accuracy on the same questions rewards luck.
+So within each bin the questions are split in two seeded halves: the configuration chosen on one half is
+scored on the other, then the halves swap. Each question is thus scored by a configuration picked without
+it, and the compute-optimal curve is the mean of those held-out scores (2-fold cross-validation).
+
+Input is a dense table accuracy[configuration, budget, question] (expected correctness; NaN where a
+configuration cannot run at that budget), built from pool curves with `accuracy_table` or from search runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from backend.ledger import matched_compute_multiplier
+from backend.metrics.curve import Curve
+
+SNELL_R_VALUES = (0.16, 0.79, 22.0)
+
+
+@dataclass(frozen=True)
+class ComputeOptimalResult:
+    budgets: np.ndarray  # (B,)
+    configurations: list[str]  # (C,)
+    levels: np.ndarray  # (L,) bin levels present
+    accuracy: np.ndarray  # (B,) cross-validated compute-optimal accuracy over all questions
+    accuracy_by_bin: np.ndarray  # (L, B)
+    chosen: np.ndarray  # (2, L, B) configuration index chosen on selection fold 0 / 1 (-1: none runs)
+    in_sample_accuracy: np.ndarray  # (B,) choose and score on the same questions: optimistic, for contrast
+    baseline: str
+    baseline_accuracy: np.ndarray  # (B,)
+    baseline_accuracy_by_bin: np.ndarray  # (L, B)
+    efficiency: np.ndarray  # (B,) budget best-of-N needs / budget compute-optimal needs, same accuracy
+    efficiency_is_lower_bound: np.ndarray  # (B,) compute-optimal already matched at the smallest budget
+
+    def chosen_names(self, fold: int) -> np.ndarray:
+        """(L, B) names of the configurations picked on selection fold `fold`."""
+        names = np.asarray([*self.configurations, ""], dtype=object)
+        return names[self.chosen[fold]]
+
+
+def fold_assignment(levels, seed: int = 0) -> np.ndarray:
+    """(Q,) fold 0/1 per question: within each level, a seeded random order alternates folds (halves)."""
+    levels = np.asarray(levels)
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(levels.size), levels))
+    sorted_levels = levels[order]
+    first_of_level = np.searchsorted(sorted_levels, sorted_levels, side="left")
+    fold = np.empty(levels.size, dtype=np.int64)
+    fold[order] = (np.arange(levels.size) - first_of_level) % 2
+    return fold
+
+
+def _group_means(acc: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """(C, B, G) mean over each group's questions; NaN where a configuration misses any of them."""
+    onehot = np.zeros((acc.shape[2], n_groups))
+    onehot[np.arange(acc.shape[2]), group] = 1.0
+    known = ~np.isnan(acc)
+    sums = np.nan_to_num(acc) @ onehot
+    counts = known.astype(np.float64) @ onehot
+    size = onehot.sum(axis=0)
+    full = counts == size
+    return np.divide(sums, size, out=np.full(sums.shape, np.nan), where=full & (size > 0))
+
+
+def _argmax_or_none(means: np.ndarray) -> np.ndarray:
+    """Index of the largest along axis 0 (first on ties), -1 where every entry is NaN."""
+    filled = np.where(np.isnan(means), -np.inf, means)
+    best = filled.argmax(axis=0)
+    return np.where(np.isfinite(filled.max(axis=0)), best, -1)
+
+
+def _take(means: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """means[idx[...], ...] along axis 0 with -1 giving NaN."""
+    picked = np.take_along_axis(means, np.maximum(idx, 0)[None], axis=0)[0]
+    return np.where(idx >= 0, picked, np.nan)
+
+
+def accuracy_at_budget(budgets, accuracy, at) -> np.ndarray:
+    """Accuracy interpolated linearly in log budget; NaN outside the measured budget range."""
+    lb = np.log(np.asarray(budgets, dtype=np.float64))
+    at = np.log(np.asarray(at, dtype=np.float64))
+    out = np.interp(at, lb, np.asarray(accuracy, dtype=np.float64))
+    return np.where((at < lb[0] - 1e-12) | (at > lb[-1] + 1e-12), np.nan, out)
+
+
+def budget_to_reach(budgets, accuracy, targets) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest budget at which a curve reaches each target accuracy, interpolated in log budget on the
+    curve's running maximum. Returns (budget, reached_at_first_budget); NaN where never reached."""
+    budgets = np.asarray(budgets, dtype=np.float64)
+    best = np.maximum.accumulate(np.nan_to_num(np.asarray(accuracy, dtype=np.float64), nan=-np.inf))
+    targets = np.asarray(targets, dtype=np.float64)
+    j = np.searchsorted(best, targets, side="left")
+    j_safe = np.clip(j, 1, len(budgets) - 1)
+    lo_acc, hi_acc = best[j_safe - 1], best[j_safe]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.clip(np.where(hi_acc > lo_acc, (targets - lo_acc) / (hi_acc - lo_acc), 1.0), 0.0, 1.0)
+    log_b = np.log(budgets[j_safe - 1]) + frac * (np.log(budgets[j_safe]) - np.log(budgets[j_safe - 1]))
+    out = np.where(j == 0, budgets[0], np.exp(log_b))
+    out = np.where((j >= len(budgets)) | np.isnan(targets), np.nan, out)
+    return out, j == 0
+
+
+def compute_optimal(
+    accuracy,
+    budgets,
+    configurations: Sequence[str],
+    levels,
+    *,
+    baseline: str,
+    seed: int = 0,
+) -> ComputeOptimalResult:
+    """Compute-optimal curve by 2-fold cross-validation within each difficulty bin (module docstring).
+
+    accuracy: (C, B, Q) expected correctness; budgets: (B,) increasing; levels: (Q,) bin of each question;
+    baseline: the configuration to compare with (best-of-N). Efficiency at budget b =
+    b / (smallest budget at which compute-optimal reaches the baseline's accuracy at b)."""
+    acc = np.asarray(accuracy, dtype=np.float64)
+    budgets = np.asarray(budgets, dtype=np.float64)
+    levels = np.asarray(levels)
+    configurations = list(configurations)
+    if acc.ndim != 3:
+        raise ValueError(f"accuracy must be (configurations, budgets, questions), got shape {acc.shape}")
+    n_c, n_b, n_q = acc.shape
+    if len(configurations) != n_c:
+        raise ValueError(f"configurations has {len(configurations)} names for {n_c} rows of accuracy")
+    if budgets.shape != (n_b,) or np.any(budgets <= 0) or np.any(np.diff(budgets) <= 0):
+        raise ValueError(f"budgets must be {n_b} positive, strictly increasing values")
+    if levels.shape != (n_q,):
+        raise ValueError(f"levels must give one bin per question ({n_q}), got shape {levels.shape}")
+    if baseline not in configurations:
+        raise ValueError(f"baseline {baseline!r} is not a configuration; allowed: {', '.join(configurations)}")
+    uniq, level_idx, sizes = np.unique(levels, return_inverse=True, return_counts=True)
+    if np.any(sizes < 2):
+        raise ValueError(f"bin {uniq[np.argmin(sizes)]} has fewer than 2 questions; cross-validation needs 2")
+    n_l = len(uniq)
+    fold = fold_assignment(level_idx, seed)
+    halves = _group_means(acc, level_idx * 2 + fold, 2 * n_l).reshape(n_c, n_b, n_l, 2)
+    chosen = _argmax_or_none(halves)  # (B, L, 2): picked on each fold
+    held_out = np.stack([_take(halves[..., 1], chosen[..., 0]), _take(halves[..., 0], chosen[..., 1])], -1)
+    fold_sizes = np.stack([np.bincount(level_idx[fold == f], minlength=n_l) for f in (0, 1)], -1)
+    # question-weighted: fold-1 questions are scored by the fold-0 pick and vice versa
+    by_bin = (held_out[..., 0] * fold_sizes[:, 1] + held_out[..., 1] * fold_sizes[:, 0]) / sizes  # (B, L)
+    overall = by_bin @ sizes / n_q
+    whole = _group_means(acc, level_idx, n_l)  # (C, B, L)
+    in_sample = (_take(whole, _argmax_or_none(whole)) @ sizes) / n_q
+    base = whole[configurations.index(baseline)]  # (B, L)
+    base_overall = base @ sizes / n_q
+    needed, lower = budget_to_reach(budgets, overall, base_overall)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        efficiency = budgets / needed
+    return ComputeOptimalResult(
+        budgets=budgets,
+        configurations=configurations,
+        levels=uniq,
+        accuracy=overall,
+        accuracy_by_bin=by_bin.T,
+        chosen=np.moveaxis(chosen, -1, 0).transpose(0, 2, 1),
+        in_sample_accuracy=in_sample,
+        baseline=baseline,
+        baseline_accuracy=base_overall,
+        baseline_accuracy_by_bin=base.T,
+        efficiency=efficiency,
+        efficiency_is_lower_bound=lower & ~np.isnan(base_overall),
+    )
+
+
+def accuracy_table(curves: Mapping[str, Curve], budgets) -> tuple[list[str], np.ndarray]:
+    """Stack pool curves into (configurations, budgets, questions), reading each curve's per-question values
+    at k = budget (budgets in samples per question; NaN where a curve has no such k)."""
+    budgets = np.asarray(budgets)
+    names = list(curves)
+    if not names:
+        raise ValueError("curves is empty; give at least one configuration")
+    ids = curves[names[0]].question_ids
+    out = np.full((len(names), len(budgets), len(ids)), np.nan)
+    for c, name in enumerate(names):
+        curve = curves[name]
+        if not np.array_equal(curve.question_ids, ids):
+            raise ValueError(f"curve {name!r} covers other questions than {names[0]!r}; use one question set")
+        pos = np.searchsorted(curve.k, budgets)
+        hit = (pos < len(curve.k)) & (curve.k[np.minimum(pos, len(curve.k) - 1)] == budgets)
+        out[c][hit] = curve.per_question[:, pos[hit]].T
+    return names, out
+
+
+def flops_matched_comparison(
+    result: ComputeOptimalResult,
+    size_ratio: float,
+    large_model_accuracy,
+    *,
+    r_values: Sequence[float] = SNELL_R_VALUES,
+    large_model_budget: float = 1.0,
+) -> pd.DataFrame:
+    """Snell §7: is test-time compute on the small model worth a model `size_ratio`× larger?
+
+    For each R = D_inference / D_pretrain the larger model's budget (`large_model_budget`, in the same units
+    as result.budgets) is matched by multiplier = M + 3·(M−1)/R (ledger.matched_compute_multiplier) times as
+    much small-model compute; the small model's compute-optimal accuracy there (interpolated in log budget,
+    NaN outside the measured range) is set against the larger model's. large_model_accuracy: a float for all
+    questions, or one value per bin level (then rows per bin too)."""
+    large = np.atleast_1d(np.asarray(large_model_accuracy, dtype=np.float64))
+    per_bin = large.size > 1
+    if per_bin and large.size != len(result.levels):
+        raise ValueError(f"large_model_accuracy has {large.size} values for {len(result.levels)} bins")
+    rows = []
+    for r in r_values:
+        mult = matched_compute_multiplier(size_ratio, r)
+        budget = large_model_budget * mult
+        targets = [("all", result.accuracy, float(large[0]) if not per_bin else np.nan)]
+        if per_bin:
+            targets = [(lv, result.accuracy_by_bin[i], float(large[i])) for i, lv in enumerate(result.levels)]
+        for level, curve, large_acc in targets:
+            small = float(accuracy_at_budget(result.budgets, curve, budget))
+            rows.append(
+                dict(
+                    R=r, level=level, multiplier=mult, small_model_budget=budget, small_model_accuracy=small,
+                    large_model_accuracy=large_acc, small_minus_large=small - large_acc,
+                )
+            )
+    return pd.DataFrame(rows)
