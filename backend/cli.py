@@ -75,6 +75,38 @@ def _cmd_sql(args) -> int:
     return 0
 
 
+def _cmd_worker(args) -> int:
+    import threading
+
+    from backend.jobs import install_signal_stop, worker_loop
+    from store import Store
+
+    store = Store.open(args.store)
+    stop = threading.Event()
+    install_signal_stop(stop)
+    n = worker_loop(store, once=args.once, stop=stop)
+    print(f"worker handled {n} run(s)", file=sys.stderr)
+    return 0
+
+
+def _cmd_dashboard(args) -> int:
+    import os
+
+    from backend.jobs import live_workers, spawn_worker
+    from store import Store
+
+    store = Store.open(args.store)
+    if not args.no_worker and not live_workers(store):
+        spawn_worker(store.root)
+    app = Path(__file__).resolve().parent.parent / "app.py"
+    env = {**os.environ, "TTC_STORE": str(store.root)}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port)]
+    if args.headless:
+        cmd += ["--server.headless", "true"]
+    os.execvpe(cmd[0], cmd, env)
+    return 0  # not reached
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ttc", description="ttc-lab: how should I spend inference compute?")
     sub = p.add_subparsers(dest="command", required=True)
@@ -94,6 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("query")
     s.add_argument("--store", type=Path, default=None)
     s.set_defaults(fn=_cmd_sql)
+    w = sub.add_parser("worker", help="claim and run queued runs (the dashboard submits them)")
+    w.add_argument("--store", type=Path, default=None)
+    w.add_argument("--once", action="store_true", help="exit when the queue is empty")
+    w.set_defaults(fn=_cmd_worker)
+    d = sub.add_parser("dashboard", help="start a worker (if none is alive) and the dashboard on http://localhost:PORT")
+    d.add_argument("--store", type=Path, default=None)
+    d.add_argument("--port", type=int, default=8501)
+    d.add_argument("--no-worker", action="store_true")
+    d.add_argument("--headless", action="store_true", help="do not open a browser")
+    d.set_defaults(fn=_cmd_dashboard)
     return p
 
 

@@ -51,6 +51,26 @@ def m002_shard_schema_version(db: Connection) -> None:
     db.execute(text("INSERT INTO store_meta(key, value) VALUES ('shard_schema_version', '1')"))
 
 
+@migration
+def m003_workers(db: Connection) -> None:
+    """Live workers and their heartbeats, so the dashboard can tell a stopped worker from a slow one."""
+    db.execute(
+        text(
+            """
+            CREATE TABLE workers (
+                worker_id TEXT PRIMARY KEY,
+                pid INTEGER NOT NULL,
+                host TEXT NOT NULL,
+                started_at TEXT NOT NULL,
+                heartbeat_at TEXT NOT NULL,
+                current_run_id TEXT,
+                stopped_at TEXT
+            )
+            """
+        )
+    )
+
+
 def apply_migrations(db: Connection) -> list[str]:
     """Apply the pending migrations in order, each in the caller's transaction; return their names."""
     db.execute(text("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"))

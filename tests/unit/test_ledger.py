@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+
+from backend.ledger import (
+    Ledger,
+    ModelArch,
+    decode_flops,
+    matched_compute_multiplier,
+    prefill_flops,
+    samples_for_budget,
+    sampling_flops,
+    span_flops,
+)
+
+ARCH = ModelArch(n_params=494_032_768, n_layers=24, d_model=896)
+
+
+def brute(arch, a, b):
+    return sum(arch.token_flops(t) for t in range(a + 1, b + 1))
+
+
+@pytest.mark.parametrize("a,b", [(0, 1), (0, 57), (10, 200), (57, 153), (5, 5)])
+def test_span_flops_matches_per_token_sum(a, b):
+    assert span_flops(ARCH, a, b) == pytest.approx(brute(ARCH, a, b), rel=1e-12)
+
+
+def test_cached_prefix_is_not_recounted():
+    assert prefill_flops(ARCH, 100, 100) == 0
+    assert prefill_flops(ARCH, 100, 40) == pytest.approx(brute(ARCH, 40, 100))
+    assert prefill_flops(ARCH, 100, 500) == 0  # cached tokens beyond the prompt are clipped
+
+
+def test_pool_pays_one_prefill_and_n_decodes():
+    n = np.array([1, 4, 16])
+    got = sampling_flops(ARCH, 60, 100, n)
+    expected = brute(ARCH, 0, 60) + n * brute(ARCH, 60, 160)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_budget_to_samples_is_the_inverse():
+    for n in [1, 3, 17, 64]:
+        budget = sampling_flops(ARCH, 60, 100, n)
+        assert samples_for_budget(ARCH, budget, 60, 100) == n
+        assert samples_for_budget(ARCH, budget - 1, 60, 100) == n - 1
+    assert samples_for_budget(ARCH, 0.0, 60, 100) == 0
+
+
+def test_ledger_splits_generator_and_verifier():
+    small = ModelArch(1000, 2, 16)
+    led = Ledger(budget_flops=1e9)
+    g = led.charge_generation(ARCH, 50, 10, 20)
+    v = led.charge_verifier(small, 70, 0, 1)
+    assert led.generator_flops == g == pytest.approx(prefill_flops(ARCH, 50, 10) + decode_flops(ARCH, 50, 20))
+    assert led.verifier_flops == v
+    assert led.total == g + v
+    assert led.remaining() == pytest.approx(1e9 - g - v)
+    assert led.prompt_tokens == 40 and led.completion_tokens == 20 and led.verifier_tokens == 71
+
+
+def test_matched_compute_multiplier_follows_snell():
+    # M + 3 (D_pretrain / D_inference) (M - 1) with R = D_inference / D_pretrain
+    assert matched_compute_multiplier(14, 0.16) == pytest.approx(14 + 3 / 0.16 * 13)
+    assert matched_compute_multiplier(1, 22) == 1
+    with pytest.raises(ValueError, match="R"):
+        matched_compute_multiplier(4, 0)

@@ -1,0 +1,75 @@
+"""Pins the exact schema a fresh store gets; a schema change must come with a new named migration."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from sqlalchemy import inspect, text
+
+from store import Store
+from store.migrations import MIGRATIONS
+from store.schema import TABLES
+
+
+def test_migrations_are_named_in_order():
+    names = [n for n, _ in MIGRATIONS]
+    assert names == ["m001_runs", "m002_shard_schema_version", "m003_workers"]
+
+
+def test_fresh_catalog_has_exact_schema(tmp_path):
+    store = Store.open(tmp_path / "s")
+    insp = inspect(store.catalog)
+    schema = {t: {c["name"]: str(c["type"]) for c in insp.get_columns(t)} for t in insp.get_table_names()}
+    assert schema == {
+        "_migrations": {"name": "TEXT", "applied_at": "TEXT"},
+        "runs": {
+            "run_id": "TEXT", "name": "TEXT", "spec_json": "TEXT", "status": "TEXT", "total_samples": "INTEGER",
+            "created_at": "TEXT", "updated_at": "TEXT", "started_at": "TEXT", "finished_at": "TEXT",
+            "heartbeat_at": "TEXT", "worker_pid": "INTEGER", "worker_host": "TEXT", "cancel_requested": "INTEGER",
+            "error": "TEXT",
+        },
+        "store_meta": {"key": "TEXT", "value": "TEXT"},
+        "workers": {
+            "worker_id": "TEXT", "pid": "INTEGER", "host": "TEXT", "started_at": "TEXT", "heartbeat_at": "TEXT",
+            "current_run_id": "TEXT", "stopped_at": "TEXT",
+        },
+    }
+    with store.catalog.connect() as db:
+        assert [r[0] for r in db.execute(text("SELECT name FROM _migrations ORDER BY name"))] == [n for n, _ in MIGRATIONS]
+
+
+def test_reopening_applies_nothing_twice(tmp_path):
+    Store.open(tmp_path / "s")
+    store = Store.open(tmp_path / "s")
+    with store.catalog.connect() as db:
+        assert db.execute(text("SELECT count(*) FROM _migrations")).scalar() == len(MIGRATIONS)
+
+
+def test_samples_view_columns_and_types(tmp_path):
+    store = Store.open(tmp_path / "s")
+    empty = {r[0]: r[1] for r in store.connect().execute("DESCRIBE samples").fetchall()}
+    row = {f.name: None for f in TABLES["samples"]}
+    row.update(run_id="r", question_id="q", sample_idx=0)
+    store.write_shard("samples", "r", pa.Table.from_pylist([row], schema=TABLES["samples"]))
+    written = {r[0]: r[1] for r in store.connect().execute("DESCRIBE samples").fetchall()}
+    assert empty == written
+    assert written == {
+        "run_id": "VARCHAR", "model": "VARCHAR", "task": "VARCHAR", "question_id": "VARCHAR", "sample_idx": "INTEGER",
+        "strategy": "VARCHAR", "prompt": "VARCHAR", "completion": "VARCHAR", "answer": "VARCHAR", "score": "DOUBLE",
+        "correct": "BOOLEAN", "prompt_tokens": "INTEGER", "cached_prompt_tokens": "INTEGER",
+        "completion_tokens": "INTEGER", "logprob_sum": "DOUBLE", "logprob_mean": "DOUBLE", "finish_reason": "VARCHAR",
+        "latency_s": "DOUBLE", "prefill_flops": "DOUBLE", "decode_flops": "DOUBLE", "flops": "DOUBLE", "seed": "BIGINT",
+        "created_at": "TIMESTAMP WITH TIME ZONE",
+    }
+
+
+def test_shard_write_is_atomic_and_temp_files_are_ignored(tmp_path):
+    store = Store.open(tmp_path / "s")
+    rows = pa.Table.from_pylist([{"run_id": "r", "question_id": "q", "sample_idx": i} for i in range(3)]).cast(
+        pa.schema([TABLES["samples"].field(n) for n in ("run_id", "question_id", "sample_idx")])
+    )
+    full = pa.table({f.name: rows[f.name] if f.name in rows.column_names else pa.nulls(3, f.type) for f in TABLES["samples"]})
+    store.write_shard("samples", "r", full)
+    (tmp_path / "s" / "samples" / "r" / ".half-written.parquet.tmp").write_bytes(b"PAR1garbage")
+    assert store.query("select count(*) n from samples")["n"][0] == 3
+    assert store.remove_stale_temp_files("r") == 1
+    assert store.existing_sample_keys("r", None) == set()  # model is NULL here: no key matches model = NULL
