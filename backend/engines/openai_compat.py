@@ -46,7 +46,9 @@ class OpenAICompatEngine(ThreadedEngineMixin):
         served_model: str | None = None,
     ):
         if not base_url or not base_url.startswith(("http://", "https://")):
-            raise EngineError(f"engine.base_url: expected an http(s) URL such as http://127.0.0.1:8080/v1, got {base_url!r}")
+            raise EngineError(
+                f"engine.base_url: expected an http(s) URL such as http://127.0.0.1:8080/v1, got {base_url!r}"
+            )
         self.model = model
         self.name = model.name
         self.arch = model.arch
@@ -66,7 +68,8 @@ class OpenAICompatEngine(ThreadedEngineMixin):
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as e:
-            raise EngineError(f"{self.name}: POST {url} failed with HTTP {e.code}: {_server_message(e.read())}") from None
+            message = _server_message(e.read())
+            raise EngineError(f"{self.name}: POST {url} failed with HTTP {e.code}: {message}") from None
         except urllib.error.URLError as e:
             raise EngineError(f"{self.name}: cannot reach {url}: {e.reason}") from None
         except (TimeoutError, socket.timeout):
