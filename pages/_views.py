@@ -1,0 +1,212 @@
+"""Cached view data for the pages: each function selects from the store, calls backend.metrics, and returns
+small frames ready to draw. No metric is computed here; this is the glue between a page's selection and the
+metrics core, cached on (store root, shard fingerprint, selection) so a page redraw costs milliseconds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from backend.metrics import coverage_curve, selection_curves
+from backend.metrics.budget import x_axis
+from pages._common import CACHE_TTL_S, _open_store, _pool, fingerprint, query
+
+_cache = st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=128)
+
+
+def _curve_frame(curve, pool, unit: str, label: str, **cols) -> pd.DataFrame:
+    x = x_axis(pool, curve.k, unit, questions=np.isin(pool.question_ids, curve.question_ids))
+    return pd.DataFrame(
+        dict(curve=label, k=curve.k, x=x, mean=curve.mean, low=curve.low, high=curve.high, exact=curve.exact, **cols)
+    )
+
+
+@dataclass(frozen=True)
+class CoverageView:
+    curve: pd.DataFrame  # k, x, mean, low, high
+    fit: dict | None  # a, b, rmse, max_abs_error
+    fit_line: pd.DataFrame | None  # k, x, coverage, extrapolated
+    fit_error: str | None
+    n_questions: int
+    n_samples: int
+
+
+@_cache
+def coverage_view(root: str, fp: tuple, run_ids: tuple, model: str, strategy: str | None, task: str | None, unit: str, k_max: int) -> CoverageView:
+    from backend.metrics.fit import fit_coverage_curve
+
+    pool = _pool(root, fp, run_ids, model, task, strategy)
+    curve = coverage_curve(pool)
+    frame = _curve_frame(curve, pool, unit, "coverage")
+    fit = line = err = None
+    try:
+        f = fit_coverage_curve(curve)
+        ks, pred, extra = f.extrapolate(max(k_max, int(curve.k.max())))
+        line = pd.DataFrame(dict(k=ks, x=x_axis(pool, ks, unit), coverage=pred, extrapolated=extra))
+        fit = dict(a=f.a, b=f.b, rmse=f.rmse, max_abs_error=f.max_abs_error)
+    except ValueError as e:  # too few points with coverage > 0: show the curve, say why there is no fit
+        err = str(e)
+    return CoverageView(frame, fit, line, err, pool.n_questions, int(pool.n.max()))
+
+
+@dataclass(frozen=True)
+class SelectionView:
+    curves: pd.DataFrame  # curve, k, x, mean, low, high
+    verifier_quality: pd.DataFrame
+    verifiers: list
+
+
+@_cache
+def selection_view(
+    root: str, fp: tuple, run_ids: tuple, model: str, strategy: str | None, task: str | None, unit: str,
+    verifier: str | None, threshold: float, draws: int,
+) -> SelectionView:
+    from backend.metrics.verifier_quality import verifier_quality_table
+
+    pool = _pool(root, fp, run_ids, model, task, strategy)
+    verifiers = sorted(pool.scores)
+    if verifier is not None and verifier not in verifiers:
+        verifier = None
+    frames = [_curve_frame(coverage_curve(pool), pool, unit, "coverage (oracle)")]
+    for name, curve in selection_curves(pool, verifier, draws=draws).items():
+        frames.append(_curve_frame(curve, pool, unit, name))
+    vq = verifier_quality_table(pool, threshold) if verifiers else pd.DataFrame()
+    return SelectionView(pd.concat(frames, ignore_index=True), vq, verifiers)
+
+
+@_cache
+def cost_rows(root: str, fp: tuple, run_ids: tuple, model: str, strategy: str | None, task: str | None, verifier: str | None, draws: int) -> pd.DataFrame:
+    """(model, strategy, budget, input_tokens, output_tokens, success_rate) for each selection rule at each k."""
+    from backend.metrics.cost import curve_cost_rows
+
+    pool = _pool(root, fp, run_ids, model, task, strategy)
+    if verifier is not None and verifier not in pool.scores:
+        verifier = None
+    rows = [
+        curve_cost_rows(model, name, curve, pool)
+        for name, curve in selection_curves(pool, verifier, draws=draws).items()
+    ]
+    return pd.concat(rows, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class ComputeOptimalView:
+    result: object  # backend.metrics.compute_optimal.ComputeOptimalResult
+    bins: str
+    bin_sizes: dict
+    small_params: float | None
+
+
+@_cache
+def compute_optimal_view(
+    root: str, fp: tuple, run_ids: tuple, model: str, task: str | None, verifier: str | None, bins: str,
+    n_bins: int, draws: int, seed: int,
+) -> ComputeOptimalView:
+    from backend.metrics.compute_optimal import accuracy_table, compute_optimal
+    from backend.metrics.difficulty import oracle_bins, predicted_bins
+
+    pool = _pool(root, fp, run_ids, model, task, "sample")
+    if verifier is not None and verifier not in pool.scores:
+        verifier = None
+    curves = selection_curves(pool, verifier, draws=draws, seed=seed)
+    budgets = curves["majority"].k
+    names, acc = accuracy_table(curves, budgets)
+    b = predicted_bins(pool, verifier, n_bins) if bins == "predicted" and verifier else oracle_bins(pool, n_bins)
+    baseline = f"best_of_n[{verifier}]" if verifier else "majority"
+    result = compute_optimal(acc, budgets.astype(float), names, b.level, baseline=baseline, seed=seed)
+    sizes = {int(lv): int(m.sum()) for lv, m in b.masks().items()}
+    return ComputeOptimalView(result, b.kind, sizes, None)
+
+
+@_cache
+def pass_at_1(root: str, fp: tuple, run_ids: tuple, model: str, task: str | None) -> float:
+    pool = _pool(root, fp, run_ids, model, task, "sample")
+    return float(coverage_curve(pool, [1], n_boot=0).mean[0])
+
+
+def search_points(store, run_ids: tuple, model: str) -> pd.DataFrame:
+    """Accuracy of the selected final node and FLOPs spent per question, per search strategy and config."""
+    return query(
+        store,
+        """
+        WITH per_q AS (
+            SELECT strategy, config, question_id,
+                   sum(generator_flops + coalesce(verifier_flops, 0)) AS flops,
+                   sum(completion_tokens) AS tokens,
+                   coalesce(bool_or(selected AND correct), false) AS solved
+            FROM nodes WHERE list_contains(?, run_id) AND model = ?
+            GROUP BY strategy, config, question_id
+        )
+        SELECT strategy, config, count(*) AS questions, avg(flops) AS flops, avg(tokens) AS tokens,
+               avg(solved::INT) AS accuracy
+        FROM per_q GROUP BY strategy, config ORDER BY strategy, flops
+        """,
+        [list(run_ids), model],
+    )
+
+
+def samples_page(store, run_id: str | None, model: str | None, question: str | None, correct: str, text: str, limit: int) -> pd.DataFrame:
+    where, params = ["1=1"], []
+    for col, val in (("run_id", run_id), ("model", model), ("question_id", question)):
+        if val:
+            where.append(f"{col} = ?")
+            params.append(val)
+    if correct in ("correct", "wrong"):
+        where.append("correct = ?" if correct == "correct" else "NOT coalesce(correct, false)")
+        if correct == "correct":
+            params.append(True)
+    if text:
+        where.append("(completion ILIKE ? OR answer ILIKE ?)")
+        params += [f"%{text}%", f"%{text}%"]
+    return query(
+        store,
+        f"""SELECT run_id, model, task, question_id, sample_idx, strategy, answer, correct, score,
+                   completion_tokens, finish_reason, prompt, completion
+            FROM samples WHERE {' AND '.join(where)}
+            ORDER BY run_id, model, question_id, sample_idx LIMIT {int(limit)}""",
+        params,
+    )
+
+
+def sample_scores(store, run_id: str, model: str, question_id: str, sample_idx: int) -> pd.DataFrame:
+    return query(
+        store,
+        "SELECT verifier, score, step_scores FROM scores WHERE run_id=? AND model=? AND question_id=? AND sample_idx=? ORDER BY verifier",
+        [run_id, model, question_id, int(sample_idx)],
+    )
+
+
+def question_row(store, run_id: str, question_id: str) -> pd.DataFrame:
+    return query(store, "SELECT * FROM questions WHERE run_id=? AND question_id=? LIMIT 1", [run_id, question_id])
+
+
+def tree_choices(store) -> pd.DataFrame:
+    return query(store, "SELECT DISTINCT run_id, model, strategy, config, question_id FROM nodes ORDER BY ALL")
+
+
+def tree_nodes(store, run_id: str, model: str, strategy: str, config: str, question_id: str) -> pd.DataFrame:
+    return query(
+        store,
+        """SELECT node_id, parent_id, depth, step_score, is_final, selected, answer, correct, completion_tokens,
+                  generator_flops, verifier_flops, step_text
+           FROM nodes WHERE run_id=? AND model=? AND strategy=? AND config=? AND question_id=? ORDER BY depth, node_id""",
+        [run_id, model, strategy, config, question_id],
+    )
+
+
+def question_ids(store, run_id: str | None, model: str | None) -> list[str]:
+    where, params = ["1=1"], []
+    if run_id:
+        where.append("run_id = ?")
+        params.append(run_id)
+    if model:
+        where.append("model = ?")
+        params.append(model)
+    df = query(store, f"SELECT DISTINCT question_id FROM samples WHERE {' AND '.join(where)} ORDER BY 1 LIMIT 5000", params)
+    return df["question_id"].tolist()
+
+
+__all__ = ["_open_store", "fingerprint"]

@@ -1,0 +1,83 @@
+"""Coverage: pass@k per model and strategy on a log axis, bootstrap bands, power-law fits extrapolated dashed."""
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from backend.metrics.budget import X_UNITS
+from pages import _common as ui
+from pages import _views as views
+
+
+def selection(store, *, x_axis: bool = True):
+    """Runs, models and task chosen in the sidebar-free header row; mirrored in the URL."""
+    groups = ui.sample_groups(store)
+    run_opts = sorted(groups["run_id"].unique())
+    ui.from_url("runs", run_opts, options=run_opts, multi=True)
+    c1, c2, c3, c4 = st.columns([3, 3, 2, 2])
+    run_ids = c1.multiselect("Runs", run_opts, key="runs")
+    sel = groups[groups["run_id"].isin(run_ids)]
+    model_opts = sorted(sel["model"].unique())
+    ui.from_url("models", model_opts, options=model_opts, multi=True)
+    models = c2.multiselect("Models", model_opts, key="models")
+    task_opts = ["(all)"] + sorted(sel["task"].unique())
+    ui.from_url("task", "(all)", options=task_opts)
+    task = c3.selectbox("Task", task_opts, key="task")
+    unit = None
+    if x_axis:
+        ui.from_url("x", "samples", options=list(X_UNITS))
+        unit = c4.radio("x axis", list(X_UNITS), key="x", horizontal=True)
+    ui.to_url("runs", "models", "task", *(["x"] if x_axis else []))
+    sel = sel[sel["model"].isin(models)]
+    if task != "(all)":
+        sel = sel[sel["task"] == task]
+    combos = sel[["model", "strategy"]].drop_duplicates().sort_values(["model", "strategy"]).itertuples(index=False)
+    return tuple(sorted(run_ids)), list(combos), (None if task == "(all)" else task), unit
+
+
+def body(store) -> None:
+    run_ids, combos, task, unit = selection(store)
+    c1, c2 = st.columns([1, 3])
+    ui.from_url("fit", "on", options=["on", "off"])
+    show_fit = c1.radio("Power-law fit", ["on", "off"], key="fit", horizontal=True) == "on"
+    ui.from_url("kmax", 10_000, cast=int)
+    k_max = int(c2.number_input("Extrapolate to k =", min_value=1, step=100, key="kmax", disabled=not show_fit))
+    ui.to_url("fit", "kmax")
+    if not combos:
+        st.info("Select at least one run and model.")
+        return
+    root, fp = str(store.root), ui.fingerprint(store)
+    fig = go.Figure()
+    tables, fits = [], []
+    with st.spinner("computing coverage…"):
+        for i, (model, strategy) in enumerate(combos):
+            v = views.coverage_view(root, fp, run_ids, model, strategy, task, unit, k_max)
+            label = f"{model} · {strategy}"
+            c = ui.color(i)
+            d = v.curve
+            ui.add_band(fig, d["x"], d["low"], d["high"], c, label, label)
+            fig.add_trace(go.Scatter(x=d["x"], y=d["mean"], mode="lines+markers", name=label, legendgroup=label, line=dict(color=c, width=2.5),
+                                     customdata=d["k"], hovertemplate="k=%{customdata}<br>coverage=%{y:.3f}<extra>" + label + "</extra>"))
+            if show_fit and v.fit_line is not None:
+                f = v.fit_line
+                inside, outside = f[~f["extrapolated"]], f[f["extrapolated"]]
+                fig.add_trace(go.Scatter(x=inside["x"], y=inside["coverage"], mode="lines", name=f"{label} fit", legendgroup=label,
+                                         line=dict(color=c, width=1.2, dash="dot"), showlegend=False, hoverinfo="skip"))
+                if len(outside):
+                    fig.add_trace(go.Scatter(x=pd.concat([inside["x"].tail(1), outside["x"]]), y=pd.concat([inside["coverage"].tail(1), outside["coverage"]]),
+                                             mode="lines", name=f"{label} extrapolated", legendgroup=label, line=dict(color=c, width=2, dash="dash")))
+            tables.append(d.assign(model=model, strategy=strategy).rename(columns={"mean": "coverage"}))
+            fits.append(dict(model=model, strategy=strategy, questions=v.n_questions, pool=v.n_samples,
+                             **(v.fit or dict(a=None, b=None, rmse=None, max_abs_error=None)), note=v.fit_error or ""))
+    fig.update_xaxes(type="log", title=ui.x_label(unit))
+    fig.update_yaxes(title="coverage (pass@k)", range=[0, 1.02])
+    ui.style_figure(fig, title="Coverage: the chance that at least one of k samples is correct")
+    ui.chart(fig, "coverage")
+    st.caption("Bands: 95% bootstrap over questions. Dotted: power-law fit log(coverage) = a·k^b; dashed: its extrapolation beyond the pool.")
+    cols = ["model", "strategy", "k", "x", "coverage", "low", "high"]
+    ui.table(pd.concat(tables, ignore_index=True)[cols], "coverage-table", height=240)
+    st.markdown("**Power-law fits**")
+    ui.table(pd.DataFrame(fits), "coverage-fits")
+
+
+ui.run_page("coverage", "Coverage", body, caption="pass@k per model and strategy, from the stored pools.")

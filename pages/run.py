@@ -1,0 +1,336 @@
+"""Run: build a run spec from a form, validate it through RunSpec, queue it, and watch the worker write."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from backend.config import RunSpec, parse_spec
+from backend.errors import SpecError, TtcError
+from backend.jobs import cancel, live_workers, progress, spawn_worker, submit
+from backend.ledger import decode_flops, prefill_flops, samples_for_budget
+from backend.models.registry import DEFAULT_MODEL, SHIPPED_MODELS, parts_installed
+from pages import _common as ui
+
+TASK_KINDS = ["reasoning_gym", "humaneval", "math_jsonl"]
+ACTIVE = ("queued", "running")
+
+
+# ---- the catalog of choices (cached: importing reasoning-gym and probing part packages takes a moment) ----------
+@st.cache_data(show_spinner=False)
+def _installed_models() -> dict[str, bool]:
+    return {name: parts_installed(m) for name, m in SHIPPED_MODELS.items()}
+
+
+@st.cache_data(show_spinner=False)
+def _rg_datasets() -> list[str]:
+    from backend.tasks.reasoning_gym_task import _datasets
+
+    return sorted(_datasets())
+
+
+@st.cache_data(show_spinner=False)
+def _rg_knobs(name: str) -> dict:
+    """The dataset's difficulty knobs with reasoning-gym's defaults (the fields `config_fields` lists)."""
+    from backend.tasks.reasoning_gym_task import _datasets, config_fields
+
+    _, cls = _datasets()[name]
+    out = {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in config_fields(name):
+        f = fields[key]
+        if f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            value = f.default_factory()  # type: ignore[misc]
+        else:
+            continue
+        out[key] = list(value) if isinstance(value, (tuple, set)) else value
+    return json.loads(json.dumps(out, default=str))
+
+
+@st.cache_resource(show_spinner="reading the model's architecture from its GGUF…")
+def _arch(model: str):
+    from backend.models.registry import resolve_model
+
+    return resolve_model(model).arch
+
+
+def _strategy_table():
+    """The strategies registry's parameter table, or None while backend.strategies ships none."""
+    try:
+        import backend.strategies as strategies
+    except Exception:  # noqa: BLE001 - a half-written registry must not take the Run page down
+        return None
+    table = getattr(strategies, "STRATEGIES", None)
+    return table or None
+
+
+# ---- the form ---------------------------------------------------------------------------------------------------
+def _models_section() -> list[str]:
+    installed = _installed_models()
+    names = list(SHIPPED_MODELS)
+    ui.from_url("models", [DEFAULT_MODEL], options=names, multi=True)
+    chosen = st.multiselect(
+        "Models",
+        names,
+        key="models",
+        format_func=lambda n: n + ("" if installed.get(n) else " (not installed)"),
+        help="Shipped GGUF models (ttc models). Add local .gguf files below.",
+    )
+    extra = st.text_input("Local .gguf paths (comma separated)", key="gguf_paths", placeholder="/models/my-model.gguf")
+    return chosen + [p.strip() for p in extra.split(",") if p.strip()]
+
+
+def _task_section(problems: list) -> dict:
+    ui.from_url("suite", "reasoning_gym", options=TASK_KINDS)
+    kind = st.radio("Task suite", TASK_KINDS, key="suite", horizontal=True)
+    if kind == "humaneval":
+        c1, c2 = st.columns(2)
+        size = c1.number_input("Problems (of 164)", value=10, step=1, key="he_size")
+        timeout = c2.number_input("Timeout per program (s)", value=10.0, step=1.0, key="he_timeout")
+        return {"kind": "humaneval", "size": int(size), "timeout_s": float(timeout)}
+    if kind == "math_jsonl":
+        c1, c2 = st.columns([3, 1])
+        path = c1.text_input("MATH-format JSONL file", key="mj_path", placeholder="/data/math500.jsonl")
+        size = c2.number_input("Problems (0 = all)", value=0, step=1, key="mj_size")
+        return {"kind": "math_jsonl", "path": path, **({"size": int(size)} if size else {})}
+    all_sets = _rg_datasets()
+    ui.from_url("datasets", ["basic_arithmetic"], options=all_sets, multi=True)
+    names = st.multiselect(
+        "reasoning-gym datasets",
+        all_sets,
+        key="datasets",
+        help="Mix several configurations for a spread of difficulty; each gets its own level label.",
+    )
+    datasets = []
+    for i, name in enumerate(names):
+        with st.container(border=True):
+            st.markdown(f"**{name}** — difficulty knobs (`ttc tasks --all` lists them)")
+            c1, c2, c3 = st.columns([1, 1, 4])
+            size = c1.number_input("Questions", value=5, step=1, key=f"rg_size_{name}")
+            level = c2.number_input("Level label", value=float(i), step=1.0, key=f"rg_level_{name}")
+            raw = c3.text_area(
+                "Config (JSON)", value=json.dumps(_rg_knobs(name)), key=f"rg_config_{name}", height=90
+            )
+            config = _parse_config(raw, f"task.datasets[{i}].config", problems)
+            datasets.append({"name": name, "size": int(size), "config": config, "level": float(level)})
+    return {"kind": "reasoning_gym", "datasets": datasets}
+
+
+def _parse_config(raw: str, field: str, problems: list) -> dict:
+    """A knob box's JSON; a malformed one is shown where it is typed and blocks queueing."""
+    try:
+        config = json.loads(raw) if raw.strip() else {}
+        if not isinstance(config, dict):
+            raise SpecError(field, "must be a JSON object", '{"knob": value, ...}')
+    except json.JSONDecodeError as e:
+        err = SpecError(field, f"not valid JSON ({e.msg} at column {e.colno})", "a JSON object of the dataset's knobs")
+    except SpecError as e:
+        err = e
+    else:
+        return config
+    ui.render_error(err)
+    problems.append(err)
+    return {}
+
+
+def _sampling_section() -> dict:
+    c1, c2, c3, c4 = st.columns(4)
+    name = c1.text_input("Run name", value="dashboard-run", key="run_name")
+    spq = c2.number_input("Samples per question", value=8, step=1, key="spq", help="The pool size N: every k <= N is analysed from it.")
+    temperature = c3.number_input("Temperature", value=0.8, step=0.1, key="temperature")
+    top_p = c4.number_input("top_p", value=1.0, step=0.05, key="top_p")
+    c5, c6, c7, c8 = st.columns(4)
+    max_tokens = c5.number_input("Max tokens", value=256, step=16, key="max_tokens")
+    seed = c6.number_input("Seed", value=0, step=1, key="seed")
+    n_parallel = c7.number_input("Parallel slots", value=4, step=1, key="n_parallel", help="llama.cpp continuous-batching slots")
+    return {
+        "name": name,
+        "samples_per_question": int(spq),
+        "temperature": float(temperature),
+        "top_p": float(top_p),
+        "max_tokens": int(max_tokens),
+        "seed": int(seed),
+        "engine": {"kind": "llamacpp", "n_parallel": int(n_parallel)},
+    }
+
+
+def _strategies_section() -> dict:
+    """Controls built from the strategy registry's parameter table (so a new strategy appears here untouched)."""
+    table = _strategy_table()
+    if table is None or "strategies" not in RunSpec.model_fields:
+        st.info(
+            "Sampling only: the run stores a pool of N samples per question, from which coverage, majority vote and "
+            "best-of-N are computed for every k <= N. Search strategies appear here when the strategy registry ships.",
+            icon=":material/info:",
+        )
+        return {}
+    from pages._strategy_form import strategy_controls
+
+    return strategy_controls(table)
+
+
+def _budget_section(models: list[str], max_tokens: int) -> None:
+    """What a FLOP budget buys for the first model: samples per question and tokens (backend.ledger)."""
+    c1, c2 = st.columns([3, 1])
+    raw = c1.text_input("FLOP budgets per question (comma separated)", value="1e12, 1e13, 1e14", key="budgets")
+    prompt_tokens = c2.number_input("Prompt tokens (estimate)", value=120, step=10, key="prompt_tokens")
+    try:
+        budgets = [float(b) for b in raw.replace(";", ",").split(",") if b.strip()]
+    except ValueError:
+        raise SpecError("budgets", f"{raw!r} is not a list of numbers", "e.g. 1e12, 1e13") from None
+    if not budgets or not models:
+        return
+    if any(b <= 0 for b in budgets):
+        raise SpecError("budgets", "every budget must be > 0", "positive FLOP counts such as 1e12")
+    model = models[0]
+    if model in SHIPPED_MODELS and not _installed_models().get(model):
+        st.caption(f"Install {model} to see what these budgets buy.")
+        return
+    arch = _arch(model)
+    n = samples_for_budget(arch, np.asarray(budgets), float(prompt_tokens), float(max_tokens))
+    per_sample = float(decode_flops(arch, prompt_tokens, max_tokens))
+    df = pd.DataFrame(
+        {
+            "budget (FLOPs)": [f"{b:.3g}" for b in budgets],
+            "samples per question": n,
+            "generated tokens": n * int(max_tokens),
+            "prompt FLOPs (once, cached)": f"{float(prefill_flops(arch, prompt_tokens)):.3g}",
+            "FLOPs per sample": f"{per_sample:.3g}",
+        }
+    )
+    st.caption(
+        f"For **{model}** ({arch.n_params / 1e6:.0f}M forward parameters, {arch.n_layers} layers), a prompt of "
+        f"{prompt_tokens} tokens and completions of up to {max_tokens} tokens (an upper bound: shorter completions "
+        "buy more samples). A pool of the largest budget's size serves every smaller budget."
+    )
+    st.dataframe(df, hide_index=True)
+    largest = int(n.max())
+    if largest > 0:
+        st.button(
+            f"Use {largest} samples per question (largest budget)",
+            key="use_budget",
+            on_click=lambda: st.session_state.update(spq=largest),
+        )
+
+
+def _spec_dict(models, task, sampling, strategies) -> dict:
+    return {"models": models, "task": task, **sampling, **strategies}
+
+
+def form(store) -> None:
+    with st.container(border=True):
+        st.subheader("1 · Models and task suite")
+        problems: list[TtcError] = []
+        models = _models_section()
+        task = _task_section(problems)
+    with st.container(border=True):
+        st.subheader("2 · Sampling")
+        sampling = _sampling_section()
+    with st.container(border=True):
+        st.subheader("3 · Strategies and budgets")
+        strategies = _strategies_section()
+        try:
+            _budget_section(models, sampling["max_tokens"])
+        except TtcError as e:
+            ui.render_error(e)
+    ui.to_url("models", "suite", *(["datasets"] if task["kind"] == "reasoning_gym" else []))
+    if st.button("Queue run", type="primary", key="queue", icon=":material/send:"):
+        if problems:  # the form's own checks (JSON boxes) come first: queue nothing
+            st.session_state.pop("queued_msg", None)
+            ui.render_error(problems[0])
+        else:
+            _queue(_spec_dict(models, task, sampling, strategies))
+    if st.session_state.get("queued_msg"):
+        st.success(st.session_state["queued_msg"], icon=":material/check_circle:")
+
+
+def _queue(data: dict) -> None:
+    try:
+        spec = parse_spec(data, "form")
+        with st.spinner("checking the models and the task suite…"):
+            store = ui.open_store(create=True)
+            run_id = submit(store, spec)
+    except TtcError as e:
+        st.session_state.pop("queued_msg", None)
+        ui.render_error(e)
+        return
+    st.session_state["queued_msg"] = f"Queued run `{run_id}` ({spec.samples_per_question} samples per question)."
+    st.session_state["last_run"] = run_id
+
+
+# ---- live progress ------------------------------------------------------------------------------------------------
+def _fmt_eta(eta) -> str:
+    if eta is None:
+        return "—"
+    eta = int(eta)
+    return f"{eta // 60}m {eta % 60:02d}s" if eta >= 60 else f"{eta}s"
+
+
+@st.fragment(run_every="2s")
+def progress_panel() -> None:
+    st.subheader("Runs")
+    store = ui.open_store()
+    if store is None:
+        st.caption("No runs yet.")
+        return
+    try:
+        workers = live_workers(store)
+    except Exception:  # noqa: BLE001 - catalog from before the workers table
+        workers = []
+    df = store.runs_arrow().to_pandas()
+    active = df[df["status"].isin(ACTIVE)]
+    c1, c2 = st.columns([4, 1])
+    if workers:
+        c1.success(f"{len(workers)} worker(s) alive: " + ", ".join(f"pid {w['pid']}" for w in workers), icon=":material/memory:")
+    else:
+        c1.warning("No worker is running: queued runs wait until one starts.", icon=":material/warning:")
+        if c2.button("Start worker", key="start_worker", icon=":material/play_arrow:"):
+            spawn_worker(store.root)
+            st.toast("worker started")
+    if df.empty:
+        st.caption("No runs yet.")
+        return
+    recent = df[~df["status"].isin(ACTIVE)].sort_values("updated_at", ascending=False).head(5)
+    for row in pd.concat([active, recent]).itertuples():
+        _run_row(store, row)
+    st.caption(f"updated {datetime.now(timezone.utc).strftime('%H:%M:%S')} UTC · refreshes every 2 s")
+
+
+def _run_row(store, row) -> None:
+    with st.container(border=True):
+        c1, c2 = st.columns([6, 1])
+        if row.status in ACTIVE:
+            p = progress(store, row.run_id)
+            text = (
+                f"`{row.run_id}` · {row.status} · {p.done}/{p.total} samples · "
+                f"{p.tokens_per_s:.1f} tokens/s · ETA {_fmt_eta(p.eta_s)}"
+            )
+            c1.progress(p.fraction, text=text)
+            if c2.button("Cancel", key=f"cancel_{row.run_id}", icon=":material/stop_circle:"):
+                cancel(store, row.run_id)
+                st.toast(f"cancel requested for {row.run_id}")
+        else:
+            total = int(row.total_samples or 0)
+            done = total if row.status == "done" else None
+            label = f"{done}/{total} samples" if done is not None else f"{total} samples planned"
+            c1.progress(1.0 if row.status == "done" else 0.0, text=f"`{row.run_id}` · {row.status} · {label}")
+            if isinstance(row.error, str) and row.error:
+                c1.error(f"{row.run_id}: {row.error}")
+
+
+def body(store) -> None:
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        form(store)
+    with right:
+        progress_panel()
+
+
+ui.run_page("run", "Run", body, needs_samples=False, caption="Queue a run for the worker and watch it write samples.")

@@ -1,0 +1,3 @@
+from pages import _common as ui
+
+ui.run_page("strategies", "strategies", lambda store: None)

@@ -1,0 +1,166 @@
+"""Every page renders without an exception on an empty and on a populated store; the Run form rejects bad
+input with an error naming the field and queues good input; every export's bytes are a valid file."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.ui.conftest import APP, PAGES
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _app(monkeypatch, store_dir, page: str | None = None) -> AppTest:
+    monkeypatch.setenv("TTC_STORE", str(store_dir))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+def _texts(at: AppTest) -> str:
+    parts = [e.value for e in at.markdown] + [e.value for e in at.error] + [e.value for e in at.warning]
+    parts += [e.value for e in at.info] + [e.value for e in at.caption] + [e.value for e in at.title]
+    return "\n".join(str(p) for p in parts)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_on_empty_store(monkeypatch, empty_store, page):
+    at = _app(monkeypatch, empty_store, page)
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    if page != "pages/run.py":
+        assert "worker writes its first samples" in _texts(at)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_on_populated_store(monkeypatch, populated_store, page):
+    at = _app(monkeypatch, populated_store, page)
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert "worker writes its first samples" not in _texts(at)
+
+
+def test_run_form_bad_json_names_the_field_and_queues_nothing(monkeypatch, populated_store):
+    from store import Store
+
+    before = len(Store.open(populated_store, create=False).runs_arrow())
+    at = _app(monkeypatch, populated_store, "pages/run.py")
+    at.text_area(key="rg_config_basic_arithmetic").set_value("{not json").run()
+    at.button(key="queue").click().run()
+    errors = [e.value for e in at.error]
+    assert any(e.startswith("task.datasets[0].config: not valid JSON") for e in errors), errors
+    assert len(Store.open(populated_store, create=False).runs_arrow()) == before
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("run_name", "bad name!", "name: String should match pattern"),
+        ("spq", 0, "samples_per_question: Input should be greater than 0"),
+        ("temperature", 9.0, "temperature: Input should be less than or equal to 5"),
+    ],
+)
+def test_run_form_rejects_bad_field(monkeypatch, populated_store, key, value, message):
+    from store import Store
+
+    before = len(Store.open(populated_store, create=False).runs_arrow())
+    at = _app(monkeypatch, populated_store, "pages/run.py")
+    widget = at.text_input(key=key) if key == "run_name" else at.number_input(key=key)
+    widget.set_value(value).run()
+    at.button(key="queue").click().run()
+    errors = [e.value for e in at.error]
+    assert any(e.startswith(message) for e in errors), errors
+    assert not at.exception
+    assert len(Store.open(populated_store, create=False).runs_arrow()) == before
+
+
+def test_run_form_unknown_knob_is_rejected_by_the_task(monkeypatch, populated_store):
+    at = _app(monkeypatch, populated_store, "pages/run.py")
+    at.text_area(key="rg_config_basic_arithmetic").set_value(json.dumps({"max_digitz": 2})).run()
+    at.button(key="queue").click().run()
+    errors = [e.value for e in at.error]
+    assert any(e.startswith("task.datasets[0].config.max_digitz: not a basic_arithmetic setting") for e in errors), errors
+
+
+def test_run_form_queues_a_valid_run(monkeypatch, tmp_path):
+    from store import Store
+
+    store_dir = tmp_path / "fresh"
+    at = _app(monkeypatch, store_dir, "pages/run.py")
+    at.multiselect(key="models").set_value(["gemma-3-270m"]).run()
+    at.text_area(key="rg_config_basic_arithmetic").set_value(
+        json.dumps({"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1})
+    ).run()
+    at.number_input(key="rg_size_basic_arithmetic").set_value(2).run()
+    at.number_input(key="spq").set_value(2).run()
+    at.number_input(key="max_tokens").set_value(16).run()
+    at.button(key="queue").click().run()
+    assert not at.exception
+    assert not at.error, [e.value for e in at.error]
+    runs = Store.open(store_dir, create=False).runs_arrow().to_pylist()
+    assert len(runs) == 1 and runs[0]["status"] == "queued" and runs[0]["total_samples"] == 4
+    assert runs[0]["run_id"] in at.success[0].value
+
+
+def test_selection_lives_in_the_url(monkeypatch, populated_store):
+    monkeypatch.setenv("TTC_STORE", str(populated_store))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("pages/coverage.py")
+    at.query_params["x"] = "tokens"
+    at.run()
+    assert at.radio(key="x").value == "tokens"
+    at.radio(key="x").set_value("flops").run()
+    assert at.query_params["x"] in ("flops", ["flops"])
+
+
+# ---- exports --------------------------------------------------------------------------------------------------
+@pytest.fixture
+def captured_downloads(monkeypatch):
+    """Keep each AppTest run's media file manager so a deferred download can be generated as a click would."""
+    import streamlit.testing.v1.app_test as app_test
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    managers: list[MediaFileManager] = []
+
+    class Recording(MediaFileManager):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            managers.append(self)
+
+    monkeypatch.setattr(app_test, "MediaFileManager", Recording)
+    return managers
+
+
+def _download(at: AppTest, managers, key: str) -> bytes:
+    button = at.get("download_button")
+    proto = next(b.proto for b in button if b.proto.id.endswith(key) or key in b.proto.id)
+    entry = managers[-1]._deferred_callables[proto.deferred_file_id]
+    fn = entry["callable"] if isinstance(entry, dict) else entry.callable
+    data = fn()
+    return data.encode() if isinstance(data, str) else data
+
+
+def test_exports_are_valid_files(monkeypatch, populated_store, captured_downloads):
+    at = _app(monkeypatch, populated_store, "pages/coverage.py")
+    assert not at.exception
+    png = _download(at, captured_downloads, "dl_coverage_png")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    svg = _download(at, captured_downloads, "dl_coverage_svg")
+    assert b"<svg" in svg[:2000]
+    html = _download(at, captured_downloads, "dl_coverage_html")
+    assert html.lower().startswith(b"<!doctype html>") and html.rstrip().endswith(b"</html>")
+    assert len(html) > 1_000_000 and b"<script src=\"http" not in html  # self-contained: plotly.js inlined
+    csv = _download(at, captured_downloads, "dl_coverage-table_csv")
+    df = pd.read_csv(io.BytesIO(csv))
+    assert {"model", "k", "coverage"} <= set(df.columns) and len(df) > 0
+    parquet = _download(at, captured_downloads, "dl_coverage-table_parquet")
+    assert parquet[:4] == b"PAR1"
+    pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(parquet)).reset_index(drop=True), df, check_dtype=False)
