@@ -1,0 +1,426 @@
+"""What every search strategy shares: the `Strategy` protocol, the parameter table, the search tree, and the
+`SearchContext` through which a strategy generates, verifies and pays.
+
+Three rules live here so no strategy can break them:
+- **One engine call per round.** A strategy hands `ctx.generate` the expansions of *all* questions and beams of
+  a round at once; it becomes one `engine.generate` batch. Verification is one `verifier.score` batch likewise.
+- **Prefix reuse.** A child's prompt is its parent's prompt + the parent's step + the delimiter, so each
+  round's prompts extend text the engine has just processed and its prefix cache serves them.
+- **One ledger.** Every completion and every verifier pass is charged to the question's `Ledger`. Before a
+  round, `ctx.trim` prices the planned expansions with a conservative estimate (the uncached part of each
+  prompt, `max_tokens` of decode per completion, the verifier's own estimate) and cuts the round's width so the
+  estimate fits in `remaining()`.
+
+The estimate's cache model: text the engine has already read or written (a parent's prompt and step) is
+assumed cached except the parent's last step, which up to `engine.n_parallel` slots may each have to read
+again; a root prompt never sent is read in full by up to `n_parallel` slots. Before the engine has reported a
+root prompt's token count, its UTF-8 byte length stands in (a byte-level BPE never has more tokens than bytes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from backend.engines.base import Completion, Engine, GenerationRequest, SamplingParams
+from backend.ledger import Ledger, decode_flops, prefill_flops
+from backend.tasks.base import Question, Task, extract_answer
+from backend.verifiers.base import ScoreRequest, Verifier, aggregate, charge
+
+TOKEN_MARGIN = 8  # re-tokenising a prompt + step can differ from the engine's counts by a few tokens
+
+
+# ---- the parameter table --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Param:
+    """One strategy parameter, as the dashboard's form and the docs show it."""
+
+    name: str
+    default: Any
+    help: str
+    type: type = int
+    min: float | None = None
+    max: float | None = None
+    choices: tuple | None = None
+
+    def check(self, value: Any, field: str) -> Any:
+        from backend.errors import SpecError
+
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
+            raise SpecError(field, f"must be {self.type.__name__}, got {value!r}", self.allowed())
+        if self.choices is not None and value not in self.choices:
+            raise SpecError(field, f"{value!r} is not allowed", self.allowed())
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+            raise SpecError(field, f"{value!r} is out of range", self.allowed())
+        return value
+
+    def allowed(self) -> str:
+        if self.choices is not None:
+            return ", ".join(repr(c) for c in self.choices)
+        lo = "-inf" if self.min is None else f"{self.min:g}"
+        hi = "inf" if self.max is None else f"{self.max:g}"
+        return f"{self.type.__name__} in [{lo}, {hi}]"
+
+
+N = Param("n", 8, "number of candidates: samples, beams or particles", int, 1, 4096)
+WIDTH = Param("width", 4, "beam width M: each kept beam is expanded M times, N/M beams are kept", int, 1, 1024)
+MAX_ROUNDS = Param("max_rounds", 40, "at most this many search steps; leaves still open then are closed as final", int, 1, 40)
+STEP_TOKENS = Param("max_tokens", 256, "tokens generated per step at most", int, 1, 32768)
+SAMPLE_TOKENS = Param("max_tokens", 512, "tokens per sample at most", int, 1, 32768)
+DELIMITER = Param("delimiter", "\n\n", "text that ends a step (generation stops there)", str)
+AGGREGATION = Param("aggregation", "last", "how a solution's step scores become one score", str, choices=("last", "min", "product", "mean"))
+TEMPERATURE = Param("temperature", 0.8, "sampling temperature of the generator", float, 0.0, 2.0)
+SOFTMAX_T = Param("softmax_temperature", 1.0, "temperature of the softmax over verifier scores (lower = greedier)", float, 1e-3, 100.0)
+
+
+# ---- the tree -------------------------------------------------------------------------------------------------
+@dataclass(eq=False)
+class Node:
+    """One node of a question's search tree. `steps` is the solution so far (what a verifier scores)."""
+
+    node_id: int
+    parent: Node | None
+    depth: int
+    text: str = ""
+    steps: tuple[str, ...] = ()
+    prompt: str = ""  # the prompt this node's text was generated from
+    kind: str = "step"  # root | step | rollout | revision | extension | answer
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = ""
+    generator_flops: float = 0.0
+    verifier_flops: float = 0.0
+    score: float | None = None
+    value: float | None = None  # aggregated path score, set by strategies that rank nodes
+    is_final: bool = False
+    selected: bool = False
+    answer: str | None = None
+    correct: bool | None = None
+
+    @property
+    def context_tokens(self) -> int:
+        """Tokens of prompt + this node's text, as the engine counted them."""
+        return self.prompt_tokens + self.completion_tokens
+
+    def path(self) -> list[Node]:
+        out, n = [], self
+        while n is not None:
+            out.append(n)
+            n = n.parent
+        return out[::-1]
+
+
+@dataclass
+class Tree:
+    question: Question
+    prompt: str
+    nodes: list[Node] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.nodes.append(Node(0, None, 0, kind="root", prompt=self.prompt, finish_reason="root"))
+
+    @property
+    def root(self) -> Node:
+        return self.nodes[0]
+
+    def add(self, parent: Node, **kw) -> Node:
+        node = Node(len(self.nodes), parent, parent.depth + 1, **kw)
+        self.nodes.append(node)
+        return node
+
+    @property
+    def finals(self) -> list[Node]:
+        return [n for n in self.nodes if n.is_final]
+
+    @property
+    def selected(self) -> Node | None:
+        return next((n for n in self.nodes if n.selected), None)
+
+
+# ---- one unit of generation -----------------------------------------------------------------------------------
+@dataclass
+class Expansion:
+    """`n` completions of `prompt` for question `qi`, children of `parent`."""
+
+    qi: int
+    parent: Node
+    prompt: str
+    n: int
+    params: SamplingParams
+    prompt_tokens: int  # estimate (upper bound) of the prompt's tokens
+    uncached_tokens: int  # estimate of the tokens the engine may have to (re)read
+    score_steps: int = 1  # verifier passes per completion this round
+    tag: Any = None
+    extra_flops: float = 0.0  # per completion: later work of the same round (lookahead rollouts, say)
+
+
+def seed_for(run_seed: int, *parts: object) -> int:
+    h = hashlib.blake2b("|".join(map(str, (run_seed, *parts))).encode(), digest_size=4).digest()
+    return int.from_bytes(h, "little") & 0x7FFFFFFF
+
+
+class SearchContext:
+    """Everything a strategy may touch while it runs one batch of questions."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        task: Task,
+        questions: Sequence[Question],
+        prompts: Sequence[str],
+        verifier: Verifier | None = None,
+        budget_flops: float | None = None,
+        seed: int = 0,
+        stop: tuple[str, ...] = (),
+        prompter: Any = None,
+    ):
+        self.engine, self.task, self.verifier = engine, task, verifier
+        self.arch = engine.arch
+        self.questions = list(questions)
+        self.trees = [Tree(q, p) for q, p in zip(questions, prompts)]
+        self.ledgers = [Ledger(budget_flops) for _ in questions]
+        self.seed = seed
+        self.stop = tuple(stop)
+        self.prompter = prompter
+        self.n_parallel = max(1, int(getattr(engine, "n_parallel", 1)))
+        self.root_tokens: list[int | None] = [None] * len(questions)
+        self.generate_calls = 0
+        self.verify_calls = 0
+        self.rounds = 0
+
+    # -- token and cost estimates --
+    def root_bound(self, qi: int) -> int:
+        known = self.root_tokens[qi]
+        return known if known is not None else len(self.trees[qi].prompt.encode("utf-8"))
+
+    def child_prompt(self, parent: Node, delimiter: str) -> str:
+        if parent.kind == "root":
+            return parent.prompt
+        return parent.prompt + parent.text + delimiter
+
+    def expansion(self, qi: int, parent: Node, n: int, params: SamplingParams, delimiter: str = "", tag: Any = None) -> Expansion:
+        """An expansion that continues `parent`'s text (prompt + step + delimiter), priced by the cache model."""
+        if parent.kind == "root":
+            p = self.root_bound(qi)
+            uncached = p if self.root_tokens[qi] is None else min(p, TOKEN_MARGIN)
+        else:
+            p = parent.context_tokens + TOKEN_MARGIN
+            uncached = parent.completion_tokens + TOKEN_MARGIN
+        return Expansion(qi, parent, self.child_prompt(parent, delimiter), n, params, p, uncached, tag=tag)
+
+    def estimate(self, exps: Sequence[Expansion]) -> float:
+        """Conservative FLOPs of running `exps` (generation + verification of every completion)."""
+        total = 0.0
+        for e in exps:
+            if e.n <= 0:
+                continue
+            mt = e.params.max_tokens
+            readers = min(e.n, self.n_parallel)
+            total += readers * float(prefill_flops(self.arch, e.prompt_tokens, e.prompt_tokens - e.uncached_tokens))
+            total += e.n * float(decode_flops(self.arch, e.prompt_tokens, mt))
+            if self.verifier is not None and e.score_steps > 0:
+                total += e.n * self.verifier.estimate_flops(e.prompt_tokens, mt + TOKEN_MARGIN, e.score_steps)
+            total += e.n * e.extra_flops
+        return total
+
+    def continuation_cost(self, prompt_tokens: int, uncached_tokens: int, max_tokens: int) -> float:
+        """Estimate of one completion of `max_tokens` after a prompt whose last `uncached_tokens` are new."""
+        return float(prefill_flops(self.arch, prompt_tokens, prompt_tokens - uncached_tokens)) + float(
+            decode_flops(self.arch, prompt_tokens, max_tokens)
+        )
+
+    def trim(self, exps: list[Expansion]) -> list[Expansion]:
+        """Cut a round's width (from the end of each question's list: lowest priority first) until its
+        estimated cost fits in the question's remaining budget."""
+        by_q: dict[int, list[Expansion]] = {}
+        for e in exps:
+            by_q.setdefault(e.qi, []).append(e)
+        out = []
+        for qi, mine in by_q.items():
+            remaining = self.ledgers[qi].remaining()
+            while mine and self.estimate(mine) > remaining:
+                mine[-1].n -= 1
+                if mine[-1].n <= 0:
+                    mine.pop()
+            out.extend(mine)
+        kept = {id(e) for e in out}
+        return [e for e in exps if id(e) in kept and e.n > 0]
+
+    # -- the one engine call of a round --
+    def generate(self, exps: Sequence[Expansion]) -> list[list[tuple[Completion, float, int]]]:
+        """Run every expansion in ONE engine call; charge each completion to its question's ledger.
+        Returns, per expansion, (completion, generator FLOPs, completion index)."""
+        exps = [e for e in exps if e.n > 0]
+        if not exps:
+            return []
+        # one request per completion, interleaved across each question's parents so concurrent slots take
+        # different prefixes (each finds its own cached parent) instead of all racing on one
+        order: list[tuple[int, int]] = []
+        for k in range(max(e.n for e in exps)):
+            order.extend((ei, k) for ei, e in enumerate(exps) if k < e.n)
+        order.sort(key=lambda t: (exps[t[0]].qi, t[1]))
+        requests = []
+        for ei, k in order:
+            e = exps[ei]
+            seed = seed_for(self.seed, self.questions[e.qi].question_id, e.parent.node_id, e.params.seed, ei, k)
+            params = SamplingParams(e.params.temperature, e.params.top_p, e.params.max_tokens, seed, e.params.stop, e.params.logprobs)
+            requests.append(GenerationRequest(e.prompt, params, 1, (ei, k)))
+        self.generate_calls += 1
+        results = self.engine.generate(requests)
+        out: list[list[tuple[Completion, float, int]]] = [[] for _ in exps]
+        for req, comps in zip(requests, results):
+            ei, k = req.tag
+            if not comps or comps[0] is None:
+                continue
+            c = comps[0]
+            e = exps[ei]
+            cost = self.ledgers[e.qi].charge_generation(self.arch, c.prompt_tokens, c.cached_prompt_tokens, c.completion_tokens)
+            if e.parent.kind == "root" and e.prompt == self.trees[e.qi].prompt:
+                self.root_tokens[e.qi] = max(self.root_tokens[e.qi] or 0, c.prompt_tokens)
+            out[ei].append((c, cost, k))
+        for lst in out:
+            lst.sort(key=lambda t: t[2])
+        return out
+
+    def add_child(self, e: Expansion, c: Completion, cost: float, kind: str = "step", steps: tuple[str, ...] | None = None, text: str | None = None) -> Node:
+        text = c.text if text is None else text
+        parent_steps = e.parent.steps
+        return self.trees[e.qi].add(
+            e.parent,
+            text=text,
+            steps=steps if steps is not None else parent_steps + (text,),
+            prompt=e.prompt,
+            kind=kind,
+            prompt_tokens=c.prompt_tokens,
+            cached_prompt_tokens=c.cached_prompt_tokens,
+            completion_tokens=c.completion_tokens,
+            finish_reason=c.finish_reason,
+            generator_flops=cost,
+        )
+
+    # -- the one verifier call of a round --
+    def score(self, items: Sequence[tuple[int, Node, tuple[str, ...] | None, int | None]], delimiter: str = "\n\n") -> list[list[float]]:
+        """Score (qi, node, steps or None for node.steps, first or None for the last step) in ONE verifier
+        call; charge each to its question's ledger and its node. Returns the scores of the requested steps."""
+        if self.verifier is None or not items:
+            return [[] for _ in items]
+        reqs = []
+        for qi, node, steps, first in items:
+            steps = node.steps if steps is None else steps
+            first = max(len(steps) - 1, 0) if first is None else first
+            reqs.append(ScoreRequest(self.questions[qi], tuple(steps), first, delimiter))
+        self.verify_calls += 1
+        results = self.verifier.score(reqs)
+        for (qi, node, _, _), r in zip(items, results):
+            node.verifier_flops += charge(self.ledgers[qi], self.verifier, r)
+        return [r.scores for r in results]
+
+    def score_last(self, items: Sequence[tuple[int, Node]], delimiter: str) -> None:
+        """Set node.score to the verifier's score of the node's last step (0.5 without a verifier)."""
+        scores = self.score([(qi, n, None, None) for qi, n in items], delimiter)
+        for (qi, n), s in zip(items, scores):
+            n.score = s[-1] if s else 0.5
+
+    # -- finishing --
+    def close(self, qi: int, node: Node, delimiter: str = "\n\n") -> Node:
+        """Mark a node final and grade its whole solution with the task's checker (for analysis only)."""
+        node.is_final = True
+        grade = self.task.grade(self.questions[qi], delimiter.join(node.steps))
+        node.answer, node.correct = grade.answer, grade.correct
+        return node
+
+
+def is_final_step(c: Completion) -> bool:
+    """A step ends the solution when it states an answer or the model had nothing more to say.
+    (OpenAI-shaped servers report "stop" for both the end-of-sequence token and a stop string.)"""
+    return not c.text.strip() or extract_answer(c.text) is not None
+
+
+def path_value(node: Node, how: str) -> float:
+    return aggregate([n.score for n in node.path() if n.kind not in ("root", "rollout") and n.score is not None], how)
+
+
+def split_steps(text: str, delimiter: str, max_steps: int = 8) -> tuple[str, ...]:
+    """A whole sample as steps; at most `max_steps` (leading steps merged) so its verification cost is bounded."""
+    parts = [p for p in text.split(delimiter)] if delimiter else [text]
+    parts = [p for p in parts if p.strip()] or [text]
+    if len(parts) > max_steps:
+        parts = [delimiter.join(parts[: len(parts) - max_steps + 1])] + parts[len(parts) - max_steps + 1 :]
+    return tuple(parts)
+
+
+# ---- final selection ------------------------------------------------------------------------------------------
+def _norm(answer: str | None) -> str | None:
+    return None if answer is None else " ".join(answer.split()).lower()
+
+
+def pick_best(finals: Sequence[Node]) -> Node | None:
+    return max(finals, key=lambda n: (n.value if n.value is not None else 0.0, -n.node_id), default=None)
+
+
+def pick_weighted(finals: Sequence[Node]) -> Node | None:
+    """Weighted best-of-N: sum the (aggregated) scores per distinct answer, take the largest; within it the
+    best-scored node. Candidates without an answer only win when no candidate has one."""
+    answered = [n for n in finals if n.answer is not None] or list(finals)
+    totals: dict[str | None, float] = {}
+    for n in answered:
+        totals[_norm(n.answer)] = totals.get(_norm(n.answer), 0.0) + (n.value or 0.0)
+    if not totals:
+        return None
+    first_seen = {k: min(n.node_id for n in answered if _norm(n.answer) == k) for k in totals}
+    win = max(totals, key=lambda k: (totals[k], -first_seen[k]))
+    return pick_best([n for n in answered if _norm(n.answer) == win])
+
+
+def pick_majority(finals: Sequence[Node]) -> Node | None:
+    answered = [n for n in finals if n.answer is not None] or list(finals)
+    counts: dict[str | None, int] = {}
+    for n in answered:
+        counts[_norm(n.answer)] = counts.get(_norm(n.answer), 0) + 1
+    if not counts:
+        return None
+    first_seen = {k: min(n.node_id for n in answered if _norm(n.answer) == k) for k in counts}
+    win = max(counts, key=lambda k: (counts[k], -first_seen[k]))
+    return min((n for n in answered if _norm(n.answer) == win), key=lambda n: n.node_id)
+
+
+SELECTORS: dict[str, Callable[[Sequence[Node]], Node | None]] = {"weighted": pick_weighted, "best": pick_best, "majority": pick_majority}
+
+
+def select(finals: Sequence[Node], how: str) -> Node | None:
+    node = SELECTORS[how](finals)
+    if node is not None:
+        node.selected = True
+    return node
+
+
+# ---- the contract ---------------------------------------------------------------------------------------------
+@runtime_checkable
+class Strategy(Protocol):
+    name: str
+    help: str
+    params: tuple[Param, ...]
+    needs_verifier: bool
+
+    def check(self, cfg: dict) -> None:
+        """Cross-field rules (e.g. n divisible by width); raise SpecError."""
+        ...
+
+    def run(self, ctx: SearchContext, cfg: dict) -> None:
+        """Grow every question's tree in ctx, mark finals and exactly one selected node per question."""
+        ...
+
+
+class BaseStrategy:
+    name = ""
+    help = ""
+    params: tuple[Param, ...] = ()
+    needs_verifier = True
+
+    def check(self, cfg: dict) -> None:
+        return None

@@ -1,0 +1,103 @@
+"""Budget forcing (s1, Muennighoff et al.): control how long the model thinks. A chain that stops before its
+thinking cap is made to go on: the end is suppressed by appending "Wait" and generating again, up to
+`extensions` times. A chain that reaches the cap without an answer is cut there and made to answer
+("Answer:" appended, `answer_tokens` more). `n` chains run in parallel; one engine call per round across all
+chains and questions; the pick is by majority (or the verifier)."""
+
+from __future__ import annotations
+
+from backend.engines.base import SamplingParams
+from backend.strategies.base import (
+    TEMPERATURE,
+    TOKEN_MARGIN,
+    BaseStrategy,
+    Expansion,
+
+    Param,
+    SearchContext,
+    select,
+)
+from backend.tasks.base import extract_answer
+
+CHAINS = Param("n", 1, "parallel chains, each forced on its own", int, 1, 1024)
+CAP = Param("thinking_tokens", 512, "cap on a chain's thinking tokens (all extensions together)", int, 1, 32768)
+EXTENSIONS = Param("extensions", 2, "times a chain that stops early is made to continue", int, 0, 16)
+WAIT = Param("wait_word", "Wait", "text appended to suppress the end of thinking", str)
+ANSWER_TOKENS = Param("answer_tokens", 32, "tokens allowed for the forced answer after the cap", int, 1, 1024)
+SELECT = Param("select", "majority", "final pick among the chains", str, choices=("majority", "weighted", "best"))
+ANSWER_CUE = "\n\nAnswer:"
+
+
+class BudgetForcing(BaseStrategy):
+    name = "budget_forcing"
+    help = "s1 budget forcing: append 'Wait' when the model stops early, force an answer at the thinking cap."
+    params = (CHAINS, CAP, EXTENSIONS, WAIT, ANSWER_TOKENS, TEMPERATURE, SELECT)
+    needs_verifier = False
+
+    def run(self, ctx: SearchContext, cfg: dict) -> None:
+        cap = cfg["thinking_tokens"]
+        # chain state: (tip, thinking tokens used, extensions used, what to do next)
+        chains = {qi: [(t.root, 0, 0, "think")] * cfg["n"] for qi, t in enumerate(ctx.trees)}
+        rnd = 0
+        scored = cfg["select"] != "majority" and ctx.verifier is not None
+        while True:
+            rnd += 1
+            exps = []
+            for qi, states in chains.items():
+                for ci, (tip, used, ext, todo) in enumerate(states):
+                    if todo == "done":
+                        continue
+                    if tip.kind == "root":
+                        params = SamplingParams(cfg["temperature"], max_tokens=cap, seed=rnd, stop=ctx.stop)
+                        exps.append(ctx.expansion(qi, tip, 1, params, tag=(ci, "")))
+                        continue
+                    cue = f"\n{cfg['wait_word']}" if todo == "think" else ANSWER_CUE
+                    mt = cap - used if todo == "think" else cfg["answer_tokens"]
+                    params = SamplingParams(cfg["temperature"], max_tokens=max(mt, 1), seed=rnd, stop=ctx.stop)
+                    cue_tokens = len(cue.encode("utf-8"))
+                    p = tip.context_tokens + cue_tokens + TOKEN_MARGIN
+                    e = Expansion(qi, tip, tip.prompt + tip.text + cue, 1, params, p, tip.completion_tokens + cue_tokens + TOKEN_MARGIN, tag=(ci, cue))
+                    e.score_steps = 0
+                    if scored:  # the verifier reads the cue and the new text
+                        e.extra_flops = ctx.verifier.estimate_flops(p, params.max_tokens + cue_tokens + TOKEN_MARGIN, 1)
+                    exps.append(e)
+            for e in exps:
+                if e.parent.kind == "root":
+                    e.score_steps = 1 if scored else 0
+            planned = {(e.qi, e.tag[0]) for e in exps}
+            exps = ctx.trim(exps)
+            kept = {(e.qi, e.tag[0]) for e in exps}
+            for qi, ci in planned - kept:  # the budget ran out for this chain: it ends where it is
+                tip, used, ext, _ = chains[qi][ci]
+                chains[qi][ci] = (tip, used, ext, "done")
+            if not exps:
+                break
+            ctx.rounds += 1
+            new = []
+            for e, comps in zip(exps, ctx.generate(exps)):
+                ci, cue = e.tag
+                tip, used, ext, todo = chains[e.qi][ci]
+                for c, cost, _ in comps:
+                    segment = cue + c.text  # the solution is the concatenation of its segments
+                    kind = "answer" if cue == ANSWER_CUE else "extension" if cue else "step"
+                    node = ctx.add_child(e, c, cost, kind=kind, steps=tip.steps + (segment,))
+                    new.append((e.qi, node))
+                    used += c.completion_tokens if cue != ANSWER_CUE else 0
+                    if cue == ANSWER_CUE:
+                        nxt = "done"
+                    elif c.finish_reason == "length" or used >= cap:
+                        nxt = "done" if extract_answer("".join(node.steps)) is not None else "answer"
+                    else:
+                        nxt = "think" if ext < cfg["extensions"] else "done"
+                    chains[e.qi][ci] = (node, used, ext + (1 if cue and cue != ANSWER_CUE else 0), nxt)
+            if scored:
+                ctx.score_last(new, "")
+        for qi, states in chains.items():
+            for tip, *_ in states:
+                if tip.kind != "root":
+                    ctx.close(qi, tip, "")
+                    tip.value = tip.score
+        for tree in ctx.trees:
+            select(tree.finals, cfg["select"] if scored else "majority")
+
+

@@ -1,0 +1,18 @@
+"""Majority vote (self-consistency): sample N solutions, the most frequent answer wins. No verifier."""
+
+from __future__ import annotations
+
+from backend.strategies.base import N, SAMPLE_TOKENS, TEMPERATURE, BaseStrategy, SearchContext, select
+from backend.strategies.best_of_n import sample_pool
+
+
+class Majority(BaseStrategy):
+    name = "majority"
+    help = "Sample N solutions; the most frequent answer wins (ties: the earliest sampled)."
+    params = (N, SAMPLE_TOKENS, TEMPERATURE)
+    needs_verifier = False
+
+    def run(self, ctx: SearchContext, cfg: dict) -> None:
+        sample_pool(ctx, cfg, scored=False)
+        for tree in ctx.trees:
+            select(tree.finals, "majority")

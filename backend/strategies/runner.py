@@ -1,0 +1,115 @@
+"""`run_search`: run one strategy for a list of questions with one model and one verifier at a given budget,
+and store every node of every tree (NODES shards) so the dashboard can draw the search and metrics score it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from backend.engines.base import Engine
+from backend.errors import SpecError
+from backend.ledger import Ledger, ModelArch, sampling_flops
+from backend.models.registry import ResolvedModel
+from backend.prompting import build_prompt, stop_sequences
+from backend.strategies import get_strategy, validate_config
+from backend.strategies.base import SearchContext
+from backend.strategies.sequential_revisions import Prompter
+from backend.tasks.base import Question, Task
+from backend.verifiers.base import Verifier
+from store.schema import NODES
+
+
+@dataclass
+class SearchResult:
+    run_id: str
+    strategy: str
+    config: dict
+    context: SearchContext
+    nodes: pa.Table
+
+    @property
+    def ledgers(self) -> list[Ledger]:
+        return self.context.ledgers
+
+    @property
+    def selected(self) -> list:
+        return [t.selected for t in self.context.trees]
+
+
+def budget_units_to_flops(arch: ModelArch, units: float, prompt_tokens: int, sample_tokens: int) -> float:
+    """A budget in "samples": `units` times the cost of one sample of `sample_tokens` after the prompt."""
+    return float(units) * float(sampling_flops(arch, prompt_tokens, sample_tokens, 1))
+
+
+def nodes_table(run_id: str, model_name: str, strategy: str, config: dict, ctx: SearchContext) -> pa.Table:
+    cfg = json.dumps(config, sort_keys=True)
+    rows = []
+    for tree in ctx.trees:
+        for n in tree.nodes:
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "model": model_name,
+                    "strategy": strategy,
+                    "config": cfg,
+                    "question_id": tree.question.question_id,
+                    "node_id": n.node_id,
+                    "parent_id": -1 if n.parent is None else n.parent.node_id,
+                    "depth": n.depth,
+                    "step_text": n.text,
+                    "step_score": n.score,
+                    "prompt_tokens": n.prompt_tokens,
+                    "cached_prompt_tokens": n.cached_prompt_tokens,
+                    "completion_tokens": n.completion_tokens,
+                    "generator_flops": n.generator_flops,
+                    "verifier_flops": n.verifier_flops,
+                    "is_final": n.is_final,
+                    "selected": n.selected,
+                    "answer": n.answer,
+                    "correct": n.correct,
+                    "finish_reason": n.kind if n.kind in ("root", "step") else f"{n.kind}:{n.finish_reason}",
+                }
+            )
+    return pa.Table.from_pylist(rows, schema=NODES)
+
+
+def run_search(
+    strategy: str,
+    questions: Sequence[Question],
+    task: Task,
+    model: ResolvedModel,
+    engine: Engine,
+    verifier: Verifier | None = None,
+    *,
+    config: dict | None = None,
+    budget_flops: float | None = None,
+    seed: int = 0,
+    store=None,
+    run_id: str | None = None,
+) -> SearchResult:
+    """Run `strategy` on every question at once (one engine call per round across all of them) with a FLOP
+    budget per question (None: unlimited), then write the trees to `store` as one NODES shard."""
+    cfg = validate_config(strategy, config)
+    strat = get_strategy(strategy)
+    if strat.needs_verifier and verifier is None and cfg.get("select", "verifier") != "majority":
+        raise SpecError("verifier", f"{strategy} needs a verifier", "oracle, self_verify, prm_vllm")
+    if budget_flops is not None and budget_flops <= 0:
+        raise SpecError("budget_flops", f"must be > 0, got {budget_flops!r}")
+    prompts = [build_prompt(model, task, q) for q in questions]
+    ctx = SearchContext(
+        engine, task, questions, prompts, verifier, budget_flops, seed, stop_sequences(model, task), Prompter(model, task)
+    )
+    strat.run(ctx, cfg)
+    run_id = run_id or f"search-{strategy}-{seed}"
+    record = {**cfg, "budget_flops": budget_flops, "verifier": getattr(verifier, "name", None), "seed": seed}
+    table = nodes_table(run_id, model.name, strategy, record, ctx)
+    if store is not None:
+        from backend.worker import questions_table
+
+        if not store.has_questions(run_id):
+            store.write_shard("questions", run_id, questions_table(run_id, list(questions)))
+        store.write_shard("nodes", run_id, table)
+    return SearchResult(run_id, strategy, cfg, ctx, table)

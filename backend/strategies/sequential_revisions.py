@@ -1,0 +1,124 @@
+"""Sequential revisions (Snell et al. §6): `chains` parallel chains of `chain_length` attempts; each attempt
+is a whole solution written with (at most) the last `context_attempts` ≤ 4 attempts of its chain in the prompt.
+The final answer is picked by the verifier (best within each chain, then weighted across the chains' winners)
+or by majority over every attempt. Each round is one engine call for every chain of every question; the
+question text stays at the front of the prompt so the prefix cache keeps serving it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from backend.engines.base import SamplingParams
+from backend.models.registry import ResolvedModel
+from backend.prompting import build_prompt, render_chat
+from backend.strategies.base import (
+    AGGREGATION,
+    DELIMITER,
+    SAMPLE_TOKENS,
+    TEMPERATURE,
+    TOKEN_MARGIN,
+    BaseStrategy,
+    Expansion,
+    Node,
+    Param,
+    SearchContext,
+    pick_best,
+    pick_majority,
+    pick_weighted,
+    split_steps,
+)
+from backend.tasks.base import Question, Task
+from backend.verifiers.base import aggregate
+
+MAX_CONTEXT_ATTEMPTS = 4
+ATTEMPT_OVERHEAD_TOKENS = 16  # "Attempt k:" header and blank lines, per attempt (estimate)
+REVISION_OVERHEAD_TOKENS = 48  # the revision instruction
+
+CHAINS = Param("chains", 2, "parallel chains (the parallel side of the sequential:parallel ratio)", int, 1, 1024)
+CHAIN_LENGTH = Param("chain_length", 4, "attempts per chain, the first included (the sequential side)", int, 1, 64)
+CONTEXT = Param("context_attempts", 4, "previous attempts of the chain shown in each revision prompt", int, 1, MAX_CONTEXT_ATTEMPTS)
+SELECT = Param("select", "verifier", "final pick: verifier (within, then across chains) or majority over all attempts", str, choices=("verifier", "majority"))
+
+
+class Prompter:
+    """Revision prompts: the task's own prompt, with the chain's previous attempts after the question."""
+
+    def __init__(self, model: ResolvedModel, task: Task):
+        self.model, self.task = model, task
+
+    def revision(self, question: Question, attempts: list[str]) -> str:
+        if not attempts:
+            return build_prompt(self.model, self.task, question)
+        block = "\n\n".join(f"Attempt {i}:\n{a.strip()}" for i, a in enumerate(attempts, 1))
+        extra = f"\n\nYour previous attempts (they may contain mistakes):\n\n{block}\n\nWrite a new, corrected solution."
+        if self.model.prompt_style == "chat" and self.model.chat_template:
+            messages = [
+                {"role": "system", "content": self.task.system_prompt},
+                {"role": "user", "content": self.task.user_message(question) + extra},
+            ]
+            return render_chat(self.model.chat_template, messages)
+        return build_prompt(self.model, self.task, dataclasses.replace(question, text=question.text + extra))
+
+
+def chain_attempts(node: Node, window: int) -> list[Node]:
+    return [n for n in node.path() if n.kind == "revision"][-window:]
+
+
+class SequentialRevisions(BaseStrategy):
+    name = "sequential_revisions"
+    help = "Chains of revisions, each seeing the chain's last attempts; pick by verifier or majority."
+    params = (CHAINS, CHAIN_LENGTH, CONTEXT, SAMPLE_TOKENS, TEMPERATURE, SELECT, AGGREGATION, DELIMITER)
+    needs_verifier = True
+
+    def run(self, ctx: SearchContext, cfg: dict) -> None:
+        agg, delim, window = cfg["aggregation"], cfg["delimiter"], cfg["context_attempts"]
+        scored = ctx.verifier is not None and cfg["select"] == "verifier"
+        tips = {qi: [t.root] * cfg["chains"] for qi, t in enumerate(ctx.trees)}
+        for rnd in range(1, cfg["chain_length"] + 1):
+            params = SamplingParams(temperature=cfg["temperature"], max_tokens=cfg["max_tokens"], seed=rnd, stop=ctx.stop)
+            exps = []
+            for qi, chain_tips in tips.items():
+                for ci, tip in enumerate(chain_tips):
+                    if tip is None:
+                        continue
+                    shown = chain_attempts(tip, window)
+                    prompt = ctx.prompter.revision(ctx.questions[qi], [a.text for a in shown])
+                    if not shown:
+                        e = ctx.expansion(qi, tip, 1, params, tag=ci)
+                        e.prompt = prompt
+                    else:
+                        body = sum(a.completion_tokens + ATTEMPT_OVERHEAD_TOKENS for a in shown)
+                        p = ctx.root_bound(qi) + REVISION_OVERHEAD_TOKENS + body + TOKEN_MARGIN
+                        slid = len(chain_attempts(tip, window + 1)) > window
+                        new = body if slid else shown[-1].completion_tokens + ATTEMPT_OVERHEAD_TOKENS
+                        e = Expansion(qi, tip, prompt, 1, params, p, new + REVISION_OVERHEAD_TOKENS + TOKEN_MARGIN, tag=ci)
+                    e.score_steps = (1 if agg == "last" else 8) if scored else 0
+                    exps.append(e)
+            exps = ctx.trim(exps)
+            if not exps:
+                break
+            ctx.rounds += 1
+            kept = {(e.qi, e.tag) for e in exps}
+            for qi in tips:
+                tips[qi] = [t if (qi, ci) in kept else None for ci, t in enumerate(tips[qi])]
+            new = []
+            for e, comps in zip(exps, ctx.generate(exps)):
+                for c, cost, _ in comps:
+                    node = ctx.add_child(e, c, cost, kind="revision", steps=split_steps(c.text, delim))
+                    ctx.close(e.qi, node, delim)
+                    tips[e.qi][e.tag] = node
+                    new.append((e.qi, node))
+            if scored:
+                scores = ctx.score([(qi, nd, None, None if agg == "last" else 0) for qi, nd in new], delim)
+                for (_, nd), s in zip(new, scores):
+                    nd.value = nd.score = aggregate(s, agg) if s else 0.5
+        for qi, tree in enumerate(ctx.trees):
+            finals = tree.finals
+            if not scored:
+                pick = pick_majority(finals)
+            else:
+                chains = [c for c in tree.nodes if c.parent is tree.root]
+                winners = [pick_best([f for f in finals if f.path()[1] is c]) for c in chains]
+                pick = pick_weighted([w for w in winners if w is not None])
+            if pick is not None:
+                pick.selected = True

@@ -1,0 +1,81 @@
+"""The `Verifier` contract: score a (question, partial or full solution) as one score per step.
+
+A solution is a tuple of steps (text split on the strategy's delimiter). A request may ask for the scores of
+`steps[first:]` only: search strategies keep earlier step scores on the tree and score just the new step, so a
+round costs one verifier pass per candidate, not one per step of its history. Every call reports the tokens it
+read, so the strategy charges it to its FLOPs ledger as verifier compute at the verifier model's size."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from backend.errors import require
+from backend.ledger import Ledger, ModelArch
+from backend.tasks.base import Question
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    question: Question
+    steps: tuple[str, ...]
+    first: int = 0  # score steps[first:], each given the steps before it
+    delimiter: str = "\n\n"
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One forward pass of the verifier model, as the ledger charges it."""
+
+    prompt_tokens: int
+    cached_prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class StepScores:
+    scores: list[float]  # one per step in steps[first:], in [0, 1]
+    usage: list[Usage] = field(default_factory=list)
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    name: str
+    arch: ModelArch | None  # None: free (the oracle); else charged at this model's size
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[StepScores]:
+        """Score every request in one batched pass; results in request order."""
+        ...
+
+    def estimate_flops(self, context_tokens: int, new_tokens: int, n_steps: int = 1) -> float:
+        """An upper bound on the cost of scoring `n_steps` new steps (`new_tokens` in all) after a context of
+        `context_tokens` generator tokens: what a strategy reserves before a round."""
+        ...
+
+
+def charge(ledger: Ledger, verifier: Verifier, result: StepScores) -> float:
+    """Charge one scored candidate to the ledger; returns the FLOPs charged."""
+    if verifier.arch is None:
+        return 0.0
+    return sum(ledger.charge_verifier(verifier.arch, u.prompt_tokens, u.cached_prompt_tokens, u.completion_tokens) for u in result.usage)
+
+
+def _product(scores: Sequence[float]) -> float:
+    return math.prod(scores)
+
+
+AGGREGATIONS: dict[str, Callable[[Sequence[float]], float]] = {
+    "last": lambda s: s[-1],
+    "min": min,
+    "product": _product,
+    "mean": lambda s: sum(s) / len(s),
+}
+"""How a solution's step scores become one score (Snell et al.: last is the default; min and product too)."""
+
+
+def aggregate(scores: Sequence[float], how: str = "last") -> float:
+    fn = require(AGGREGATIONS, how, field="aggregation", kind="aggregation")
+    scores = [s for s in scores if s is not None]
+    return fn(scores) if scores else 0.0

@@ -1,0 +1,292 @@
+"""Strategy selection logic, budgets and batching, pinned with a scripted engine and a scripted verifier."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from backend.errors import SpecError, UnknownNameError
+from backend.ledger import sampling_flops
+from backend.strategies import STRATEGIES, get_strategy, param_table, validate_config
+from backend.strategies.rebase import allocate
+from backend.strategies.runner import run_search
+from tests.fakes import FAKE_MODEL, GEN_ARCH, FakeTask, ScriptedEngine, ScriptedVerifier
+
+
+def search(strategy, engine, verifier=None, n_questions=1, budget=None, **config):
+    task = FakeTask(n_questions)
+    return run_search(strategy, task.questions(), task, FAKE_MODEL, engine, verifier, config=config, budget_flops=budget)
+
+
+def nodes_by_text(result, qi=0):
+    return {n.text: n for n in result.context.trees[qi].nodes}
+
+
+# ---- the registry and the parameter table ---------------------------------------------------------------------
+def test_every_parameter_has_help_and_a_valid_default():
+    for name, strategy in STRATEGIES.items():
+        assert strategy.help, name
+        names = [p.name for p in strategy.params]
+        assert len(names) == len(set(names)), name
+        for p in strategy.params:
+            assert p.help and len(p.help) > 10, (name, p.name)
+            assert p.check(p.default, p.name) == p.default
+        validate_config(name)  # defaults pass the cross-field rules too
+        assert [row["name"] for row in param_table(name)] == names
+
+
+def test_unknown_strategy_lists_the_known_ones():
+    with pytest.raises(UnknownNameError) as e:
+        get_strategy("beam_serach")
+    assert "unknown strategy 'beam_serach'" in str(e.value)
+    assert "beam_search" in str(e.value) and "best_of_n" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "name, config, message",
+    [
+        ("beam_search", {"widht": 4}, "strategy.widht: not a parameter of beam_search"),
+        ("beam_search", {"n": 16, "width": 5}, "strategy.width: N=16 is not a multiple of width M=5"),
+        ("beam_search", {"max_rounds": 41}, "strategy.max_rounds: 41 is out of range"),
+        ("beam_search", {"aggregation": "max"}, "strategy.aggregation: 'max' is not allowed"),
+        ("sequential_revisions", {"context_attempts": 5}, "strategy.context_attempts: 5 is out of range"),
+        ("best_of_n", {"n": "8"}, "strategy.n: must be int"),
+    ],
+)
+def test_bad_config_names_the_field(name, config, message):
+    with pytest.raises(SpecError) as e:
+        validate_config(name, config)
+    assert str(e.value).startswith(message)
+
+
+# ---- beam search keeps the top N/M by the configured aggregation ----------------------------------------------
+BEAM_SCORES = {"P0": 0.8, "P1": 0.4, "P2": 0.5, "X1": 0.1, "X2": 0.05, "X3": 0.02,
+               "c00": 0.4, "c01": 0.5, "c10": 0.7, "c11": 0.7, "c20": 0.5, "c21": 0.9}
+
+
+def beam_engine():
+    return ScriptedEngine(
+        [
+            (r"A:$", ["P0", "X1", "P1", "X2", "P2", "X3"]),
+            (r"P0\n\n$", ["c00", "c01"]),
+            (r"P1\n\n$", ["c10", "c11"]),
+            (r"P2\n\n$", ["c20", "c21"]),
+            (r"c\d\d\n\n$", "Answer: 1"),
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    "aggregation, kept",
+    [("last", {"c10", "c11", "c21"}), ("min", {"c01", "c20", "c21"}), ("product", {"c00", "c01", "c21"})],
+)
+def test_beam_keeps_top_n_over_m_by_aggregation(aggregation, kept):
+    engine = beam_engine()
+    verifier = ScriptedVerifier(list(BEAM_SCORES.items()))
+    result = search("beam_search", engine, verifier, n=6, width=2, max_rounds=3, max_tokens=32, aggregation=aggregation)
+    tree = result.context.trees[0]
+    assert {n.parent.text for n in tree.nodes if n.depth == 2} == {"P0", "P1", "P2"}  # round 1 kept the top 3
+    assert {n.parent.text for n in tree.nodes if n.depth == 3} == kept
+    assert all(n.is_final for n in tree.nodes if n.depth == 3)
+    assert sum(n.selected for n in tree.nodes) == 1
+    assert len(engine.calls) == result.context.rounds == 3  # one engine call per round
+    assert len(verifier.calls) == 3
+
+
+def test_beam_one_call_per_round_across_questions():
+    engine = beam_engine()
+    verifier = ScriptedVerifier(list(BEAM_SCORES.items()))
+    result = search("beam_search", engine, verifier, n_questions=3, n=6, width=2, max_rounds=3, max_tokens=32)
+    assert result.context.rounds == 3 and len(engine.calls) == 3
+    assert {r.prompt.split("\n")[0] for r in engine.calls[1]} == {"Q: What is 0?", "Q: What is 1?", "Q: What is 2?"}
+    # children extend their parent's prompt: the prefix cache serves all but the new step
+    for node in result.context.trees[1].nodes:
+        if node.depth >= 2:
+            assert node.prompt.startswith(node.parent.prompt + node.parent.text)
+            assert node.cached_prompt_tokens >= len(node.parent.prompt)
+
+
+# ---- lookahead scores the END of the rollout ------------------------------------------------------------------
+def test_lookahead_scores_the_rolled_out_text_and_keeps_the_step():
+    def step(prompt, params):
+        if params.temperature == 0:  # the greedy rollout
+            return "A-bad-end" if prompt.endswith("A\n\n") else "B-good-end"
+        return "Answer: 1" if re.search(r"[AB]\n\n$", prompt) else ["A", "B"]
+
+    engine = ScriptedEngine([(r".", step)])
+    verifier = ScriptedVerifier([("A", 0.9), ("B", 0.1), ("A-bad-end", 0.1), ("B-good-end", 0.9)])
+    result = search("lookahead", engine, verifier, n=2, width=2, lookahead=1, max_rounds=2, max_tokens=32)
+    nodes = nodes_by_text(result)
+    assert nodes["A"].score == pytest.approx(0.1) and nodes["B"].score == pytest.approx(0.9)
+    first_round = verifier.calls[0]
+    assert sorted(r.steps[-1] for r in first_round) == ["A-bad-end", "B-good-end"]  # not "A" / "B"
+    assert nodes["A-bad-end"].kind == "rollout" and nodes["A-bad-end"].parent is nodes["A"]
+    round2 = [n for n in result.context.trees[0].nodes if n.depth == 2 and n.kind == "step"]
+    assert {n.parent.text for n in round2} == {"B"}  # the beam kept B, the candidate's step, not the rollout
+    assert all("-end" not in n.prompt for n in round2)
+
+
+# ---- revisions keep at most 4 attempts in context --------------------------------------------------------------
+def test_revisions_keep_at_most_four_attempts():
+    engine = ScriptedEngine([(r".", [f"Answer: {i}" for i in range(1, 7)])])
+    result = search("sequential_revisions", engine, None, chains=1, chain_length=6, select="majority", max_tokens=32)
+    prompts = [c[0].prompt for c in engine.calls]
+    assert [len(re.findall(r"Attempt \d+:", p)) for p in prompts] == [0, 1, 2, 3, 4, 4]
+    last = prompts[-1]
+    assert "Answer: 1" not in last and all(f"Answer: {i}" in last for i in range(2, 6))
+    chain = [n for n in result.context.trees[0].nodes if n.kind == "revision"]
+    assert [n.depth for n in chain] == [1, 2, 3, 4, 5, 6] and all(n.is_final for n in chain)
+    assert sum(n.selected for n in chain) == 1
+
+
+def test_revisions_pick_by_verifier_within_then_across_chains():
+    engine = ScriptedEngine([(r".", ["Answer: 1", "Answer: 2", "Answer: 3", "Answer: 4"])])
+    verifier = ScriptedVerifier([("Answer: 1", 0.2), ("Answer: 2", 0.3), ("Answer: 3", 0.9), ("Answer: 4", 0.1)])
+    result = search("sequential_revisions", engine, verifier, chains=2, chain_length=2, max_tokens=32)
+    assert result.context.trees[0].selected.answer == "3"
+
+
+# ---- particle filtering resamples by weight --------------------------------------------------------------------
+def test_particle_filtering_resamples_by_weight():
+    engine = ScriptedEngine([(r"A:$", ["good", "bad", "bad", "bad"]), (r"good\n\n$", "Answer: 1"), (r"bad\n\n$", "Answer: 2")])
+    verifier = ScriptedVerifier([("good", 0.9), ("bad", 0.1)])
+    result = search("particle_filtering", engine, verifier, n=4, softmax_temperature=0.01, max_rounds=3, max_tokens=32)
+    tree = result.context.trees[0]
+    round2 = [n for n in tree.nodes if n.depth == 2]
+    assert len(round2) == 4 and {n.parent.text for n in round2} == {"good"}
+    assert tree.selected.answer == "1"
+
+
+def test_particle_filtering_is_seeded():
+    def run():
+        engine = ScriptedEngine([(r"A:$", ["s1", "s2", "s3", "s4"]), (r"s\d\n\n$", ["Answer: 1", "t"]), (r"t\n\n$", "Answer: 2")])
+        verifier = ScriptedVerifier([("s1", 0.6), ("s2", 0.5), ("s3", 0.4), ("s4", 0.3)])
+        r = search("particle_filtering", engine, verifier, n=4, softmax_temperature=0.5, max_rounds=4, max_tokens=32)
+        return [(n.node_id, n.parent.node_id if n.parent else -1, n.text) for n in r.context.trees[0].nodes]
+
+    assert run() == run()
+
+
+# ---- first finish, weighted best-of-N, majority -----------------------------------------------------------------
+def test_first_finish_keeps_the_first_to_finish():
+    engine = ScriptedEngine([(r".", ["Answer: 100 after a long detour", "x" * 64, "Answer: 7", "Answer: 8"])])
+    result = search("first_finish", engine, None, n=4, max_tokens=40)
+    tree = result.context.trees[0]
+    assert tree.selected.text == "Answer: 7"  # fewest tokens; "Answer: 8" ties and loses on index
+    assert len(tree.finals) == 4 and any(f.finish_reason == "length" for f in tree.finals)
+
+
+def test_weighted_best_of_n_sums_scores_per_answer():
+    texts = ["Answer: 1", "Answer: 2", "Answer:  2", "Answer: 3"]
+    verifier = ScriptedVerifier([("Answer: 1", 0.9), (r"Answer:\s+2", 0.5), ("Answer: 3", 0.3)])
+    weighted = search("weighted_best_of_n", ScriptedEngine([(r".", texts)]), verifier, n=4, max_tokens=32)
+    assert weighted.context.trees[0].selected.answer == "2"  # 0.5 + 0.5 > 0.9
+    best = search("best_of_n", ScriptedEngine([(r".", texts)]), verifier, n=4, max_tokens=32)
+    assert best.context.trees[0].selected.answer == "1"
+    majority = search("majority", ScriptedEngine([(r".", texts)]), None, n=4, max_tokens=32)
+    assert majority.context.trees[0].selected.answer == "2"
+
+
+def test_budget_forcing_appends_wait_then_forces_an_answer():
+    def reply(prompt, params):
+        return "let me think" if not prompt.endswith("Answer:") else " 1"
+
+    engine = ScriptedEngine([(r".", reply)])
+    result = search("budget_forcing", engine, None, n=1, thinking_tokens=30, extensions=2)
+    prompts = [c[0].prompt for c in engine.calls]
+    assert prompts[1].endswith("let me think\nWait") and prompts[2].endswith("let me think\nWait")
+    assert prompts[-1].endswith("\n\nAnswer:")  # 36 thinking tokens > the cap: forced to answer
+    assert result.context.trees[0].selected.answer is not None
+
+
+def test_rebase_allocates_width_by_softmax_of_reward():
+    assert allocate([0.9, 0.5, 0.1], 8, 0.2) == [7, 1, 0]
+    assert sum(allocate([0.3, 0.3, 0.3], 7, 1.0)) == 7
+    assert allocate([0.5], 0, 1.0) == [0]
+
+
+def test_dvts_subtrees_stay_independent():
+    engine = ScriptedEngine([(r"A:$", ["a", "b", "c", "d"]), (r"[abcd]\n\n$", ["e", "f"]), (r"[ef]\n\n$", "Answer: 1")])
+    verifier = ScriptedVerifier([("a", 0.9), ("b", 0.8), ("c", 0.2), ("d", 0.1), ("e", 0.5), ("f", 0.4)])
+    result = search("dvts", engine, verifier, n=4, width=2, max_rounds=3, max_tokens=32)
+    tree = result.context.trees[0]
+    # beam search would keep a and b; each DVTS subtree ({a,b}, {c,d}) keeps its own best
+    assert {n.parent.text for n in tree.nodes if n.depth == 2} == {"a", "c"}
+
+
+# ---- budget discipline -------------------------------------------------------------------------------------------
+def generic_step(prompt, params):
+    depth = prompt.count("\n\n")
+    salt = (params.seed or 0) % 5
+    if depth >= 3 or salt == 0:
+        return f"Answer: {salt % 3}"
+    return f"step {depth} {salt} " + "x" * 40  # long: runs into max_tokens
+
+
+CONFIGS = {
+    "best_of_n": {"n": 64, "max_tokens": 64},
+    "weighted_best_of_n": {"n": 64, "max_tokens": 64},
+    "majority": {"n": 64, "max_tokens": 64},
+    "first_finish": {"n": 64, "max_tokens": 64},
+    "beam_search": {"n": 16, "width": 4, "max_rounds": 6, "max_tokens": 24},
+    "lookahead": {"n": 16, "width": 4, "max_rounds": 6, "max_tokens": 24, "lookahead": 2},
+    "dvts": {"n": 16, "width": 4, "max_rounds": 6, "max_tokens": 24},
+    "rebase": {"n": 16, "max_rounds": 6, "max_tokens": 24},
+    "particle_filtering": {"n": 16, "max_rounds": 6, "max_tokens": 24},
+    "sequential_revisions": {"chains": 4, "chain_length": 8, "max_tokens": 64},
+    "budget_forcing": {"n": 8, "thinking_tokens": 64, "extensions": 3, "select": "weighted"},
+}
+
+
+def test_configs_cover_every_strategy():
+    assert set(CONFIGS) == set(STRATEGIES)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("units", [4, 8, 16, 32, 64])
+def test_ledger_total_within_budget(name, units):
+    task = FakeTask(2)
+    prompt_tokens = len("Q: What is 0?\nA:")
+    budget = units * float(sampling_flops(GEN_ARCH, prompt_tokens, 64, 1))
+    engine = ScriptedEngine([(r".", generic_step)])
+    verifier = ScriptedVerifier(fn=lambda s: 0.1 + (len(s) % 7) / 10)
+    result = run_search(name, task.questions(), task, FAKE_MODEL, engine, verifier, config=CONFIGS[name], budget_flops=budget)
+    for ledger, tree in zip(result.ledgers, result.context.trees):
+        assert ledger.total <= budget, (name, units, ledger.total / budget)
+        assert ledger.total > 0
+        assert ledger.generator_flops == pytest.approx(sum(n.generator_flops for n in tree.nodes))
+        assert ledger.verifier_flops == pytest.approx(sum(n.verifier_flops for n in tree.nodes))
+        n_cap = CONFIGS[name].get("n", 0) or CONFIGS[name]["chains"] * CONFIGS[name]["chain_length"]
+        assert len({id(f) for f in tree.finals}) <= max(n_cap, 1)
+        assert sum(n.selected for n in tree.nodes) <= 1
+    if name in ("beam_search", "dvts", "rebase", "particle_filtering", "sequential_revisions", "budget_forcing"):
+        assert len(engine.calls) == result.context.rounds  # calls per round == 1
+    if name == "lookahead":
+        assert len(engine.calls) <= 3 * result.context.rounds
+
+
+def test_small_budget_cuts_width_not_overspends():
+    task = FakeTask(1)
+    unit = float(sampling_flops(GEN_ARCH, len("Q: What is 0?\nA:"), 64, 1))
+    engine = ScriptedEngine([(r".", "x" * 100)])
+    result = run_search("majority", task.questions(), task, FAKE_MODEL, engine, None, config={"n": 64, "max_tokens": 64}, budget_flops=4 * unit)
+    assert len(result.context.trees[0].finals) == 4  # exactly the samples four samples' budget buys
+    assert result.ledgers[0].total <= 4 * unit
+
+
+def test_nodes_table_has_whole_trees(tmp_path):
+    from store import Store
+
+    store = Store.open(tmp_path / "store")
+    task = FakeTask(2)
+    result = run_search("beam_search", task.questions(), task, FAKE_MODEL, beam_engine(), ScriptedVerifier(list(BEAM_SCORES.items())),
+                        config={"n": 6, "width": 2, "max_rounds": 3, "max_tokens": 32}, store=store, run_id="r1")
+    df = store.query("SELECT * FROM nodes WHERE run_id = 'r1'")
+    assert len(df) == result.nodes.num_rows and set(df["question_id"]) == {"q0", "q1"}
+    for qid, g in df.groupby("question_id"):
+        ids = dict(zip(g["node_id"], g["parent_id"]))
+        for nid in ids:  # every node reaches the root
+            while ids[nid] != -1:
+                nid = ids[nid]
+        assert g["selected"].sum() == 1 and g["is_final"].sum() >= 1
