@@ -49,7 +49,9 @@ def comb_ratio(n, m, k) -> np.ndarray:
         terms = np.where(i > pk, 1.0 - pk / np.maximum(i, 1), 0.0)
         table = np.ones((len(chunk), width + 1))
         np.cumprod(terms, axis=1, out=table[:, 1:])
-        if len(pairs) <= step:
+        if len(pairs) == 1:
+            out[:] = table[0][removed]
+        elif len(pairs) <= step:
             out[:] = table[inverse, removed]
         else:
             sel = (inverse >= start) & (inverse < start + len(chunk))

@@ -30,6 +30,20 @@ class Curve:
     mc_high: np.ndarray
     confidence: float = 0.95
     meta: dict = field(default_factory=dict)
+    draw_values: np.ndarray | None = None  # (D, Q, K) per-draw values of a resampled curve
+
+    def restrict(self, questions, *, n_boot: int = 1000, seed: int = 0) -> "Curve":
+        """The same curve over a subset of its questions (e.g. one difficulty bin), without recomputing
+        the per-question values: mean and both bands are recomputed from the kept rows."""
+        mask = check_questions_mask(questions, len(self.question_ids))
+        per_q = self.per_question[mask]
+        mean, low, high = bootstrap_band(per_q, n_boot=n_boot, confidence=self.confidence, seed=seed)
+        draws = None if self.draw_values is None else self.draw_values[:, mask]
+        mc_low, mc_high = (mean, mean) if draws is None else mc_band(draws, self.confidence)
+        return Curve(
+            self.name, self.k, mean, low, high, per_q, self.question_ids[mask], self.exact, mc_low, mc_high,
+            self.confidence, dict(self.meta), draws,
+        )
 
     def at(self, k: int) -> float:
         """Mean value at one k of the grid (ValueError if k is not on it)."""
@@ -61,6 +75,18 @@ def bootstrap_band(per_question: np.ndarray, *, n_boot: int, confidence: float, 
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(boot_means, [tail, 1.0 - tail], axis=0)
     return mean, low, high
+
+
+def mc_band(draw_values: np.ndarray, confidence: float):
+    """Student-t band of the mean over draws of the per-draw question means: the Monte Carlo error of a
+    resampled curve (draws are independent, so their spread is an honest error estimate)."""
+    from scipy import stats
+
+    per_draw = draw_values.mean(axis=1)  # (D, K)
+    d = per_draw.shape[0]
+    center = per_draw.mean(axis=0)
+    half = stats.t.ppf(0.5 + confidence / 2.0, d - 1) * per_draw.std(axis=0, ddof=1) / np.sqrt(d)
+    return center - half, center + half
 
 
 def _check_confidence(confidence: float) -> None:

@@ -68,8 +68,17 @@ def predicted_bins(pool: Pool, verifier: str, n_bins: int = 5) -> DifficultyBins
     return DifficultyBins(f"predicted[{verifier}]", quantile_levels(mean, n_bins), mean, n_bins)
 
 
-def curves_by_bin(curve_fn: Callable[..., Curve], pool: Pool, bins: DifficultyBins, *args, **kwargs) -> dict:
-    """{level: curve_fn(pool, *args, questions=bin mask, **kwargs)} for every level."""
-    if bins.level.shape != (pool.n_questions,):
-        raise ValueError(f"bins cover {bins.level.size} questions but the pool has {pool.n_questions}")
-    return {lv: curve_fn(pool, *args, questions=m, **kwargs) for lv, m in bins.masks().items()}
+def curves_by_bin(curve: Curve | Callable[..., Curve], pool: Pool | None, bins: DifficultyBins, *args,
+                  **kwargs) -> dict[int, Curve]:
+    """{level: curve over that bin's questions} for every level.
+
+    Given a computed Curve (over the same questions as the bins), restricts it — no recomputation, the cheap
+    path for a dashboard. Given a curve function, calls curve_fn(pool, *args, questions=mask, **kwargs)."""
+    if isinstance(curve, Curve):
+        if bins.level.shape != (len(curve.question_ids),):
+            raise ValueError(f"bins cover {bins.level.size} questions but the curve has {len(curve.question_ids)}")
+        return {lv: curve.restrict(m, **kwargs) for lv, m in bins.masks().items()}
+    if pool is None or bins.level.shape != (pool.n_questions,):
+        have = "no pool" if pool is None else f"a pool of {pool.n_questions}"
+        raise ValueError(f"bins cover {bins.level.size} questions but got {have}")
+    return {lv: curve(pool, *args, questions=m, **kwargs) for lv, m in bins.masks().items()}

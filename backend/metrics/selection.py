@@ -21,10 +21,8 @@ Monte Carlo band.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
-
 from backend.metrics.coverage import comb_ratio, resolve_ks
-from backend.metrics.curve import Curve, bootstrap_band, check_questions_mask
+from backend.metrics.curve import Curve, bootstrap_band, check_questions_mask, mc_band
 from backend.metrics.pools import Pool
 
 _VOTE_CELLS = 1 << 21  # (questions × k × answers) cells per vote-count block
@@ -111,57 +109,92 @@ def vote_resampled(
     n_ans = answer_ok.shape[1]
     code = np.where(valid & (answer_id >= 0), answer_id, n_ans).astype(np.int64)
     weight = None if vote_weight is None else np.where(valid, np.nan_to_num(vote_weight, nan=0.0), 0.0)
-    n_k = len(ks)
     full = bool(valid.all())
-    # positions each draw must look at: on full pools only up to the largest k (k = n needs no permutation)
+    majority = np.empty((draws, n_q, len(ks)))
+    weighted = None if weight is None else np.empty((draws, n_q, len(ks)))
+    if full and ks[-1] == width:  # the whole pool: one deterministic vote, no resampling
+        flat = (np.arange(n_q)[:, None] * (n_ans + 1) + code).ravel()
+        counts = np.bincount(flat, minlength=n_q * (n_ans + 1)).reshape(n_q, 1, n_ans + 1)[..., :n_ans]
+        majority[:, :, -1] = _pick(counts, counts, answer_ok)[:, 0]
+        if weighted is not None:
+            wsum = np.bincount(flat, weights=weight.ravel(), minlength=n_q * (n_ans + 1))
+            weighted[:, :, -1] = _pick(counts, wsum.reshape(n_q, 1, n_ans + 1)[..., :n_ans], answer_ok)[:, 0]
+        ks = ks[:-1]
+    n_k = len(ks)
+    if n_k == 0:
+        return majority, weighted
+    # positions each draw must look at: on full pools only up to the largest resampled k
     span = int(ks[-1]) if full else width
     perms = [rng.permutation(width)[:span] for _ in range(draws)]
-    if full:
-        seg_of_pos = np.searchsorted(ks, np.arange(1, span + 1), side="left")
     block = max(1, _VOTE_CELLS // ((n_k + 1) * (n_ans + 1)))
-    majority = np.empty((draws, n_q, n_k))
-    weighted = None if weight is None else np.empty((draws, n_q, n_k))
+    # sample-major copies: a permutation then gathers whole rows (contiguous), not scattered columns
+    code_t = np.ascontiguousarray(code.T)
+    weight_t = None if weight is None else np.ascontiguousarray(weight.T)
+    valid_t = None if full else np.ascontiguousarray(valid.T)
+    for lo in range(0, n_q, block):
+        hi = min(n_q, lo + block)
+        rows = hi - lo
+        ok = answer_ok[lo:hi]
+        base = (np.arange(rows)[None, :] * (n_k + 1)) * (n_ans + 1)  # (1, rows)
+        size = rows * (n_k + 1) * (n_ans + 1)
+        if full:  # the k-segment of every position is the same in every draw
+            base = base + np.searchsorted(ks, np.arange(1, span + 1), side="left")[:, None] * (n_ans + 1)
+        for d, perm in enumerate(perms):
+            a = code_t[perm, lo:hi]  # (span, rows)
+            if full:
+                flat = (base + a).ravel()
+            else:
+                v = valid_t[perm, lo:hi]
+                rank = np.cumsum(v, axis=0)
+                seg = np.where(v, np.searchsorted(ks, rank, side="left"), n_k)
+                flat = (base + seg * (n_ans + 1) + a).ravel()
+            counts = np.bincount(flat, minlength=size).reshape(rows, n_k + 1, n_ans + 1)[:, :n_k, :n_ans]
+            counts = np.cumsum(counts, axis=1)
+            majority[d, lo:hi, :n_k] = _pick(counts, counts, ok)
+            if weighted is not None:
+                wsum = np.bincount(flat, weights=weight_t[perm, lo:hi].ravel(), minlength=size)
+                wsum = np.cumsum(wsum.reshape(rows, n_k + 1, n_ans + 1)[:, :n_k, :n_ans], axis=1)
+                weighted[d, lo:hi, :n_k] = _pick(counts, wsum, ok)
+    return majority, weighted
+    # positions each draw must look at: on full pools only up to the largest resampled k
+    span = int(ks[-1]) if full else width
+    perms = [rng.permutation(width)[:span] for _ in range(draws)]
+    block = max(1, _VOTE_CELLS // ((n_k + 1) * (n_ans + 1)))
     for lo in range(0, n_q, block):
         hi = min(n_q, lo + block)
         rows = hi - lo
         ok = answer_ok[lo:hi]
         base = (np.arange(rows)[:, None] * (n_k + 1)) * (n_ans + 1)
         size = rows * (n_k + 1) * (n_ans + 1)
+        if full:  # the k-segment of every position is the same in every draw
+            base = base + np.searchsorted(ks, np.arange(1, span + 1), side="left")[None, :] * (n_ans + 1)
         for d, perm in enumerate(perms):
-            a = code[lo:hi, perm]
+            a = np.take(code[lo:hi], perm, axis=1)
             if full:
-                seg = np.broadcast_to(seg_of_pos, a.shape)
+                flat = (base + a).ravel()
             else:
-                v = valid[lo:hi, perm]
+                v = np.take(valid[lo:hi], perm, axis=1)
                 rank = np.cumsum(v, axis=1)
                 seg = np.where(v, np.searchsorted(ks, rank, side="left"), n_k)
-            flat = (base + seg * (n_ans + 1) + a).ravel()
+                flat = (base + seg * (n_ans + 1) + a).ravel()
             counts = np.bincount(flat, minlength=size).reshape(rows, n_k + 1, n_ans + 1)[:, :n_k, :n_ans]
             counts = np.cumsum(counts, axis=1)
-            majority[d, lo:hi] = _pick(counts, counts, ok)
+            majority[d, lo:hi, :n_k] = _pick(counts, counts, ok)
             if weighted is not None:
-                wsum = np.bincount(flat, weights=weight[lo:hi, perm].ravel(), minlength=size)
+                w = np.take(weight[lo:hi], perm, axis=1).ravel()
+                wsum = np.bincount(flat, weights=w, minlength=size)
                 wsum = np.cumsum(wsum.reshape(rows, n_k + 1, n_ans + 1)[:, :n_k, :n_ans], axis=1)
-                weighted[d, lo:hi] = _pick(counts, wsum, ok)
+                weighted[d, lo:hi, :n_k] = _pick(counts, wsum, ok)
     return majority, weighted
-
-
-def _mc_band(values: np.ndarray, confidence: float):
-    """Student-t band of the mean over draws of the per-draw question means: the Monte Carlo error."""
-    per_draw = values.mean(axis=1)  # (D, K)
-    d = per_draw.shape[0]
-    center = per_draw.mean(axis=0)
-    half = stats.t.ppf(0.5 + confidence / 2.0, d - 1) * per_draw.std(axis=0, ddof=1) / np.sqrt(d)
-    return center - half, center + half
 
 
 def _resampled_curve(name, values, mask, ks, pool, *, n_boot, confidence, seed, draws) -> Curve:
     per_q = values.mean(axis=0)
     mean, low, high = bootstrap_band(per_q, n_boot=n_boot, confidence=confidence, seed=seed)
-    mc_low, mc_high = _mc_band(values, confidence)
+    mc_low, mc_high = mc_band(values, confidence)
     return Curve(
         name, ks, mean, low, high, per_q, pool.question_ids[mask], False, mc_low, mc_high, confidence,
-        {"draws": draws, "seed": seed},
+        {"draws": draws, "seed": seed}, values,
     )
 
 

@@ -11,6 +11,7 @@ from backend.metrics import (
     verifier_quality,
     verifier_quality_table,
     best_of_n_curve,
+    selection_curves,
 )
 
 
@@ -82,3 +83,21 @@ def test_best_of_n_accuracy_stays_under_the_ceiling_as_n_grows():
     assert cov.mean[0] > q.ceiling + 0.3  # coverage keeps climbing, verifier selection does not
     table = verifier_quality_table(pool, {"v": 0.5})
     assert table.loc[0, "verifier"] == "v" and table.loc[0, "ceiling"] == pytest.approx(q.ceiling)
+
+
+def test_restricting_a_curve_to_a_bin_equals_computing_it_on_the_bin():
+    rng = np.random.default_rng(4)
+    answer = rng.integers(-1, 5, size=(30, 12))
+    pool = pool_from_arrays(answer == 0, answer, {"v": rng.random((30, 12))})
+    bins = oracle_bins(pool)
+    full = selection_curves(pool, "v", [1, 3, 12], draws=8, seed=2, n_boot=100)
+    for name, curve in full.items():
+        by_bin = curves_by_bin(curve, None, bins, n_boot=100, seed=2)
+        for level, mask in bins.masks().items():
+            direct = selection_curves(pool, "v", [1, 3, 12], questions=mask, draws=8, seed=2, n_boot=100)[name]
+            np.testing.assert_allclose(by_bin[level].per_question, direct.per_question, atol=1e-12)
+            np.testing.assert_allclose(by_bin[level].mean, direct.mean, atol=1e-12)
+            np.testing.assert_allclose(by_bin[level].mc_high, direct.mc_high, atol=1e-12)
+            np.testing.assert_allclose(by_bin[level].high, direct.high, atol=1e-12)
+    with pytest.raises(ValueError, match="bins cover 30 questions but the curve has 6"):
+        curves_by_bin(full["majority"].restrict(bins.mask(1)), None, bins)
