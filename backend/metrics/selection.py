@@ -35,7 +35,7 @@ def best_of_n_exact(valid: np.ndarray, correct: np.ndarray, score: np.ndarray, k
     Sort each pool by score; for a sample with `above` samples scored strictly higher and `tied` samples
     (itself included) at its score, P(it is picked) = [C(n-above, k) - C(n-above-tied, k)] / C(n, k) / tied:
     the subset holds none of the higher ones and at least one of its tie group, and the pick is uniform
-    within the group. Accuracy = Σ P(picked) · correct."""
+    within the group. Accuracy = Σ P(picked) · correct. Requires every k <= the smallest pool."""
     n_q, width = valid.shape
     key = np.where(valid, np.where(np.isnan(score), np.inf, -score), np.nan)  # ascending; padding (NaN) last
     order = np.argsort(key, axis=1, kind="stable")
@@ -50,13 +50,22 @@ def best_of_n_exact(valid: np.ndarray, correct: np.ndarray, score: np.ndarray, k
     first = np.maximum.accumulate(np.where(starts, idx, 0), axis=1)
     last = np.minimum.accumulate(np.where(ends, idx, width - 1)[:, ::-1], axis=1)[:, ::-1]
     tied = (last - first + 1).astype(np.float64)
-    n = valid.sum(axis=1)[:, None]
-    m_hi = np.clip(n - first, 0, n)
-    m_lo = np.clip(n - first - (last - first + 1), 0, n)
+    # Σ_i correct_i/tied_i · (T[first_i] − T[last_i + 1]) with T[m] = C(n−m, k)/C(n, k): gather the weights
+    # per table column once, then one matrix product serves every k
+    weight = np.where(v, c / tied, 0.0)
+    cols = width + 1
+    row0 = (np.arange(n_q) * cols)[:, None]
+    w_cols = np.bincount((row0 + first).ravel(), weights=weight.ravel(), minlength=n_q * cols)
+    w_cols -= np.bincount((row0 + last + 1).ravel(), weights=weight.ravel(), minlength=n_q * cols)
+    w_cols = w_cols.reshape(n_q, cols)
+    n = valid.sum(axis=1)
+    ks = np.asarray(ks, dtype=np.int64)
     out = np.empty((n_q, len(ks)))
-    for j, k in enumerate(ks):
-        p = (comb_ratio(n, m_hi, k) - comb_ratio(n, m_lo, k)) / tied
-        out[:, j] = np.where(v, p * c, 0.0).sum(axis=1)
+    for size in np.unique(n):  # one table per distinct pool size (usually one)
+        rows = n == size
+        m = np.arange(size + 1)
+        table = comb_ratio(size, size - m[None, :], ks[:, None])  # (K, size+1)
+        out[rows] = w_cols[rows, : size + 1] @ table.T
     return out
 
 
