@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import pyarrow as pa
@@ -59,7 +59,7 @@ def prepare_run(spec: RunSpec) -> PreparedRun:
         raise TtcError("task: question ids are not unique; give each JSONL line a distinct 'id'")
     models = []
     for i, m in enumerate(spec.model_specs()):
-        resolved = resolve_model(m.name, field=f"models[{i}]", prompt_style=m.prompt_style)
+        resolved = resolve_model(m.name, field=f"models[{i}]", prompt_style=m.prompt_style, hub_ok=spec.engine.kind == "vllm")
         models.append((m, resolved))
     return PreparedRun(spec, spec.run_id(), task, questions, models)
 
@@ -192,6 +192,57 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _sample_model(
+    prepared: PreparedRun,
+    store: Store,
+    model: ResolvedModel,
+    engine: Engine,
+    missing: list[tuple[Question, int]],
+    done: int,
+    progress: Callable[[int, int], None] | None,
+    cancelled: threading.Event,
+) -> int:
+    """Generate the missing samples of one model in one engine batch; returns how many were written."""
+    spec, run_id = prepared.spec, prepared.run_id
+    if model.is_hub_id:  # vLLM read the architecture and chat template when it loaded the model
+        model = replace(model, arch=engine.arch, chat_template=getattr(engine, "chat_template", None))
+    prompts = {q.question_id: build_prompt(model, prepared.task, q) for q in prepared.questions}
+    stop = stop_sequences(model, prepared.task)
+    requests = [
+        GenerationRequest(
+            prompt=prompts[q.question_id],
+            params=SamplingParams(
+                temperature=spec.temperature,
+                top_p=spec.top_p,
+                max_tokens=spec.max_tokens,
+                seed=sample_seed(spec.seed, q.question_id, i),
+                stop=stop,
+                logprobs=1,
+            ),
+            tag=(q, i),
+        )
+        for q, i in missing
+    ]
+    counter = {"done": done}
+
+    def on_rows(n: int) -> None:
+        counter["done"] += n
+        if progress:
+            progress(counter["done"], prepared.total_samples)
+
+    writer = ShardWriter(store, run_id, on_rows=on_rows)
+
+    def on_complete(_ri, req, comps) -> None:
+        q, idx = req.tag
+        writer.put(lambda: _sample_row(run_id, model, prepared.task, q, idx, req.prompt, comps[0], spec.samples_per_question))
+
+    try:
+        engine.generate(requests, on_complete=on_complete, should_stop=lambda: cancelled.is_set() or writer.error is not None)
+    finally:
+        writer.close()
+    return writer.written
+
+
 def execute(
     prepared: PreparedRun,
     store: Store,
@@ -226,52 +277,18 @@ def execute(
         done = int(store.query("SELECT count(*) AS n FROM samples WHERE run_id = ?", [run_id])["n"][0])
         if progress:
             progress(done, total)
-        for model_spec, model in prepared.models:
+        for _model_spec, model in prepared.models:
             existing = store.existing_sample_keys(run_id, model.name)
-            prompts = {q.question_id: build_prompt(model, prepared.task, q) for q in prepared.questions}
-            stop = stop_sequences(model, prepared.task)
-            requests = [
-                GenerationRequest(
-                    prompt=prompts[q.question_id],
-                    params=SamplingParams(
-                        temperature=spec.temperature,
-                        top_p=spec.top_p,
-                        max_tokens=spec.max_tokens,
-                        seed=sample_seed(spec.seed, q.question_id, i),
-                        stop=stop,
-                        logprobs=1,
-                    ),
-                    n=1,
-                    tag=(q, i),
-                )
-                for q in prepared.questions
-                for i in range(spec.samples_per_question)
-                if (q.question_id, i) not in existing
-            ]
-            if not requests:
+            missing = [(q, i) for q in prepared.questions for i in range(spec.samples_per_question) if (q.question_id, i) not in existing]
+            if not missing:
                 continue
-            counter = {"done": done}
-
-            def on_rows(n: int) -> None:
-                counter["done"] += n
-                if progress:
-                    progress(counter["done"], total)
-
-            writer = ShardWriter(store, run_id, on_rows=on_rows)
             engine = (engine_factory or create_engine)(model, spec.engine)
             try:
-
-                def on_complete(_ri, req, comps, model=model):
-                    q, idx = req.tag
-                    c = comps[0]
-                    writer.put(lambda: _sample_row(run_id, model, prepared.task, q, idx, req.prompt, c, spec.samples_per_question))
-
-                engine.generate(requests, on_complete=on_complete, should_stop=lambda: cancelled.is_set() or writer.error is not None)
+                written = _sample_model(prepared, store, model, engine, missing, done, progress, cancelled)
             finally:
                 engine.close()
-                writer.close()
-            generated += writer.written
-            done = counter["done"]
+            generated += written
+            done += written
             if cancelled.is_set():
                 raise RunCancelled(f"run {run_id} was cancelled")
         store.finish_run(run_id, "done")

@@ -272,6 +272,10 @@ class VLLMEngine:
             self.llm = LLM(model=source, seed=seed, **llm_kwargs)
         except Exception as e:  # vLLM raises ValueError/RuntimeError/pydantic errors, with long multi-line texts
             raise EngineError(f"{self.name}: vLLM could not load {source}: {_first_line(e)}") from e
+        try:  # the prompt format of a Hugging Face model is its tokenizer's chat template
+            self.chat_template = getattr(self.llm.get_tokenizer(), "chat_template", None)
+        except Exception:
+            self.chat_template = None
         if arch is not None:
             self.arch = arch
         elif isinstance(model, ResolvedModel):

@@ -11,6 +11,7 @@ import hashlib
 import importlib.metadata as md
 import json
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -78,10 +79,14 @@ class ResolvedModel:
     """A model ready to load: its file, architecture numbers and how to prompt it."""
 
     name: str
-    path: Path
-    arch: ModelArch
+    path: Path | None  # None for a Hugging Face model id (vLLM loads it; arch and template come from the engine)
+    arch: ModelArch | None
     prompt_style: PromptStyle
     chat_template: str | None
+
+    @property
+    def is_hub_id(self) -> bool:
+        return self.path is None
 
 
 def cache_dir() -> Path:
@@ -178,21 +183,30 @@ def _resolve_path(path: Path, mtime_ns: int, name: str, style: PromptStyle | Non
     )
 
 
-def resolve_model(name_or_path: str, field: str = "models", prompt_style: PromptStyle | None = None) -> ResolvedModel:
-    """A registry name (assembled on first use) or a path to any local .gguf file."""
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def resolve_model(
+    name_or_path: str, field: str = "models", prompt_style: PromptStyle | None = None, hub_ok: bool = False
+) -> ResolvedModel:
+    """A registry name (assembled on first use), a path to any local .gguf file, or (`hub_ok`, for vLLM) a
+    Hugging Face model id / local HF directory, whose numbers the engine reads once it has loaded the model."""
     if name_or_path in SHIPPED_MODELS:
         shipped = SHIPPED_MODELS[name_or_path]
         path = prepare_shipped(shipped)
         style = prompt_style or shipped.prompt_style
         name = shipped.name
-    elif name_or_path.endswith(".gguf") or os.sep in name_or_path:
+    elif hub_ok and not name_or_path.endswith(".gguf") and (_HUB_ID.match(name_or_path) or Path(name_or_path).is_dir()):
+        return ResolvedModel(name=name_or_path, path=None, arch=None, prompt_style=prompt_style or "chat", chat_template=None)
+    elif name_or_path.endswith(".gguf") or Path(name_or_path).expanduser().exists():
         path = Path(name_or_path).expanduser().resolve()
         if not path.is_file():
             raise ModelFileError(f"{field}: GGUF file {str(path)!r} does not exist")
         style = prompt_style
         name = path.stem
     else:
-        raise UnknownNameError(field, "model", name_or_path, SHIPPED_MODELS, "a path to a local .gguf file")
+        extra = "a path to a local .gguf file" + (", or a Hugging Face model id" if hub_ok else "")
+        raise UnknownNameError(field, "model", name_or_path, SHIPPED_MODELS, extra)
     try:
         return _resolve_path(path, path.stat().st_mtime_ns, name, style)
     except ModelFileError as e:

@@ -53,7 +53,8 @@ class Task(Protocol):
     def grade(self, question: Question, completion: str) -> Grade: ...
 
 
-_ANSWER_LINE = re.compile(r"^\s*\**\s*(?:final\s+)?answer\s*\**\s*[:：]\s*\**\s*(.+?)\s*\**\s*$", re.IGNORECASE | re.MULTILINE)
+_ANSWER_MARK = re.compile(r"answer(?:\s+is)?\s*\**\s*[:：]", re.IGNORECASE)
+_TAGS = re.compile(r"</?answer>", re.IGNORECASE)
 _BOXED = re.compile(r"\\boxed\s*\{")
 
 
@@ -74,12 +75,14 @@ def extract_answer(completion: str) -> str | None:
     """The final answer of a free-text solution: the last "Answer: X" line, else the last \\boxed{X}.
 
     DESIGN.md §4: the default Qwen often ignores the requested "Answer:" line and writes \\boxed{}, so both."""
-    lines = _ANSWER_LINE.findall(completion)
-    if lines:
-        ans = lines[-1].strip().strip("$").strip()
+    marks = list(_ANSWER_MARK.finditer(completion))
+    if marks:  # the text after the last "Answer:" (also "the final answer is: Answer: 5"), to the end of its line
+        rest = completion[marks[-1].end() :].split("\n", 1)[0]
+        ans = _TAGS.sub("", rest).strip().strip("*").strip().strip("$").strip()
         boxed = _last_boxed(ans)
-        ans = boxed if boxed is not None else ans
-        return ans.rstrip(".").strip() or None
+        ans = (boxed if boxed is not None else ans).rstrip(".").strip()
+        if ans:
+            return ans
     boxed = _last_boxed(completion)
     if boxed:
         return boxed

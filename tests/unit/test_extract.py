@@ -28,3 +28,16 @@ def test_extract_program_prefers_fenced_function():
     assert extract_program(prompt, chat) == "def f(x):\n    return x + 1\n"
     assert extract_program(prompt, "    return x\n") == prompt + "    return x\n"
     assert extract_program(prompt, "```python\n    return 1\n```") == prompt + "    return 1\n"
+
+
+@pytest.mark.parametrize(
+    "completion,expected",
+    [
+        ("Therefore, the final answer is: Answer: -1", "-1"),
+        ("2 - 1 = 1\n\nAnswer: <answer>1</answer>", "1"),
+        ("The final answer is: 8.\nThanks!", "8"),
+        ("Answer:\n\\boxed{5}", "5"),  # an empty Answer line falls back to the box
+    ],
+)
+def test_extract_answer_in_running_text(completion, expected):
+    assert extract_answer(completion) == expected
