@@ -1,4 +1,3 @@
-import duckdb
 import numpy as np
 import pytest
 from hypothesis import given, settings
