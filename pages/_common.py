@@ -23,6 +23,7 @@ import streamlit as st
 
 from backend import export
 from backend.errors import StoreError, TtcError
+from backend.metrics.budget import X_UNITS
 from store import Store
 from store.schema import TABLES
 from store.store import CATALOG_FILE, default_store_dir
@@ -245,6 +246,42 @@ def to_url(*keys: str) -> None:
             st.query_params[key] = str(value)
 
 
+def pool_selection(store, *, x_axis: bool = True):
+    """The header row of the analysis pages: runs, models, task (and x-axis unit), mirrored in the URL.
+    Returns (run_ids, [(model, strategy)], task or None, unit or None)."""
+    groups = sample_groups(store)
+    run_opts = sorted(groups["run_id"].unique())
+    from_url("runs", run_opts, options=run_opts, multi=True)
+    c1, c2, c3, c4 = st.columns([3, 3, 2, 2])
+    run_ids = c1.multiselect("Runs", run_opts, key="runs")
+    sel = groups[groups["run_id"].isin(run_ids)]
+    model_opts = sorted(sel["model"].unique())
+    from_url("models", model_opts, options=model_opts, multi=True)
+    models = c2.multiselect("Models", model_opts, key="models")
+    task_opts = ["(all)"] + sorted(sel["task"].unique())
+    from_url("task", "(all)", options=task_opts)
+    task = c3.selectbox("Task", task_opts, key="task")
+    unit = None
+    if x_axis:
+        from_url("x", "samples", options=list(X_UNITS))
+        unit = c4.radio("x axis", list(X_UNITS), key="x", horizontal=True)
+    to_url("runs", "models", "task", *(["x"] if x_axis else []))
+    sel = sel[sel["model"].isin(models)]
+    if task != "(all)":
+        sel = sel[sel["task"] == task]
+    combos = sel[["model", "strategy"]].drop_duplicates().sort_values(["model", "strategy"]).itertuples(index=False)
+    return tuple(sorted(run_ids)), list(combos), (None if task == "(all)" else task), unit
+
+
+def verifier_choice(store, key: str = "verifier") -> str | None:
+    verifiers = query(store, "SELECT DISTINCT verifier FROM scores ORDER BY 1")["verifier"].tolist()
+    opts = ["(none)"] + verifiers
+    from_url(key, verifiers[0] if verifiers else "(none)", options=opts)
+    v = st.selectbox("Verifier (best-of-N scores)", opts, key=key)
+    to_url(key)
+    return None if v == "(none)" else v
+
+
 # ---- charts and tables with exports ---------------------------------------------------------------------------
 def style_figure(fig: go.Figure, *, title: str | None = None, height: int = 460) -> go.Figure:
     """One look for every chart: white background, readable in print, legend below."""
@@ -280,8 +317,12 @@ def chart(fig: go.Figure, name: str) -> None:
             )
 
 
-def table(df: pd.DataFrame, name: str, *, height: int | None = None, column_config: dict | None = None) -> None:
-    """Draw a table with CSV / Parquet download buttons."""
+def table(df: pd.DataFrame, name: str, *, height: int | None = None, column_config: dict | None = None, expander: str | None = None) -> None:
+    """Draw a table with CSV / Parquet download buttons; with `expander`, inside a collapsed expander (the
+    browser then skips drawing the grid until it is opened: secondary tables cost nothing on page load)."""
+    if expander:
+        with st.expander(expander, expanded=False, icon=":material/table:"):
+            return table(df, name, height=height, column_config=column_config)
     kwargs = {"height": height} if height else {}
     st.dataframe(df, hide_index=True, width="stretch", column_config=column_config, key=f"table_{name}", **kwargs)
     cols = st.columns(len(export.TABLE_FORMATS) + 2, gap="small", width=420)

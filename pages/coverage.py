@@ -4,39 +4,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from backend.metrics.budget import X_UNITS
 from pages import _common as ui
 from pages import _views as views
 
 
-def selection(store, *, x_axis: bool = True):
-    """Runs, models and task chosen in the sidebar-free header row; mirrored in the URL."""
-    groups = ui.sample_groups(store)
-    run_opts = sorted(groups["run_id"].unique())
-    ui.from_url("runs", run_opts, options=run_opts, multi=True)
-    c1, c2, c3, c4 = st.columns([3, 3, 2, 2])
-    run_ids = c1.multiselect("Runs", run_opts, key="runs")
-    sel = groups[groups["run_id"].isin(run_ids)]
-    model_opts = sorted(sel["model"].unique())
-    ui.from_url("models", model_opts, options=model_opts, multi=True)
-    models = c2.multiselect("Models", model_opts, key="models")
-    task_opts = ["(all)"] + sorted(sel["task"].unique())
-    ui.from_url("task", "(all)", options=task_opts)
-    task = c3.selectbox("Task", task_opts, key="task")
-    unit = None
-    if x_axis:
-        ui.from_url("x", "samples", options=list(X_UNITS))
-        unit = c4.radio("x axis", list(X_UNITS), key="x", horizontal=True)
-    ui.to_url("runs", "models", "task", *(["x"] if x_axis else []))
-    sel = sel[sel["model"].isin(models)]
-    if task != "(all)":
-        sel = sel[sel["task"] == task]
-    combos = sel[["model", "strategy"]].drop_duplicates().sort_values(["model", "strategy"]).itertuples(index=False)
-    return tuple(sorted(run_ids)), list(combos), (None if task == "(all)" else task), unit
-
-
 def body(store) -> None:
-    run_ids, combos, task, unit = selection(store)
+    run_ids, combos, task, unit = ui.pool_selection(store)
     c1, c2 = st.columns([1, 3])
     ui.from_url("fit", "on", options=["on", "off"])
     show_fit = c1.radio("Power-law fit", ["on", "off"], key="fit", horizontal=True) == "on"
@@ -75,7 +48,7 @@ def body(store) -> None:
     ui.chart(fig, "coverage")
     st.caption("Bands: 95% bootstrap over questions. Dotted: power-law fit log(coverage) = a·k^b; dashed: its extrapolation beyond the pool.")
     cols = ["model", "strategy", "k", "x", "coverage", "low", "high"]
-    ui.table(pd.concat(tables, ignore_index=True)[cols], "coverage-table", height=240)
+    ui.table(pd.concat(tables, ignore_index=True)[cols], "coverage-table", height=240, expander="Coverage data")
     st.markdown("**Power-law fits**")
     ui.table(pd.DataFrame(fits), "coverage-fits")
 

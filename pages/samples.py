@@ -83,7 +83,7 @@ def _tree_section(store) -> None:
     nodes = views.tree_nodes(store, c["run_id"], c["model"], c["strategy"], c["config"], c["question_id"])
     st.caption(f"config: `{c['config']}`")
     ui.chart(_tree_figure(nodes), "search-tree")
-    ui.table(nodes, "search-tree-nodes", height=260)
+    ui.table(nodes, "search-tree-nodes", height=260, expander="Nodes of this tree")
 
 
 def _tree_figure(nodes) -> go.Figure:
