@@ -42,7 +42,8 @@ class ReasoningGymSuite(Strict):
 
 class HumanEvalSuite(Strict):
     kind: Literal["humaneval"]
-    size: int | None = Field(None, gt=0, le=164)
+    size: int | None = Field(None, gt=0, le=164, description="the first N problems")
+    ids: list[str] | None = Field(None, min_length=1, description="these problems only, e.g. [HumanEval/2]")
     timeout_s: float = Field(10.0, gt=0, le=120)
 
 

@@ -18,7 +18,7 @@ def _reasoning_gym(suite, seed: int) -> Task:
 def _humaneval(suite, seed: int) -> Task:
     from backend.tasks.humaneval import HumanEvalTask
 
-    return HumanEvalTask(size=suite.size, timeout_s=suite.timeout_s)
+    return HumanEvalTask(size=suite.size, ids=suite.ids, timeout_s=suite.timeout_s)
 
 
 def _math_jsonl(suite, seed: int) -> Task:

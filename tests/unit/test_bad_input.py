@@ -112,3 +112,10 @@ def test_sql_on_missing_store_and_bad_query(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: query failed: Binder Error") and len(err.strip().splitlines()) == 1
     shutil.rmtree(tmp_path / "s")
+
+
+def test_unknown_humaneval_id(tmp_path, capsys, write_spec):
+    spec_file = write_spec("name: he\nmodels: [gemma-3-270m]\ntask: {kind: humaneval, ids: [HumanEval/999]}\nsamples_per_question: 1\n")
+    assert main(["run", str(spec_file), "--store", str(tmp_path / "s"), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == "error: task.ids: unknown HumanEval problem 'HumanEval/999'; allowed: HumanEval/0 .. HumanEval/163"
+    assert not (tmp_path / "s").exists()
