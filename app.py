@@ -1,16 +1,20 @@
-"""ttc-lab dashboard: navigation only. Each page lives in pages/ and calls backend/ and store/.
+"""ttc-lab dashboard: navigation only. Each page lives in app_pages/ and calls backend/ and store/.
+
+The folder is deliberately not named `pages/`: Streamlit 1.67 decides at server start that an app with a
+`pages/` folder is a v1 multipage app, and a browser that opens a page URL first (a shared link) then runs
+that file directly, never this script: no st.navigation, no page config, every helper module listed as a page.
 
     ttc dashboard --store DIR        (or: TTC_STORE=DIR streamlit run app.py)"""
 
 import streamlit as st
 
 PAGES = [
-    ("pages/run.py", "Run", ":material/play_circle:", "run"),
-    ("pages/coverage.py", "Coverage", ":material/trending_up:", "coverage"),
-    ("pages/strategies.py", "Strategies", ":material/compare_arrows:", "strategies"),
-    ("pages/cost_of_pass.py", "Cost-of-pass", ":material/payments:", "cost-of-pass"),
-    ("pages/compute_optimal.py", "Compute-optimal", ":material/grid_on:", "compute-optimal"),
-    ("pages/samples.py", "Samples", ":material/list_alt:", "samples"),
+    ("app_pages/run.py", "Run", ":material/play_circle:", "run"),
+    ("app_pages/coverage.py", "Coverage", ":material/trending_up:", "coverage"),
+    ("app_pages/strategies.py", "Strategies", ":material/compare_arrows:", "strategies"),
+    ("app_pages/cost_of_pass.py", "Cost-of-pass", ":material/payments:", "cost-of-pass"),
+    ("app_pages/compute_optimal.py", "Compute-optimal", ":material/grid_on:", "compute-optimal"),
+    ("app_pages/samples.py", "Samples", ":material/list_alt:", "samples"),
 ]
 
 

@@ -28,15 +28,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"]
-PAGES = [  # (url path, page name written in the ready marker)
-    ("run", "run"),
+PAGES = [  # (url path, page name written in the ready marker); the default page (Run) lives at "/"
+    ("", "run"),
     ("coverage", "coverage"),
     ("strategies", "strategies"),
     ("cost-of-pass", "cost_of_pass"),
     ("compute-optimal", "compute_optimal"),
     ("samples", "samples"),
 ]
-TITLES = {"run": "Run", "coverage": "Coverage", "strategies": "Strategies", "cost-of-pass": "Cost-of-pass",
+TITLES = {"": "Run", "coverage": "Coverage", "strategies": "Strategies", "cost-of-pass": "Cost-of-pass",
           "compute-optimal": "Compute-optimal", "samples": "Samples"}
 
 
@@ -169,7 +169,7 @@ def main(argv=None) -> int:
     print(f"{'page':16s} {'first load':>10s} {'reload':>8s} {'navigate':>9s}")
     for url_path, _ in PAGES:
         first, again = reload_s[url_path]
-        print(f"{url_path:16s} {first:9.2f}s {again:7.2f}s {max(nav_s[url_path]):8.2f}s")
+        print(f"{url_path or 'run':16s} {first:9.2f}s {again:7.2f}s {max(nav_s[url_path]):8.2f}s")
     print(f"slowest first load (cold cache, incl. browser boot): {max(v[0] for v in reload_s.values()):.2f} s")
     print(f"slowest full reload (warm cache, incl. browser boot): {max(v[1] for v in reload_s.values()):.2f} s")
     slowest = max(max(v) for v in nav_s.values())

@@ -12,12 +12,12 @@ from bench.synthetic_store import make_synthetic_store
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 PAGES = [
-    "pages/run.py",
-    "pages/coverage.py",
-    "pages/strategies.py",
-    "pages/cost_of_pass.py",
-    "pages/compute_optimal.py",
-    "pages/samples.py",
+    "app_pages/run.py",
+    "app_pages/coverage.py",
+    "app_pages/strategies.py",
+    "app_pages/cost_of_pass.py",
+    "app_pages/compute_optimal.py",
+    "app_pages/samples.py",
 ]
 
 

@@ -35,7 +35,7 @@ def test_page_renders_on_empty_store(monkeypatch, empty_store, page):
     at = _app(monkeypatch, empty_store, page)
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
-    if page != "pages/run.py":
+    if page != "app_pages/run.py":
         assert "worker writes its first samples" in _texts(at)
 
 
@@ -51,7 +51,7 @@ def test_run_form_bad_json_names_the_field_and_queues_nothing(monkeypatch, popul
     from store import Store
 
     before = len(Store.open(populated_store, create=False).runs_arrow())
-    at = _app(monkeypatch, populated_store, "pages/run.py")
+    at = _app(monkeypatch, populated_store, "app_pages/run.py")
     at.text_area(key="rg_config_basic_arithmetic").set_value("{not json").run()
     at.button(key="queue").click().run()
     errors = [e.value for e in at.error]
@@ -71,7 +71,7 @@ def test_run_form_rejects_bad_field(monkeypatch, populated_store, key, value, me
     from store import Store
 
     before = len(Store.open(populated_store, create=False).runs_arrow())
-    at = _app(monkeypatch, populated_store, "pages/run.py")
+    at = _app(monkeypatch, populated_store, "app_pages/run.py")
     widget = at.text_input(key=key) if key == "run_name" else at.number_input(key=key)
     widget.set_value(value).run()
     at.button(key="queue").click().run()
@@ -82,7 +82,7 @@ def test_run_form_rejects_bad_field(monkeypatch, populated_store, key, value, me
 
 
 def test_run_form_unknown_knob_is_rejected_by_the_task(monkeypatch, populated_store):
-    at = _app(monkeypatch, populated_store, "pages/run.py")
+    at = _app(monkeypatch, populated_store, "app_pages/run.py")
     at.text_area(key="rg_config_basic_arithmetic").set_value(json.dumps({"max_digitz": 2})).run()
     at.button(key="queue").click().run()
     errors = [e.value for e in at.error]
@@ -93,7 +93,7 @@ def test_run_form_queues_a_valid_run(monkeypatch, tmp_path):
     from store import Store
 
     store_dir = tmp_path / "fresh"
-    at = _app(monkeypatch, store_dir, "pages/run.py")
+    at = _app(monkeypatch, store_dir, "app_pages/run.py")
     at.multiselect(key="models").set_value(["gemma-3-270m"]).run()
     at.text_area(key="rg_config_basic_arithmetic").set_value(
         json.dumps({"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1})
@@ -113,7 +113,7 @@ def test_selection_lives_in_the_url(monkeypatch, populated_store):
     monkeypatch.setenv("TTC_STORE", str(populated_store))
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
-    at.switch_page("pages/coverage.py")
+    at.switch_page("app_pages/coverage.py")
     at.query_params["x"] = "tokens"
     at.run()
     assert at.radio(key="x").value == "tokens"
@@ -149,7 +149,7 @@ def _download(at: AppTest, managers, key: str) -> bytes:
 
 
 def test_exports_are_valid_files(monkeypatch, populated_store, captured_downloads):
-    at = _app(monkeypatch, populated_store, "pages/coverage.py")
+    at = _app(monkeypatch, populated_store, "app_pages/coverage.py")
     assert not at.exception
     png = _download(at, captured_downloads, "dl_coverage_png")
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000

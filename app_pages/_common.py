@@ -177,7 +177,7 @@ def how_to_start(store: Store | None) -> None:
             "Every page fills in as soon as the worker writes its first samples."
         )
         if st.button("Open the Run page", key="_goto_run"):
-            st.switch_page("pages/run.py")
+            st.switch_page("app_pages/run.py")
 
 
 def ready_marker(name: str) -> None:

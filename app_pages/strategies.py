@@ -5,8 +5,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages import _common as ui
-from pages import _views as views
+from app_pages import _common as ui
+from app_pages import _views as views
 
 DASH = {"coverage (oracle)": "dot", "majority": "dash", "best_of_n": "solid", "weighted_best_of_n": "dashdot"}
 

@@ -7,8 +7,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from backend.metrics.compute_optimal import SNELL_R_VALUES, flops_matched_comparison
-from pages import _common as ui
-from pages import _views as views
+from app_pages import _common as ui
+from app_pages import _views as views
 
 BINS = ["oracle", "predicted"]
 
@@ -39,10 +39,10 @@ def body(store) -> None:
 
     # heat map: best configuration per bin × budget (picked on fold 0), coloured by its held-out accuracy
     names = r.chosen_names(0)
-    short = np.vectorize(lambda s: s.replace("weighted_best_of_n", "weighted").replace("best_of_n", "best-of-N") if s else "—")(names)
+    short = np.vectorize(lambda s: s.split("[")[0].replace("weighted_best_of_n", "weighted").replace("best_of_n", "best-of-N") if s else "—")(names)
     fig = go.Figure(go.Heatmap(
         z=r.accuracy_by_bin, x=[str(b) for b in budgets], y=[f"bin {lv}" for lv in r.levels], text=short,
-        texttemplate="%{text}<br>%{z:.2f}", colorscale="Blues", zmin=0, zmax=1, colorbar=dict(title="accuracy"),
+        texttemplate="%{text}<br>%{z:.2f}", textfont=dict(size=12), colorscale="Blues", zmin=0, zmax=1, colorbar=dict(title="accuracy"),
         hovertemplate="budget k=%{x}<br>%{y}<br>%{text}<br>held-out accuracy %{z:.3f}<extra></extra>",
     ))
     fig.update_xaxes(title="budget (samples per question)", type="category")

@@ -4,8 +4,8 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages import _common as ui
-from pages import _views as views
+from app_pages import _common as ui
+from app_pages import _views as views
 
 CORRECT = ["all", "correct", "wrong"]
 

@@ -12,7 +12,7 @@ import streamlit as st
 
 from backend.metrics import coverage_curve, selection_curves
 from backend.metrics.budget import x_axis
-from pages._common import CACHE_TTL_S, _open_store, _pool, fingerprint, query
+from app_pages._common import CACHE_TTL_S, _open_store, _pool, fingerprint, query
 
 _cache = st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=128)
 

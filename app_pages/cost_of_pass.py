@@ -7,8 +7,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from backend.metrics.cost import HUMAN_EXPERT, Price, cost_table, frontier
-from pages import _common as ui
-from pages import _views as views
+from app_pages import _common as ui
+from app_pages import _views as views
 
 DEFAULT_PRICE = (0.05, 0.20)  # USD per 1M tokens in / out: a small hosted model
 

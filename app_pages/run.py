@@ -15,7 +15,7 @@ from backend.errors import SpecError, TtcError
 from backend.jobs import cancel, live_workers, progress, spawn_worker, submit
 from backend.ledger import decode_flops, prefill_flops, samples_for_budget
 from backend.models.registry import DEFAULT_MODEL, SHIPPED_MODELS, parts_installed
-from pages import _common as ui
+from app_pages import _common as ui
 
 TASK_KINDS = ["reasoning_gym", "humaneval", "math_jsonl"]
 ACTIVE = ("queued", "running")
@@ -171,7 +171,7 @@ def _strategies_section() -> dict:
             icon=":material/info:",
         )
         return {}
-    from pages._strategy_form import strategy_controls
+    from app_pages._strategy_form import strategy_controls
 
     return strategy_controls(table)
 
@@ -286,7 +286,7 @@ def progress_panel() -> None:
         workers = []
     df = store.runs_arrow().to_pandas()
     active = df[df["status"].isin(ACTIVE)]
-    c1, c2 = st.columns([4, 1])
+    c1, c2 = st.columns([3, 1], vertical_alignment="center")
     if workers:
         c1.success(f"{len(workers)} worker(s) alive: " + ", ".join(f"pid {w['pid']}" for w in workers), icon=":material/memory:")
     else:

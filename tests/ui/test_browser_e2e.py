@@ -1,0 +1,122 @@
+"""The dashboard in a real browser: headless Debian Chromium driven by Playwright against `streamlit run app.py`
+and a real `ttc worker`, both started on a populated store in tmp_path and killed afterwards.
+
+Opens every page (no exception, no traceback; a screenshot of each into docs/screenshots/), launches a small real
+run from the Run page (gemma-3-270m, 2 questions × 2 samples, 16 tokens), waits for its progress to reach 100%,
+and downloads a PNG chart and a CSV table, checking their bytes."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.synthetic_store import make_synthetic_store
+from bench.ui import CHROMIUM, PAGES, chromium, load_page, page_problems, streamlit_server, wait_ready
+
+pytestmark = [pytest.mark.browser, pytest.mark.real_model]
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory) -> Path:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is absent (apt install chromium): no browser to drive")
+    root = tmp_path_factory.mktemp("e2e") / "store"
+    make_synthetic_store(root, n_questions=60, n_samples=32, seed=3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def worker(store_dir, tmp_path_factory):
+    log = tmp_path_factory.mktemp("logs") / "worker.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "backend.cli", "worker", "--store", str(store_dir)],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    yield proc
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(store_dir, worker, tmp_path_factory):
+    with streamlit_server(store_dir, tmp_path_factory.mktemp("logs") / "streamlit.log") as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    with chromium(downloads=True) as ctx:
+        page = ctx.new_page()
+        page.set_default_timeout(60_000)
+        yield page
+
+
+def test_every_page_renders_and_is_screenshotted(server, browser):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for url_path, name in PAGES:
+        load_page(browser, server, url_path, name)
+        browser.wait_for_timeout(600)  # let plotly finish drawing before the screenshot
+        assert page_problems(browser) == [], url_path
+        browser.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+        assert (SCREENSHOTS / f"{name}.png").stat().st_size > 20_000
+
+
+def _set_number(page, label: str, value) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def test_launch_a_real_run_and_watch_it_finish(server, browser):
+    query = "models=gemma-3-270m&suite=reasoning_gym&datasets=basic_arithmetic"
+    browser.goto(f"{server}/?{query}", wait_until="domcontentloaded")
+    wait_ready(browser, "run")
+    config = browser.get_by_label("Config (JSON)", exact=True)
+    config.fill(json.dumps({"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}))
+    config.press("Control+Enter")
+    wait_ready(browser, "run")
+    browser.get_by_label("Run name", exact=True).fill("e2e-browser")
+    browser.get_by_label("Run name", exact=True).press("Enter")
+    for label, value in (("Questions", 2), ("Samples per question", 2), ("Max tokens", 16), ("Parallel slots", 2)):
+        _set_number(browser, label, value)
+        wait_ready(browser, "run")
+    browser.get_by_role("button", name=re.compile("Queue run")).click()
+    queued = browser.get_by_text(re.compile(r"Queued run e2e-browser-\w+"))
+    queued.wait_for(timeout=120_000)
+    run_id = re.search(r"(e2e-browser-\w+)", queued.inner_text()).group(1)
+    # the progress fragment refreshes every 2 s; the worker loads gemma and writes 4 samples
+    final = browser.get_by_text(re.compile(rf"{run_id} · (done|failed|cancelled)")).first
+    final.wait_for(timeout=240_000)
+    assert f"{run_id} · done · 4/4 samples" in final.inner_text(), browser.inner_text("body")[-2000:]
+    assert page_problems(browser) == []
+    browser.screenshot(path=str(SCREENSHOTS / "run.png"), full_page=True)
+
+
+def test_download_png_chart_and_csv_table(server, browser, tmp_path):
+    load_page(browser, server, "coverage", "coverage")
+    with browser.expect_download(timeout=120_000) as dl:
+        browser.locator(".st-key-dl_coverage_png button").click()
+    png = Path(dl.value.path()).read_bytes()
+    assert dl.value.suggested_filename == "coverage.png"
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    browser.get_by_text("Coverage data").click()
+    with browser.expect_download(timeout=60_000) as dl:
+        browser.locator(".st-key-dl_coverage-table_csv button").click()
+    df = pd.read_csv(io.BytesIO(Path(dl.value.path()).read_bytes()))
+    assert list(df.columns) == ["model", "strategy", "k", "x", "coverage", "low", "high"]
+    assert len(df) > 5 and df["coverage"].between(0, 1).all()
