@@ -161,10 +161,10 @@ def _sampling_section() -> dict:
     }
 
 
-def _strategies_section() -> dict:
+def _strategies_section(problems: list) -> dict:
     """Controls built from the strategy registry's parameter table (so a new strategy appears here untouched)."""
     table = _strategy_table()
-    if table is None or "strategies" not in RunSpec.model_fields:
+    if table is None:
         st.info(
             "Sampling only: the run stores a pool of N samples per question, from which coverage, majority vote and "
             "best-of-N are computed for every k <= N. Search strategies appear here when the strategy registry ships.",
@@ -173,7 +173,12 @@ def _strategies_section() -> dict:
         return {}
     from app_pages._strategy_form import strategy_controls
 
-    return strategy_controls(table)
+    chosen = strategy_controls(table, problems)
+    if "strategies" in RunSpec.model_fields:
+        return {"strategies": chosen} if chosen else {}
+    if chosen:
+        st.caption("The run spec does not take search strategies yet: this run samples a pool only.")
+    return {}
 
 
 def _budget_section(models: list[str], max_tokens: int) -> None:
@@ -235,7 +240,7 @@ def form(store) -> None:
         sampling = _sampling_section()
     with st.container(border=True):
         st.subheader("3 · Strategies and budgets")
-        strategies = _strategies_section()
+        strategies = _strategies_section(problems)
         try:
             _budget_section(models, sampling["max_tokens"])
         except TtcError as e:

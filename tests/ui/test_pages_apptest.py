@@ -164,3 +164,20 @@ def test_exports_are_valid_files(monkeypatch, populated_store, captured_download
     parquet = _download(at, captured_downloads, "dl_coverage-table_parquet")
     assert parquet[:4] == b"PAR1"
     pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(parquet)).reset_index(drop=True), df, check_dtype=False)
+
+
+def test_strategy_controls_come_from_the_registry_table(monkeypatch, populated_store):
+    strategies = pytest.importorskip("backend.strategies")
+    table = getattr(strategies, "STRATEGIES", None)
+    if not table:
+        pytest.skip("the strategy registry ships no strategies yet")
+    name = next(iter(table))
+    at = _app(monkeypatch, populated_store, "app_pages/run.py")
+    at.multiselect(key="strategies").set_value([name]).run()
+    assert not at.exception
+    for p in table[name].params:  # one widget per parameter of the table, keyed by it
+        assert any(w.key == f"strat_{name}_{p.name}" for w in at.get("number_input") + at.get("selectbox") + at.get("text_input") + at.get("checkbox"))
+    numeric = next((p for p in table[name].params if p.type is int and p.min is not None), None)
+    if numeric is not None:
+        at.number_input(key=f"strat_{name}_{numeric.name}").set_value(int(numeric.min) - 1).run()
+        assert any(e.value.startswith(f"strategy.{numeric.name}:") for e in at.error), [e.value for e in at.error]
