@@ -181,3 +181,10 @@ def test_strategy_controls_come_from_the_registry_table(monkeypatch, populated_s
     if numeric is not None:
         at.number_input(key=f"strat_{name}_{numeric.name}").set_value(int(numeric.min) - 1).run()
         assert any(e.value.startswith(f"strategy.{numeric.name}:") for e in at.error), [e.value for e in at.error]
+
+
+def test_empty_store_panel_leads_to_the_run_page(monkeypatch, empty_store):
+    at = _app(monkeypatch, empty_store, "app_pages/coverage.py")
+    at.button(key="_goto_run").click().run()
+    assert not at.exception
+    assert at.title[0].value == "Run"
