@@ -111,7 +111,6 @@ def _pool(root: str, fp: tuple, run_ids: tuple, model: str, task: str | None, st
     from backend.metrics import load_pool
 
     con = _open_store(root).connect()
-    con.execute("SET enable_progress_bar = false")
     try:
         return load_pool(con, list(run_ids), model, task=task, strategy=strategy)
     finally:

@@ -125,6 +125,7 @@ class Store:
         """A fresh in-memory DuckDB with views `samples`, `questions`, `scores`, `nodes` over the shards and a
         `runs` table copied from the catalog. Cheap: open one per query batch."""
         con = duckdb.connect()
+        con.execute("SET enable_progress_bar = false")  # it would print into the dashboard server's log
         for table, schema in TABLES.items():
             if any((self.root / table).glob("*/*.parquet")):
                 con.execute(

@@ -118,7 +118,8 @@ def frontier(
             cost_of_pass=float(human_expert_cost),
         )
         rows = pd.concat([rows, expert], ignore_index=True)
-    cols = [*by, "frontier_cost", "model", "strategy", "budget"]
+    how = [c for c in ("model", "strategy", "budget") if c not in by]  # grouping by budget keeps it once
+    cols = [*by, "frontier_cost", *how]
     if rows.empty:
         return pd.DataFrame(columns=cols)
     rows = rows.assign(_finite=np.isfinite(rows["cost_of_pass"].to_numpy(np.float64)))
@@ -126,7 +127,7 @@ def frontier(
     best = order.groupby(by, sort=True).head(1) if by else order.head(1)
     best = best.assign(frontier_cost=best["cost_of_pass"].astype(np.float64))
     never = ~best["_finite"].to_numpy()
-    for col in ("model", "strategy", "budget"):  # one entry per group, not per sample
+    for col in how:  # one entry per group, not per sample
         best[col] = pd.Series([None if nv else v for v, nv in zip(best[col], never)], index=best.index, dtype=object)
     return best[cols].reset_index(drop=True)
 

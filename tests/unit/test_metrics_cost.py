@@ -110,3 +110,10 @@ def test_curve_cost_rows_bill_k_samples():
     assert rows.input_tokens.tolist() == [100.0, 200.0] and rows.output_tokens.tolist() == [50.0, 100.0]
     table = cost_table(rows, PRICES)
     assert table.cost_of_pass.iloc[0] == pytest.approx((100 * 0.1 + 50 * 0.4) / 1e6 / 0.25)
+
+
+def test_frontier_per_budget_names_each_column_once():
+    table = cost_table(_rows(), PRICES)
+    f = frontier(table[table.task == "math"], by=["budget"])
+    assert list(f.columns) == ["budget", "frontier_cost", "model", "strategy"]
+    assert f.set_index("budget").model.to_dict() == {1: "small", 8: "small"}  # small is cheaper per pass at both
