@@ -1,0 +1,75 @@
+"""Beam search, lookahead and sequential revisions on the default real model (CPU llama.cpp) with
+self-verification through its own logprobs, on 3 easy questions; the trees must land whole in a real store."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytestmark = pytest.mark.real_model
+
+os.environ.setdefault("TTC_CACHE_DIR", "/tmp/ttccache")
+
+
+@pytest.fixture(scope="module")
+def setup():
+    from backend.engines.llamacpp import LlamaCppEngine
+    from backend.models.registry import DEFAULT_MODEL, resolve_model
+    from backend.tasks.reasoning_gym_task import ReasoningGymTask
+    from backend.verifiers import create_verifier
+
+    model = resolve_model(DEFAULT_MODEL)
+    task = ReasoningGymTask(
+        [{"name": "basic_arithmetic", "size": 3, "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}}],
+        seed=0,
+    )
+    engine = LlamaCppEngine(model, n_parallel=4, n_ctx_per_slot=1024)
+    verifier = create_verifier("self_verify", task=task, engine=engine, model=model)
+    yield model, task, engine, verifier
+    engine.close()
+
+
+def assert_whole_trees(store, run_id, question_ids):
+    df = store.query("SELECT * FROM nodes WHERE run_id = ?", [run_id])
+    assert set(df["question_id"]) == set(question_ids)
+    for qid, g in df.groupby("question_id"):
+        parents = dict(zip(g["node_id"], g["parent_id"]))
+        assert list(parents.values()).count(-1) == 1
+        for nid in parents:
+            seen = 0
+            while parents[nid] != -1:
+                nid = parents[nid]
+                seen += 1
+                assert seen < 100
+        assert g["is_final"].sum() >= 1, qid
+        assert g["selected"].sum() == 1, qid
+        assert g.loc[g["selected"], "is_final"].all()
+        scored = g[(g["parent_id"] != -1) & g["finish_reason"].isin(["step", "revision:stop", "revision:length"])]
+        assert scored["step_score"].between(0, 1).all()
+        assert (g["generator_flops"] >= 0).all() and g["generator_flops"].sum() > 0
+    return df
+
+
+@pytest.mark.parametrize(
+    "strategy, config",
+    [
+        ("beam_search", {"n": 4, "width": 2, "max_rounds": 2, "max_tokens": 16}),
+        ("lookahead", {"n": 4, "width": 2, "max_rounds": 2, "max_tokens": 12, "lookahead": 1}),
+        ("sequential_revisions", {"chains": 2, "chain_length": 2, "max_tokens": 24}),
+    ],
+)
+def test_search_on_real_model_stores_full_trees(setup, tmp_path, strategy, config):
+    from backend.strategies.runner import run_search
+    from store import Store
+
+    model, task, engine, verifier = setup
+    store = Store.open(tmp_path / "store")
+    questions = task.questions()
+    result = run_search(strategy, questions, task, model, engine, verifier, config=config, store=store, run_id=f"real-{strategy}", seed=1)
+    df = assert_whole_trees(store, f"real-{strategy}", [q.question_id for q in questions])
+    assert result.context.generate_calls <= result.context.rounds * (1 + config.get("lookahead", 0))
+    assert result.context.verify_calls == result.context.rounds
+    assert df["verifier_flops"].sum() > 0  # self-verification was charged at the model's size
+    for ledger in result.ledgers:
+        assert ledger.verifier_flops > 0 and ledger.generator_flops > 0
