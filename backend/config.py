@@ -64,6 +64,12 @@ class EngineSpec(Strict):
     base_url: str | None = Field(None, description="for kind=openai: the server's /v1 URL")
 
 
+class StrategySpec(Strict):
+    name: str = Field(description="a search strategy (ttc strategies lists them and their parameters)")
+    config: dict[str, Any] = Field(default_factory=dict, description="parameters; missing ones take defaults")
+    verifier: str | None = Field(None, description="scores candidates; default: the spec's first verifier")
+
+
 class RunSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     models: list[Union[str, ModelSpec]] = Field(min_length=1)
@@ -74,6 +80,21 @@ class RunSpec(Strict):
     max_tokens: int = Field(256, gt=0, le=32768)
     seed: int = Field(0, ge=0, lt=2**31)
     engine: EngineSpec = Field(default_factory=EngineSpec)
+    verifiers: list[str] = Field(default_factory=list, description="score every pooled sample with these")
+    strategies: list[StrategySpec] = Field(default_factory=list, description="search strategies run per budget")
+    budgets: list[float] = Field(
+        default_factory=list,
+        description="FLOP budgets per question for the strategies, in units of one sample's FLOPs "
+        "(prompt + max_tokens on that model); empty: each strategy runs once, uncapped",
+    )
+
+    @field_validator("budgets")
+    @classmethod
+    def _positive_budgets(cls, budgets):
+        bad = [b for b in budgets if not b > 0]
+        if bad:
+            raise ValueError(f"budgets must be > 0, got {bad[0]!r}")
+        return sorted(set(budgets))
 
     @field_validator("models")
     @classmethod

@@ -9,12 +9,13 @@ A SIGKILL loses at most the unflushed tail, which the next run of the same spec 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 import pyarrow as pa
@@ -22,11 +23,15 @@ import pyarrow as pa
 from backend.config import ModelSpec, RunSpec
 from backend.engines import GenerationRequest, SamplingParams, create_engine
 from backend.engines.base import Completion, Engine
-from backend.errors import TtcError
+from backend.errors import SpecError, TtcError, require
 from backend.ledger import decode_flops, prefill_flops
 from backend.models.registry import ResolvedModel, resolve_model
 from backend.prompting import build_prompt, stop_sequences
 from backend.tasks import Question, Task, create_task
+from backend.scoring import score_pool
+from backend.strategies import get_strategy, validate_config
+from backend.strategies.runner import budget_units_to_flops, run_search
+from backend.verifiers import VERIFIERS, create_verifier
 from store import Store
 from store.schema import QUESTIONS, SAMPLES
 
@@ -37,6 +42,13 @@ def sample_seed(run_seed: int, question_id: str, sample_idx: int) -> int:
     return int.from_bytes(h, "little") & 0x7FFFFFFF
 
 
+@dataclass(frozen=True)
+class PreparedSearch:
+    strategy: str
+    config: dict  # validated, defaults filled in
+    verifier: str | None
+
+
 @dataclass
 class PreparedRun:
     spec: RunSpec
@@ -44,6 +56,7 @@ class PreparedRun:
     task: Task
     questions: list[Question]
     models: list[tuple[ModelSpec, ResolvedModel]]
+    searches: list[PreparedSearch] = field(default_factory=list)
 
     @property
     def total_samples(self) -> int:
@@ -61,7 +74,26 @@ def prepare_run(spec: RunSpec) -> PreparedRun:
     for i, m in enumerate(spec.model_specs()):
         resolved = resolve_model(m.name, field=f"models[{i}]", prompt_style=m.prompt_style, hub_ok=spec.engine.kind == "vllm")
         models.append((m, resolved))
-    return PreparedRun(spec, spec.run_id(), task, questions, models)
+    for i, name in enumerate(spec.verifiers):
+        require(VERIFIERS, name, field=f"verifiers[{i}]", kind="verifier")
+    searches = [_prepare_search(i, s, spec) for i, s in enumerate(spec.strategies)]
+    return PreparedRun(spec, spec.run_id(), task, questions, models, searches)
+
+
+def _prepare_search(i: int, s, spec: RunSpec) -> PreparedSearch:
+    where = f"strategies[{i}]"
+    try:
+        strategy = get_strategy(s.name)
+        cfg = validate_config(s.name, s.config)
+    except SpecError as e:  # name the entry of the list, not just "strategy"
+        rest = e.field.removeprefix("strategy.")
+        raise SpecError(f"{where}.name" if rest == "name" else f"{where}.config.{rest}", e.problem, e.allowed) from None
+    verifier = s.verifier or (spec.verifiers[0] if spec.verifiers else None)
+    if verifier is not None:
+        require(VERIFIERS, verifier, field=f"{where}.verifier", kind="verifier")
+    elif strategy.needs_verifier and cfg.get("select", "verifier") != "majority":
+        raise SpecError(f"{where}.verifier", f"{s.name} needs a verifier and the spec lists none", ", ".join(VERIFIERS))
+    return PreparedSearch(s.name, cfg, verifier)
 
 
 def questions_table(run_id: str, questions: list[Question]) -> pa.Table:
@@ -192,6 +224,73 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _search_record(search: PreparedSearch, budget_flops: float | None, seed: int) -> dict:
+    """What `run_search` stores in nodes.config: identifies a finished search so a re-run skips it."""
+    return {**search.config, "budget_flops": budget_flops, "verifier": search.verifier, "seed": seed}
+
+
+def _budgets_flops(prepared: PreparedRun, store: Store, model: ResolvedModel) -> list[float | None]:
+    """The spec's budgets (units of one sample: the pool's median prompt + max_tokens) in FLOPs per question."""
+    if not prepared.spec.budgets:
+        return [None]
+    df = store.query("SELECT median(prompt_tokens) AS p FROM samples WHERE run_id = ? AND model = ?", [prepared.run_id, model.name])
+    prompt_tokens = int(df["p"][0]) if len(df) and df["p"][0] == df["p"][0] and df["p"][0] is not None else 64
+    return [budget_units_to_flops(model.arch, b, prompt_tokens, prepared.spec.max_tokens) for b in prepared.spec.budgets]
+
+
+def _analysis_left(prepared: PreparedRun, store: Store, model_name: str) -> bool:
+    """Cheap check before loading an engine: is a verifier's scoring or a strategy's search still missing?"""
+    run_id = prepared.run_id
+    for name in prepared.spec.verifiers:
+        df = store.query(
+            "SELECT (SELECT count(*) FROM samples WHERE run_id = ? AND model = ?)"
+            " - (SELECT count(*) FROM scores WHERE run_id = ? AND model = ? AND verifier = ?) AS n",
+            [run_id, model_name, run_id, model_name, name],
+        )
+        if int(df["n"][0]) > 0:
+            return True
+    if not prepared.searches:
+        return False
+    df = store.query("SELECT count(DISTINCT (strategy, config)) AS n FROM nodes WHERE run_id = ? AND model = ?", [run_id, model_name])
+    return int(df["n"][0]) < len(prepared.searches) * max(1, len(prepared.spec.budgets))
+
+
+def _verify_and_search(prepared: PreparedRun, store: Store, model: ResolvedModel, engine: Engine, cancelled: threading.Event) -> None:
+    """Score the pool with every listed verifier, then run each strategy at each budget (skipping finished ones)."""
+    spec, run_id = prepared.spec, prepared.run_id
+    verifiers: dict[str, object] = {}
+
+    def verifier(name: str):
+        if name not in verifiers:
+            verifiers[name] = create_verifier(name, task=prepared.task, engine=engine, model=model, model_name=model.name)
+        return verifiers[name]
+
+    for name in spec.verifiers:
+        score_pool(store, run_id, model.name, prepared.questions, verifier(name))
+    if not prepared.searches:
+        return
+    done = store.query("SELECT DISTINCT strategy, config FROM nodes WHERE run_id = ? AND model = ?", [run_id, model.name])
+    finished = {(st, json.dumps(json.loads(cfg), sort_keys=True)) for st, cfg in zip(done["strategy"], done["config"])}
+    for search in prepared.searches:
+        for budget in _budgets_flops(prepared, store, model):
+            key = (search.strategy, json.dumps(_search_record(search, budget, spec.seed), sort_keys=True))
+            if key in finished or cancelled.is_set():
+                continue
+            run_search(
+                search.strategy,
+                prepared.questions,
+                prepared.task,
+                model,
+                engine,
+                verifier(search.verifier) if search.verifier else None,
+                config=search.config,
+                budget_flops=budget,
+                seed=spec.seed,
+                store=store,
+                run_id=run_id,
+            )
+
+
 def _sample_model(
     prepared: PreparedRun,
     store: Store,
@@ -204,8 +303,6 @@ def _sample_model(
 ) -> int:
     """Generate the missing samples of one model in one engine batch; returns how many were written."""
     spec, run_id = prepared.spec, prepared.run_id
-    if model.is_hub_id:  # vLLM read the architecture and chat template when it loaded the model
-        model = replace(model, arch=engine.arch, chat_template=getattr(engine, "chat_template", None))
     prompts = {q.question_id: build_prompt(model, prepared.task, q) for q in prepared.questions}
     stop = stop_sequences(model, prepared.task)
     requests = [
@@ -280,15 +377,21 @@ def execute(
         for _model_spec, model in prepared.models:
             existing = store.existing_sample_keys(run_id, model.name)
             missing = [(q, i) for q in prepared.questions for i in range(spec.samples_per_question) if (q.question_id, i) not in existing]
-            if not missing:
+            if not (missing or _analysis_left(prepared, store, model.name)):
                 continue
             engine = (engine_factory or create_engine)(model, spec.engine)
             try:
-                written = _sample_model(prepared, store, model, engine, missing, done, progress, cancelled)
+                if model.is_hub_id:  # vLLM read the architecture and chat template when it loaded the model
+                    model = replace(model, arch=engine.arch, chat_template=getattr(engine, "chat_template", None))
+                if missing:
+                    written = _sample_model(prepared, store, model, engine, missing, done, progress, cancelled)
+                    generated += written
+                    done += written
+                if cancelled.is_set():
+                    raise RunCancelled(f"run {run_id} was cancelled")
+                _verify_and_search(prepared, store, model, engine, cancelled)
             finally:
                 engine.close()
-            generated += written
-            done += written
             if cancelled.is_set():
                 raise RunCancelled(f"run {run_id} was cancelled")
         store.finish_run(run_id, "done")

@@ -48,6 +48,11 @@ def _cases(tmp_path, gemma_path):
         "jsonl line without answer": (spec(task=math_task), f"{jsonl}:2: missing required field 'answer'"),
         "corrupt gguf": (spec(models=f"[{corrupt}]"), f"models[0]: {corrupt}: not a GGUF file (bad magic b'NOPE')"),
         "truncated gguf": (spec(models=f"[{truncated}]"), f"models[0]: {truncated}: truncated GGUF file: tensors need 253113024 bytes, file has {8 << 20}"),
+        "unknown strategy": (spec(extra="samples_per_question: 2\nstrategies: [{name: beem_search}]"), "strategies[0].name: unknown strategy 'beem_search'; allowed: beam_search, best_of_n,"),
+        "unknown strategy parameter": (spec(extra="samples_per_question: 2\nverifiers: [self_verify]\nstrategies: [{name: beam_search, config: {widht: 2}}]"), "strategies[0].config.widht: not a parameter of beam_search; allowed: n, width,"),
+        "strategy without verifier": (spec(extra="samples_per_question: 2\nstrategies: [{name: beam_search}]"), "strategies[0].verifier: beam_search needs a verifier and the spec lists none; allowed: oracle, self_verify, prm_vllm"),
+        "unknown verifier": (spec(extra="samples_per_question: 2\nverifiers: [gpt_judge]"), "verifiers[0]: unknown verifier 'gpt_judge'; allowed: oracle, prm_vllm, self_verify"),
+        "zero budget": (spec(extra="samples_per_question: 2\nbudgets: [4, 0]"), "budgets: budgets must be > 0, got 0.0"),
         "missing gguf": (spec(models=f"[{tmp_path / 'nope.gguf'}]"), f"models[0]: GGUF file '{tmp_path / 'nope.gguf'}' does not exist"),
     }
 
@@ -55,7 +60,8 @@ def _cases(tmp_path, gemma_path):
 CASE_NAMES = [
     "unknown model", "unknown task kind", "unknown dataset", "unknown difficulty knob", "zero samples",
     "negative samples", "malformed yaml", "unknown key", "unknown nested key", "jsonl line without answer",
-    "corrupt gguf", "truncated gguf", "missing gguf",
+    "corrupt gguf", "truncated gguf", "missing gguf", "unknown strategy", "unknown strategy parameter",
+    "strategy without verifier", "unknown verifier", "zero budget",
 ]
 
 

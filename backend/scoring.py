@@ -1,0 +1,52 @@
+"""Verifier scores for a stored sample pool: what best-of-N and weighted best-of-N select with.
+
+Generate once, analyse many: the pool is sampled once; each verifier then scores every stored sample (the whole
+completion as one step: one verifier pass per sample, all of them in one batched call) and the scores land in
+`scores` shards keyed by (run, model, question, sample, verifier). Re-running scores only what is missing."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from backend.ledger import Ledger
+from backend.tasks.base import Question
+from backend.verifiers.base import ScoreRequest, Verifier, charge
+from store import Store
+from store.schema import SCORES
+
+
+def score_pool(store: Store, run_id: str, model: str, questions: list[Question], verifier: Verifier, chunk: int = 256) -> int:
+    """Score every sample of (run, model) not yet scored by `verifier`; returns how many were scored."""
+    todo = store.query(
+        """
+        SELECT s.question_id, s.sample_idx, s.completion FROM samples s
+        WHERE s.run_id = ? AND s.model = ? AND NOT EXISTS (
+            SELECT 1 FROM scores c WHERE c.run_id = s.run_id AND c.model = s.model AND c.question_id = s.question_id
+              AND c.sample_idx = s.sample_idx AND c.verifier = ?)
+        ORDER BY s.question_id, s.sample_idx
+        """,
+        [run_id, model, verifier.name],
+    )
+    by_id = {q.question_id: q for q in questions}
+    done = 0
+    for start in range(0, len(todo), chunk):
+        part = todo.iloc[start : start + chunk]
+        requests = [ScoreRequest(by_id[qid], (text or "",)) for qid, text in zip(part["question_id"], part["completion"])]
+        results = verifier.score(requests)
+        flops = [charge(Ledger(), verifier, r) for r in results]
+        table = pa.table(
+            {
+                "run_id": [run_id] * len(part),
+                "model": [model] * len(part),
+                "question_id": part["question_id"].tolist(),
+                "sample_idx": part["sample_idx"].astype("int32").tolist(),
+                "verifier": [verifier.name] * len(part),
+                "score": [r.scores[-1] if r.scores else None for r in results],
+                "step_scores": [list(r.scores) for r in results],
+                "verifier_flops": flops,
+            },
+            schema=SCORES,
+        )
+        store.write_shard("scores", run_id, table)
+        done += len(part)
+    return done
