@@ -181,23 +181,23 @@ def _strategies_section(problems: list) -> dict:
     return {}
 
 
-def _budget_section(models: list[str], max_tokens: int) -> None:
+def _budget_section(models: list[str], max_tokens: int) -> list[float]:
     """What a FLOP budget buys for the first model: samples per question and tokens (backend.ledger)."""
     c1, c2 = st.columns([3, 1])
-    raw = c1.text_input("FLOP budgets per question (comma separated)", value="1e12, 1e13, 1e14", key="budgets")
+    raw = c1.text_input("FLOP budgets per question (comma separated)", value="5e11, 1e12, 2e12", key="budgets")
     prompt_tokens = c2.number_input("Prompt tokens (estimate)", value=120, step=10, key="prompt_tokens")
     try:
         budgets = [float(b) for b in raw.replace(";", ",").split(",") if b.strip()]
     except ValueError:
         raise SpecError("budgets", f"{raw!r} is not a list of numbers", "e.g. 1e12, 1e13") from None
     if not budgets or not models:
-        return
+        return budgets
     if any(b <= 0 for b in budgets):
         raise SpecError("budgets", "every budget must be > 0", "positive FLOP counts such as 1e12")
     model = models[0]
     if model in SHIPPED_MODELS and not _installed_models().get(model):
         st.caption(f"Install {model} to see what these budgets buy.")
-        return
+        return budgets
     arch = _arch(model)
     n = samples_for_budget(arch, np.asarray(budgets), float(prompt_tokens), float(max_tokens))
     per_sample = float(decode_flops(arch, prompt_tokens, max_tokens))
@@ -223,6 +223,20 @@ def _budget_section(models: list[str], max_tokens: int) -> None:
             key="use_budget",
             on_click=lambda: st.session_state.update(spq=largest),
         )
+    return budgets
+
+
+def _verifiers_section() -> list[str]:
+    from backend.verifiers import VERIFIERS
+
+    return st.multiselect(
+        "Verifiers",
+        list(VERIFIERS),
+        default=[],
+        key="verifiers",
+        help="Score every pooled sample (best-of-N, weighted voting) and guide search strategies. "
+        "oracle uses the task's grader (an upper-bound baseline); self_verify asks the model itself; prm_vllm needs a GPU.",
+    )
 
 
 def _spec_dict(models, task, sampling, strategies) -> dict:
@@ -240,11 +254,18 @@ def form(store) -> None:
         sampling = _sampling_section()
     with st.container(border=True):
         st.subheader("3 · Strategies and budgets")
+        verifiers = _verifiers_section()
         strategies = _strategies_section(problems)
+        budgets: list[float] = []
         try:
-            _budget_section(models, sampling["max_tokens"])
+            budgets = _budget_section(models, sampling["max_tokens"])
         except TtcError as e:
             ui.render_error(e)
+            problems.append(e)
+        if verifiers:
+            strategies = {**strategies, "verifiers": verifiers}
+        if strategies.get("strategies") and budgets:
+            strategies = {**strategies, "budgets": budgets, "budget_unit": "flops"}
     ui.to_url("models", "suite", *(["datasets"] if task["kind"] == "reasoning_gym" else []))
     if st.button("Queue run", type="primary", key="queue", icon=":material/send:"):
         if problems:  # the form's own checks (JSON boxes) come first: queue nothing

@@ -88,6 +88,10 @@ class RunSpec(Strict):
         "(prompt + max_tokens on that model); empty: each strategy runs once, uncapped",
     )
 
+    budget_unit: Literal["samples", "flops"] = Field(
+        "samples", description="samples: multiples of one sample's FLOPs on each model; flops: FLOPs per question"
+    )
+
     @field_validator("budgets")
     @classmethod
     def _positive_budgets(cls, budgets):

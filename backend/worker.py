@@ -230,9 +230,11 @@ def _search_record(search: PreparedSearch, budget_flops: float | None, seed: int
 
 
 def _budgets_flops(prepared: PreparedRun, store: Store, model: ResolvedModel) -> list[float | None]:
-    """The spec's budgets (units of one sample: the pool's median prompt + max_tokens) in FLOPs per question."""
+    """The spec's budgets in FLOPs per question (a "sample" is the pool's median prompt + max_tokens)."""
     if not prepared.spec.budgets:
         return [None]
+    if prepared.spec.budget_unit == "flops":
+        return [float(b) for b in prepared.spec.budgets]
     df = store.query("SELECT median(prompt_tokens) AS p FROM samples WHERE run_id = ? AND model = ?", [prepared.run_id, model.name])
     prompt_tokens = int(df["p"][0]) if len(df) and df["p"][0] == df["p"][0] and df["p"][0] is not None else 64
     return [budget_units_to_flops(model.arch, b, prompt_tokens, prepared.spec.max_tokens) for b in prepared.spec.budgets]

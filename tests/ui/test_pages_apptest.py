@@ -188,3 +188,31 @@ def test_empty_store_panel_leads_to_the_run_page(monkeypatch, empty_store):
     at.button(key="_goto_run").click().run()
     assert not at.exception
     assert at.title[0].value == "Run"
+
+
+def test_run_form_queues_strategies_with_verifiers_and_budgets(monkeypatch, tmp_path):
+    from store import Store
+
+    store_dir = tmp_path / "fresh"
+    at = _app(monkeypatch, store_dir, "app_pages/run.py")
+    at.multiselect(key="models").set_value(["gemma-3-270m"]).run()
+    at.number_input(key="rg_size_basic_arithmetic").set_value(2).run()
+    at.number_input(key="spq").set_value(2).run()
+    at.multiselect(key="verifiers").set_value(["self_verify"]).run()
+    at.multiselect(key="strategies").set_value(["beam_search"]).run()
+    at.text_input(key="budgets").set_value("1e11, 3e11").run()
+    at.button(key="queue").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    spec = json.loads(Store.open(store_dir, create=False).runs_arrow().to_pylist()[0]["spec_json"])
+    assert spec["verifiers"] == ["self_verify"] and spec["strategies"][0]["name"] == "beam_search"
+    assert (spec["budgets"], spec["budget_unit"]) == ([1e11, 3e11], "flops")
+
+
+def test_run_form_strategy_without_verifier_is_refused(monkeypatch, tmp_path):
+    store_dir = tmp_path / "fresh"
+    at = _app(monkeypatch, store_dir, "app_pages/run.py")
+    at.multiselect(key="models").set_value(["gemma-3-270m"]).run()
+    at.multiselect(key="strategies").set_value(["beam_search"]).run()
+    at.button(key="queue").click().run()
+    assert any(e.value.startswith("strategies[0].verifier: beam_search needs a verifier") for e in at.error), [e.value for e in at.error]
+    assert not (store_dir / "catalog.sqlite").exists() or not __import__("store").Store.open(store_dir, create=False).runs_arrow().num_rows
