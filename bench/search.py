@@ -1,0 +1,155 @@
+"""Benchmark: beam search (N=16) against best-of-16 on the same questions, default model, CPU llama.cpp.
+
+Prints one last line:
+  RESULT calls_per_round=<x> prefix_cache_hit=<ratio> ledger_matches_recount=<true|false> seconds_per_token_over_bon=<x>
+- calls_per_round: beam search's generator engine calls per search round (goal 1);
+- prefix_cache_hit: cached prompt tokens / prompt tokens over every completion the engine reported during beam
+  search (generation and self-verification);
+- ledger_matches_recount: the ledgers' totals equal an independent recount from the node rows read back from the
+  store (generator: the ledger formula over each node's stored tokens; verifier: the stored per-node FLOPs, and
+  those against the engine's own reports of the verifier calls);
+- seconds_per_token_over_bon: beam search's wall time per generated token / best-of-N's (goal <= 1.3).
+
+Usage: TTC_CACHE_DIR=/tmp/ttccache .venv/bin/python bench/search.py [--questions 20 --n 16 --width 4 ...]"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("TTC_CACHE_DIR", "/tmp/ttccache")
+
+from backend.engines.llamacpp import LlamaCppEngine  # noqa: E402
+from backend.ledger import Ledger, decode_flops, prefill_flops  # noqa: E402
+from backend.models.registry import DEFAULT_MODEL, resolve_model  # noqa: E402
+from backend.strategies.runner import run_search  # noqa: E402
+from backend.tasks.reasoning_gym_task import ReasoningGymTask  # noqa: E402
+from backend.verifiers import create_verifier  # noqa: E402
+from store import Store  # noqa: E402
+
+
+class RecordingEngine:
+    """The real engine, with every completion's token report kept (who asked: generator or verifier)."""
+
+    def __init__(self, engine):
+        self.engine, self.name, self.arch = engine, engine.name, engine.arch
+        self.n_parallel = engine.n_parallel
+        self.role = "generator"
+        self.reports: list[tuple[str, int, int, int]] = []
+        self.calls: dict[str, int] = {}
+
+    def generate(self, requests, on_complete=None, should_stop=None):
+        self.calls[self.role] = self.calls.get(self.role, 0) + 1
+        out = self.engine.generate(requests, on_complete, should_stop)
+        for comps in out:
+            for c in comps:
+                if c is not None:
+                    self.reports.append((self.role, c.prompt_tokens, c.cached_prompt_tokens, c.completion_tokens))
+        return out
+
+    def close(self):
+        self.engine.close()
+
+
+class RoleVerifier:
+    """Marks the engine calls a verifier makes, so the bench can tell them from generation."""
+
+    def __init__(self, inner, engine: RecordingEngine):
+        self.inner, self.engine = inner, engine
+        self.name, self.arch = inner.name, inner.arch
+
+    def score(self, requests):
+        self.engine.role = "verifier"
+        try:
+            return self.inner.score(requests)
+        finally:
+            self.engine.role = "generator"
+
+    def estimate_flops(self, *a, **kw):
+        return self.inner.estimate_flops(*a, **kw)
+
+
+def recount(store: Store, run_id: str, arch) -> tuple[float, float]:
+    df = store.query(
+        "SELECT prompt_tokens, cached_prompt_tokens, completion_tokens, verifier_flops, finish_reason FROM nodes WHERE run_id = ?", [run_id]
+    )
+    gen = df[df["finish_reason"] != "root"]
+    g = float(sum(prefill_flops(arch, gen["prompt_tokens"], gen["cached_prompt_tokens"]) + decode_flops(arch, gen["prompt_tokens"], gen["completion_tokens"])))
+    return g, float(df["verifier_flops"].sum())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--questions", type=int, default=20)
+    ap.add_argument("--n", type=int, default=16)
+    ap.add_argument("--width", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--step-tokens", type=int, default=16)
+    ap.add_argument("--parallel", type=int, default=8)
+    args = ap.parse_args()
+
+    model = resolve_model(DEFAULT_MODEL)
+    task = ReasoningGymTask(
+        [{"name": "basic_arithmetic", "size": args.questions, "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}}],
+        seed=0,
+    )
+    questions = task.questions()
+    engine = RecordingEngine(LlamaCppEngine(model, n_parallel=args.parallel, n_ctx_per_slot=1024))
+    verifier = RoleVerifier(create_verifier("self_verify", task=task, engine=engine, model=model), engine)
+    store = Store.open(Path(tempfile.mkdtemp(prefix="ttc-bench-search-")) / "store")
+
+    runs = {}
+    for name, config in [
+        ("best_of_n", {"n": args.n, "max_tokens": args.step_tokens * args.rounds}),
+        ("beam_search", {"n": args.n, "width": args.width, "max_rounds": args.rounds, "max_tokens": args.step_tokens}),
+    ]:
+        engine.reports, engine.calls = [], {}
+        t0 = time.perf_counter()
+        result = run_search(name, questions, task, model, engine, verifier, config=config, store=store, run_id=f"bench-{name}", seed=0)
+        wall = time.perf_counter() - t0
+        reports, calls = list(engine.reports), dict(engine.calls)
+        gen_tokens = sum(r[3] for r in reports if r[0] == "generator")
+        prompt = sum(r[1] for r in reports)
+        cached = sum(r[2] for r in reports)
+        gen_prompt = sum(r[1] for r in reports if r[0] == "generator")
+        gen_cached = sum(r[2] for r in reports if r[0] == "generator")
+        ledger_gen = sum(lg.generator_flops for lg in result.ledgers)
+        ledger_ver = sum(lg.verifier_flops for lg in result.ledgers)
+        re_gen, re_ver = recount(store, result.run_id, model.arch)
+        engine_ver = Ledger()
+        for role, p, c, d in reports:
+            if role == "verifier":
+                engine_ver.charge_verifier(model.arch, p, c, d)
+        matches = (
+            math.isclose(ledger_gen, re_gen, rel_tol=1e-9)
+            and math.isclose(ledger_ver, re_ver, rel_tol=1e-9)
+            and math.isclose(ledger_ver, engine_ver.verifier_flops, rel_tol=1e-9)
+        )
+        correct = sum(bool(t.selected and t.selected.correct) for t in result.context.trees)
+        runs[name] = dict(wall=wall, tokens=gen_tokens, rounds=result.context.rounds, calls=calls, hit=cached / max(prompt, 1),
+                          gen_hit=gen_cached / max(gen_prompt, 1), matches=matches, correct=correct,
+                          flops=ledger_gen + ledger_ver)
+        print(
+            f"{name}: wall={wall:.1f}s generated_tokens={gen_tokens} s/token={wall / max(gen_tokens, 1):.4f} rounds={result.context.rounds} "
+            f"engine_calls={calls} prefix_cache_hit={runs[name]['hit']:.3f} (generation only {runs[name]['gen_hit']:.3f}) "
+            f"ledger_flops={ledger_gen + ledger_ver:.3e} (verifier {ledger_ver:.3e}) recount_ok={matches} "
+            f"accuracy={correct}/{len(questions)}",
+            flush=True,
+        )
+    engine.close()
+    beam, bon = runs["beam_search"], runs["best_of_n"]
+    ratio = (beam["wall"] / max(beam["tokens"], 1)) / (bon["wall"] / max(bon["tokens"], 1))
+    print(
+        f"RESULT calls_per_round={beam['calls'].get('generator', 0) / max(beam['rounds'], 1):.2f} prefix_cache_hit={beam['hit']:.3f} "
+        f"ledger_matches_recount={'true' if beam['matches'] and bon['matches'] else 'false'} seconds_per_token_over_bon={ratio:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
