@@ -66,6 +66,18 @@ def _cmd_tasks(args) -> int:
     return 0
 
 
+def _cmd_strategies(args) -> int:
+    from backend.strategies import STRATEGIES, param_table
+    from backend.verifiers import VERIFIERS
+
+    for name, strategy in STRATEGIES.items():
+        print(f"{name}: {strategy.help}" + ("" if strategy.needs_verifier else " (no verifier needed)"))
+        for row in param_table(name):
+            print(f"  {row['name']} = {row['default']!r}  [{row['allowed']}]  {row['help']}")
+    print("verifiers: " + ", ".join(VERIFIERS))
+    return 0
+
+
 def _cmd_sql(args) -> int:
     from store import Store
 
@@ -122,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("tasks", help="list task suites")
     t.add_argument("--all", action="store_true", help="list every reasoning-gym dataset")
     t.set_defaults(fn=_cmd_tasks)
+    g = sub.add_parser("strategies", help="list search strategies, their parameters, and the verifiers")
+    g.set_defaults(fn=_cmd_strategies)
     s = sub.add_parser("sql", help="run a SQL query on the store, print CSV")
     s.add_argument("query")
     s.add_argument("--store", type=Path, default=None)

@@ -61,6 +61,8 @@ class Param:
     def allowed(self) -> str:
         if self.choices is not None:
             return ", ".join(repr(c) for c in self.choices)
+        if self.type is str:
+            return "any text"
         lo = "-inf" if self.min is None else f"{self.min:g}"
         hi = "inf" if self.max is None else f"{self.max:g}"
         return f"{self.type.__name__} in [{lo}, {hi}]"
