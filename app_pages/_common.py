@@ -302,12 +302,17 @@ def _slug(name: str) -> str:
 def chart(fig: go.Figure, name: str) -> None:
     """Draw a plotly figure with PNG / SVG / HTML download buttons (rendered server-side on click)."""
     st.plotly_chart(fig, width="stretch", key=f"chart_{name}", config={"displaylogo": False})
-    cols = st.columns(len(export.CHART_FORMATS) + 1, gap="small", width=420)
-    for col, (fmt, mime) in zip(cols, export.CHART_FORMATS.items()):
+    _download_buttons(name, export.CHART_FORMATS, lambda fmt: export.export_figure(fig, fmt), spare_columns=1)
+
+
+def _download_buttons(name: str, formats: dict, render, spare_columns: int) -> None:
+    """One download button per format; `render(fmt)` builds the file on the server only when clicked."""
+    cols = st.columns(len(formats) + spare_columns, gap="small", width=420)
+    for col, (fmt, mime) in zip(cols, formats.items()):
         with col:
             st.download_button(
                 fmt.upper(),
-                data=lambda fig=fig, fmt=fmt: export.export_figure(fig, fmt),
+                data=lambda fmt=fmt: render(fmt),
                 file_name=f"{_slug(name)}.{fmt}",
                 mime=mime,
                 key=f"dl_{name}_{fmt}",
@@ -324,18 +329,7 @@ def table(df: pd.DataFrame, name: str, *, height: int | None = None, column_conf
             return table(df, name, height=height, column_config=column_config)
     kwargs = {"height": height} if height else {}
     st.dataframe(df, hide_index=True, width="stretch", column_config=column_config, key=f"table_{name}", **kwargs)
-    cols = st.columns(len(export.TABLE_FORMATS) + 2, gap="small", width=420)
-    for col, (fmt, mime) in zip(cols, export.TABLE_FORMATS.items()):
-        with col:
-            st.download_button(
-                fmt.upper(),
-                data=lambda df=df, fmt=fmt: export.export_table(df, fmt),
-                file_name=f"{_slug(name)}.{fmt}",
-                mime=mime,
-                key=f"dl_{name}_{fmt}",
-                on_click="ignore",
-                icon=":material/download:",
-            )
+    _download_buttons(name, export.TABLE_FORMATS, lambda fmt: export.export_table(df, fmt), spare_columns=2)
 
 
 def add_band(fig: go.Figure, x, low, high, color: str, name: str, legendgroup: str) -> None:
