@@ -341,6 +341,7 @@ def add_band(fig: go.Figure, x, low, high, color: str, name: str, legendgroup: s
             y=np.concatenate([np.asarray(high, float), np.asarray(low, float)[::-1]]),
             fill="toself",
             fillcolor=_rgba(color, 0.15),
+            mode="lines",  # plotly adds markers to traces of < 20 points unless told otherwise
             line=dict(width=0),
             hoverinfo="skip",
             name=name,

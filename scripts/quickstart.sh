@@ -7,5 +7,4 @@ ensure_chromium
 .venv/bin/ttc models --prepare
 STORE=${TTC_STORE:-$PWD/ttc-store}
 .venv/bin/ttc run examples/demo.yaml --store "$STORE"
-echo "dashboard: http://localhost:8501  (store: $STORE; Ctrl-C to stop)"
 exec .venv/bin/ttc dashboard --store "$STORE" "$@"
