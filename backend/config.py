@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from backend.errors import SpecError
 
@@ -62,6 +62,14 @@ class EngineSpec(Strict):
     n_ctx_per_slot: int = Field(2048, ge=256, le=131072)
     threads: int | None = Field(None, ge=1, le=256)
     base_url: str | None = Field(None, description="for kind=openai: the server's /v1 URL")
+
+    @model_validator(mode="after")
+    def _openai_needs_url(self):
+        if self.kind == "openai" and not self.base_url:
+            raise ValueError("kind openai needs base_url, e.g. http://127.0.0.1:8000/v1")
+        if self.kind != "openai" and self.base_url:
+            raise ValueError(f"base_url is only used by kind openai, not {self.kind}")
+        return self
 
 
 class StrategySpec(Strict):

@@ -120,3 +120,20 @@ def test_http_error_names_url_status_and_message(model, server):
 def test_bad_base_url_is_refused_up_front(model):
     with pytest.raises(EngineError, match="engine.base_url: expected an http"):
         OpenAICompatEngine(model, "127.0.0.1:8080")
+
+
+def test_a_spec_runs_end_to_end_through_the_http_server(server, tmp_path):
+    """`ttc run` with `engine: {kind: openai}`: the worker drives a real llama.cpp HTTP server."""
+    from tests.conftest import ttc
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: over-http\nmodels: [gemma-3-270m]\n"
+        "task: {kind: reasoning_gym, datasets: [{name: chain_sum, size: 2}]}\n"
+        f"samples_per_question: 3\nmax_tokens: 12\nengine: {{kind: openai, base_url: '{server.base_url}', n_parallel: 4}}\n"
+    )
+    proc = ttc("run", str(spec), "--store", str(tmp_path / "store"), "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = ttc("sql", "--store", str(tmp_path / "store"),
+              "select count(*) n, count(*) filter (where prompt_tokens > 0 and logprob_sum is not null and flops > 0) ok from samples")
+    assert out.stdout.splitlines()[1] == "6,6"

@@ -53,6 +53,7 @@ def _cases(tmp_path, gemma_path):
         "strategy without verifier": (spec(extra="samples_per_question: 2\nstrategies: [{name: beam_search}]"), "strategies[0].verifier: beam_search needs a verifier and the spec lists none; allowed: oracle, self_verify, prm_vllm"),
         "unknown verifier": (spec(extra="samples_per_question: 2\nverifiers: [gpt_judge]"), "verifiers[0]: unknown verifier 'gpt_judge'; allowed: oracle, prm_vllm, self_verify"),
         "zero budget": (spec(extra="samples_per_question: 2\nbudgets: [4, 0]"), "budgets: budgets must be > 0, got 0.0"),
+        "openai without url": (spec(extra="samples_per_question: 2\nengine: {kind: openai}"), "engine: kind openai needs base_url, e.g. http://127.0.0.1:8000/v1"),
         "missing gguf": (spec(models=f"[{tmp_path / 'nope.gguf'}]"), f"models[0]: GGUF file '{tmp_path / 'nope.gguf'}' does not exist"),
     }
 
@@ -61,7 +62,7 @@ CASE_NAMES = [
     "unknown model", "unknown task kind", "unknown dataset", "unknown difficulty knob", "zero samples",
     "negative samples", "malformed yaml", "unknown key", "unknown nested key", "jsonl line without answer",
     "corrupt gguf", "truncated gguf", "missing gguf", "unknown strategy", "unknown strategy parameter",
-    "strategy without verifier", "unknown verifier", "zero budget",
+    "strategy without verifier", "unknown verifier", "zero budget", "openai without url",
 ]
 
 
