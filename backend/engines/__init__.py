@@ -24,7 +24,8 @@ def _openai(model, spec):
 def _vllm(model, spec):
     from backend.engines.vllm_engine import VLLMEngine
 
-    return VLLMEngine(model, n_ctx_per_slot=spec.n_ctx_per_slot)
+    # A Hugging Face id goes to vLLM as a string: it loads the model and reads its architecture and template.
+    return VLLMEngine(model.name if model.is_hub_id else model, n_ctx_per_slot=spec.n_ctx_per_slot)
 
 
 ENGINES: dict[str, Callable] = {"llamacpp": _llamacpp, "openai": _openai, "vllm": _vllm}
