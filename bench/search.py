@@ -6,8 +6,8 @@ Prints one last line:
 - prefix_cache_hit: cached prompt tokens / prompt tokens over every completion the engine reported during beam
   search (generation and self-verification);
 - ledger_matches_recount: the ledgers' totals equal an independent recount from the node rows read back from the
-  store (generator: the ledger's prefix rule over each node's stored tokens; verifier: the stored per-node FLOPs,
-  and the charged verifier tokens never above what the engine reports reading);
+  store (generator: the ledger formula over each node's stored tokens; verifier: the stored per-node FLOPs, and
+  those against the engine's own reports of the verifier calls);
 - seconds_per_token_over_bon: beam search's wall time per generated token / best-of-N's (goal <= 1.3).
 
 Usage: TTC_CACHE_DIR=/tmp/ttccache .venv/bin/python bench/search.py [--questions 20 --n 16 --width 4 ...]"""
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TTC_CACHE_DIR", "/tmp/ttccache")
 
 from backend.engines.llamacpp import LlamaCppEngine  # noqa: E402
-from backend.ledger import decode_flops, prefill_flops  # noqa: E402
+from backend.ledger import Ledger, decode_flops, prefill_flops  # noqa: E402
 from backend.models.registry import DEFAULT_MODEL, resolve_model  # noqa: E402
 from backend.strategies.runner import run_search  # noqa: E402
 from backend.tasks.reasoning_gym_task import ReasoningGymTask  # noqa: E402
@@ -74,28 +74,13 @@ class RoleVerifier:
     def estimate_flops(self, *a, **kw):
         return self.inner.estimate_flops(*a, **kw)
 
-    def begin_search(self):
-        if hasattr(self.inner, "begin_search"):
-            self.inner.begin_search()
 
-
-def recount(store: Store, run_id: str, arch, prompts: dict[int, dict[str, str]]) -> tuple[float, float]:
-    """Generator FLOPs recounted from the stored node tokens with the ledger's rule (backend.strategies.base): a
-    prompt is cached up to the most tokens of a text this question's search processed before (an earlier prompt,
-    or prompt + completion) that is a prefix of it; the engine's cached_prompt_tokens report is not used."""
+def recount(store: Store, run_id: str, arch) -> tuple[float, float]:
     df = store.query(
-        "SELECT question_id, node_id, prompt_tokens, completion_tokens, verifier_flops, finish_reason FROM nodes "
-        "WHERE run_id = ? ORDER BY question_id, node_id", [run_id]
+        "SELECT prompt_tokens, cached_prompt_tokens, completion_tokens, verifier_flops, finish_reason FROM nodes WHERE run_id = ?", [run_id]
     )
-    g = 0.0
-    for qid, rows in df[df["finish_reason"] != "root"].groupby("question_id", sort=False):
-        seen: dict[str, int] = {}
-        for r in rows.itertuples():
-            prompt, text = prompts[qid][r.node_id]
-            cached = min(max((t for s, t in seen.items() if prompt.startswith(s)), default=0), r.prompt_tokens)
-            g += float(prefill_flops(arch, r.prompt_tokens, cached) + decode_flops(arch, r.prompt_tokens, r.completion_tokens))
-            seen.setdefault(prompt, int(r.prompt_tokens))
-            seen.setdefault(prompt + text, int(r.prompt_tokens + r.completion_tokens))
+    gen = df[df["finish_reason"] != "root"]
+    g = float(sum(prefill_flops(arch, gen["prompt_tokens"], gen["cached_prompt_tokens"]) + decode_flops(arch, gen["prompt_tokens"], gen["completion_tokens"])))
     return g, float(df["verifier_flops"].sum())
 
 
@@ -136,14 +121,15 @@ def main() -> None:
         gen_cached = sum(r[2] for r in reports if r[0] == "generator")
         ledger_gen = sum(lg.generator_flops for lg in result.ledgers)
         ledger_ver = sum(lg.verifier_flops for lg in result.ledgers)
-        # node prompts are not stored (only step text), so the recount reads them off the trees; tokens from the store
-        prompts = {t.question.question_id: {n.node_id: (n.prompt, n.text) for n in t.nodes} for t in result.context.trees}
-        re_gen, re_ver = recount(store, result.run_id, model.arch, prompts)
-        engine_ver_tokens = sum(p + d for role, p, c, d in reports if role == "verifier")
+        re_gen, re_ver = recount(store, result.run_id, model.arch)
+        engine_ver = Ledger()
+        for role, p, c, d in reports:
+            if role == "verifier":
+                engine_ver.charge_verifier(model.arch, p, c, d)
         matches = (
             math.isclose(ledger_gen, re_gen, rel_tol=1e-9)
             and math.isclose(ledger_ver, re_ver, rel_tol=1e-9)
-            and sum(lg.verifier_tokens for lg in result.ledgers) <= engine_ver_tokens  # charged <= read by the engine
+            and math.isclose(ledger_ver, engine_ver.verifier_flops, rel_tol=1e-9)
         )
         correct = sum(bool(t.selected and t.selected.correct) for t in result.context.trees)
         runs[name] = dict(wall=wall, tokens=gen_tokens, rounds=result.context.rounds, calls=calls, hit=cached / max(prompt, 1),

@@ -7,29 +7,19 @@ Three rules live here so no strategy can break them:
 - **Prefix reuse.** A child's prompt is its parent's prompt + the parent's step + the delimiter, so each
   round's prompts extend text the engine has just processed and its prefix cache serves them.
 - **One ledger.** Every completion and every verifier pass is charged to the question's `Ledger`. Before a
-  round, `ctx.trim` prices the planned expansions with `ctx.estimate` and cuts the round's width so the
+  round, `ctx.trim` prices the planned expansions with a conservative estimate (the uncached part of each
+  prompt, `max_tokens` of decode per completion, the verifier's own estimate) and cuts the round's width so the
   estimate fits in `remaining()`.
 
-The ledger's cache model (DESIGN.md §5: prompt tokens once per distinct cached prefix, decode per sample) is the
-*idealised* prefix cache of this question's search, not what the engine reports. A completion's prompt is
-charged as cached up to the longest text this question's search has already processed (an earlier prompt, or
-an earlier prompt + its completion) that is a textual prefix of it, at that text's engine-reported token
-count (capped at the new prompt's tokens). So a child of node P pays only what follows P's context
-(P.prompt_tokens + P.completion_tokens); the root prompt is paid in full by its first completion and by no
-later one; a prompt that extends nothing processed (a revision prompt with new attempts inside it) pays in full.
-The engine's `cached_prompt_tokens` is stored on the node (the bench's prefix-cache hit rate) but never charged:
-with llama.cpp it depends on which slot a request lands in, i.e. on scheduling, so charging it made the ledger
-irreproducible and let a search overspend an estimate that assumed the ideal cache. With the same rule on both
-sides — `estimate` uses the processed texts known before the call, upper-bound prompt tokens and `max_tokens`
-of decode, charged once per distinct prompt — the estimate bounds the charge and the budget is a hard limit.
-Verifiers do likewise (see `backend.verifiers.self_verify`). Before the engine has reported a root prompt's
-token count, its UTF-8 byte length stands in (a byte-level BPE never has more tokens than bytes).
+The estimate's cache model: text the engine has already read or written (a parent's prompt and step) is
+assumed cached except the parent's last step, which up to `engine.n_parallel` slots may each have to read
+again; a root prompt never sent is read in full by up to `n_parallel` slots. Before the engine has reported a
+root prompt's token count, its UTF-8 byte length stands in (a byte-level BPE never has more tokens than bytes).
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -169,7 +159,6 @@ class Expansion:
     score_steps: int = 1  # verifier passes per completion this round
     tag: Any = None
     extra_flops: float = 0.0  # per completion: later work of the same round (lookahead rollouts, say)
-    judge_prior: tuple[str, ...] | None = None  # steps before the scored one, when the child's steps extend parent's
 
 
 def seed_for(run_seed: int, *parts: object) -> int:
@@ -202,17 +191,6 @@ class SearchContext:
         self.prompter = prompter
         self.n_parallel = max(1, int(getattr(engine, "n_parallel", 1)))
         self.root_tokens: list[int | None] = [None] * len(questions)
-        # the ledger's prefix cache: per question, every text its search has processed -> its token count
-        self.processed: list[dict[str, int]] = [{} for _ in questions]
-        if verifier is not None and hasattr(verifier, "begin_search"):
-            verifier.begin_search()
-        self._verifier_knows_tree = False
-        if verifier is not None:
-            try:
-                sig = inspect.signature(verifier.estimate_flops).parameters
-                self._verifier_knows_tree = "question_id" in sig or any(p.kind is p.VAR_KEYWORD for p in sig.values())
-            except (TypeError, ValueError):
-                pass
         self.generate_calls = 0
         self.verify_calls = 0
         self.rounds = 0
@@ -229,20 +207,13 @@ class SearchContext:
 
     def expansion(self, qi: int, parent: Node, n: int, params: SamplingParams, delimiter: str = "", tag: Any = None) -> Expansion:
         """An expansion that continues `parent`'s text (prompt + step + delimiter), priced by the cache model."""
-        p = self.root_bound(qi) if parent.kind == "root" else parent.context_tokens + TOKEN_MARGIN
-        prompt = self.child_prompt(parent, delimiter)
-        uncached = p - min(self.cached_tokens(qi, prompt), p)
-        return Expansion(qi, parent, prompt, n, params, p, uncached, tag=tag, judge_prior=tuple(parent.steps))
-
-    def cached_tokens(self, qi: int, prompt: str) -> int:
-        """The ledger's cached part of `prompt`: tokens of the longest text question `qi`'s search has already
-        processed that is a prefix of it (0 if none); the most such tokens. Deterministic: depends on the tree, not on the engine."""
-        # max over every processed prefix (not just the longest): monotone as the set grows, so a charge never
-        # finds less cached than the estimate before it did
-        return max((t for text, t in self.processed[qi].items() if prompt.startswith(text)), default=0)
-
-    def _processed(self, qi: int, text: str, tokens: int) -> None:
-        self.processed[qi].setdefault(text, tokens)  # first report stays: values never shrink after an estimate
+        if parent.kind == "root":
+            p = self.root_bound(qi)
+            uncached = p if self.root_tokens[qi] is None else min(p, TOKEN_MARGIN)
+        else:
+            p = parent.context_tokens + TOKEN_MARGIN
+            uncached = parent.completion_tokens + TOKEN_MARGIN
+        return Expansion(qi, parent, self.child_prompt(parent, delimiter), n, params, p, uncached, tag=tag)
 
     def estimate(self, exps: Sequence[Expansion]) -> float:
         """Conservative FLOPs of running `exps` (generation + verification of every completion)."""
@@ -251,15 +222,11 @@ class SearchContext:
             if e.n <= 0:
                 continue
             mt = e.params.max_tokens
-            # the ledger rule: the prompt's uncached part once (later completions of it find it processed)
-            cached = min(self.cached_tokens(e.qi, e.prompt), e.prompt_tokens)
-            total += float(prefill_flops(self.arch, e.prompt_tokens, cached))
+            readers = min(e.n, self.n_parallel)
+            total += readers * float(prefill_flops(self.arch, e.prompt_tokens, e.prompt_tokens - e.uncached_tokens))
             total += e.n * float(decode_flops(self.arch, e.prompt_tokens, mt))
             if self.verifier is not None and e.score_steps > 0:
-                kw = {}
-                if self._verifier_knows_tree and e.judge_prior is not None:
-                    kw = {"question_id": self.questions[e.qi].question_id, "prior_steps": e.judge_prior}
-                total += e.n * self.verifier.estimate_flops(e.prompt_tokens, mt + TOKEN_MARGIN, e.score_steps, **kw)
+                total += e.n * self.verifier.estimate_flops(e.prompt_tokens, mt + TOKEN_MARGIN, e.score_steps)
             total += e.n * e.extra_flops
         return total
 
@@ -314,11 +281,7 @@ class SearchContext:
                 continue
             c = comps[0]
             e = exps[ei]
-            # charge by the ledger rule (processed texts of this search), not the engine's scheduling-dependent report
-            cached = min(self.cached_tokens(e.qi, e.prompt), c.prompt_tokens)
-            cost = self.ledgers[e.qi].charge_generation(self.arch, c.prompt_tokens, cached, c.completion_tokens)
-            self._processed(e.qi, e.prompt, c.prompt_tokens)
-            self._processed(e.qi, e.prompt + c.text, c.prompt_tokens + c.completion_tokens)
+            cost = self.ledgers[e.qi].charge_generation(self.arch, c.prompt_tokens, c.cached_prompt_tokens, c.completion_tokens)
             if e.parent.kind == "root" and e.prompt == self.trees[e.qi].prompt:
                 self.root_tokens[e.qi] = max(self.root_tokens[e.qi] or 0, c.prompt_tokens)
             out[ei].append((c, cost, k))

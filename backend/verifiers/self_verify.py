@@ -4,16 +4,7 @@ Answer Yes or No."; the step's score is P(Yes) / (P(Yes) + P(No)) from the first
 Runs on the CPU models. The verification prompt extends the generator's own prompt (question, then the
 solution as the assistant's turn, then the question about it), so with the same model the engine's prefix cache
 serves everything up to the new step. All steps of all candidates of a round go to the engine in ONE
-`generate` call with `max_tokens=1`.
-
-Ledger (deterministic, independent of which llama.cpp slot a request lands in): a judge prompt is charged as
-cached up to what this question's verifier has provably read already in this search. If the judge prompt of a
-shorter prefix of the same solution, `steps[:i]`, was judged before (earlier call, or earlier in this batch),
-the new prompt shares its text up to the judge suffix, so `max(0, T_i - SUFFIX_TOKENS)` tokens are charged as
-cached (T_i: that judge prompt's engine-reported token count; the longest such i wins); otherwise nothing is
-cached. The engine's own cache report is not used: it depends on slot scheduling. `estimate_flops` applies the
-same rule (given `question_id` and `prior_steps`; without them it assumes nothing cached), so it bounds the
-charge. `begin_search` forgets what was judged (one search = one question's cache)."""
+`generate` call with `max_tokens=1`."""
 
 from __future__ import annotations
 
@@ -54,20 +45,6 @@ class SelfVerifier:
         self.engine, self.model, self.task = engine, model, task
         self.arch = engine.arch
         self.calls = 0
-        self._judged: dict[str, dict[tuple[str, ...], int]] = {}  # question_id -> steps prefix -> judge tokens
-
-    def begin_search(self) -> None:
-        """A new search starts: nothing it judged before counts as cached any more."""
-        self._judged = {}
-
-    def cached_tokens(self, question_id: str, prior_steps: tuple[str, ...]) -> int:
-        """Tokens of the new judge prompt charged as cached: the ledger rule (module docstring)."""
-        judged = self._judged.get(question_id, {})
-        for i in range(len(prior_steps), 0, -1):
-            t = judged.get(tuple(prior_steps[:i]))
-            if t is not None:
-                return max(0, t - SUFFIX_TOKENS)
-        return 0
 
     def judge_prompt(self, question: Question, solution: str) -> str:
         if self.model.prompt_style == "chat" and self.model.chat_template:
@@ -86,28 +63,18 @@ class SelfVerifier:
         for ri, r in enumerate(requests):
             for j in range(r.first, len(r.steps)):
                 batch.append(GenerationRequest(self.judge_prompt(r.question, r.delimiter.join(r.steps[: j + 1])), params))
-                owner.append((ri, tuple(r.steps[: j + 1])))
+                owner.append(ri)
         out = [StepScores([]) for _ in requests]
         if not batch:
             return out
         self.calls += 1
-        for (ri, steps), comps in zip(owner, self.engine.generate(batch)):
+        for ri, comps in zip(owner, self.engine.generate(batch)):
             c = comps[0]
-            qid = requests[ri].question.question_id
-            cached = min(self.cached_tokens(qid, steps[:-1]), c.prompt_tokens)  # the ledger rule, not c's report
-            self._judged.setdefault(qid, {})[steps] = c.prompt_tokens
             out[ri].scores.append(p_yes(c))
-            out[ri].usage.append(Usage(c.prompt_tokens, cached, c.completion_tokens))
+            out[ri].usage.append(Usage(c.prompt_tokens, c.cached_prompt_tokens, c.completion_tokens))
         return out
 
-    def estimate_flops(self, context_tokens: int, new_tokens: int, n_steps: int = 1, *, question_id: str | None = None,
-                       prior_steps: tuple[str, ...] | None = None) -> float:
-        """Bound on judging `n_steps` new steps (`new_tokens` in all) after `context_tokens`: every judge prompt
-        is at most context + new + suffix tokens; the first is cached by the rule above when `question_id` and
-        `prior_steps` (the steps before the new ones) are given, else not at all; each later step of the same
-        request follows a just-judged prefix, so it pays at most its new text and two suffixes."""
-        prompt = context_tokens + new_tokens + SUFFIX_TOKENS
-        cached = 0 if question_id is None or prior_steps is None else self.cached_tokens(question_id, tuple(prior_steps))
-        first = float(prefill_flops(self.arch, prompt, min(cached, prompt)))
-        rest = (n_steps - 1) * float(prefill_flops(self.arch, prompt, max(0, prompt - new_tokens - 2 * SUFFIX_TOKENS)))
-        return first + rest + n_steps * float(decode_flops(self.arch, prompt, 1))
+    def estimate_flops(self, context_tokens: int, new_tokens: int, n_steps: int = 1) -> float:
+        prompt = context_tokens + new_tokens + SUFFIX_TOKENS * n_steps
+        uncached = new_tokens + SUFFIX_TOKENS * n_steps
+        return float(prefill_flops(self.arch, prompt, prompt - uncached)) + n_steps * float(decode_flops(self.arch, prompt, 1))

@@ -80,22 +80,3 @@ def test_prm_vllm_on_gpu():
     v = PRMVerifier("Qwen/Qwen2.5-Math-PRM-7B")
     [r] = v.score([ScoreRequest(FakeTask().questions()[0], ("1 + 1 = 2", "Answer: 2"))])
     assert len(r.scores) == 2 and all(0.0 <= s <= 1.0 for s in r.scores)
-
-
-def test_self_verify_charges_its_own_cache_rule_not_the_engine_report():
-    from backend.verifiers.self_verify import SUFFIX_TOKENS
-
-    task = FakeTask(1)
-    q = task.questions()[0]
-    engine = ScriptedEngine([(r".", ScriptedReply("Yes", {"Yes": -0.1, "No": -2.3}))])
-    v = SelfVerifier(engine, FAKE_MODEL, task)
-    steps = ("first step " * 8, "second step " * 8)
-    est_first = v.estimate_flops(40, 200, 1, question_id=q.question_id, prior_steps=())
-    first = v.score([ScoreRequest(q, steps[:1], 0, "\n\n")])[0].usage[0]
-    assert first.cached_prompt_tokens == 0  # nothing judged yet in this search (the engine's report is ignored)
-    second = v.score([ScoreRequest(q, steps, 1, "\n\n")])[0].usage[0]
-    assert second.cached_prompt_tokens == first.prompt_tokens - SUFFIX_TOKENS  # the previous judge prompt, minus its suffix
-    v.begin_search()
-    again = v.score([ScoreRequest(q, steps, 1, "\n\n")])[0].usage[0]
-    assert again.cached_prompt_tokens == 0  # a new search starts cold
-    assert est_first > 0
