@@ -5,9 +5,8 @@ weighted best-of-N over all finished leaves."""
 
 from __future__ import annotations
 
-from backend.errors import SpecError
 from backend.strategies.base import AGGREGATION, DELIMITER, MAX_ROUNDS, STEP_TOKENS, TEMPERATURE, WIDTH, BaseStrategy, Node, SearchContext
-from backend.strategies.beam_search import BEAMS, ranked, step_search
+from backend.strategies.beam_search import BEAMS, BeamSearch, ranked, step_search
 
 
 class DVTS(BaseStrategy):
@@ -15,9 +14,7 @@ class DVTS(BaseStrategy):
     help = "Diverse verifier tree search: N/M independent greedy subtrees of width M."
     params = (BEAMS, WIDTH, MAX_ROUNDS, STEP_TOKENS, DELIMITER, AGGREGATION, TEMPERATURE)
 
-    def check(self, cfg: dict) -> None:
-        if cfg["n"] % cfg["width"] != 0 or cfg["width"] > cfg["n"]:
-            raise SpecError("strategy.width", f"N={cfg['n']} is not a multiple of width M={cfg['width']}", "a divisor of n")
+    check = BeamSearch.check  # the same N/M rule: N/M subtrees of width M
 
     def run(self, ctx: SearchContext, cfg: dict) -> None:
         n, m = cfg["n"], cfg["width"]
