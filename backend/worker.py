@@ -30,7 +30,7 @@ from backend.prompting import build_prompt, stop_sequences
 from backend.tasks import Question, Task, create_task
 from backend.scoring import score_pool
 from backend.strategies import get_strategy, validate_config
-from backend.strategies.runner import budget_units_to_flops, run_search
+from backend.strategies.runner import budget_units_to_flops, run_search, search_record
 from backend.verifiers import VERIFIERS, create_verifier
 from store import Store
 from store.schema import QUESTIONS, SAMPLES
@@ -97,8 +97,6 @@ def _prepare_search(i: int, s, spec: RunSpec) -> PreparedSearch:
 
 
 def questions_table(run_id: str, questions: list[Question]) -> pa.Table:
-    import json
-
     return pa.table(
         {
             "run_id": [run_id] * len(questions),
@@ -224,19 +222,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _search_record(search: PreparedSearch, budget_flops: float | None, seed: int) -> dict:
-    """What `run_search` stores in nodes.config: identifies a finished search so a re-run skips it."""
-    return {**search.config, "budget_flops": budget_flops, "verifier": search.verifier, "seed": seed}
-
-
 def _budgets_flops(prepared: PreparedRun, store: Store, model: ResolvedModel) -> list[float | None]:
     """The spec's budgets in FLOPs per question (a "sample" is the pool's median prompt + max_tokens)."""
     if not prepared.spec.budgets:
         return [None]
     if prepared.spec.budget_unit == "flops":
         return [float(b) for b in prepared.spec.budgets]
-    df = store.query("SELECT median(prompt_tokens) AS p FROM samples WHERE run_id = ? AND model = ?", [prepared.run_id, model.name])
-    prompt_tokens = int(df["p"][0]) if len(df) and df["p"][0] == df["p"][0] and df["p"][0] is not None else 64
+    median = store.query("SELECT median(prompt_tokens) AS p FROM samples WHERE run_id = ? AND model = ?", [prepared.run_id, model.name])["p"][0]
+    prompt_tokens = 64 if median is None or median != median else int(median)  # NaN/None: no samples stored
     return [budget_units_to_flops(model.arch, b, prompt_tokens, prepared.spec.max_tokens) for b in prepared.spec.budgets]
 
 
@@ -275,7 +268,8 @@ def _verify_and_search(prepared: PreparedRun, store: Store, model: ResolvedModel
     finished = {(st, json.dumps(json.loads(cfg), sort_keys=True)) for st, cfg in zip(done["strategy"], done["config"])}
     for search in prepared.searches:
         for budget in _budgets_flops(prepared, store, model):
-            key = (search.strategy, json.dumps(_search_record(search, budget, spec.seed), sort_keys=True))
+            record = search_record(search.config, budget, search.verifier, spec.seed)
+            key = (search.strategy, json.dumps(record, sort_keys=True))
             if key in finished or cancelled.is_set():
                 continue
             run_search(

@@ -44,6 +44,12 @@ def budget_units_to_flops(arch: ModelArch, units: float, prompt_tokens: int, sam
     return float(units) * float(sampling_flops(arch, prompt_tokens, sample_tokens, 1))
 
 
+def search_record(config: dict, budget_flops: float | None, verifier: str | None, seed: int) -> dict:
+    """What identifies one search in nodes.config: its parameters, budget, verifier and seed (a re-run of a
+    spec skips the searches whose record is already stored)."""
+    return {**config, "budget_flops": budget_flops, "verifier": verifier, "seed": seed}
+
+
 def nodes_table(run_id: str, model_name: str, strategy: str, config: dict, ctx: SearchContext) -> pa.Table:
     cfg = json.dumps(config, sort_keys=True)
     rows = []
@@ -104,7 +110,7 @@ def run_search(
     )
     strat.run(ctx, cfg)
     run_id = run_id or f"search-{strategy}-{seed}"
-    record = {**cfg, "budget_flops": budget_flops, "verifier": getattr(verifier, "name", None), "seed": seed}
+    record = search_record(cfg, budget_flops, getattr(verifier, "name", None), seed)
     table = nodes_table(run_id, model.name, strategy, record, ctx)
     if store is not None:
         from backend.worker import questions_table
