@@ -165,36 +165,6 @@ def vote_resampled(
                 wsum = np.cumsum(wsum.reshape(rows, n_k + 1, n_ans + 1)[:, :n_k, :n_ans], axis=1)
                 weighted[d, lo:hi, :n_k] = _pick(counts, wsum, ok)
     return majority, weighted
-    # positions each draw must look at: on full pools only up to the largest resampled k
-    span = int(ks[-1]) if full else width
-    perms = [rng.permutation(width)[:span] for _ in range(draws)]
-    block = max(1, _VOTE_CELLS // ((n_k + 1) * (n_ans + 1)))
-    for lo in range(0, n_q, block):
-        hi = min(n_q, lo + block)
-        rows = hi - lo
-        ok = answer_ok[lo:hi]
-        base = (np.arange(rows)[:, None] * (n_k + 1)) * (n_ans + 1)
-        size = rows * (n_k + 1) * (n_ans + 1)
-        if full:  # the k-segment of every position is the same in every draw
-            base = base + np.searchsorted(ks, np.arange(1, span + 1), side="left")[None, :] * (n_ans + 1)
-        for d, perm in enumerate(perms):
-            a = np.take(code[lo:hi], perm, axis=1)
-            if full:
-                flat = (base + a).ravel()
-            else:
-                v = np.take(valid[lo:hi], perm, axis=1)
-                rank = np.cumsum(v, axis=1)
-                seg = np.where(v, np.searchsorted(ks, rank, side="left"), n_k)
-                flat = (base + seg * (n_ans + 1) + a).ravel()
-            counts = np.bincount(flat, minlength=size).reshape(rows, n_k + 1, n_ans + 1)[:, :n_k, :n_ans]
-            counts = np.cumsum(counts, axis=1)
-            majority[d, lo:hi, :n_k] = _pick(counts, counts, ok)
-            if weighted is not None:
-                w = np.take(weight[lo:hi], perm, axis=1).ravel()
-                wsum = np.bincount(flat, weights=w, minlength=size)
-                wsum = np.cumsum(wsum.reshape(rows, n_k + 1, n_ans + 1)[:, :n_k, :n_ans], axis=1)
-                weighted[d, lo:hi, :n_k] = _pick(counts, wsum, ok)
-    return majority, weighted
 
 
 def _resampled_curve(name, values, mask, ks, pool, *, n_boot, confidence, seed, draws) -> Curve:
