@@ -11,6 +11,11 @@ A generation of D tokens after a prompt of P tokens, of which c were served from
 Prompt tokens are counted once per distinct cached prefix: a pool of n samples of one prompt pays one prefill.
 Verifier calls are charged at the verifier model's size through the same function, in their own column.
 
+"Served from the prefix cache" is the *idealised* cache of one search (`PrefixCache`): a prompt counts as cached
+up to the longest text this search has already processed that is a prefix of it. Not the engine's report: with
+llama.cpp that depends on which slot a request happened to land in, so charging it would make the ledger
+irreproducible and budgets soft. The engine's report is still stored (it is what `bench/search.py` measures).
+
 N is the number of parameters touched by the forward matmuls: every tensor but the token-embedding lookup,
 plus the output projection (which *is* the embedding matrix when the two are tied). Architecture numbers are
 read from the GGUF metadata (`backend.models.gguf_arch`), never hard-coded.
@@ -111,6 +116,28 @@ class Ledger:
         self.verifier_flops += cost
         self.verifier_tokens += int(prompt_tokens) - int(min(cached_tokens, prompt_tokens)) + int(completion_tokens)
         return cost
+
+
+class PrefixCache:
+    """Every text one question's search has processed (prompts, prompt + completion, verifier contexts) with its
+    token count. `cached(prompt)` is what the ledger charges as cached: deterministic, given the tree.
+
+    The answer is the most tokens of *any* stored text that prefixes the prompt (not just the longest text), so
+    it never shrinks as texts are added: an estimate made earlier never finds more cached than the charge."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, int] = {}
+
+    def cached(self, prompt: str, prompt_tokens: int | None = None) -> int:
+        best = max((t for text, t in self._tokens.items() if prompt.startswith(text)), default=0)
+        return best if prompt_tokens is None else min(best, int(prompt_tokens))
+
+    def add(self, text: str, tokens: int) -> None:
+        if text:
+            self._tokens.setdefault(text, max(int(tokens), 0))  # the first count stays: values never shrink
+
+    def __len__(self) -> int:
+        return len(self._tokens)
 
 
 def matched_compute_multiplier(m: float, r: float) -> float:

@@ -29,6 +29,7 @@ class ScriptedReply:
 class ScriptedEngine:
     name = "scripted"
     arch = GEN_ARCH
+    inline_follow_ups = True  # on_complete runs in the middle of the batch, like the threaded engines
 
     def __init__(self, rules: Sequence[tuple[str, object]], default: object = "Answer: 0"):
         self.rules = [(re.compile(p, re.S), r) for p, r in rules]

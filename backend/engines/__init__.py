@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from backend.engines.base import Completion, Engine, GenerationRequest, SamplingParams, TokenLogprob
+from backend.engines.base import (
+    Completion,
+    Engine,
+    GenerationRequest,
+    SamplingParams,
+    TokenLogprob,
+)
 from backend.errors import require
 
 

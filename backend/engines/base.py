@@ -33,6 +33,7 @@ class GenerationRequest:
     params: SamplingParams = field(default_factory=SamplingParams)
     n: int = 1
     tag: object = None  # caller's bookkeeping (question id, sample index, beam id...), returned untouched
+    affinity: object = None  # requests with equal affinity share a prefix: an engine with per-slot KV caches runs them on one slot, in order
 
 
 @dataclass
@@ -85,3 +86,10 @@ class Engine(Protocol):
 
 
     def close(self) -> None: ...
+
+
+def runs_follow_ups_inline(engine: object) -> bool:
+    """Whether a `generate` called from `on_complete` runs on the slot that produced the completion, while the
+    rest of the batch goes on (engines/threaded.py). Only then is judging a completion the moment it appears
+    worthwhile; an engine that fires callbacks after the whole batch (vLLM) would run one small call per judge."""
+    return bool(getattr(engine, "inline_follow_ups", False))

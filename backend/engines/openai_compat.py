@@ -13,7 +13,7 @@ import socket
 import urllib.error
 import urllib.request
 
-from backend.engines.llamacpp import ThreadedEngineMixin
+from backend.engines.threaded import ThreadedEngineMixin
 from backend.errors import EngineError
 from backend.models.registry import ResolvedModel
 
@@ -60,7 +60,8 @@ class OpenAICompatEngine(ThreadedEngineMixin):
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
 
-    def _complete_one(self, body: dict) -> dict:
+    def _complete_one(self, body: dict, slot: int) -> dict:
+        # `slot` is not sent: pinning is llama.cpp-only (`id_slot`); a worker still sends related requests in order
         url = f"{self.base_url}/completions"
         data = json.dumps({**body, "model": self.served_model}).encode()
         req = urllib.request.Request(url, data=data, headers=self._headers, method="POST")

@@ -26,7 +26,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from backend.engines.base import Completion, GenerationRequest, OnComplete, SamplingParams, TokenLogprob
+from backend.engines.base import (
+    Completion,
+    GenerationRequest,
+    OnComplete,
+    SamplingParams,
+    TokenLogprob,
+)
 from backend.errors import EngineError
 from backend.ledger import ModelArch
 from backend.models.registry import ResolvedModel

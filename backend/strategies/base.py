@@ -7,14 +7,24 @@ Three rules live here so no strategy can break them:
 - **Prefix reuse.** A child's prompt is its parent's prompt + the parent's step + the delimiter, so each
   round's prompts extend text the engine has just processed and its prefix cache serves them.
 - **One ledger.** Every completion and every verifier pass is charged to the question's `Ledger`. Before a
-  round, `ctx.trim` prices the planned expansions with a conservative estimate (the uncached part of each
-  prompt, `max_tokens` of decode per completion, the verifier's own estimate) and cuts the round's width so the
+  round, `ctx.trim` prices the planned expansions with `ctx.estimate` and cuts the round's width so the
   estimate fits in `remaining()`.
 
-The estimate's cache model: text the engine has already read or written (a parent's prompt and step) is
-assumed cached except the parent's last step, which up to `engine.n_parallel` slots may each have to read
-again; a root prompt never sent is read in full by up to `n_parallel` slots. Before the engine has reported a
-root prompt's token count, its UTF-8 byte length stands in (a byte-level BPE never has more tokens than bytes).
+The ledger's cache model is `backend.ledger.PrefixCache`, one per question: a completion's prompt is charged as
+cached up to the longest text this question's search has already processed (an earlier prompt, or an earlier
+prompt + its completion) that is a prefix of it. So a child of node P pays only what follows P's context; the
+root prompt is paid by its first completion and by no later one; a prompt that extends nothing processed (a
+revision prompt with new attempts inside it) pays in full. A verifier running the generator's own model (self-
+verification on the same engine) shares that cache: its judge prompt extends the node's context, so it pays for
+the judge turn, not the solution again. `estimate` applies the same rule to the texts known before the call, with
+upper-bound prompt tokens and `max_tokens` of decode, so it bounds the charge and the budget is a hard limit.
+Before the engine has reported a root prompt's token count, its UTF-8 byte length stands in (a byte-level BPE
+never has more tokens than bytes).
+
+**Eager verification.** When the verifier reads the generator's KV cache (`verifier.engine is engine`) and the
+engine runs follow-up calls inline on the slot (`runs_follow_ups_inline`), a round may pass `prescore` to `generate`: each completion is then scored from the engine's `on_complete`, on the slot
+that has just generated it (engines/threaded.py), and `score` later finds the result instead of sending the judge
+prompt to a slot that holds some other text. Results and charges are the same either way; only the cache differs.
 """
 
 from __future__ import annotations
@@ -24,10 +34,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from backend.engines.base import Completion, Engine, GenerationRequest, SamplingParams
-from backend.ledger import Ledger, decode_flops, prefill_flops
+from backend.engines.base import Completion, Engine, GenerationRequest, SamplingParams, runs_follow_ups_inline
+from backend.ledger import Ledger, PrefixCache, decode_flops, prefill_flops
 from backend.tasks.base import Question, Task, extract_answer
-from backend.verifiers.base import ScoreRequest, Verifier, aggregate, charge
+from backend.verifiers.base import ScoreRequest, StepScores, Verifier, aggregate, charge
 
 TOKEN_MARGIN = 8  # re-tokenising a prompt + step can differ from the engine's counts by a few tokens
 
@@ -161,6 +171,15 @@ class Expansion:
     extra_flops: float = 0.0  # per completion: later work of the same round (lookahead rollouts, say)
 
 
+Prescore = Callable[[Expansion, Completion], "tuple[tuple[str, ...], int, str] | None"]
+"""What a round will score for one completion: (steps, first step to score, delimiter)."""
+
+
+def last_step_of(delimiter: str) -> Prescore:
+    """The usual round: each completion becomes a child whose last step (the completion) is scored."""
+    return lambda e, c: (e.parent.steps + (c.text,), len(e.parent.steps), delimiter)
+
+
 def seed_for(run_seed: int, *parts: object) -> int:
     h = hashlib.blake2b("|".join(map(str, (run_seed, *parts))).encode(), digest_size=4).digest()
     return int.from_bytes(h, "little") & 0x7FFFFFFF
@@ -168,6 +187,8 @@ def seed_for(run_seed: int, *parts: object) -> int:
 
 class SearchContext:
     """Everything a strategy may touch while it runs one batch of questions."""
+
+    eager_verification = True  # score completions from on_complete when the verifier reads the generator's cache
 
     def __init__(
         self,
@@ -191,6 +212,13 @@ class SearchContext:
         self.prompter = prompter
         self.n_parallel = max(1, int(getattr(engine, "n_parallel", 1)))
         self.root_tokens: list[int | None] = [None] * len(questions)
+        self.caches = [PrefixCache() for _ in questions]  # the ledger's idealised prefix cache, per question
+        # a verifier on the generator's own engine reads (and extends) the generator's cache; any other keeps its own
+        self.verifier_reads_generator = verifier is not None and getattr(verifier, "engine", None) is engine
+        self.eager_verification = self.eager_verification and self.verifier_reads_generator and runs_follow_ups_inline(engine)
+        self.verifier_caches = self.caches if self.verifier_reads_generator else [PrefixCache() for _ in questions]
+        self._prescored: dict[tuple, list[StepScores]] = {}
+        self.prescored_hits = 0
         self.generate_calls = 0
         self.verify_calls = 0
         self.rounds = 0
@@ -207,13 +235,10 @@ class SearchContext:
 
     def expansion(self, qi: int, parent: Node, n: int, params: SamplingParams, delimiter: str = "", tag: Any = None) -> Expansion:
         """An expansion that continues `parent`'s text (prompt + step + delimiter), priced by the cache model."""
-        if parent.kind == "root":
-            p = self.root_bound(qi)
-            uncached = p if self.root_tokens[qi] is None else min(p, TOKEN_MARGIN)
-        else:
-            p = parent.context_tokens + TOKEN_MARGIN
-            uncached = parent.completion_tokens + TOKEN_MARGIN
-        return Expansion(qi, parent, self.child_prompt(parent, delimiter), n, params, p, uncached, tag=tag)
+        p = self.root_bound(qi) if parent.kind == "root" else parent.context_tokens + TOKEN_MARGIN
+        prompt = self.child_prompt(parent, delimiter)
+        uncached = p - self.caches[qi].cached(prompt, p)
+        return Expansion(qi, parent, prompt, n, params, p, uncached, tag=tag)
 
     def estimate(self, exps: Sequence[Expansion]) -> float:
         """Conservative FLOPs of running `exps` (generation + verification of every completion)."""
@@ -222,8 +247,9 @@ class SearchContext:
             if e.n <= 0:
                 continue
             mt = e.params.max_tokens
-            readers = min(e.n, self.n_parallel)
-            total += readers * float(prefill_flops(self.arch, e.prompt_tokens, e.prompt_tokens - e.uncached_tokens))
+            # the ledger rule: the prompt's uncached part once (later completions of it find it processed)
+            cached = self.caches[e.qi].cached(e.prompt, e.prompt_tokens)
+            total += float(prefill_flops(self.arch, e.prompt_tokens, cached))
             total += e.n * float(decode_flops(self.arch, e.prompt_tokens, mt))
             if self.verifier is not None and e.score_steps > 0:
                 total += e.n * self.verifier.estimate_flops(e.prompt_tokens, mt + TOKEN_MARGIN, e.score_steps)
@@ -254,26 +280,39 @@ class SearchContext:
         return [e for e in exps if id(e) in kept and e.n > 0]
 
     # -- the one engine call of a round --
-    def generate(self, exps: Sequence[Expansion]) -> list[list[tuple[Completion, float, int]]]:
+    def generate(self, exps: Sequence[Expansion], prescore: Prescore | None = None) -> list[list[tuple[Completion, float, int]]]:
         """Run every expansion in ONE engine call; charge each completion to its question's ledger.
-        Returns, per expansion, (completion, generator FLOPs, completion index)."""
+        Returns, per expansion, (completion, generator FLOPs, completion index).
+
+        `prescore(e, completion) -> (steps, first, delimiter)` names what the strategy will score for each
+        completion; with a verifier that reads the generator's cache it is scored as soon as it is generated (see
+        the module docstring). A strategy passes it only when it does score every completion of the round."""
+        self.flush_prescored()
         exps = [e for e in exps if e.n > 0]
         if not exps:
             return []
-        # one request per completion, interleaved across each question's parents so concurrent slots take
-        # different prefixes (each finds its own cached parent) instead of all racing on one
-        order: list[tuple[int, int]] = []
-        for k in range(max(e.n for e in exps)):
-            order.extend((ei, k) for ei, e in enumerate(exps) if k < e.n)
-        order.sort(key=lambda t: (exps[t[0]].qi, t[1]))
+        # one request per completion; a question's requests share its root prompt, so they form one affinity
+        # group (one engine slot works through them in order), siblings adjacent so each finds its parent cached
+        order = sorted(((ei, k) for ei, e in enumerate(exps) for k in range(e.n)), key=lambda t: (exps[t[0]].qi, t[0], t[1]))
         requests = []
         for ei, k in order:
             e = exps[ei]
             seed = seed_for(self.seed, self.questions[e.qi].question_id, e.parent.node_id, e.params.seed, ei, k)
             params = SamplingParams(e.params.temperature, e.params.top_p, e.params.max_tokens, seed, e.params.stop, e.params.logprobs)
-            requests.append(GenerationRequest(e.prompt, params, 1, (ei, k)))
+            requests.append(GenerationRequest(e.prompt, params, 1, (ei, k), affinity=e.qi))
+        on_complete = None
+        if prescore is not None and self.eager_verification:
+
+            def on_complete(_ri: int, req: GenerationRequest, comps: list[Completion]) -> None:
+                e = exps[req.tag[0]]
+                target = prescore(e, comps[0]) if comps and comps[0] is not None else None
+                if target is not None:
+                    steps, first, delim = target
+                    [result] = self.verifier.score([ScoreRequest(self.questions[e.qi], tuple(steps), first, delim)])
+                    self._prescored.setdefault((e.qi, tuple(steps), first, delim), []).append(result)  # twins: one each
+
         self.generate_calls += 1
-        results = self.engine.generate(requests)
+        results = self.engine.generate(requests, on_complete)
         out: list[list[tuple[Completion, float, int]]] = [[] for _ in exps]
         for req, comps in zip(requests, results):
             ei, k = req.tag
@@ -281,13 +320,24 @@ class SearchContext:
                 continue
             c = comps[0]
             e = exps[ei]
-            cost = self.ledgers[e.qi].charge_generation(self.arch, c.prompt_tokens, c.cached_prompt_tokens, c.completion_tokens)
+            cache = self.caches[e.qi]
+            cost = self.ledgers[e.qi].charge_generation(self.arch, c.prompt_tokens, cache.cached(e.prompt, c.prompt_tokens), c.completion_tokens)
+            cache.add(e.prompt, c.prompt_tokens)
+            cache.add(e.prompt + c.text, c.prompt_tokens + c.completion_tokens)
             if e.parent.kind == "root" and e.prompt == self.trees[e.qi].prompt:
                 self.root_tokens[e.qi] = max(self.root_tokens[e.qi] or 0, c.prompt_tokens)
             out[ei].append((c, cost, k))
         for lst in out:
             lst.sort(key=lambda t: t[2])
         return out
+
+    def flush_prescored(self) -> None:
+        """Charge verifications made eagerly but never asked for (none, when strategies keep their word) to the
+        question's root node, so every FLOP spent is still on the ledger and in the store."""
+        for (qi, *_), results in sorted(self._prescored.items(), key=lambda kv: repr(kv[0])):
+            for result in results:
+                self.trees[qi].root.verifier_flops += charge(self.ledgers[qi], self.verifier, result, self.verifier_caches[qi])
+        self._prescored.clear()
 
     def add_child(self, e: Expansion, c: Completion, cost: float, kind: str = "step", steps: tuple[str, ...] | None = None, text: str | None = None) -> Node:
         text = c.text if text is None else text
@@ -311,15 +361,23 @@ class SearchContext:
         call; charge each to its question's ledger and its node. Returns the scores of the requested steps."""
         if self.verifier is None or not items:
             return [[] for _ in items]
-        reqs = []
+        results: list[StepScores | None] = []
+        todo: list[tuple[int, ScoreRequest]] = []
         for qi, node, steps, first in items:
-            steps = node.steps if steps is None else steps
+            steps = tuple(node.steps if steps is None else steps)
             first = max(len(steps) - 1, 0) if first is None else first
-            reqs.append(ScoreRequest(self.questions[qi], tuple(steps), first, delimiter))
-        self.verify_calls += 1
-        results = self.verifier.score(reqs)
-        for (qi, node, _, _), r in zip(items, results):
-            node.verifier_flops += charge(self.ledgers[qi], self.verifier, r)
+            twins = self._prescored.get((qi, steps, first, delimiter))
+            done = twins.pop() if twins else None
+            self.prescored_hits += done is not None
+            results.append(done)
+            if done is None:
+                todo.append((len(results) - 1, ScoreRequest(self.questions[qi], steps, first, delimiter)))
+        if todo:
+            self.verify_calls += 1
+            for (i, _), r in zip(todo, self.verifier.score([req for _, req in todo])):
+                results[i] = r
+        for (qi, node, _, _), r in zip(items, results):  # charged in item order: the ledger does not depend on timing
+            node.verifier_flops += charge(self.ledgers[qi], self.verifier, r, self.verifier_caches[qi])
         return [r.scores for r in results]
 
     def score_last(self, items: Sequence[tuple[int, Node]], delimiter: str) -> None:

@@ -25,6 +25,7 @@ from backend.strategies.base import (
     Param,
     SearchContext,
     is_final_step,
+    last_step_of,
     path_value,
     select,
 )
@@ -89,7 +90,8 @@ def step_search(ctx: SearchContext, cfg: dict, plan_next) -> None:
             break
         ctx.rounds += 1
         new: list[tuple[int, Node]] = []
-        for e, comps in zip(exps, ctx.generate(exps)):
+        # k = 0: every new node's step is what gets scored, so it may be judged as soon as it is generated
+        for e, comps in zip(exps, ctx.generate(exps, last_step_of(delim) if k == 0 else None)):
             for c, cost, _ in comps:
                 node = ctx.add_child(e, c, cost)
                 if is_final_step(c) or rnd == cfg["max_rounds"]:

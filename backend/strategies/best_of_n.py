@@ -22,13 +22,15 @@ def sample_pool(ctx: SearchContext, cfg: dict, scored: bool) -> None:
     exps = ctx.trim(exps)
     ctx.rounds += 1
     nodes = []
-    for e, comps in zip(exps, ctx.generate(exps)):
+    first = None if agg == "last" else 0
+    prescore = (lambda e, c: (steps := split_steps(c.text, delim, MAX_SCORED_STEPS), len(steps) - 1 if first is None else first, delim)) if scored else None
+    for e, comps in zip(exps, ctx.generate(exps, prescore)):
         for c, cost, _ in comps:
             node = ctx.add_child(e, c, cost, steps=split_steps(c.text, delim, MAX_SCORED_STEPS))
             ctx.close(e.qi, node, delim)
             nodes.append((e.qi, node))
     if scored:
-        scores = ctx.score([(qi, n, None, None if agg == "last" else 0) for qi, n in nodes], delim)
+        scores = ctx.score([(qi, n, None, first) for qi, n in nodes], delim)
         for (_, n), s in zip(nodes, scores):
             n.value = n.score = aggregate(s, agg) if s else 0.5
 

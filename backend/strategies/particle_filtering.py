@@ -21,6 +21,7 @@ from backend.strategies.base import (
     Node,
     SearchContext,
     is_final_step,
+    last_step_of,
     path_value,
     seed_for,
     select,
@@ -62,7 +63,7 @@ class ParticleFiltering(BaseStrategy):
             ctx.rounds += 1
             children: dict[int, list[Node]] = {qi: [] for qi in wanted}
             new = []
-            for e, comps in zip(exps, ctx.generate(exps)):
+            for e, comps in zip(exps, ctx.generate(exps, last_step_of(delim))):
                 for c, cost, _ in comps:
                     node = ctx.add_child(e, c, cost)
                     if is_final_step(c) or rnd == cfg["max_rounds"]:

@@ -102,14 +102,16 @@ class SequentialRevisions(BaseStrategy):
             for qi in tips:
                 tips[qi] = [t if (qi, ci) in kept else None for ci, t in enumerate(tips[qi])]
             new = []
-            for e, comps in zip(exps, ctx.generate(exps)):
+            first = None if agg == "last" else 0
+            prescore = (lambda e, c: (s := split_steps(c.text, delim), len(s) - 1 if first is None else first, delim)) if scored else None
+            for e, comps in zip(exps, ctx.generate(exps, prescore)):
                 for c, cost, _ in comps:
                     node = ctx.add_child(e, c, cost, kind="revision", steps=split_steps(c.text, delim))
                     ctx.close(e.qi, node, delim)
                     tips[e.qi][e.tag] = node
                     new.append((e.qi, node))
             if scored:
-                scores = ctx.score([(qi, nd, None, None if agg == "last" else 0) for qi, nd in new], delim)
+                scores = ctx.score([(qi, nd, None, first) for qi, nd in new], delim)
                 for (_, nd), s in zip(new, scores):
                     nd.value = nd.score = aggregate(s, agg) if s else 0.5
         for qi, tree in enumerate(ctx.trees):

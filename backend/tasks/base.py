@@ -71,6 +71,9 @@ def _last_boxed(text: str) -> str | None:
     return text[i : j - 1].strip() if depth == 0 else None
 
 
+_MATH_DELIMITERS = re.compile(r"^\\[(\[]\s*(.*?)\s*\\[)\]]$", re.S)
+
+
 def extract_answer(completion: str) -> str | None:
     """The final answer of a free-text solution: the last "Answer: X" line, else the last \\boxed{X}.
 
@@ -81,6 +84,7 @@ def extract_answer(completion: str) -> str | None:
         ans = _TAGS.sub("", rest).strip().strip("*").strip().strip("$").strip()
         boxed = _last_boxed(ans)
         ans = (boxed if boxed is not None else ans).rstrip(".").strip()
+        ans = _MATH_DELIMITERS.sub(r"\1", ans).strip()  # "Answer: \(-4\)" -> "-4"
         if ans:
             return ans
     boxed = _last_boxed(completion)

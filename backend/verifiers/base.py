@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from backend.errors import require
-from backend.ledger import Ledger, ModelArch
+from backend.ledger import Ledger, ModelArch, PrefixCache
 from backend.tasks.base import Question
 
 
@@ -30,8 +30,10 @@ class Usage:
     """One forward pass of the verifier model, as the ledger charges it."""
 
     prompt_tokens: int
-    cached_prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0  # the engine's report: charged only when `prompt` is not given
     completion_tokens: int = 0
+    prompt: str = ""  # the text read: the ledger's PrefixCache decides what of it was cached
+    reusable: tuple[str, int] | None = None  # (text, tokens) a later prompt of this verifier may find cached
 
 
 @dataclass
@@ -55,11 +57,22 @@ class Verifier(Protocol):
         ...
 
 
-def charge(ledger: Ledger, verifier: Verifier, result: StepScores) -> float:
-    """Charge one scored candidate to the ledger; returns the FLOPs charged."""
+def charge(ledger: Ledger, verifier: Verifier, result: StepScores, cache: PrefixCache | None = None) -> float:
+    """Charge one scored candidate to the ledger; returns the FLOPs charged. With a `cache` (a search's), a pass
+    that names its prompt text is charged by the ledger's prefix rule and its texts join the cache; otherwise the
+    engine's cache report is charged."""
     if verifier.arch is None:
         return 0.0
-    return sum(ledger.charge_verifier(verifier.arch, u.prompt_tokens, u.cached_prompt_tokens, u.completion_tokens) for u in result.usage)
+    total = 0.0
+    for u in result.usage:
+        cached = u.cached_prompt_tokens
+        if cache is not None and u.prompt:
+            cached = cache.cached(u.prompt, u.prompt_tokens)
+            cache.add(u.prompt, u.prompt_tokens)
+            if u.reusable is not None:
+                cache.add(*u.reusable)
+        total += ledger.charge_verifier(verifier.arch, u.prompt_tokens, cached, u.completion_tokens)
+    return total
 
 
 def _product(scores: Sequence[float]) -> float:

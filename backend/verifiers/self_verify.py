@@ -1,10 +1,17 @@
 """Self-verification: a language model reads the solution so far and is asked "Is the last step correct?
 Answer Yes or No."; the step's score is P(Yes) / (P(Yes) + P(No)) from the first answer token's logprobs.
 
-Runs on the CPU models. The verification prompt extends the generator's own prompt (question, then the
-solution as the assistant's turn, then the question about it), so with the same model the engine's prefix cache
-serves everything up to the new step. All steps of all candidates of a round go to the engine in ONE
-`generate` call with `max_tokens=1`."""
+Runs on the CPU models. The judge prompt is the generator's own prompt + the solution + a judge turn (for chat
+models: the end of the assistant's turn, the question as a user turn, the start of the answer, exactly as the
+model's chat template writes them). So it *extends* the text the generator has just processed: the engine's
+prefix cache serves everything up to the judge turn, and the ledger (a search's `PrefixCache`, which this
+verifier shares when it runs on the generator's engine) charges only the judge turn and any step not yet read.
+Each pass reports its prompt text and, as reusable, the text before the judge turn (its tokens: the pass's
+minus `turn_bound()`, an upper bound of the turn's tokens, so the reuse is never overstated), which a later
+judge of a longer solution extends. The bound is measured once per verifier (the engine's token count of the turn
+alone, plus a margin for merges at its boundary: one tiny uncharged call, like loading the model); the budget
+estimate uses it too, so it bounds what is charged with any tokenizer. All steps of all candidates of a round go to the engine in ONE `generate` call with
+`max_tokens=1`."""
 
 from __future__ import annotations
 
@@ -21,7 +28,8 @@ from backend.verifiers.base import ScoreRequest, StepScores, Usage
 JUDGE_QUESTION = "Is the last step of the solution above correct? Answer Yes or No."
 YES = frozenset({"yes", "y", "true", "correct"})
 NO = frozenset({"no", "n", "false", "incorrect", "wrong"})
-SUFFIX_TOKENS = 48  # upper bound on the judge turn's tokens (chat tags + JUDGE_QUESTION), for budget estimates
+BOUNDARY_TOKENS = 8  # tokens a BPE may merge differently where the judge turn meets the solution
+_SENTINEL = "\x00solution\x00"
 TOP_K = 20
 
 
@@ -45,36 +53,65 @@ class SelfVerifier:
         self.engine, self.model, self.task = engine, model, task
         self.arch = engine.arch
         self.calls = 0
+        self._turn_bound: int | None = None
 
-    def judge_prompt(self, question: Question, solution: str) -> str:
+    def judge_turn(self) -> str:
+        """What follows the solution: for a chat model, the template's own end of the assistant turn + the judge
+        question as a user turn + the generation prompt (read off a render with a placeholder solution)."""
         if self.model.prompt_style == "chat" and self.model.chat_template:
             messages = [
                 {"role": "system", "content": self.task.system_prompt},
-                {"role": "user", "content": self.task.user_message(question)},
-                {"role": "assistant", "content": solution},
+                {"role": "user", "content": "?"},
+                {"role": "assistant", "content": _SENTINEL},
                 {"role": "user", "content": JUDGE_QUESTION},
             ]
-            return render_chat(self.model.chat_template, messages)
-        return f"{build_prompt(self.model, self.task, question)}{solution}\n\nQuestion: {JUDGE_QUESTION}\nAnswer:"
+            rendered = render_chat(self.model.chat_template, messages)
+            if _SENTINEL in rendered:
+                return rendered.split(_SENTINEL, 1)[1]
+        return f"\n\nQuestion: {JUDGE_QUESTION}\nAnswer:"
+
+    def judge_prompt(self, question: Question, solution: str) -> str:
+        return build_prompt(self.model, self.task, question) + solution + self.judge_turn()
+
+    def turn_bound(self) -> int:
+        """Upper bound on the judge turn's tokens in any judge prompt (measured once, see the module docstring)."""
+        if self._turn_bound is None:
+            [[c]] = self.engine.generate([self._calibration()])
+            self._turn_bound = int(c.prompt_tokens) + BOUNDARY_TOKENS
+        return self._turn_bound
+
+    def _calibration(self) -> GenerationRequest:
+        return GenerationRequest(self.judge_turn(), SamplingParams(temperature=0.0, max_tokens=1, seed=0, logprobs=TOP_K), tag=None)
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[StepScores]:
         params = SamplingParams(temperature=0.0, max_tokens=1, seed=0, logprobs=TOP_K)
         batch, owner = [], []
         for ri, r in enumerate(requests):
+            head, turn = build_prompt(self.model, self.task, r.question), self.judge_turn()
             for j in range(r.first, len(r.steps)):
-                batch.append(GenerationRequest(self.judge_prompt(r.question, r.delimiter.join(r.steps[: j + 1])), params))
+                context = head + r.delimiter.join(r.steps[: j + 1])
+                batch.append(GenerationRequest(context + turn, params, tag=context))
                 owner.append(ri)
         out = [StepScores([]) for _ in requests]
         if not batch:
             return out
         self.calls += 1
-        for ri, comps in zip(owner, self.engine.generate(batch)):
+        calibrate = self._turn_bound is None  # measured in the same engine call as the first judges
+        results = self.engine.generate(batch + [self._calibration()] if calibrate else batch)
+        if calibrate:
+            self._turn_bound = int(results[-1][0].prompt_tokens) + BOUNDARY_TOKENS
+        bound = self._turn_bound
+        for ri, req, comps in zip(owner, batch, results):
             c = comps[0]
             out[ri].scores.append(p_yes(c))
-            out[ri].usage.append(Usage(c.prompt_tokens, c.cached_prompt_tokens, c.completion_tokens))
+            reusable = (req.tag, max(0, c.prompt_tokens - bound))
+            out[ri].usage.append(Usage(c.prompt_tokens, c.cached_prompt_tokens, c.completion_tokens, req.prompt, reusable))
         return out
 
     def estimate_flops(self, context_tokens: int, new_tokens: int, n_steps: int = 1) -> float:
-        prompt = context_tokens + new_tokens + SUFFIX_TOKENS * n_steps
-        uncached = new_tokens + SUFFIX_TOKENS * n_steps
+        """Bound on judging `n_steps` new steps (`new_tokens` in all) of a solution whose first `context_tokens`
+        the search has processed (the ledger finds them cached): the new text and a judge turn per step are read."""
+        turn = self.turn_bound()
+        prompt = context_tokens + new_tokens + turn * n_steps
+        uncached = new_tokens + turn * n_steps
         return float(prefill_flops(self.arch, prompt, prompt - uncached)) + n_steps * float(decode_flops(self.arch, prompt, 1))

@@ -69,7 +69,9 @@ def test_search_on_real_model_stores_full_trees(setup, tmp_path, strategy, confi
     result = run_search(strategy, questions, task, model, engine, verifier, config=config, store=store, run_id=f"real-{strategy}", seed=1)
     df = assert_whole_trees(store, f"real-{strategy}", [q.question_id for q in questions])
     assert result.context.generate_calls <= result.context.rounds * (1 + config.get("lookahead", 0))
-    assert result.context.verify_calls == result.context.rounds
+    assert result.context.verify_calls <= result.context.rounds  # at most one batched verifier call per round
+    if strategy != "lookahead":  # judged on the slot that generated them (lookahead scores the rollout instead)
+        assert result.context.prescored_hits > 0
     assert df["verifier_flops"].sum() > 0  # self-verification was charged at the model's size
     for ledger in result.ledgers:
         assert ledger.verifier_flops > 0 and ledger.generator_flops > 0

@@ -28,6 +28,10 @@ COUNTS = """select (select count(*) from samples) s, (select count(*) from score
   (select count(*) from nodes where selected) sel,
   (select count(*) from scores where score between 0 and 1 and verifier_flops > 0) good_scores"""
 
+# every (search, question) whose stored spend exceeds its budget: the ledger's charge is a hard limit
+OVER_BUDGET = """select strategy, json_extract(config, '$.budget_flops')::double budget, question_id,
+  sum(generator_flops + verifier_flops) spent from nodes group by all having spent > budget"""
+
 
 def test_spec_runs_verifiers_and_strategies_once(tmp_path, write_spec):
     spec_file, store = write_spec(SPEC), tmp_path / "store"
@@ -36,6 +40,7 @@ def test_spec_runs_verifiers_and_strategies_once(tmp_path, write_spec):
     counts = Store.open(store, create=False).query(COUNTS).to_dict("records")[0]
     # 2 questions x 3 samples, each scored once; 2 strategies x 2 budgets; one pick per question per search
     assert (counts["s"], counts["c"], counts["k"], counts["sel"], counts["good_scores"]) == (6, 6, 4, 8, 6)
+    assert Store.open(store, create=False).query(OVER_BUDGET).empty
     again = ttc("run", str(spec_file), "--store", str(store), "--quiet")
     assert again.returncode == 0 and "0 generated now" in again.stdout
     assert Store.open(store, create=False).query(COUNTS).to_dict("records")[0] == counts

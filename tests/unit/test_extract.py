@@ -41,3 +41,8 @@ def test_extract_program_prefers_fenced_function():
 )
 def test_extract_answer_in_running_text(completion, expected):
     assert extract_answer(completion) == expected
+
+
+@pytest.mark.parametrize("text, expected", [(r"Answer: \(-4\)", "-4"), (r"Answer: \[ 12 \]", "12"), (r"Answer: \(\boxed{7}\)", "7")])
+def test_inline_math_delimiters_around_the_answer_are_dropped(text, expected):
+    assert extract_answer(text) == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -11,7 +12,7 @@ from backend.ledger import sampling_flops
 from backend.strategies import STRATEGIES, get_strategy, param_table, validate_config
 from backend.strategies.rebase import allocate
 from backend.strategies.runner import run_search
-from tests.fakes import FAKE_MODEL, GEN_ARCH, FakeTask, ScriptedEngine, ScriptedVerifier
+from tests.fakes import FAKE_MODEL, GEN_ARCH, FakeTask, ScriptedEngine, ScriptedReply, ScriptedVerifier
 
 
 def search(strategy, engine, verifier=None, n_questions=1, budget=None, **config):
@@ -290,3 +291,109 @@ def test_nodes_table_has_whole_trees(tmp_path):
             while ids[nid] != -1:
                 nid = ids[nid]
         assert g["selected"].sum() == 1 and g["is_final"].sum() >= 1
+
+
+# ---- the ledger is the idealised prefix cache, whatever the engine reports ---------------------------------------
+class MisreportingEngine(ScriptedEngine):
+    """Reports adversarial cached_prompt_tokens (as llama.cpp's slot scheduling may): 0, the whole prompt, or random."""
+
+    def __init__(self, rules, mode, seed=0):
+        super().__init__(rules)
+        self.mode, self.rng = mode, __import__("random").Random(seed)
+
+    def generate(self, requests, on_complete=None, should_stop=None):
+        import dataclasses
+
+        out = super().generate(requests, on_complete, should_stop)
+        pick = {"zero": lambda c: 0, "all": lambda c: c.prompt_tokens, "random": lambda c: self.rng.randint(0, c.prompt_tokens)}[self.mode]
+        return [[dataclasses.replace(c, cached_prompt_tokens=pick(c)) for c in comps] for comps in out]
+
+
+def ledger_run(name, units, mode):
+    task = FakeTask(2)
+    budget = units * float(sampling_flops(GEN_ARCH, len("Q: What is 0?\nA:"), 64, 1))
+    engine = MisreportingEngine([(r".", generic_step)], mode) if mode else ScriptedEngine([(r".", generic_step)])
+    verifier = ScriptedVerifier(fn=lambda s: 0.1 + (len(s) % 7) / 10)
+    result = run_search(name, task.questions(), task, FAKE_MODEL, engine, verifier, config=CONFIGS[name], budget_flops=budget)
+    return budget, result
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("units", [4, 8, 16, 32, 64])
+def test_budget_holds_and_ledger_ignores_reported_cache(name, units):
+    budget, ideal = ledger_run(name, units, None)
+    rows = lambda r: [(n.node_id, n.text, n.generator_flops, n.verifier_flops) for t in r.context.trees for n in t.nodes]  # noqa: E731
+    for mode in ("zero", "random", "all"):
+        _, res = ledger_run(name, units, mode)
+        for ledger in res.ledgers:
+            assert 0 < ledger.total <= budget, (name, units, mode, ledger.total / budget)
+        # identical ledger node by node: the charge never reads the engine's cache report
+        assert rows(res) == rows(ideal), (name, units, mode)
+        assert [lg.total for lg in res.ledgers] == [lg.total for lg in ideal.ledgers]
+    # the report is still stored on the nodes (the bench's prefix-cache hit rate)
+    _, zero = ledger_run(name, units, "zero")
+    assert all(n.cached_prompt_tokens == 0 for t in zero.context.trees for n in t.nodes)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("mode", ["zero", "random"])
+def test_estimate_bounds_every_round_charge(name, mode, monkeypatch):
+    """A round's estimate (taken on the trimmed round) is >= what the round then costs, per question."""
+    from backend.strategies.base import SearchContext
+
+    orig_trim = SearchContext.trim
+    rounds = []  # (estimate per question, ledger totals before the round)
+
+    def trim(self, exps):
+        out = orig_trim(self, exps)
+        rounds.append(({qi: self.estimate([e for e in out if e.qi == qi]) for qi in range(len(self.ledgers))},
+                       [lg.total for lg in self.ledgers]))
+        return out
+
+    monkeypatch.setattr(SearchContext, "trim", trim)
+    budget, result = ledger_run(name, 64, mode)
+    totals = [[lg.total for lg in result.ledgers]]
+    ends = [before for _, before in rounds[1:]] + totals
+    for (est, before), after in zip(rounds, ends):
+        for qi, e in est.items():
+            assert after[qi] - before[qi] <= e * (1 + 1e-12), (name, qi, after[qi] - before[qi], e)
+    assert sum(1 for est, _ in rounds if any(est.values())) >= 1
+
+
+# ---- self-verification on the generator's own engine: shared ledger cache, eager judging -------------------------
+def judge_reply(prompt, params):
+    s = 0.15 + (len(prompt) % 7) / 10
+    return ScriptedReply("Yes", {"Yes": math.log(s), "No": math.log(1 - s)})
+
+
+def self_verified_run(name, units, eager, monkeypatch):
+    from backend.strategies.base import SearchContext
+    from backend.verifiers.self_verify import SelfVerifier
+
+    monkeypatch.setattr(SearchContext, "eager_verification", eager)
+    task = FakeTask(2)
+    budget = units * float(sampling_flops(GEN_ARCH, len("Q: What is 0?\nA:"), 64, 1))
+    engine = ScriptedEngine([(r"Is the last step", judge_reply), (r".", generic_step)])
+    verifier = SelfVerifier(engine, FAKE_MODEL, task)
+    result = run_search(name, task.questions(), task, FAKE_MODEL, engine, verifier, config=CONFIGS[name], budget_flops=budget)
+    return budget, result
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("units", [4, 16, 64])
+def test_self_verification_stays_in_budget_and_eager_judging_changes_nothing(name, units, monkeypatch):
+    budget, eager = self_verified_run(name, units, True, monkeypatch)
+    _, batched = self_verified_run(name, units, False, monkeypatch)
+    rows = lambda r: [(n.node_id, n.text, n.score, n.generator_flops, n.verifier_flops, n.selected) for t in r.context.trees for n in t.nodes]  # noqa: E731
+    assert rows(eager) == rows(batched)
+    for ledger, tree in zip(eager.ledgers, eager.context.trees):
+        assert ledger.total <= budget, (name, units, ledger.total / budget)
+        assert ledger.total > 0 or units == 4  # lookahead's k + 1 steps and judge can cost more than 4 samples
+        assert ledger.verifier_flops == pytest.approx(sum(n.verifier_flops for n in tree.nodes))
+    if name in ("beam_search", "dvts", "rebase", "particle_filtering", "best_of_n", "weighted_best_of_n", "sequential_revisions"):
+        assert eager.context.prescored_hits > 0 and batched.context.prescored_hits == 0
+    # the judge reads the node's own text after the generator's: the shared cache charges only the judge turn
+    if name == "beam_search" and units == 64:
+        judged = [n for t in eager.context.trees for n in t.nodes if n.kind == "step" and n.score is not None]
+        turn = eager.context.verifier.turn_bound()
+        assert judged and sum(lg.verifier_tokens for lg in eager.ledgers) <= len(judged) * (turn + 1)

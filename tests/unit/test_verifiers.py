@@ -45,7 +45,8 @@ def test_self_verify_reads_p_yes_from_logprobs_in_one_call():
     v = SelfVerifier(engine, FAKE_MODEL, task)
     qs = task.questions()
     out = v.score([ScoreRequest(qs[0], ("good step", "bad step")), ScoreRequest(qs[1], ("good step",))])
-    assert len(engine.calls) == 1 and len(engine.calls[0]) == 3  # every step of every candidate, one call
+    # every step of every candidate in one call (+ the one-off measurement of the judge turn's length)
+    assert len(engine.calls) == 1 and len(engine.calls[0]) == 3 + 1
     import math
 
     yes, no = math.exp(-0.2), math.exp(-1.8)
@@ -80,3 +81,53 @@ def test_prm_vllm_on_gpu():
     v = PRMVerifier("Qwen/Qwen2.5-Math-PRM-7B")
     [r] = v.score([ScoreRequest(FakeTask().questions()[0], ("1 + 1 = 2", "Answer: 2"))])
     assert len(r.scores) == 2 and all(0.0 <= s <= 1.0 for s in r.scores)
+
+
+def test_self_verify_judge_extends_the_generator_text_and_is_charged_by_the_search_cache():
+    """The judge prompt is the generator's prompt + solution + judge turn, so a search's PrefixCache (shared with
+    the generator) charges only the judge turn; a longer solution's judge reuses the shorter one's context."""
+    import dataclasses
+
+    from backend.ledger import Ledger, PrefixCache, decode_flops, prefill_flops
+    from backend.prompting import build_prompt
+    from backend.verifiers.base import charge
+
+    task = FakeTask(1)
+    q = task.questions()[0]
+
+    class LyingEngine(ScriptedEngine):  # reports no cache at all: the charge must not read it
+        def generate(self, requests, on_complete=None, should_stop=None):
+            out = super().generate(requests, on_complete, should_stop)
+            return [[dataclasses.replace(c, cached_prompt_tokens=0) for c in comps] for comps in out]
+
+    engine = LyingEngine([(r".", ScriptedReply("Yes", {"Yes": -0.1, "No": -2.3}))])
+    v = SelfVerifier(engine, FAKE_MODEL, task)
+    head = build_prompt(FAKE_MODEL, task, q)
+    steps = ("first step " * 8, "second step " * 8)
+    cache = PrefixCache()
+    generated = head + steps[0]
+    cache.add(generated, 50)  # the generator processed the prompt and the first step: 50 tokens, say
+
+    [first] = v.score([ScoreRequest(q, steps[:1], 0, "\n\n")])
+    u = first.usage[0]
+    assert u.prompt.startswith(generated) and u.prompt == v.judge_prompt(q, steps[0])
+    ledger = Ledger()
+    charged = charge(ledger, v, first, cache)
+    assert charged == pytest.approx(float(prefill_flops(v.arch, u.prompt_tokens, 50)) + float(decode_flops(v.arch, u.prompt_tokens, 1)))
+    assert ledger.verifier_tokens == u.prompt_tokens - 50 + u.completion_tokens  # only the judge turn
+
+    # a judge of a longer solution extends the shorter one's context (cold cache: nothing generated was recorded)
+    cold, ledger = PrefixCache(), Ledger()
+    charge(ledger, v, first, cold)
+    assert ledger.verifier_tokens == u.prompt_tokens + u.completion_tokens
+    [second] = v.score([ScoreRequest(q, steps, 1, "\n\n")])
+    u2 = second.usage[0]
+    charge(ledger, v, second, cold)
+    reused = u.prompt_tokens - v.turn_bound()  # the first judge's context; its turn discounted by the upper bound
+    assert 0 < reused < u2.prompt_tokens
+    assert ledger.verifier_tokens == u.prompt_tokens + u2.prompt_tokens - reused + 2
+
+    # without a search cache the engine's own report is charged (pool scoring)
+    pool = Ledger()
+    charge(pool, v, first)
+    assert pool.verifier_tokens == u.prompt_tokens + u.completion_tokens
