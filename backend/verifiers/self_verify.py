@@ -25,7 +25,7 @@ from backend.prompting import build_prompt, render_chat
 from backend.tasks.base import Question, Task
 from backend.verifiers.base import ScoreRequest, StepScores, Usage
 
-JUDGE_QUESTION = "Is the last step of the solution above correct? Answer Yes or No."
+JUDGE_QUESTION = "Is the last step correct? Answer Yes or No."
 YES = frozenset({"yes", "y", "true", "correct"})
 NO = frozenset({"no", "n", "false", "incorrect", "wrong"})
 BOUNDARY_TOKENS = 8  # tokens a BPE may merge differently where the judge turn meets the solution
@@ -90,7 +90,8 @@ class SelfVerifier:
             head, turn = build_prompt(self.model, self.task, r.question), self.judge_turn()
             for j in range(r.first, len(r.steps)):
                 context = head + r.delimiter.join(r.steps[: j + 1])
-                batch.append(GenerationRequest(context + turn, params, tag=context))
+                # a question's judges share its prompt: one slot takes them in order (engines/threaded.py)
+                batch.append(GenerationRequest(context + turn, params, tag=context, affinity=r.question.question_id))
                 owner.append(ri)
         out = [StepScores([]) for _ in requests]
         if not batch:

@@ -373,7 +373,7 @@ def self_verified_run(name, units, eager, monkeypatch):
     monkeypatch.setattr(SearchContext, "eager_verification", eager)
     task = FakeTask(2)
     budget = units * float(sampling_flops(GEN_ARCH, len("Q: What is 0?\nA:"), 64, 1))
-    engine = ScriptedEngine([(r"Is the last step", judge_reply), (r".", generic_step)])
+    engine = ScriptedEngine([(r"Is the last step correct", judge_reply), (r".", generic_step)])
     verifier = SelfVerifier(engine, FAKE_MODEL, task)
     result = run_search(name, task.questions(), task, FAKE_MODEL, engine, verifier, config=CONFIGS[name], budget_flops=budget)
     return budget, result
