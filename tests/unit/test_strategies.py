@@ -380,7 +380,7 @@ def self_verified_run(name, units, eager, monkeypatch):
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-@pytest.mark.parametrize("units", [4, 16, 64])
+@pytest.mark.parametrize("units", [4, 8, 16, 32, 64])
 def test_self_verification_stays_in_budget_and_eager_judging_changes_nothing(name, units, monkeypatch):
     budget, eager = self_verified_run(name, units, True, monkeypatch)
     _, batched = self_verified_run(name, units, False, monkeypatch)
