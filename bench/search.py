@@ -94,6 +94,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--step-tokens", type=int, default=48)
     ap.add_argument("--parallel", type=int, default=8)
+    ap.add_argument("--verifier", default="self_verify", choices=["self_verify", "oracle"],
+                    help="oracle: free scores from the task's checker, to time the search machinery alone")
     args = ap.parse_args()
 
     model = resolve_model(DEFAULT_MODEL)
@@ -103,7 +105,7 @@ def main() -> None:
     )
     questions = task.questions()
     engine = RecordingEngine(LlamaCppEngine(model, n_parallel=args.parallel, n_ctx_per_slot=1024))
-    verifier = create_verifier("self_verify", task=task, engine=engine, model=model)
+    verifier = create_verifier(args.verifier, task=task, engine=engine, model=model)
     store = Store.open(Path(tempfile.mkdtemp(prefix="ttc-bench-search-")) / "store")
 
     runs = {}

@@ -1,7 +1,7 @@
 """The dashboard in a real browser: headless Debian Chromium driven by Playwright against `streamlit run app.py`
 and a real `ttc worker`, both started on a populated store in tmp_path and killed afterwards.
 
-Opens every page (no exception, no traceback; a screenshot of each into docs/screenshots/), launches a small real
+Opens every page (no exception, no traceback; a screenshot of each into $TTC_SCREENSHOT_DIR or a temp folder), launches a small real
 run from the Run page (gemma-3-270m, 2 questions × 2 samples, 16 tokens), waits for its progress to reach 100%,
 and downloads a PNG chart and a CSV table, checking their bytes."""
 
@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +25,9 @@ from bench.ui import CHROMIUM, PAGES, chromium, load_page, page_problems, stream
 
 pytestmark = [pytest.mark.browser, pytest.mark.real_model]
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# where the page screenshots go: a temp folder, so a test run never rewrites tracked files; to refresh the
+# README's pictures: TTC_SCREENSHOT_DIR=docs/screenshots ./scripts/test.sh tests/ui/test_browser_e2e.py
+SCREENSHOTS = Path(os.environ.get("TTC_SCREENSHOT_DIR") or Path(tempfile.gettempdir()) / "ttc-screenshots").resolve()
 
 
 @pytest.fixture(scope="module")
