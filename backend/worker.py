@@ -313,6 +313,7 @@ def _sample_model(
                 logprobs=1,
             ),
             tag=(q, i),
+            affinity=q.question_id,  # a question's samples share its prompt: one slot takes them in turn
         )
         for q, i in missing
     ]
