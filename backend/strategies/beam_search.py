@@ -6,7 +6,8 @@ best-of-N over the finished beams.
 With `lookahead` k > 0 every new open step is rolled out k more steps at temperature 0 and the verifier scores
 the END of the rollout; the rollout is stored (kind "rollout") but the beam keeps only the candidate's step.
 Beam search is lookahead with k = 0. Each round is one engine call for the expansions (+ one per rollout step)
-and one verifier call, across all questions and beams."""
+across all questions and beams, and one verifier call, or, with k = 0 on an engine that runs follow-ups inline, each
+new step judged on its slot as soon as it is generated (strategies/base.py, "Eager verification")."""
 
 from __future__ import annotations
 
