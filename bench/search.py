@@ -41,7 +41,6 @@ class RecordingEngine:
 
     def __init__(self, engine):
         self.engine, self.name, self.arch = engine, engine.name, engine.arch
-        self.n_parallel = engine.n_parallel
         self.inline_follow_ups = engine.inline_follow_ups
         self.reports: list[tuple[str, int, int, int]] = []
         self.calls: dict[str, int] = {}

@@ -96,20 +96,18 @@ class AffinityScheduler:
         """The next job for a worker whose state is [group, from_back]; None when all work is handed out."""
         with self.lock:
             group, from_back = state
-            if group is not None and self.queues[group]:
-                q = self.queues[group]
-                return q.pop() if from_back else q.popleft()
-            if group is not None:
-                self.owners[group] -= 1
-            left = [k for k, q in self.queues.items() if q]
-            if not left:
-                state[0] = None
-                return None
-            free = [k for k in left if self.owners[k] == 0]
-            group = max(free or left, key=lambda k: len(self.queues[k]))  # ties: first in request order
-            from_back = not free
-            self.owners[group] += 1
-            state[0], state[1] = group, from_back
+            if group is None or not self.queues[group]:  # this worker's group is done: take another
+                if group is not None:
+                    self.owners[group] -= 1
+                left = [k for k, q in self.queues.items() if q]
+                if not left:
+                    state[0] = None
+                    return None
+                free = [k for k in left if self.owners[k] == 0]
+                group = max(free or left, key=lambda k: len(self.queues[k]))  # ties: first in request order
+                from_back = not free
+                self.owners[group] += 1
+                state[0], state[1] = group, from_back
             q = self.queues[group]
             return q.pop() if from_back else q.popleft()
 
@@ -126,9 +124,6 @@ class ThreadedEngineMixin:
     def _complete_one(self, body: dict, slot: int) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _body(self, request: GenerationRequest, seed: int | None) -> dict:
-        return completion_body(request.prompt, request.params, seed)
-
     def generate(
         self,
         requests: Sequence[GenerationRequest],
@@ -144,7 +139,7 @@ class ThreadedEngineMixin:
             req = requests[ri]
             seed = None if req.params.seed is None else req.params.seed + i
             t0 = time.perf_counter()
-            resp = self._complete_one(self._body(req, seed), slot)
+            resp = self._complete_one(completion_body(req.prompt, req.params, seed), slot)
             latency = time.perf_counter() - t0
             if not isinstance(resp, dict) or "choices" not in resp:
                 raise EngineError(f"{self.name}: engine returned an error: {str(resp)[:300]}")

@@ -39,6 +39,7 @@ from backend.ledger import Ledger, PrefixCache, decode_flops, prefill_flops
 from backend.tasks.base import Question, Task, extract_answer
 from backend.verifiers.base import ScoreRequest, StepScores, Verifier, aggregate, charge
 
+MAX_SCORED_STEPS = 8  # a whole sample is scored as at most this many steps, so its verification cost is bounded
 TOKEN_MARGIN = 8  # re-tokenising a prompt + step can differ from the engine's counts by a few tokens
 
 
@@ -164,20 +165,28 @@ class Expansion:
     prompt: str
     n: int
     params: SamplingParams
-    prompt_tokens: int  # estimate (upper bound) of the prompt's tokens
-    uncached_tokens: int  # estimate of the tokens the engine may have to (re)read
+    prompt_tokens: int  # estimate (upper bound) of the prompt's tokens; what of it is cached is the ledger's PrefixCache's call
     score_steps: int = 1  # verifier passes per completion this round
     tag: Any = None
     extra_flops: float = 0.0  # per completion: later work of the same round (lookahead rollouts, say)
 
 
-Prescore = Callable[[Expansion, Completion], "tuple[tuple[str, ...], int, str] | None"]
-"""What a round will score for one completion: (steps, first step to score, delimiter)."""
+Prescore = Callable[[Expansion, Completion], "tuple[tuple[str, ...], int | None, str] | None"]
+"""What a round will score for one completion: (steps, first step to score or None for the last, delimiter)."""
 
 
 def last_step_of(delimiter: str) -> Prescore:
     """The usual round: each completion becomes a child whose last step (the completion) is scored."""
     return lambda e, c: (e.parent.steps + (c.text,), len(e.parent.steps), delimiter)
+
+
+def whole_sample_of(delimiter: str, first: int | None, max_steps: int) -> Prescore:
+    """Rounds of whole samples: each completion, as `split_steps` cuts it, scored from step `first` (None: the last)."""
+    return lambda e, c: (split_steps(c.text, delimiter, max_steps), first, delimiter)
+
+
+def first_scored(steps: Sequence[str], first: int | None) -> int:
+    return max(len(steps) - 1, 0) if first is None else first
 
 
 def seed_for(run_seed: int, *parts: object) -> int:
@@ -210,7 +219,6 @@ class SearchContext:
         self.seed = seed
         self.stop = tuple(stop)
         self.prompter = prompter
-        self.n_parallel = max(1, int(getattr(engine, "n_parallel", 1)))
         self.root_tokens: list[int | None] = [None] * len(questions)
         self.caches = [PrefixCache() for _ in questions]  # the ledger's idealised prefix cache, per question
         # a verifier on the generator's own engine reads (and extends) the generator's cache; any other keeps its own
@@ -236,9 +244,7 @@ class SearchContext:
     def expansion(self, qi: int, parent: Node, n: int, params: SamplingParams, delimiter: str = "", tag: Any = None) -> Expansion:
         """An expansion that continues `parent`'s text (prompt + step + delimiter), priced by the cache model."""
         p = self.root_bound(qi) if parent.kind == "root" else parent.context_tokens + TOKEN_MARGIN
-        prompt = self.child_prompt(parent, delimiter)
-        uncached = p - self.caches[qi].cached(prompt, p)
-        return Expansion(qi, parent, prompt, n, params, p, uncached, tag=tag)
+        return Expansion(qi, parent, self.child_prompt(parent, delimiter), n, params, p, tag=tag)
 
     def estimate(self, exps: Sequence[Expansion]) -> float:
         """Conservative FLOPs of running `exps` (generation + verification of every completion)."""
@@ -308,8 +314,9 @@ class SearchContext:
                 target = prescore(e, comps[0]) if comps and comps[0] is not None else None
                 if target is not None:
                     steps, first, delim = target
-                    [result] = self.verifier.score([ScoreRequest(self.questions[e.qi], tuple(steps), first, delim)])
-                    self._prescored.setdefault((e.qi, tuple(steps), first, delim), []).append(result)  # twins: one each
+                    steps, first = tuple(steps), first_scored(steps, first)
+                    [result] = self.verifier.score([ScoreRequest(self.questions[e.qi], steps, first, delim)])
+                    self._prescored.setdefault((e.qi, steps, first, delim), []).append(result)  # twins: one each
 
         self.generate_calls += 1
         results = self.engine.generate(requests, on_complete)
@@ -365,7 +372,7 @@ class SearchContext:
         todo: list[tuple[int, ScoreRequest]] = []
         for qi, node, steps, first in items:
             steps = tuple(node.steps if steps is None else steps)
-            first = max(len(steps) - 1, 0) if first is None else first
+            first = first_scored(steps, first)
             twins = self._prescored.get((qi, steps, first, delimiter))
             done = twins.pop() if twins else None
             self.prescored_hits += done is not None
@@ -405,7 +412,7 @@ def path_value(node: Node, how: str) -> float:
     return aggregate([n.score for n in node.path() if n.kind not in ("root", "rollout") and n.score is not None], how)
 
 
-def split_steps(text: str, delimiter: str, max_steps: int = 8) -> tuple[str, ...]:
+def split_steps(text: str, delimiter: str, max_steps: int = MAX_SCORED_STEPS) -> tuple[str, ...]:
     """A whole sample as steps; at most `max_steps` (leading steps merged) so its verification cost is bounded."""
     parts = [p for p in text.split(delimiter)] if delimiter else [text]
     parts = [p for p in parts if p.strip()] or [text]

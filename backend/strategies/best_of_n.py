@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from backend.engines.base import SamplingParams
-from backend.strategies.base import AGGREGATION, DELIMITER, N, SAMPLE_TOKENS, TEMPERATURE, BaseStrategy, SearchContext, select, split_steps
+from backend.strategies.base import (
+    AGGREGATION,
+    DELIMITER,
+    MAX_SCORED_STEPS,
+    N,
+    SAMPLE_TOKENS,
+    TEMPERATURE,
+    BaseStrategy,
+    SearchContext,
+    select,
+    split_steps,
+    whole_sample_of,
+)
 from backend.verifiers.base import aggregate
-
-MAX_SCORED_STEPS = 8
 
 
 def sample_pool(ctx: SearchContext, cfg: dict, scored: bool) -> None:
@@ -23,8 +33,7 @@ def sample_pool(ctx: SearchContext, cfg: dict, scored: bool) -> None:
     ctx.rounds += 1
     nodes = []
     first = None if agg == "last" else 0
-    prescore = (lambda e, c: (steps := split_steps(c.text, delim, MAX_SCORED_STEPS), len(steps) - 1 if first is None else first, delim)) if scored else None
-    for e, comps in zip(exps, ctx.generate(exps, prescore)):
+    for e, comps in zip(exps, ctx.generate(exps, whole_sample_of(delim, first, MAX_SCORED_STEPS) if scored else None)):
         for c, cost, _ in comps:
             node = ctx.add_child(e, c, cost, steps=split_steps(c.text, delim, MAX_SCORED_STEPS))
             ctx.close(e.qi, node, delim)

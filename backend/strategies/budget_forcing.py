@@ -56,7 +56,7 @@ class BudgetForcing(BaseStrategy):
                     params = SamplingParams(cfg["temperature"], max_tokens=max(mt, 1), seed=rnd, stop=ctx.stop)
                     cue_tokens = len(cue.encode("utf-8"))
                     p = tip.context_tokens + cue_tokens + TOKEN_MARGIN
-                    e = Expansion(qi, tip, tip.prompt + tip.text + cue, 1, params, p, tip.completion_tokens + cue_tokens + TOKEN_MARGIN, tag=(ci, cue))
+                    e = Expansion(qi, tip, tip.prompt + tip.text + cue, 1, params, p, tag=(ci, cue))
                     e.score_steps = 0
                     if scored:  # the verifier reads the cue and the new text
                         e.extra_flops = ctx.verifier.estimate_flops(p, params.max_tokens + cue_tokens + TOKEN_MARGIN, 1)

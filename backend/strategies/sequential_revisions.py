@@ -12,6 +12,7 @@ from backend.engines.base import SamplingParams
 from backend.models.registry import ResolvedModel
 from backend.prompting import build_prompt, render_chat
 from backend.strategies.base import (
+    MAX_SCORED_STEPS,
     AGGREGATION,
     DELIMITER,
     SAMPLE_TOKENS,
@@ -26,6 +27,7 @@ from backend.strategies.base import (
     pick_majority,
     pick_weighted,
     split_steps,
+    whole_sample_of,
 )
 from backend.tasks.base import Question, Task
 from backend.verifiers.base import aggregate
@@ -89,10 +91,8 @@ class SequentialRevisions(BaseStrategy):
                     else:
                         body = sum(a.completion_tokens + ATTEMPT_OVERHEAD_TOKENS for a in shown)
                         p = ctx.root_bound(qi) + REVISION_OVERHEAD_TOKENS + body + TOKEN_MARGIN
-                        slid = len(chain_attempts(tip, window + 1)) > window
-                        new = body if slid else shown[-1].completion_tokens + ATTEMPT_OVERHEAD_TOKENS
-                        e = Expansion(qi, tip, prompt, 1, params, p, new + REVISION_OVERHEAD_TOKENS + TOKEN_MARGIN, tag=ci)
-                    e.score_steps = (1 if agg == "last" else 8) if scored else 0
+                        e = Expansion(qi, tip, prompt, 1, params, p, tag=ci)
+                    e.score_steps = (1 if agg == "last" else MAX_SCORED_STEPS) if scored else 0
                     exps.append(e)
             exps = ctx.trim(exps)
             if not exps:
@@ -103,10 +103,9 @@ class SequentialRevisions(BaseStrategy):
                 tips[qi] = [t if (qi, ci) in kept else None for ci, t in enumerate(tips[qi])]
             new = []
             first = None if agg == "last" else 0
-            prescore = (lambda e, c: (s := split_steps(c.text, delim), len(s) - 1 if first is None else first, delim)) if scored else None
-            for e, comps in zip(exps, ctx.generate(exps, prescore)):
+            for e, comps in zip(exps, ctx.generate(exps, whole_sample_of(delim, first, MAX_SCORED_STEPS) if scored else None)):
                 for c, cost, _ in comps:
-                    node = ctx.add_child(e, c, cost, kind="revision", steps=split_steps(c.text, delim))
+                    node = ctx.add_child(e, c, cost, kind="revision", steps=split_steps(c.text, delim, MAX_SCORED_STEPS))
                     ctx.close(e.qi, node, delim)
                     tips[e.qi][e.tag] = node
                     new.append((e.qi, node))

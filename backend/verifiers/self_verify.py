@@ -53,6 +53,7 @@ class SelfVerifier:
         self.engine, self.model, self.task = engine, model, task
         self.arch = engine.arch
         self.calls = 0
+        self.turn = self.judge_turn()  # the same text after every solution: rendered once
         self._turn_bound: int | None = None
 
     def judge_turn(self) -> str:
@@ -71,27 +72,30 @@ class SelfVerifier:
         return f"\n\nQuestion: {JUDGE_QUESTION}\nAnswer:"
 
     def judge_prompt(self, question: Question, solution: str) -> str:
-        return build_prompt(self.model, self.task, question) + solution + self.judge_turn()
+        return build_prompt(self.model, self.task, question) + solution + self.turn
 
     def turn_bound(self) -> int:
         """Upper bound on the judge turn's tokens in any judge prompt (measured once, see the module docstring)."""
         if self._turn_bound is None:
             [[c]] = self.engine.generate([self._calibration()])
-            self._turn_bound = int(c.prompt_tokens) + BOUNDARY_TOKENS
+            self._learn_turn_bound(c)
         return self._turn_bound
 
     def _calibration(self) -> GenerationRequest:
-        return GenerationRequest(self.judge_turn(), SamplingParams(temperature=0.0, max_tokens=1, seed=0, logprobs=TOP_K), tag=None)
+        return GenerationRequest(self.turn, SamplingParams(temperature=0.0, max_tokens=1, seed=0, logprobs=TOP_K), tag=None)
+
+    def _learn_turn_bound(self, calibration: Completion) -> None:
+        self._turn_bound = int(calibration.prompt_tokens) + BOUNDARY_TOKENS
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[StepScores]:
         params = SamplingParams(temperature=0.0, max_tokens=1, seed=0, logprobs=TOP_K)
         batch, owner = [], []
         for ri, r in enumerate(requests):
-            head, turn = build_prompt(self.model, self.task, r.question), self.judge_turn()
+            head = build_prompt(self.model, self.task, r.question)
             for j in range(r.first, len(r.steps)):
                 context = head + r.delimiter.join(r.steps[: j + 1])
                 # a question's judges share its prompt: one slot takes them in order (engines/threaded.py)
-                batch.append(GenerationRequest(context + turn, params, tag=context, affinity=r.question.question_id))
+                batch.append(GenerationRequest(context + self.turn, params, tag=context, affinity=r.question.question_id))
                 owner.append(ri)
         out = [StepScores([]) for _ in requests]
         if not batch:
@@ -100,7 +104,7 @@ class SelfVerifier:
         calibrate = self._turn_bound is None  # measured in the same engine call as the first judges
         results = self.engine.generate(batch + [self._calibration()] if calibrate else batch)
         if calibrate:
-            self._turn_bound = int(results[-1][0].prompt_tokens) + BOUNDARY_TOKENS
+            self._learn_turn_bound(results[-1][0])
         bound = self._turn_bound
         for ri, req, comps in zip(owner, batch, results):
             c = comps[0]
