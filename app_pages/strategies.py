@@ -74,7 +74,17 @@ def body(store) -> None:
     ui.table(pd.concat(frames, ignore_index=True)[cols].rename(columns={"mean": "accuracy"}), "strategies-table", height=240, expander="Curve data")
     if quality:
         st.markdown("**Verifier quality against the oracle grader**")
-        ui.table(pd.concat(quality, ignore_index=True), "verifier-quality")
+        table = pd.concat(quality, ignore_index=True)
+        ui.table(table, "verifier-quality")
+        st.caption(
+            "AUROC: the chance that the verifier scores a correct sample above a wrong one (0.5 is a coin). "
+            "False-positive rate, precision and the ceiling are at the acceptance threshold set above."
+        )
+        for row in table[table["auroc"] < 0.5].itertuples():
+            st.warning(
+                f"{row.verifier} on {row.model} scores wrong answers above correct ones (AUROC {row.auroc:.2f}): "
+                "selecting by it does worse than picking at random; compare against majority vote."
+            )
 
 
 ui.run_page("strategies", "Strategies", body, caption="Selection rules and models side by side, against coverage.")

@@ -93,8 +93,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--step-tokens", type=int, default=48)
     ap.add_argument("--parallel", type=int, default=8)
-    ap.add_argument("--verifier", default="self_verify", choices=["self_verify", "oracle"],
-                    help="oracle: free scores from the task's checker, to time the search machinery alone")
+    ap.add_argument("--verifier", default="self_verify", choices=["self_verify", "self_verify_chat", "oracle"],
+                    help="self_verify: the inline judge (9 tokens a step); self_verify_chat: the judge in a chat turn; "
+                    "oracle: free scores from the task's checker, to time the search machinery alone")
     args = ap.parse_args()
 
     model = resolve_model(DEFAULT_MODEL)

@@ -64,7 +64,7 @@ def _questions(run_id: str, n_questions: int, rng: np.random.Generator) -> tuple
     return table, level
 
 
-def _sample_tables(run_id, model, qtable, level, n_samples, verifiers, rng, created):
+def _sample_tables(run_id, model, qtable, level, n_samples, verifiers, rng, created, inverted=()):
     """Yield (samples, scores) tables of at most MAX_ROWS_PER_SHARD rows, question-major."""
     n_q = qtable.num_rows
     arch = _arch(model)
@@ -134,6 +134,8 @@ def _sample_tables(run_id, model, qtable, level, n_samples, verifiers, rng, crea
             good = rng.beta(5 + j, 2, rows)
             bad = np.where(rng.random(rows) < 0.08, rng.beta(6, 2, rows), rng.beta(2, 5 + j, rows))
             s = np.where(correct, good, bad)
+            if verifier in inverted:  # a judge that prefers wrong answers (the 0.5B model judging itself can)
+                s = 1.0 - s
             score_tables.append(
                 pa.table(
                     {
@@ -194,9 +196,11 @@ def make_synthetic_store(
     verifiers=("prm-synthetic", "self-verify"),
     seed: int = 0,
     n_trees: int = 3,
+    inverted_verifiers=(),
 ) -> Store:
     """Write one done sampling run per model (n_questions × n_samples each) plus search trees; return the store.
-    Total samples = len(models) · n_questions · n_samples (2 · 500 · 1000 = 1M by default)."""
+    Total samples = len(models) · n_questions · n_samples (2 · 500 · 1000 = 1M by default). Verifiers named in
+    `inverted_verifiers` score wrong answers above correct ones."""
     store = Store.open(dir)
     rng = np.random.default_rng(seed)
     created = datetime.now(timezone.utc) - timedelta(hours=1)
@@ -219,7 +223,7 @@ def make_synthetic_store(
         store.upsert_run(run_id, name, spec, n_questions * n_samples, "running")
         qtable, level = _questions(run_id, n_questions, np.random.default_rng(seed))  # same questions per model
         store.write_shard("questions", run_id, qtable)
-        for samples, scores in _sample_tables(run_id, model, qtable, level, n_samples, list(verifiers), rng, created):
+        for samples, scores in _sample_tables(run_id, model, qtable, level, n_samples, list(verifiers), rng, created, tuple(inverted_verifiers)):
             store.write_shard("samples", run_id, samples)
             for s in scores:
                 store.write_shard("scores", run_id, s)

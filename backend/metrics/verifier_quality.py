@@ -7,6 +7,9 @@ correct. Per question, from the pool: ceiling_q = #(accepted ∧ correct) / #acc
 accepted). With the verifier's overall rates (TPR t, FPR f) and a question's pass@1 p, the fLaws model gives
 ceiling_q = p·t / (p·t + (1−p)·f). Either way, a question the model rarely solves has a low ceiling when
 f > 0: coverage climbs to 1 while verifier-based best-of-N flattens below it.
+
+AUROC, threshold-free: the chance that a correct sample scores above a wrong one (ties count half), over every
+scored sample; 0.5 is a coin, below 0.5 the verifier prefers wrong answers and selecting by it loses to chance.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 
 from backend.metrics.curve import check_questions_mask
 from backend.metrics.pools import Pool
@@ -31,6 +35,18 @@ class VerifierQuality:
     ceiling_from_rates: float  # mean over questions of p·t / (p·t + (1−p)·f)
     per_question_ceiling: np.ndarray
     scored_samples: int
+    auroc: float  # P(score of a correct sample > score of a wrong one), ties half; nan without both kinds
+
+
+def auroc(scores, correct) -> float:
+    """Mann–Whitney AUROC of `scores` for telling `correct` from wrong samples (ties count half); nan when either
+    kind is missing. Vectorised: one ranking of all samples."""
+    scores, correct = np.asarray(scores, np.float64).ravel(), np.asarray(correct, bool).ravel()
+    n_pos, n_neg = int(correct.sum()), int((~correct).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)  # average ranks: a tie between a correct and a wrong sample counts half
+    return float((ranks[correct].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def _ratio(num, den, empty=np.nan):
@@ -58,7 +74,7 @@ def verifier_quality(pool: Pool, verifier: str, threshold: float = 0.5, *, quest
     from_rates = _ratio(p * t, p * t + (1.0 - p) * f, empty=0.0)
     return VerifierQuality(
         verifier, float(threshold), fpr, tpr, precision, float(per_q.mean()), float(from_rates.mean()), per_q,
-        int(scored.sum()),
+        int(scored.sum()), auroc(score[scored], pool.correct[mask][scored]),
     )
 
 
@@ -72,7 +88,7 @@ def verifier_quality_table(pool: Pool, threshold: float | dict = 0.5, *, questio
             dict(
                 verifier=name, threshold=t, false_positive_rate=q.false_positive_rate,
                 true_positive_rate=q.true_positive_rate, precision=q.precision, ceiling=q.ceiling,
-                ceiling_from_rates=q.ceiling_from_rates, scored_samples=q.scored_samples,
+                ceiling_from_rates=q.ceiling_from_rates, auroc=q.auroc, scored_samples=q.scored_samples,
             )
         )
     return pd.DataFrame(rows)

@@ -18,6 +18,7 @@ from backend.strategies import get_strategy, validate_config
 from backend.strategies.base import SearchContext
 from backend.strategies.sequential_revisions import Prompter
 from backend.tasks.base import Question, Task
+from backend.verifiers import VERIFIERS
 from backend.verifiers.base import Verifier
 from store.schema import NODES
 
@@ -101,7 +102,7 @@ def run_search(
     cfg = validate_config(strategy, config)
     strat = get_strategy(strategy)
     if strat.needs_verifier and verifier is None and cfg.get("select", "verifier") != "majority":
-        raise SpecError("verifier", f"{strategy} needs a verifier", "oracle, self_verify, prm_vllm")
+        raise SpecError("verifier", f"{strategy} needs a verifier", ", ".join(VERIFIERS))
     if budget_flops is not None and budget_flops <= 0:
         raise SpecError("budget_flops", f"must be > 0, got {budget_flops!r}")
     prompts = [build_prompt(model, task, q) for q in questions]

@@ -15,10 +15,13 @@ def _oracle(*, task, **_):
     return OracleVerifier(task)
 
 
-def _self_verify(*, task, engine, model, **_):
-    from backend.verifiers.self_verify import SelfVerifier
+def _self_verify(judge: str) -> Callable[..., Verifier]:
+    def factory(*, task, engine, model, **_):
+        from backend.verifiers.self_verify import SelfVerifier
 
-    return SelfVerifier(engine, model, task)
+        return SelfVerifier(engine, model, task, judge=judge)
+
+    return factory
 
 
 def _prm_vllm(*, model_name, **kw):
@@ -27,7 +30,12 @@ def _prm_vllm(*, model_name, **kw):
     return PRMVerifier(model_name, scorer=kw.get("scorer"))
 
 
-VERIFIERS: dict[str, Callable[..., Verifier]] = {"oracle": _oracle, "self_verify": _self_verify, "prm_vllm": _prm_vllm}
+VERIFIERS: dict[str, Callable[..., Verifier]] = {
+    "oracle": _oracle,
+    "self_verify": _self_verify("inline"),  # the judge question written on in the answer (9 tokens a judge)
+    "self_verify_chat": _self_verify("chat"),  # the judge question as a chat user turn
+    "prm_vllm": _prm_vllm,
+}
 
 
 def create_verifier(name: str, **kwargs) -> Verifier:

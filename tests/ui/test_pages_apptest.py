@@ -216,3 +216,18 @@ def test_run_form_strategy_without_verifier_is_refused(monkeypatch, tmp_path):
     at.button(key="queue").click().run()
     assert any(e.value.startswith("strategies[0].verifier: beam_search needs a verifier") for e in at.error), [e.value for e in at.error]
     assert not (store_dir / "catalog.sqlite").exists() or not __import__("store").Store.open(store_dir, create=False).runs_arrow().num_rows
+
+
+def test_strategies_page_shows_auroc_and_warns_of_a_verifier_worse_than_chance(monkeypatch, tmp_path):
+    from bench.synthetic_store import make_synthetic_store
+
+    root = tmp_path / "store"
+    make_synthetic_store(root, n_questions=20, n_samples=8, models=("qwen2.5-coder-0.5b-instruct",),
+                         verifiers=("prm-synthetic", "self-verify"), inverted_verifiers=("self-verify",), seed=2)
+    at = _app(monkeypatch, root, "app_pages/strategies.py")
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(df.value for df in at.dataframe if "auroc" in df.value.columns)
+    auroc = dict(zip(table["verifier"], table["auroc"]))
+    assert auroc["prm-synthetic"] > 0.7 and auroc["self-verify"] < 0.3
+    warnings = [str(w.value) for w in at.warning]
+    assert len(warnings) == 1 and "self-verify" in warnings[0] and "worse than picking at random" in warnings[0]

@@ -21,4 +21,4 @@ def test_strategies_list_their_parameter_tables(capsys):
     out = capsys.readouterr().out
     assert "beam_search: " in out and "  width = 4  [int in [1, 1024]]" in out
     assert "  delimiter = '\\n\\n'  [any text]" in out
-    assert out.rstrip().endswith("verifiers: oracle, self_verify, prm_vllm")
+    assert out.rstrip().endswith("verifiers: oracle, self_verify, self_verify_chat, prm_vllm")

@@ -65,6 +65,23 @@ def test_false_positive_rate_and_ceiling():
     p0 = 1 / 4
     assert q.ceiling_from_rates == pytest.approx((p0 / (p0 + (1 - p0) / 3) + 0.0) / 2)
     assert q.scored_samples == 7
+    # AUROC over the 7 scored samples: the one correct (0.9) beats all 6 wrong ones
+    assert q.auroc == 1.0
+
+
+def test_auroc_counts_pairs_and_ties_half():
+    from backend.metrics.verifier_quality import auroc
+
+    scores = np.array([0.9, 0.5, 0.5, 0.1, 0.7])
+    correct = np.array([True, True, False, False, False])
+    # pairs (correct, wrong): 0.9 beats 0.5, 0.1, 0.7; 0.5 ties 0.5, beats 0.1, loses to 0.7 -> (3 + 1.5) / 6
+    assert auroc(scores, correct) == pytest.approx(4.5 / 6)
+    assert auroc(-scores, correct) == pytest.approx(1 - 4.5 / 6)  # a verifier preferring wrong answers: below 0.5
+    assert np.isnan(auroc(scores, np.ones(5, bool)))
+    rng = np.random.default_rng(0)
+    s, y = rng.random(300), rng.random(300) < 0.4
+    pairs = (s[y][:, None] > s[~y][None, :]).mean()  # brute force over every pair
+    assert auroc(s, y) == pytest.approx(pairs)
 
 
 def test_best_of_n_accuracy_stays_under_the_ceiling_as_n_grows():
@@ -83,6 +100,7 @@ def test_best_of_n_accuracy_stays_under_the_ceiling_as_n_grows():
     assert cov.mean[0] > q.ceiling + 0.3  # coverage keeps climbing, verifier selection does not
     table = verifier_quality_table(pool, {"v": 0.5})
     assert table.loc[0, "verifier"] == "v" and table.loc[0, "ceiling"] == pytest.approx(q.ceiling)
+    assert table.loc[0, "auroc"] == pytest.approx(q.auroc) and q.auroc > 0.9
 
 
 def test_restricting_a_curve_to_a_bin_equals_computing_it_on_the_bin():

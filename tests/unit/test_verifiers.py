@@ -6,7 +6,7 @@ import pytest
 
 from backend.errors import UnknownNameError
 from backend.verifiers import VERIFIERS, ScoreRequest, aggregate, create_verifier
-from backend.verifiers.self_verify import SelfVerifier
+from backend.verifiers.self_verify import INLINE_JUDGE, JUDGE_QUESTION, SelfVerifier
 from tests.fakes import FAKE_MODEL, FakeTask, ScriptedEngine, ScriptedReply
 
 
@@ -16,11 +16,11 @@ def test_aggregations(how, expected):
 
 
 def test_unknown_verifier_and_aggregation_list_known_ones():
-    with pytest.raises(UnknownNameError, match="unknown verifier 'prm'.*oracle, prm_vllm, self_verify"):
+    with pytest.raises(UnknownNameError, match="unknown verifier 'prm'.*oracle, prm_vllm, self_verify, self_verify_chat"):
         create_verifier("prm", task=FakeTask())
     with pytest.raises(UnknownNameError, match="unknown aggregation 'max'.*last, mean, min, product"):
         aggregate([0.1], "max")
-    assert set(VERIFIERS) == {"oracle", "self_verify", "prm_vllm"}
+    assert set(VERIFIERS) == {"oracle", "self_verify", "self_verify_chat", "prm_vllm"}
 
 
 def test_oracle_scores_each_step_prefix():
@@ -36,7 +36,7 @@ def test_oracle_scores_each_step_prefix():
 def test_self_verify_reads_p_yes_from_logprobs_in_one_call():
     def judge(prompt, params):
         assert params.max_tokens == 1 and params.logprobs and params.temperature == 0
-        if "bad step" in prompt.split("Question:")[-2]:
+        if prompt.endswith("bad step" + INLINE_JUDGE):
             return ScriptedReply("No", {"No": -0.1, "Yes": -2.4, " no": -5.0})
         return ScriptedReply("Yes", {"Yes": -0.2, "No": -1.8, "The": -3.0})
 
@@ -57,6 +57,39 @@ def test_self_verify_reads_p_yes_from_logprobs_in_one_call():
     # the judge prompt extends the generator's prompt: the prefix cache serves the question and earlier steps
     prompt = engine.calls[0][1].prompt
     assert prompt.startswith("Q: What is 0?\nA:good step\n\nbad step")
+
+
+def test_self_verify_judges_inline_by_default_or_in_a_chat_turn():
+    """Inline (default): the question written on in the answer, the cheapest judge on CPU. Chat: the template's own
+    end of the assistant turn + the question as a user turn + the start of the reply. Both extend the generator's
+    prompt + solution; an unknown judge names the allowed ones."""
+    import dataclasses
+
+    from backend.prompting import build_prompt
+
+    template = (
+        "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
+    chat_model = dataclasses.replace(FAKE_MODEL, prompt_style="chat", chat_template=template)
+    task = FakeTask(1)
+    q = task.questions()[0]
+    engine = ScriptedEngine([(r".", ScriptedReply("Yes", {"Yes": -0.1, "No": -2.3}))])
+
+    inline = create_verifier("self_verify", task=task, engine=engine, model=chat_model)
+    assert inline.name == "self_verify"
+    assert inline.judge_prompt(q, "1 + 1 = 2") == build_prompt(chat_model, task, q) + "1 + 1 = 2" + INLINE_JUDGE
+
+    chat = create_verifier("self_verify_chat", task=task, engine=engine, model=chat_model)
+    assert chat.name == "self_verify_chat"
+    assert chat.judge_prompt(q, "1 + 1 = 2") == (
+        build_prompt(chat_model, task, q) + "1 + 1 = 2" + f"<|end|><|user|>{JUDGE_QUESTION}<|end|><|assistant|>"
+    )
+    # a model without a chat template falls back to a plain question/answer suffix
+    assert SelfVerifier(engine, FAKE_MODEL, task, judge="chat").turn == f"\n\nQuestion: {JUDGE_QUESTION}\nAnswer:"
+
+    with pytest.raises(UnknownNameError, match="unknown self-verification judge 'turn'.*chat, inline"):
+        SelfVerifier(engine, chat_model, task, judge="turn")
 
 
 def test_prm_vllm_wraps_the_scorer_lazily():
