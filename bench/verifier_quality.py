@@ -8,8 +8,9 @@ scoring the whole pool, and AUROC (backend.metrics.verifier_quality.auroc) with 
 questions; then one last line:
   RESULT auroc_inline=<x> auroc_chat=<x> judge_seconds_inline_over_chat=<x>
 - auroc_*: P(a correct sample scores above a wrong one); 0.5 is a coin;
-- judge_seconds_inline_over_chat: wall time of judging the pool inline / in a chat turn (both after the same
-  generation, so both find the samples' text in the slots' caches as a search would).
+- judge_seconds_inline_over_chat: wall time of judging the pool inline / in a chat turn. Pool scoring, as the
+  worker does it: a slot holds only the last text it generated, so most judges re-read their sample and the ratio
+  understates the suffix's share (a search judges each step on the slot that just wrote it: bench/search.py).
 
 Usage: TTC_CACHE_DIR=/tmp/ttccache .venv/bin/python bench/verifier_quality.py [--questions 20 --samples 8]"""
 

@@ -6,9 +6,10 @@ Runs on the CPU models. The judge prompt is the generator's own prompt + the sol
 and the ledger (a search's `PrefixCache`, which this verifier shares when it runs on the generator's engine) charges
 only the suffix and any step not yet read. Two suffixes (`JUDGES`):
 - "inline" (the default): the question written on in the model's own answer, "\n\nIs the last step correct?
-  Answer:", 9 tokens. On CPU the suffix is the whole cost of a judge (compute-bound prefill), and beam search judges
-  every step; measured on 160 arithmetic samples of the default model (bench/verifier_quality.py) it ranks correct
-  answers above wrong ones better than the chat turn, at less than half its time.
+  Answer:", 9 tokens. On CPU the suffix is the whole cost of a judge whose solution is cached (compute-bound
+  prefill), and beam search judges every step. On 160 arithmetic samples of the default model
+  (bench/verifier_quality.py) it ranks correct answers above wrong ones with AUROC 0.67–0.70, the chat turn 0.46–0.50;
+  shorter suffixes tried lose the signal (0.43–0.58, BENCHMARKS.md).
 - "chat": the end of the assistant's turn, the question as a user turn and the start of the answer, exactly as the
   model's chat template writes them (~21 tokens on Qwen); for larger chat models trained to judge in a turn.
 Each pass reports its prompt text and, as reusable, the text before the suffix (its tokens: the pass's minus
