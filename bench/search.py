@@ -85,6 +85,12 @@ def recount(store: Store, run_id: str, arch, prompts: dict[int, dict[str, str]])
     return g, float(df["verifier_flops"].sum())
 
 
+def arithmetic_task(n_questions: int) -> ReasoningGymTask:
+    """The search benchmarks' questions: 3–4 terms of 1–2 digits, hard enough that the 0.5B model often errs."""
+    config = {"min_terms": 3, "max_terms": 4, "min_digits": 1, "max_digits": 2}
+    return ReasoningGymTask([{"name": "basic_arithmetic", "size": n_questions, "config": config}], seed=0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--questions", type=int, default=20)
@@ -99,10 +105,7 @@ def main() -> None:
     args = ap.parse_args()
 
     model = resolve_model(DEFAULT_MODEL)
-    task = ReasoningGymTask(
-        [{"name": "basic_arithmetic", "size": args.questions, "config": {"min_terms": 3, "max_terms": 4, "min_digits": 1, "max_digits": 2}}],
-        seed=0,
-    )
+    task = arithmetic_task(args.questions)
     questions = task.questions()
     engine = RecordingEngine(LlamaCppEngine(model, n_parallel=args.parallel, n_ctx_per_slot=1024))
     verifier = create_verifier(args.verifier, task=task, engine=engine, model=model)

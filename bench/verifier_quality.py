@@ -33,9 +33,9 @@ from backend.engines.llamacpp import LlamaCppEngine  # noqa: E402
 from backend.metrics.verifier_quality import auroc  # noqa: E402
 from backend.models.registry import DEFAULT_MODEL, resolve_model  # noqa: E402
 from backend.prompting import build_prompt, stop_sequences  # noqa: E402
-from backend.tasks.reasoning_gym_task import ReasoningGymTask  # noqa: E402
 from backend.verifiers import ScoreRequest, create_verifier  # noqa: E402
 from backend.verifiers.self_verify import BOUNDARY_TOKENS  # noqa: E402
+from bench.search import arithmetic_task  # noqa: E402
 
 
 def bootstrap_interval(scores: np.ndarray, correct: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -55,10 +55,7 @@ def main() -> None:
     args = ap.parse_args()
 
     model = resolve_model(DEFAULT_MODEL)
-    task = ReasoningGymTask(
-        [{"name": "basic_arithmetic", "size": args.questions, "config": {"min_terms": 3, "max_terms": 4, "min_digits": 1, "max_digits": 2}}],
-        seed=0,
-    )
+    task = arithmetic_task(args.questions)
     questions = task.questions()
     engine = LlamaCppEngine(model, n_parallel=args.parallel, n_ctx_per_slot=1024)
     params = SamplingParams(temperature=0.8, top_p=0.95, max_tokens=args.max_tokens, stop=stop_sequences(model, task))
