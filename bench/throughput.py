@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backend.config import parse_spec  # noqa: E402
-from backend.engines.llamacpp import LlamaCppEngine, completion_body  # noqa: E402
+from backend.engines.llamacpp import UNTRUNCATED, LlamaCppEngine, completion_body  # noqa: E402
 from backend.engines.base import SamplingParams  # noqa: E402
 from backend.prompting import build_prompt, stop_sequences  # noqa: E402
 from backend.worker import execute, prepare_run, sample_seed  # noqa: E402
@@ -61,12 +61,12 @@ def main() -> None:
     engine = LlamaCppEngine(model, n_parallel=args.slots)
     server = engine._server
     stop = stop_sequences(model, task)
-    bodies = [
+    bodies = [  # the distribution the engine samples (llama.cpp's truncating samplers off), no slot pinned
         completion_body(
             build_prompt(model, task, q),
             SamplingParams(temperature=0.8, top_p=1.0, max_tokens=args.max_tokens, stop=stop, logprobs=1),
             sample_seed(prepared.spec.seed, q.question_id, i),
-        )
+        ) | UNTRUNCATED
         for q in prepared.questions
         for i in range(args.samples)
     ]

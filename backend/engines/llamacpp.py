@@ -14,6 +14,18 @@ from backend.errors import EngineError
 from backend.models.registry import ResolvedModel
 
 
+# llama.cpp's server truncates every distribution with top_k=40 and min_p=0.05 unless told otherwise; a spec says
+# temperature and top_p only, and vLLM applies neither, so both are switched off: CPU and GPU runs of one spec sample
+# the same distribution, and coverage at large k is not capped by a truncation nobody asked for.
+UNTRUNCATED = {"top_k": 0, "min_p": 0.0}
+
+
+def slot_body(body: dict, slot: int) -> dict:
+    """The request as this engine sends it: pinned to `slot` (the worker that owns the slot sends it related requests
+    in order, engines/threaded.py), with llama.cpp's own truncating samplers off."""
+    return {**body, **UNTRUNCATED, "id_slot": slot}
+
+
 class LlamaCppEngine(ThreadedEngineMixin):
     """llama.cpp in-process (xllamacpp). `n_ctx_per_slot` bounds prompt + completion length per request."""
 
@@ -38,11 +50,10 @@ class LlamaCppEngine(ThreadedEngineMixin):
             raise EngineError(f"{model.name}: llama.cpp could not load {model.path}: {e}") from None
 
     def _complete_one(self, body: dict, slot: int) -> dict:
-        # pinned: the worker that owns this slot sends it related requests in order (engines/threaded.py)
-        return self._server.handle_completions({**body, "id_slot": slot})
+        return self._server.handle_completions(slot_body(body, slot))
 
     def close(self) -> None:
         self._server = None
 
 
-__all__ = ["LlamaCppEngine", "ThreadedEngineMixin", "completion_body", "parse_choice"]
+__all__ = ["LlamaCppEngine", "ThreadedEngineMixin", "completion_body", "parse_choice", "slot_body"]

@@ -75,3 +75,19 @@ def test_search_on_real_model_stores_full_trees(setup, tmp_path, strategy, confi
     assert df["verifier_flops"].sum() > 0  # self-verification was charged at the model's size
     for ledger in result.ledgers:
         assert ledger.verifier_flops > 0 and ledger.generator_flops > 0
+
+
+def test_llamacpp_samples_the_whole_distribution(setup):
+    """llama.cpp would keep only the top 40 tokens (and those above 5% of the best) unless told otherwise; a spec's
+    temperature + top_p must sample the same distribution as vLLM. At temperature 5 an untruncated sampler picks
+    tokens outside the top 40 within a few steps; a truncated one never can."""
+    from backend.engines.base import GenerationRequest, SamplingParams
+    from backend.engines.llamacpp import slot_body
+
+    model, task, engine, _ = setup
+    assert slot_body({"prompt": "x"}, 3) == {"prompt": "x", "top_k": 0, "min_p": 0.0, "id_slot": 3}
+    params = SamplingParams(temperature=5.0, top_p=1.0, max_tokens=24, seed=7, logprobs=40)
+    [[c]] = engine.generate([GenerationRequest("The capital of France is", params)])
+    assert c.logprobs and len(c.logprobs) == c.completion_tokens
+    outside = [lp.token for lp in c.logprobs if lp.token not in lp.top]
+    assert outside, "every sampled token was among the 40 most likely: llama.cpp's top_k is still on"
