@@ -74,7 +74,7 @@ def verifier_quality(pool: Pool, verifier: str, threshold: float = 0.5, *, quest
     from_rates = _ratio(p * t, p * t + (1.0 - p) * f, empty=0.0)
     return VerifierQuality(
         verifier, float(threshold), fpr, tpr, precision, float(per_q.mean()), float(from_rates.mean()), per_q,
-        int(scored.sum()), auroc(score[scored], pool.correct[mask][scored]),
+        int(scored.sum()), auroc(score[scored], correct[scored]),
     )
 
 

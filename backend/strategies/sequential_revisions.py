@@ -12,9 +12,9 @@ from backend.engines.base import SamplingParams
 from backend.models.registry import ResolvedModel
 from backend.prompting import build_prompt, render_chat
 from backend.strategies.base import (
-    MAX_SCORED_STEPS,
     AGGREGATION,
     DELIMITER,
+    MAX_SCORED_STEPS,
     SAMPLE_TOKENS,
     TEMPERATURE,
     TOKEN_MARGIN,

@@ -56,8 +56,6 @@ def p_yes(completion: Completion) -> float:
 
 
 class SelfVerifier:
-    name = "self_verify"
-
     def __init__(self, engine: Engine, model: ResolvedModel, task: Task, judge: str = "inline"):
         require(dict.fromkeys(JUDGES), judge, field="judge", kind="self-verification judge")
         self.engine, self.model, self.task, self.judge = engine, model, task, judge
