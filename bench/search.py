@@ -145,6 +145,7 @@ def main() -> None:
         print(
             f"{name}: wall={wall:.1f}s generated_tokens={gen_tokens} s/token={wall / max(gen_tokens, 1):.4f} rounds={result.context.rounds} "
             f"engine_calls={calls} prefix_cache_hit={runs[name]['hit']:.3f} (generation {runs[name]['gen_hit']:.3f}, verification {runs[name]['ver_hit']:.3f}) "
+            f"uncached_prompt_tokens={prompt - cached} (generation {gen_prompt - gen_cached}, verification {ver_prompt - ver_cached}) "
             f"ledger_flops={ledger_gen + ledger_ver:.3e} (verifier {ledger_ver:.3e}) recount_ok={matches} "
             f"eager_judged={result.context.prescored_hits} accuracy={correct}/{len(questions)}",
             flush=True,

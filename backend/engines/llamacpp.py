@@ -20,6 +20,18 @@ from backend.models.registry import ResolvedModel
 UNTRUNCATED = {"top_k": 0, "min_p": 0.0}
 
 
+# Every request names its slot (id_slot), and a slot holds one text. A search switches a slot between beams, and
+# siblings overwrite each other's state, so a beam kept for the next round has usually lost its KV by then. llama.cpp
+# keeps evicted slot states in host memory (its prompt cache) but only consults it when a pinned slot covers no
+# more than `slot_prompt_similarity` of the new prompt. At 1.0 it always does: before each request the slot's state
+# is saved there (a copy of its KV, ~12 KB a token on the default model) and the cached state sharing the longest
+# prefix with the new prompt is restored when it beats the slot's own. Measured on bench/search.py's beam search:
+# generation prompt tokens recomputed fall from 6,218 to 1,648 (cache hit 0.955 -> 0.988); the copies cost
+# best-of-N nothing measurable (BENCHMARKS.md).
+SLOT_PROMPT_SIMILARITY = 1.0
+HOST_CACHE_MIB = 4096  # llama.cpp evicts its oldest states beyond this (default 8192); ~1,300 states of 250 tokens
+
+
 def slot_body(body: dict, slot: int) -> dict:
     """The request as this engine sends it: pinned to `slot` (the worker that owns the slot sends it related requests
     in order, engines/threaded.py), with llama.cpp's own truncating samplers off."""
@@ -42,6 +54,8 @@ class LlamaCppEngine(ThreadedEngineMixin):
         params.n_ctx = n_ctx_per_slot * n_parallel
         params.cpuparams.n_threads = threads or os.cpu_count() or 2
         params.cpuparams_batch.n_threads = threads or os.cpu_count() or 2
+        params.slot_prompt_similarity = SLOT_PROMPT_SIMILARITY
+        params.cache_ram_mib = HOST_CACHE_MIB
         params.warmup = False
         params.verbosity = int(os.environ.get("TTC_LLAMA_VERBOSITY", "0"))  # llama.cpp logs every slot event at 3
         try:

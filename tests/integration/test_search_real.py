@@ -91,3 +91,26 @@ def test_llamacpp_samples_the_whole_distribution(setup):
     assert c.logprobs and len(c.logprobs) == c.completion_tokens
     outside = [lp.token for lp in c.logprobs if lp.token not in lp.top]
     assert outside, "every sampled token was among the 40 most likely: llama.cpp's top_k is still on"
+
+
+def test_llamacpp_restores_a_beam_its_slot_switched_away_from(setup):
+    """A slot holds one text: once it moves from beam A to beam B, A's next step would recompute A's own tokens.
+    The engine has llama.cpp save each slot state to host memory and restore the best one (SLOT_PROMPT_SIMILARITY
+    = 1.0); with llama.cpp's default (0.1) only the prefix A and B share would be found."""
+    from backend.engines.base import GenerationRequest, SamplingParams
+
+    _, _, engine, _ = setup
+    shared = "The following is a long shared introduction about arithmetic. " * 6
+    beam_a = shared + "Alpha branch: we add seven and eight to get fifteen, then multiply by two to get thirty."
+    beam_b = shared + "Beta branch: we subtract three from nine to get six, then divide by two to get three."
+    params = SamplingParams(temperature=0.0, max_tokens=1, seed=0)
+
+    def one(prompt):  # a single request runs on the first worker's slot: all three share one slot
+        [[c]] = engine.generate([GenerationRequest(prompt, params)])
+        return c
+
+    a = one(beam_a)
+    b = one(beam_b)
+    assert b.cached_prompt_tokens < a.prompt_tokens - 10  # B replaced A in the slot beyond their shared prefix
+    a_next = one(beam_a + " Next")
+    assert a_next.cached_prompt_tokens >= a.prompt_tokens - 1, (a.prompt_tokens, a_next.cached_prompt_tokens)

@@ -101,6 +101,9 @@ def test_beam_one_call_per_round_across_questions():
     result = search("beam_search", engine, verifier, n_questions=3, n=6, width=2, max_rounds=3, max_tokens=32)
     assert result.context.rounds == 3 and len(engine.calls) == 3
     assert {r.prompt.split("\n")[0] for r in engine.calls[1]} == {"Q: What is 0?", "Q: What is 1?", "Q: What is 2?"}
+    for call in engine.calls:  # a question's requests go in text order: its tree depth first, fewest slot switches
+        keys = [(r.affinity, r.prompt) for r in call]
+        assert keys == sorted(keys)
     # children extend their parent's prompt: the prefix cache serves all but the new step
     for node in result.context.trees[1].nodes:
         if node.depth >= 2:
