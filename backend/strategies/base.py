@@ -300,7 +300,8 @@ class SearchContext:
         # one request per completion; a question's requests share its root prompt, so they form one affinity
         # group (one engine slot works through them in order). Within a group the prompts go in text order: that is
         # the depth-first order of the question's tree, so siblings are adjacent (each finds its parent cached) and
-        # each switch to another beam recomputes only what the two prompts do not share, the least a single slot can
+        # each switch to another beam recomputes only what the two prompts do not share: no order of the group asks
+        # a single slot to recompute less
         order = sorted(((ei, k) for ei, e in enumerate(exps) for k in range(e.n)), key=lambda t: (exps[t[0]].qi, exps[t[0]].prompt, t[0], t[1]))
         requests = []
         for ei, k in order:
