@@ -87,6 +87,38 @@ def _cmd_sql(args) -> int:
     return 0
 
 
+def _cmd_compute_optimal(args) -> int:
+    from backend.errors import StoreError
+    from backend.metrics.study import compute_optimal_study
+    from store import Store
+
+    store = Store.open(args.store, create=False)
+    con = store.connect()
+    try:
+        runs = args.run or [r[0] for r in con.execute("SELECT DISTINCT run_id FROM samples WHERE strategy = 'sample' ORDER BY 1").fetchall()]
+        if not runs:
+            raise StoreError(f"--store: {store.root} holds no sampling runs; run a spec first (ttc run SPEC --store DIR)")
+        models = [r[0] for r in con.execute("SELECT DISTINCT model FROM samples WHERE list_contains(?, run_id) ORDER BY 1", [runs]).fetchall()]
+        if not models:
+            raise StoreError(f"--run: no samples in run(s) {', '.join(runs)}; allowed: the run ids that `ttc sql \"select distinct run_id from runs\"` lists")
+        if args.model is not None and args.model not in models:
+            raise StoreError(f"--model: {args.model!r} has no samples in these runs; allowed: {', '.join(models)}")
+        if args.model is None and len(models) > 1:
+            raise StoreError(f"--model: these runs hold several models; pick one of: {', '.join(models)}")
+        try:
+            study = compute_optimal_study(
+                con, runs, args.model or models[0], verifier=args.verifier, bins=args.bins, n_bins=args.n_bins, seed=args.seed
+            )
+        except ValueError as e:
+            raise StoreError(f"compute-optimal: {e}") from None
+    finally:
+        con.close()
+    for note in study.notes:
+        print(f"note: {note}", file=sys.stderr)
+    study.report().to_csv(sys.stdout, index=False)
+    return 0
+
+
 def _cmd_worker(args) -> int:
     import threading
 
@@ -141,6 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("query")
     s.add_argument("--store", type=Path, default=None)
     s.set_defaults(fn=_cmd_sql)
+    co = sub.add_parser("compute-optimal", help="the best configuration per difficulty bin and FLOP budget, as CSV (the Compute-optimal page's table)")
+    co.add_argument("--store", type=Path, default=None)
+    co.add_argument("--run", action="append", default=None, metavar="ID", help="a run id (repeat for several; default: every sampling run)")
+    co.add_argument("--model", default=None, help="the model whose pool and searches to compare (default: the only one)")
+    co.add_argument("--bins", choices=["oracle", "predicted"], default="oracle", help="oracle: pass@1 from the pool; predicted: mean verifier score")
+    co.add_argument("--n-bins", type=int, default=5, help="difficulty bins (fewer when the questions cannot fill them)")
+    co.add_argument("--verifier", default=None, help="scores best-of-N uses (default: the first that scored the pool)")
+    co.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds and vote resampling")
+    co.set_defaults(fn=_cmd_compute_optimal)
     w = sub.add_parser("worker", help="claim and run queued runs (the dashboard submits them)")
     w.add_argument("--store", type=Path, default=None)
     w.add_argument("--once", action="store_true", help="exit when the queue is empty")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -76,6 +77,26 @@ class StrategySpec(Strict):
     name: str = Field(description="a search strategy (ttc strategies lists them and their parameters)")
     config: dict[str, Any] = Field(default_factory=dict, description="parameters; missing ones take defaults")
     verifier: str | None = Field(None, description="scores candidates; default: the spec's first verifier")
+    ratios: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="sequential:parallel sweep (sequential_revisions): at each budget, one search per ratio "
+        "'S:P', the budget's attempts split into chain length x chains; '1:0' all sequential, '0:1' all parallel",
+    )
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratio_format(cls, ratios):
+        if ratios is None:
+            return None
+        for r in ratios:
+            m = re.fullmatch(r"(\d{1,4}):(\d{1,4})", str(r))
+            if m is None or (m[1] == "0" and m[2] == "0") or int(m[1]) + int(m[2]) == 0:
+                raise ValueError(f"a ratio is 'S:P' with whole S, P >= 0 and not both 0, e.g. '4:1', '1:1', '0:1'; got {r!r}")
+        dup = {r for r in ratios if ratios.count(r) > 1}
+        if dup:
+            raise ValueError(f"ratio {sorted(dup)[0]!r} is listed twice")
+        return ratios
 
 
 class RunSpec(Strict):

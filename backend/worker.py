@@ -29,8 +29,8 @@ from backend.models.registry import ResolvedModel, resolve_model
 from backend.prompting import build_prompt, stop_sequences
 from backend.tasks import Question, Task, create_task
 from backend.scoring import score_pool
-from backend.strategies import get_strategy, validate_config
-from backend.strategies.runner import budget_units_to_flops, run_search, search_record
+from backend.strategies import STRATEGIES, get_strategy, validate_config
+from backend.strategies.runner import budget_units_to_flops, nodes_table, run_search, search_record
 from backend.verifiers import VERIFIERS, create_verifier
 from store import Store
 from store.schema import QUESTIONS, SAMPLES
@@ -47,6 +47,11 @@ class PreparedSearch:
     strategy: str
     config: dict  # validated, defaults filled in
     verifier: str | None
+    ratios: tuple[str, ...] = ()  # a sequential:parallel sweep: one search per ratio at each budget
+
+    @property
+    def points_per_budget(self) -> int:
+        return max(1, len(self.ratios))
 
 
 @dataclass
@@ -93,7 +98,10 @@ def _prepare_search(i: int, s, spec: RunSpec) -> PreparedSearch:
         require(VERIFIERS, verifier, field=f"{where}.verifier", kind="verifier")
     elif strategy.needs_verifier and cfg.get("select", "verifier") != "majority":
         raise SpecError(f"{where}.verifier", f"{s.name} needs a verifier and the spec lists none", ", ".join(VERIFIERS))
-    return PreparedSearch(s.name, cfg, verifier)
+    if s.ratios and not getattr(strategy, "sweeps_ratio", False):
+        sweepers = ", ".join(n for n, st in STRATEGIES.items() if getattr(st, "sweeps_ratio", False))
+        raise SpecError(f"{where}.ratios", f"{s.name} has no sequential:parallel sweep", f"ratios on {sweepers}")
+    return PreparedSearch(s.name, cfg, verifier, tuple(s.ratios or ()))
 
 
 def questions_table(run_id: str, questions: list[Question]) -> pa.Table:
@@ -222,15 +230,34 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _median_prompt_tokens(prepared: PreparedRun, store: Store, model: ResolvedModel) -> int:
+    median = store.query("SELECT median(prompt_tokens) AS p FROM samples WHERE run_id = ? AND model = ?", [prepared.run_id, model.name])["p"][0]
+    return 64 if median is None or median != median else int(median)  # NaN/None: no samples stored
+
+
 def _budgets_flops(prepared: PreparedRun, store: Store, model: ResolvedModel) -> list[float | None]:
     """The spec's budgets in FLOPs per question (a "sample" is the pool's median prompt + max_tokens)."""
     if not prepared.spec.budgets:
         return [None]
     if prepared.spec.budget_unit == "flops":
         return [float(b) for b in prepared.spec.budgets]
-    median = store.query("SELECT median(prompt_tokens) AS p FROM samples WHERE run_id = ? AND model = ?", [prepared.run_id, model.name])["p"][0]
-    prompt_tokens = 64 if median is None or median != median else int(median)  # NaN/None: no samples stored
+    prompt_tokens = _median_prompt_tokens(prepared, store, model)
     return [budget_units_to_flops(model.arch, b, prompt_tokens, prepared.spec.max_tokens) for b in prepared.spec.budgets]
+
+
+def _search_points(search: PreparedSearch, budget: float | None, model: ResolvedModel, prompt_tokens: int) -> list[tuple[dict, str | None]]:
+    """(config, ratio) of each search to run at one budget: the search itself, or one per ratio of its sweep, the
+    attempts the budget affords (one attempt: the median prompt + the strategy's max_tokens) split at that ratio;
+    without a budget the configured chains × chain_length attempts are split."""
+    if not search.ratios:
+        return [(search.config, None)]
+    strategy = get_strategy(search.strategy)
+    cfg = search.config
+    if budget is None:
+        attempts = cfg["chains"] * cfg["chain_length"]
+    else:
+        attempts = int(budget // budget_units_to_flops(model.arch, 1, prompt_tokens, cfg["max_tokens"]))
+    return [(validate_config(search.strategy, strategy.ratio_config(cfg, max(1, attempts), r)), r) for r in search.ratios]
 
 
 def _analysis_left(prepared: PreparedRun, store: Store, model_name: str) -> bool:
@@ -247,7 +274,8 @@ def _analysis_left(prepared: PreparedRun, store: Store, model_name: str) -> bool
     if not prepared.searches:
         return False
     df = store.query("SELECT count(DISTINCT (strategy, config)) AS n FROM nodes WHERE run_id = ? AND model = ?", [run_id, model_name])
-    return int(df["n"][0]) < len(prepared.searches) * max(1, len(prepared.spec.budgets))
+    expected = sum(s.points_per_budget for s in prepared.searches) * max(1, len(prepared.spec.budgets))
+    return int(df["n"][0]) < expected
 
 
 def _verify_and_search(prepared: PreparedRun, store: Store, model: ResolvedModel, engine: Engine, cancelled: threading.Event) -> None:
@@ -266,25 +294,33 @@ def _verify_and_search(prepared: PreparedRun, store: Store, model: ResolvedModel
         return
     done = store.query("SELECT DISTINCT strategy, config FROM nodes WHERE run_id = ? AND model = ?", [run_id, model.name])
     finished = {(st, json.dumps(json.loads(cfg), sort_keys=True)) for st, cfg in zip(done["strategy"], done["config"])}
+    prompt_tokens = _median_prompt_tokens(prepared, store, model)
     for search in prepared.searches:
+        ran: dict[str, object] = {}  # a sweep's ratios that split a budget alike share one search
         for budget in _budgets_flops(prepared, store, model):
-            record = search_record(search.config, budget, search.verifier, spec.seed)
-            key = (search.strategy, json.dumps(record, sort_keys=True))
-            if key in finished or cancelled.is_set():
-                continue
-            run_search(
-                search.strategy,
-                prepared.questions,
-                prepared.task,
-                model,
-                engine,
-                verifier(search.verifier) if search.verifier else None,
-                config=search.config,
-                budget_flops=budget,
-                seed=spec.seed,
-                store=store,
-                run_id=run_id,
-            )
+            for config, ratio in _search_points(search, budget, model, prompt_tokens):
+                record = search_record(config, budget, search.verifier, spec.seed, ratio)
+                key = (search.strategy, json.dumps(record, sort_keys=True))
+                if key in finished or cancelled.is_set():
+                    continue
+                same = json.dumps(search_record(config, budget, search.verifier, spec.seed), sort_keys=True)
+                if same in ran:
+                    store.write_shard("nodes", run_id, nodes_table(run_id, model.name, search.strategy, record, ran[same].context))
+                    continue
+                ran[same] = run_search(
+                    search.strategy,
+                    prepared.questions,
+                    prepared.task,
+                    model,
+                    engine,
+                    verifier(search.verifier) if search.verifier else None,
+                    config=config,
+                    budget_flops=budget,
+                    seed=spec.seed,
+                    store=store,
+                    run_id=run_id,
+                    ratio=ratio,
+                )
 
 
 def _sample_model(

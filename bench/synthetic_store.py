@@ -188,6 +188,44 @@ def _search_trees(run_id, model, qtable, n_trees, rng) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=NODES)
 
 
+def search_configuration_table(
+    run_id: str, model: str, strategy: str, record: dict, budget_flops: float, correct: dict, *, nodes_per_tree: int = 7,
+    unaffordable=(), spend: float = 0.9,
+) -> pa.Table:
+    """One search configuration at one budget as NODES rows: per question a root and `nodes_per_tree - 1`
+    children (two levels, the deeper ones final) spending `spend` of the budget in all, the selected final node
+    right or wrong as `correct[question_id]` says; questions in `unaffordable` get a root only (the budget paid
+    no round). The record is stored with its budget, as the worker stores it."""
+    config = json.dumps({**record, "budget_flops": budget_flops}, sort_keys=True)
+    n_children = max(1, nodes_per_tree - 1)
+    per_node = budget_flops * spend / n_children
+    qids = list(correct)
+    rows_per_q = np.where(np.isin(qids, list(unaffordable)), 1, n_children + 1)
+    n = int(rows_per_q.sum())
+    q_of = np.repeat(np.arange(len(qids)), rows_per_q)
+    first = np.cumsum(rows_per_q) - rows_per_q
+    node_id = np.arange(n) - first[q_of]
+    half = max(1, n_children // 2)
+    depth = np.where(node_id == 0, 0, np.where(node_id <= half, 1, 2))
+    final = (depth == 2) | ((depth == 1) & (n_children == 1))
+    last = node_id == rows_per_q[q_of] - 1
+    ok = np.asarray([bool(correct[q]) for q in qids])[q_of]
+    selected = final & last
+    refs = np.where(final, np.where(selected & ok, "right", "wrong"), None)
+    return pa.table(
+        {
+            "run_id": [run_id] * n, "model": [model] * n, "strategy": [strategy] * n, "config": [config] * n,
+            "question_id": np.asarray(qids, dtype=object)[q_of], "node_id": node_id, "parent_id": np.where(depth == 0, -1, np.where(depth == 1, 0, 1)),
+            "depth": depth.astype(np.int32), "step_text": ["step"] * n, "step_score": np.full(n, 0.5),
+            "prompt_tokens": np.full(n, 80, np.int32), "cached_prompt_tokens": np.full(n, 60, np.int32), "completion_tokens": np.full(n, 24, np.int32),
+            "generator_flops": np.where(depth == 0, 0.0, per_node * 0.8), "verifier_flops": np.where(depth == 0, 0.0, per_node * 0.2),
+            "is_final": final, "selected": selected, "answer": refs, "correct": np.where(final, selected & ok, None),
+            "finish_reason": np.where(depth == 0, "root", np.where(final, "answer:stop", "step")),
+        },
+        schema=NODES,
+    )
+
+
 def make_synthetic_store(
     dir,
     n_questions: int = 500,

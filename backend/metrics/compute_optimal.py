@@ -38,6 +38,8 @@ class ComputeOptimalResult:
     baseline_accuracy_by_bin: np.ndarray  # (L, B)
     efficiency: np.ndarray  # (B,) budget best-of-N needs / budget compute-optimal needs, same accuracy
     efficiency_is_lower_bound: np.ndarray  # (B,) compute-optimal already matched at the smallest budget
+    efficiency_by_bin: np.ndarray  # (L, B) the same ratio within each bin
+    efficiency_by_bin_is_lower_bound: np.ndarray  # (L, B)
 
     def chosen_names(self, fold: int) -> np.ndarray:
         """(L, B) names of the configurations picked on selection fold `fold`."""
@@ -153,8 +155,12 @@ def compute_optimal(
     base = whole[configurations.index(baseline)]  # (B, L)
     base_overall = base @ sizes / n_q
     needed, lower = budget_to_reach(budgets, overall, base_overall)
+    per_bin = [budget_to_reach(budgets, by_bin[:, i], base[:, i]) for i in range(n_l)]
+    needed_bin = np.stack([p[0] for p in per_bin]) if per_bin else np.zeros((0, n_b))
+    lower_bin = np.stack([p[1] for p in per_bin]) if per_bin else np.zeros((0, n_b), bool)
     with np.errstate(invalid="ignore", divide="ignore"):
         efficiency = budgets / needed
+        efficiency_by_bin = budgets[None, :] / needed_bin
     return ComputeOptimalResult(
         budgets=budgets,
         configurations=configurations,
@@ -168,6 +174,8 @@ def compute_optimal(
         baseline_accuracy_by_bin=base.T,
         efficiency=efficiency,
         efficiency_is_lower_bound=lower & ~np.isnan(base_overall),
+        efficiency_by_bin=efficiency_by_bin,
+        efficiency_by_bin_is_lower_bound=lower_bin & ~np.isnan(base.T),
     )
 
 

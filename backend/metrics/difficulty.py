@@ -50,6 +50,14 @@ def quantile_levels(values, n_bins: int = 5) -> np.ndarray:
     return level
 
 
+def supported_bins(n_questions: int, n_bins: int, per_bin: int = 2) -> int:
+    """The most equal-size bins, up to `n_bins`, in which every bin holds at least `per_bin` questions (2-fold
+    cross-validation needs two). Bins are by rank, so ties in the binned value never make a bin smaller."""
+    if n_questions < per_bin:
+        raise ValueError(f"need at least {per_bin} questions to form a difficulty bin, got {n_questions}")
+    return max(1, min(n_bins, n_questions // per_bin))
+
+
 def oracle_bins(pool: Pool, n_bins: int = 5) -> DifficultyBins:
     """Oracle difficulty: pass@1 = c/n from each pool, in equal-size quantile bins."""
     p1 = pool.n_correct / np.maximum(pool.n, 1)

@@ -491,6 +491,7 @@ class BaseStrategy:
     help = ""
     params: tuple[Param, ...] = ()
     needs_verifier = True
+    sweeps_ratio = False  # takes a sequential:parallel sweep (StrategySpec.ratios) through ratio_config()
 
     def check(self, cfg: dict) -> None:
         return None

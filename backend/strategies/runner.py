@@ -45,10 +45,11 @@ def budget_units_to_flops(arch: ModelArch, units: float, prompt_tokens: int, sam
     return float(units) * float(sampling_flops(arch, prompt_tokens, sample_tokens, 1))
 
 
-def search_record(config: dict, budget_flops: float | None, verifier: str | None, seed: int) -> dict:
-    """What identifies one search in nodes.config: its parameters, budget, verifier and seed (a re-run of a
-    spec skips the searches whose record is already stored)."""
-    return {**config, "budget_flops": budget_flops, "verifier": verifier, "seed": seed}
+def search_record(config: dict, budget_flops: float | None, verifier: str | None, seed: int, ratio: str | None = None) -> dict:
+    """What identifies one search in nodes.config: its parameters, budget, verifier and seed, and for a point of a
+    sequential:parallel sweep its ratio (a re-run of a spec skips the searches whose record is already stored)."""
+    record = {**config, "budget_flops": budget_flops, "verifier": verifier, "seed": seed}
+    return record if ratio is None else {**record, "ratio": ratio}
 
 
 def nodes_table(run_id: str, model_name: str, strategy: str, config: dict, ctx: SearchContext) -> pa.Table:
@@ -96,9 +97,11 @@ def run_search(
     seed: int = 0,
     store=None,
     run_id: str | None = None,
+    ratio: str | None = None,
 ) -> SearchResult:
     """Run `strategy` on every question at once (one engine call per round across all of them) with a FLOP
-    budget per question (None: unlimited), then write the trees to `store` as one NODES shard."""
+    budget per question (None: unlimited), then write the trees to `store` as one NODES shard. `ratio` marks the
+    search as one point of a sequential:parallel sweep (it becomes part of the stored record)."""
     cfg = validate_config(strategy, config)
     strat = get_strategy(strategy)
     if strat.needs_verifier and verifier is None and cfg.get("select", "verifier") != "majority":
@@ -111,7 +114,7 @@ def run_search(
     )
     strat.run(ctx, cfg)
     run_id = run_id or f"search-{strategy}-{seed}"
-    record = search_record(cfg, budget_flops, getattr(verifier, "name", None), seed)
+    record = search_record(cfg, budget_flops, getattr(verifier, "name", None), seed, ratio)
     table = nodes_table(run_id, model.name, strategy, record, ctx)
     if store is not None:
         from backend.worker import questions_table

@@ -62,6 +62,16 @@ class Prompter:
         return build_prompt(self.model, self.task, dataclasses.replace(question, text=question.text + extra))
 
 
+def split_attempts(n_attempts: int, ratio: str) -> tuple[int, int]:
+    """(chain_length, chains) for a budget of `n_attempts` split at sequential:parallel `ratio` 'S:P' (Snell §6):
+    chain_length / chains ≈ S/P with chain_length · chains <= n_attempts; '1:0' is one chain of every attempt,
+    '0:1' as many chains of one attempt (best-of-N through the revision prompt)."""
+    seq, par = (int(x) for x in ratio.split(":"))
+    n = max(1, int(n_attempts))
+    length = n if par == 0 else max(1, min(n, round((n * seq / par) ** 0.5)))
+    return length, max(1, n // length)
+
+
 def chain_attempts(node: Node, window: int) -> list[Node]:
     return [n for n in node.path() if n.kind == "revision"][-window:]
 
@@ -71,6 +81,12 @@ class SequentialRevisions(BaseStrategy):
     help = "Chains of revisions, each seeing the chain's last attempts; pick by verifier or majority."
     params = (CHAINS, CHAIN_LENGTH, CONTEXT, SAMPLE_TOKENS, TEMPERATURE, SELECT, AGGREGATION, DELIMITER)
     needs_verifier = True
+    sweeps_ratio = True
+
+    def ratio_config(self, cfg: dict, n_attempts: int, ratio: str) -> dict:
+        """The configuration of one point of a sequential:parallel sweep at a budget of `n_attempts`."""
+        length, chains = split_attempts(n_attempts, ratio)
+        return {**cfg, "chain_length": min(length, CHAIN_LENGTH.max), "chains": min(chains, CHAINS.max)}
 
     def run(self, ctx: SearchContext, cfg: dict) -> None:
         agg, delim, window = cfg["aggregation"], cfg["delimiter"], cfg["context_attempts"]

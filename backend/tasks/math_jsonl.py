@@ -4,6 +4,7 @@ math-verify so `\\frac{1}{2}`, `0.5` and `\\boxed{1/2}` agree."""
 from __future__ import annotations
 
 import json
+import threading
 import re
 from pathlib import Path
 
@@ -86,10 +87,13 @@ class MathJsonlTask:
         answer = extract_answer(completion)
         if answer is None:
             return Grade(None, 0.0)
+        # math-verify's own timeout is signal.alarm, which raises off the main thread: the worker grades on its shard
+        # writer's thread, where every sample would be graded wrong. There it runs without the alarm.
+        timeout = 5 if threading.current_thread() is threading.main_thread() else None
         try:
-            gold = parse(f"${question.reference}$")
-            pred = parse(f"${answer}$")
-            ok = bool(gold and pred and verify(gold, pred))
+            gold = parse(f"${question.reference}$", parsing_timeout=timeout)
+            pred = parse(f"${answer}$", parsing_timeout=timeout)
+            ok = bool(gold and pred and verify(gold, pred, timeout_seconds=timeout))
         except Exception:
             ok = False
         return Grade(answer, 1.0 if ok else 0.0)

@@ -1,0 +1,336 @@
+"""accuracy[configuration, budget, question] on one FLOPs axis: every strategy the user ran, side by side.
+
+Compute-optimal allocation (Snell et al. 2024) chooses among *configurations* — a strategy with its
+hyper-parameters and selection rule — at matched compute. Two sources feed the one table it chooses from:
+
+- **searches** (the `nodes` table): per question, the correctness of the node the strategy selected, at the
+  FLOP budget the search ran with; what its ledger actually spent (generator + verifier FLOPs of every node) is
+  checked against that budget.
+- **pool rules** (majority, best-of-N and weighted best-of-N over the sampling pool): at each budget, per
+  question, the largest k whose ledger cost fits — one prefill of the prompt (the prefix cache serves the
+  rest) + k · (that question's mean decode + its mean verifier pass) — and the rule's expected correctness
+  over random k-subsets at that k (`selection_curves`). Up to `EXACT_K` every k is evaluated; above it the k
+  is rounded down to a grid of `K_PER_DOUBLING` points per doubling, so the rule never spends more than the
+  budget. A budget beyond the pool uses the whole pool (status `pool_exhausted`).
+
+A cell that cannot run is NaN with a status that says why (`not_run`: the configuration did not cover this
+question at this budget; `unaffordable`: the budget does not pay one round / one sample), never 0 and never
+dropped: compute-optimal then treats the configuration as unavailable wherever it misses a question.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from backend.metrics.pools import Pool
+from backend.metrics.selection import selection_curves
+
+STATUSES = ("ok", "not_run", "unaffordable", "pool_exhausted", "stopped_early", "over_budget")
+OK, NOT_RUN, UNAFFORDABLE, POOL_EXHAUSTED, STOPPED_EARLY, OVER_BUDGET = range(len(STATUSES))
+STOPPED_EARLY_FRACTION = 0.5
+"""A search that spent less than this fraction of its budget stopped early (every candidate finished, or no
+further round fitted); its accuracy is kept and the cell says so."""
+OVER_BUDGET_RTOL = 1e-6  # float summation slack on a ledger that is a hard limit
+BUDGET_MERGE_RTOL = 1e-3  # searches of several runs at "the same" budget land on one grid point
+EXACT_K = 64
+K_PER_DOUBLING = 8
+POOL_RULES = ("majority", "best_of_n", "weighted_best_of_n")
+RECORD_KEYS = ("budget_flops", "verifier", "seed", "ratio")  # parts of a stored search record that are not parameters
+
+
+@dataclass(frozen=True)
+class StrategyTable:
+    """Accuracy of every configuration at every FLOP budget on every question of one model's pool."""
+
+    configurations: list[str]  # (C,)
+    kind: np.ndarray  # (C,) "pool" | "search"
+    strategy: np.ndarray  # (C,) the strategy (or pool rule) a configuration belongs to
+    ratio: np.ndarray  # (C,) sequential:parallel ratio of a sweep point, "" otherwise
+    budgets: np.ndarray  # (B,) FLOPs per question, increasing
+    question_ids: np.ndarray  # (Q,)
+    accuracy: np.ndarray  # (C, B, Q) expected correctness; NaN where the cell did not run
+    spent: np.ndarray  # (C, B, Q) FLOPs the ledger charged (pool rules: the ledger cost of k samples)
+    samples: np.ndarray  # (C, B, Q) k for a pool rule, completions generated for a search
+    status: np.ndarray  # (C, B, Q) int8 index into STATUSES
+    one_sample_flops: float  # mean over questions of one pooled sample's FLOPs (prefill + decode)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def budget_samples(self) -> np.ndarray:
+        """(B,) each budget as a number of the pool's average samples: the unit a reader has a feel for."""
+        return self.budgets / self.one_sample_flops
+
+    def index(self, configuration: str) -> int:
+        try:
+            return self.configurations.index(configuration)
+        except ValueError:
+            raise ValueError(f"configuration {configuration!r} is not in the table; allowed: {', '.join(self.configurations)}") from None
+
+    def cells(self, questions=None) -> pd.DataFrame:
+        """One row per configuration × budget (over `questions`, a bool mask, or all): accuracy over the questions
+        it covers, how many it covers, and how many cells are in each non-ok status."""
+        mask = np.ones(len(self.question_ids), bool) if questions is None else np.asarray(questions, bool)
+        acc, spent, st = self.accuracy[..., mask], self.spent[..., mask], self.status[..., mask]
+        covered = (~np.isnan(acc)).sum(-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(covered > 0, np.nansum(acc, -1) / covered, np.nan)
+            spent_mean = np.where(covered > 0, np.nansum(np.where(np.isnan(acc), np.nan, spent), -1) / covered, np.nan)
+            k_mean = np.where(covered > 0, np.nansum(np.where(np.isnan(acc), np.nan, self.samples[..., mask]), -1) / covered, np.nan)
+        n_c, n_b = acc.shape[:2]
+        frame = pd.DataFrame(
+            {
+                "configuration": np.repeat(self.configurations, n_b),
+                "kind": np.repeat(self.kind, n_b),
+                "strategy": np.repeat(self.strategy, n_b),
+                "ratio": np.repeat(self.ratio, n_b),
+                "budget_flops": np.tile(self.budgets, n_c),
+                "budget_samples": np.tile(self.budget_samples, n_c),
+                "accuracy": mean.ravel(),
+                "questions": covered.ravel(),
+                "of_questions": int(mask.sum()),
+                "spent_flops": spent_mean.ravel(),
+                "spent_fraction": (spent_mean / self.budgets[None, :]).ravel(),
+                "samples": k_mean.ravel(),
+            }
+        )
+        for code, name in enumerate(STATUSES):
+            if code != OK:
+                frame[name] = (st == code).sum(-1).ravel()
+        return frame
+
+
+# ---- configuration names ------------------------------------------------------------------------------------
+def search_label(strategy: str, record: dict) -> str:
+    """`beam_search[n=4,width=2] · self_verify`: the parameters that differ from the strategy's defaults (a sweep
+    point shows its ratio instead of the chain split, which changes with the budget), then the verifier."""
+    from backend.strategies import STRATEGIES
+
+    known = STRATEGIES.get(strategy)
+    defaults = {p.name: p.default for p in known.params} if known is not None else {}
+    ratio = record.get("ratio")
+    skip = set(RECORD_KEYS) | ({"chains", "chain_length"} if ratio else set())
+    parts = [f"{k}={_short(v)}" for k, v in sorted(record.items()) if k not in skip and defaults.get(k, object()) != v]
+    if ratio:
+        parts.insert(0, f"seq:par={ratio}")
+    verifier = record.get("verifier")
+    label = f"{strategy}[{','.join(parts)}]" if parts else strategy
+    return f"{label} · {verifier}" if verifier else label
+
+
+def _short(v) -> str:
+    return json.dumps(v) if isinstance(v, str) and (not v.strip() or v != v.strip()) else str(v)
+
+
+def pool_rule(name: str) -> str:
+    """The rule of a pool curve name: 'best_of_n[self_verify]' -> 'best_of_n'."""
+    return name.split("[")[0]
+
+
+# ---- searches -------------------------------------------------------------------------------------------------
+SEARCH_SQL = """
+SELECT strategy, config, question_id,
+       count(*) - 1 AS generated,
+       sum(generator_flops + coalesce(verifier_flops, 0)) AS spent,
+       bool_or(coalesce(selected, false)) AS answered,
+       coalesce(bool_or(selected AND correct), false) AS solved
+FROM nodes WHERE list_contains($runs, run_id) AND model = $model
+GROUP BY strategy, config, question_id
+"""
+
+
+def load_searches(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str], model: str) -> pd.DataFrame:
+    """One row per (configuration, budget, question) of the stored searches: label, strategy, ratio, budget,
+    completions generated, FLOPs spent, whether it selected an answer and whether that answer is correct.
+    Records are parsed once per distinct configuration, not per row."""
+    rows = con.sql(SEARCH_SQL, params={"runs": list(run_ids), "model": model}).df()
+    if rows.empty:
+        return rows.assign(label=[], ratio=[], budget=[])
+    keys = rows[["strategy", "config"]].drop_duplicates()
+    parsed = []
+    for strategy, config in keys.itertuples(index=False):
+        record = json.loads(config)
+        budget = record.get("budget_flops")
+        parsed.append((strategy, config, search_label(strategy, record), record.get("ratio") or "", np.nan if budget is None else float(budget)))
+    meta = pd.DataFrame(parsed, columns=["strategy", "config", "label", "ratio", "budget"])
+    return rows.merge(meta, on=["strategy", "config"], how="left")
+
+
+def merge_budgets(values, rtol: float = BUDGET_MERGE_RTOL) -> np.ndarray:
+    """Distinct budgets, values within `rtol` of the previous kept one merged into it."""
+    out: list[float] = []
+    for v in np.sort(np.asarray(values, dtype=np.float64)):
+        if not out or v > out[-1] * (1 + rtol):
+            out.append(float(v))
+    return np.asarray(out)
+
+
+# ---- the pool -------------------------------------------------------------------------------------------------
+def k_levels(n_max: int) -> np.ndarray:
+    """The k a pool rule is evaluated at: every k up to EXACT_K, then K_PER_DOUBLING per doubling, up to n_max."""
+    exact = np.arange(1, min(n_max, EXACT_K) + 1)
+    if n_max <= EXACT_K:
+        return exact
+    steps = int(np.ceil(np.log2(n_max / EXACT_K) * K_PER_DOUBLING))
+    geo = np.floor(EXACT_K * 2.0 ** (np.arange(1, steps + 1) / K_PER_DOUBLING)).astype(np.int64)
+    return np.unique(np.concatenate([exact, geo[geo < n_max], [n_max]]))
+
+
+def pool_costs(pool: Pool, verifier_flops: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(once, per_sample, per_verified) per question: the uncached prefill paid once, the mean decode of a sample,
+    and the mean verifier pass of a sample (0 without a verifier): the ledger's cost of k samples is
+    once + k · (per_sample + per_verified)."""
+    valid = pool.valid
+    pre, dec = pool.prefill_flops, pool.decode_flops
+    if np.any(valid & (np.isnan(pre) | np.isnan(dec))):
+        raise ValueError("the pool has samples without stored FLOPs (a store written before the ledger columns); re-run the spec to regenerate them")
+    n = valid.sum(axis=1)
+    once = np.where(valid, pre, -np.inf).max(axis=1)
+    per_sample = np.where(valid, dec, 0.0).sum(axis=1) / np.maximum(n, 1)
+    per_verified = np.zeros(len(n)) if verifier_flops is None else np.nan_to_num(np.asarray(verifier_flops, dtype=np.float64))
+    return once, per_sample, per_verified
+
+
+def affordable_k(budgets, once, per_sample, n_max: int) -> np.ndarray:
+    """(B, Q) the largest whole k with once + k · per_sample <= budget, clipped to [0, n_max]."""
+    b = np.asarray(budgets, dtype=np.float64)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = np.floor((b - once[None, :]) * (1 + 1e-12) / per_sample[None, :])
+    return np.clip(np.nan_to_num(k, nan=0.0, posinf=n_max), 0, n_max).astype(np.int64)
+
+
+def verifier_flops_per_question(con, run_ids: Sequence[str], model: str, verifier: str, question_ids: np.ndarray) -> np.ndarray:
+    """(Q,) mean verifier FLOPs per scored sample of each question (the ledger's charge for scoring one)."""
+    df = con.sql(
+        """SELECT question_id, avg(coalesce(verifier_flops, 0)) AS f FROM scores
+           WHERE list_contains($runs, run_id) AND model = $model AND verifier = $verifier GROUP BY question_id""",
+        params={"runs": list(run_ids), "model": model, "verifier": verifier},
+    ).df()
+    lookup = dict(zip(df["question_id"], df["f"]))
+    return np.asarray([lookup.get(q, 0.0) for q in question_ids], dtype=np.float64)
+
+
+def default_budgets(once, per_sample, n_max: int, points: int = 6) -> np.ndarray:
+    """A log-spaced FLOPs grid over what the pool can pay for, from one sample to the whole pool."""
+    lo = float(np.mean(once + per_sample))
+    hi = float(np.mean(once + n_max * per_sample))
+    return np.geomspace(lo, hi, points) if hi > lo else np.asarray([lo])
+
+
+# ---- the table ------------------------------------------------------------------------------------------------
+def strategy_table(
+    pool: Pool,
+    searches: pd.DataFrame | None = None,
+    *,
+    verifier: str | None = None,
+    verifier_flops: np.ndarray | None = None,
+    budgets=None,
+    draws: int = 32,
+    seed: int = 0,
+) -> StrategyTable:
+    """Build the table from a loaded pool and `load_searches` rows (module docstring).
+
+    budgets: FLOPs per question; default the distinct search budgets, or a grid over the pool without searches.
+    verifier_flops: (Q,) mean verifier FLOPs per sample for `verifier` (charged to best-of-N and weighted)."""
+    searches = searches if searches is not None else pd.DataFrame(columns=["label", "budget"])
+    notes: list[str] = []
+    once, per_sample, per_verified = pool_costs(pool, verifier_flops if verifier else None)
+    n_min = int(pool.n.min())
+    capped = searches[searches["budget"].notna()] if len(searches) else searches
+    if len(searches) and len(capped) < len(searches):
+        n_unc = searches.loc[searches["budget"].isna(), "label"].nunique()
+        notes.append(f"{n_unc} search configuration(s) ran without a budget; they have no place on a budget axis and are left out of the table")
+    if budgets is None:
+        budgets = merge_budgets(capped["budget"]) if len(capped) else default_budgets(once, per_sample, n_min)
+    budgets = np.asarray(budgets, dtype=np.float64)
+    if budgets.ndim != 1 or budgets.size == 0 or np.any(budgets <= 0) or np.any(np.diff(budgets) <= 0):
+        raise ValueError(f"budgets must be positive, strictly increasing FLOPs per question, got {budgets.tolist()}")
+    n_q, n_b = pool.n_questions, len(budgets)
+
+    # pool rules: k per (rule, budget, question), curves evaluated on the k levels actually needed
+    with_verifier = verifier is not None
+    names = ["majority"] + ([f"best_of_n[{verifier}]", f"weighted_best_of_n[{verifier}]"] if with_verifier else [])
+    cost_per = [per_sample] + ([per_sample + per_verified] * 2 if with_verifier else [])
+    ks = np.stack([affordable_k(budgets, once, c, n_min) for c in cost_per])  # (R, B, Q)
+    levels = k_levels(n_min)
+    on_grid = levels[np.maximum(np.searchsorted(levels, ks, side="right") - 1, 0)]
+    on_grid = np.where(ks > 0, on_grid, 0)
+    needed = np.unique(on_grid[on_grid > 0])
+    pool_acc = np.full((len(names), n_b, n_q), np.nan)
+    if needed.size:
+        curves = selection_curves(pool, verifier, needed, draws=draws, seed=seed, n_boot=0)
+        col = np.searchsorted(needed, np.maximum(on_grid, needed[0]))
+        for r, name in enumerate(names):
+            per_q = curves[name].per_question  # (Q, K)
+            pool_acc[r] = np.where(on_grid[r] > 0, per_q[np.arange(n_q)[None, :], col[r]], np.nan)
+    pool_spent = np.where(on_grid > 0, once[None, None, :] + on_grid * np.stack(cost_per)[:, None, :], np.nan)
+    # a budget that would buy more than the pool holds: the whole pool, flagged
+    more = np.stack([affordable_k(budgets, once, c, 1 << 40) for c in cost_per]) > n_min
+    pool_status = np.where(more, POOL_EXHAUSTED, np.where(on_grid == 0, UNAFFORDABLE, OK)).astype(np.int8)
+
+    # searches: one configuration per label, its cells at the budgets it ran with
+    labels = sorted(capped["label"].unique()) if len(capped) else []
+    s_acc = np.full((len(labels), n_b, n_q), np.nan)
+    s_spent = np.full_like(s_acc, np.nan)
+    s_gen = np.full_like(s_acc, np.nan)
+    s_status = np.full(s_acc.shape, NOT_RUN, dtype=np.int8)
+    s_strategy, s_ratio = [], []
+    if labels:
+        qpos = pd.Series(np.arange(n_q), index=pd.Index(pool.question_ids, dtype=object))
+        q = qpos.reindex(capped["question_id"].astype(object)).to_numpy()
+        outside = np.isnan(q)
+        if outside.any():
+            notes.append(f"{capped.loc[outside, 'question_id'].nunique()} searched question(s) are not in the pool and are left out")
+        rows = capped[~outside]
+        q = q[~outside].astype(np.int64)
+        c = np.searchsorted(labels, rows["label"].to_numpy())
+        bud = rows["budget"].to_numpy(dtype=np.float64)
+        b = np.searchsorted(budgets * (1 + BUDGET_MERGE_RTOL), bud)
+        on = (b < n_b) & (np.abs(bud - budgets[np.minimum(b, n_b - 1)]) <= budgets[np.minimum(b, n_b - 1)] * BUDGET_MERGE_RTOL)
+        if (~on).any():
+            notes.append(f"{rows.loc[~on, 'label'].nunique()} search configuration(s) ran at budgets outside the chosen grid and are left out there")
+        rows, q, c, b = rows[on], q[on], c[on], b[on]
+        generated = rows["generated"].to_numpy(dtype=np.float64)
+        spent = rows["spent"].to_numpy(dtype=np.float64)
+        solved = rows["solved"].to_numpy(dtype=np.float64)
+        ran = generated > 0
+        # several runs (seeds) of one configuration on one question: their mean
+        flat = (c * n_b + b) * n_q + q
+        size = len(labels) * n_b * n_q
+        cnt = np.bincount(flat[ran], minlength=size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s_acc = (np.bincount(flat[ran], weights=solved[ran], minlength=size) / cnt).reshape(s_acc.shape)
+            s_spent = (np.bincount(flat, weights=spent, minlength=size) / np.bincount(flat, minlength=size)).reshape(s_acc.shape)
+            s_gen = (np.bincount(flat, weights=generated, minlength=size) / np.bincount(flat, minlength=size)).reshape(s_acc.shape)
+        seen = np.bincount(flat, minlength=size).reshape(s_acc.shape) > 0
+        budget_cells = budgets[None, :, None]
+        status = np.where(cnt.reshape(s_acc.shape) == 0, UNAFFORDABLE, OK)
+        status = np.where((status == OK) & (s_spent < STOPPED_EARLY_FRACTION * budget_cells), STOPPED_EARLY, status)
+        status = np.where((status != UNAFFORDABLE) & (s_spent > budget_cells * (1 + OVER_BUDGET_RTOL)), OVER_BUDGET, status)
+        s_status = np.where(seen, status, NOT_RUN).astype(np.int8)
+        meta = capped.drop_duplicates("label").set_index("label")
+        s_strategy = [meta.at[lb, "strategy"] for lb in labels]
+        s_ratio = [meta.at[lb, "ratio"] for lb in labels]
+        over = int((s_status == OVER_BUDGET).sum())
+        if over:
+            notes.append(f"{over} search cell(s) spent more than their budget (the ledger is a hard limit: a store from an older version?)")
+
+    return StrategyTable(
+        configurations=names + labels,
+        kind=np.asarray(["pool"] * len(names) + ["search"] * len(labels), dtype=object),
+        strategy=np.asarray([pool_rule(n) for n in names] + s_strategy, dtype=object),
+        ratio=np.asarray([""] * len(names) + s_ratio, dtype=object),
+        budgets=budgets,
+        question_ids=pool.question_ids,
+        accuracy=np.concatenate([pool_acc, s_acc]),
+        spent=np.concatenate([pool_spent, s_spent]),
+        samples=np.concatenate([on_grid.astype(np.float64), s_gen]),
+        status=np.concatenate([pool_status, s_status]),
+        one_sample_flops=float(np.mean(once + per_sample)),
+        notes=tuple(notes),
+    )

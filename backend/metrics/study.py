@@ -1,0 +1,126 @@
+"""The compute-optimal study of one model's runs, from the store to the answer: which configuration to use per
+difficulty bin at each FLOP budget, how much better that is than best-of-N, and how the strategies compare.
+
+One function builds it (`compute_optimal_study`); the dashboard's Compute-optimal page draws it and
+`ttc compute-optimal` prints `report()`, so both give the same numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from backend.metrics.compute_optimal import ComputeOptimalResult, compute_optimal
+from backend.metrics.difficulty import DifficultyBins, oracle_bins, predicted_bins, supported_bins
+from backend.metrics.pools import list_verifiers, load_pool
+from backend.metrics.strategy_table import StrategyTable, load_searches, strategy_table, verifier_flops_per_question
+
+BIN_KINDS = ("oracle", "predicted")
+
+
+@dataclass(frozen=True)
+class ComputeOptimalStudy:
+    model: str
+    verifier: str | None
+    table: StrategyTable
+    bins: DifficultyBins
+    result: ComputeOptimalResult
+    notes: tuple[str, ...]
+
+    @property
+    def bin_sizes(self) -> dict[int, int]:
+        return {int(lv): int(m.sum()) for lv, m in self.bins.masks().items()}
+
+    def report(self) -> pd.DataFrame:
+        """Per bin (and 'all') × budget: the configuration chosen on each selection fold, its held-out accuracy,
+        the baseline's accuracy and the efficiency ratio (FLOPs the baseline needs / FLOPs compute-optimal needs
+        for the same accuracy; `efficiency_is_lower_bound` where compute-optimal matched it at the smallest budget)."""
+        r, t = self.result, self.table
+        n_b = len(r.budgets)
+        rows = []
+        for i, lv in enumerate(r.levels):
+            for b in range(n_b):
+                rows.append(
+                    dict(
+                        bin=str(int(lv)), questions=self.bin_sizes[int(lv)], budget_flops=r.budgets[b], budget_samples=t.budget_samples[b],
+                        chosen_fold0=r.chosen_names(0)[i, b] or None, chosen_fold1=r.chosen_names(1)[i, b] or None,
+                        held_out_accuracy=r.accuracy_by_bin[i, b], baseline=r.baseline, baseline_accuracy=r.baseline_accuracy_by_bin[i, b],
+                        efficiency=r.efficiency_by_bin[i, b], efficiency_is_lower_bound=bool(r.efficiency_by_bin_is_lower_bound[i, b]),
+                    )
+                )
+        for b in range(n_b):
+            rows.append(
+                dict(
+                    bin="all", questions=len(t.question_ids), budget_flops=r.budgets[b], budget_samples=t.budget_samples[b],
+                    chosen_fold0=None, chosen_fold1=None, held_out_accuracy=r.accuracy[b], baseline=r.baseline,
+                    baseline_accuracy=r.baseline_accuracy[b], efficiency=r.efficiency[b],
+                    efficiency_is_lower_bound=bool(r.efficiency_is_lower_bound[b]),
+                )
+            )
+        return pd.DataFrame(rows)
+
+    def cells_by_bin(self) -> pd.DataFrame:
+        """Every configuration's accuracy at every budget within each bin (Snell Fig. 3-right / 5), with how many of
+        the bin's questions each cell covers, plus the same over all questions (bin 'all')."""
+        frames = [self.table.cells(m).assign(bin=str(lv)) for lv, m in self.bins.masks().items()]
+        frames.append(self.table.cells().assign(bin="all"))
+        return pd.concat(frames, ignore_index=True)
+
+    def ratio_sweep(self) -> pd.DataFrame:
+        """The sequential:parallel sweep points per bin × budget, with `best` marking the best ratio of each
+        (bin, strategy family, budget) among the points that cover every question of the bin (Snell Fig. 7-right)."""
+        cells = self.cells_by_bin()
+        sweep = cells[cells["ratio"] != ""].copy()
+        if sweep.empty:
+            return sweep.assign(best=pd.Series(dtype=bool))
+        full = sweep["questions"] == sweep["of_questions"]
+        score = sweep["accuracy"].where(full, -np.inf)
+        top = score.groupby([sweep["bin"], sweep["strategy"], sweep["budget_flops"]]).transform("max")
+        sweep["best"] = full & (score == top) & np.isfinite(top)
+        return sweep.reset_index(drop=True)
+
+
+def compute_optimal_study(
+    con: duckdb.DuckDBPyConnection,
+    run_ids: str | Sequence[str],
+    model: str,
+    *,
+    task: str | None = None,
+    verifier: str | None = None,
+    bins: str = "oracle",
+    n_bins: int = 5,
+    draws: int = 32,
+    seed: int = 0,
+    budgets=None,
+) -> ComputeOptimalStudy:
+    """Load the model's pool and searches, build the accuracy table on the FLOPs axis, bin the questions and
+    cross-validate the compute-optimal choice per bin (backend.metrics.compute_optimal).
+
+    verifier: the pool's scores that best-of-N uses (and predicted bins need); None = the first that scored the
+    pool, or majority vote when none did. With fewer questions than `n_bins` × 2 the bins fall back to the most
+    the questions support, and a note says so."""
+    runs = [run_ids] if isinstance(run_ids, str) else list(run_ids)
+    if bins not in BIN_KINDS:
+        raise ValueError(f"bins {bins!r} is unknown; allowed: {', '.join(BIN_KINDS)}")
+    known = list_verifiers(con, runs, model)
+    if verifier is not None and verifier not in known:
+        raise ValueError(f"verifier {verifier!r} scored no sample of {model} in these runs; allowed: {', '.join(known) or 'none (run a verifier first)'}")
+    verifier = verifier or (known[0] if known else None)
+    pool = load_pool(con, runs, model, task=task, strategy="sample", verifiers=[verifier] if verifier else [])
+    notes: list[str] = []
+    vflops = verifier_flops_per_question(con, runs, model, verifier, pool.question_ids) if verifier else None
+    table = strategy_table(pool, load_searches(con, runs, model), verifier=verifier, verifier_flops=vflops, budgets=budgets, draws=draws, seed=seed)
+    notes.extend(table.notes)
+    usable = supported_bins(pool.n_questions, n_bins)
+    if usable < n_bins:
+        notes.append(f"{pool.n_questions} questions support {usable} difficulty bin(s) of at least 2 questions, not {n_bins}; showing {usable}")
+    if bins == "predicted" and verifier is None:
+        notes.append("predicted difficulty needs a verifier's scores; using oracle bins")
+        bins = "oracle"
+    b = predicted_bins(pool, verifier, usable) if bins == "predicted" else oracle_bins(pool, usable)
+    baseline = f"best_of_n[{verifier}]" if verifier else "majority"
+    result = compute_optimal(table.accuracy, table.budgets, table.configurations, b.level, baseline=baseline, seed=seed)
+    return ComputeOptimalStudy(model, verifier, table, b, result, tuple(notes))

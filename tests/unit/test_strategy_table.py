@@ -1,0 +1,233 @@
+"""The accuracy table on one FLOPs axis, end to end on a scripted engine: spec (pool + two searches + a
+revisions ratio sweep at three budgets) → worker → store → table → compute-optimal, pinned against values
+computed by hand from the ledger's formula."""
+
+import json
+from math import comb
+
+import numpy as np
+import pytest
+
+from backend.cli import main as ttc
+from backend.config import ModelSpec, parse_spec
+from backend.ledger import decode_flops, prefill_flops
+from backend.metrics.compute_optimal import fold_assignment
+from backend.metrics.strategy_table import NOT_RUN, OK, POOL_EXHAUSTED, STATUSES, UNAFFORDABLE, k_levels, search_label
+from backend.metrics.study import compute_optimal_study
+from backend.prompting import build_prompt
+from backend.strategies.sequential_revisions import split_attempts
+from backend.tasks import create_task
+from backend.worker import PreparedRun, _prepare_search, execute, sample_seed
+from store import Store
+from tests.fakes import FAKE_MODEL, GEN_ARCH, ScriptedEngine
+
+PROBLEMS = [
+    dict(id="qa", problem="alpha: 1+1", answer="2", level=1),  # always right
+    dict(id="qb", problem="bravo: 1+2", answer="3", level=2),  # always wrong
+    dict(id="qc", problem="charlie: 2+2", answer="4", level=2),  # right on even seeds
+    dict(id="qd", problem="delta: " + "long words " * 60 + "3+3", answer="6", level=1),  # a long prompt
+]
+RIGHT, WRONG = "Answer: 2", "Answer: 5"
+
+
+def _engine():
+    return ScriptedEngine(
+        [
+            (r"Problem: alpha", RIGHT),
+            (r"Problem: bravo", WRONG),
+            (r"Problem: charlie", lambda prompt, p: "Answer: 4" if p.seed % 2 == 0 else "Answer: 9"),
+            (r"Problem: delta", "Answer: 6"),
+        ]
+    )
+
+
+def _one_sample(prompt: str, reply: str) -> tuple[float, float]:
+    """(prefill, decode) FLOPs of one scripted sample: one token per character."""
+    p, d = len(prompt), len(reply)
+    return float(prefill_flops(GEN_ARCH, p)), float(decode_flops(GEN_ARCH, p, d))
+
+
+@pytest.fixture(scope="module")
+def study_store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("co")
+    path = root / "q.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in PROBLEMS))
+    task = create_task(parse_spec(dict(name="x", models=["m"], task=dict(kind="math_jsonl", path=str(path)), samples_per_question=1)).task)
+    prompts = {q.question_id: build_prompt(FAKE_MODEL, task, q) for q in task.questions()}
+    pre_a, dec_a = _one_sample(prompts["qa"], RIGHT)
+    pre_d, _ = _one_sample(prompts["qd"], RIGHT)
+    # the smallest budget pays qa's prefill and 2 samples, but not even qd's prefill
+    budgets = [pre_a + 2.5 * dec_a, pre_d + 40 * dec_a, pre_d + 120 * dec_a]
+    assert budgets[0] < pre_d
+    spec = parse_spec(
+        dict(
+            name="co", models=["scripted"], task=dict(kind="math_jsonl", path=str(path)), samples_per_question=4,
+            max_tokens=16, verifiers=["oracle"], budgets=budgets, budget_unit="flops",
+            strategies=[
+                dict(name="beam_search", config=dict(n=2, width=2, max_tokens=16, max_rounds=2)),
+                dict(name="best_of_n", config=dict(n=4, max_tokens=16)),
+                dict(name="sequential_revisions", config=dict(max_tokens=16), ratios=["1:0", "1:1", "0:1"]),
+            ],
+        )
+    )
+    searches = [_prepare_search(i, s, spec) for i, s in enumerate(spec.strategies)]
+    prepared = PreparedRun(spec, spec.run_id(), task, task.questions(), [(ModelSpec(name="scripted"), FAKE_MODEL)], searches)
+    store = Store.open(root / "store")
+    execute(prepared, store, engine_factory=lambda model, engine_spec: _engine())
+    return dict(store=store, prompts=prompts, budgets=budgets, run_id=prepared.run_id)
+
+
+def _study(s, **kw):
+    con = s["store"].connect()
+    try:
+        return compute_optimal_study(con, [s["run_id"]], "scripted", **kw)
+    finally:
+        con.close()
+
+
+def test_pool_rules_take_the_largest_k_the_ledger_affords_per_question(study_store):
+    study = _study(study_store)
+    t = study.table
+    np.testing.assert_allclose(t.budgets, study_store["budgets"])
+    assert t.configurations[:3] == ["majority", "best_of_n[oracle]", "weighted_best_of_n[oracle]"]
+    bon = t.index("best_of_n[oracle]")
+    replies = {"qa": [RIGHT] * 4, "qb": [WRONG] * 4, "qd": ["Answer: 6"] * 4}
+    replies["qc"] = ["Answer: 4" if sample_seed(0, "qc", i) % 2 == 0 else "Answer: 9" for i in range(4)]
+    for qi, qid in enumerate(t.question_ids):
+        pre, dec = _one_sample(study_store["prompts"][qid], replies[qid][0])
+        dec = np.mean([_one_sample(study_store["prompts"][qid], r)[1] for r in replies[qid]])
+        c = sum(r in ("Answer: 2", "Answer: 4", "Answer: 6") for r in replies[qid])
+        for b, budget in enumerate(t.budgets):
+            k = int(min(4, max(0, (budget - pre) // dec)))
+            if k == 0:  # not even the prompt's prefill fits: no accuracy, not 0
+                assert np.isnan(t.accuracy[bon, b, qi]) and t.status[bon, b, qi] == UNAFFORDABLE
+                continue
+            pass_at_k = 1 - comb(4 - c, k) / comb(4, k)  # an oracle verifier picks a right sample if one is there
+            assert t.accuracy[bon, b, qi] == pytest.approx(pass_at_k), (qid, b)
+            assert t.samples[bon, b, qi] == k
+            assert t.spent[bon, b, qi] == pytest.approx(pre + k * dec) and t.spent[bon, b, qi] <= budget
+    qa, qd = list(t.question_ids).index("qa"), list(t.question_ids).index("qd")
+    assert t.samples[bon, 0, qa] == 2 and t.status[bon, 0, qa] == OK
+    assert t.status[bon, 2, qa] == POOL_EXHAUSTED and t.samples[bon, 2, qa] == 4
+    assert t.status[bon, 0, qd] == UNAFFORDABLE
+
+
+def test_searches_are_cells_at_the_budget_they_ran_with_checked_against_their_ledger(study_store):
+    t = _study(study_store).table
+    labels = [c for c, k in zip(t.configurations, t.kind) if k == "search"]
+    assert labels == sorted(
+        [
+            "beam_search[max_rounds=2,max_tokens=16,n=2,width=2] · oracle",
+            "best_of_n[max_tokens=16,n=4] · oracle",
+            "sequential_revisions[seq:par=0:1,max_tokens=16] · oracle",
+            "sequential_revisions[seq:par=1:0,max_tokens=16] · oracle",
+            "sequential_revisions[seq:par=1:1,max_tokens=16] · oracle",
+        ]
+    )
+    ids = list(t.question_ids)
+    spent = study_store["store"].query(
+        "SELECT strategy, config, question_id, sum(generator_flops + verifier_flops) AS f, count(*) AS n FROM nodes GROUP BY ALL"
+    )
+    for label in labels:
+        c = t.index(label)
+        assert t.accuracy[c, :, ids.index("qa")][t.status[c, :, ids.index("qa")] != UNAFFORDABLE].tolist() == [1.0] * int((t.status[c, :, ids.index("qa")] != UNAFFORDABLE).sum())
+        assert np.nanmax(t.accuracy[c, :, ids.index("qb")]) == 0.0
+        # qd's prompt alone exceeds the smallest budget: recorded as unaffordable, never as accuracy 0
+        assert np.isnan(t.accuracy[c, 0, ids.index("qd")]) and STATUSES[t.status[c, 0, ids.index("qd")]] == "unaffordable"
+        assert t.accuracy[c, 2, ids.index("qd")] == 1.0
+        ran = ~np.isnan(t.accuracy[c])
+        assert np.all(t.spent[c][ran] <= t.budgets[:, None].repeat(len(ids), 1)[ran])
+    # the table's spend is the ledger's, as stored on every node
+    row = spent[(spent["strategy"] == "beam_search") & (spent["question_id"] == "qa")].sort_values("f")
+    c = t.index(labels[0])
+    np.testing.assert_allclose(np.sort(t.spent[c, :, ids.index("qa")]), row["f"].to_numpy())
+    cells = t.cells()
+    cell = cells[(cells["configuration"] == labels[0]) & (cells["budget_flops"] == t.budgets[0])].iloc[0]
+    assert cell["questions"] == 3 and cell["unaffordable"] == 1 and cell["of_questions"] == 4
+
+
+def test_the_ratio_sweep_splits_each_budget_into_chain_length_times_chains(study_store):
+    nodes = study_store["store"].query("SELECT DISTINCT config FROM nodes WHERE strategy = 'sequential_revisions'")
+    records = [json.loads(c) for c in nodes["config"]]
+    assert {r["ratio"] for r in records} == {"1:0", "1:1", "0:1"}
+    assert len(records) == 9  # 3 ratios × 3 budgets, coinciding splits stored under each ratio
+    for r in records:
+        length, chains = r["chain_length"], r["chains"]
+        seq, par = (int(x) for x in r["ratio"].split(":"))
+        if par == 0:
+            assert chains == 1
+        if seq == 0:
+            assert length == 1
+    top = [r for r in records if r["budget_flops"] == max(x["budget_flops"] for x in records)]
+    n = max(r["chain_length"] * r["chains"] for r in top)
+    assert {r["ratio"]: (r["chain_length"], r["chains"]) for r in top} == {x: split_attempts(n, x) for x in ("1:0", "1:1", "0:1")}
+    study = _study(study_store)
+    sweep = study.ratio_sweep()
+    assert set(sweep["ratio"]) == {"1:0", "1:1", "0:1"} and sweep["best"].any()
+
+
+def test_compute_optimal_over_every_configuration_with_a_bin_fallback(study_store):
+    study = _study(study_store, n_bins=5)
+    assert any("support 2 difficulty bin(s)" in n for n in study.notes)
+    assert len(study.result.levels) == 2
+    report = study.report()
+    assert set(report["bin"]) == {"1", "2", "all"}
+    chosen = set(report["chosen_fold0"].dropna()) | set(report["chosen_fold1"].dropna())
+    assert chosen <= set(study.table.configurations)
+    # qd is unaffordable at the smallest budget for every configuration: nothing can be chosen for its bin there
+    assert report[(report["budget_flops"] == study.table.budgets[0]) & (report["bin"] != "all")]["chosen_fold0"].isna().any()
+
+
+def test_cli_compute_optimal_lists_pool_and_search_configurations(study_store, capsys):
+    assert ttc(["compute-optimal", "--store", str(study_store["store"].root)]) == 0
+    out = capsys.readouterr()
+    header, *rows = out.out.strip().splitlines()
+    assert header.split(",")[:4] == ["bin", "questions", "budget_flops", "budget_samples"]
+    assert "note: 4 questions support 2 difficulty bin(s)" in out.err
+    body = "\n".join(rows)
+    assert "[" in body and ("beam_search" in body or "sequential_revisions" in body or "best_of_n[" in body)
+    assert ttc(["compute-optimal", "--store", str(study_store["store"].root), "--model", "nope"]) == 2
+    assert "--model: 'nope' has no samples in these runs; allowed: scripted" in capsys.readouterr().err
+
+
+def test_search_labels_show_what_differs_from_the_defaults():
+    record = {"n": 16, "width": 2, "max_tokens": 256, "budget_flops": 1.0, "seed": 0, "verifier": "v"}
+    assert search_label("beam_search", record) == "beam_search[width=2] · v"
+    assert search_label("majority", {"n": 8, "max_tokens": 512, "temperature": 0.8, "verifier": None}) == "majority"
+    sweep = {"chains": 4, "chain_length": 2, "ratio": "1:2", "verifier": None, "delimiter": "\n"}
+    assert search_label("sequential_revisions", sweep) == 'sequential_revisions[seq:par=1:2,delimiter="\\n"]'
+
+
+def test_k_levels_are_exact_then_geometric():
+    assert k_levels(10).tolist() == list(range(1, 11))
+    ks = k_levels(1024)
+    assert ks[:64].tolist() == list(range(1, 65)) and ks[-1] == 1024
+    assert np.all(ks[65:] / ks[64:-1] < 1.1)
+
+
+def test_planted_search_configuration_that_wins_only_on_the_selection_fold_is_never_rewarded(tmp_path):
+    """A search configuration right on the fold-0 questions of each bin and wrong on the others is picked on
+    fold 0 and scored on fold 1: the cross-validated curve never credits it."""
+    from bench.synthetic_store import make_synthetic_store, search_configuration_table
+
+    model = "qwen2.5-coder-0.5b-instruct"
+    store = make_synthetic_store(tmp_path / "s", 40, 16, models=(model,), verifiers=("v",), n_trees=0)
+    run_id = store.query("SELECT DISTINCT run_id FROM samples")["run_id"][0]
+    con = store.connect()
+    honest = compute_optimal_study(con, [run_id], model, n_bins=2)
+    con.close()
+    budget = float(honest.table.budgets[2])
+    fold = fold_assignment(np.unique(honest.bins.level, return_inverse=True)[1], 0)
+    wins = {q: f == 0 for q, f in zip(honest.table.question_ids, fold)}
+    store.write_shard("nodes", run_id, search_configuration_table(run_id, model, "beam_search", {"n": 4, "width": 2, "verifier": "v"}, budget, wins))
+    con = store.connect()
+    planted = compute_optimal_study(con, [run_id], model, n_bins=2)
+    honest_there = compute_optimal_study(con, [run_id], model, n_bins=2, budgets=[budget])
+    con.close()
+    name = "beam_search[n=4,width=2] · v"
+    assert list(planted.table.budgets) == [budget] and name in planted.table.configurations
+    assert (planted.result.chosen_names(0)[:, 0] == name).all()  # it looks perfect on the selection fold ...
+    # ... and is scored where it is always wrong: fold-1 questions get 0, so the curve never credits it
+    assert np.all(planted.result.accuracy_by_bin <= honest_there.result.accuracy_by_bin + 1e-12)
+    assert planted.result.accuracy[0] < honest_there.result.accuracy[0]
+    assert planted.result.in_sample_accuracy[0] >= 0.5  # choosing and scoring on the same questions would reward it
