@@ -44,8 +44,19 @@ def strategy_controls(table: dict, problems: list) -> list[dict]:
             for i, p in enumerate(strategy.params):
                 with cols[i % 3]:
                     config[p.name] = _widget(name, p)
+            entry = {"name": name}
+            if getattr(strategy, "sweeps_ratio", False):
+                raw = st.text_input(
+                    "sequential:parallel sweep", value="", key=f"strat_{name}_ratios",
+                    help="e.g. 1:0, 1:1, 0:1 — at each budget one search per ratio, the budget's attempts split into "
+                    "chain length × chains (Snell §6); empty: the chains and chain_length above",
+                )
+                ratios = [r.strip() for r in raw.split(",") if r.strip()]
+                if ratios:
+                    entry["ratios"] = ratios
             try:
-                out.append({"name": name, "config": validate_config(name, config)})
+                entry["config"] = validate_config(name, config)
+                out.append(entry)
             except TtcError as e:
                 st.error(str(e))
                 problems.append(e)

@@ -216,10 +216,11 @@ def verifier_flops_per_question(con, run_ids: Sequence[str], model: str, verifie
 
 
 def default_budgets(once, per_sample, n_max: int, points: int = 6) -> np.ndarray:
-    """A log-spaced FLOPs grid over what the pool can pay for, from one sample to the whole pool."""
-    lo = float(np.mean(once + per_sample))
+    """A log-spaced FLOPs grid over what the pool can pay for: from the budget at which every question affords
+    one sample to the one at which the average question has drawn the whole pool."""
+    lo = float(np.max(once + per_sample))
     hi = float(np.mean(once + n_max * per_sample))
-    return np.geomspace(lo, hi, points) if hi > lo else np.asarray([lo])
+    return np.geomspace(lo, hi, points) if hi > lo * 1.01 else np.asarray([lo])
 
 
 # ---- the table ------------------------------------------------------------------------------------------------

@@ -202,7 +202,7 @@ def test_k_levels_are_exact_then_geometric():
     assert k_levels(10).tolist() == list(range(1, 11))
     ks = k_levels(1024)
     assert ks[:64].tolist() == list(range(1, 65)) and ks[-1] == 1024
-    assert np.all(ks[65:] / ks[64:-1] < 1.1)
+    assert np.all(ks[64:] / ks[63:-1] < 1.12)  # rounding k down to the grid gives up at most ~9 % of a budget
 
 
 def test_planted_search_configuration_that_wins_only_on_the_selection_fold_is_never_rewarded(tmp_path):
@@ -215,14 +215,14 @@ def test_planted_search_configuration_that_wins_only_on_the_selection_fold_is_ne
     run_id = store.query("SELECT DISTINCT run_id FROM samples")["run_id"][0]
     con = store.connect()
     honest = compute_optimal_study(con, [run_id], model, n_bins=2)
-    con.close()
     budget = float(honest.table.budgets[2])
+    honest_there = compute_optimal_study(con, [run_id], model, n_bins=2, budgets=[budget])
+    con.close()
     fold = fold_assignment(np.unique(honest.bins.level, return_inverse=True)[1], 0)
     wins = {q: f == 0 for q, f in zip(honest.table.question_ids, fold)}
     store.write_shard("nodes", run_id, search_configuration_table(run_id, model, "beam_search", {"n": 4, "width": 2, "verifier": "v"}, budget, wins))
     con = store.connect()
     planted = compute_optimal_study(con, [run_id], model, n_bins=2)
-    honest_there = compute_optimal_study(con, [run_id], model, n_bins=2, budgets=[budget])
     con.close()
     name = "beam_search[n=4,width=2] · v"
     assert list(planted.table.budgets) == [budget] and name in planted.table.configurations

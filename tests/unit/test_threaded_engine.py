@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -15,15 +14,18 @@ from backend.errors import EngineError
 class RecordingTransport(ThreadedEngineMixin):
     name = "recording"
 
-    def __init__(self, n_parallel: int, delay: float = 0.0):
-        self.n_parallel, self.delay = n_parallel, delay
+    def __init__(self, n_parallel: int, together: int = 0):
+        self.n_parallel = n_parallel
+        # with `together`, each request waits until that many are in flight: a condition, not a race against a sleep
+        self.barrier = threading.Barrier(together, timeout=60) if together else None
         self.sent: list[tuple[int, str]] = []  # (slot, prompt) in the order the transport saw them
         self.lock = threading.Lock()
 
     def _complete_one(self, body: dict, slot: int) -> dict:
         with self.lock:
             self.sent.append((slot, body["prompt"]))
-        time.sleep(self.delay)
+        if self.barrier is not None:
+            self.barrier.wait()
         if body["prompt"] == "boom":
             return {"error": "bad request"}
         usage = {"prompt_tokens": len(body["prompt"]), "completion_tokens": 1}
@@ -35,7 +37,7 @@ def req(prompt: str, affinity=None, n: int = 1) -> GenerationRequest:
 
 
 def test_a_group_runs_in_order_on_one_slot_while_slots_outnumber_groups_only_when_work_remains():
-    engine = RecordingTransport(n_parallel=3, delay=0.002)
+    engine = RecordingTransport(n_parallel=3, together=3)  # the slots move in step: none finds its group done early
     requests = [req(f"q{q}-{i}", affinity=q) for q in range(3) for i in range(4)]
     out = engine.generate(requests)
     assert [c[0].text for c in out] == [f"<{r.prompt}>" for r in requests]  # results in request order
@@ -73,7 +75,7 @@ def test_a_nested_call_from_a_worker_runs_inline_on_that_workers_slot():
 
 
 def test_without_affinity_every_slot_shares_the_work_and_n_completions_get_their_own_seeds():
-    engine = RecordingTransport(n_parallel=4, delay=0.002)
+    engine = RecordingTransport(n_parallel=4, together=4)  # 4 requests in flight at once: 4 slots at work
     out = engine.generate([req("same", n=8)])
     assert len({s for s, _ in engine.sent}) == 4
     assert [c.seed for c in out[0]] == list(range(1, 9))
