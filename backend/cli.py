@@ -113,9 +113,14 @@ def _cmd_compute_optimal(args) -> int:
             raise StoreError(f"compute-optimal: {e}") from None
     finally:
         con.close()
+    t = study.table
+    print(f"{study.model}: {len(t.question_ids)} questions, {len(study.result.levels)} {study.bins.kind} bins, "
+          f"{len(t.budgets)} FLOP budgets, {len(t.configurations)} configurations compared:", file=sys.stderr)
+    for name, kind in zip(t.configurations, t.kind):
+        print(f"  {kind}\t{name}", file=sys.stderr)
     for note in study.notes:
         print(f"note: {note}", file=sys.stderr)
-    study.report().to_csv(sys.stdout, index=False)
+    (study.cells_by_bin() if args.cells else study.report()).to_csv(sys.stdout, index=False)
     return 0
 
 
@@ -181,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--n-bins", type=int, default=5, help="difficulty bins (fewer when the questions cannot fill them)")
     co.add_argument("--verifier", default=None, help="scores best-of-N uses (default: the first that scored the pool)")
     co.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds and vote resampling")
+    co.add_argument("--cells", action="store_true", help="print every configuration's accuracy per bin × budget instead of the choice")
     co.set_defaults(fn=_cmd_compute_optimal)
     w = sub.add_parser("worker", help="claim and run queued runs (the dashboard submits them)")
     w.add_argument("--store", type=Path, default=None)

@@ -283,6 +283,7 @@ def strategy_table(
     s_strategy, s_ratio = [], []
     if labels:
         qpos = pd.Series(np.arange(n_q), index=pd.Index(pool.question_ids, dtype=object))
+        qpos = qpos[~qpos.index.duplicated()]  # one id in two tasks of a pool: its searches go to the first
         q = qpos.reindex(capped["question_id"].astype(object)).to_numpy()
         outside = np.isnan(q)
         if outside.any():

@@ -74,7 +74,7 @@ def study_store(tmp_path_factory):
     prepared = PreparedRun(spec, spec.run_id(), task, task.questions(), [(ModelSpec(name="scripted"), FAKE_MODEL)], searches)
     store = Store.open(root / "store")
     execute(prepared, store, engine_factory=lambda model, engine_spec: _engine())
-    return dict(store=store, prompts=prompts, budgets=budgets, run_id=prepared.run_id)
+    return dict(store=store, prompts=prompts, budgets=budgets, run_id=prepared.run_id, prepared=prepared)
 
 
 def _study(s, **kw):
@@ -166,6 +166,15 @@ def test_the_ratio_sweep_splits_each_budget_into_chain_length_times_chains(study
     assert set(sweep["ratio"]) == {"1:0", "1:1", "0:1"} and sweep["best"].any()
 
 
+def test_a_rerun_of_the_sweep_generates_nothing(study_store):
+    store = study_store["store"]
+    before = store.query("SELECT count(*) AS n FROM nodes")["n"][0]
+    engines = []
+    execute(study_store["prepared"], store, engine_factory=lambda model, engine_spec: engines.append(_engine()) or engines[-1])
+    assert not engines  # nothing left to do: the engine is not even loaded
+    assert store.query("SELECT count(*) AS n FROM nodes")["n"][0] == before
+
+
 def test_compute_optimal_over_every_configuration_with_a_bin_fallback(study_store):
     study = _study(study_store, n_bins=5)
     assert any("support 2 difficulty bin(s)" in n for n in study.notes)
@@ -184,8 +193,13 @@ def test_cli_compute_optimal_lists_pool_and_search_configurations(study_store, c
     header, *rows = out.out.strip().splitlines()
     assert header.split(",")[:4] == ["bin", "questions", "budget_flops", "budget_samples"]
     assert "note: 4 questions support 2 difficulty bin(s)" in out.err
-    body = "\n".join(rows)
-    assert "[" in body and ("beam_search" in body or "sequential_revisions" in body or "best_of_n[" in body)
+    listed = [line.split("\t") for line in out.err.splitlines() if line.startswith("  ")]
+    assert {kind.strip() for kind, _ in listed} == {"pool", "search"}
+    assert "  search\tbeam_search[max_rounds=2,max_tokens=16,n=2,width=2] · oracle" in out.err
+    assert len(rows) == 3 * 3  # (2 bins + all) × 3 budgets
+    assert ttc(["compute-optimal", "--store", str(study_store["store"].root), "--cells"]) == 0
+    cells = capsys.readouterr().out
+    assert "sequential_revisions[seq:par=1:1,max_tokens=16] · oracle" in cells and "weighted_best_of_n[oracle]" in cells
     assert ttc(["compute-optimal", "--store", str(study_store["store"].root), "--model", "nope"]) == 2
     assert "--model: 'nope' has no samples in these runs; allowed: scripted" in capsys.readouterr().err
 
@@ -231,3 +245,39 @@ def test_planted_search_configuration_that_wins_only_on_the_selection_fold_is_ne
     assert np.all(planted.result.accuracy_by_bin <= honest_there.result.accuracy_by_bin + 1e-12)
     assert planted.result.accuracy[0] < honest_there.result.accuracy[0]
     assert planted.result.in_sample_accuracy[0] >= 0.5  # choosing and scoring on the same questions would reward it
+
+
+@pytest.mark.parametrize(
+    "ratios,message",
+    [
+        (["2-1"], "strategies[0].ratios: a ratio is 'S:P' with whole S, P >= 0 and not both 0, e.g. '4:1', '1:1', '0:1'; got '2-1'"),
+        (["0:0"], "got '0:0'"),
+        (["1:1", "1:1"], "ratio '1:1' is listed twice"),
+        ([], "strategies[0].ratios: List should have at least 1 item"),
+    ],
+)
+def test_bad_ratios_name_the_field(ratios, message):
+    from backend.errors import SpecError
+
+    with pytest.raises(SpecError) as err:
+        parse_spec(dict(name="x", models=["m"], task=dict(kind="humaneval"), samples_per_question=1,
+                        strategies=[dict(name="sequential_revisions", ratios=ratios)]))
+    assert message in str(err.value)
+
+
+def test_ratios_on_a_strategy_without_a_sweep_are_refused_before_anything_runs():
+    from backend.errors import SpecError
+
+    spec = parse_spec(dict(name="x", models=["m"], task=dict(kind="humaneval"), samples_per_question=1, verifiers=["oracle"],
+                           strategies=[dict(name="beam_search", ratios=["1:1"])]))
+    with pytest.raises(SpecError, match=r"strategies\[0\]\.ratios: beam_search has no sequential:parallel sweep; allowed: ratios on sequential_revisions"):
+        _prepare_search(0, spec.strategies[0], spec)
+
+
+def test_split_attempts_covers_the_ratios_from_all_sequential_to_all_parallel():
+    assert split_attempts(16, "1:0") == (16, 1)
+    assert split_attempts(16, "0:1") == (1, 16)
+    assert split_attempts(16, "1:1") == (4, 4)
+    assert split_attempts(16, "4:1") == (8, 2)
+    assert split_attempts(16, "1:4") == (2, 8)
+    assert split_attempts(1, "1:1") == (1, 1)
