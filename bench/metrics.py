@@ -5,7 +5,13 @@ exposes them as DuckDB views, and times: loading the pool (one SQL query), cover
 curves on an 11-point k grid, oracle and predicted difficulty bins with all four curves per bin, and compute-optimal
 allocation over 20 configurations × 10 budgets (for both bin kinds). The same numbers are then computed by a
 plain per-question Python reference; its resampled part runs on a subset of questions and is scaled up,
-which the output says. Last line: RESULT seconds=<s> speedup_vs_reference=<x>.
+which the output says.
+
+The store also holds a `nodes` view: 12 search configurations × 5 FLOP budgets (the cost of 2, 4, …, 32 of the
+pool's average samples) × every question, with full trees (7–31 nodes each). The whole Compute-optimal view
+(`compute_optimal_study`: pool + searches from the store, the StrategyTable, bins, cross-validated allocation) is
+timed once per bin kind, as the dashboard computes it.
+Last line: RESULT seconds=<s> speedup_vs_reference=<x> compute_optimal_view_s=<oracle s> compute_optimal_view_predicted_s=<s>.
 
     python bench/metrics.py [--questions 1000] [--samples 1024] [--reference-questions 40]
 """
@@ -40,15 +46,37 @@ from backend.metrics import (  # noqa: E402
     predicted_bins,
     selection_curves,
 )
+from backend.metrics.strategy_table import STATUSES  # noqa: E402
+from backend.metrics.study import compute_optimal_study  # noqa: E402
+from bench.synthetic_store import search_configuration_table  # noqa: E402
 
 ARCH = ModelArch(n_params=494_000_000, n_layers=24, d_model=896)
 VERIFIERS = ("prm", "orm")
 N_CONFIGS = 20
+BUDGET_SAMPLES = (2, 4, 8, 16, 32)  # search budgets, in the pool's average samples (prefill + decode)
+# (strategy, record, nodes per tree, skill, budget slope, hard-question bonus): correctness of a question is drawn
+# with logit P = logit(pass@1) + skill + slope · log2(budget / smallest) + bonus · (0.5 - pass@1)
+SEARCH_CONFIGS = (
+    ("beam_search", {"n": 8, "width": 2, "verifier": "prm"}, 11, 0.3, 0.25, 0.8),
+    ("beam_search", {"n": 16, "width": 4, "verifier": "prm"}, 21, 0.4, 0.30, 1.2),
+    ("beam_search", {"n": 32, "width": 4, "verifier": "prm"}, 31, 0.2, 0.40, 1.6),
+    ("lookahead", {"n": 16, "width": 4, "lookahead": 2, "verifier": "prm"}, 25, 0.1, 0.35, 1.4),
+    ("dvts", {"n": 16, "width": 4, "verifier": "prm"}, 17, 0.5, 0.30, 0.6),
+    ("dvts", {"n": 32, "width": 8, "verifier": "prm"}, 31, 0.3, 0.40, 0.9),
+    ("particle_filtering", {"n": 8, "verifier": "prm"}, 17, 0.4, 0.30, 1.0),
+    ("rebase", {"n": 16, "verifier": "prm"}, 19, 0.3, 0.35, 1.1),
+    ("sequential_revisions", {"chains": 4, "chain_length": 2, "ratio": "1:2", "verifier": "prm"}, 9, 0.6, 0.20, -0.4),
+    ("sequential_revisions", {"chains": 2, "chain_length": 4, "ratio": "2:1", "verifier": "prm"}, 9, 0.7, 0.25, -0.8),
+    ("sequential_revisions", {"chains": 1, "chain_length": 8, "ratio": "8:1", "verifier": "prm"}, 9, 0.5, 0.30, -1.2),
+    ("budget_forcing", {"n": 1, "extensions": 2, "verifier": None}, 7, 0.2, 0.15, -0.2),
+)
+N_UNAFFORDABLE = 5  # questions per configuration whose smallest budget pays no round (the longest prompts)
 
 
 def build_store(root: Path, n_q: int, n_s: int, seed: int = 0) -> duckdb.DuckDBPyConnection:
     """Synthetic pools: per-question pass rate from a Beta, wrong answers Zipf-distributed over 12 codes,
-    3% unanswered, verifier scores that separate right from wrong (prm well, orm poorly)."""
+    3% unanswered, verifier scores that separate right from wrong (prm well, orm poorly), each costing one
+    prefill of prompt + completion; plus the search trees of `build_searches`."""
     rng = np.random.default_rng(seed)
     p = rng.beta(0.6, 1.2, n_q)
     correct = rng.random((n_q, n_s)) < p[:, None]
@@ -99,14 +127,40 @@ def build_store(root: Path, n_q: int, n_s: int, seed: int = 0) -> duckdb.DuckDBP
                     "sample_idx": samples["sample_idx"],
                     "verifier": pa.array([name] * s.size).dictionary_encode().cast(pa.string()),
                     "score": pa.array(np.round(s, 4)),
+                    "verifier_flops": pa.array(prefill_flops(ARCH, prompt + completion)),
                 }
             )
         )
     pq.write_table(pa.concat_tables(score_tables), root / "scores.parquet", row_group_size=1 << 18)
+    # search budgets on the pool's FLOPs scale: k average samples = k × mean(prefill + mean decode) per question
+    one_sample = float(np.mean(pre.reshape(n_q, n_s)[:, 0] + dec.reshape(n_q, n_s).mean(axis=1)))
+    budgets = [k * one_sample for k in BUDGET_SAMPLES]
+    longest = [f"q{i:05d}" for i in np.argsort(-prompt.reshape(n_q, n_s)[:, 0], kind="stable")[:N_UNAFFORDABLE]]
+    pq.write_table(build_searches(p, budgets, longest, rng), root / "nodes.parquet", row_group_size=1 << 18)
     con = duckdb.connect()
-    con.execute(f"CREATE VIEW samples AS SELECT * FROM read_parquet('{root / 'samples.parquet'}')")
-    con.execute(f"CREATE VIEW scores AS SELECT * FROM read_parquet('{root / 'scores.parquet'}')")
+    for table in ("samples", "scores", "nodes"):
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{root / (table + '.parquet')}')")
     return con
+
+
+def build_searches(pass_rate: np.ndarray, budgets, unaffordable, rng) -> pa.Table:
+    """NODES rows of every SEARCH_CONFIGS entry at every budget on every question (full trees); the
+    `unaffordable` questions get a root only at the smallest budget."""
+    qids = [f"q{i:05d}" for i in range(len(pass_rate))]
+    base = np.log(np.clip(pass_rate, 1e-3, 1 - 1e-3) / (1 - np.clip(pass_rate, 1e-3, 1 - 1e-3)))
+    tables = []
+    for c, (strategy, record, nodes, skill, slope, hard) in enumerate(SEARCH_CONFIGS):
+        spend = 0.6 + 0.35 * (c % 4) / 3  # each configuration leaves a different share of its budget unspent
+        for j, budget in enumerate(budgets):
+            logit = base + skill + slope * j + hard * (0.5 - pass_rate)
+            ok = rng.random(len(qids)) < 1 / (1 + np.exp(-logit))
+            tables.append(
+                search_configuration_table(
+                    "bench", "qwen-0.5b", strategy, record, budget, dict(zip(qids, ok)), nodes_per_tree=nodes,
+                    unaffordable=unaffordable if j == 0 else (), spend=spend,
+                )
+            )
+    return pa.concat_tables(tables)
 
 
 def synthetic_configurations(curves, budgets, n_q, seed=1):
@@ -156,6 +210,21 @@ def run_vectorised(con, seed=0):
     }
     t["compute_optimal_x2"] = time.perf_counter() - t0
     return pool, ks, cov, curves, bins, per_bin, (names, acc, budgets), optimal, t
+
+
+def time_view(con, repeats: int):
+    """The whole Compute-optimal view, one bin kind at a time as the dashboard computes it: a warm-up, then
+    the best of `repeats`. Returns {kind: (best seconds, all seconds, study)}."""
+    out = {}
+    for kind in ("oracle", "predicted"):
+        study = compute_optimal_study(con, ["bench"], "qwen-0.5b", verifier="prm", bins=kind)  # warm-up
+        runs = []
+        for _ in range(max(1, repeats)):
+            t0 = time.perf_counter()
+            study = compute_optimal_study(con, ["bench"], "qwen-0.5b", verifier="prm", bins=kind)
+            runs.append(time.perf_counter() - t0)
+        out[kind] = (min(runs), runs, study)
+    return out
 
 
 # ---------------------------------------------------------------- plain per-question Python reference
@@ -288,8 +357,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         con = build_store(Path(tmp), args.questions, args.samples)
-        rows = con.execute("SELECT (SELECT count(*) FROM samples), (SELECT count(*) FROM scores)").fetchall()[0]
-        print(f"store: {rows[0]:,} samples, {rows[1]:,} verifier scores, built in {time.perf_counter() - t0:.1f} s")
+        rows = con.execute(
+            "SELECT (SELECT count(*) FROM samples), (SELECT count(*) FROM scores), (SELECT count(*) FROM nodes)"
+        ).fetchall()[0]
+        print(
+            f"store: {rows[0]:,} samples, {rows[1]:,} verifier scores, {rows[2]:,} search nodes "
+            f"({len(SEARCH_CONFIGS)} configurations × {len(BUDGET_SAMPLES)} budgets × {args.questions} questions), "
+            f"built in {time.perf_counter() - t0:.1f} s"
+        )
         run_vectorised(con)  # warm-up: imports, DuckDB plan caches, allocator
         runs = []
         for _ in range(max(1, args.repeats)):
@@ -298,6 +373,22 @@ def main() -> None:
             runs.append((time.perf_counter() - t_start, out))
         seconds, (pool, ks, cov, curves, bins, per_bin, config_table, optimal, parts) = min(runs, key=lambda r: r[0])
         print(f"vectorised runs: {', '.join(f'{r[0]:.3f}' for r in runs)} s (best kept)")
+        view = time_view(con, args.repeats)
+    for kind, (best, all_runs, study) in view.items():
+        print(f"compute-optimal view ({kind} bins): {', '.join(f'{r:.3f}' for r in all_runs)} s (best {best:.3f} s)")
+    study = view["oracle"][2]
+    t = study.table
+    statuses = {name: int((t.status == code).sum()) for code, name in enumerate(STATUSES) if code}
+    print(
+        f"  table: {len(t.configurations)} configurations ({int((t.kind == 'search').sum())} searches) × "
+        f"{len(t.budgets)} budgets ({', '.join(f'{x:.0f}' for x in t.budget_samples)} samples) × "
+        f"{len(t.question_ids)} questions; non-ok cells {statuses}; notes: {list(study.notes) or 'none'}"
+    )
+    r = study.result
+    print(
+        "  compute-optimal (oracle bins) vs best-of-N at budgets (samples) "
+        + ", ".join(f"{s:.0f}: {a:.3f}/{b:.3f}" for s, a, b in zip(t.budget_samples, r.accuracy, r.baseline_accuracy))
+    )
     for name, s in parts.items():
         print(f"  {name:<22} {s:7.3f} s")
     print(f"vectorised total: {seconds:.3f} s  (k grid {ks.tolist()})")
@@ -334,7 +425,10 @@ def main() -> None:
         + ", ".join(f"{int(b)}: {a:.3f}/{bb:.3f}" for b, a, bb in zip(res.budgets, res.accuracy, res.baseline_accuracy))
     )
     print(f"coverage: {', '.join(f'{m:.3f}' for m in cov.mean)}")
-    print(f"RESULT seconds={seconds:.3f} speedup_vs_reference={ref_total / seconds:.1f}")
+    print(
+        f"RESULT seconds={seconds:.3f} speedup_vs_reference={ref_total / seconds:.1f} "
+        f"compute_optimal_view_s={view['oracle'][0]:.3f} compute_optimal_view_predicted_s={view['predicted'][0]:.3f}"
+    )
 
 
 if __name__ == "__main__":

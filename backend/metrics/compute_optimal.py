@@ -103,10 +103,13 @@ def budget_to_reach(budgets, accuracy, targets) -> tuple[np.ndarray, np.ndarray]
     lo_acc, hi_acc = best[j_safe - 1], best[j_safe]
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.clip(np.where(hi_acc > lo_acc, (targets - lo_acc) / (hi_acc - lo_acc), 1.0), 0.0, 1.0)
+    # the curve is unmeasured (NaN) below the budget where it reaches the target: that budget, as a bound
+    unmeasured_below = np.isneginf(lo_acc)
+    frac = np.where(unmeasured_below, 1.0, frac)
     log_b = np.log(budgets[j_safe - 1]) + frac * (np.log(budgets[j_safe]) - np.log(budgets[j_safe - 1]))
     out = np.where(j == 0, budgets[0], np.exp(log_b))
     out = np.where((j >= len(budgets)) | np.isnan(targets), np.nan, out)
-    return out, j == 0
+    return out, (j == 0) | (unmeasured_below & ~np.isnan(out))
 
 
 def compute_optimal(
@@ -143,14 +146,16 @@ def compute_optimal(
         raise ValueError(f"bin {uniq[np.argmin(sizes)]} has fewer than 2 questions; cross-validation needs 2")
     n_l = len(uniq)
     fold = fold_assignment(level_idx, seed)
+    whole = _group_means(acc, level_idx, n_l)  # (C, B, L): NaN where a configuration misses a question of the bin
+    # a configuration that cannot run on every question of a bin is no candidate for it, on either fold
     halves = _group_means(acc, level_idx * 2 + fold, 2 * n_l).reshape(n_c, n_b, n_l, 2)
+    halves = np.where(np.isnan(whole)[..., None], np.nan, halves)
     chosen = _argmax_or_none(halves)  # (B, L, 2): picked on each fold
     held_out = np.stack([_take(halves[..., 1], chosen[..., 0]), _take(halves[..., 0], chosen[..., 1])], -1)
     fold_sizes = np.stack([np.bincount(level_idx[fold == f], minlength=n_l) for f in (0, 1)], -1)
     # question-weighted: fold-1 questions are scored by the fold-0 pick and vice versa
     by_bin = (held_out[..., 0] * fold_sizes[:, 1] + held_out[..., 1] * fold_sizes[:, 0]) / sizes  # (B, L)
     overall = by_bin @ sizes / n_q
-    whole = _group_means(acc, level_idx, n_l)  # (C, B, L)
     in_sample = (_take(whole, _argmax_or_none(whole)) @ sizes) / n_q
     base = whole[configurations.index(baseline)]  # (B, L)
     base_overall = base @ sizes / n_q

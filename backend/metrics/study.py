@@ -83,6 +83,65 @@ class ComputeOptimalStudy:
         return sweep.reset_index(drop=True)
 
 
+@dataclass(frozen=True)
+class StudyInputs:
+    """Everything of a study that does not depend on the bin kind: the accuracy table and both kinds of bins
+    (small and picklable, so a page can cache it and switch bin kinds without reloading the pool)."""
+
+    model: str
+    verifier: str | None
+    table: StrategyTable
+    bins: dict[str, DifficultyBins]
+    notes: tuple[str, ...]
+
+
+def study_inputs(
+    con: duckdb.DuckDBPyConnection,
+    run_ids: str | Sequence[str],
+    model: str,
+    *,
+    task: str | None = None,
+    verifier: str | None = None,
+    n_bins: int = 5,
+    draws: int = 32,
+    seed: int = 0,
+    budgets=None,
+) -> StudyInputs:
+    """Load the model's pool and searches, build the accuracy table on the FLOPs axis and bin the questions
+    both ways (compute_optimal_study)."""
+    runs = [run_ids] if isinstance(run_ids, str) else list(run_ids)
+    known = list_verifiers(con, runs, model)
+    if verifier is not None and verifier not in known:
+        raise ValueError(f"verifier {verifier!r} scored no sample of {model} in these runs; allowed: {', '.join(known) or 'none (run a verifier first)'}")
+    verifier = verifier or (known[0] if known else None)
+    pool = load_pool(con, runs, model, task=task, strategy="sample", verifiers=[verifier] if verifier else [])
+    notes: list[str] = []
+    vflops = verifier_flops_per_question(con, runs, model, verifier, pool.question_ids) if verifier else None
+    table = strategy_table(pool, load_searches(con, runs, model), verifier=verifier, verifier_flops=vflops, budgets=budgets, draws=draws, seed=seed)
+    notes.extend(table.notes)
+    usable = supported_bins(pool.n_questions, n_bins)
+    if usable < n_bins:
+        notes.append(f"{pool.n_questions} questions support {usable} difficulty bin(s) of at least 2 questions, not {n_bins}; showing {usable}")
+    bins = {"oracle": oracle_bins(pool, usable)}
+    if verifier is not None:
+        bins["predicted"] = predicted_bins(pool, verifier, usable)
+    return StudyInputs(model, verifier, table, bins, tuple(notes))
+
+
+def study_from_inputs(inputs: StudyInputs, *, bins: str = "oracle", seed: int = 0) -> ComputeOptimalStudy:
+    """The cross-validated compute-optimal choice for one bin kind (milliseconds)."""
+    if bins not in BIN_KINDS:
+        raise ValueError(f"bins {bins!r} is unknown; allowed: {', '.join(BIN_KINDS)}")
+    notes = list(inputs.notes)
+    if bins == "predicted" and inputs.verifier is None:
+        notes.append("predicted difficulty needs a verifier's scores; using oracle bins")
+        bins = "oracle"
+    b, table = inputs.bins[bins], inputs.table
+    baseline = f"best_of_n[{inputs.verifier}]" if inputs.verifier else "majority"
+    result = compute_optimal(table.accuracy, table.budgets, table.configurations, b.level, baseline=baseline, seed=seed)
+    return ComputeOptimalStudy(inputs.model, inputs.verifier, table, b, result, tuple(notes))
+
+
 def compute_optimal_study(
     con: duckdb.DuckDBPyConnection,
     run_ids: str | Sequence[str],
@@ -102,25 +161,7 @@ def compute_optimal_study(
     verifier: the pool's scores that best-of-N uses (and predicted bins need); None = the first that scored the
     pool, or majority vote when none did. With fewer questions than `n_bins` × 2 the bins fall back to the most
     the questions support, and a note says so."""
-    runs = [run_ids] if isinstance(run_ids, str) else list(run_ids)
     if bins not in BIN_KINDS:
         raise ValueError(f"bins {bins!r} is unknown; allowed: {', '.join(BIN_KINDS)}")
-    known = list_verifiers(con, runs, model)
-    if verifier is not None and verifier not in known:
-        raise ValueError(f"verifier {verifier!r} scored no sample of {model} in these runs; allowed: {', '.join(known) or 'none (run a verifier first)'}")
-    verifier = verifier or (known[0] if known else None)
-    pool = load_pool(con, runs, model, task=task, strategy="sample", verifiers=[verifier] if verifier else [])
-    notes: list[str] = []
-    vflops = verifier_flops_per_question(con, runs, model, verifier, pool.question_ids) if verifier else None
-    table = strategy_table(pool, load_searches(con, runs, model), verifier=verifier, verifier_flops=vflops, budgets=budgets, draws=draws, seed=seed)
-    notes.extend(table.notes)
-    usable = supported_bins(pool.n_questions, n_bins)
-    if usable < n_bins:
-        notes.append(f"{pool.n_questions} questions support {usable} difficulty bin(s) of at least 2 questions, not {n_bins}; showing {usable}")
-    if bins == "predicted" and verifier is None:
-        notes.append("predicted difficulty needs a verifier's scores; using oracle bins")
-        bins = "oracle"
-    b = predicted_bins(pool, verifier, usable) if bins == "predicted" else oracle_bins(pool, usable)
-    baseline = f"best_of_n[{verifier}]" if verifier else "majority"
-    result = compute_optimal(table.accuracy, table.budgets, table.configurations, b.level, baseline=baseline, seed=seed)
-    return ComputeOptimalStudy(model, verifier, table, b, result, tuple(notes))
+    inputs = study_inputs(con, run_ids, model, task=task, verifier=verifier, n_bins=n_bins, draws=draws, seed=seed, budgets=budgets)
+    return study_from_inputs(inputs, bins=bins, seed=seed)

@@ -133,3 +133,22 @@ def test_compute_optimal_rejects_bad_input(kwargs, message):
     args = dict(budgets=BUDGETS, levels=np.repeat([1, 2], 20), baseline="best_of_n") | kwargs
     with pytest.raises(ValueError, match=message):
         compute_optimal(acc, args.pop("budgets"), names, args.pop("levels"), **args)
+
+
+def test_a_configuration_missing_one_question_of_a_bin_is_no_candidate_there():
+    """Picked on the half it covers, it would leave the other half's question unscored and blank the budget."""
+    names, acc = _honest_table()
+    levels = np.repeat([1, 2], 20)
+    fold = fold_assignment(np.unique(levels, return_inverse=True)[1], 0)
+    gap = np.flatnonzero((levels == 1) & (fold == 1))[0]
+    acc[1, :, gap] = np.nan  # search cannot afford one fold-1 question of bin 1
+    res = compute_optimal(acc, BUDGETS, names, levels, baseline="best_of_n")
+    assert (res.chosen_names(0)[0] == "best_of_n").all() and (res.chosen_names(1)[0] == "best_of_n").all()
+    assert (res.chosen_names(0)[1] == "search").all()
+    assert not np.isnan(res.accuracy).any()
+
+
+def test_budget_to_reach_past_an_unmeasured_budget_is_a_bound_at_the_first_measured_one():
+    needed, bound = budget_to_reach(BUDGETS[:3], np.array([np.nan, 0.4, 0.5]), [0.3, 0.45])
+    np.testing.assert_allclose(needed, [2.0, np.sqrt(8.0)])
+    assert bound.tolist() == [True, False]
