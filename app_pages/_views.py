@@ -15,10 +15,11 @@ from backend.metrics.budget import x_axis
 from app_pages._common import CACHE_TTL_S, _open_store, _pool, fingerprint, query
 
 _cache = st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=128)
+STUDY_BINS, STUDY_DRAWS, STUDY_SEED = 5, 32, 0  # the Compute-optimal page's defaults; the Strategies page reuses its table
 
 
-def _curve_frame(curve, pool, unit: str, label: str, **cols) -> pd.DataFrame:
-    x = x_axis(pool, curve.k, unit, questions=np.isin(pool.question_ids, curve.question_ids))
+def _curve_frame(curve, pool, unit: str, label: str, verifier_flops=None, **cols) -> pd.DataFrame:
+    x = x_axis(pool, curve.k, unit, questions=np.isin(pool.question_ids, curve.question_ids), verifier_flops=verifier_flops)
     return pd.DataFrame(
         dict(curve=label, k=curve.k, x=x, mean=curve.mean, low=curve.low, high=curve.high, exact=curve.exact, **cols)
     )
@@ -71,8 +72,17 @@ def selection_view(
     if verifier is not None and verifier not in verifiers:
         verifier = None
     frames = [_curve_frame(coverage_curve(pool), pool, unit, "coverage (oracle)")]
+    vflops = None
+    if verifier is not None and unit == "flops":  # best-of-N pays a verifier pass per sample, on the one ledger
+        from backend.metrics.strategy_table import verifier_flops_per_question
+
+        con = _open_store(root).connect()
+        try:
+            vflops = verifier_flops_per_question(con, list(run_ids), model, verifier, pool.question_ids)
+        finally:
+            con.close()
     for name, curve in selection_curves(pool, verifier, draws=draws).items():
-        frames.append(_curve_frame(curve, pool, unit, name))
+        frames.append(_curve_frame(curve, pool, unit, name, verifier_flops=None if name == "majority" else vflops))
     vq = verifier_quality_table(pool, threshold) if verifiers else pd.DataFrame()
     return SelectionView(pd.concat(frames, ignore_index=True), vq, verifiers)
 
@@ -92,33 +102,29 @@ def cost_rows(root: str, fp: tuple, run_ids: tuple, model: str, strategy: str | 
     return pd.concat(rows, ignore_index=True)
 
 
-@dataclass(frozen=True)
-class ComputeOptimalView:
-    result: object  # backend.metrics.compute_optimal.ComputeOptimalResult
-    bins: str
-    bin_sizes: dict
-    small_params: float | None
+@_cache
+def study_inputs(root: str, fp: tuple, run_ids: tuple, model: str, task: str | None, verifier: str | None, n_bins: int, draws: int, seed: int):
+    """backend.metrics.study.study_inputs: the accuracy table over every configuration and both kinds of bins,
+    the expensive part of a study (picklable, so st.cache_data keeps it until the store changes). The Strategies
+    page draws the searches from the same table, so with the pages' defaults the two share it."""
+    from backend.metrics.study import study_inputs as build
+
+    con = _open_store(root).connect()
+    try:
+        return build(con, list(run_ids), model, task=task, verifier=verifier, n_bins=n_bins, draws=draws, seed=seed)
+    finally:
+        con.close()
 
 
 @_cache
 def compute_optimal_view(
     root: str, fp: tuple, run_ids: tuple, model: str, task: str | None, verifier: str | None, bins: str,
     n_bins: int, draws: int, seed: int,
-) -> ComputeOptimalView:
-    from backend.metrics.compute_optimal import accuracy_table, compute_optimal
-    from backend.metrics.difficulty import oracle_bins, predicted_bins
+):
+    """The ComputeOptimalStudy for the page's selection; switching the bin kind reuses the cached inputs."""
+    from backend.metrics.study import study_from_inputs
 
-    pool = _pool(root, fp, run_ids, model, task, "sample")
-    if verifier is not None and verifier not in pool.scores:
-        verifier = None
-    curves = selection_curves(pool, verifier, draws=draws, seed=seed)
-    budgets = curves["majority"].k
-    names, acc = accuracy_table(curves, budgets)
-    b = predicted_bins(pool, verifier, n_bins) if bins == "predicted" and verifier else oracle_bins(pool, n_bins)
-    baseline = f"best_of_n[{verifier}]" if verifier else "majority"
-    result = compute_optimal(acc, budgets.astype(float), names, b.level, baseline=baseline, seed=seed)
-    sizes = {int(lv): int(m.sum()) for lv, m in b.masks().items()}
-    return ComputeOptimalView(result, b.kind, sizes, None)
+    return study_from_inputs(study_inputs(root, fp, run_ids, model, task, verifier, n_bins, draws, seed), bins=bins, seed=seed)
 
 
 @_cache
@@ -127,24 +133,38 @@ def pass_at_1(root: str, fp: tuple, run_ids: tuple, model: str, task: str | None
     return float(coverage_curve(pool, [1], n_boot=0).mean[0])
 
 
-def search_points(store, run_ids: tuple, model: str) -> pd.DataFrame:
-    """Accuracy of the selected final node and FLOPs spent per question, per search strategy and config."""
-    return query(
-        store,
-        """
-        WITH per_q AS (
-            SELECT strategy, config, question_id,
-                   sum(generator_flops + coalesce(verifier_flops, 0)) AS flops,
-                   sum(completion_tokens) AS tokens,
-                   coalesce(bool_or(selected AND correct), false) AS solved
-            FROM nodes WHERE list_contains(?, run_id) AND model = ?
-            GROUP BY strategy, config, question_id
-        )
-        SELECT strategy, config, count(*) AS questions, avg(flops) AS flops, avg(tokens) AS tokens,
-               avg(solved::INT) AS accuracy
-        FROM per_q GROUP BY strategy, config ORDER BY strategy, flops
-        """,
-        [list(run_ids), model],
+@_cache
+def decode_flops_per_token(root: str, fp: tuple, run_ids: tuple) -> dict:
+    """Per model, decode FLOPs per generated token: their ratio between two models is the size ratio M of the
+    FLOPs-matched comparison, read from the ledger instead of typed in."""
+    df = _open_store(root).query(
+        """SELECT model, sum(decode_flops) / sum(completion_tokens) AS f FROM samples
+           WHERE list_contains(?, run_id) AND completion_tokens > 0 AND decode_flops IS NOT NULL GROUP BY model""",
+        [list(run_ids)],
+    )
+    return dict(zip(df["model"], df["f"]))
+
+
+@_cache
+def search_curves(root: str, fp: tuple, run_ids: tuple, model: str, task: str | None, verifier: str | None) -> pd.DataFrame:
+    """The model's search configurations, one row per configuration × FLOP budget of the study's StrategyTable
+    (accuracy over the questions covered, `questions` of `of_questions`, the statuses), with an x per unit:
+    samples = FLOPs spent / one pooled sample's FLOPs (the table's equivalent samples), flops = FLOPs spent, and
+    tokens = uncached prompt + generated tokens of a search's nodes (the table's `tokens`), what the pool curves
+    count for one prompt and k completions."""
+    store = _open_store(root)
+    if store.query("SELECT 1 FROM nodes WHERE list_contains(?, run_id) AND model = ? LIMIT 1", [list(run_ids), model]).empty:
+        return pd.DataFrame()  # no search: no table to build
+    t = study_inputs(root, fp, run_ids, model, task, verifier, STUDY_BINS, STUDY_DRAWS, STUDY_SEED).table
+    cells = t.cells()
+    cells = cells[cells["kind"] == "search"].reset_index(drop=True)
+    if cells.empty:
+        return cells
+    covered = cells["questions"] > 0
+    return cells.assign(
+        x_samples=cells["spent_flops"] / t.one_sample_flops,
+        x_flops=cells["spent_flops"],
+        x_tokens=cells["tokens"].where(covered),
     )
 
 

@@ -1,16 +1,198 @@
-"""Compute-optimal: per difficulty bin and budget the best configuration (chosen by 2-fold cross-validation),
-compute-optimal against best-of-N with the efficiency ratio, and the FLOPs-matched comparison with a larger model."""
+"""Compute-optimal (Snell et al. 2024) for the user's own runs: per difficulty bin and FLOP budget the best of every
+configuration run (pool rules and searches, chosen by 2-fold cross-validation), that choice against best-of-N and
+each single configuration, which strategy wins on easy vs hard questions, the sequential:parallel ratio per bin,
+and the FLOPs-matched comparison with a larger model. Numbers come from backend.metrics.study, as `ttc
+compute-optimal` prints them."""
+
+import math
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from plotly.subplots import make_subplots
 
 from backend.metrics.compute_optimal import SNELL_R_VALUES, flops_matched_comparison
 from app_pages import _common as ui
 from app_pages import _views as views
 
 BINS = ["oracle", "predicted"]
+BUDGET_AXIS = "budget (FLOPs per question)"
+
+
+def _short(table, name: str) -> str:
+    """The family (and sweep ratio) of a configuration: what fits in a heat-map cell; the hover has the full name."""
+    if not name:
+        return "—"
+    i = table.index(name)
+    return f"{table.strategy[i]} {table.ratio[i]}" if table.ratio[i] else str(table.strategy[i])
+
+
+def _budget_labels(table) -> list[str]:
+    return [f"{b:.2g}<br>≈{s:.1f} samples" for b, s in zip(table.budgets, table.budget_samples)]
+
+
+def _line(table, name: str) -> dict:
+    """Pool rules dashed, searches solid: one colour per configuration on every chart of the page."""
+    i = table.index(name)
+    return dict(color=ui.color(i), dash="dash" if table.kind[i] == "pool" else "solid", width=1.8)
+
+
+def _heatmap(study) -> None:
+    r, t = study.result, study.table
+    fold0, fold1 = r.chosen_names(0), r.chosen_names(1)
+    sizes = np.asarray([study.bin_sizes[int(lv)] for lv in r.levels])
+    custom = np.stack([fold0, fold1, np.repeat(sizes[:, None], len(r.budgets), 1).astype(object)], -1)
+    fig = go.Figure(go.Heatmap(
+        z=r.accuracy_by_bin, x=_budget_labels(t), y=[f"bin {lv}" for lv in r.levels], text=np.vectorize(lambda n: _short(t, n))(fold0),
+        customdata=custom, texttemplate="%{text}<br>%{z:.2f}", textfont=dict(size=11), colorscale="Blues", zmin=0, zmax=1,
+        colorbar=dict(title="held-out<br>accuracy"),
+        hovertemplate=(
+            "%{y} (%{customdata[2]} questions)<br>budget %{x}<br>chosen on fold 0: %{customdata[0]}<br>"
+            "chosen on fold 1: %{customdata[1]}<br>held-out accuracy %{z:.3f}<extra></extra>"
+        ),
+    ))
+    fig.update_xaxes(title=BUDGET_AXIS, type="category")
+    fig.update_yaxes(title=f"difficulty ({study.bins.kind}; bin 1 = easiest)", autorange="reversed")
+    ui.style_figure(fig, title="Best configuration per difficulty bin and FLOP budget (all strategies)", height=440)
+    ui.chart(fig, "compute-optimal-heatmap")
+    st.caption("Each cell: the configuration picked on one half of the bin's questions, coloured by its accuracy on the "
+               "other half (the halves then swap; the hover shows both picks). '—': no configuration covers the bin there.")
+
+
+def _against_every_configuration(study) -> None:
+    r, t = study.result, study.table
+    cells = study.cells_by_bin()
+    fig = go.Figure()
+    for name, d in cells[cells["bin"] == "all"].groupby("configuration", sort=False):
+        fig.add_trace(go.Scatter(
+            x=d["budget_flops"], y=d["accuracy"], mode="lines+markers", name=name, line=_line(t, name), marker=dict(size=5), opacity=0.75,
+            customdata=np.stack([d["budget_samples"], d["questions"], d["of_questions"]], -1),
+            hovertemplate=name + "<br>%{x:.3g} FLOPs (≈%{customdata[0]:.1f} samples)<br>accuracy %{y:.3f} on %{customdata[1]} of %{customdata[2]} questions<extra></extra>",
+        ))
+    for y, name, style in (
+        (r.in_sample_accuracy, "compute-optimal (in-sample, optimistic)", dict(color="#222", dash="dot", width=2)),
+        (r.accuracy, "compute-optimal (cross-validated)", dict(color="#222", width=4)),
+    ):
+        fig.add_trace(go.Scatter(
+            x=r.budgets, y=y, mode="lines+markers", name=name, line=style, customdata=t.budget_samples,
+            hovertemplate=name + "<br>%{x:.3g} FLOPs (≈%{customdata:.1f} samples)<br>accuracy %{y:.3f}<extra></extra>",
+        ))
+    fig.update_xaxes(type="log", title=BUDGET_AXIS)
+    fig.update_yaxes(title="accuracy", range=[0, 1.02])
+    ui.style_figure(fig, title=f"Compute-optimal against {r.baseline} and every single configuration", height=520)
+    ui.chart(fig, "compute-optimal-vs-configurations")
+    st.caption("Dashed: pool rules (majority, best-of-N, weighted best-of-N over the samples); solid: searches. A point "
+               "is a configuration's accuracy over the questions it covers at that budget (the hover says how many); a "
+               "gap is a budget it could not afford or did not run.")
+
+
+def _by_bin(study) -> None:
+    t = study.table
+    cells = study.cells_by_bin()
+    levels = [str(int(lv)) for lv in study.result.levels]
+    cols = min(len(levels), 3)
+    fig = make_subplots(
+        rows=math.ceil(len(levels) / cols), cols=cols, shared_yaxes=True, horizontal_spacing=0.04, vertical_spacing=0.12,
+        subplot_titles=[f"bin {lv} ({study.bin_sizes[int(lv)]} questions)" for lv in levels],
+    )
+    for j, lv in enumerate(levels):
+        for name, d in cells[cells["bin"] == lv].groupby("configuration", sort=False):
+            fig.add_trace(go.Scatter(
+                x=d["budget_flops"], y=d["accuracy"], mode="lines+markers", name=name, legendgroup=name, showlegend=j == 0,
+                line=_line(t, name), marker=dict(size=5),
+                customdata=np.stack([d["budget_samples"], d["questions"], d["of_questions"]], -1),
+                hovertemplate=name + f" · bin {lv}<br>%{{x:.3g}} FLOPs (≈%{{customdata[0]:.1f}} samples)<br>"
+                "accuracy %{y:.3f} on %{customdata[1]} of %{customdata[2]} questions<extra></extra>",
+            ), row=j // cols + 1, col=j % cols + 1)
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(range=[0, 1.02])
+    fig.update_xaxes(title=BUDGET_AXIS, row=math.ceil(len(levels) / cols))
+    fig.update_yaxes(title="accuracy", col=1)
+    ui.style_figure(fig, title="Accuracy against FLOPs per difficulty bin: which strategy wins where", height=300 * math.ceil(len(levels) / cols) + 140)
+    ui.chart(fig, "compute-optimal-by-bin")
+
+
+def _ratio_sweep(study) -> None:
+    sweep = study.ratio_sweep()
+    sweep = sweep[sweep["bin"] != "all"]
+    if sweep.empty:
+        return
+    st.subheader("Sequential vs parallel: the best ratio per difficulty bin")
+    t = study.table
+    options = list(range(len(t.budgets)))
+    ui.from_url("ratio_budget", options[-1], options=options, cast=int)
+    b = st.select_slider("FLOP budget", options, key="ratio_budget", format_func=lambda i: f"{t.budgets[i]:.2g} FLOPs (≈{t.budget_samples[i]:.1f} samples)")
+    ui.to_url("ratio_budget")
+    at = sweep[sweep["budget_flops"] == t.budgets[b]]
+    order = sorted(at["ratio"].unique(), key=lambda x: -_sequential_share(x))
+    fig = go.Figure()
+    for i, ((lv, strategy), d) in enumerate(at.groupby(["bin", "strategy"], sort=True)):
+        d = d.set_index("ratio").reindex(order).reset_index()
+        name = f"bin {lv}" + (f" · {strategy}" if at["strategy"].nunique() > 1 else "")
+        fig.add_trace(go.Scatter(
+            x=d["ratio"], y=d["accuracy"], mode="lines+markers", name=name, line=dict(color=ui.color(i)),
+            marker=dict(size=np.where(d["best"].fillna(False).astype(bool), 16, 7), symbol=np.where(d["best"].fillna(False).astype(bool), "star", "circle")),
+            customdata=np.stack([d["questions"], d["of_questions"]], -1),
+            hovertemplate=name + "<br>seq:par %{x}<br>accuracy %{y:.3f} on %{customdata[0]} of %{customdata[1]} questions<extra></extra>",
+        ))
+    fig.update_xaxes(title="sequential : parallel (more sequential to the left)", type="category", categoryorder="array", categoryarray=order)
+    fig.update_yaxes(title="accuracy", range=[0, 1.02])
+    ui.style_figure(fig, title="Accuracy against the sequential:parallel ratio (star: the bin's best)")
+    ui.chart(fig, "ratio-sweep")
+    ui.table(at.drop(columns=["kind"]), "ratio-sweep-table", expander="Ratio sweep data")
+
+
+def _sequential_share(ratio: str) -> float:
+    seq, _, par = ratio.partition(":")
+    try:
+        return float(seq) / (float(seq) + float(par))
+    except ValueError:
+        return 0.0
+
+
+def _flops_matched(study, root, fp, run_ids, model, task, combos) -> None:
+    st.subheader("FLOPs-matched: more test-time compute, or a larger model?")
+    others = sorted({m for m, s in combos if s == "sample" and m != model})
+    per_token = views.decode_flops_per_token(root, fp, run_ids)
+    c1, c2, c3, c4 = st.columns(4)
+    large = c1.selectbox("Larger model", ["(enter its accuracy)"] + others, key="large")
+    if large in others:
+        large_acc = views.pass_at_1(root, fp, run_ids, large, task)
+        c2.metric("its pass@1", f"{large_acc:.3f}")
+    else:
+        large_acc = c2.number_input("Larger model's accuracy", 0.0, 1.0, 0.5, 0.05, key="large_acc")
+    if large in others and per_token.get(large) and per_token.get(model):
+        size_ratio = float(per_token[large] / per_token[model])
+        c3.metric("M = size ratio (larger / this)", f"{size_ratio:.2f}", help="decode FLOPs per generated token of the two models, from the store's ledger")
+    else:
+        ui.from_url("M", 4.0, cast=float)
+        size_ratio = c3.number_input("M = size ratio (larger / this)", min_value=1.0, step=0.5, key="M")
+        ui.to_url("M")
+    ui.from_url("R", 0.79, cast=float)
+    custom_r = c4.number_input("R = D_inference / D_pretrain", min_value=0.001, step=0.1, key="R", format="%.3f")
+    ui.to_url("R")
+    if size_ratio < 1:
+        st.warning(f"{large} costs less per token than {model} (M = {size_ratio:.2f}); pick a larger model.")
+        return
+    r_values = sorted({*SNELL_R_VALUES, float(custom_r)})
+    one = study.table.one_sample_flops
+    cmp = flops_matched_comparison(study.result, size_ratio, float(large_acc), r_values=r_values, sample_budget=one)
+    cmp["small_model_budget_samples"] = cmp["small_model_budget"] / one
+    fig = go.Figure()
+    labels = [f"R={x:g}" for x in cmp["R"]]
+    fig.add_trace(go.Bar(
+        x=labels, y=cmp["small_model_accuracy"], name=f"{model}, compute-optimal at matched FLOPs", marker_color=ui.color(0),
+        customdata=np.stack([cmp["small_model_budget"], cmp["small_model_budget_samples"]], -1),
+        hovertemplate="%{x}<br>%{customdata[0]:.3g} FLOPs per question (≈%{customdata[1]:.1f} samples)<br>accuracy %{y:.3f}<extra></extra>",
+    ))
+    fig.add_trace(go.Bar(x=labels, y=cmp["large_model_accuracy"], name=f"{large if large in others else 'larger model'} (pass@1)", marker_color=ui.color(1)))
+    fig.update_yaxes(title="accuracy", range=[0, 1.02])
+    fig.update_xaxes(title="R (inference tokens / pretraining tokens)")
+    ui.style_figure(fig, title=f"Same total FLOPs: {model} with test-time compute vs a {size_ratio:.3g}× larger model")
+    ui.chart(fig, "flops-matched")
+    st.caption("The small model gets M + 3·(M−1)/R times the FLOPs of one of its own samples (Snell et al. §7). "
+               "Empty bars: the matched budget lies outside the budgets measured.")
+    ui.table(cmp, "flops-matched-table", expander="FLOPs-matched comparison data")
 
 
 def body(store) -> None:
@@ -26,77 +208,28 @@ def body(store) -> None:
     bins = c2.radio("Difficulty", BINS, key="bins", horizontal=True, help="oracle: pass@1 from the pool; predicted: mean verifier score (no ground truth)")
     with c3:
         verifier = ui.verifier_choice(store)
-    ui.from_url("nbins", 5, options=[2, 3, 4, 5, 6, 8, 10], cast=int)
+    ui.from_url("nbins", views.STUDY_BINS, options=[2, 3, 4, 5, 6, 8, 10], cast=int)
     n_bins = c4.selectbox("Bins", [2, 3, 4, 5, 6, 8, 10], key="nbins")
     ui.to_url("model", "bins", "nbins")
-    if bins == "predicted" and verifier is None:
-        st.warning("Predicted difficulty needs a verifier; using oracle bins.")
     root, fp = str(store.root), ui.fingerprint(store)
     with st.spinner("cross-validating configurations per bin…"):
-        v = views.compute_optimal_view(root, fp, run_ids, model, task, verifier, bins, int(n_bins), 32, 0)
-    r = v.result
-    budgets = r.budgets.astype(int)
+        study = views.compute_optimal_view(root, fp, run_ids, model, task, verifier, bins, int(n_bins), views.STUDY_DRAWS, views.STUDY_SEED)
+    for note in study.notes:
+        st.info(note)
+    r = study.result
 
-    # heat map: best configuration per bin × budget (picked on fold 0), coloured by its held-out accuracy
-    names = r.chosen_names(0)
-    short = np.vectorize(lambda s: s.split("[")[0].replace("weighted_best_of_n", "weighted").replace("best_of_n", "best-of-N") if s else "—")(names)
-    fig = go.Figure(go.Heatmap(
-        z=r.accuracy_by_bin, x=[str(b) for b in budgets], y=[f"bin {lv}" for lv in r.levels], text=short,
-        texttemplate="%{text}<br>%{z:.2f}", textfont=dict(size=12), colorscale="Blues", zmin=0, zmax=1, colorbar=dict(title="accuracy"),
-        hovertemplate="budget k=%{x}<br>%{y}<br>%{text}<br>held-out accuracy %{z:.3f}<extra></extra>",
-    ))
-    fig.update_xaxes(title="budget (samples per question)", type="category")
-    fig.update_yaxes(title=f"difficulty ({v.bins}; bin 1 = easiest)", autorange="reversed")
-    ui.style_figure(fig, title="Best configuration per difficulty bin and budget", height=420)
-    ui.chart(fig, "compute-optimal-heatmap")
-
-    # compute-optimal vs the baseline, with the efficiency ratio
-    fig2 = go.Figure()
-    fig2.add_trace(go.Scatter(x=budgets, y=r.accuracy, mode="lines+markers", name="compute-optimal (cross-validated)", line=dict(color=ui.color(0), width=3)))
-    fig2.add_trace(go.Scatter(x=budgets, y=r.in_sample_accuracy, mode="lines", name="compute-optimal (in-sample, optimistic)", line=dict(color=ui.color(0), dash="dot")))
-    fig2.add_trace(go.Scatter(x=budgets, y=r.baseline_accuracy, mode="lines+markers", name=r.baseline, line=dict(color=ui.color(1), width=2.5, dash="dash")))
-    fig2.update_xaxes(type="log", title="budget (samples per question)")
-    fig2.update_yaxes(title="accuracy", range=[0, 1.02])
-    ui.style_figure(fig2, title=f"Compute-optimal against {r.baseline}")
-    ui.chart(fig2, "compute-optimal-vs-baseline")
-    eff = pd.DataFrame({
-        "budget": budgets, "compute_optimal": r.accuracy, "in_sample": r.in_sample_accuracy, r.baseline: r.baseline_accuracy,
-        "efficiency": r.efficiency, "efficiency_is_lower_bound": r.efficiency_is_lower_bound,
-    })
-    finite = eff["efficiency"][np.isfinite(eff["efficiency"])]
+    _heatmap(study)
+    _against_every_configuration(study)
+    finite = r.efficiency[np.isfinite(r.efficiency)]
     m1, m2 = st.columns(2)
-    m1.metric("Best efficiency vs " + r.baseline, f"{finite.max():.2f}×" if len(finite) else "—",
-              help="budget the baseline needs / budget compute-optimal needs for the same accuracy")
-    m2.metric("Questions per bin", ", ".join(str(n) for n in v.bin_sizes.values()))
-    ui.table(eff, "compute-optimal-efficiency", expander="Accuracy and efficiency per budget")
-
-    st.subheader("FLOPs-matched: more test-time compute, or a larger model?")
-    others = [m for m in sorted({m for m, _ in combos}) if m != model]
-    c1, c2, c3, c4 = st.columns(4)
-    large = c1.selectbox("Larger model", ["(enter its accuracy)"] + others, key="large")
-    if large in others:
-        large_acc = views.pass_at_1(root, fp, run_ids, large, task)
-        c2.metric("its pass@1", f"{large_acc:.3f}")
-    else:
-        large_acc = c2.number_input("Larger model's accuracy", 0.0, 1.0, 0.5, 0.05, key="large_acc")
-    ui.from_url("M", 4.0, cast=float)
-    size_ratio = c3.number_input("M = size ratio (larger / this)", min_value=1.0, step=0.5, key="M")
-    ui.from_url("R", 0.79, cast=float)
-    custom_r = c4.number_input("R = D_inference / D_pretrain", min_value=0.001, step=0.1, key="R", format="%.3f")
-    ui.to_url("M", "R")
-    r_values = sorted({*SNELL_R_VALUES, float(custom_r)})
-    cmp = flops_matched_comparison(r, float(size_ratio), float(large_acc), r_values=r_values, large_model_budget=1.0)
-    fig3 = go.Figure()
-    labels = [f"R={x:g}" for x in cmp["R"]]
-    fig3.add_trace(go.Bar(x=labels, y=cmp["small_model_accuracy"], name=f"{model} at matched compute", marker_color=ui.color(0)))
-    fig3.add_trace(go.Bar(x=labels, y=cmp["large_model_accuracy"], name=f"{large if large in others else 'larger model'} (1 sample)", marker_color=ui.color(1)))
-    fig3.update_yaxes(title="accuracy", range=[0, 1.02])
-    fig3.update_xaxes(title="R (inference tokens / pretraining tokens)")
-    ui.style_figure(fig3, title=f"Same total FLOPs: {model} with test-time compute vs a {size_ratio:g}× larger model")
-    ui.chart(fig3, "flops-matched")
-    st.caption("The small model gets M + 3·(M−1)/R times the larger model's inference compute (Snell et al. §7). "
-               "Empty bars: the matched budget lies outside the measured pool.")
-    ui.table(cmp, "flops-matched-table", expander="FLOPs-matched comparison data")
+    m1.metric(f"Best efficiency vs {r.baseline}", f"{finite.max():.2f}×" if len(finite) else "—",
+              help="FLOPs the baseline needs / FLOPs compute-optimal needs for the same accuracy")
+    m2.metric("Questions per bin", ", ".join(str(n) for n in study.bin_sizes.values()))
+    ui.table(study.report(), "compute-optimal-efficiency", expander="Choice, accuracy and efficiency per bin and budget")
+    _by_bin(study)
+    ui.table(study.cells_by_bin(), "compute-optimal-cells", expander="Every configuration per bin and budget (with coverage and status counts)")
+    _ratio_sweep(study)
+    _flops_matched(study, root, fp, run_ids, model, task, combos)
 
 
-ui.run_page("compute_optimal", "Compute-optimal", body, caption="Snell et al. 2024: pick the best strategy per difficulty and budget, honestly (2-fold CV).")
+ui.run_page("compute_optimal", "Compute-optimal", body, caption="Snell et al. 2024: the best strategy per difficulty and FLOP budget, chosen honestly (2-fold CV).")

@@ -1,6 +1,8 @@
 """Strategies: accuracy against compute for several selection rules and models side by side, drawn against
-coverage so the verifier's gap shows, with the ceiling an imperfect verifier puts on best-of-N."""
+coverage so the verifier's gap shows, with the ceiling an imperfect verifier puts on best-of-N, and every search
+configuration as a curve across the FLOP budgets it ran with."""
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -53,14 +55,26 @@ def body(store) -> None:
                     ceiling = float(q.loc[q["verifier"] == verifier, "ceiling"].iloc[0])
                     fig.add_hline(y=ceiling, line=dict(color=c, dash="longdash", width=1),
                                   annotation_text=f"{model}: {verifier} ceiling {ceiling:.2f}", annotation_position="bottom right")
-            if unit != "samples":
-                pts = views.search_points(store, run_ids, model)
-                if not pts.empty:
-                    fig.add_trace(go.Scatter(
-                        x=pts[unit], y=pts["accuracy"], mode="markers", name=f"{model} · search",
-                        marker=dict(color=c, symbol="star", size=12, line=dict(color="#222", width=1)),
-                        text=pts["strategy"] + " " + pts["config"], hovertemplate="%{text}<br>accuracy=%{y:.3f}<extra></extra>",
-                    ))
+    searches, n_search = [], 0
+    with st.spinner("reading search configurations…"):
+        for model in sorted({m for m, s in combos if s == "sample"}):  # a search table stands on the model's pool
+            sc = views.search_curves(root, fp, run_ids, model, task, verifier)
+            if sc.empty:
+                continue
+            searches.append(sc.assign(model=model))
+            for name, d in sc.groupby("configuration", sort=False):
+                n_search += 1
+                label = f"{model} · {name}"
+                fig.add_trace(go.Scatter(
+                    x=d[f"x_{unit}"], y=d["accuracy"], mode="lines+markers", name=label,
+                    line=dict(color=ui.color(len(combos) + n_search), width=2),
+                    marker=dict(symbol="star", size=11, line=dict(color="#222", width=1)),
+                    customdata=np.stack([d["budget_flops"], d["budget_samples"], d["questions"], d["of_questions"]], -1),
+                    hovertemplate=(
+                        label + "<br>budget %{customdata[0]:.3g} FLOPs per question (≈%{customdata[1]:.1f} samples)<br>"
+                        "accuracy %{y:.3f} on %{customdata[2]} of %{customdata[3]} questions<extra></extra>"
+                    ),
+                ))
     fig.update_xaxes(type="log", title=ui.x_label(unit))
     fig.update_yaxes(title="accuracy", range=[0, 1.02])
     ui.style_figure(fig, title="Accuracy against compute: selection rules vs coverage", height=520)
@@ -68,10 +82,15 @@ def body(store) -> None:
     st.caption(
         "Dotted: coverage (an oracle picks any correct sample) — the gap to it is what the selection rule loses. "
         "Dashed: majority vote; solid: best-of-N by verifier score; dash-dot: weighted best-of-N. Long dashes: the "
-        "imperfect-verifier ceiling (fLaws) that best-of-N approaches as N grows. Stars: search strategies."
+        "imperfect-verifier ceiling (fLaws) that best-of-N approaches as N grows. Stars: search configurations, one "
+        "curve across the FLOP budgets they ran with, placed at what they spent (on the samples axis: as many of the "
+        "pool's average samples); a missing star is a budget that paid no round (see the search table)."
     )
     cols = ["model", "strategy", "curve", "k", "x", "mean", "low", "high", "exact"]
     ui.table(pd.concat(frames, ignore_index=True)[cols].rename(columns={"mean": "accuracy"}), "strategies-table", height=240, expander="Curve data")
+    if searches:
+        ui.table(pd.concat(searches, ignore_index=True).drop(columns=["kind"]), "strategies-search-table", height=240,
+                 expander="Search configurations per FLOP budget (coverage and status counts)")
     if quality:
         st.markdown("**Verifier quality against the oracle grader**")
         table = pd.concat(quality, ignore_index=True)

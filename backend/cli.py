@@ -106,9 +106,8 @@ def _cmd_compute_optimal(args) -> int:
         if args.model is None and len(models) > 1:
             raise StoreError(f"--model: these runs hold several models; pick one of: {', '.join(models)}")
         try:
-            study = compute_optimal_study(
-                con, runs, args.model or models[0], verifier=args.verifier, bins=args.bins, n_bins=args.n_bins, seed=args.seed
-            )
+            verifier = None if args.verifier == "none" else args.verifier
+            study = compute_optimal_study(con, runs, args.model or models[0], verifier=verifier, bins=args.bins, n_bins=args.n_bins, seed=args.seed)
         except ValueError as e:
             raise StoreError(f"compute-optimal: {e}") from None
     finally:
@@ -184,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--model", default=None, help="the model whose pool and searches to compare (default: the only one)")
     co.add_argument("--bins", choices=["oracle", "predicted"], default="oracle", help="oracle: pass@1 from the pool; predicted: mean verifier score")
     co.add_argument("--n-bins", type=int, default=5, help="difficulty bins (fewer when the questions cannot fill them)")
-    co.add_argument("--verifier", default=None, help="scores best-of-N uses (default: the first that scored the pool)")
+    co.add_argument("--verifier", default="auto", help="scores best-of-N uses: a verifier's name, auto (the first that scored the pool) or none (majority is the baseline)")
     co.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds and vote resampling")
     co.add_argument("--cells", action="store_true", help="print every configuration's accuracy per bin × budget instead of the choice")
     co.set_defaults(fn=_cmd_compute_optimal)

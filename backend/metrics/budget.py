@@ -57,11 +57,12 @@ def samples_for_flops(
     return np.maximum(n, 0).astype(np.int64)
 
 
-def x_axis(pool: Pool, ks, unit: str, *, questions=None, arch: ModelArch | None = None) -> np.ndarray:
+def x_axis(pool: Pool, ks, unit: str, *, questions=None, arch: ModelArch | None = None, verifier_flops=None) -> np.ndarray:
     """x values for a pool curve's k grid in `unit` ("samples", "tokens" or "flops"; see module docstring).
 
     FLOPs come from the stored prefill/decode columns; where those are missing, pass the model's `arch`
-    and they are recomputed from the token columns by the ledger."""
+    and they are recomputed from the token columns by the ledger. `verifier_flops`, (Q,) the mean verifier pass
+    per sample of each question, is added per sample for a rule that scores every sample (best-of-N)."""
     if unit not in X_UNITS:
         raise ValueError(f"unit {unit!r} is unknown; allowed: {', '.join(X_UNITS)}")
     ks = np.asarray(ks, dtype=np.float64)
@@ -88,4 +89,6 @@ def x_axis(pool: Pool, ks, unit: str, *, questions=None, arch: ModelArch | None 
             dec = np.where(missing, decode_flops(arch, prompt, completion), dec)
         once = np.where(valid, pre, -np.inf).max(axis=1)  # the uncached prefill, paid once per question
         per_k = per_question_mean(dec)
+        if verifier_flops is not None:
+            per_k = per_k + np.asarray(verifier_flops, dtype=np.float64)[mask]
     return (once[:, None] + ks[None, :] * per_k[:, None]).mean(axis=0)

@@ -209,13 +209,14 @@ def flops_matched_comparison(
     large_model_accuracy,
     *,
     r_values: Sequence[float] = SNELL_R_VALUES,
-    large_model_budget: float = 1.0,
+    sample_budget: float,
 ) -> pd.DataFrame:
     """Snell §7: is test-time compute on the small model worth a model `size_ratio`× larger?
 
-    For each R = D_inference / D_pretrain the larger model's budget (`large_model_budget`, in the same units
-    as result.budgets) is matched by multiplier = M + 3·(M−1)/R (ledger.matched_compute_multiplier) times as
-    much small-model compute; the small model's compute-optimal accuracy there (interpolated in log budget,
+    The larger model answers with one sample. For each R = D_inference / D_pretrain, matching total FLOPs gives
+    the small model multiplier = M + 3·(M−1)/R (ledger.matched_compute_multiplier) times the inference tokens,
+    i.e. a budget of multiplier × `sample_budget`, the small model's one-sample cost in the units of
+    result.budgets (1 on a samples axis; the pool's one-sample FLOPs, `StrategyTable.one_sample_flops`, on FLOPs); the small model's compute-optimal accuracy there (interpolated in log budget,
     NaN outside the measured range) is set against the larger model's. large_model_accuracy: a float for all
     questions, or one value per bin level (then rows per bin too)."""
     large = np.atleast_1d(np.asarray(large_model_accuracy, dtype=np.float64))
@@ -225,7 +226,7 @@ def flops_matched_comparison(
     rows = []
     for r in r_values:
         mult = matched_compute_multiplier(size_ratio, r)
-        budget = large_model_budget * mult
+        budget = sample_budget * mult
         targets = [("all", result.accuracy, float(large[0]) if not per_bin else np.nan)]
         if per_bin:
             targets = [(lv, result.accuracy_by_bin[i], float(large[i])) for i, lv in enumerate(result.levels)]

@@ -57,6 +57,7 @@ class StrategyTable:
     accuracy: np.ndarray  # (C, B, Q) expected correctness; NaN where the cell did not run
     spent: np.ndarray  # (C, B, Q) FLOPs the ledger charged (pool rules: the ledger cost of k samples)
     samples: np.ndarray  # (C, B, Q) k for a pool rule, completions generated for a search
+    tokens: np.ndarray  # (C, B, Q) tokens processed: uncached prompt + generated (a pool rule: one prompt + k samples)
     status: np.ndarray  # (C, B, Q) int8 index into STATUSES
     one_sample_flops: float  # mean over questions of one pooled sample's FLOPs (prefill + decode)
     notes: tuple[str, ...] = ()
@@ -82,6 +83,7 @@ class StrategyTable:
             mean = np.where(covered > 0, np.nansum(acc, -1) / covered, np.nan)
             spent_mean = np.where(covered > 0, np.nansum(np.where(np.isnan(acc), np.nan, spent), -1) / covered, np.nan)
             k_mean = np.where(covered > 0, np.nansum(np.where(np.isnan(acc), np.nan, self.samples[..., mask]), -1) / covered, np.nan)
+            tok_mean = np.where(covered > 0, np.nansum(np.where(np.isnan(acc), np.nan, self.tokens[..., mask]), -1) / covered, np.nan)
         n_c, n_b = acc.shape[:2]
         frame = pd.DataFrame(
             {
@@ -97,6 +99,7 @@ class StrategyTable:
                 "spent_flops": spent_mean.ravel(),
                 "spent_fraction": (spent_mean / self.budgets[None, :]).ravel(),
                 "samples": k_mean.ravel(),
+                "tokens": tok_mean.ravel(),
             }
         )
         for code, name in enumerate(STATUSES):
@@ -136,6 +139,7 @@ def pool_rule(name: str) -> str:
 SEARCH_SQL = """
 SELECT strategy, config, question_id,
        count(*) - 1 AS generated,
+       sum(greatest(coalesce(prompt_tokens, 0) - coalesce(cached_prompt_tokens, 0), 0) + coalesce(completion_tokens, 0)) AS tokens,
        sum(generator_flops + coalesce(verifier_flops, 0)) AS spent,
        bool_or(coalesce(selected, false)) AS answered,
        coalesce(bool_or(selected AND correct), false) AS solved
@@ -241,6 +245,9 @@ def strategy_table(
     searches = searches if searches is not None else pd.DataFrame(columns=["label", "budget"])
     notes: list[str] = []
     once, per_sample, per_verified = pool_costs(pool, verifier_flops if verifier else None)
+    n_valid = np.maximum(pool.valid.sum(axis=1), 1)
+    prompt_tokens = np.where(pool.valid, pool.prompt_tokens, 0.0).sum(axis=1) / n_valid
+    completion_tokens = np.where(pool.valid, pool.completion_tokens, 0.0).sum(axis=1) / n_valid
     n_min = int(pool.n.min())
     capped = searches[searches["budget"].notna()] if len(searches) else searches
     if len(searches) and len(capped) < len(searches):
@@ -279,6 +286,7 @@ def strategy_table(
     s_acc = np.full((len(labels), n_b, n_q), np.nan)
     s_spent = np.full_like(s_acc, np.nan)
     s_gen = np.full_like(s_acc, np.nan)
+    s_tok = np.full_like(s_acc, np.nan)
     s_status = np.full(s_acc.shape, NOT_RUN, dtype=np.int8)
     s_strategy, s_ratio = [], []
     if labels:
@@ -309,6 +317,7 @@ def strategy_table(
             s_acc = (np.bincount(flat[ran], weights=solved[ran], minlength=size) / cnt).reshape(s_acc.shape)
             s_spent = (np.bincount(flat, weights=spent, minlength=size) / np.bincount(flat, minlength=size)).reshape(s_acc.shape)
             s_gen = (np.bincount(flat, weights=generated, minlength=size) / np.bincount(flat, minlength=size)).reshape(s_acc.shape)
+            s_tok = (np.bincount(flat, weights=rows["tokens"].to_numpy(dtype=np.float64), minlength=size) / np.bincount(flat, minlength=size)).reshape(s_acc.shape)
         seen = np.bincount(flat, minlength=size).reshape(s_acc.shape) > 0
         budget_cells = budgets[None, :, None]
         status = np.where(cnt.reshape(s_acc.shape) == 0, UNAFFORDABLE, OK)
@@ -332,6 +341,7 @@ def strategy_table(
         accuracy=np.concatenate([pool_acc, s_acc]),
         spent=np.concatenate([pool_spent, s_spent]),
         samples=np.concatenate([on_grid.astype(np.float64), s_gen]),
+        tokens=np.concatenate([np.where(on_grid > 0, prompt_tokens[None, None, :] + on_grid * completion_tokens[None, None, :], np.nan), s_tok]),
         status=np.concatenate([pool_status, s_status]),
         one_sample_flops=float(np.mean(once + per_sample)),
         notes=tuple(notes),

@@ -19,6 +19,7 @@ from backend.metrics.pools import list_verifiers, load_pool
 from backend.metrics.strategy_table import StrategyTable, load_searches, strategy_table, verifier_flops_per_question
 
 BIN_KINDS = ("oracle", "predicted")
+AUTO = "auto"  # verifier=AUTO: the first verifier that scored the pool (None: no verifier, majority is the baseline)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class StudyInputs:
     table: StrategyTable
     bins: dict[str, DifficultyBins]
     notes: tuple[str, ...]
+    bins_unavailable: tuple[tuple[str, str], ...] = ()  # (kind, why) for a kind that cannot be formed here
 
 
 def study_inputs(
@@ -101,7 +103,7 @@ def study_inputs(
     model: str,
     *,
     task: str | None = None,
-    verifier: str | None = None,
+    verifier: str | None = AUTO,
     n_bins: int = 5,
     draws: int = 32,
     seed: int = 0,
@@ -111,9 +113,10 @@ def study_inputs(
     both ways (compute_optimal_study)."""
     runs = [run_ids] if isinstance(run_ids, str) else list(run_ids)
     known = list_verifiers(con, runs, model)
-    if verifier is not None and verifier not in known:
+    if verifier == AUTO:
+        verifier = known[0] if known else None
+    elif verifier is not None and verifier not in known:
         raise ValueError(f"verifier {verifier!r} scored no sample of {model} in these runs; allowed: {', '.join(known) or 'none (run a verifier first)'}")
-    verifier = verifier or (known[0] if known else None)
     pool = load_pool(con, runs, model, task=task, strategy="sample", verifiers=[verifier] if verifier else [])
     notes: list[str] = []
     vflops = verifier_flops_per_question(con, runs, model, verifier, pool.question_ids) if verifier else None
@@ -123,9 +126,15 @@ def study_inputs(
     if usable < n_bins:
         notes.append(f"{pool.n_questions} questions support {usable} difficulty bin(s) of at least 2 questions, not {n_bins}; showing {usable}")
     bins = {"oracle": oracle_bins(pool, usable)}
-    if verifier is not None:
-        bins["predicted"] = predicted_bins(pool, verifier, usable)
-    return StudyInputs(model, verifier, table, bins, tuple(notes))
+    unavailable = []
+    if verifier is None:
+        unavailable.append(("predicted", "predicted difficulty needs a verifier's scores"))
+    else:
+        try:
+            bins["predicted"] = predicted_bins(pool, verifier, usable)
+        except ValueError as e:  # the verifier left questions unscored: oracle bins still stand
+            unavailable.append(("predicted", str(e)))
+    return StudyInputs(model, verifier, table, bins, tuple(notes), tuple(unavailable))
 
 
 def study_from_inputs(inputs: StudyInputs, *, bins: str = "oracle", seed: int = 0) -> ComputeOptimalStudy:
@@ -133,8 +142,8 @@ def study_from_inputs(inputs: StudyInputs, *, bins: str = "oracle", seed: int = 
     if bins not in BIN_KINDS:
         raise ValueError(f"bins {bins!r} is unknown; allowed: {', '.join(BIN_KINDS)}")
     notes = list(inputs.notes)
-    if bins == "predicted" and inputs.verifier is None:
-        notes.append("predicted difficulty needs a verifier's scores; using oracle bins")
+    if bins not in inputs.bins:
+        notes.append(f"{dict(inputs.bins_unavailable)[bins]}; using oracle bins")
         bins = "oracle"
     b, table = inputs.bins[bins], inputs.table
     baseline = f"best_of_n[{inputs.verifier}]" if inputs.verifier else "majority"
@@ -148,7 +157,7 @@ def compute_optimal_study(
     model: str,
     *,
     task: str | None = None,
-    verifier: str | None = None,
+    verifier: str | None = AUTO,
     bins: str = "oracle",
     n_bins: int = 5,
     draws: int = 32,
@@ -158,8 +167,8 @@ def compute_optimal_study(
     """Load the model's pool and searches, build the accuracy table on the FLOPs axis, bin the questions and
     cross-validate the compute-optimal choice per bin (backend.metrics.compute_optimal).
 
-    verifier: the pool's scores that best-of-N uses (and predicted bins need); None = the first that scored the
-    pool, or majority vote when none did. With fewer questions than `n_bins` × 2 the bins fall back to the most
+    verifier: the pool's scores that best-of-N uses (and predicted bins need); AUTO = the first that scored the
+    pool; None (or no verifier in the store) = none, majority vote is the baseline. With fewer questions than `n_bins` × 2 the bins fall back to the most
     the questions support, and a note says so."""
     if bins not in BIN_KINDS:
         raise ValueError(f"bins {bins!r} is unknown; allowed: {', '.join(BIN_KINDS)}")

@@ -3,7 +3,8 @@ and a real `ttc worker`, both started on a populated store in tmp_path and kille
 
 Opens every page (no exception, no traceback; a screenshot of each into $TTC_SCREENSHOT_DIR or a temp folder), launches a small real
 run from the Run page (gemma-3-270m, 2 questions × 2 samples, 16 tokens), waits for its progress to reach 100%,
-and downloads a PNG chart and a CSV table, checking their bytes."""
+downloads a PNG chart and a CSV table, checking their bytes, and checks that the Compute-optimal heat map chooses
+among searches (beam search, sequential revisions) and pool rules (best-of-N) alike."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import pytest
 
 from bench.synthetic_store import make_synthetic_store
 from bench.ui import CHROMIUM, PAGES, chromium, load_page, page_problems, streamlit_server, wait_ready
+from tests.ui.conftest import add_search_configurations
 
 pytestmark = [pytest.mark.browser, pytest.mark.real_model]
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +38,7 @@ def store_dir(tmp_path_factory) -> Path:
         pytest.skip(f"{CHROMIUM} is absent (apt install chromium): no browser to drive")
     root = tmp_path_factory.mktemp("e2e") / "store"
     make_synthetic_store(root, n_questions=60, n_samples=32, seed=3)
+    add_search_configurations(root)
     return root
 
 
@@ -78,6 +81,15 @@ def test_every_page_renders_and_is_screenshotted(server, browser):
         assert page_problems(browser) == [], url_path
         browser.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 20_000
+
+
+def test_compute_optimal_heat_map_picks_searches_and_pool_rules(server, browser):
+    load_page(browser, server, "compute-optimal", "compute_optimal")
+    heat = browser.locator(".js-plotly-plot").first
+    heat.locator(".heatmaplayer").first.wait_for(state="attached")
+    cells = [re.match(r"[a-z_]*", t).group(0) for t in heat.locator("text").all_text_contents()]  # name, then accuracy
+    assert {"beam_search", "sequential_revisions", "best_of_n"} <= set(cells), cells
+    assert page_problems(browser) == []
 
 
 def _set_number(page, label: str, value) -> None:

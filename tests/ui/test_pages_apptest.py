@@ -3,9 +3,11 @@ input with an error naming the field and queues good input; every export's bytes
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -231,3 +233,44 @@ def test_strategies_page_shows_auroc_and_warns_of_a_verifier_worse_than_chance(m
     assert auroc["prm-synthetic"] > 0.7 and auroc["self-verify"] < 0.3
     warnings = [str(w.value) for w in at.warning]
     assert len(warnings) == 1 and "self-verify" in warnings[0] and "worse than picking at random" in warnings[0]
+
+
+# ---- compute-optimal over every strategy ----------------------------------------------------------------------
+def _figures(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def _values(array) -> np.ndarray:
+    """A trace's numbers: plotly writes numpy arrays as base64 with their dtype."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"])
+    return np.asarray(array, dtype=float)
+
+
+def test_compute_optimal_heat_map_chooses_among_searches_and_pool_rules(monkeypatch, populated_store):
+    at = _app(monkeypatch, populated_store, "app_pages/compute_optimal.py")
+    at.multiselect(key="models").set_value(at.multiselect(key="models").options).run()  # the Run page chose one
+    at.selectbox(key="model").set_value("gemma-3-270m").run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    heat = next(f["data"][0] for f in _figures(at) if f["data"][0]["type"] == "heatmap")
+    picked = {cell for row in heat["text"] for cell in row}
+    assert {"beam_search", "sequential_revisions 1:1", "best_of_n"} <= picked, picked
+    assert all("samples" in x for x in heat["x"])  # a budget says what it buys
+    sweep = next(f["data"] for f in _figures(at) if "sequential:parallel" in f["layout"]["title"]["text"])
+    assert all(t["x"] == ["3:1", "1:1"] for t in sweep)  # one line per bin, more sequential to the left
+    assert any("ran without a budget" in str(i.value) for i in at.info)  # the store's unbudgeted trees, said so
+
+
+def test_strategies_page_draws_search_curves_on_the_samples_axis(monkeypatch, populated_store):
+    at = _app(monkeypatch, populated_store, "app_pages/strategies.py")
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    assert at.radio(key="x").value == "samples"
+    fig = next(f for f in _figures(at) if any("sequential_revisions" in (t.get("name") or "") for t in f["data"]))
+    curves = [t for t in fig["data"] if "beam_search" in (t.get("name") or "")]
+    assert curves and curves[0]["mode"] == "lines+markers"
+    x = _values(curves[0]["x"])
+    assert len(x) == 3 and np.all(np.diff(x) > 0) and 1 < x[0] < x[-1] < 16  # equivalent samples, within the pool
+    for unit in ("tokens", "flops"):
+        at.radio(key="x").set_value(unit).run()
+        beam = next(t for f in _figures(at) for t in f["data"] if "beam_search" in (t.get("name") or ""))
+        assert len(_values(beam["x"])) == 3 and np.isfinite(_values(beam["x"])).all(), unit  # the fixture's nodes: equal tokens per budget

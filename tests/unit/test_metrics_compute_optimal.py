@@ -93,17 +93,17 @@ def test_budget_to_reach_interpolates_in_log_budget():
 def test_flops_matched_comparison_uses_the_ledger_multiplier():
     names, acc = _honest_table()
     res = compute_optimal(acc, BUDGETS, names, np.repeat([1, 2], 20), baseline="best_of_n")
-    table = flops_matched_comparison(res, 2.0, 0.5, r_values=[22.0, 0.79, 0.16])
+    table = flops_matched_comparison(res, 2.0, 0.5, r_values=[22.0, 0.79, 0.16], sample_budget=1.0)
     mult = matched_compute_multiplier(2.0, 22.0)
     row = table.iloc[0]
     assert row.multiplier == pytest.approx(mult) and row.small_model_budget == pytest.approx(mult)
     assert row.small_model_accuracy == pytest.approx(float(accuracy_at_budget(BUDGETS, res.accuracy, mult)))
     assert row.small_minus_large == pytest.approx(row.small_model_accuracy - 0.5)
     assert np.isnan(table.iloc[2].small_model_accuracy)  # R=0.16 needs more budget than was measured
-    per_bin = flops_matched_comparison(res, 2.0, [0.6, 0.4], r_values=[22.0])
+    per_bin = flops_matched_comparison(res, 2.0, [0.6, 0.4], r_values=[22.0], sample_budget=1.0)
     assert per_bin.level.tolist() == [1, 2]
     with pytest.raises(ValueError, match="large_model_accuracy has 3 values for 2 bins"):
-        flops_matched_comparison(res, 2.0, [0.1, 0.2, 0.3])
+        flops_matched_comparison(res, 2.0, [0.1, 0.2, 0.3], sample_budget=1.0)
 
 
 def test_accuracy_table_from_pool_curves_feeds_compute_optimal():
