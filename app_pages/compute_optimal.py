@@ -37,18 +37,36 @@ def _line(table, name: str) -> dict:
     return dict(color=ui.color(i), dash="dash" if table.kind[i] == "pool" else "solid", width=1.8)
 
 
+def _standings(study) -> np.ndarray:
+    """(L, B) hover text: every configuration's accuracy on the whole bin at that budget, best first (in-sample:
+    what the choice was made from, not what it scores), with the questions it covers where it misses some."""
+    cells = study.cells_by_bin()
+    out = np.empty((len(study.result.levels), len(study.table.budgets)), dtype=object)
+    for i, lv in enumerate(study.result.levels):
+        mine = cells[cells["bin"] == str(int(lv))]
+        for b, budget in enumerate(study.table.budgets):
+            d = mine[mine["budget_flops"] == budget].sort_values("accuracy", ascending=False, na_position="last")
+            out[i, b] = "<br>".join(
+                f"  {row.configuration}: " + ("—" if row.questions == 0 else f"{row.accuracy:.2f}")
+                + ("" if row.questions == row.of_questions else f" ({row.questions}/{row.of_questions} questions)")
+                for row in d.itertuples()
+            )
+    return out
+
+
 def _heatmap(study) -> None:
     r, t = study.result, study.table
     fold0, fold1 = r.chosen_names(0), r.chosen_names(1)
     sizes = np.asarray([study.bin_sizes[int(lv)] for lv in r.levels])
-    custom = np.stack([fold0, fold1, np.repeat(sizes[:, None], len(r.budgets), 1).astype(object)], -1)
+    custom = np.stack([fold0, fold1, np.repeat(sizes[:, None], len(r.budgets), 1).astype(object), _standings(study)], -1)
     fig = go.Figure(go.Heatmap(
         z=r.accuracy_by_bin, x=_budget_labels(t), y=[f"bin {lv}" for lv in r.levels], text=np.vectorize(lambda n: _short(t, n))(fold0),
         customdata=custom, texttemplate="%{text}<br>%{z:.2f}", textfont=dict(size=11), colorscale="Blues", zmin=0, zmax=1,
         colorbar=dict(title="held-out<br>accuracy"),
         hovertemplate=(
             "%{y} (%{customdata[2]} questions)<br>budget %{x}<br>chosen on fold 0: %{customdata[0]}<br>"
-            "chosen on fold 1: %{customdata[1]}<br>held-out accuracy %{z:.3f}<extra></extra>"
+            "chosen on fold 1: %{customdata[1]}<br>held-out accuracy %{z:.3f}<br>every configuration on the whole bin:<br>"
+            "%{customdata[3]}<extra></extra>"
         ),
     ))
     fig.update_xaxes(title=BUDGET_AXIS, type="category")
@@ -56,7 +74,8 @@ def _heatmap(study) -> None:
     ui.style_figure(fig, title="Best configuration per difficulty bin and FLOP budget (all strategies)", height=440)
     ui.chart(fig, "compute-optimal-heatmap")
     st.caption("Each cell: the configuration picked on one half of the bin's questions, coloured by its accuracy on the "
-               "other half (the halves then swap; the hover shows both picks). '—': no configuration covers the bin there.")
+               "other half (the halves then swap; the hover shows both picks and every configuration's standing on the whole bin). '—': no "
+               "configuration covers the bin there.")
 
 
 def _against_every_configuration(study) -> None:

@@ -11,14 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-
-import pyarrow as pa
 
 from backend.config import ModelSpec, RunSpec
 from backend.engines import GenerationRequest, SamplingParams, create_engine
@@ -33,7 +29,7 @@ from backend.strategies import STRATEGIES, get_strategy, validate_config
 from backend.strategies.runner import budget_units_to_flops, nodes_table, run_search, search_record
 from backend.verifiers import VERIFIERS, create_verifier
 from store import Store
-from store.schema import QUESTIONS, SAMPLES
+from store.rows import ShardWriter, questions_table
 
 
 def sample_seed(run_seed: int, question_id: str, sample_idx: int) -> int:
@@ -102,78 +98,6 @@ def _prepare_search(i: int, s, spec: RunSpec) -> PreparedSearch:
         sweepers = ", ".join(n for n, st in STRATEGIES.items() if getattr(st, "sweeps_ratio", False))
         raise SpecError(f"{where}.ratios", f"{s.name} has no sequential:parallel sweep", f"ratios on {sweepers}")
     return PreparedSearch(s.name, cfg, verifier, tuple(s.ratios or ()))
-
-
-def questions_table(run_id: str, questions: list[Question]) -> pa.Table:
-    return pa.table(
-        {
-            "run_id": [run_id] * len(questions),
-            "task": [q.task for q in questions],
-            "question_id": [q.question_id for q in questions],
-            "dataset": [q.dataset for q in questions],
-            "question": [q.text for q in questions],
-            "reference": [q.reference for q in questions],
-            "difficulty": [json.dumps(q.difficulty, sort_keys=True, default=str) for q in questions],
-            "level": [q.level for q in questions],
-        },
-        schema=QUESTIONS,
-    )
-
-
-class ShardWriter:
-    """Grades finished completions off the engine's threads and appends them to the store in shards."""
-
-    def __init__(self, store: Store, run_id: str, flush_s: float = 1.0, max_rows: int = 512, on_rows: Callable[[int], None] | None = None):
-        self.store, self.run_id = store, run_id
-        self.flush_s, self.max_rows = flush_s, max_rows
-        self.on_rows = on_rows
-        self.inbox: queue.Queue = queue.Queue()
-        self.rows: list[dict] = []
-        self.error: BaseException | None = None
-        self.written = 0
-        self._thread = threading.Thread(target=self._loop, name="ttc-shard-writer", daemon=True)
-        self._thread.start()
-
-    def put(self, row_fn: Callable[[], dict]) -> None:
-        self.inbox.put(row_fn)
-
-    def _flush(self) -> None:
-        if self.rows:
-            table = pa.Table.from_pylist(self.rows, schema=SAMPLES)
-            self.store.write_shard("samples", self.run_id, table)
-            self.written += len(self.rows)
-            if self.on_rows:
-                self.on_rows(len(self.rows))
-            self.rows = []
-
-    def _loop(self) -> None:
-        last = time.monotonic()
-        while True:
-            try:
-                item = self.inbox.get(timeout=0.1)
-            except queue.Empty:
-                item = None
-            try:
-                if item is _STOP:
-                    self._flush()
-                    return
-                if item is not None:
-                    self.rows.append(item())
-                if self.rows and (len(self.rows) >= self.max_rows or time.monotonic() - last >= self.flush_s):
-                    self._flush()
-                    last = time.monotonic()
-            except BaseException as e:  # surfaced to the run by close()
-                self.error = e
-                return
-
-    def close(self) -> None:
-        self.inbox.put(_STOP)
-        self._thread.join()
-        if self.error is not None:
-            raise self.error
-
-
-_STOP = object()
 
 
 def _sample_row(run_id: str, model: ResolvedModel, task: Task, q: Question, idx: int, prompt: str, c: Completion, samples_per_question: int) -> dict:
@@ -295,6 +219,8 @@ def _verify_and_search(prepared: PreparedRun, store: Store, model: ResolvedModel
     done = store.query("SELECT DISTINCT strategy, config FROM nodes WHERE run_id = ? AND model = ?", [run_id, model.name])
     finished = {(st, json.dumps(json.loads(cfg), sort_keys=True)) for st, cfg in zip(done["strategy"], done["config"])}
     prompt_tokens = _median_prompt_tokens(prepared, store, model)
+    known = store.query("SELECT question_id, max(prompt_tokens) AS p FROM samples WHERE run_id = ? AND model = ? GROUP BY 1", [run_id, model.name])
+    root_tokens = {q: int(p) for q, p in zip(known["question_id"], known["p"]) if p == p}
     for search in prepared.searches:
         ran: dict[str, object] = {}  # a sweep's ratios that split a budget alike share one search
         for budget in _budgets_flops(prepared, store, model):
@@ -320,6 +246,7 @@ def _verify_and_search(prepared: PreparedRun, store: Store, model: ResolvedModel
                     store=store,
                     run_id=run_id,
                     ratio=ratio,
+                    prompt_tokens=root_tokens,
                 )
 
 

@@ -7,7 +7,9 @@ scored on the other, then the halves swap. Each question is thus scored by a con
 it, and the compute-optimal curve is the mean of those held-out scores (2-fold cross-validation).
 
 Input is a dense table accuracy[configuration, budget, question] (expected correctness; NaN where a
-configuration cannot run at that budget), built from pool curves with `accuracy_table` or from search runs.
+configuration cannot run at that budget). `strategy_table.strategy_table` builds it on a FLOPs axis from every
+pool rule and search in the store; `accuracy_table` stacks pool curves on their samples axis. A configuration is
+a candidate for a bin only where it covers every question of the bin.
 """
 
 from __future__ import annotations

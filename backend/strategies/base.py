@@ -18,8 +18,9 @@ revision prompt with new attempts inside it) pays in full. A verifier running th
 verification on the same engine) shares that cache: its judge prompt extends the node's context, so it pays for
 the judge turn, not the solution again. `estimate` applies the same rule to the texts known before the call, with
 upper-bound prompt tokens and `max_tokens` of decode, so it bounds the charge and the budget is a hard limit.
-Before the engine has reported a root prompt's token count, its UTF-8 byte length stands in (a byte-level BPE
-never has more tokens than bytes).
+Before the engine has reported a root prompt's token count (in this search, or in the pool's samples of the same
+prompt, which the worker passes in), its UTF-8 byte length stands in (a byte-level BPE never has more tokens than
+bytes).
 
 **Eager verification.** When the verifier reads the generator's KV cache (`verifier.engine is engine`) and the
 engine runs follow-up calls inline on the slot (`runs_follow_ups_inline`), a round may pass `prescore` to `generate`: each completion is then scored from the engine's `on_complete`, on the slot
@@ -210,6 +211,7 @@ class SearchContext:
         seed: int = 0,
         stop: tuple[str, ...] = (),
         prompter: Any = None,
+        root_tokens: Sequence[int | None] | None = None,
     ):
         self.engine, self.task, self.verifier = engine, task, verifier
         self.arch = engine.arch
@@ -219,7 +221,9 @@ class SearchContext:
         self.seed = seed
         self.stop = tuple(stop)
         self.prompter = prompter
-        self.root_tokens: list[int | None] = [None] * len(questions)
+        # each root prompt's token count where the engine has already reported it (the pool's samples of the same
+        # prompt); until then its byte length bounds it, which can price a small budget out of its first round
+        self.root_tokens: list[int | None] = list(root_tokens) if root_tokens is not None else [None] * len(questions)
         self.caches = [PrefixCache() for _ in questions]  # the ledger's idealised prefix cache, per question
         # a verifier on the generator's own engine reads (and extends) the generator's cache; any other keeps its own
         self.verifier_reads_generator = verifier is not None and getattr(verifier, "engine", None) is engine

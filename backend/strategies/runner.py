@@ -20,6 +20,7 @@ from backend.strategies.sequential_revisions import Prompter
 from backend.tasks.base import Question, Task
 from backend.verifiers import VERIFIERS
 from backend.verifiers.base import Verifier
+from store.rows import questions_table
 from store.schema import NODES
 
 
@@ -98,10 +99,13 @@ def run_search(
     store=None,
     run_id: str | None = None,
     ratio: str | None = None,
+    prompt_tokens: dict[str, int] | None = None,
 ) -> SearchResult:
     """Run `strategy` on every question at once (one engine call per round across all of them) with a FLOP
     budget per question (None: unlimited), then write the trees to `store` as one NODES shard. `ratio` marks the
-    search as one point of a sequential:parallel sweep (it becomes part of the stored record)."""
+    search as one point of a sequential:parallel sweep (it becomes part of the stored record). `prompt_tokens`:
+    {question_id: tokens of its prompt} as the engine counted them (the pool's samples), so the first round is
+    priced exactly rather than by the prompt's byte length."""
     cfg = validate_config(strategy, config)
     strat = get_strategy(strategy)
     if strat.needs_verifier and verifier is None and cfg.get("select", "verifier") != "majority":
@@ -109,16 +113,15 @@ def run_search(
     if budget_flops is not None and budget_flops <= 0:
         raise SpecError("budget_flops", f"must be > 0, got {budget_flops!r}")
     prompts = [build_prompt(model, task, q) for q in questions]
+    known = [(prompt_tokens or {}).get(q.question_id) for q in questions]
     ctx = SearchContext(
-        engine, task, questions, prompts, verifier, budget_flops, seed, stop_sequences(model, task), Prompter(model, task)
+        engine, task, questions, prompts, verifier, budget_flops, seed, stop_sequences(model, task), Prompter(model, task), known
     )
     strat.run(ctx, cfg)
     run_id = run_id or f"search-{strategy}-{seed}"
     record = search_record(cfg, budget_flops, getattr(verifier, "name", None), seed, ratio)
     table = nodes_table(run_id, model.name, strategy, record, ctx)
     if store is not None:
-        from backend.worker import questions_table
-
         if not store.has_questions(run_id):
             store.write_shard("questions", run_id, questions_table(run_id, list(questions)))
         store.write_shard("nodes", run_id, table)

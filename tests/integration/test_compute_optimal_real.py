@@ -67,3 +67,45 @@ def test_cli_prints_configurations_of_both_kinds(small_store):
     assert set(listed.values()) == {"pool", "search"}
     assert listed["best_of_n[self_verify]"] == "pool"
     assert any(c.startswith("sequential_revisions[seq:par=1:0") for c in listed) and any(c.startswith("beam_search") for c in listed)
+
+
+def _heat_map(at) -> dict:
+    return next(json.loads(c.proto.spec)["data"][0] for c in at.get("plotly_chart") if json.loads(c.proto.spec)["data"][0]["type"] == "heatmap")
+
+
+def test_the_page_draws_beam_search_revisions_and_best_of_n_in_the_heat_map(small_store, monkeypatch):
+    """Every cell's hover ranks every configuration on the whole bin; its text names the one chosen."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("TTC_STORE", str(small_store))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("app_pages/compute_optimal.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    heat = _heat_map(at)
+    hover = "\n".join(str(cell) for row in heat["customdata"] for cell in row)
+    for name in NAMES:
+        assert name in hover, name
+    assert {t for row in heat["text"] for t in row} - {"—"}  # a choice in at least one cell
+
+
+def test_the_heat_map_in_headless_chromium(small_store):
+    from bench.ui import CHROMIUM, chromium, load_page, page_problems, streamlit_server
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is absent (apt install chromium): no browser to drive")
+    with streamlit_server(small_store) as base, chromium() as ctx:
+        page = ctx.new_page()
+        page.set_default_timeout(120_000)
+        load_page(page, base, "compute-optimal", "compute_optimal")
+        assert page_problems(page) == []
+        heat = page.locator(".js-plotly-plot").first
+        cell = heat.locator(".heatmaplayer").first
+        cell.wait_for(state="attached")
+        box = cell.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] * 0.5)  # the largest budget, a middle bin
+        label = heat.locator(".hoverlayer").first
+        page.wait_for_function("(el) => el.textContent.includes('every configuration')", arg=label.element_handle())
+        text = label.text_content()
+        for name in NAMES:
+            assert name in text, (name, text)

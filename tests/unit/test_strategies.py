@@ -400,3 +400,25 @@ def test_self_verification_stays_in_budget_and_eager_judging_changes_nothing(nam
         judged = [n for t in eager.context.trees for n in t.nodes if n.kind == "step" and n.score is not None]
         turn = eager.context.verifier.turn_bound()
         assert judged and sum(lg.verifier_tokens for lg in eager.ledgers) <= len(judged) * (turn + 1)
+
+
+def test_known_prompt_tokens_price_the_first_round_exactly_where_the_byte_bound_cannot_afford_it():
+    """The pool already measured each root prompt; without that count its UTF-8 length bounds it, and a prompt of
+    two-byte characters then looks twice as long: a budget for one honest round buys nothing."""
+    from backend.ledger import decode_flops, prefill_flops
+    from backend.prompting import build_prompt
+    from backend.tasks.base import Question
+
+    task = FakeTask(1)
+    task._qs = [Question("q0", "fake", "fake", "é" * 200 + " ?", "1")]
+    prompt = build_prompt(FAKE_MODEL, task, task._qs[0])
+    tokens = len(prompt)  # the scripted engine's tokens are characters
+    assert len(prompt.encode()) > tokens + 150
+    engine = ScriptedEngine([], default="Answer: 1")
+    one_round = float(prefill_flops(engine.arch, tokens)) + 2 * float(decode_flops(engine.arch, tokens, 16))
+    budget = one_round * 1.2
+    cfg = {"n": 2, "width": 2, "max_tokens": 16, "max_rounds": 1}
+    blind = run_search("beam_search", task._qs, task, FAKE_MODEL, ScriptedEngine([], default="Answer: 1"), ScriptedVerifier(), config=cfg, budget_flops=budget)
+    known = run_search("beam_search", task._qs, task, FAKE_MODEL, engine, ScriptedVerifier(), config=cfg, budget_flops=budget, prompt_tokens={"q0": tokens})
+    assert len(blind.context.trees[0].nodes) == 1  # root only: priced out by the byte bound
+    assert len(known.context.trees[0].nodes) > 1 and known.ledgers[0].total <= budget
