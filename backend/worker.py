@@ -24,6 +24,7 @@ from backend.ledger import decode_flops, prefill_flops
 from backend.models.registry import ResolvedModel, resolve_model
 from backend.prompting import build_prompt, stop_sequences
 from backend.tasks import Question, Task, create_task
+from backend.tasks.base import grade_or_error
 from backend.scoring import score_pool
 from backend.strategies import STRATEGIES, get_strategy, validate_config
 from backend.strategies.runner import budget_units_to_flops, nodes_table, run_search, search_record
@@ -101,7 +102,7 @@ def _prepare_search(i: int, s, spec: RunSpec) -> PreparedSearch:
 
 
 def _sample_row(run_id: str, model: ResolvedModel, task: Task, q: Question, idx: int, prompt: str, c: Completion, samples_per_question: int) -> dict:
-    grade = task.grade(q, c.text)
+    grade = grade_or_error(task, q, c.text)
     pre = float(prefill_flops(model.arch, c.prompt_tokens))
     dec = float(decode_flops(model.arch, c.prompt_tokens, c.completion_tokens))
     return {
@@ -114,8 +115,8 @@ def _sample_row(run_id: str, model: ResolvedModel, task: Task, q: Question, idx:
         "prompt": prompt,
         "completion": c.text,
         "answer": grade.answer,
-        "score": float(grade.score),
-        "correct": grade.correct,
+        "score": None if grade.score is None else float(grade.score),
+        "correct": None if grade.error else grade.correct,
         "prompt_tokens": c.prompt_tokens,
         "cached_prompt_tokens": c.cached_prompt_tokens,
         "completion_tokens": c.completion_tokens,
@@ -128,6 +129,7 @@ def _sample_row(run_id: str, model: ResolvedModel, task: Task, q: Question, idx:
         "flops": dec + pre / samples_per_question,
         "seed": c.seed,
         "created_at": datetime.now(timezone.utc),
+        "grade_error": grade.error,
     }
 
 

@@ -71,6 +71,13 @@ def m003_workers(db: Connection) -> None:
     )
 
 
+@migration
+def m004_grade_error(db: Connection) -> None:
+    """Shard layout 2: samples and nodes gain `grade_error`, so a checker that raises on one sample is recorded on
+    that sample and the run goes on (shards written before read it as NULL)."""
+    db.execute(text("UPDATE store_meta SET value = '2' WHERE key = 'shard_schema_version'"))
+
+
 def apply_migrations(db: Connection) -> list[str]:
     """Apply the pending migrations in order, each in the caller's transaction; return their names."""
     db.execute(text("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"))

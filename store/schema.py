@@ -1,13 +1,14 @@
 """Column layout of the immutable Parquet shards that workers append (see `store/__init__.py` for why shards).
 
 Each table is one pyarrow schema. Adding a column is a named migration in `store/migrations.py` that bumps
-`SHARD_SCHEMA_VERSION`; readers use `union_by_name`, so old shards read the new column as NULL."""
+`SHARD_SCHEMA_VERSION` (recorded in the catalog's store_meta); readers use `union_by_name`, and `Store.connect`
+adds a column no shard has yet as NULL, so old stores read the new column as NULL."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-SHARD_SCHEMA_VERSION = 1
+SHARD_SCHEMA_VERSION = 2
 
 SAMPLES = pa.schema(
     [
@@ -34,6 +35,7 @@ SAMPLES = pa.schema(
         ("flops", pa.float64()),
         ("seed", pa.int64()),
         ("created_at", pa.timestamp("us", tz="UTC")),
+        ("grade_error", pa.string()),  # the task's checker raised on this sample (answer, score, correct are NULL)
     ]
 )
 """One row per generated sample. `flops` = decode_flops + prefill_flops / samples_per_question: the prompt is
@@ -88,6 +90,7 @@ NODES = pa.schema(
         ("answer", pa.string()),
         ("correct", pa.bool_()),
         ("finish_reason", pa.string()),
+        ("grade_error", pa.string()),  # the task's checker raised on this final node
     ]
 )
 """Search trajectories (beam, lookahead, revisions, ...): one row per node of the tree."""

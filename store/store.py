@@ -128,9 +128,11 @@ class Store:
         con.execute("SET enable_progress_bar = false")  # it would print into the dashboard server's log
         for table, schema in TABLES.items():
             if any((self.root / table).glob("*/*.parquet")):
-                con.execute(
-                    f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{self.shard_glob(table)}', union_by_name=true)"
-                )
+                source = f"read_parquet('{self.shard_glob(table)}', union_by_name=true)"
+                present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+                # a column added after every shard of this store was written reads as NULL (schema.py's rule)
+                missing = "".join(f", CAST(NULL AS {_duckdb_type(f.type)}) AS {f.name}" for f in schema if f.name not in present)
+                con.execute(f"CREATE VIEW {table} AS SELECT *{missing} FROM {source}")
             else:
                 empty = schema.empty_table()  # noqa: F841 - referenced by name below
                 con.execute(f"CREATE TABLE {table} AS SELECT * FROM empty")
@@ -216,6 +218,19 @@ class Store:
     def request_cancel(self, run_id: str) -> None:
         with self.catalog.begin() as db:
             db.execute(text("UPDATE runs SET cancel_requested=1, updated_at=:now WHERE run_id=:r"), {"now": utcnow(), "r": run_id})
+
+
+_DUCKDB_TYPES = {
+    pa.string(): "VARCHAR", pa.float64(): "DOUBLE", pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.bool_(): "BOOLEAN",
+    pa.list_(pa.float64()): "DOUBLE[]", pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
+}
+
+
+def _duckdb_type(t: pa.DataType) -> str:
+    try:
+        return _DUCKDB_TYPES[t]
+    except KeyError:
+        raise TypeError(f"no DuckDB type for shard column type {t}; add it to _DUCKDB_TYPES") from None
 
 
 def check_writable(root: Path) -> None:

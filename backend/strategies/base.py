@@ -37,7 +37,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from backend.engines.base import Completion, Engine, GenerationRequest, SamplingParams, runs_follow_ups_inline
 from backend.ledger import Ledger, PrefixCache, decode_flops, prefill_flops
-from backend.tasks.base import Question, Task, extract_answer
+from backend.tasks.base import Question, Task, extract_answer, grade_or_error
 from backend.verifiers.base import ScoreRequest, StepScores, Verifier, aggregate, charge
 
 MAX_SCORED_STEPS = 8  # a whole sample is scored as at most this many steps, so its verification cost is bounded
@@ -115,6 +115,7 @@ class Node:
     selected: bool = False
     answer: str | None = None
     correct: bool | None = None
+    grade_error: str | None = None
 
     @property
     def context_tokens(self) -> int:
@@ -404,8 +405,8 @@ class SearchContext:
     def close(self, qi: int, node: Node, delimiter: str = "\n\n") -> Node:
         """Mark a node final and grade its whole solution with the task's checker (for analysis only)."""
         node.is_final = True
-        grade = self.task.grade(self.questions[qi], delimiter.join(node.steps))
-        node.answer, node.correct = grade.answer, grade.correct
+        grade = grade_or_error(self.task, self.questions[qi], delimiter.join(node.steps))
+        node.answer, node.correct, node.grade_error = grade.answer, None if grade.error else grade.correct, grade.error
         return node
 
 

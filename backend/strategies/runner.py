@@ -79,6 +79,7 @@ def nodes_table(run_id: str, model_name: str, strategy: str, config: dict, ctx: 
                     "selected": n.selected,
                     "answer": n.answer,
                     "correct": n.correct,
+                    "grade_error": n.grade_error,
                     "finish_reason": n.kind if n.kind in ("root", "step") else f"{n.kind}:{n.finish_reason}",
                 }
             )

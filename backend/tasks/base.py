@@ -26,11 +26,21 @@ class Question:
 @dataclass(frozen=True)
 class Grade:
     answer: str | None
-    score: float
+    score: float | None
+    error: str | None = None  # the checker raised: answer and score are unknown, and the sample is not correct
 
     @property
     def correct(self) -> bool:
-        return self.score == 1.0
+        return self.error is None and self.score == 1.0
+
+
+def grade_or_error(task: "Task", question: Question, completion: str) -> Grade:
+    """The task's grade, or the checker's exception recorded as a grading error: one bad sample (a checker bug on an
+    odd answer) must not fail a whole run. The one place samples, search nodes and the oracle verifier are graded."""
+    try:
+        return task.grade(question, completion)
+    except Exception as e:  # noqa: BLE001 - any checker failure is this sample's, not the run's
+        return Grade(None, None, f"{type(e).__name__}: {e}"[:500])
 
 
 @runtime_checkable

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from backend.ledger import ModelArch
-from backend.tasks.base import Task
+from backend.tasks.base import Task, grade_or_error
 from backend.verifiers.base import ScoreRequest, StepScores
 
 
@@ -24,7 +24,7 @@ class OracleVerifier:
         for r in requests:
             scores = []
             for j in range(r.first, len(r.steps)):
-                grade = self.task.grade(r.question, r.delimiter.join(r.steps[: j + 1]))
+                grade = grade_or_error(self.task, r.question, r.delimiter.join(r.steps[: j + 1]))
                 scores.append(1.0 if grade.correct else 0.0)
             out.append(StepScores(scores))
         return out

@@ -12,7 +12,7 @@ from store.schema import TABLES
 
 def test_migrations_are_named_in_order():
     names = [n for n, _ in MIGRATIONS]
-    assert names == ["m001_runs", "m002_shard_schema_version", "m003_workers"]
+    assert names == ["m001_runs", "m002_shard_schema_version", "m003_workers", "m004_grade_error"]
 
 
 def test_fresh_catalog_has_exact_schema(tmp_path):
@@ -58,7 +58,7 @@ def test_samples_view_columns_and_types(tmp_path):
         "correct": "BOOLEAN", "prompt_tokens": "INTEGER", "cached_prompt_tokens": "INTEGER",
         "completion_tokens": "INTEGER", "logprob_sum": "DOUBLE", "logprob_mean": "DOUBLE", "finish_reason": "VARCHAR",
         "latency_s": "DOUBLE", "prefill_flops": "DOUBLE", "decode_flops": "DOUBLE", "flops": "DOUBLE", "seed": "BIGINT",
-        "created_at": "TIMESTAMP WITH TIME ZONE",
+        "created_at": "TIMESTAMP WITH TIME ZONE", "grade_error": "VARCHAR",
     }
 
 
@@ -73,3 +73,19 @@ def test_shard_write_is_atomic_and_temp_files_are_ignored(tmp_path):
     assert store.query("select count(*) n from samples")["n"][0] == 3
     assert store.remove_stale_temp_files("r") == 1
     assert store.existing_sample_keys("r", None) == set()  # model is NULL here: no key matches model = NULL
+
+
+def test_a_store_written_before_a_column_existed_reads_it_as_null(tmp_path):
+    """Shard layout 1 had no grade_error: its shards still read, the new column NULL, next to layout-2 shards."""
+    store = Store.open(tmp_path / "s")
+    import pyarrow.parquet as pq
+
+    old = pa.schema([f for f in TABLES["samples"] if f.name != "grade_error"])
+    (tmp_path / "s" / "samples" / "r").mkdir(parents=True)  # as an earlier version wrote it
+    pq.write_table(pa.Table.from_pylist([{"run_id": "r", "question_id": "q", "sample_idx": 0}], schema=old), tmp_path / "s" / "samples" / "r" / "old.parquet")
+    assert store.query("SELECT count(*) AS n, count(grade_error) AS e FROM samples").to_dict("records") == [{"n": 1, "e": 0}]
+    new = {f.name: None for f in TABLES["samples"]} | {"run_id": "r", "question_id": "q", "sample_idx": 1, "grade_error": "boom"}
+    store.write_shard("samples", "r", pa.Table.from_pylist([new], schema=TABLES["samples"]))
+    assert store.query("SELECT sample_idx, coalesce(grade_error, '-') AS e FROM samples ORDER BY 1")["e"].tolist() == ["-", "boom"]
+    with store.catalog.connect() as db:
+        assert db.execute(text("SELECT value FROM store_meta WHERE key = 'shard_schema_version'")).scalar() == "2"
