@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from backend.tasks.base import ANSWER_SQL
+
 
 @dataclass(frozen=True)
 class Pool:
@@ -205,7 +207,7 @@ def load_pool(
     sample_sql = f"""
     SELECT run_id, question_id, task, sample_idx,
            coalesce(correct, false) AS correct,
-           nullif(regexp_replace(trim(answer), '\\s+', ' ', 'g'), '') AS answer,
+           {ANSWER_SQL} AS answer,
            coalesce(prompt_tokens, 0)::DOUBLE AS prompt_tokens,
            coalesce(cached_prompt_tokens, 0)::DOUBLE AS cached_prompt_tokens,
            coalesce(completion_tokens, 0)::DOUBLE AS completion_tokens,

@@ -37,7 +37,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from backend.engines.base import Completion, Engine, GenerationRequest, SamplingParams, runs_follow_ups_inline
 from backend.ledger import Ledger, PrefixCache, decode_flops, prefill_flops
-from backend.tasks.base import Question, Task, extract_answer, grade_or_error
+from backend.tasks.base import Question, Task, extract_answer, grade_or_error, normalize_answer
 from backend.verifiers.base import ScoreRequest, StepScores, Verifier, aggregate, charge
 
 MAX_SCORED_STEPS = 8  # a whole sample is scored as at most this many steps, so its verification cost is bounded
@@ -430,10 +430,6 @@ def split_steps(text: str, delimiter: str, max_steps: int = MAX_SCORED_STEPS) ->
 
 
 # ---- final selection ------------------------------------------------------------------------------------------
-def _norm(answer: str | None) -> str | None:
-    return None if answer is None else " ".join(answer.split()).lower()
-
-
 def pick_best(finals: Sequence[Node]) -> Node | None:
     return max(finals, key=lambda n: (n.value if n.value is not None else 0.0, -n.node_id), default=None)
 
@@ -441,27 +437,27 @@ def pick_best(finals: Sequence[Node]) -> Node | None:
 def pick_weighted(finals: Sequence[Node]) -> Node | None:
     """Weighted best-of-N: sum the (aggregated) scores per distinct answer, take the largest; within it the
     best-scored node. Candidates without an answer only win when no candidate has one."""
-    answered = [n for n in finals if n.answer is not None] or list(finals)
+    answered = [n for n in finals if normalize_answer(n.answer) is not None] or list(finals)
     totals: dict[str | None, float] = {}
     for n in answered:
-        totals[_norm(n.answer)] = totals.get(_norm(n.answer), 0.0) + (n.value or 0.0)
+        totals[normalize_answer(n.answer)] = totals.get(normalize_answer(n.answer), 0.0) + (n.value or 0.0)
     if not totals:
         return None
-    first_seen = {k: min(n.node_id for n in answered if _norm(n.answer) == k) for k in totals}
+    first_seen = {k: min(n.node_id for n in answered if normalize_answer(n.answer) == k) for k in totals}
     win = max(totals, key=lambda k: (totals[k], -first_seen[k]))
-    return pick_best([n for n in answered if _norm(n.answer) == win])
+    return pick_best([n for n in answered if normalize_answer(n.answer) == win])
 
 
 def pick_majority(finals: Sequence[Node]) -> Node | None:
-    answered = [n for n in finals if n.answer is not None] or list(finals)
+    answered = [n for n in finals if normalize_answer(n.answer) is not None] or list(finals)
     counts: dict[str | None, int] = {}
     for n in answered:
-        counts[_norm(n.answer)] = counts.get(_norm(n.answer), 0) + 1
+        counts[normalize_answer(n.answer)] = counts.get(normalize_answer(n.answer), 0) + 1
     if not counts:
         return None
-    first_seen = {k: min(n.node_id for n in answered if _norm(n.answer) == k) for k in counts}
+    first_seen = {k: min(n.node_id for n in answered if normalize_answer(n.answer) == k) for k in counts}
     win = max(counts, key=lambda k: (counts[k], -first_seen[k]))
-    return min((n for n in answered if _norm(n.answer) == win), key=lambda n: n.node_id)
+    return min((n for n in answered if normalize_answer(n.answer) == win), key=lambda n: n.node_id)
 
 
 SELECTORS: dict[str, Callable[[Sequence[Node]], Node | None]] = {"weighted": pick_weighted, "best": pick_best, "majority": pick_majority}

@@ -34,6 +34,18 @@ class Grade:
         return self.error is None and self.score == 1.0
 
 
+ANSWER_SQL = "nullif(regexp_replace(trim(answer), '\\s+', ' ', 'g'), '')"
+"""`normalize_answer` in SQL, for the pools' vectorised votes (backend.metrics.pools); a test holds the two equal."""
+
+
+def normalize_answer(answer: str | None) -> str | None:
+    """How answers are compared in every vote, pool or search: surrounding whitespace dropped, inner runs of it
+    collapsed to one space, case kept (some tasks' answers are case-sensitive); empty means no answer."""
+    if answer is None:
+        return None
+    return " ".join(answer.split()) or None
+
+
 def grade_or_error(task: "Task", question: Question, completion: str) -> Grade:
     """The task's grade, or the checker's exception recorded as a grading error: one bad sample (a checker bug on an
     odd answer) must not fail a whole run. The one place samples, search nodes and the oracle verifier are graded."""
