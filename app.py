@@ -8,19 +8,12 @@ that file directly, never this script: no st.navigation, no page config, every h
 
 import streamlit as st
 
-PAGES = [
-    ("app_pages/run.py", "Run", ":material/play_circle:", "run"),
-    ("app_pages/coverage.py", "Coverage", ":material/trending_up:", "coverage"),
-    ("app_pages/strategies.py", "Strategies", ":material/compare_arrows:", "strategies"),
-    ("app_pages/cost_of_pass.py", "Cost-of-pass", ":material/payments:", "cost-of-pass"),
-    ("app_pages/compute_optimal.py", "Compute-optimal", ":material/grid_on:", "compute-optimal"),
-    ("app_pages/samples.py", "Samples", ":material/list_alt:", "samples"),
-]
+from app_pages import PAGES
 
 
 def run() -> None:
     st.set_page_config(page_title="ttc-lab", page_icon=":material/bolt:", layout="wide")
-    pages = [st.Page(path, title=title, icon=icon, url_path=url) for path, title, icon, url in PAGES]
+    pages = [st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_path) for p in PAGES]
     st.navigation(pages).run()
 
 

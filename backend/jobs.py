@@ -23,9 +23,7 @@ from backend.config import RunSpec, parse_spec
 from backend.errors import TtcError
 from backend.worker import execute, prepare_run
 from store import Store
-from store.store import utcnow
-
-WORKER_STALE_S = 15.0
+from store.store import HEARTBEAT_STALE_S, utcnow
 
 
 def submit(store: Store, spec: RunSpec) -> str:
@@ -96,7 +94,7 @@ def progress(store: Store, run_id: str, window_s: float = 30.0) -> Progress | No
 
 
 def live_workers(store: Store) -> list[dict]:
-    cutoff = time.time() - WORKER_STALE_S
+    cutoff = time.time() - HEARTBEAT_STALE_S
     with store.catalog.connect() as db:
         rows = db.execute(text("SELECT * FROM workers WHERE stopped_at IS NULL")).mappings().all()
     return [dict(r) for r in rows if datetime.fromisoformat(r["heartbeat_at"]).timestamp() >= cutoff]

@@ -72,12 +72,25 @@ def sampling_flops(arch: ModelArch, prompt_tokens: float, completion_tokens: flo
     return prefill_flops(arch, prompt_tokens) + n * decode_flops(arch, prompt_tokens, completion_tokens)
 
 
+def samples_affordable(budget_flops, once, per_sample) -> np.ndarray:
+    """Whole samples a budget buys when they share one prefill `once` and each costs `per_sample` (its decode, plus a
+    verifier pass where one scores it): floor((budget − once) / per_sample), 0 when not even the prefill fits.
+    The one budget → samples rule; vectorised over any broadcastable shapes."""
+    b, once, per = (np.asarray(x, dtype=np.float64) for x in (budget_flops, once, per_sample))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n = np.floor((b - once) / np.maximum(per, 1e-300))
+    return np.maximum(np.nan_to_num(n, nan=0.0, posinf=2.0**62), 0).astype(np.int64)
+
+
 def samples_for_budget(arch: ModelArch, budget_flops, prompt_tokens: float, completion_tokens: float) -> np.ndarray:
     """Inverse of `sampling_flops`: how many whole samples a FLOP budget buys (0 if not even the prefill)."""
-    b = np.asarray(budget_flops, dtype=np.float64)
-    per = decode_flops(arch, prompt_tokens, completion_tokens)
-    n = np.floor((b - prefill_flops(arch, prompt_tokens)) / max(per, 1e-300))
-    return np.maximum(n, 0).astype(np.int64)
+    return samples_affordable(budget_flops, prefill_flops(arch, prompt_tokens), decode_flops(arch, prompt_tokens, completion_tokens))
+
+
+def units_to_flops(arch: ModelArch, units: float, prompt_tokens: float, sample_tokens: float) -> float:
+    """A budget in "samples" (the spec's default budget unit): `units` times one sample of `sample_tokens` after
+    the prompt, prefill included."""
+    return float(units) * float(sampling_flops(arch, prompt_tokens, sample_tokens, 1))
 
 
 @dataclass

@@ -8,7 +8,6 @@ A SIGKILL loses at most the unflushed tail, which the next run of the same spec 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -20,23 +19,25 @@ from backend.config import ModelSpec, RunSpec
 from backend.engines import GenerationRequest, SamplingParams, create_engine
 from backend.engines.base import Completion, Engine
 from backend.errors import SpecError, TtcError, require
-from backend.ledger import decode_flops, prefill_flops
+from backend.ledger import decode_flops, prefill_flops, units_to_flops
 from backend.models.registry import ResolvedModel, resolve_model
 from backend.prompting import build_prompt, stop_sequences
 from backend.tasks import Question, Task, create_task
 from backend.tasks.base import grade_or_error
 from backend.scoring import score_pool
 from backend.strategies import STRATEGIES, get_strategy, validate_config
-from backend.strategies.runner import budget_units_to_flops, nodes_table, run_search, search_record
+from backend.strategies.base import seed_for
+from backend.strategies.runner import nodes_table, run_search, search_record
 from backend.verifiers import VERIFIERS, create_verifier
 from store import Store
 from store.rows import ShardWriter, questions_table
+from store.store import HEARTBEAT_STALE_S
 
 
 def sample_seed(run_seed: int, question_id: str, sample_idx: int) -> int:
-    """Deterministic per-sample seed: a resumed run regenerates exactly the sample it lost."""
-    h = hashlib.blake2b(f"{run_seed}|{question_id}|{sample_idx}".encode(), digest_size=4).digest()
-    return int.from_bytes(h, "little") & 0x7FFFFFFF
+    """Deterministic per-sample seed: a resumed run regenerates exactly the sample it lost (strategies.base.seed_for,
+    the one seeding rule, over the run's seed, the question and the sample's index)."""
+    return seed_for(run_seed, question_id, sample_idx)
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def _prepare_search(i: int, s, spec: RunSpec) -> PreparedSearch:
     verifier = s.verifier or (spec.verifiers[0] if spec.verifiers else None)
     if verifier is not None:
         require(VERIFIERS, verifier, field=f"{where}.verifier", kind="verifier")
-    elif strategy.needs_verifier and cfg.get("select", "verifier") != "majority":
+    elif strategy.requires_verifier(cfg):
         raise SpecError(f"{where}.verifier", f"{s.name} needs a verifier and the spec lists none", ", ".join(VERIFIERS))
     if s.ratios and not getattr(strategy, "sweeps_ratio", False):
         sweepers = ", ".join(n for n, st in STRATEGIES.items() if getattr(st, "sweeps_ratio", False))
@@ -141,7 +142,7 @@ def _claim_or_refuse(store: Store, run_id: str) -> None:
     row = store.get_run(run_id)
     if row and row["status"] == "running" and row["worker_pid"] and row["worker_pid"] != os.getpid():
         beat = datetime.fromisoformat(row["heartbeat_at"]) if row["heartbeat_at"] else None
-        fresh = beat is not None and (datetime.now(timezone.utc) - beat).total_seconds() < 15
+        fresh = beat is not None and (datetime.now(timezone.utc) - beat).total_seconds() < HEARTBEAT_STALE_S
         if fresh and _pid_alive(row["worker_pid"]):
             raise TtcError(f"run {run_id} is already running (pid {row['worker_pid']}); wait for it or cancel it")
 
@@ -168,7 +169,7 @@ def _budgets_flops(prepared: PreparedRun, store: Store, model: ResolvedModel) ->
     if prepared.spec.budget_unit == "flops":
         return [float(b) for b in prepared.spec.budgets]
     prompt_tokens = _median_prompt_tokens(prepared, store, model)
-    return [budget_units_to_flops(model.arch, b, prompt_tokens, prepared.spec.max_tokens) for b in prepared.spec.budgets]
+    return [units_to_flops(model.arch, b, prompt_tokens, prepared.spec.max_tokens) for b in prepared.spec.budgets]
 
 
 def _search_points(search: PreparedSearch, budget: float | None, model: ResolvedModel, prompt_tokens: int) -> list[tuple[dict, str | None]]:
@@ -182,7 +183,7 @@ def _search_points(search: PreparedSearch, budget: float | None, model: Resolved
     if budget is None:
         attempts = cfg["chains"] * cfg["chain_length"]
     else:
-        attempts = int(budget // budget_units_to_flops(model.arch, 1, prompt_tokens, cfg["max_tokens"]))
+        attempts = int(budget // units_to_flops(model.arch, 1, prompt_tokens, cfg["max_tokens"]))
     return [(validate_config(search.strategy, strategy.ratio_config(cfg, max(1, attempts), r)), r) for r in search.ratios]
 
 

@@ -125,6 +125,7 @@ def _sample_tables(run_id, model, qtable, level, n_samples, verifiers, rng, crea
                 "flops": pa.array(dec + pre / n_samples, pa.float64()),
                 "seed": pa.array(rng.integers(0, 2**31, rows), pa.int64()),
                 "created_at": pa.array([created] * rows, pa.timestamp("us", tz="UTC")),
+                "grade_error": pa.nulls(rows, pa.string()),
             },
             schema=SAMPLES,
         )
@@ -221,6 +222,7 @@ def search_configuration_table(
             "generator_flops": np.where(depth == 0, 0.0, per_node * 0.8), "verifier_flops": np.where(depth == 0, 0.0, per_node * 0.2),
             "is_final": final, "selected": selected, "answer": refs, "correct": np.where(final, selected & ok, None),
             "finish_reason": np.where(depth == 0, "root", np.where(final, "answer:stop", "step")),
+            "grade_error": pa.nulls(n, pa.string()),
         },
         schema=NODES,
     )

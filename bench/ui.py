@@ -27,18 +27,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python bench/ui.py` as well as `python -m bench.ui`
+from app_pages import PAGES as APP_PAGES  # noqa: E402 - after the path fix above
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"]
-PAGES = [  # (url path, page name written in the ready marker); the default page (Run) lives at "/"
-    ("", "run"),
-    ("coverage", "coverage"),
-    ("strategies", "strategies"),
-    ("cost-of-pass", "cost_of_pass"),
-    ("compute-optimal", "compute_optimal"),
-    ("samples", "samples"),
-]
-TITLES = {"": "Run", "coverage": "Coverage", "strategies": "Strategies", "cost-of-pass": "Cost-of-pass",
-          "compute-optimal": "Compute-optimal", "samples": "Samples"}
+# (url path, page name written in the ready marker) of app_pages.PAGES; the default page lives at "/"
+PAGES = [("" if i == 0 else p.url_path, p.name) for i, p in enumerate(APP_PAGES)]
+TITLES = {url: p.title for (url, _), p in zip(PAGES, APP_PAGES)}
 
 
 def free_port() -> int:

@@ -36,6 +36,10 @@ from store.schema import TABLES
 CATALOG_FILE = "catalog.sqlite"
 
 
+HEARTBEAT_STALE_S = 15.0
+"""A worker (and the run it holds) whose last heartbeat is older than this is gone: its run may be claimed again."""
+
+
 def default_store_dir() -> Path:
     return Path(os.environ.get("TTC_STORE") or Path.home() / ".local" / "share" / "ttc-lab" / "store")
 

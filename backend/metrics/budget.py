@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backend.ledger import ModelArch, decode_flops, prefill_flops, sampling_flops
+from backend.ledger import ModelArch, decode_flops, prefill_flops, samples_affordable, sampling_flops
 from backend.metrics.curve import check_questions_mask
 from backend.metrics.pools import Pool
 
@@ -45,16 +45,14 @@ def samples_for_flops(
     *,
     verifier: ModelArch | None = None,
 ) -> np.ndarray:
-    """Whole samples a FLOP budget buys: floor((B − prefill) / (decode + verifier prefill)), 0 if the budget
-    does not cover the prefill. Inverse of `flops_for_samples` (same ledger functions)."""
-    budget = np.asarray(budget_flops, dtype=np.float64)
-    if np.any(budget < 0):
+    """Whole samples a FLOP budget buys (ledger.samples_affordable), each with a verifier pass when `verifier` is
+    given. Inverse of `flops_for_samples`."""
+    if np.any(np.asarray(budget_flops, dtype=np.float64) < 0):
         raise ValueError("budget_flops must be >= 0")
     per_sample = float(decode_flops(arch, prompt_tokens, completion_tokens))
     if verifier is not None:
         per_sample += float(prefill_flops(verifier, prompt_tokens + completion_tokens))
-    n = np.floor((budget - float(prefill_flops(arch, prompt_tokens))) / per_sample)
-    return np.maximum(n, 0).astype(np.int64)
+    return samples_affordable(budget_flops, prefill_flops(arch, prompt_tokens), per_sample)
 
 
 def x_axis(pool: Pool, ks, unit: str, *, questions=None, arch: ModelArch | None = None, verifier_flops=None) -> np.ndarray:

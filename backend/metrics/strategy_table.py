@@ -28,6 +28,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from backend.ledger import samples_affordable
 from backend.metrics.pools import Pool
 from backend.metrics.selection import selection_curves
 
@@ -201,11 +202,9 @@ def pool_costs(pool: Pool, verifier_flops: np.ndarray | None) -> tuple[np.ndarra
 
 
 def affordable_k(budgets, once, per_sample, n_max: int) -> np.ndarray:
-    """(B, Q) the largest whole k with once + k · per_sample <= budget, clipped to [0, n_max]."""
+    """(B, Q) the largest whole k with once + k · per_sample <= budget (ledger.samples_affordable), at most n_max."""
     b = np.asarray(budgets, dtype=np.float64)[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        k = np.floor((b - once[None, :]) * (1 + 1e-12) / per_sample[None, :])
-    return np.clip(np.nan_to_num(k, nan=0.0, posinf=n_max), 0, n_max).astype(np.int64)
+    return np.minimum(samples_affordable(b, once[None, :], per_sample[None, :]), n_max)
 
 
 def verifier_flops_per_question(con, run_ids: Sequence[str], model: str, verifier: str, question_ids: np.ndarray) -> np.ndarray:

@@ -192,6 +192,8 @@ def first_scored(steps: Sequence[str], first: int | None) -> int:
 
 
 def seed_for(run_seed: int, *parts: object) -> int:
+    """The one seeding rule (pool samples and search requests alike): a hash of the run's seed and what identifies
+    the request, so a resumed or re-run search asks the engine for exactly the same samples."""
     h = hashlib.blake2b("|".join(map(str, (run_seed, *parts))).encode(), digest_size=4).digest()
     return int.from_bytes(h, "little") & 0x7FFFFFFF
 
@@ -482,6 +484,10 @@ class Strategy(Protocol):
         """Cross-field rules (e.g. n divisible by width); raise SpecError."""
         ...
 
+    def requires_verifier(self, cfg: dict) -> bool:
+        """Whether this configuration needs a verifier (the one home of that rule)."""
+        ...
+
     def run(self, ctx: SearchContext, cfg: dict) -> None:
         """Grow every question's tree in ctx, mark finals and exactly one selected node per question."""
         ...
@@ -493,6 +499,10 @@ class BaseStrategy:
     params: tuple[Param, ...] = ()
     needs_verifier = True
     sweeps_ratio = False  # takes a sequential:parallel sweep (StrategySpec.ratios) through ratio_config()
+
+    def requires_verifier(self, cfg: dict) -> bool:
+        """Whether this configuration needs a verifier: the strategy does, unless it is set to pick by majority."""
+        return self.needs_verifier and cfg.get("select", "verifier") != "majority"
 
     def check(self, cfg: dict) -> None:
         return None

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from backend.engines.base import Engine
 from backend.errors import SpecError
-from backend.ledger import Ledger, ModelArch, sampling_flops
+from backend.ledger import Ledger
 from backend.models.registry import ResolvedModel
 from backend.prompting import build_prompt, stop_sequences
 from backend.strategies import get_strategy, validate_config
@@ -39,11 +39,6 @@ class SearchResult:
     @property
     def selected(self) -> list:
         return [t.selected for t in self.context.trees]
-
-
-def budget_units_to_flops(arch: ModelArch, units: float, prompt_tokens: int, sample_tokens: int) -> float:
-    """A budget in "samples": `units` times the cost of one sample of `sample_tokens` after the prompt."""
-    return float(units) * float(sampling_flops(arch, prompt_tokens, sample_tokens, 1))
 
 
 def search_record(config: dict, budget_flops: float | None, verifier: str | None, seed: int, ratio: str | None = None) -> dict:
@@ -109,7 +104,7 @@ def run_search(
     priced exactly rather than by the prompt's byte length."""
     cfg = validate_config(strategy, config)
     strat = get_strategy(strategy)
-    if strat.needs_verifier and verifier is None and cfg.get("select", "verifier") != "majority":
+    if verifier is None and strat.requires_verifier(cfg):
         raise SpecError("verifier", f"{strategy} needs a verifier", ", ".join(VERIFIERS))
     if budget_flops is not None and budget_flops <= 0:
         raise SpecError("budget_flops", f"must be > 0, got {budget_flops!r}")

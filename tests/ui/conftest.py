@@ -9,18 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app_pages import PAGES as APP_PAGES
 from bench.synthetic_store import make_synthetic_store, search_configuration_table
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
-PAGES = [
-    "app_pages/run.py",
-    "app_pages/coverage.py",
-    "app_pages/strategies.py",
-    "app_pages/cost_of_pass.py",
-    "app_pages/compute_optimal.py",
-    "app_pages/samples.py",
-]
+PAGES = [p.path for p in APP_PAGES]
 SEARCH_VERIFIER = "prm-synthetic"
 
 
