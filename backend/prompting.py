@@ -30,13 +30,22 @@ def render_chat(template: str, messages: list[dict], add_generation_prompt: bool
     return _compile(template).render(messages=messages, add_generation_prompt=add_generation_prompt, tools=None)
 
 
+def uses_chat(model: ResolvedModel) -> bool:
+    """Whether the model is prompted through its chat template (else a raw few-shot prompt)."""
+    return model.prompt_style == "chat" and bool(model.chat_template)
+
+
+def chat_messages(task: Task, user_content: str, *turns: tuple[str, str]) -> list[dict]:
+    """The one way a conversation with a task is assembled: the task's system prompt, the user's message, then any
+    further (role, content) turns. The first prompt, revisions and the chat judge all start the same way, so their
+    rendered texts share the prefix the engine has cached."""
+    messages = [{"role": "system", "content": task.system_prompt}, {"role": "user", "content": user_content}]
+    return messages + [{"role": role, "content": content} for role, content in turns]
+
+
 def build_prompt(model: ResolvedModel, task: Task, question: Question) -> str:
-    if model.prompt_style == "chat" and model.chat_template:
-        messages = [
-            {"role": "system", "content": task.system_prompt},
-            {"role": "user", "content": task.user_message(question)},
-        ]
-        return render_chat(model.chat_template, messages)
+    if uses_chat(model):
+        return render_chat(model.chat_template, chat_messages(task, task.user_message(question)))
     shots = "".join(f"{task.few_shot_format(q, a)}\n\n" for q, a in task.few_shot_examples())
     return shots + task.few_shot_format(question, None)
 

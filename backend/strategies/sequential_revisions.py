@@ -10,7 +10,7 @@ import dataclasses
 
 from backend.engines.base import SamplingParams
 from backend.models.registry import ResolvedModel
-from backend.prompting import build_prompt, render_chat
+from backend.prompting import build_prompt, chat_messages, render_chat, uses_chat
 from backend.strategies.base import (
     AGGREGATION,
     DELIMITER,
@@ -53,12 +53,8 @@ class Prompter:
             return build_prompt(self.model, self.task, question)
         block = "\n\n".join(f"Attempt {i}:\n{a.strip()}" for i, a in enumerate(attempts, 1))
         extra = f"\n\nYour previous attempts (they may contain mistakes):\n\n{block}\n\nWrite a new, corrected solution."
-        if self.model.prompt_style == "chat" and self.model.chat_template:
-            messages = [
-                {"role": "system", "content": self.task.system_prompt},
-                {"role": "user", "content": self.task.user_message(question) + extra},
-            ]
-            return render_chat(self.model.chat_template, messages)
+        if uses_chat(self.model):
+            return render_chat(self.model.chat_template, chat_messages(self.task, self.task.user_message(question) + extra))
         return build_prompt(self.model, self.task, dataclasses.replace(question, text=question.text + extra))
 
 

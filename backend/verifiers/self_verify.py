@@ -28,7 +28,7 @@ from backend.engines.base import Completion, Engine, GenerationRequest, Sampling
 from backend.errors import require
 from backend.ledger import decode_flops, prefill_flops
 from backend.models.registry import ResolvedModel
-from backend.prompting import build_prompt, render_chat
+from backend.prompting import build_prompt, chat_messages, render_chat, uses_chat
 from backend.tasks.base import Question, Task
 from backend.verifiers.base import ScoreRequest, StepScores, Usage
 
@@ -71,13 +71,8 @@ class SelfVerifier:
         (read off a render with a placeholder solution)."""
         if self.judge == "inline":
             return INLINE_JUDGE
-        if self.model.prompt_style == "chat" and self.model.chat_template:
-            messages = [
-                {"role": "system", "content": self.task.system_prompt},
-                {"role": "user", "content": "?"},
-                {"role": "assistant", "content": _SENTINEL},
-                {"role": "user", "content": JUDGE_QUESTION},
-            ]
+        if uses_chat(self.model):
+            messages = chat_messages(self.task, "?", ("assistant", _SENTINEL), ("user", JUDGE_QUESTION))
             rendered = render_chat(self.model.chat_template, messages)
             if _SENTINEL in rendered:
                 return rendered.split(_SENTINEL, 1)[1]
