@@ -137,7 +137,10 @@ def render_error(err: BaseException) -> None:
         st.error(f"cannot compute this view: {err}", icon=":material/error:")
     else:
         log.error("dashboard error\n%s", "".join(traceback.format_exception(err)))
-        st.error(f"internal error ({type(err).__name__}): {err}. Details are in the dashboard's log.", icon=":material/bug_report:")
+        st.error(
+            f"internal error ({type(err).__name__}): {err}. Details are in the dashboard's log.",
+            icon=":material/bug_report:",
+        )
 
 
 def worker_banner(store: Store) -> None:
@@ -172,7 +175,9 @@ def how_to_start(store: Store | None) -> None:
             f"Store: `{store_dir()}` (set `TTC_STORE` or `ttc dashboard --store DIR` to use another).\n\n"
             "To get started:\n"
             "1. open **Run** in the sidebar, pick a model and a task suite, and queue a run; or\n"
-            "2. from a shell: `ttc run examples/smoke.yaml --store " + str(store_dir()) + "` (about a minute on CPU).\n\n"
+            "2. from a shell: `ttc run examples/smoke.yaml --store "
+            + str(store_dir())
+            + "` (about a minute on CPU).\n\n"
             "Every page fills in as soon as the worker writes its first samples."
         )
         if st.button("Open the Run page", key="_goto_run"):
@@ -184,7 +189,9 @@ def ready_marker(name: str) -> None:
     st.html(f'<div class="ttc-page-ready" data-page="{name}" style="display:none"></div>')
 
 
-def run_page(name: str, title: str, body: Callable[[Store], None], *, needs_samples: bool = True, caption: str = "") -> None:
+def run_page(
+    name: str, title: str, body: Callable[[Store], None], *, needs_samples: bool = True, caption: str = ""
+) -> None:
     """Title, banner, empty-store panel, then `body(store)`; every exception ends as one st.error."""
     st.title(title)
     if caption:
@@ -218,7 +225,9 @@ def _url_value(key: str, multi: bool, cast: Callable) -> Any:
         return None
 
 
-def from_url(key: str, default: Any, *, options: Sequence | None = None, multi: bool = False, cast: Callable = str) -> None:
+def from_url(
+    key: str, default: Any, *, options: Sequence | None = None, multi: bool = False, cast: Callable = str
+) -> None:
     """Seed a widget's state from the URL (or `default`) before it is created with `key=key`; values not in
     `options` are dropped. Pair with `to_url`."""
     current = st.session_state.get(key, None)
@@ -321,7 +330,14 @@ def _download_buttons(name: str, formats: dict, render, spare_columns: int) -> N
             )
 
 
-def table(df: pd.DataFrame, name: str, *, height: int | None = None, column_config: dict | None = None, expander: str | None = None) -> None:
+def table(
+    df: pd.DataFrame,
+    name: str,
+    *,
+    height: int | None = None,
+    column_config: dict | None = None,
+    expander: str | None = None,
+) -> None:
     """Draw a table with CSV / Parquet download buttons; with `expander`, inside a collapsed expander (the
     browser then skips drawing the grid until it is opened: secondary tables cost nothing on page load)."""
     if expander:

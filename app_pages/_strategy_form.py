@@ -14,13 +14,17 @@ def _widget(strategy: str, p) -> object:
     label = p.name
     if p.choices is not None:
         choices = list(p.choices)
-        return st.selectbox(label, choices, index=choices.index(p.default) if p.default in choices else 0, key=key, help=p.help)
+        return st.selectbox(
+            label, choices, index=choices.index(p.default) if p.default in choices else 0, key=key, help=p.help
+        )
     if p.type is bool:
         return st.checkbox(label, value=bool(p.default), key=key, help=p.help)
     if p.type is int:
         return int(st.number_input(label, value=int(p.default), step=1, key=key, help=f"{p.help} ({p.allowed()})"))
     if p.type is float:
-        return float(st.number_input(label, value=float(p.default), key=key, help=f"{p.help} ({p.allowed()})", format="%g"))
+        return float(
+            st.number_input(label, value=float(p.default), key=key, help=f"{p.help} ({p.allowed()})", format="%g")
+        )
     raw = st.text_input(label, value=str(p.default).encode("unicode_escape").decode(), key=key, help=p.help)
     return raw.encode().decode("unicode_escape")
 
@@ -47,7 +51,9 @@ def strategy_controls(table: dict, problems: list) -> list[dict]:
             entry = {"name": name}
             if getattr(strategy, "sweeps_ratio", False):
                 raw = st.text_input(
-                    "sequential:parallel sweep", value="", key=f"strat_{name}_ratios",
+                    "sequential:parallel sweep",
+                    value="",
+                    key=f"strat_{name}_ratios",
                     help="e.g. 1:0, 1:1, 0:1 — at each budget one search per ratio, the budget's attempts split into "
                     "chain length × chains (Snell §6); empty: the chains and chain_length above",
                 )

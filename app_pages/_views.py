@@ -10,16 +10,22 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app_pages._common import CACHE_TTL_S, _open_store, _pool, fingerprint, query
 from backend.metrics import coverage_curve, selection_curves
 from backend.metrics.budget import x_axis
-from app_pages._common import CACHE_TTL_S, _open_store, _pool, fingerprint, query
 
 _cache = st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=128)
-STUDY_BINS, STUDY_DRAWS, STUDY_SEED = 5, 32, 0  # the Compute-optimal page's defaults; the Strategies page reuses its table
+STUDY_BINS, STUDY_DRAWS, STUDY_SEED = (
+    5,
+    32,
+    0,
+)  # the Compute-optimal page's defaults; the Strategies page reuses its table
 
 
 def _curve_frame(curve, pool, unit: str, label: str, verifier_flops=None, **cols) -> pd.DataFrame:
-    x = x_axis(pool, curve.k, unit, questions=np.isin(pool.question_ids, curve.question_ids), verifier_flops=verifier_flops)
+    x = x_axis(
+        pool, curve.k, unit, questions=np.isin(pool.question_ids, curve.question_ids), verifier_flops=verifier_flops
+    )
     return pd.DataFrame(
         dict(curve=label, k=curve.k, x=x, mean=curve.mean, low=curve.low, high=curve.high, exact=curve.exact, **cols)
     )
@@ -36,7 +42,9 @@ class CoverageView:
 
 
 @_cache
-def coverage_view(root: str, fp: tuple, run_ids: tuple, model: str, strategy: str | None, task: str | None, unit: str, k_max: int) -> CoverageView:
+def coverage_view(
+    root: str, fp: tuple, run_ids: tuple, model: str, strategy: str | None, task: str | None, unit: str, k_max: int
+) -> CoverageView:
     from backend.metrics.fit import fit_coverage_curve
 
     pool = _pool(root, fp, run_ids, model, task, strategy)
@@ -62,8 +70,16 @@ class SelectionView:
 
 @_cache
 def selection_view(
-    root: str, fp: tuple, run_ids: tuple, model: str, strategy: str | None, task: str | None, unit: str,
-    verifier: str | None, threshold: float, draws: int,
+    root: str,
+    fp: tuple,
+    run_ids: tuple,
+    model: str,
+    strategy: str | None,
+    task: str | None,
+    unit: str,
+    verifier: str | None,
+    threshold: float,
+    draws: int,
 ) -> SelectionView:
     from backend.metrics.verifier_quality import verifier_quality_table
 
@@ -88,7 +104,16 @@ def selection_view(
 
 
 @_cache
-def cost_rows(root: str, fp: tuple, run_ids: tuple, model: str, strategy: str | None, task: str | None, verifier: str | None, draws: int) -> pd.DataFrame:
+def cost_rows(
+    root: str,
+    fp: tuple,
+    run_ids: tuple,
+    model: str,
+    strategy: str | None,
+    task: str | None,
+    verifier: str | None,
+    draws: int,
+) -> pd.DataFrame:
     """(model, strategy, budget, input_tokens, output_tokens, success_rate) for each selection rule at each k."""
     from backend.metrics.cost import curve_cost_rows
 
@@ -103,7 +128,17 @@ def cost_rows(root: str, fp: tuple, run_ids: tuple, model: str, strategy: str | 
 
 
 @_cache
-def study_inputs(root: str, fp: tuple, run_ids: tuple, model: str, task: str | None, verifier: str | None, n_bins: int, draws: int, seed: int):
+def study_inputs(
+    root: str,
+    fp: tuple,
+    run_ids: tuple,
+    model: str,
+    task: str | None,
+    verifier: str | None,
+    n_bins: int,
+    draws: int,
+    seed: int,
+):
     """backend.metrics.study.study_inputs: the accuracy table over every configuration and both kinds of bins,
     the expensive part of a study (picklable, so st.cache_data keeps it until the store changes). The Strategies
     page draws the searches from the same table, so with the pages' defaults the two share it."""
@@ -118,13 +153,23 @@ def study_inputs(root: str, fp: tuple, run_ids: tuple, model: str, task: str | N
 
 @_cache
 def compute_optimal_view(
-    root: str, fp: tuple, run_ids: tuple, model: str, task: str | None, verifier: str | None, bins: str,
-    n_bins: int, draws: int, seed: int,
+    root: str,
+    fp: tuple,
+    run_ids: tuple,
+    model: str,
+    task: str | None,
+    verifier: str | None,
+    bins: str,
+    n_bins: int,
+    draws: int,
+    seed: int,
 ):
     """The ComputeOptimalStudy for the page's selection; switching the bin kind reuses the cached inputs."""
     from backend.metrics.study import study_from_inputs
 
-    return study_from_inputs(study_inputs(root, fp, run_ids, model, task, verifier, n_bins, draws, seed), bins=bins, seed=seed)
+    return study_from_inputs(
+        study_inputs(root, fp, run_ids, model, task, verifier, n_bins, draws, seed), bins=bins, seed=seed
+    )
 
 
 @_cache
@@ -146,14 +191,18 @@ def decode_flops_per_token(root: str, fp: tuple, run_ids: tuple) -> dict:
 
 
 @_cache
-def search_curves(root: str, fp: tuple, run_ids: tuple, model: str, task: str | None, verifier: str | None) -> pd.DataFrame:
+def search_curves(
+    root: str, fp: tuple, run_ids: tuple, model: str, task: str | None, verifier: str | None
+) -> pd.DataFrame:
     """The model's search configurations, one row per configuration × FLOP budget of the study's StrategyTable
     (accuracy over the questions covered, `questions` of `of_questions`, the statuses), with an x per unit:
     samples = FLOPs spent / one pooled sample's FLOPs (the table's equivalent samples), flops = FLOPs spent, and
     tokens = uncached prompt + generated tokens of a search's nodes (the table's `tokens`), what the pool curves
     count for one prompt and k completions."""
     store = _open_store(root)
-    if store.query("SELECT 1 FROM nodes WHERE list_contains(?, run_id) AND model = ? LIMIT 1", [list(run_ids), model]).empty:
+    if store.query(
+        "SELECT 1 FROM nodes WHERE list_contains(?, run_id) AND model = ? LIMIT 1", [list(run_ids), model]
+    ).empty:
         return pd.DataFrame()  # no search: no table to build
     t = study_inputs(root, fp, run_ids, model, task, verifier, STUDY_BINS, STUDY_DRAWS, STUDY_SEED).table
     cells = t.cells()
@@ -168,7 +217,9 @@ def search_curves(root: str, fp: tuple, run_ids: tuple, model: str, task: str | 
     )
 
 
-def samples_page(store, run_id: str | None, model: str | None, question: str | None, correct: str, text: str, limit: int) -> pd.DataFrame:
+def samples_page(
+    store, run_id: str | None, model: str | None, question: str | None, correct: str, text: str, limit: int
+) -> pd.DataFrame:
     where, params = ["1=1"], []
     for col, val in (("run_id", run_id), ("model", model), ("question_id", question)):
         if val:
@@ -185,7 +236,7 @@ def samples_page(store, run_id: str | None, model: str | None, question: str | N
         store,
         f"""SELECT run_id, model, task, question_id, sample_idx, strategy, answer, correct, score,
                    completion_tokens, finish_reason, prompt, completion
-            FROM samples WHERE {' AND '.join(where)}
+            FROM samples WHERE {" AND ".join(where)}
             ORDER BY run_id, model, question_id, sample_idx LIMIT {int(limit)}""",
         params,
     )
@@ -225,7 +276,9 @@ def question_ids(store, run_id: str | None, model: str | None) -> list[str]:
     if model:
         where.append("model = ?")
         params.append(model)
-    df = query(store, f"SELECT DISTINCT question_id FROM samples WHERE {' AND '.join(where)} ORDER BY 1 LIMIT 5000", params)
+    df = query(
+        store, f"SELECT DISTINCT question_id FROM samples WHERE {' AND '.join(where)} ORDER BY 1 LIMIT 5000", params
+    )
     return df["question_id"].tolist()
 
 

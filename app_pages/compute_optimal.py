@@ -11,9 +11,9 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from backend.metrics.compute_optimal import SNELL_R_VALUES, flops_matched_comparison
 from app_pages import _common as ui
 from app_pages import _views as views
+from backend.metrics.compute_optimal import SNELL_R_VALUES, flops_matched_comparison
 
 BINS = ["oracle", "predicted"]
 BUDGET_AXIS = "budget (FLOPs per question)"
@@ -47,7 +47,8 @@ def _standings(study) -> np.ndarray:
         for b, budget in enumerate(study.table.budgets):
             d = mine[mine["budget_flops"] == budget].sort_values("accuracy", ascending=False, na_position="last")
             out[i, b] = "<br>".join(
-                f"  {row.configuration}: " + ("—" if row.questions == 0 else f"{row.accuracy:.2f}")
+                f"  {row.configuration}: "
+                + ("—" if row.questions == 0 else f"{row.accuracy:.2f}")
                 + ("" if row.questions == row.of_questions else f" ({row.questions}/{row.of_questions} questions)")
                 for row in d.itertuples()
             )
@@ -58,24 +59,38 @@ def _heatmap(study) -> None:
     r, t = study.result, study.table
     fold0, fold1 = r.chosen_names(0), r.chosen_names(1)
     sizes = np.asarray([study.bin_sizes[int(lv)] for lv in r.levels])
-    custom = np.stack([fold0, fold1, np.repeat(sizes[:, None], len(r.budgets), 1).astype(object), _standings(study)], -1)
-    fig = go.Figure(go.Heatmap(
-        z=r.accuracy_by_bin, x=_budget_labels(t), y=[f"bin {lv}" for lv in r.levels], text=np.vectorize(lambda n: _short(t, n))(fold0),
-        customdata=custom, texttemplate="%{text}<br>%{z:.2f}", textfont=dict(size=11), colorscale="Blues", zmin=0, zmax=1,
-        colorbar=dict(title="held-out<br>accuracy"),
-        hovertemplate=(
-            "%{y} (%{customdata[2]} questions)<br>budget %{x}<br>chosen on fold 0: %{customdata[0]}<br>"
-            "chosen on fold 1: %{customdata[1]}<br>held-out accuracy %{z:.3f}<br>every configuration on the whole bin:<br>"
-            "%{customdata[3]}<extra></extra>"
-        ),
-    ))
+    custom = np.stack(
+        [fold0, fold1, np.repeat(sizes[:, None], len(r.budgets), 1).astype(object), _standings(study)], -1
+    )
+    fig = go.Figure(
+        go.Heatmap(
+            z=r.accuracy_by_bin,
+            x=_budget_labels(t),
+            y=[f"bin {lv}" for lv in r.levels],
+            text=np.vectorize(lambda n: _short(t, n))(fold0),
+            customdata=custom,
+            texttemplate="%{text}<br>%{z:.2f}",
+            textfont=dict(size=11),
+            colorscale="Blues",
+            zmin=0,
+            zmax=1,
+            colorbar=dict(title="held-out<br>accuracy"),
+            hovertemplate=(
+                "%{y} (%{customdata[2]} questions)<br>budget %{x}<br>chosen on fold 0: %{customdata[0]}<br>"
+                "chosen on fold 1: %{customdata[1]}<br>held-out accuracy %{z:.3f}<br>every configuration on the whole bin:<br>"
+                "%{customdata[3]}<extra></extra>"
+            ),
+        )
+    )
     fig.update_xaxes(title=BUDGET_AXIS, type="category")
     fig.update_yaxes(title=f"difficulty ({study.bins.kind}; bin 1 = easiest)", autorange="reversed")
     ui.style_figure(fig, title="Best configuration per difficulty bin and FLOP budget (all strategies)", height=440)
     ui.chart(fig, "compute-optimal-heatmap")
-    st.caption("Each cell: the configuration picked on one half of the bin's questions, coloured by its accuracy on the "
-               "other half (the halves then swap; the hover shows both picks and every configuration's standing on the whole bin). '—': no "
-               "configuration covers the bin there.")
+    st.caption(
+        "Each cell: the configuration picked on one half of the bin's questions, coloured by its accuracy on the "
+        "other half (the halves then swap; the hover shows both picks and every configuration's standing on the whole bin). '—': no "
+        "configuration covers the bin there."
+    )
 
 
 def _against_every_configuration(study) -> None:
@@ -83,26 +98,45 @@ def _against_every_configuration(study) -> None:
     cells = study.cells_by_bin()
     fig = go.Figure()
     for name, d in cells[cells["bin"] == "all"].groupby("configuration", sort=False):
-        fig.add_trace(go.Scatter(
-            x=d["budget_flops"], y=d["accuracy"], mode="lines+markers", name=name, line=_line(t, name), marker=dict(size=5), opacity=0.75,
-            customdata=np.stack([d["budget_samples"], d["questions"], d["of_questions"]], -1),
-            hovertemplate=name + "<br>%{x:.3g} FLOPs (≈%{customdata[0]:.1f} samples)<br>accuracy %{y:.3f} on %{customdata[1]} of %{customdata[2]} questions<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=d["budget_flops"],
+                y=d["accuracy"],
+                mode="lines+markers",
+                name=name,
+                line=_line(t, name),
+                marker=dict(size=5),
+                opacity=0.75,
+                customdata=np.stack([d["budget_samples"], d["questions"], d["of_questions"]], -1),
+                hovertemplate=name
+                + "<br>%{x:.3g} FLOPs (≈%{customdata[0]:.1f} samples)<br>accuracy %{y:.3f} on %{customdata[1]} of %{customdata[2]} questions<extra></extra>",
+            )
+        )
     for y, name, style in (
         (r.in_sample_accuracy, "compute-optimal (in-sample, optimistic)", dict(color="#222", dash="dot", width=2)),
         (r.accuracy, "compute-optimal (cross-validated)", dict(color="#222", width=4)),
     ):
-        fig.add_trace(go.Scatter(
-            x=r.budgets, y=y, mode="lines+markers", name=name, line=style, customdata=t.budget_samples,
-            hovertemplate=name + "<br>%{x:.3g} FLOPs (≈%{customdata:.1f} samples)<br>accuracy %{y:.3f}<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=r.budgets,
+                y=y,
+                mode="lines+markers",
+                name=name,
+                line=style,
+                customdata=t.budget_samples,
+                hovertemplate=name
+                + "<br>%{x:.3g} FLOPs (≈%{customdata:.1f} samples)<br>accuracy %{y:.3f}<extra></extra>",
+            )
+        )
     fig.update_xaxes(type="log", title=BUDGET_AXIS)
     fig.update_yaxes(title="accuracy", range=[0, 1.02])
     ui.style_figure(fig, title=f"Compute-optimal against {r.baseline} and every single configuration", height=520)
     ui.chart(fig, "compute-optimal-vs-configurations")
-    st.caption("Dashed: pool rules (majority, best-of-N, weighted best-of-N over the samples); solid: searches. A point "
-               "is a configuration's accuracy over the questions it covers at that budget (the hover says how many); a "
-               "gap is a budget it could not afford or did not run.")
+    st.caption(
+        "Dashed: pool rules (majority, best-of-N, weighted best-of-N over the samples); solid: searches. A point "
+        "is a configuration's accuracy over the questions it covers at that budget (the hover says how many); a "
+        "gap is a budget it could not afford or did not run."
+    )
 
 
 def _by_bin(study) -> None:
@@ -111,23 +145,41 @@ def _by_bin(study) -> None:
     levels = [str(int(lv)) for lv in study.result.levels]
     cols = min(len(levels), 3)
     fig = make_subplots(
-        rows=math.ceil(len(levels) / cols), cols=cols, shared_yaxes=True, horizontal_spacing=0.04, vertical_spacing=0.12,
+        rows=math.ceil(len(levels) / cols),
+        cols=cols,
+        shared_yaxes=True,
+        horizontal_spacing=0.04,
+        vertical_spacing=0.12,
         subplot_titles=[f"bin {lv} ({study.bin_sizes[int(lv)]} questions)" for lv in levels],
     )
     for j, lv in enumerate(levels):
         for name, d in cells[cells["bin"] == lv].groupby("configuration", sort=False):
-            fig.add_trace(go.Scatter(
-                x=d["budget_flops"], y=d["accuracy"], mode="lines+markers", name=name, legendgroup=name, showlegend=j == 0,
-                line=_line(t, name), marker=dict(size=5),
-                customdata=np.stack([d["budget_samples"], d["questions"], d["of_questions"]], -1),
-                hovertemplate=name + f" · bin {lv}<br>%{{x:.3g}} FLOPs (≈%{{customdata[0]:.1f}} samples)<br>"
-                "accuracy %{y:.3f} on %{customdata[1]} of %{customdata[2]} questions<extra></extra>",
-            ), row=j // cols + 1, col=j % cols + 1)
+            fig.add_trace(
+                go.Scatter(
+                    x=d["budget_flops"],
+                    y=d["accuracy"],
+                    mode="lines+markers",
+                    name=name,
+                    legendgroup=name,
+                    showlegend=j == 0,
+                    line=_line(t, name),
+                    marker=dict(size=5),
+                    customdata=np.stack([d["budget_samples"], d["questions"], d["of_questions"]], -1),
+                    hovertemplate=name + f" · bin {lv}<br>%{{x:.3g}} FLOPs (≈%{{customdata[0]:.1f}} samples)<br>"
+                    "accuracy %{y:.3f} on %{customdata[1]} of %{customdata[2]} questions<extra></extra>",
+                ),
+                row=j // cols + 1,
+                col=j % cols + 1,
+            )
     fig.update_xaxes(type="log")
     fig.update_yaxes(range=[0, 1.02])
     fig.update_xaxes(title=BUDGET_AXIS, row=math.ceil(len(levels) / cols))
     fig.update_yaxes(title="accuracy", col=1)
-    ui.style_figure(fig, title="Accuracy against FLOPs per difficulty bin: which strategy wins where", height=300 * math.ceil(len(levels) / cols) + 140)
+    ui.style_figure(
+        fig,
+        title="Accuracy against FLOPs per difficulty bin: which strategy wins where",
+        height=300 * math.ceil(len(levels) / cols) + 140,
+    )
     ui.chart(fig, "compute-optimal-by-bin")
 
 
@@ -140,7 +192,12 @@ def _ratio_sweep(study) -> None:
     t = study.table
     options = list(range(len(t.budgets)))
     ui.from_url("ratio_budget", options[-1], options=options, cast=int)
-    b = st.select_slider("FLOP budget", options, key="ratio_budget", format_func=lambda i: f"{t.budgets[i]:.2g} FLOPs (≈{t.budget_samples[i]:.1f} samples)")
+    b = st.select_slider(
+        "FLOP budget",
+        options,
+        key="ratio_budget",
+        format_func=lambda i: f"{t.budgets[i]:.2g} FLOPs (≈{t.budget_samples[i]:.1f} samples)",
+    )
     ui.to_url("ratio_budget")
     at = sweep[sweep["budget_flops"] == t.budgets[b]]
     order = sorted(at["ratio"].unique(), key=lambda x: -_sequential_share(x))
@@ -148,13 +205,28 @@ def _ratio_sweep(study) -> None:
     for i, ((lv, strategy), d) in enumerate(at.groupby(["bin", "strategy"], sort=True)):
         d = d.set_index("ratio").reindex(order).reset_index()
         name = f"bin {lv}" + (f" · {strategy}" if at["strategy"].nunique() > 1 else "")
-        fig.add_trace(go.Scatter(
-            x=d["ratio"], y=d["accuracy"], mode="lines+markers", name=name, line=dict(color=ui.color(i)),
-            marker=dict(size=np.where(d["best"].fillna(False).astype(bool), 16, 7), symbol=np.where(d["best"].fillna(False).astype(bool), "star", "circle")),
-            customdata=np.stack([d["questions"], d["of_questions"]], -1),
-            hovertemplate=name + "<br>seq:par %{x}<br>accuracy %{y:.3f} on %{customdata[0]} of %{customdata[1]} questions<extra></extra>",
-        ))
-    fig.update_xaxes(title="sequential : parallel (more sequential to the left)", type="category", categoryorder="array", categoryarray=order)
+        fig.add_trace(
+            go.Scatter(
+                x=d["ratio"],
+                y=d["accuracy"],
+                mode="lines+markers",
+                name=name,
+                line=dict(color=ui.color(i)),
+                marker=dict(
+                    size=np.where(d["best"].fillna(False).astype(bool), 16, 7),
+                    symbol=np.where(d["best"].fillna(False).astype(bool), "star", "circle"),
+                ),
+                customdata=np.stack([d["questions"], d["of_questions"]], -1),
+                hovertemplate=name
+                + "<br>seq:par %{x}<br>accuracy %{y:.3f} on %{customdata[0]} of %{customdata[1]} questions<extra></extra>",
+            )
+        )
+    fig.update_xaxes(
+        title="sequential : parallel (more sequential to the left)",
+        type="category",
+        categoryorder="array",
+        categoryarray=order,
+    )
     fig.update_yaxes(title="accuracy", range=[0, 1.02])
     ui.style_figure(fig, title="Accuracy against the sequential:parallel ratio (star: the bin's best)")
     ui.chart(fig, "ratio-sweep")
@@ -182,7 +254,11 @@ def _flops_matched(study, root, fp, run_ids, model, task, combos) -> None:
         large_acc = c2.number_input("Larger model's accuracy", 0.0, 1.0, 0.5, 0.05, key="large_acc")
     if large in others and per_token.get(large) and per_token.get(model):
         size_ratio = float(per_token[large] / per_token[model])
-        c3.metric("M = size ratio (larger / this)", f"{size_ratio:.2f}", help="decode FLOPs per generated token of the two models, from the store's ledger")
+        c3.metric(
+            "M = size ratio (larger / this)",
+            f"{size_ratio:.2f}",
+            help="decode FLOPs per generated token of the two models, from the store's ledger",
+        )
     else:
         ui.from_url("M", 4.0, cast=float)
         size_ratio = c3.number_input("M = size ratio (larger / this)", min_value=1.0, step=0.5, key="M")
@@ -199,18 +275,32 @@ def _flops_matched(study, root, fp, run_ids, model, task, combos) -> None:
     cmp["small_model_budget_samples"] = cmp["small_model_budget"] / one
     fig = go.Figure()
     labels = [f"R={x:g}" for x in cmp["R"]]
-    fig.add_trace(go.Bar(
-        x=labels, y=cmp["small_model_accuracy"], name=f"{model}, compute-optimal at matched FLOPs", marker_color=ui.color(0),
-        customdata=np.stack([cmp["small_model_budget"], cmp["small_model_budget_samples"]], -1),
-        hovertemplate="%{x}<br>%{customdata[0]:.3g} FLOPs per question (≈%{customdata[1]:.1f} samples)<br>accuracy %{y:.3f}<extra></extra>",
-    ))
-    fig.add_trace(go.Bar(x=labels, y=cmp["large_model_accuracy"], name=f"{large if large in others else 'larger model'} (pass@1)", marker_color=ui.color(1)))
+    fig.add_trace(
+        go.Bar(
+            x=labels,
+            y=cmp["small_model_accuracy"],
+            name=f"{model}, compute-optimal at matched FLOPs",
+            marker_color=ui.color(0),
+            customdata=np.stack([cmp["small_model_budget"], cmp["small_model_budget_samples"]], -1),
+            hovertemplate="%{x}<br>%{customdata[0]:.3g} FLOPs per question (≈%{customdata[1]:.1f} samples)<br>accuracy %{y:.3f}<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Bar(
+            x=labels,
+            y=cmp["large_model_accuracy"],
+            name=f"{large if large in others else 'larger model'} (pass@1)",
+            marker_color=ui.color(1),
+        )
+    )
     fig.update_yaxes(title="accuracy", range=[0, 1.02])
     fig.update_xaxes(title="R (inference tokens / pretraining tokens)")
     ui.style_figure(fig, title=f"Same total FLOPs: {model} with test-time compute vs a {size_ratio:.3g}× larger model")
     ui.chart(fig, "flops-matched")
-    st.caption("The small model gets M + 3·(M−1)/R times the FLOPs of one of its own samples (Snell et al. §7). "
-               "Empty bars: the matched budget lies outside the budgets measured.")
+    st.caption(
+        "The small model gets M + 3·(M−1)/R times the FLOPs of one of its own samples (Snell et al. §7). "
+        "Empty bars: the matched budget lies outside the budgets measured."
+    )
     ui.table(cmp, "flops-matched-table", expander="FLOPs-matched comparison data")
 
 
@@ -224,7 +314,13 @@ def body(store) -> None:
     ui.from_url("model", models[0], options=models)
     model = c1.selectbox("Model", models, key="model")
     ui.from_url("bins", "oracle", options=BINS)
-    bins = c2.radio("Difficulty", BINS, key="bins", horizontal=True, help="oracle: pass@1 from the pool; predicted: mean verifier score (no ground truth)")
+    bins = c2.radio(
+        "Difficulty",
+        BINS,
+        key="bins",
+        horizontal=True,
+        help="oracle: pass@1 from the pool; predicted: mean verifier score (no ground truth)",
+    )
     with c3:
         verifier = ui.verifier_choice(store)
     ui.from_url("nbins", views.STUDY_BINS, options=[2, 3, 4, 5, 6, 8, 10], cast=int)
@@ -232,7 +328,9 @@ def body(store) -> None:
     ui.to_url("model", "bins", "nbins")
     root, fp = str(store.root), ui.fingerprint(store)
     with st.spinner("cross-validating configurations per bin…"):
-        study = views.compute_optimal_view(root, fp, run_ids, model, task, verifier, bins, int(n_bins), views.STUDY_DRAWS, views.STUDY_SEED)
+        study = views.compute_optimal_view(
+            root, fp, run_ids, model, task, verifier, bins, int(n_bins), views.STUDY_DRAWS, views.STUDY_SEED
+        )
     for note in study.notes:
         st.info(note)
     r = study.result
@@ -241,14 +339,28 @@ def body(store) -> None:
     _against_every_configuration(study)
     finite = r.efficiency[np.isfinite(r.efficiency)]
     m1, m2 = st.columns(2)
-    m1.metric(f"Best efficiency vs {r.baseline}", f"{finite.max():.2f}×" if len(finite) else "—",
-              help="FLOPs the baseline needs / FLOPs compute-optimal needs for the same accuracy")
+    m1.metric(
+        f"Best efficiency vs {r.baseline}",
+        f"{finite.max():.2f}×" if len(finite) else "—",
+        help="FLOPs the baseline needs / FLOPs compute-optimal needs for the same accuracy",
+    )
     m2.metric("Questions per bin", ", ".join(str(n) for n in study.bin_sizes.values()))
-    ui.table(study.report(), "compute-optimal-efficiency", expander="Choice, accuracy and efficiency per bin and budget")
+    ui.table(
+        study.report(), "compute-optimal-efficiency", expander="Choice, accuracy and efficiency per bin and budget"
+    )
     _by_bin(study)
-    ui.table(study.cells_by_bin(), "compute-optimal-cells", expander="Every configuration per bin and budget (with coverage and status counts)")
+    ui.table(
+        study.cells_by_bin(),
+        "compute-optimal-cells",
+        expander="Every configuration per bin and budget (with coverage and status counts)",
+    )
     _ratio_sweep(study)
     _flops_matched(study, root, fp, run_ids, model, task, combos)
 
 
-ui.run_page("compute_optimal", "Compute-optimal", body, caption="Snell et al. 2024: the best strategy per difficulty and FLOP budget, chosen honestly (2-fold CV).")
+ui.run_page(
+    "compute_optimal",
+    "Compute-optimal",
+    body,
+    caption="Snell et al. 2024: the best strategy per difficulty and FLOP budget, chosen honestly (2-fold CV).",
+)

@@ -6,9 +6,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from backend.metrics.cost import HUMAN_EXPERT, Price, cost_table, frontier
 from app_pages import _common as ui
 from app_pages import _views as views
+from backend.metrics.cost import HUMAN_EXPERT, Price, cost_table, frontier
 
 DEFAULT_PRICE = (0.05, 0.20)  # USD per 1M tokens in / out: a small hosted model
 
@@ -34,19 +34,26 @@ def body(store) -> None:
     models = sorted({m for m, _ in combos})
     known = _spec_prices(store)
     prices_df = pd.DataFrame(
-        {"model": models,
-         "input USD / 1M tokens": [known.get(m, DEFAULT_PRICE)[0] for m in models],
-         "output USD / 1M tokens": [known.get(m, DEFAULT_PRICE)[1] for m in models]}
+        {
+            "model": models,
+            "input USD / 1M tokens": [known.get(m, DEFAULT_PRICE)[0] for m in models],
+            "output USD / 1M tokens": [known.get(m, DEFAULT_PRICE)[1] for m in models],
+        }
     )
     with c1:
         st.markdown("**Prices** (edit the cells)")
         edited = st.data_editor(prices_df, hide_index=True, disabled=["model"], key="prices", width="stretch")
     ui.from_url("expert", 0.5, cast=float)
-    expert = c2.number_input("Human expert, USD per correct answer", min_value=0.0, step=0.1, key="expert", format="%.4f")
+    expert = c2.number_input(
+        "Human expert, USD per correct answer", min_value=0.0, step=0.1, key="expert", format="%.4f"
+    )
     with c3:
         verifier = ui.verifier_choice(store)
     ui.to_url("expert")
-    prices = {r["model"]: Price(float(r["input USD / 1M tokens"]), float(r["output USD / 1M tokens"])) for r in edited.to_dict("records")}
+    prices = {
+        r["model"]: Price(float(r["input USD / 1M tokens"]), float(r["output USD / 1M tokens"]))
+        for r in edited.to_dict("records")
+    }
     root, fp = str(store.root), ui.fingerprint(store)
     with st.spinner("computing success rates…"):
         rows = pd.concat(
@@ -60,14 +67,28 @@ def body(store) -> None:
     fig = go.Figure()
     for i, ((model, rule), d) in enumerate(table.groupby(["model", "strategy"], sort=True)):
         finite = d[np.isfinite(d["cost_of_pass"])]
-        fig.add_trace(go.Scatter(
-            x=finite["budget"], y=finite["cost_of_pass"], mode="lines+markers", name=f"{model} · {rule}",
-            line=dict(color=ui.color(sorted(prices).index(model)), dash=["solid", "dash", "dashdot", "dot"][i % 4]),
-            customdata=finite["success_rate"], hovertemplate="k=%{x}<br>USD %{y:.3g} per pass<br>success %{customdata:.3f}<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=finite["budget"],
+                y=finite["cost_of_pass"],
+                mode="lines+markers",
+                name=f"{model} · {rule}",
+                line=dict(color=ui.color(sorted(prices).index(model)), dash=["solid", "dash", "dashdot", "dot"][i % 4]),
+                customdata=finite["success_rate"],
+                hovertemplate="k=%{x}<br>USD %{y:.3g} per pass<br>success %{customdata:.3f}<extra></extra>",
+            )
+        )
     fin = by_budget[np.isfinite(by_budget["frontier_cost"].astype(float))]
-    fig.add_trace(go.Scatter(x=fin["budget"], y=fin["frontier_cost"], mode="lines", name="frontier (cheapest per budget)",
-                             line=dict(color="black", width=4), opacity=0.25))
+    fig.add_trace(
+        go.Scatter(
+            x=fin["budget"],
+            y=fin["frontier_cost"],
+            mode="lines",
+            name="frontier (cheapest per budget)",
+            line=dict(color="black", width=4),
+            opacity=0.25,
+        )
+    )
     fig.add_hline(y=expert, line=dict(color="#444", dash="longdash"), annotation_text=f"human expert: USD {expert:g}")
     fig.update_xaxes(type="log", title="samples per question (k)")
     fig.update_yaxes(type="log", title="cost-of-pass (USD per correct answer)")
@@ -75,15 +96,27 @@ def body(store) -> None:
     ui.chart(fig, "cost-of-pass")
     never = table[~np.isfinite(table["cost_of_pass"])]
     if len(never):
-        st.caption(f"{len(never)} configuration(s) never pass (cost-of-pass = ∞) and are not drawn; they are in the table.")
+        st.caption(
+            f"{len(never)} configuration(s) never pass (cost-of-pass = ∞) and are not drawn; they are in the table."
+        )
 
     f = best.iloc[0]
     who = "nobody passes" if f["model"] is None else f"{f['model']} · {f['strategy']} at k={f['budget']}"
     m1, m2 = st.columns(2)
     m1.metric("Frontier cost-of-pass", "∞" if not np.isfinite(f["frontier_cost"]) else f"USD {f['frontier_cost']:.4g}")
     m2.metric("Cheapest way to a correct answer", who if f["model"] != HUMAN_EXPERT else "hire the human expert")
-    ui.table(table.sort_values("cost_of_pass"), "cost-of-pass-table", height=260, expander="Cost-of-pass of every configuration")
+    ui.table(
+        table.sort_values("cost_of_pass"),
+        "cost-of-pass-table",
+        height=260,
+        expander="Cost-of-pass of every configuration",
+    )
     ui.table(by_budget, "cost-frontier", expander="Frontier per budget")
 
 
-ui.run_page("cost_of_pass", "Cost-of-pass", body, caption="v = cost per attempt / success rate (Erol et al. 2025); ∞ when nothing passes.")
+ui.run_page(
+    "cost_of_pass",
+    "Cost-of-pass",
+    body,
+    caption="v = cost per attempt / success rate (Erol et al. 2025); ∞ when nothing passes.",
+)

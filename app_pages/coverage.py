@@ -29,24 +29,62 @@ def body(store) -> None:
             c = ui.color(i)
             d = v.curve
             ui.add_band(fig, d["x"], d["low"], d["high"], c, label, label)
-            fig.add_trace(go.Scatter(x=d["x"], y=d["mean"], mode="lines+markers", name=label, legendgroup=label, line=dict(color=c, width=2.5),
-                                     customdata=d["k"], hovertemplate="k=%{customdata}<br>coverage=%{y:.3f}<extra>" + label + "</extra>"))
+            fig.add_trace(
+                go.Scatter(
+                    x=d["x"],
+                    y=d["mean"],
+                    mode="lines+markers",
+                    name=label,
+                    legendgroup=label,
+                    line=dict(color=c, width=2.5),
+                    customdata=d["k"],
+                    hovertemplate="k=%{customdata}<br>coverage=%{y:.3f}<extra>" + label + "</extra>",
+                )
+            )
             if show_fit and v.fit_line is not None:
                 f = v.fit_line
                 inside, outside = f[~f["extrapolated"]], f[f["extrapolated"]]
-                fig.add_trace(go.Scatter(x=inside["x"], y=inside["coverage"], mode="lines", name=f"{label} fit", legendgroup=label,
-                                         line=dict(color=c, width=1.2, dash="dot"), showlegend=False, hoverinfo="skip"))
+                fig.add_trace(
+                    go.Scatter(
+                        x=inside["x"],
+                        y=inside["coverage"],
+                        mode="lines",
+                        name=f"{label} fit",
+                        legendgroup=label,
+                        line=dict(color=c, width=1.2, dash="dot"),
+                        showlegend=False,
+                        hoverinfo="skip",
+                    )
+                )
                 if len(outside):
-                    fig.add_trace(go.Scatter(x=pd.concat([inside["x"].tail(1), outside["x"]]), y=pd.concat([inside["coverage"].tail(1), outside["coverage"]]),
-                                             mode="lines", name=f"{label} extrapolated", legendgroup=label, line=dict(color=c, width=2, dash="dash")))
+                    fig.add_trace(
+                        go.Scatter(
+                            x=pd.concat([inside["x"].tail(1), outside["x"]]),
+                            y=pd.concat([inside["coverage"].tail(1), outside["coverage"]]),
+                            mode="lines",
+                            name=f"{label} extrapolated",
+                            legendgroup=label,
+                            line=dict(color=c, width=2, dash="dash"),
+                        )
+                    )
             tables.append(d.assign(model=model, strategy=strategy).rename(columns={"mean": "coverage"}))
-            fits.append(dict(model=model, strategy=strategy, questions=v.n_questions, pool=v.n_samples,
-                             **(v.fit or dict(a=None, b=None, rmse=None, max_abs_error=None)), note=v.fit_error or ""))
+            fits.append(
+                dict(
+                    model=model,
+                    strategy=strategy,
+                    questions=v.n_questions,
+                    pool=v.n_samples,
+                    **(v.fit or dict(a=None, b=None, rmse=None, max_abs_error=None)),
+                    note=v.fit_error or "",
+                )
+            )
     fig.update_xaxes(type="log", title=ui.x_label(unit))
     fig.update_yaxes(title="coverage (pass@k)", range=[0, 1.02])
     ui.style_figure(fig, title="Coverage: the chance that at least one of k samples is correct")
     ui.chart(fig, "coverage")
-    st.caption("Bands: 95% bootstrap over questions. Dotted: power-law fit log(coverage) = a·k^b; dashed: its extrapolation beyond the pool.")
+    st.caption(
+        "Bands: 95% bootstrap over questions. Dotted: power-law fit log(coverage) = a·k^b; dashed: its extrapolation beyond the pool."
+    )
     cols = ["model", "strategy", "k", "x", "coverage", "low", "high"]
     ui.table(pd.concat(tables, ignore_index=True)[cols], "coverage-table", height=240, expander="Coverage data")
     st.markdown("**Power-law fits**")

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app_pages import _common as ui
 from backend.config import RunSpec, parse_spec
 from backend.errors import SpecError, TtcError
 from backend.jobs import cancel, live_workers, progress, spawn_worker, submit
 from backend.ledger import decode_flops, prefill_flops, samples_for_budget
 from backend.models.registry import DEFAULT_MODEL, SHIPPED_MODELS, parts_installed
-from app_pages import _common as ui
 
 TASK_KINDS = ["reasoning_gym", "humaneval", "math_jsonl"]
 ACTIVE = ("queued", "running")
@@ -115,9 +115,7 @@ def _task_section(problems: list) -> dict:
             c1, c2, c3 = st.columns([1, 1, 4])
             size = c1.number_input("Questions", value=5, step=1, key=f"rg_size_{name}")
             level = c2.number_input("Level label", value=float(i), step=1.0, key=f"rg_level_{name}")
-            raw = c3.text_area(
-                "Config (JSON)", value=json.dumps(_rg_knobs(name)), key=f"rg_config_{name}", height=90
-            )
+            raw = c3.text_area("Config (JSON)", value=json.dumps(_rg_knobs(name)), key=f"rg_config_{name}", height=90)
             config = _parse_config(raw, f"task.datasets[{i}].config", problems)
             datasets.append({"name": name, "size": int(size), "config": config, "level": float(level)})
     return {"kind": "reasoning_gym", "datasets": datasets}
@@ -143,13 +141,17 @@ def _parse_config(raw: str, field: str, problems: list) -> dict:
 def _sampling_section() -> dict:
     c1, c2, c3, c4 = st.columns(4)
     name = c1.text_input("Run name", value="dashboard-run", key="run_name")
-    spq = c2.number_input("Samples per question", value=8, step=1, key="spq", help="The pool size N: every k <= N is analysed from it.")
+    spq = c2.number_input(
+        "Samples per question", value=8, step=1, key="spq", help="The pool size N: every k <= N is analysed from it."
+    )
     temperature = c3.number_input("Temperature", value=0.8, step=0.1, key="temperature")
     top_p = c4.number_input("top_p", value=1.0, step=0.05, key="top_p")
     c5, c6, c7, c8 = st.columns(4)
     max_tokens = c5.number_input("Max tokens", value=256, step=16, key="max_tokens")
     seed = c6.number_input("Seed", value=0, step=1, key="seed")
-    n_parallel = c7.number_input("Parallel slots", value=4, step=1, key="n_parallel", help="llama.cpp continuous-batching slots")
+    n_parallel = c7.number_input(
+        "Parallel slots", value=4, step=1, key="n_parallel", help="llama.cpp continuous-batching slots"
+    )
     return {
         "name": name,
         "samples_per_question": int(spq),
@@ -314,7 +316,10 @@ def progress_panel() -> None:
     active = df[df["status"].isin(ACTIVE)]
     c1, c2 = st.columns([3, 1], vertical_alignment="center")
     if workers:
-        c1.success(f"{len(workers)} worker(s) alive: " + ", ".join(f"pid {w['pid']}" for w in workers), icon=":material/memory:")
+        c1.success(
+            f"{len(workers)} worker(s) alive: " + ", ".join(f"pid {w['pid']}" for w in workers),
+            icon=":material/memory:",
+        )
     else:
         c1.warning("No worker is running: queued runs wait until one starts.", icon=":material/warning:")
         if c2.button("Start worker", key="start_worker", icon=":material/play_arrow:"):
@@ -326,7 +331,7 @@ def progress_panel() -> None:
     recent = df[~df["status"].isin(ACTIVE)].sort_values("updated_at", ascending=False).head(5)
     for row in pd.concat([active, recent]).itertuples():
         _run_row(store, row)
-    st.caption(f"updated {datetime.now(timezone.utc).strftime('%H:%M:%S')} UTC · refreshes every 2 s")
+    st.caption(f"updated {datetime.now(UTC).strftime('%H:%M:%S')} UTC · refreshes every 2 s")
 
 
 def _run_row(store, row) -> None:

@@ -54,7 +54,10 @@ def _sample_detail(store, row) -> None:
         m1.metric("Answer", str(row["answer"]) if row["answer"] is not None else "—")
         m2.metric("Correct", "yes" if row["correct"] else "no")
         m3.metric("Grader score", f"{row['score']:.2f}" if row["score"] == row["score"] else "—")
-        m4.metric("Completion tokens", int(row["completion_tokens"]) if row["completion_tokens"] == row["completion_tokens"] else "—")
+        m4.metric(
+            "Completion tokens",
+            int(row["completion_tokens"]) if row["completion_tokens"] == row["completion_tokens"] else "—",
+        )
         q = views.question_row(store, row["run_id"], row["question_id"])
         if not q.empty:
             st.markdown(f"**Reference answer:** `{q['reference'][0]}` · difficulty `{q['difficulty'][0]}`")
@@ -73,7 +76,9 @@ def _tree_section(store) -> None:
     st.subheader("Search trajectory")
     choices = views.tree_choices(store)
     if choices.empty:
-        st.info("No search trees in this store yet: search strategies (beam search, lookahead, ...) store every node here.")
+        st.info(
+            "No search trees in this store yet: search strategies (beam search, lookahead, ...) store every node here."
+        )
         return
     labels = [f"{r.question_id} · {r.strategy} · {r.model} · {r.run_id}" for r in choices.itertuples()]
     ui.from_url("tree", 0, options=list(range(len(choices))), cast=int)
@@ -100,7 +105,9 @@ def _tree_figure(nodes) -> go.Figure:
             ex += [x0, x1, None]
             ey += [y0, y1, None]
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", line=dict(color="#bbbbbb", width=1.5), hoverinfo="skip", showlegend=False))
+    fig.add_trace(
+        go.Scatter(x=ex, y=ey, mode="lines", line=dict(color="#bbbbbb", width=1.5), hoverinfo="skip", showlegend=False)
+    )
     xs = [pos[int(i)][0] for i in nodes["node_id"]]
     ys = [pos[int(i)][1] for i in nodes["node_id"]]
     symbols = ["star" if s else ("diamond" if f else "circle") for s, f in zip(nodes["selected"], nodes["is_final"])]
@@ -111,11 +118,21 @@ def _tree_figure(nodes) -> go.Figure:
     ]
     fig.add_trace(
         go.Scatter(
-            x=xs, y=ys, mode="markers", text=hover, hoverinfo="text", showlegend=False,
+            x=xs,
+            y=ys,
+            mode="markers",
+            text=hover,
+            hoverinfo="text",
+            showlegend=False,
             marker=dict(
-                size=[22 if s else 14 for s in nodes["selected"]], symbol=symbols,
-                color=np.nan_to_num(nodes["step_score"].to_numpy(float)), colorscale="Viridis", cmin=0, cmax=1,
-                colorbar=dict(title="step score"), line=dict(color="#333", width=1),
+                size=[22 if s else 14 for s in nodes["selected"]],
+                symbol=symbols,
+                color=np.nan_to_num(nodes["step_score"].to_numpy(float)),
+                colorscale="Viridis",
+                cmin=0,
+                cmax=1,
+                colorbar=dict(title="step score"),
+                line=dict(color="#333", width=1),
             ),
         )
     )
@@ -124,4 +141,6 @@ def _tree_figure(nodes) -> go.Figure:
     return ui.style_figure(fig, title="Search tree (★ selected, ◆ final candidates)", height=420)
 
 
-ui.run_page("samples", "Samples", body, caption="Filter and read samples: prompt, completion, answer, grade, verifier scores.")
+ui.run_page(
+    "samples", "Samples", body, caption="Filter and read samples: prompt, completion, answer, grade, verifier scores."
+)

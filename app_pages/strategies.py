@@ -41,20 +41,35 @@ def body(store) -> None:
                 label = f"{model} · {name}"
                 if name != "coverage (oracle)":
                     ui.add_band(fig, d["x"], d["low"], d["high"], c, label, label)
-                fig.add_trace(go.Scatter(
-                    x=d["x"], y=d["mean"], mode="lines+markers", name=label, legendgroup=label,
-                    line=dict(color=c, dash=DASH.get(_rule(name), "solid"), width=1.5 if name.startswith("coverage") else 2.5),
-                    marker=dict(size=5), customdata=d["k"],
-                    hovertemplate="k=%{customdata}<br>accuracy=%{y:.3f}<extra>" + label + "</extra>",
-                ))
+                fig.add_trace(
+                    go.Scatter(
+                        x=d["x"],
+                        y=d["mean"],
+                        mode="lines+markers",
+                        name=label,
+                        legendgroup=label,
+                        line=dict(
+                            color=c,
+                            dash=DASH.get(_rule(name), "solid"),
+                            width=1.5 if name.startswith("coverage") else 2.5,
+                        ),
+                        marker=dict(size=5),
+                        customdata=d["k"],
+                        hovertemplate="k=%{customdata}<br>accuracy=%{y:.3f}<extra>" + label + "</extra>",
+                    )
+                )
             frames.append(v.curves.assign(model=model, strategy=strategy))
             if not v.verifier_quality.empty:
                 q = v.verifier_quality.assign(model=model)
                 quality.append(q)
                 if verifier is not None:
                     ceiling = float(q.loc[q["verifier"] == verifier, "ceiling"].iloc[0])
-                    fig.add_hline(y=ceiling, line=dict(color=c, dash="longdash", width=1),
-                                  annotation_text=f"{model}: {verifier} ceiling {ceiling:.2f}", annotation_position="bottom right")
+                    fig.add_hline(
+                        y=ceiling,
+                        line=dict(color=c, dash="longdash", width=1),
+                        annotation_text=f"{model}: {verifier} ceiling {ceiling:.2f}",
+                        annotation_position="bottom right",
+                    )
     searches, n_search = [], 0
     with st.spinner("reading search configurations…"):
         for model in sorted({m for m, s in combos if s == "sample"}):  # a search table stands on the model's pool
@@ -65,16 +80,24 @@ def body(store) -> None:
             for name, d in sc.groupby("configuration", sort=False):
                 n_search += 1
                 label = f"{model} · {name}"
-                fig.add_trace(go.Scatter(
-                    x=d[f"x_{unit}"], y=d["accuracy"], mode="lines+markers", name=label,
-                    line=dict(color=ui.color(len(combos) + n_search), width=2),
-                    marker=dict(symbol="star", size=11, line=dict(color="#222", width=1)),
-                    customdata=np.stack([d["budget_flops"], d["budget_samples"], d["questions"], d["of_questions"]], -1),
-                    hovertemplate=(
-                        label + "<br>budget %{customdata[0]:.3g} FLOPs per question (≈%{customdata[1]:.1f} samples)<br>"
-                        "accuracy %{y:.3f} on %{customdata[2]} of %{customdata[3]} questions<extra></extra>"
-                    ),
-                ))
+                fig.add_trace(
+                    go.Scatter(
+                        x=d[f"x_{unit}"],
+                        y=d["accuracy"],
+                        mode="lines+markers",
+                        name=label,
+                        line=dict(color=ui.color(len(combos) + n_search), width=2),
+                        marker=dict(symbol="star", size=11, line=dict(color="#222", width=1)),
+                        customdata=np.stack(
+                            [d["budget_flops"], d["budget_samples"], d["questions"], d["of_questions"]], -1
+                        ),
+                        hovertemplate=(
+                            label
+                            + "<br>budget %{customdata[0]:.3g} FLOPs per question (≈%{customdata[1]:.1f} samples)<br>"
+                            "accuracy %{y:.3f} on %{customdata[2]} of %{customdata[3]} questions<extra></extra>"
+                        ),
+                    )
+                )
     fig.update_xaxes(type="log", title=ui.x_label(unit))
     fig.update_yaxes(title="accuracy", range=[0, 1.02])
     ui.style_figure(fig, title="Accuracy against compute: selection rules vs coverage", height=520)
@@ -87,10 +110,19 @@ def body(store) -> None:
         "pool's average samples); a missing star is a budget that paid no round (see the search table)."
     )
     cols = ["model", "strategy", "curve", "k", "x", "mean", "low", "high", "exact"]
-    ui.table(pd.concat(frames, ignore_index=True)[cols].rename(columns={"mean": "accuracy"}), "strategies-table", height=240, expander="Curve data")
+    ui.table(
+        pd.concat(frames, ignore_index=True)[cols].rename(columns={"mean": "accuracy"}),
+        "strategies-table",
+        height=240,
+        expander="Curve data",
+    )
     if searches:
-        ui.table(pd.concat(searches, ignore_index=True).drop(columns=["kind"]), "strategies-search-table", height=240,
-                 expander="Search configurations per FLOP budget (coverage and status counts)")
+        ui.table(
+            pd.concat(searches, ignore_index=True).drop(columns=["kind"]),
+            "strategies-search-table",
+            height=240,
+            expander="Search configurations per FLOP budget (coverage and status counts)",
+        )
     if quality:
         st.markdown("**Verifier quality against the oracle grader**")
         table = pd.concat(quality, ignore_index=True)

@@ -95,26 +95,49 @@ def _cmd_compute_optimal(args) -> int:
     store = Store.open(args.store, create=False)
     con = store.connect()
     try:
-        runs = args.run or [r[0] for r in con.execute("SELECT DISTINCT run_id FROM samples WHERE strategy = 'sample' ORDER BY 1").fetchall()]
+        runs = args.run or [
+            r[0]
+            for r in con.execute("SELECT DISTINCT run_id FROM samples WHERE strategy = 'sample' ORDER BY 1").fetchall()
+        ]
         if not runs:
-            raise StoreError(f"--store: {store.root} holds no sampling runs; run a spec first (ttc run SPEC --store DIR)")
-        models = [r[0] for r in con.execute("SELECT DISTINCT model FROM samples WHERE list_contains(?, run_id) ORDER BY 1", [runs]).fetchall()]
+            raise StoreError(
+                f"--store: {store.root} holds no sampling runs; run a spec first (ttc run SPEC --store DIR)"
+            )
+        models = [
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT model FROM samples WHERE list_contains(?, run_id) ORDER BY 1", [runs]
+            ).fetchall()
+        ]
         if not models:
-            raise StoreError(f"--run: no samples in run(s) {', '.join(runs)}; allowed: the run ids that `ttc sql \"select distinct run_id from runs\"` lists")
+            raise StoreError(
+                f'--run: no samples in run(s) {", ".join(runs)}; allowed: the run ids that `ttc sql "select distinct run_id from runs"` lists'
+            )
         if args.model is not None and args.model not in models:
             raise StoreError(f"--model: {args.model!r} has no samples in these runs; allowed: {', '.join(models)}")
         if args.model is None and len(models) > 1:
             raise StoreError(f"--model: these runs hold several models; pick one of: {', '.join(models)}")
         try:
             verifier = None if args.verifier == "none" else args.verifier
-            study = compute_optimal_study(con, runs, args.model or models[0], verifier=verifier, bins=args.bins, n_bins=args.n_bins, seed=args.seed)
+            study = compute_optimal_study(
+                con,
+                runs,
+                args.model or models[0],
+                verifier=verifier,
+                bins=args.bins,
+                n_bins=args.n_bins,
+                seed=args.seed,
+            )
         except ValueError as e:
             raise StoreError(f"compute-optimal: {e}") from None
     finally:
         con.close()
     t = study.table
-    print(f"{study.model}: {len(t.question_ids)} questions, {len(study.result.levels)} {study.bins.kind} bins, "
-          f"{len(t.budgets)} FLOP budgets, {len(t.configurations)} configurations compared:", file=sys.stderr)
+    print(
+        f"{study.model}: {len(t.question_ids)} questions, {len(study.result.levels)} {study.bins.kind} bins, "
+        f"{len(t.budgets)} FLOP budgets, {len(t.configurations)} configurations compared:",
+        file=sys.stderr,
+    )
     for name, kind in zip(t.configurations, t.kind):
         print(f"  {kind}\t{name}", file=sys.stderr)
     for note in study.notes:
@@ -151,7 +174,9 @@ def _cmd_dashboard(args) -> int:
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port)]
     if args.headless:
         cmd += ["--server.headless", "true"]
-    print(f"dashboard: http://localhost:{args.port}  (store: {store.root}; Ctrl-C to stop)", file=sys.stderr, flush=True)
+    print(
+        f"dashboard: http://localhost:{args.port}  (store: {store.root}; Ctrl-C to stop)", file=sys.stderr, flush=True
+    )
     os.execvpe(cmd[0], cmd, env)
     return 0  # not reached
 
@@ -161,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run a spec: generate and grade every sample into the store")
     r.add_argument("spec", help="YAML run spec (see examples/)")
-    r.add_argument("--store", type=Path, default=None, help="store directory (default: $TTC_STORE or ~/.local/share/ttc-lab/store)")
+    r.add_argument(
+        "--store", type=Path, default=None, help="store directory (default: $TTC_STORE or ~/.local/share/ttc-lab/store)"
+    )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(fn=_cmd_run)
     m = sub.add_parser("models", help="list the registry's models")
@@ -177,15 +204,39 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("query")
     s.add_argument("--store", type=Path, default=None)
     s.set_defaults(fn=_cmd_sql)
-    co = sub.add_parser("compute-optimal", help="the best configuration per difficulty bin and FLOP budget, as CSV (the Compute-optimal page's table)")
+    co = sub.add_parser(
+        "compute-optimal",
+        help="the best configuration per difficulty bin and FLOP budget, as CSV (the Compute-optimal page's table)",
+    )
     co.add_argument("--store", type=Path, default=None)
-    co.add_argument("--run", action="append", default=None, metavar="ID", help="a run id (repeat for several; default: every sampling run)")
-    co.add_argument("--model", default=None, help="the model whose pool and searches to compare (default: the only one)")
-    co.add_argument("--bins", choices=["oracle", "predicted"], default="oracle", help="oracle: pass@1 from the pool; predicted: mean verifier score")
+    co.add_argument(
+        "--run",
+        action="append",
+        default=None,
+        metavar="ID",
+        help="a run id (repeat for several; default: every sampling run)",
+    )
+    co.add_argument(
+        "--model", default=None, help="the model whose pool and searches to compare (default: the only one)"
+    )
+    co.add_argument(
+        "--bins",
+        choices=["oracle", "predicted"],
+        default="oracle",
+        help="oracle: pass@1 from the pool; predicted: mean verifier score",
+    )
     co.add_argument("--n-bins", type=int, default=5, help="difficulty bins (fewer when the questions cannot fill them)")
-    co.add_argument("--verifier", default="auto", help="scores best-of-N uses: a verifier's name, auto (the first that scored the pool) or none (majority is the baseline)")
+    co.add_argument(
+        "--verifier",
+        default="auto",
+        help="scores best-of-N uses: a verifier's name, auto (the first that scored the pool) or none (majority is the baseline)",
+    )
     co.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds and vote resampling")
-    co.add_argument("--cells", action="store_true", help="print every configuration's accuracy per bin × budget instead of the choice")
+    co.add_argument(
+        "--cells",
+        action="store_true",
+        help="print every configuration's accuracy per bin × budget instead of the choice",
+    )
     co.set_defaults(fn=_cmd_compute_optimal)
     w = sub.add_parser("worker", help="claim and run queued runs (the dashboard submits them)")
     w.add_argument("--store", type=Path, default=None)

@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -54,7 +54,7 @@ class MathJsonlSuite(Strict):
     size: int | None = Field(None, gt=0)
 
 
-TaskSuite = Annotated[Union[ReasoningGymSuite, HumanEvalSuite, MathJsonlSuite], Field(discriminator="kind")]
+TaskSuite = Annotated[ReasoningGymSuite | HumanEvalSuite | MathJsonlSuite, Field(discriminator="kind")]
 
 
 class EngineSpec(Strict):
@@ -92,7 +92,9 @@ class StrategySpec(Strict):
         for r in ratios:
             m = re.fullmatch(r"(\d{1,4}):(\d{1,4})", str(r))
             if m is None or (m[1] == "0" and m[2] == "0") or int(m[1]) + int(m[2]) == 0:
-                raise ValueError(f"a ratio is 'S:P' with whole S, P >= 0 and not both 0, e.g. '4:1', '1:1', '0:1'; got {r!r}")
+                raise ValueError(
+                    f"a ratio is 'S:P' with whole S, P >= 0 and not both 0, e.g. '4:1', '1:1', '0:1'; got {r!r}"
+                )
         dup = {r for r in ratios if ratios.count(r) > 1}
         if dup:
             raise ValueError(f"ratio {sorted(dup)[0]!r} is listed twice")
@@ -101,7 +103,7 @@ class StrategySpec(Strict):
 
 class RunSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    models: list[Union[str, ModelSpec]] = Field(min_length=1)
+    models: list[str | ModelSpec] = Field(min_length=1)
     task: TaskSuite
     samples_per_question: int = Field(gt=0, le=100_000)
     temperature: float = Field(0.8, ge=0, le=5)
@@ -152,7 +154,9 @@ def _field_path(loc: tuple) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("reasoning_gym", "humaneval", "math_jsonl", "str", "ModelSpec") or str(part).startswith("function-"):
+        elif part in ("reasoning_gym", "humaneval", "math_jsonl", "str", "ModelSpec") or str(part).startswith(
+            "function-"
+        ):
             continue  # pydantic's union-branch tags are noise to a user
         else:
             out += ("." if out else "") + str(part)
@@ -202,16 +206,24 @@ def spec_error(err: ValidationError, model: type[BaseModel] = None) -> SpecError
     if e["type"] == "missing":
         return SpecError(field, "required but missing")
     if e["type"] == "union_tag_invalid" or e["type"] == "union_tag_not_found":
-        return SpecError(field + ".kind" if not field.endswith("kind") else field, "unknown or missing task kind", "reasoning_gym, humaneval, math_jsonl")
+        return SpecError(
+            field + ".kind" if not field.endswith("kind") else field,
+            "unknown or missing task kind",
+            "reasoning_gym, humaneval, math_jsonl",
+        )
     msg = e["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
-    return SpecError(field, f"{msg} (got {e.get('input')!r})" if "input" in e and not isinstance(e.get("input"), dict) else msg)
+    return SpecError(
+        field, f"{msg} (got {e.get('input')!r})" if "input" in e and not isinstance(e.get("input"), dict) else msg
+    )
 
 
 def parse_spec(data: Any, source: str = "spec") -> RunSpec:
     if not isinstance(data, dict):
-        raise SpecError(source, f"must be a mapping of keys to values, got {type(data).__name__}", ", ".join(RunSpec.model_fields))
+        raise SpecError(
+            source, f"must be a mapping of keys to values, got {type(data).__name__}", ", ".join(RunSpec.model_fields)
+        )
     try:
         return RunSpec.model_validate(data)
     except ValidationError as err:
@@ -227,5 +239,9 @@ def load_spec(path: str | Path) -> RunSpec:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError(str(p), f"malformed YAML{where}: {getattr(e, 'problem', None) or e}", "a YAML mapping (see examples/smoke.yaml)") from None
+        raise SpecError(
+            str(p),
+            f"malformed YAML{where}: {getattr(e, 'problem', None) or e}",
+            "a YAML mapping (see examples/smoke.yaml)",
+        ) from None
     return parse_spec(data, str(p))

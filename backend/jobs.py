@@ -39,18 +39,25 @@ def submit(store: Store, spec: RunSpec) -> str:
 def cancel(store: Store, run_id: str) -> None:
     """Queued runs are cancelled at once; a running one stops at its worker's next heartbeat."""
     with store.catalog.begin() as db:
-        db.execute(text("UPDATE runs SET status='cancelled', updated_at=:now WHERE run_id=:r AND status='queued'"), {"r": run_id, "now": utcnow()})
+        db.execute(
+            text("UPDATE runs SET status='cancelled', updated_at=:now WHERE run_id=:r AND status='queued'"),
+            {"r": run_id, "now": utcnow()},
+        )
     store.request_cancel(run_id)
 
 
 def claim_next(store: Store, worker_pid: int) -> RunSpec | None:
     now = utcnow()
     with store.catalog.begin() as db:
-        row = db.execute(text("SELECT run_id, spec_json FROM runs WHERE status='queued' ORDER BY created_at LIMIT 1")).first()
+        row = db.execute(
+            text("SELECT run_id, spec_json FROM runs WHERE status='queued' ORDER BY created_at LIMIT 1")
+        ).first()
         if row is None:
             return None
         db.execute(
-            text("UPDATE runs SET status='running', worker_pid=:p, worker_host=:h, heartbeat_at=:now, updated_at=:now WHERE run_id=:r"),
+            text(
+                "UPDATE runs SET status='running', worker_pid=:p, worker_host=:h, heartbeat_at=:now, updated_at=:now WHERE run_id=:r"
+            ),
             {"p": worker_pid, "h": socket.gethostname(), "now": now, "r": row[0]},
         )
     return parse_spec(json.loads(row[1]))
@@ -102,7 +109,10 @@ def live_workers(store: Store) -> list[dict]:
 
 def _beat(store: Store, worker_id: str, run_id: str | None) -> None:
     with store.catalog.begin() as db:
-        db.execute(text("UPDATE workers SET heartbeat_at=:now, current_run_id=:r WHERE worker_id=:w"), {"now": utcnow(), "r": run_id, "w": worker_id})
+        db.execute(
+            text("UPDATE workers SET heartbeat_at=:now, current_run_id=:r WHERE worker_id=:w"),
+            {"now": utcnow(), "r": run_id, "w": worker_id},
+        )
 
 
 def worker_loop(store: Store, once: bool = False, poll_s: float = 1.0, stop: threading.Event | None = None) -> int:

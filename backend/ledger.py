@@ -84,7 +84,9 @@ def samples_affordable(budget_flops, once, per_sample) -> np.ndarray:
 
 def samples_for_budget(arch: ModelArch, budget_flops, prompt_tokens: float, completion_tokens: float) -> np.ndarray:
     """Inverse of `sampling_flops`: how many whole samples a FLOP budget buys (0 if not even the prefill)."""
-    return samples_affordable(budget_flops, prefill_flops(arch, prompt_tokens), decode_flops(arch, prompt_tokens, completion_tokens))
+    return samples_affordable(
+        budget_flops, prefill_flops(arch, prompt_tokens), decode_flops(arch, prompt_tokens, completion_tokens)
+    )
 
 
 def units_to_flops(arch: ModelArch, units: float, prompt_tokens: float, sample_tokens: float) -> float:
@@ -113,7 +115,9 @@ class Ledger:
     def remaining(self) -> float:
         return float("inf") if self.budget_flops is None else self.budget_flops - self.total
 
-    def charge_generation(self, arch: ModelArch, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> float:
+    def charge_generation(
+        self, arch: ModelArch, prompt_tokens: int, cached_tokens: int, completion_tokens: int
+    ) -> float:
         cost = float(prefill_flops(arch, prompt_tokens, cached_tokens)) + float(
             decode_flops(arch, prompt_tokens, completion_tokens)
         )
@@ -122,7 +126,9 @@ class Ledger:
         self.completion_tokens += int(completion_tokens)
         return cost
 
-    def charge_verifier(self, arch: ModelArch, prompt_tokens: int, cached_tokens: int, completion_tokens: int = 0) -> float:
+    def charge_verifier(
+        self, arch: ModelArch, prompt_tokens: int, cached_tokens: int, completion_tokens: int = 0
+    ) -> float:
         cost = float(prefill_flops(arch, prompt_tokens, cached_tokens)) + float(
             decode_flops(arch, prompt_tokens, completion_tokens)
         )

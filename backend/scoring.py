@@ -15,7 +15,9 @@ from store import Store
 from store.schema import SCORES
 
 
-def score_pool(store: Store, run_id: str, model: str, questions: list[Question], verifier: Verifier, chunk: int = 256) -> int:
+def score_pool(
+    store: Store, run_id: str, model: str, questions: list[Question], verifier: Verifier, chunk: int = 256
+) -> int:
     """Score every sample of (run, model) not yet scored by `verifier`; returns how many were scored."""
     todo = store.query(
         """
@@ -31,7 +33,9 @@ def score_pool(store: Store, run_id: str, model: str, questions: list[Question],
     done = 0
     for start in range(0, len(todo), chunk):
         part = todo.iloc[start : start + chunk]
-        requests = [ScoreRequest(by_id[qid], (text or "",)) for qid, text in zip(part["question_id"], part["completion"])]
+        requests = [
+            ScoreRequest(by_id[qid], (text or "",)) for qid, text in zip(part["question_id"], part["completion"])
+        ]
         results = verifier.score(requests)
         flops = [charge(Ledger(), verifier, r) for r in results]
         table = pa.table(

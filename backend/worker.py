@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from backend.config import ModelSpec, RunSpec
 from backend.engines import GenerationRequest, SamplingParams, create_engine
@@ -22,12 +22,12 @@ from backend.errors import SpecError, TtcError, require
 from backend.ledger import decode_flops, prefill_flops, units_to_flops
 from backend.models.registry import ResolvedModel, resolve_model
 from backend.prompting import build_prompt, stop_sequences
-from backend.tasks import Question, Task, create_task
-from backend.tasks.base import grade_or_error
 from backend.scoring import score_pool
 from backend.strategies import STRATEGIES, get_strategy, validate_config
 from backend.strategies.base import seed_for
 from backend.strategies.runner import nodes_table, run_search, search_record
+from backend.tasks import Question, Task, create_task
+from backend.tasks.base import grade_or_error
 from backend.verifiers import VERIFIERS, create_verifier
 from store import Store
 from store.rows import ShardWriter, questions_table
@@ -75,7 +75,9 @@ def prepare_run(spec: RunSpec) -> PreparedRun:
         raise TtcError("task: question ids are not unique; give each JSONL line a distinct 'id'")
     models = []
     for i, m in enumerate(spec.model_specs()):
-        resolved = resolve_model(m.name, field=f"models[{i}]", prompt_style=m.prompt_style, hub_ok=spec.engine.kind == "vllm")
+        resolved = resolve_model(
+            m.name, field=f"models[{i}]", prompt_style=m.prompt_style, hub_ok=spec.engine.kind == "vllm"
+        )
         models.append((m, resolved))
     for i, name in enumerate(spec.verifiers):
         require(VERIFIERS, name, field=f"verifiers[{i}]", kind="verifier")
@@ -102,7 +104,16 @@ def _prepare_search(i: int, s, spec: RunSpec) -> PreparedSearch:
     return PreparedSearch(s.name, cfg, verifier, tuple(s.ratios or ()))
 
 
-def _sample_row(run_id: str, model: ResolvedModel, task: Task, q: Question, idx: int, prompt: str, c: Completion, samples_per_question: int) -> dict:
+def _sample_row(
+    run_id: str,
+    model: ResolvedModel,
+    task: Task,
+    q: Question,
+    idx: int,
+    prompt: str,
+    c: Completion,
+    samples_per_question: int,
+) -> dict:
     grade = grade_or_error(task, q, c.text)
     pre = float(prefill_flops(model.arch, c.prompt_tokens))
     dec = float(decode_flops(model.arch, c.prompt_tokens, c.completion_tokens))
@@ -129,7 +140,7 @@ def _sample_row(run_id: str, model: ResolvedModel, task: Task, q: Question, idx:
         "decode_flops": dec,
         "flops": dec + pre / samples_per_question,
         "seed": c.seed,
-        "created_at": datetime.now(timezone.utc),
+        "created_at": datetime.now(UTC),
         "grade_error": grade.error,
     }
 
@@ -142,7 +153,7 @@ def _claim_or_refuse(store: Store, run_id: str) -> None:
     row = store.get_run(run_id)
     if row and row["status"] == "running" and row["worker_pid"] and row["worker_pid"] != os.getpid():
         beat = datetime.fromisoformat(row["heartbeat_at"]) if row["heartbeat_at"] else None
-        fresh = beat is not None and (datetime.now(timezone.utc) - beat).total_seconds() < HEARTBEAT_STALE_S
+        fresh = beat is not None and (datetime.now(UTC) - beat).total_seconds() < HEARTBEAT_STALE_S
         if fresh and _pid_alive(row["worker_pid"]):
             raise TtcError(f"run {run_id} is already running (pid {row['worker_pid']}); wait for it or cancel it")
 
@@ -158,7 +169,9 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _median_prompt_tokens(prepared: PreparedRun, store: Store, model: ResolvedModel) -> int:
-    median = store.query("SELECT median(prompt_tokens) AS p FROM samples WHERE run_id = ? AND model = ?", [prepared.run_id, model.name])["p"][0]
+    median = store.query(
+        "SELECT median(prompt_tokens) AS p FROM samples WHERE run_id = ? AND model = ?", [prepared.run_id, model.name]
+    )["p"][0]
     return 64 if median is None or median != median else int(median)  # NaN/None: no samples stored
 
 
@@ -172,7 +185,9 @@ def _budgets_flops(prepared: PreparedRun, store: Store, model: ResolvedModel) ->
     return [units_to_flops(model.arch, b, prompt_tokens, prepared.spec.max_tokens) for b in prepared.spec.budgets]
 
 
-def _search_points(search: PreparedSearch, budget: float | None, model: ResolvedModel, prompt_tokens: int) -> list[tuple[dict, str | None]]:
+def _search_points(
+    search: PreparedSearch, budget: float | None, model: ResolvedModel, prompt_tokens: int
+) -> list[tuple[dict, str | None]]:
     """(config, ratio) of each search to run at one budget: the search itself, or one per ratio of its sweep, the
     attempts the budget affords (one attempt: the median prompt + the strategy's max_tokens) split at that ratio;
     without a budget the configured chains × chain_length attempts are split."""
@@ -184,7 +199,9 @@ def _search_points(search: PreparedSearch, budget: float | None, model: Resolved
         attempts = cfg["chains"] * cfg["chain_length"]
     else:
         attempts = int(budget // units_to_flops(model.arch, 1, prompt_tokens, cfg["max_tokens"]))
-    return [(validate_config(search.strategy, strategy.ratio_config(cfg, max(1, attempts), r)), r) for r in search.ratios]
+    return [
+        (validate_config(search.strategy, strategy.ratio_config(cfg, max(1, attempts), r)), r) for r in search.ratios
+    ]
 
 
 def _analysis_left(prepared: PreparedRun, store: Store, model_name: str) -> bool:
@@ -200,29 +217,40 @@ def _analysis_left(prepared: PreparedRun, store: Store, model_name: str) -> bool
             return True
     if not prepared.searches:
         return False
-    df = store.query("SELECT count(DISTINCT (strategy, config)) AS n FROM nodes WHERE run_id = ? AND model = ?", [run_id, model_name])
+    df = store.query(
+        "SELECT count(DISTINCT (strategy, config)) AS n FROM nodes WHERE run_id = ? AND model = ?", [run_id, model_name]
+    )
     expected = sum(s.points_per_budget for s in prepared.searches) * max(1, len(prepared.spec.budgets))
     return int(df["n"][0]) < expected
 
 
-def _verify_and_search(prepared: PreparedRun, store: Store, model: ResolvedModel, engine: Engine, cancelled: threading.Event) -> None:
+def _verify_and_search(
+    prepared: PreparedRun, store: Store, model: ResolvedModel, engine: Engine, cancelled: threading.Event
+) -> None:
     """Score the pool with every listed verifier, then run each strategy at each budget (skipping finished ones)."""
     spec, run_id = prepared.spec, prepared.run_id
     verifiers: dict[str, object] = {}
 
     def verifier(name: str):
         if name not in verifiers:
-            verifiers[name] = create_verifier(name, task=prepared.task, engine=engine, model=model, model_name=model.name)
+            verifiers[name] = create_verifier(
+                name, task=prepared.task, engine=engine, model=model, model_name=model.name
+            )
         return verifiers[name]
 
     for name in spec.verifiers:
         score_pool(store, run_id, model.name, prepared.questions, verifier(name))
     if not prepared.searches:
         return
-    done = store.query("SELECT DISTINCT strategy, config FROM nodes WHERE run_id = ? AND model = ?", [run_id, model.name])
+    done = store.query(
+        "SELECT DISTINCT strategy, config FROM nodes WHERE run_id = ? AND model = ?", [run_id, model.name]
+    )
     finished = {(st, json.dumps(json.loads(cfg), sort_keys=True)) for st, cfg in zip(done["strategy"], done["config"])}
     prompt_tokens = _median_prompt_tokens(prepared, store, model)
-    known = store.query("SELECT question_id, max(prompt_tokens) AS p FROM samples WHERE run_id = ? AND model = ? GROUP BY 1", [run_id, model.name])
+    known = store.query(
+        "SELECT question_id, max(prompt_tokens) AS p FROM samples WHERE run_id = ? AND model = ? GROUP BY 1",
+        [run_id, model.name],
+    )
     root_tokens = {q: int(p) for q, p in zip(known["question_id"], known["p"]) if p == p}
     for search in prepared.searches:
         ran: dict[str, object] = {}  # a sweep's ratios that split a budget alike share one search
@@ -234,7 +262,9 @@ def _verify_and_search(prepared: PreparedRun, store: Store, model: ResolvedModel
                     continue
                 same = json.dumps(search_record(config, budget, search.verifier, spec.seed), sort_keys=True)
                 if same in ran:
-                    store.write_shard("nodes", run_id, nodes_table(run_id, model.name, search.strategy, record, ran[same].context))
+                    store.write_shard(
+                        "nodes", run_id, nodes_table(run_id, model.name, search.strategy, record, ran[same].context)
+                    )
                     continue
                 ran[same] = run_search(
                     search.strategy,
@@ -294,10 +324,14 @@ def _sample_model(
 
     def on_complete(_ri, req, comps) -> None:
         q, idx = req.tag
-        writer.put(lambda: _sample_row(run_id, model, prepared.task, q, idx, req.prompt, comps[0], spec.samples_per_question))
+        writer.put(
+            lambda: _sample_row(run_id, model, prepared.task, q, idx, req.prompt, comps[0], spec.samples_per_question)
+        )
 
     try:
-        engine.generate(requests, on_complete=on_complete, should_stop=lambda: cancelled.is_set() or writer.error is not None)
+        engine.generate(
+            requests, on_complete=on_complete, should_stop=lambda: cancelled.is_set() or writer.error is not None
+        )
     finally:
         writer.close()
     return writer.written
@@ -339,7 +373,12 @@ def execute(
             progress(done, total)
         for _model_spec, model in prepared.models:
             existing = store.existing_sample_keys(run_id, model.name)
-            missing = [(q, i) for q in prepared.questions for i in range(spec.samples_per_question) if (q.question_id, i) not in existing]
+            missing = [
+                (q, i)
+                for q in prepared.questions
+                for i in range(spec.samples_per_question)
+                if (q.question_id, i) not in existing
+            ]
             if not (missing or _analysis_left(prepared, store, model.name)):
                 continue
             engine = (engine_factory or create_engine)(model, spec.engine)

@@ -156,8 +156,15 @@ def build_searches(pass_rate: np.ndarray, budgets, unaffordable, rng) -> pa.Tabl
             ok = rng.random(len(qids)) < 1 / (1 + np.exp(-logit))
             tables.append(
                 search_configuration_table(
-                    "bench", "qwen-0.5b", strategy, record, budget, dict(zip(qids, ok)), nodes_per_tree=nodes,
-                    unaffordable=unaffordable if j == 0 else (), spend=spend,
+                    "bench",
+                    "qwen-0.5b",
+                    strategy,
+                    record,
+                    budget,
+                    dict(zip(qids, ok)),
+                    nodes_per_tree=nodes,
+                    unaffordable=unaffordable if j == 0 else (),
+                    spend=spend,
                 )
             )
     return pa.concat_tables(tables)
@@ -374,7 +381,7 @@ def main() -> None:
         seconds, (pool, ks, cov, curves, bins, per_bin, config_table, optimal, parts) = min(runs, key=lambda r: r[0])
         print(f"vectorised runs: {', '.join(f'{r[0]:.3f}' for r in runs)} s (best kept)")
         view = time_view(con, args.repeats)
-    for kind, (best, all_runs, study) in view.items():
+    for kind, (best, all_runs, _) in view.items():
         print(f"compute-optimal view ({kind} bins): {', '.join(f'{r:.3f}' for r in all_runs)} s (best {best:.3f} s)")
     study = view["oracle"][2]
     t = study.table
@@ -394,9 +401,7 @@ def main() -> None:
     print(f"vectorised total: {seconds:.3f} s  (k grid {ks.tolist()})")
     draws = curves["majority"].meta["draws"]
     n_bon = min(args.reference_bon_questions, pool.n_questions)
-    ref_total, ref_parts, ref = run_reference(
-        pool, ks, bins, config_table, args.reference_questions, n_bon, draws
-    )
+    ref_total, ref_parts, ref = run_reference(pool, ks, bins, config_table, args.reference_questions, n_bon, draws)
     ref_total += parts["load_pool"]  # the reference reads the same loaded pool
     for name, s in ref_parts.items():
         print(f"  reference {name:<16} {s:7.3f} s")

@@ -58,7 +58,9 @@ class RecordingEngine:
             for req, comps in zip(requests, out):
                 for c in comps:
                     if c is not None:
-                        self.reports.append((self.role(req), c.prompt_tokens, c.cached_prompt_tokens, c.completion_tokens))
+                        self.reports.append(
+                            (self.role(req), c.prompt_tokens, c.cached_prompt_tokens, c.completion_tokens)
+                        )
         return out
 
     def close(self):
@@ -71,7 +73,8 @@ def recount(store: Store, run_id: str, arch, prompts: dict[int, dict[str, str]])
     or prompt + completion) that is a prefix of it; the engine's cached_prompt_tokens report is not used."""
     df = store.query(
         "SELECT question_id, node_id, prompt_tokens, completion_tokens, verifier_flops, finish_reason FROM nodes "
-        "WHERE run_id = ? ORDER BY question_id, node_id", [run_id]
+        "WHERE run_id = ? ORDER BY question_id, node_id",
+        [run_id],
     )
     g = 0.0
     for qid, rows in df[df["finish_reason"] != "root"].groupby("question_id", sort=False):
@@ -79,7 +82,9 @@ def recount(store: Store, run_id: str, arch, prompts: dict[int, dict[str, str]])
         for r in rows.itertuples():
             prompt, text = prompts[qid][r.node_id]
             cached = min(max((t for s, t in seen.items() if prompt.startswith(s)), default=0), r.prompt_tokens)
-            g += float(prefill_flops(arch, r.prompt_tokens, cached) + decode_flops(arch, r.prompt_tokens, r.completion_tokens))
+            g += float(
+                prefill_flops(arch, r.prompt_tokens, cached) + decode_flops(arch, r.prompt_tokens, r.completion_tokens)
+            )
             seen.setdefault(prompt, int(r.prompt_tokens))
             seen.setdefault(prompt + text, int(r.prompt_tokens + r.completion_tokens))
     return g, float(df["verifier_flops"].sum())
@@ -99,9 +104,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--step-tokens", type=int, default=48)
     ap.add_argument("--parallel", type=int, default=8)
-    ap.add_argument("--verifier", default="self_verify", choices=["self_verify", "self_verify_chat", "oracle"],
-                    help="self_verify: the inline judge (9 tokens a step); self_verify_chat: the judge in a chat turn; "
-                    "oracle: free scores from the task's checker, to time the search machinery alone")
+    ap.add_argument(
+        "--verifier",
+        default="self_verify",
+        choices=["self_verify", "self_verify_chat", "oracle"],
+        help="self_verify: the inline judge (9 tokens a step); self_verify_chat: the judge in a chat turn; "
+        "oracle: free scores from the task's checker, to time the search machinery alone",
+    )
     args = ap.parse_args()
 
     model = resolve_model(DEFAULT_MODEL)
@@ -118,7 +127,9 @@ def main() -> None:
     ]:
         engine.reports, engine.calls = [], {}
         t0 = time.perf_counter()
-        result = run_search(name, questions, task, model, engine, verifier, config=config, store=store, run_id=f"bench-{name}", seed=0)
+        result = run_search(
+            name, questions, task, model, engine, verifier, config=config, store=store, run_id=f"bench-{name}", seed=0
+        )
         wall = time.perf_counter() - t0
         reports, calls = list(engine.reports), dict(engine.calls)
         gen_tokens = sum(r[3] for r in reports if r[0] == "generator")
@@ -130,7 +141,9 @@ def main() -> None:
         ledger_gen = sum(lg.generator_flops for lg in result.ledgers)
         ledger_ver = sum(lg.verifier_flops for lg in result.ledgers)
         # node prompts are not stored (only step text), so the recount reads them off the trees; tokens from the store
-        prompts = {t.question.question_id: {n.node_id: (n.prompt, n.text) for n in t.nodes} for t in result.context.trees}
+        prompts = {
+            t.question.question_id: {n.node_id: (n.prompt, n.text) for n in t.nodes} for t in result.context.trees
+        }
         re_gen, re_ver = recount(store, result.run_id, model.arch, prompts)
         engine_ver_tokens = sum(p + d for role, p, c, d in reports if role == "verifier")
         matches = (
@@ -139,9 +152,18 @@ def main() -> None:
             and sum(lg.verifier_tokens for lg in result.ledgers) <= engine_ver_tokens  # charged <= read by the engine
         )
         correct = sum(bool(t.selected and t.selected.correct) for t in result.context.trees)
-        runs[name] = dict(wall=wall, tokens=gen_tokens, rounds=result.context.rounds, calls=calls, hit=cached / max(prompt, 1),
-                          gen_hit=gen_cached / max(gen_prompt, 1), ver_hit=ver_cached / max(ver_prompt, 1), matches=matches, correct=correct,
-                          flops=ledger_gen + ledger_ver)
+        runs[name] = dict(
+            wall=wall,
+            tokens=gen_tokens,
+            rounds=result.context.rounds,
+            calls=calls,
+            hit=cached / max(prompt, 1),
+            gen_hit=gen_cached / max(gen_prompt, 1),
+            ver_hit=ver_cached / max(ver_prompt, 1),
+            matches=matches,
+            correct=correct,
+            flops=ledger_gen + ledger_ver,
+        )
         print(
             f"{name}: wall={wall:.1f}s generated_tokens={gen_tokens} s/token={wall / max(gen_tokens, 1):.4f} rounds={result.context.rounds} "
             f"engine_calls={calls} prefix_cache_hit={runs[name]['hit']:.3f} (generation {runs[name]['gen_hit']:.3f}, verification {runs[name]['ver_hit']:.3f}) "

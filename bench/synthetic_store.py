@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +56,9 @@ def _questions(run_id: str, n_questions: int, rng: np.random.Generator) -> tuple
             "dataset": list(dataset),
             "question": texts,
             "reference": refs,
-            "difficulty": [json.dumps({"config": {"min_digits": int(lv) + 1, "max_digits": int(lv) + 1}}) for lv in level],
+            "difficulty": [
+                json.dumps({"config": {"min_digits": int(lv) + 1, "max_digits": int(lv) + 1}}) for lv in level
+            ],
             "level": level.astype(np.float64),
         },
         schema=QUESTIONS,
@@ -90,7 +92,9 @@ def _sample_tables(run_id, model, qtable, level, n_samples, verifiers, rng, crea
         answers = np.where(
             correct,
             ref_arr,
-            np.where(wrong_pick == 3, None, np.char.add(ref_arr.astype(str), np.char.add("_w", wrong_pick.astype(str)))),
+            np.where(
+                wrong_pick == 3, None, np.char.add(ref_arr.astype(str), np.char.add("_w", wrong_pick.astype(str)))
+            ),
         )
         completion_tokens = np.clip(rng.normal(110 + 25 * level[qi], 30), 5, 512).astype(np.int32)
         pt = prompt_tokens[qi].astype(np.int32)
@@ -107,7 +111,10 @@ def _sample_tables(run_id, model, qtable, level, n_samples, verifiers, rng, crea
                 "strategy": pa.array(["sample"] * rows, pa.string()),
                 "prompt": pa.array(np.asarray(questions, dtype=object)[qi], pa.string()),
                 "completion": pa.array(
-                    [f"Let me add step by step.\n\nAnswer: {a}" if a is not None else "I am not sure." for a in answers],
+                    [
+                        f"Let me add step by step.\n\nAnswer: {a}" if a is not None else "I am not sure."
+                        for a in answers
+                    ],
                     pa.string(),
                 ),
                 "answer": pa.array(answers, pa.string()),
@@ -173,12 +180,26 @@ def _search_trees(run_id, model, qtable, n_trees, rng) -> pa.Table:
                 correct = bool(final and rng.random() < 0.5)
                 rows.append(
                     dict(
-                        run_id=run_id, model=model, strategy="beam_search", config=config, question_id=qids[t],
-                        node_id=next_id, parent_id=parent, depth=depth, step_text=f"Step {depth + 1}: partial sum",
-                        step_score=score, prompt_tokens=80, cached_prompt_tokens=60, completion_tokens=24,
-                        generator_flops=1e9, verifier_flops=2e8, is_final=final, selected=False,
+                        run_id=run_id,
+                        model=model,
+                        strategy="beam_search",
+                        config=config,
+                        question_id=qids[t],
+                        node_id=next_id,
+                        parent_id=parent,
+                        depth=depth,
+                        step_text=f"Step {depth + 1}: partial sum",
+                        step_score=score,
+                        prompt_tokens=80,
+                        cached_prompt_tokens=60,
+                        completion_tokens=24,
+                        generator_flops=1e9,
+                        verifier_flops=2e8,
+                        is_final=final,
+                        selected=False,
                         answer=(refs[t] if correct else refs[t] + "_w0") if final else None,
-                        correct=correct if final else None, finish_reason="stop" if final else None,
+                        correct=correct if final else None,
+                        finish_reason="stop" if final else None,
                     )
                 )
                 created.append((score, next_id))
@@ -190,8 +211,16 @@ def _search_trees(run_id, model, qtable, n_trees, rng) -> pa.Table:
 
 
 def search_configuration_table(
-    run_id: str, model: str, strategy: str, record: dict, budget_flops: float, correct: dict, *, nodes_per_tree: int = 7,
-    unaffordable=(), spend: float = 0.9,
+    run_id: str,
+    model: str,
+    strategy: str,
+    record: dict,
+    budget_flops: float,
+    correct: dict,
+    *,
+    nodes_per_tree: int = 7,
+    unaffordable=(),
+    spend: float = 0.9,
 ) -> pa.Table:
     """One search configuration at one budget as NODES rows: per question a root and `nodes_per_tree - 1`
     children (two levels, the deeper ones final) spending `spend` of the budget in all, the selected final node
@@ -215,12 +244,25 @@ def search_configuration_table(
     refs = np.where(final, np.where(selected & ok, "right", "wrong"), None)
     return pa.table(
         {
-            "run_id": [run_id] * n, "model": [model] * n, "strategy": [strategy] * n, "config": [config] * n,
-            "question_id": np.asarray(qids, dtype=object)[q_of], "node_id": node_id, "parent_id": np.where(depth == 0, -1, np.where(depth == 1, 0, 1)),
-            "depth": depth.astype(np.int32), "step_text": ["step"] * n, "step_score": np.full(n, 0.5),
-            "prompt_tokens": np.full(n, 80, np.int32), "cached_prompt_tokens": np.full(n, 60, np.int32), "completion_tokens": np.full(n, 24, np.int32),
-            "generator_flops": np.where(depth == 0, 0.0, per_node * 0.8), "verifier_flops": np.where(depth == 0, 0.0, per_node * 0.2),
-            "is_final": final, "selected": selected, "answer": refs, "correct": np.where(final, selected & ok, None),
+            "run_id": [run_id] * n,
+            "model": [model] * n,
+            "strategy": [strategy] * n,
+            "config": [config] * n,
+            "question_id": np.asarray(qids, dtype=object)[q_of],
+            "node_id": node_id,
+            "parent_id": np.where(depth == 0, -1, np.where(depth == 1, 0, 1)),
+            "depth": depth.astype(np.int32),
+            "step_text": ["step"] * n,
+            "step_score": np.full(n, 0.5),
+            "prompt_tokens": np.full(n, 80, np.int32),
+            "cached_prompt_tokens": np.full(n, 60, np.int32),
+            "completion_tokens": np.full(n, 24, np.int32),
+            "generator_flops": np.where(depth == 0, 0.0, per_node * 0.8),
+            "verifier_flops": np.where(depth == 0, 0.0, per_node * 0.2),
+            "is_final": final,
+            "selected": selected,
+            "answer": refs,
+            "correct": np.where(final, selected & ok, None),
             "finish_reason": np.where(depth == 0, "root", np.where(final, "answer:stop", "step")),
             "grade_error": pa.nulls(n, pa.string()),
         },
@@ -243,7 +285,7 @@ def make_synthetic_store(
     `inverted_verifiers` score wrong answers above correct ones."""
     store = Store.open(dir)
     rng = np.random.default_rng(seed)
-    created = datetime.now(timezone.utc) - timedelta(hours=1)
+    created = datetime.now(UTC) - timedelta(hours=1)
     for m_i, model in enumerate(models):
         name = f"synthetic-{model.split('-')[0]}-{m_i}"
         run_id = f"{name}-{seed:04d}{m_i:06d}"
@@ -252,7 +294,9 @@ def make_synthetic_store(
             "models": [model],
             "task": {
                 "kind": "reasoning_gym",
-                "datasets": [{"name": d, "size": n_questions // len(DATASETS), "config": {}, "level": None} for d in DATASETS],
+                "datasets": [
+                    {"name": d, "size": n_questions // len(DATASETS), "config": {}, "level": None} for d in DATASETS
+                ],
             },
             "samples_per_question": n_samples,
             "temperature": 0.8,
@@ -263,7 +307,9 @@ def make_synthetic_store(
         store.upsert_run(run_id, name, spec, n_questions * n_samples, "running")
         qtable, level = _questions(run_id, n_questions, np.random.default_rng(seed))  # same questions per model
         store.write_shard("questions", run_id, qtable)
-        for samples, scores in _sample_tables(run_id, model, qtable, level, n_samples, list(verifiers), rng, created, tuple(inverted_verifiers)):
+        for samples, scores in _sample_tables(
+            run_id, model, qtable, level, n_samples, list(verifiers), rng, created, tuple(inverted_verifiers)
+        ):
             store.write_shard("samples", run_id, samples)
             for s in scores:
                 store.write_shard("scores", run_id, s)

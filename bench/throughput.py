@@ -17,8 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backend.config import parse_spec  # noqa: E402
-from backend.engines.llamacpp import UNTRUNCATED, LlamaCppEngine, completion_body  # noqa: E402
 from backend.engines.base import SamplingParams  # noqa: E402
+from backend.engines.llamacpp import UNTRUNCATED, LlamaCppEngine, completion_body  # noqa: E402
 from backend.prompting import build_prompt, stop_sequences  # noqa: E402
 from backend.worker import execute, prepare_run, sample_seed  # noqa: E402
 from store import Store  # noqa: E402
@@ -49,7 +49,13 @@ def main() -> None:
         "models": [args.model],
         "task": {
             "kind": "reasoning_gym",
-            "datasets": [{"name": "basic_arithmetic", "size": args.questions, "config": {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2}}],
+            "datasets": [
+                {
+                    "name": "basic_arithmetic",
+                    "size": args.questions,
+                    "config": {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2},
+                }
+            ],
         },
         "samples_per_question": args.samples,
         "temperature": 0.8,
@@ -66,7 +72,8 @@ def main() -> None:
             build_prompt(model, task, q),
             SamplingParams(temperature=0.8, top_p=1.0, max_tokens=args.max_tokens, stop=stop, logprobs=1),
             sample_seed(prepared.spec.seed, q.question_id, i),
-        ) | UNTRUNCATED
+        )
+        | UNTRUNCATED
         for q in prepared.questions
         for i in range(args.samples)
     ]

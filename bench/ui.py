@@ -30,7 +30,14 @@ sys.path.insert(0, str(ROOT))  # `python bench/ui.py` as well as `python -m benc
 from app_pages import PAGES as APP_PAGES  # noqa: E402 - after the path fix above
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 # (url path, page name written in the ready marker) of app_pages.PAGES; the default page lives at "/"
 PAGES = [("" if i == 0 else p.url_path, p.name) for i, p in enumerate(APP_PAGES)]
 TITLES = {url: p.title for (url, _), p in zip(PAGES, APP_PAGES)}
@@ -63,10 +70,29 @@ def streamlit_server(store_dir: Path, log_path: Path | None = None, env: dict | 
     port = free_port()
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none", "--server.runOnSave", "false"],
-        cwd=ROOT, env={**os.environ, **(env or {}), "TTC_STORE": str(store_dir)}, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app.py"),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+            "--server.runOnSave",
+            "false",
+        ],
+        cwd=ROOT,
+        env={**os.environ, **(env or {}), "TTC_STORE": str(store_dir)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
@@ -100,7 +126,7 @@ def wait_ready(page, name: str, timeout_s: float = 120) -> None:
     """Until the page script has run to its end and Streamlit is idle."""
     page.wait_for_selector(f'.ttc-page-ready[data-page="{name}"]', state="attached", timeout=timeout_s * 1000)
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"] [data-testid=\"stStatusWidgetRunningIcon\"]')"
+        '() => !document.querySelector(\'[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"]\')'
         " && !document.querySelector('[data-testid=\"stSpinner\"]')",
         timeout=timeout_s * 1000,
     )

@@ -38,7 +38,9 @@ from backend.verifiers.self_verify import BOUNDARY_TOKENS  # noqa: E402
 from bench.search import arithmetic_task  # noqa: E402
 
 
-def bootstrap_interval(scores: np.ndarray, correct: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+def bootstrap_interval(
+    scores: np.ndarray, correct: np.ndarray, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float]:
     """95% interval of the AUROC, resampling whole questions (a question's samples are not independent)."""
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, scores.shape[0], size=(n_boot, scores.shape[0]))
@@ -60,7 +62,9 @@ def main() -> None:
     engine = LlamaCppEngine(model, n_parallel=args.parallel, n_ctx_per_slot=1024)
     params = SamplingParams(temperature=0.8, top_p=0.95, max_tokens=args.max_tokens, stop=stop_sequences(model, task))
     requests = [
-        GenerationRequest(build_prompt(model, task, q), dataclasses.replace(params, seed=i), n=args.samples, affinity=q.question_id)
+        GenerationRequest(
+            build_prompt(model, task, q), dataclasses.replace(params, seed=i), n=args.samples, affinity=q.question_id
+        )
         for i, q in enumerate(questions)
     ]
     t0 = time.perf_counter()

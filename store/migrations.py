@@ -4,7 +4,7 @@ next `mNNN_...` function. `tests/unit/test_store_schema.py` pins the exact schem
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, text
 
@@ -89,7 +89,7 @@ def apply_migrations(db: Connection) -> list[str]:
         fn(db)
         db.execute(
             text("INSERT INTO _migrations(name, applied_at) VALUES (:n, :t)"),
-            {"n": name, "t": datetime.now(timezone.utc).isoformat()},
+            {"n": name, "t": datetime.now(UTC).isoformat()},
         )
         applied.append(name)
     return applied

@@ -37,7 +37,14 @@ def questions_table(run_id: str, questions: Sequence[Any]) -> pa.Table:
 class ShardWriter:
     """Grades finished completions off the engine's threads and appends them to the store in shards."""
 
-    def __init__(self, store: Store, run_id: str, flush_s: float = 1.0, max_rows: int = 512, on_rows: Callable[[int], None] | None = None):
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        flush_s: float = 1.0,
+        max_rows: int = 512,
+        on_rows: Callable[[int], None] | None = None,
+    ):
         self.store, self.run_id = store, run_id
         self.flush_s, self.max_rows = flush_s, max_rows
         self.on_rows = on_rows

@@ -20,7 +20,7 @@ import json
 import os
 import socket
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -45,7 +45,7 @@ def default_store_dir() -> Path:
 
 
 def utcnow() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 def _sqlite_engine(path: Path) -> SqlEngine:
@@ -72,13 +72,15 @@ class Store:
         self.catalog = catalog
 
     @classmethod
-    def open(cls, root: str | os.PathLike | None = None, create: bool = True) -> "Store":
+    def open(cls, root: str | os.PathLike | None = None, create: bool = True) -> Store:
         root = Path(root) if root is not None else default_store_dir()
         root = root.expanduser().resolve()
         catalog_path = root / CATALOG_FILE
         if not create:
             if not catalog_path.is_file():
-                raise StoreError(f"store: {root} is not a ttc store (no {CATALOG_FILE}); run `ttc run SPEC --store {root}` first")
+                raise StoreError(
+                    f"store: {root} is not a ttc store (no {CATALOG_FILE}); run `ttc run SPEC --store {root}` first"
+                )
         else:
             check_writable(root)
         store = cls(root, _sqlite_engine(catalog_path))
@@ -95,7 +97,7 @@ class Store:
         rows = rows.cast(TABLES[table]) if rows.schema != TABLES[table] else rows
         folder = self.root / table / run_id
         folder.mkdir(parents=True, exist_ok=True)
-        name = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
+        name = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
         tmp = folder / f".{name}.tmp"
         pq.write_table(rows, tmp, compression="zstd")
         fd = os.open(tmp, os.O_RDONLY)
@@ -135,7 +137,9 @@ class Store:
                 source = f"read_parquet('{self.shard_glob(table)}', union_by_name=true)"
                 present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
                 # a column added after every shard of this store was written reads as NULL (schema.py's rule)
-                missing = "".join(f", CAST(NULL AS {_duckdb_type(f.type)}) AS {f.name}" for f in schema if f.name not in present)
+                missing = "".join(
+                    f", CAST(NULL AS {_duckdb_type(f.type)}) AS {f.name}" for f in schema if f.name not in present
+                )
                 con.execute(f"CREATE VIEW {table} AS SELECT *{missing} FROM {source}")
             else:
                 empty = schema.empty_table()  # noqa: F841 - referenced by name below
@@ -166,8 +170,20 @@ class Store:
         with self.catalog.connect() as db:
             rows = db.execute(text("SELECT * FROM runs ORDER BY created_at")).mappings().all()
         cols = [
-            "run_id", "name", "spec_json", "status", "total_samples", "created_at", "updated_at", "started_at",
-            "finished_at", "heartbeat_at", "worker_pid", "worker_host", "cancel_requested", "error",
+            "run_id",
+            "name",
+            "spec_json",
+            "status",
+            "total_samples",
+            "created_at",
+            "updated_at",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+            "worker_pid",
+            "worker_host",
+            "cancel_requested",
+            "error",
         ]
         types = {"total_samples": pa.int64(), "worker_pid": pa.int64(), "cancel_requested": pa.int64()}
         return pa.table({c: pa.array([r[c] for r in rows], type=types.get(c, pa.string())) for c in cols})
@@ -189,7 +205,14 @@ class Store:
                         error = NULL, cancel_requested = 0
                     """
                 ),
-                {"r": run_id, "n": name, "s": json.dumps(spec, sort_keys=True), "st": status, "t": total_samples, "now": now},
+                {
+                    "r": run_id,
+                    "n": name,
+                    "s": json.dumps(spec, sort_keys=True),
+                    "st": status,
+                    "t": total_samples,
+                    "now": now,
+                },
             )
 
     def claim_run(self, run_id: str, pid: int) -> None:
@@ -215,18 +238,28 @@ class Store:
         now = utcnow()
         with self.catalog.begin() as db:
             db.execute(
-                text("UPDATE runs SET status=:s, error=:e, finished_at=:now, updated_at=:now, heartbeat_at=:now WHERE run_id=:r"),
+                text(
+                    "UPDATE runs SET status=:s, error=:e, finished_at=:now, updated_at=:now, heartbeat_at=:now WHERE run_id=:r"
+                ),
                 {"s": status, "e": error, "now": now, "r": run_id},
             )
 
     def request_cancel(self, run_id: str) -> None:
         with self.catalog.begin() as db:
-            db.execute(text("UPDATE runs SET cancel_requested=1, updated_at=:now WHERE run_id=:r"), {"now": utcnow(), "r": run_id})
+            db.execute(
+                text("UPDATE runs SET cancel_requested=1, updated_at=:now WHERE run_id=:r"),
+                {"now": utcnow(), "r": run_id},
+            )
 
 
 _DUCKDB_TYPES = {
-    pa.string(): "VARCHAR", pa.float64(): "DOUBLE", pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.bool_(): "BOOLEAN",
-    pa.list_(pa.float64()): "DOUBLE[]", pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
+    pa.string(): "VARCHAR",
+    pa.float64(): "DOUBLE",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.bool_(): "BOOLEAN",
+    pa.list_(pa.float64()): "DOUBLE[]",
+    pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
 }
 
 
@@ -243,11 +276,15 @@ def check_writable(root: Path) -> None:
     while not probe_dir.exists():
         probe_dir = probe_dir.parent
     if not probe_dir.is_dir():
-        raise StoreError(f"--store: {root} cannot be created ({probe_dir} is not a directory); allowed: a writable directory")
+        raise StoreError(
+            f"--store: {root} cannot be created ({probe_dir} is not a directory); allowed: a writable directory"
+        )
     if not os.access(probe_dir, os.W_OK | os.X_OK):
         raise StoreError(f"--store: {root} is not writable ({probe_dir} denies writing); allowed: a writable directory")
     if root.exists() and any(root.iterdir()) and not (root / CATALOG_FILE).exists():
-        raise StoreError(f"--store: {root} is a non-empty directory that is not a ttc store; allowed: an empty or new directory, or an existing store")
+        raise StoreError(
+            f"--store: {root} is a non-empty directory that is not a ttc store; allowed: an empty or new directory, or an existing store"
+        )
     try:
         root.mkdir(parents=True, exist_ok=True)
         probe = root / f".write-probe-{os.getpid()}"

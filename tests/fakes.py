@@ -39,7 +39,7 @@ class ScriptedEngine:
         self.seen: list[str] = []
 
     def _reply(self, prompt: str, params: SamplingParams) -> ScriptedReply:
-        for i, (pat, rule) in enumerate(self.rules):
+        for i, (pat, rule) in enumerate(self.rules):  # noqa: B007 - the match is used after the loop
             if pat.search(prompt):
                 break
         else:
@@ -150,4 +150,6 @@ class FakeTask:
         return Grade(answer, 1.0 if answer == question.reference else (0.01 if answer else 0.0))
 
 
-FAKE_MODEL = ResolvedModel(name="scripted", path=Path("scripted.gguf"), arch=GEN_ARCH, prompt_style="few_shot", chat_template=None)
+FAKE_MODEL = ResolvedModel(
+    name="scripted", path=Path("scripted.gguf"), arch=GEN_ARCH, prompt_style="few_shot", chat_template=None
+)

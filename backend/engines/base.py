@@ -84,7 +84,6 @@ class Engine(Protocol):
         requests not yet started are skipped (their entries stay None) and the call returns early."""
         ...
 
-
     def close(self) -> None: ...
 
 

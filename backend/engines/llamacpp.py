@@ -13,7 +13,6 @@ from backend.engines.threaded import ThreadedEngineMixin, completion_body, parse
 from backend.errors import EngineError
 from backend.models.registry import ResolvedModel
 
-
 # llama.cpp's server truncates every distribution with top_k=40 and min_p=0.05 unless told otherwise; a spec says
 # temperature and top_p only, and vLLM applies neither, so both are switched off: CPU and GPU runs of one spec sample
 # the same distribution, and coverage at large k is not capped by a truncation nobody asked for.
@@ -41,7 +40,9 @@ def slot_body(body: dict, slot: int) -> dict:
 class LlamaCppEngine(ThreadedEngineMixin):
     """llama.cpp in-process (xllamacpp). `n_ctx_per_slot` bounds prompt + completion length per request."""
 
-    def __init__(self, model: ResolvedModel, n_parallel: int = 4, n_ctx_per_slot: int = 2048, threads: int | None = None):
+    def __init__(
+        self, model: ResolvedModel, n_parallel: int = 4, n_ctx_per_slot: int = 2048, threads: int | None = None
+    ):
         import xllamacpp
 
         self.model = model

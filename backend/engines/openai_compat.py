@@ -9,7 +9,6 @@ standard library is enough for JSON over HTTP, so this engine adds no dependency
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
 
@@ -73,7 +72,7 @@ class OpenAICompatEngine(ThreadedEngineMixin):
             raise EngineError(f"{self.name}: POST {url} failed with HTTP {e.code}: {message}") from None
         except urllib.error.URLError as e:
             raise EngineError(f"{self.name}: cannot reach {url}: {e.reason}") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise EngineError(f"{self.name}: POST {url} timed out after {self.timeout_s:g} s") from None
         except OSError as e:  # connection reset mid-response and the like
             raise EngineError(f"{self.name}: POST {url} failed: {e}") from None

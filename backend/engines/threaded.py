@@ -40,7 +40,11 @@ def parse_choice(choice: dict, usage: dict, latency_s: float, seed: int | None, 
         lp = choice.get("logprobs") or {}
         if "content" in lp:  # llama.cpp / chat style
             logprobs = [
-                TokenLogprob(t.get("token", ""), float(t["logprob"]), {a.get("token", ""): float(a["logprob"]) for a in t.get("top_logprobs") or []})
+                TokenLogprob(
+                    t.get("token", ""),
+                    float(t["logprob"]),
+                    {a.get("token", ""): float(a["logprob"]) for a in t.get("top_logprobs") or []},
+                )
                 for t in lp["content"]
             ]
         elif "token_logprobs" in lp:  # legacy OpenAI completions style (vLLM serve)
@@ -143,7 +147,9 @@ class ThreadedEngineMixin:
             latency = time.perf_counter() - t0
             if not isinstance(resp, dict) or "choices" not in resp:
                 raise EngineError(f"{self.name}: engine returned an error: {str(resp)[:300]}")
-            comp = parse_choice(resp["choices"][0], resp.get("usage") or {}, latency, seed, req.params.logprobs is not None)
+            comp = parse_choice(
+                resp["choices"][0], resp.get("usage") or {}, latency, seed, req.params.logprobs is not None
+            )
             with lock:
                 results[ri][i] = comp
                 remaining[ri] -= 1

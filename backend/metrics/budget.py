@@ -55,7 +55,9 @@ def samples_for_flops(
     return samples_affordable(budget_flops, prefill_flops(arch, prompt_tokens), per_sample)
 
 
-def x_axis(pool: Pool, ks, unit: str, *, questions=None, arch: ModelArch | None = None, verifier_flops=None) -> np.ndarray:
+def x_axis(
+    pool: Pool, ks, unit: str, *, questions=None, arch: ModelArch | None = None, verifier_flops=None
+) -> np.ndarray:
     """x values for a pool curve's k grid in `unit` ("samples", "tokens" or "flops"; see module docstring).
 
     FLOPs come from the stored prefill/decode columns; where those are missing, pass the model's `arch`

@@ -236,8 +236,13 @@ def flops_matched_comparison(
             small = float(accuracy_at_budget(result.budgets, curve, budget))
             rows.append(
                 dict(
-                    R=r, level=level, multiplier=mult, small_model_budget=budget, small_model_accuracy=small,
-                    large_model_accuracy=large_acc, small_minus_large=small - large_acc,
+                    R=r,
+                    level=level,
+                    multiplier=mult,
+                    small_model_budget=budget,
+                    small_model_accuracy=small,
+                    large_model_accuracy=large_acc,
+                    small_minus_large=small - large_acc,
                 )
             )
     return pd.DataFrame(rows)

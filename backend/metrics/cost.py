@@ -68,7 +68,9 @@ def cost_table(rows: pd.DataFrame, prices: Mapping[str, Price]) -> pd.DataFrame:
     out = rows.copy()
     p_in = out["model"].map(lambda m: prices[m].input_per_million).to_numpy(np.float64)
     p_out = out["model"].map(lambda m: prices[m].output_per_million).to_numpy(np.float64)
-    out["cost"] = (out["input_tokens"].to_numpy(np.float64) * p_in + out["output_tokens"].to_numpy(np.float64) * p_out) / 1e6
+    out["cost"] = (
+        out["input_tokens"].to_numpy(np.float64) * p_in + out["output_tokens"].to_numpy(np.float64) * p_out
+    ) / 1e6
     out["cost_of_pass"] = cost_of_pass(out["cost"].to_numpy(), out["success_rate"].to_numpy())
     return out
 
@@ -83,8 +85,12 @@ def curve_cost_rows(model: str, strategy: str, curve: Curve, pool: Pool) -> pd.D
     out_tokens = np.where(valid, pool.completion_tokens[keep], 0.0).sum() / n
     return pd.DataFrame(
         dict(
-            model=model, strategy=strategy, budget=curve.k, input_tokens=curve.k * billed_in,
-            output_tokens=curve.k * out_tokens, success_rate=np.clip(curve.mean, 0.0, 1.0),
+            model=model,
+            strategy=strategy,
+            budget=curve.k,
+            input_tokens=curve.k * billed_in,
+            output_tokens=curve.k * out_tokens,
+            success_rate=np.clip(curve.mean, 0.0, 1.0),
         )
     )
 
@@ -114,7 +120,11 @@ def frontier(
             raise ValueError("human_expert_cost must be >= 0")
         groups = table[by].drop_duplicates() if by else pd.DataFrame(index=[0])
         expert = groups.assign(
-            model=HUMAN_EXPERT, strategy="expert", budget=1, cost=float(human_expert_cost), success_rate=1.0,
+            model=HUMAN_EXPERT,
+            strategy="expert",
+            budget=1,
+            cost=float(human_expert_cost),
+            success_rate=1.0,
             cost_of_pass=float(human_expert_cost),
         )
         rows = pd.concat([rows, expert], ignore_index=True)
@@ -141,12 +151,15 @@ def model_gain(table: pd.DataFrame, model: str, *, by: Sequence[str] = (), **fro
     without = frontier(table, by=by, exclude_models=[model], **frontier_kw)
     with_m = frontier(table, by=by, **frontier_kw)
     if by:
-        merged = with_m[[*by, "frontier_cost"]].merge(without[[*by, "frontier_cost"]], on=by, how="left",
-                                                       suffixes=("_with", "_without"))
+        merged = with_m[[*by, "frontier_cost"]].merge(
+            without[[*by, "frontier_cost"]], on=by, how="left", suffixes=("_with", "_without")
+        )
     else:
         merged = pd.DataFrame(
-            dict(frontier_cost_with=with_m["frontier_cost"].to_numpy(),
-                 frontier_cost_without=without["frontier_cost"].to_numpy() if len(without) else [np.inf])
+            dict(
+                frontier_cost_with=with_m["frontier_cost"].to_numpy(),
+                frontier_cost_without=without["frontier_cost"].to_numpy() if len(without) else [np.inf],
+            )
         )
     before = merged["frontier_cost_without"].fillna(np.inf).to_numpy(np.float64)
     after = merged["frontier_cost_with"].to_numpy(np.float64)
@@ -157,7 +170,11 @@ def model_gain(table: pd.DataFrame, model: str, *, by: Sequence[str] = (), **fro
 
 
 def counterfactual_frontier(
-    table: pd.DataFrame, model_classes: Mapping[str, str], remove_class: str, *, by: Sequence[str] = (),
+    table: pd.DataFrame,
+    model_classes: Mapping[str, str],
+    remove_class: str,
+    *,
+    by: Sequence[str] = (),
     **frontier_kw,
 ) -> pd.DataFrame:
     """The frontier without every model of one class (model_classes maps model -> class name)."""

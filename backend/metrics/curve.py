@@ -32,7 +32,7 @@ class Curve:
     meta: dict = field(default_factory=dict)
     draw_values: np.ndarray | None = None  # (D, Q, K) per-draw values of a resampled curve
 
-    def restrict(self, questions, *, n_boot: int = 1000, seed: int = 0) -> "Curve":
+    def restrict(self, questions, *, n_boot: int = 1000, seed: int = 0) -> Curve:
         """The same curve over a subset of its questions (e.g. one difficulty bin), without recomputing
         the per-question values: mean and both bands are recomputed from the kept rows."""
         mask = check_questions_mask(questions, len(self.question_ids))
@@ -41,8 +41,19 @@ class Curve:
         draws = None if self.draw_values is None else self.draw_values[:, mask]
         mc_low, mc_high = (mean, mean) if draws is None else mc_band(draws, self.confidence)
         return Curve(
-            self.name, self.k, mean, low, high, per_q, self.question_ids[mask], self.exact, mc_low, mc_high,
-            self.confidence, dict(self.meta), draws,
+            self.name,
+            self.k,
+            mean,
+            low,
+            high,
+            per_q,
+            self.question_ids[mask],
+            self.exact,
+            mc_low,
+            mc_high,
+            self.confidence,
+            dict(self.meta),
+            draws,
         )
 
     def at(self, k: int) -> float:

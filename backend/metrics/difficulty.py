@@ -76,8 +76,9 @@ def predicted_bins(pool: Pool, verifier: str, n_bins: int = 5) -> DifficultyBins
     return DifficultyBins(f"predicted[{verifier}]", quantile_levels(mean, n_bins), mean, n_bins)
 
 
-def curves_by_bin(curve: Curve | Callable[..., Curve], pool: Pool | None, bins: DifficultyBins, *args,
-                  **kwargs) -> dict[int, Curve]:
+def curves_by_bin(
+    curve: Curve | Callable[..., Curve], pool: Pool | None, bins: DifficultyBins, *args, **kwargs
+) -> dict[int, Curve]:
     """{level: curve over that bin's questions} for every level.
 
     Given a computed Curve (over the same questions as the bins), restricts it — no recomputation, the cheap

@@ -58,7 +58,7 @@ class Pool:
             known = ", ".join(sorted(self.scores)) or "none loaded"
             raise ValueError(f"verifier {verifier!r} is not in this pool; allowed: {known}") from None
 
-    def subset(self, questions) -> "Pool":
+    def subset(self, questions) -> Pool:
         """The pool restricted to some questions (bool mask or indices)."""
         from backend.metrics.curve import check_questions_mask
 

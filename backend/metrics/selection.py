@@ -21,6 +21,7 @@ Monte Carlo band.
 from __future__ import annotations
 
 import numpy as np
+
 from backend.metrics.coverage import comb_ratio, resolve_ks
 from backend.metrics.curve import Curve, bootstrap_band, check_questions_mask, mc_band
 from backend.metrics.pools import Pool
@@ -172,13 +173,30 @@ def _resampled_curve(name, values, mask, ks, pool, *, n_boot, confidence, seed, 
     mean, low, high = bootstrap_band(per_q, n_boot=n_boot, confidence=confidence, seed=seed)
     mc_low, mc_high = mc_band(values, confidence)
     return Curve(
-        name, ks, mean, low, high, per_q, pool.question_ids[mask], False, mc_low, mc_high, confidence,
-        {"draws": draws, "seed": seed}, values,
+        name,
+        ks,
+        mean,
+        low,
+        high,
+        per_q,
+        pool.question_ids[mask],
+        False,
+        mc_low,
+        mc_high,
+        confidence,
+        {"draws": draws, "seed": seed},
+        values,
     )
 
 
 def best_of_n_curve(
-    pool: Pool, verifier: str, ks=None, *, questions=None, n_boot: int = 1000, confidence: float = 0.95,
+    pool: Pool,
+    verifier: str,
+    ks=None,
+    *,
+    questions=None,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
     seed: int = 0,
 ) -> Curve:
     """Best-of-N by verifier score at each k, exact: Σ_i correct_i · P(sample i tops a random k-subset),
@@ -189,13 +207,29 @@ def best_of_n_curve(
     per_q = best_of_n_exact(pool.valid[mask], pool.correct[mask], score, ks)
     mean, low, high = bootstrap_band(per_q, n_boot=n_boot, confidence=confidence, seed=seed)
     return Curve(
-        f"best_of_n[{verifier}]", ks, mean, low, high, per_q, pool.question_ids[mask], True, mean, mean,
-        confidence, {"verifier": verifier},
+        f"best_of_n[{verifier}]",
+        ks,
+        mean,
+        low,
+        high,
+        per_q,
+        pool.question_ids[mask],
+        True,
+        mean,
+        mean,
+        confidence,
+        {"verifier": verifier},
     )
 
 
 def majority_curve(
-    pool: Pool, ks=None, *, questions=None, draws: int = 32, seed: int = 0, n_boot: int = 1000,
+    pool: Pool,
+    ks=None,
+    *,
+    questions=None,
+    draws: int = 32,
+    seed: int = 0,
+    n_boot: int = 1000,
     confidence: float = 0.95,
 ) -> Curve:
     """Majority vote at each k: E over random k-subsets of correct(most frequent answer), ties averaged;
@@ -206,7 +240,14 @@ def majority_curve(
 
 
 def weighted_best_of_n_curve(
-    pool: Pool, verifier: str, ks=None, *, questions=None, draws: int = 32, seed: int = 0, n_boot: int = 1000,
+    pool: Pool,
+    verifier: str,
+    ks=None,
+    *,
+    questions=None,
+    draws: int = 32,
+    seed: int = 0,
+    n_boot: int = 1000,
     confidence: float = 0.95,
 ) -> Curve:
     """Weighted best-of-N at each k: E over random k-subsets of correct(argmax_answer Σ verifier scores),
@@ -217,8 +258,15 @@ def weighted_best_of_n_curve(
 
 
 def selection_curves(
-    pool: Pool, verifier: str | None, ks=None, *, questions=None, draws: int = 32, seed: int = 0,
-    n_boot: int = 1000, confidence: float = 0.95,
+    pool: Pool,
+    verifier: str | None,
+    ks=None,
+    *,
+    questions=None,
+    draws: int = 32,
+    seed: int = 0,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
 ) -> dict[str, Curve]:
     """Majority, and with a verifier also best-of-N and weighted best-of-N, sharing one resampling pass.
 

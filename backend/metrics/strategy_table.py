@@ -72,7 +72,9 @@ class StrategyTable:
         try:
             return self.configurations.index(configuration)
         except ValueError:
-            raise ValueError(f"configuration {configuration!r} is not in the table; allowed: {', '.join(self.configurations)}") from None
+            raise ValueError(
+                f"configuration {configuration!r} is not in the table; allowed: {', '.join(self.configurations)}"
+            ) from None
 
     def cells(self, questions=None) -> pd.DataFrame:
         """One row per configuration × budget (over `questions`, a bool mask, or all): accuracy over the questions
@@ -83,8 +85,12 @@ class StrategyTable:
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(covered > 0, np.nansum(acc, -1) / covered, np.nan)
             spent_mean = np.where(covered > 0, np.nansum(np.where(np.isnan(acc), np.nan, spent), -1) / covered, np.nan)
-            k_mean = np.where(covered > 0, np.nansum(np.where(np.isnan(acc), np.nan, self.samples[..., mask]), -1) / covered, np.nan)
-            tok_mean = np.where(covered > 0, np.nansum(np.where(np.isnan(acc), np.nan, self.tokens[..., mask]), -1) / covered, np.nan)
+            k_mean = np.where(
+                covered > 0, np.nansum(np.where(np.isnan(acc), np.nan, self.samples[..., mask]), -1) / covered, np.nan
+            )
+            tok_mean = np.where(
+                covered > 0, np.nansum(np.where(np.isnan(acc), np.nan, self.tokens[..., mask]), -1) / covered, np.nan
+            )
         n_c, n_b = acc.shape[:2]
         frame = pd.DataFrame(
             {
@@ -161,7 +167,15 @@ def load_searches(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str], model:
     for strategy, config in keys.itertuples(index=False):
         record = json.loads(config)
         budget = record.get("budget_flops")
-        parsed.append((strategy, config, search_label(strategy, record), record.get("ratio") or "", np.nan if budget is None else float(budget)))
+        parsed.append(
+            (
+                strategy,
+                config,
+                search_label(strategy, record),
+                record.get("ratio") or "",
+                np.nan if budget is None else float(budget),
+            )
+        )
     meta = pd.DataFrame(parsed, columns=["strategy", "config", "label", "ratio", "budget"])
     return rows.merge(meta, on=["strategy", "config"], how="left")
 
@@ -193,11 +207,15 @@ def pool_costs(pool: Pool, verifier_flops: np.ndarray | None) -> tuple[np.ndarra
     valid = pool.valid
     pre, dec = pool.prefill_flops, pool.decode_flops
     if np.any(valid & (np.isnan(pre) | np.isnan(dec))):
-        raise ValueError("the pool has samples without stored FLOPs (a store written before the ledger columns); re-run the spec to regenerate them")
+        raise ValueError(
+            "the pool has samples without stored FLOPs (a store written before the ledger columns); re-run the spec to regenerate them"
+        )
     n = valid.sum(axis=1)
     once = np.where(valid, pre, -np.inf).max(axis=1)
     per_sample = np.where(valid, dec, 0.0).sum(axis=1) / np.maximum(n, 1)
-    per_verified = np.zeros(len(n)) if verifier_flops is None else np.nan_to_num(np.asarray(verifier_flops, dtype=np.float64))
+    per_verified = (
+        np.zeros(len(n)) if verifier_flops is None else np.nan_to_num(np.asarray(verifier_flops, dtype=np.float64))
+    )
     return once, per_sample, per_verified
 
 
@@ -207,7 +225,9 @@ def affordable_k(budgets, once, per_sample, n_max: int) -> np.ndarray:
     return np.minimum(samples_affordable(b, once[None, :], per_sample[None, :]), n_max)
 
 
-def verifier_flops_per_question(con, run_ids: Sequence[str], model: str, verifier: str, question_ids: np.ndarray) -> np.ndarray:
+def verifier_flops_per_question(
+    con, run_ids: Sequence[str], model: str, verifier: str, question_ids: np.ndarray
+) -> np.ndarray:
     """(Q,) mean verifier FLOPs per scored sample of each question (the ledger's charge for scoring one)."""
     df = con.sql(
         """SELECT question_id, avg(coalesce(verifier_flops, 0)) AS f FROM scores
@@ -251,7 +271,9 @@ def strategy_table(
     capped = searches[searches["budget"].notna()] if len(searches) else searches
     if len(searches) and len(capped) < len(searches):
         n_unc = searches.loc[searches["budget"].isna(), "label"].nunique()
-        notes.append(f"{n_unc} search configuration(s) ran without a budget; they have no place on a budget axis and are left out of the table")
+        notes.append(
+            f"{n_unc} search configuration(s) ran without a budget; they have no place on a budget axis and are left out of the table"
+        )
     if budgets is None:
         budgets = merge_budgets(capped["budget"]) if len(capped) else default_budgets(once, per_sample, n_min)
     budgets = np.asarray(budgets, dtype=np.float64)
@@ -294,15 +316,21 @@ def strategy_table(
         q = qpos.reindex(capped["question_id"].astype(object)).to_numpy()
         outside = np.isnan(q)
         if outside.any():
-            notes.append(f"{capped.loc[outside, 'question_id'].nunique()} searched question(s) are not in the pool and are left out")
+            notes.append(
+                f"{capped.loc[outside, 'question_id'].nunique()} searched question(s) are not in the pool and are left out"
+            )
         rows = capped[~outside]
         q = q[~outside].astype(np.int64)
         c = np.searchsorted(labels, rows["label"].to_numpy())
         bud = rows["budget"].to_numpy(dtype=np.float64)
         b = np.searchsorted(budgets * (1 + BUDGET_MERGE_RTOL), bud)
-        on = (b < n_b) & (np.abs(bud - budgets[np.minimum(b, n_b - 1)]) <= budgets[np.minimum(b, n_b - 1)] * BUDGET_MERGE_RTOL)
+        on = (b < n_b) & (
+            np.abs(bud - budgets[np.minimum(b, n_b - 1)]) <= budgets[np.minimum(b, n_b - 1)] * BUDGET_MERGE_RTOL
+        )
         if (~on).any():
-            notes.append(f"{rows.loc[~on, 'label'].nunique()} search configuration(s) ran at budgets outside the chosen grid and are left out there")
+            notes.append(
+                f"{rows.loc[~on, 'label'].nunique()} search configuration(s) ran at budgets outside the chosen grid and are left out there"
+            )
         rows, q, c, b = rows[on], q[on], c[on], b[on]
         generated = rows["generated"].to_numpy(dtype=np.float64)
         spent = rows["spent"].to_numpy(dtype=np.float64)
@@ -314,21 +342,32 @@ def strategy_table(
         cnt = np.bincount(flat[ran], minlength=size)
         with np.errstate(invalid="ignore", divide="ignore"):
             s_acc = (np.bincount(flat[ran], weights=solved[ran], minlength=size) / cnt).reshape(s_acc.shape)
-            s_spent = (np.bincount(flat, weights=spent, minlength=size) / np.bincount(flat, minlength=size)).reshape(s_acc.shape)
-            s_gen = (np.bincount(flat, weights=generated, minlength=size) / np.bincount(flat, minlength=size)).reshape(s_acc.shape)
-            s_tok = (np.bincount(flat, weights=rows["tokens"].to_numpy(dtype=np.float64), minlength=size) / np.bincount(flat, minlength=size)).reshape(s_acc.shape)
+            s_spent = (np.bincount(flat, weights=spent, minlength=size) / np.bincount(flat, minlength=size)).reshape(
+                s_acc.shape
+            )
+            s_gen = (np.bincount(flat, weights=generated, minlength=size) / np.bincount(flat, minlength=size)).reshape(
+                s_acc.shape
+            )
+            s_tok = (
+                np.bincount(flat, weights=rows["tokens"].to_numpy(dtype=np.float64), minlength=size)
+                / np.bincount(flat, minlength=size)
+            ).reshape(s_acc.shape)
         seen = np.bincount(flat, minlength=size).reshape(s_acc.shape) > 0
         budget_cells = budgets[None, :, None]
         status = np.where(cnt.reshape(s_acc.shape) == 0, UNAFFORDABLE, OK)
         status = np.where((status == OK) & (s_spent < STOPPED_EARLY_FRACTION * budget_cells), STOPPED_EARLY, status)
-        status = np.where((status != UNAFFORDABLE) & (s_spent > budget_cells * (1 + OVER_BUDGET_RTOL)), OVER_BUDGET, status)
+        status = np.where(
+            (status != UNAFFORDABLE) & (s_spent > budget_cells * (1 + OVER_BUDGET_RTOL)), OVER_BUDGET, status
+        )
         s_status = np.where(seen, status, NOT_RUN).astype(np.int8)
         meta = capped.drop_duplicates("label").set_index("label")
         s_strategy = [meta.at[lb, "strategy"] for lb in labels]
         s_ratio = [meta.at[lb, "ratio"] for lb in labels]
         over = int((s_status == OVER_BUDGET).sum())
         if over:
-            notes.append(f"{over} search cell(s) spent more than their budget (the ledger is a hard limit: a store from an older version?)")
+            notes.append(
+                f"{over} search cell(s) spent more than their budget (the ledger is a hard limit: a store from an older version?)"
+            )
 
     return StrategyTable(
         configurations=names + labels,
@@ -340,7 +379,14 @@ def strategy_table(
         accuracy=np.concatenate([pool_acc, s_acc]),
         spent=np.concatenate([pool_spent, s_spent]),
         samples=np.concatenate([on_grid.astype(np.float64), s_gen]),
-        tokens=np.concatenate([np.where(on_grid > 0, prompt_tokens[None, None, :] + on_grid * completion_tokens[None, None, :], np.nan), s_tok]),
+        tokens=np.concatenate(
+            [
+                np.where(
+                    on_grid > 0, prompt_tokens[None, None, :] + on_grid * completion_tokens[None, None, :], np.nan
+                ),
+                s_tok,
+            ]
+        ),
         status=np.concatenate([pool_status, s_status]),
         one_sample_flops=float(np.mean(once + per_sample)),
         notes=tuple(notes),

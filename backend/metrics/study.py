@@ -46,18 +46,32 @@ class ComputeOptimalStudy:
             for b in range(n_b):
                 rows.append(
                     dict(
-                        bin=str(int(lv)), questions=self.bin_sizes[int(lv)], budget_flops=r.budgets[b], budget_samples=t.budget_samples[b],
-                        chosen_fold0=r.chosen_names(0)[i, b] or None, chosen_fold1=r.chosen_names(1)[i, b] or None,
-                        held_out_accuracy=r.accuracy_by_bin[i, b], baseline=r.baseline, baseline_accuracy=r.baseline_accuracy_by_bin[i, b],
-                        efficiency=r.efficiency_by_bin[i, b], efficiency_is_lower_bound=bool(r.efficiency_by_bin_is_lower_bound[i, b]),
+                        bin=str(int(lv)),
+                        questions=self.bin_sizes[int(lv)],
+                        budget_flops=r.budgets[b],
+                        budget_samples=t.budget_samples[b],
+                        chosen_fold0=r.chosen_names(0)[i, b] or None,
+                        chosen_fold1=r.chosen_names(1)[i, b] or None,
+                        held_out_accuracy=r.accuracy_by_bin[i, b],
+                        baseline=r.baseline,
+                        baseline_accuracy=r.baseline_accuracy_by_bin[i, b],
+                        efficiency=r.efficiency_by_bin[i, b],
+                        efficiency_is_lower_bound=bool(r.efficiency_by_bin_is_lower_bound[i, b]),
                     )
                 )
         for b in range(n_b):
             rows.append(
                 dict(
-                    bin="all", questions=len(t.question_ids), budget_flops=r.budgets[b], budget_samples=t.budget_samples[b],
-                    chosen_fold0=None, chosen_fold1=None, held_out_accuracy=r.accuracy[b], baseline=r.baseline,
-                    baseline_accuracy=r.baseline_accuracy[b], efficiency=r.efficiency[b],
+                    bin="all",
+                    questions=len(t.question_ids),
+                    budget_flops=r.budgets[b],
+                    budget_samples=t.budget_samples[b],
+                    chosen_fold0=None,
+                    chosen_fold1=None,
+                    held_out_accuracy=r.accuracy[b],
+                    baseline=r.baseline,
+                    baseline_accuracy=r.baseline_accuracy[b],
+                    efficiency=r.efficiency[b],
                     efficiency_is_lower_bound=bool(r.efficiency_is_lower_bound[b]),
                 )
             )
@@ -116,15 +130,27 @@ def study_inputs(
     if verifier == AUTO:
         verifier = known[0] if known else None
     elif verifier is not None and verifier not in known:
-        raise ValueError(f"verifier {verifier!r} scored no sample of {model} in these runs; allowed: {', '.join(known) or 'none (run a verifier first)'}")
+        raise ValueError(
+            f"verifier {verifier!r} scored no sample of {model} in these runs; allowed: {', '.join(known) or 'none (run a verifier first)'}"
+        )
     pool = load_pool(con, runs, model, task=task, strategy="sample", verifiers=[verifier] if verifier else [])
     notes: list[str] = []
     vflops = verifier_flops_per_question(con, runs, model, verifier, pool.question_ids) if verifier else None
-    table = strategy_table(pool, load_searches(con, runs, model), verifier=verifier, verifier_flops=vflops, budgets=budgets, draws=draws, seed=seed)
+    table = strategy_table(
+        pool,
+        load_searches(con, runs, model),
+        verifier=verifier,
+        verifier_flops=vflops,
+        budgets=budgets,
+        draws=draws,
+        seed=seed,
+    )
     notes.extend(table.notes)
     usable = supported_bins(pool.n_questions, n_bins)
     if usable < n_bins:
-        notes.append(f"{pool.n_questions} questions support {usable} difficulty bin(s) of at least 2 questions, not {n_bins}; showing {usable}")
+        notes.append(
+            f"{pool.n_questions} questions support {usable} difficulty bin(s) of at least 2 questions, not {n_bins}; showing {usable}"
+        )
     bins = {"oracle": oracle_bins(pool, usable)}
     unavailable = []
     if verifier is None:
@@ -172,5 +198,7 @@ def compute_optimal_study(
     the questions support, and a note says so."""
     if bins not in BIN_KINDS:
         raise ValueError(f"bins {bins!r} is unknown; allowed: {', '.join(BIN_KINDS)}")
-    inputs = study_inputs(con, run_ids, model, task=task, verifier=verifier, n_bins=n_bins, draws=draws, seed=seed, budgets=budgets)
+    inputs = study_inputs(
+        con, run_ids, model, task=task, verifier=verifier, n_bins=n_bins, draws=draws, seed=seed, budgets=budgets
+    )
     return study_from_inputs(inputs, bins=bins, seed=seed)

@@ -73,8 +73,16 @@ def verifier_quality(pool: Pool, verifier: str, threshold: float = 0.5, *, quest
     t, f = np.nan_to_num(tpr), np.nan_to_num(fpr)
     from_rates = _ratio(p * t, p * t + (1.0 - p) * f, empty=0.0)
     return VerifierQuality(
-        verifier, float(threshold), fpr, tpr, precision, float(per_q.mean()), float(from_rates.mean()), per_q,
-        int(scored.sum()), auroc(score[scored], correct[scored]),
+        verifier,
+        float(threshold),
+        fpr,
+        tpr,
+        precision,
+        float(per_q.mean()),
+        float(from_rates.mean()),
+        per_q,
+        int(scored.sum()),
+        auroc(score[scored], correct[scored]),
     )
 
 
@@ -86,9 +94,15 @@ def verifier_quality_table(pool: Pool, threshold: float | dict = 0.5, *, questio
         q = verifier_quality(pool, name, t, questions=questions)
         rows.append(
             dict(
-                verifier=name, threshold=t, false_positive_rate=q.false_positive_rate,
-                true_positive_rate=q.true_positive_rate, precision=q.precision, ceiling=q.ceiling,
-                ceiling_from_rates=q.ceiling_from_rates, auroc=q.auroc, scored_samples=q.scored_samples,
+                verifier=name,
+                threshold=t,
+                false_positive_rate=q.false_positive_rate,
+                true_positive_rate=q.true_positive_rate,
+                precision=q.precision,
+                ceiling=q.ceiling,
+                ceiling_from_rates=q.ceiling_from_rates,
+                auroc=q.auroc,
+                scored_samples=q.scored_samples,
             )
         )
     return pd.DataFrame(rows)

@@ -197,7 +197,9 @@ def resolve_model(
         style = prompt_style or shipped.prompt_style
         name = shipped.name
     elif hub_ok and not name_or_path.endswith(".gguf") and (_HUB_ID.match(name_or_path) or Path(name_or_path).is_dir()):
-        return ResolvedModel(name=name_or_path, path=None, arch=None, prompt_style=prompt_style or "chat", chat_template=None)
+        return ResolvedModel(
+            name=name_or_path, path=None, arch=None, prompt_style=prompt_style or "chat", chat_template=None
+        )
     elif name_or_path.endswith(".gguf") or Path(name_or_path).expanduser().exists():
         path = Path(name_or_path).expanduser().resolve()
         if not path.is_file():

@@ -82,13 +82,23 @@ class Param:
 
 N = Param("n", 8, "number of candidates: samples, beams or particles", int, 1, 4096)
 WIDTH = Param("width", 4, "beam width M: each kept beam is expanded M times, N/M beams are kept", int, 1, 1024)
-MAX_ROUNDS = Param("max_rounds", 40, "at most this many search steps; leaves still open then are closed as final", int, 1, 40)
+MAX_ROUNDS = Param(
+    "max_rounds", 40, "at most this many search steps; leaves still open then are closed as final", int, 1, 40
+)
 STEP_TOKENS = Param("max_tokens", 256, "tokens generated per step at most", int, 1, 32768)
 SAMPLE_TOKENS = Param("max_tokens", 512, "tokens per sample at most", int, 1, 32768)
 DELIMITER = Param("delimiter", "\n\n", "text that ends a step (generation stops there)", str)
-AGGREGATION = Param("aggregation", "last", "how a solution's step scores become one score", str, choices=("last", "min", "product", "mean"))
+AGGREGATION = Param(
+    "aggregation",
+    "last",
+    "how a solution's step scores become one score",
+    str,
+    choices=("last", "min", "product", "mean"),
+)
 TEMPERATURE = Param("temperature", 0.8, "sampling temperature of the generator", float, 0.0, 2.0)
-SOFTMAX_T = Param("softmax_temperature", 1.0, "temperature of the softmax over verifier scores (lower = greedier)", float, 1e-3, 100.0)
+SOFTMAX_T = Param(
+    "softmax_temperature", 1.0, "temperature of the softmax over verifier scores (lower = greedier)", float, 1e-3, 100.0
+)
 
 
 # ---- the tree -------------------------------------------------------------------------------------------------
@@ -167,7 +177,9 @@ class Expansion:
     prompt: str
     n: int
     params: SamplingParams
-    prompt_tokens: int  # estimate (upper bound) of the prompt's tokens; what of it is cached is the ledger's PrefixCache's call
+    prompt_tokens: (
+        int  # estimate (upper bound) of the prompt's tokens; what of it is cached is the ledger's PrefixCache's call
+    )
     score_steps: int = 1  # verifier passes per completion this round
     tag: Any = None
     extra_flops: float = 0.0  # per completion: later work of the same round (lookahead rollouts, say)
@@ -230,7 +242,9 @@ class SearchContext:
         self.caches = [PrefixCache() for _ in questions]  # the ledger's idealised prefix cache, per question
         # a verifier on the generator's own engine reads (and extends) the generator's cache; any other keeps its own
         self.verifier_reads_generator = verifier is not None and getattr(verifier, "engine", None) is engine
-        self.eager_verification = self.eager_verification and self.verifier_reads_generator and runs_follow_ups_inline(engine)
+        self.eager_verification = (
+            self.eager_verification and self.verifier_reads_generator and runs_follow_ups_inline(engine)
+        )
         self.verifier_caches = self.caches if self.verifier_reads_generator else [PrefixCache() for _ in questions]
         self._prescored: dict[tuple, list[StepScores]] = {}
         self.prescored_hits = 0
@@ -248,7 +262,9 @@ class SearchContext:
             return parent.prompt
         return parent.prompt + parent.text + delimiter
 
-    def expansion(self, qi: int, parent: Node, n: int, params: SamplingParams, delimiter: str = "", tag: Any = None) -> Expansion:
+    def expansion(
+        self, qi: int, parent: Node, n: int, params: SamplingParams, delimiter: str = "", tag: Any = None
+    ) -> Expansion:
         """An expansion that continues `parent`'s text (prompt + step + delimiter), priced by the cache model."""
         p = self.root_bound(qi) if parent.kind == "root" else parent.context_tokens + TOKEN_MARGIN
         return Expansion(qi, parent, self.child_prompt(parent, delimiter), n, params, p, tag=tag)
@@ -293,7 +309,9 @@ class SearchContext:
         return [e for e in exps if id(e) in kept and e.n > 0]
 
     # -- the one engine call of a round --
-    def generate(self, exps: Sequence[Expansion], prescore: Prescore | None = None) -> list[list[tuple[Completion, float, int]]]:
+    def generate(
+        self, exps: Sequence[Expansion], prescore: Prescore | None = None
+    ) -> list[list[tuple[Completion, float, int]]]:
         """Run every expansion in ONE engine call; charge each completion to its question's ledger.
         Returns, per expansion, (completion, generator FLOPs, completion index).
 
@@ -309,12 +327,17 @@ class SearchContext:
         # the depth-first order of the question's tree, so siblings are adjacent (each finds its parent cached) and
         # each switch to another beam recomputes only what the two prompts do not share: no order of the group asks
         # a single slot to recompute less
-        order = sorted(((ei, k) for ei, e in enumerate(exps) for k in range(e.n)), key=lambda t: (exps[t[0]].qi, exps[t[0]].prompt, t[0], t[1]))
+        order = sorted(
+            ((ei, k) for ei, e in enumerate(exps) for k in range(e.n)),
+            key=lambda t: (exps[t[0]].qi, exps[t[0]].prompt, t[0], t[1]),
+        )
         requests = []
         for ei, k in order:
             e = exps[ei]
             seed = seed_for(self.seed, self.questions[e.qi].question_id, e.parent.node_id, e.params.seed, ei, k)
-            params = SamplingParams(e.params.temperature, e.params.top_p, e.params.max_tokens, seed, e.params.stop, e.params.logprobs)
+            params = SamplingParams(
+                e.params.temperature, e.params.top_p, e.params.max_tokens, seed, e.params.stop, e.params.logprobs
+            )
             requests.append(GenerationRequest(e.prompt, params, 1, (ei, k), affinity=e.qi))
         on_complete = None
         if prescore is not None and self.eager_verification:
@@ -338,7 +361,9 @@ class SearchContext:
             c = comps[0]
             e = exps[ei]
             cache = self.caches[e.qi]
-            cost = self.ledgers[e.qi].charge_generation(self.arch, c.prompt_tokens, cache.cached(e.prompt, c.prompt_tokens), c.completion_tokens)
+            cost = self.ledgers[e.qi].charge_generation(
+                self.arch, c.prompt_tokens, cache.cached(e.prompt, c.prompt_tokens), c.completion_tokens
+            )
             cache.add(e.prompt, c.prompt_tokens)
             cache.add(e.prompt + c.text, c.prompt_tokens + c.completion_tokens)
             if e.parent.kind == "root" and e.prompt == self.trees[e.qi].prompt:
@@ -353,10 +378,20 @@ class SearchContext:
         question's root node, so every FLOP spent is still on the ledger and in the store."""
         for (qi, *_), results in sorted(self._prescored.items(), key=lambda kv: repr(kv[0])):
             for result in results:
-                self.trees[qi].root.verifier_flops += charge(self.ledgers[qi], self.verifier, result, self.verifier_caches[qi])
+                self.trees[qi].root.verifier_flops += charge(
+                    self.ledgers[qi], self.verifier, result, self.verifier_caches[qi]
+                )
         self._prescored.clear()
 
-    def add_child(self, e: Expansion, c: Completion, cost: float, kind: str = "step", steps: tuple[str, ...] | None = None, text: str | None = None) -> Node:
+    def add_child(
+        self,
+        e: Expansion,
+        c: Completion,
+        cost: float,
+        kind: str = "step",
+        steps: tuple[str, ...] | None = None,
+        text: str | None = None,
+    ) -> Node:
         text = c.text if text is None else text
         parent_steps = e.parent.steps
         return self.trees[e.qi].add(
@@ -373,7 +408,9 @@ class SearchContext:
         )
 
     # -- the one verifier call of a round --
-    def score(self, items: Sequence[tuple[int, Node, tuple[str, ...] | None, int | None]], delimiter: str = "\n\n") -> list[list[float]]:
+    def score(
+        self, items: Sequence[tuple[int, Node, tuple[str, ...] | None, int | None]], delimiter: str = "\n\n"
+    ) -> list[list[float]]:
         """Score (qi, node, steps or None for node.steps, first or None for the last step) in ONE verifier
         call; charge each to its question's ledger and its node. Returns the scores of the requested steps."""
         if self.verifier is None or not items:
@@ -400,7 +437,7 @@ class SearchContext:
     def score_last(self, items: Sequence[tuple[int, Node]], delimiter: str) -> None:
         """Set node.score to the verifier's score of the node's last step (0.5 without a verifier)."""
         scores = self.score([(qi, n, None, None) for qi, n in items], delimiter)
-        for (qi, n), s in zip(items, scores):
+        for (_qi, n), s in zip(items, scores):
             n.score = s[-1] if s else 0.5
 
     # -- finishing --
@@ -462,7 +499,11 @@ def pick_majority(finals: Sequence[Node]) -> Node | None:
     return min((n for n in answered if normalize_answer(n.answer) == win), key=lambda n: n.node_id)
 
 
-SELECTORS: dict[str, Callable[[Sequence[Node]], Node | None]] = {"weighted": pick_weighted, "best": pick_best, "majority": pick_majority}
+SELECTORS: dict[str, Callable[[Sequence[Node]], Node | None]] = {
+    "weighted": pick_weighted,
+    "best": pick_best,
+    "majority": pick_majority,
+}
 
 
 def select(finals: Sequence[Node], how: str) -> Node | None:

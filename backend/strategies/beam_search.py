@@ -38,7 +38,9 @@ def ranked(nodes: list[Node]) -> list[Node]:
     return sorted(nodes, key=lambda n: (-(n.value if n.value is not None else 0.0), n.node_id))
 
 
-def rollout(ctx: SearchContext, cands: list[tuple[int, Node]], k: int, max_tokens: int, delimiter: str) -> dict[int, Node]:
+def rollout(
+    ctx: SearchContext, cands: list[tuple[int, Node]], k: int, max_tokens: int, delimiter: str
+) -> dict[int, Node]:
     """Greedy k-step continuations of each candidate, one engine call per step across all candidates.
     Returns id(candidate) -> the tip of its rollout (the candidate itself when nothing was rolled out)."""
     tips = {id(n): n for _, n in cands}
@@ -78,7 +80,9 @@ def step_search(ctx: SearchContext, cfg: dict, plan_next) -> None:
     plans: dict[int, list[tuple[Node, int]]] = {qi: [(t.root, n)] for qi, t in enumerate(ctx.trees)}
     open_leaves: dict[int, list[Node]] = {qi: [] for qi in plans}
     for rnd in range(1, cfg["max_rounds"] + 1):
-        params = SamplingParams(temperature=cfg["temperature"], max_tokens=cfg["max_tokens"], seed=rnd, stop=(delim,) + ctx.stop)
+        params = SamplingParams(
+            temperature=cfg["temperature"], max_tokens=cfg["max_tokens"], seed=rnd, stop=(delim,) + ctx.stop
+        )
         exps = []
         for qi, plan in plans.items():
             for parent, count in plan:
@@ -101,7 +105,7 @@ def step_search(ctx: SearchContext, cfg: dict, plan_next) -> None:
         if k > 0:
             tips = rollout(ctx, [(qi, nd) for qi, nd in new if not nd.is_final], k, cfg["max_tokens"], delim)
             items = [(qi, nd, tips.get(id(nd), nd).steps, len(tips.get(id(nd), nd).steps) - 1) for qi, nd in new]
-            for (qi, nd), s in zip(new, ctx.score(items, delim)):
+            for (_, nd), s in zip(new, ctx.score(items, delim)):
                 nd.score = s[-1] if s else 0.5
         else:
             ctx.score_last(new, delim)
@@ -132,7 +136,9 @@ class BeamSearch(BaseStrategy):
 
     def check(self, cfg: dict) -> None:
         if cfg["n"] % cfg["width"] != 0 or cfg["width"] > cfg["n"]:
-            raise SpecError("strategy.width", f"N={cfg['n']} is not a multiple of width M={cfg['width']}", "a divisor of n")
+            raise SpecError(
+                "strategy.width", f"N={cfg['n']} is not a multiple of width M={cfg['width']}", "a divisor of n"
+            )
 
     def run(self, ctx: SearchContext, cfg: dict) -> None:
         n, m = cfg["n"], cfg["width"]

@@ -12,7 +12,6 @@ from backend.strategies.base import (
     TOKEN_MARGIN,
     BaseStrategy,
     Expansion,
-
     Param,
     SearchContext,
     select,
@@ -44,7 +43,7 @@ class BudgetForcing(BaseStrategy):
             rnd += 1
             exps = []
             for qi, states in chains.items():
-                for ci, (tip, used, ext, todo) in enumerate(states):
+                for ci, (tip, used, _ext, todo) in enumerate(states):
                     if todo == "done":
                         continue
                     if tip.kind == "root":
@@ -99,5 +98,3 @@ class BudgetForcing(BaseStrategy):
                     tip.value = tip.score
         for tree in ctx.trees:
             select(tree.finals, cfg["select"] if scored else "majority")
-
-

@@ -5,7 +5,17 @@ weighted best-of-N over all finished leaves."""
 
 from __future__ import annotations
 
-from backend.strategies.base import AGGREGATION, DELIMITER, MAX_ROUNDS, STEP_TOKENS, TEMPERATURE, WIDTH, BaseStrategy, Node, SearchContext
+from backend.strategies.base import (
+    AGGREGATION,
+    DELIMITER,
+    MAX_ROUNDS,
+    STEP_TOKENS,
+    TEMPERATURE,
+    WIDTH,
+    BaseStrategy,
+    Node,
+    SearchContext,
+)
 from backend.strategies.beam_search import BEAMS, BeamSearch, ranked, step_search
 
 

@@ -6,7 +6,7 @@ all n; an engine that cancels the rest once the first finishes would cost less."
 
 from __future__ import annotations
 
-from backend.strategies.base import N, SAMPLE_TOKENS, TEMPERATURE, BaseStrategy, SearchContext
+from backend.strategies.base import SAMPLE_TOKENS, TEMPERATURE, BaseStrategy, N, SearchContext
 from backend.strategies.best_of_n import sample_pool
 
 

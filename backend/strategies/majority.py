@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend.strategies.base import N, SAMPLE_TOKENS, TEMPERATURE, BaseStrategy, SearchContext, select
+from backend.strategies.base import SAMPLE_TOKENS, TEMPERATURE, BaseStrategy, N, SearchContext, select
 from backend.strategies.best_of_n import sample_pool
 
 

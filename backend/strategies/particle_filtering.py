@@ -5,7 +5,6 @@ ends when every resampled particle is finished. Final pick: weighted vote over t
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from backend.engines.base import SamplingParams
@@ -13,11 +12,11 @@ from backend.strategies.base import (
     AGGREGATION,
     DELIMITER,
     MAX_ROUNDS,
-    N,
     SOFTMAX_T,
     STEP_TOKENS,
     TEMPERATURE,
     BaseStrategy,
+    N,
     Node,
     SearchContext,
     is_final_step,
@@ -45,7 +44,9 @@ class ParticleFiltering(BaseStrategy):
         population = {qi: [t.root] * n for qi, t in enumerate(ctx.trees)}
         done: set[int] = set()
         for rnd in range(1, cfg["max_rounds"] + 1):
-            params = SamplingParams(temperature=cfg["temperature"], max_tokens=cfg["max_tokens"], seed=rnd, stop=(delim,) + ctx.stop)
+            params = SamplingParams(
+                temperature=cfg["temperature"], max_tokens=cfg["max_tokens"], seed=rnd, stop=(delim,) + ctx.stop
+            )
             exps, wanted = [], {}
             for qi, parts in population.items():
                 if qi in done:
@@ -95,5 +96,3 @@ class ParticleFiltering(BaseStrategy):
             if not finals:
                 finals = ctx.trees[qi].finals
             select(finals, "weighted")
-
-

@@ -7,10 +7,28 @@ from __future__ import annotations
 
 import math
 
-from backend.strategies.base import AGGREGATION, DELIMITER, MAX_ROUNDS, SOFTMAX_T, STEP_TOKENS, TEMPERATURE, BaseStrategy, Node, Param, SearchContext
+from backend.strategies.base import (
+    AGGREGATION,
+    DELIMITER,
+    MAX_ROUNDS,
+    SOFTMAX_T,
+    STEP_TOKENS,
+    TEMPERATURE,
+    BaseStrategy,
+    Node,
+    Param,
+    SearchContext,
+)
 from backend.strategies.beam_search import BEAMS, ranked, step_search
 
-REBASE_T = Param("softmax_temperature", 0.2, "T of softmax(reward / T) that shares the width out (lower = greedier)", float, 1e-3, 100.0)
+REBASE_T = Param(
+    "softmax_temperature",
+    0.2,
+    "T of softmax(reward / T) that shares the width out (lower = greedier)",
+    float,
+    1e-3,
+    100.0,
+)
 assert REBASE_T.name == SOFTMAX_T.name
 
 

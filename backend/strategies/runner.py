@@ -41,7 +41,9 @@ class SearchResult:
         return [t.selected for t in self.context.trees]
 
 
-def search_record(config: dict, budget_flops: float | None, verifier: str | None, seed: int, ratio: str | None = None) -> dict:
+def search_record(
+    config: dict, budget_flops: float | None, verifier: str | None, seed: int, ratio: str | None = None
+) -> dict:
     """What identifies one search in nodes.config: its parameters, budget, verifier and seed, and for a point of a
     sequential:parallel sweep its ratio (a re-run of a spec skips the searches whose record is already stored)."""
     record = {**config, "budget_flops": budget_flops, "verifier": verifier, "seed": seed}
@@ -111,7 +113,16 @@ def run_search(
     prompts = [build_prompt(model, task, q) for q in questions]
     known = [(prompt_tokens or {}).get(q.question_id) for q in questions]
     ctx = SearchContext(
-        engine, task, questions, prompts, verifier, budget_flops, seed, stop_sequences(model, task), Prompter(model, task), known
+        engine,
+        task,
+        questions,
+        prompts,
+        verifier,
+        budget_flops,
+        seed,
+        stop_sequences(model, task),
+        Prompter(model, task),
+        known,
     )
     strat.run(ctx, cfg)
     run_id = run_id or f"search-{strategy}-{seed}"

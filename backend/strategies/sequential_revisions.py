@@ -38,8 +38,16 @@ REVISION_OVERHEAD_TOKENS = 48  # the revision instruction
 
 CHAINS = Param("chains", 2, "parallel chains (the parallel side of the sequential:parallel ratio)", int, 1, 1024)
 CHAIN_LENGTH = Param("chain_length", 4, "attempts per chain, the first included (the sequential side)", int, 1, 64)
-CONTEXT = Param("context_attempts", 4, "previous attempts of the chain shown in each revision prompt", int, 1, MAX_CONTEXT_ATTEMPTS)
-SELECT = Param("select", "verifier", "final pick: verifier (within, then across chains) or majority over all attempts", str, choices=("verifier", "majority"))
+CONTEXT = Param(
+    "context_attempts", 4, "previous attempts of the chain shown in each revision prompt", int, 1, MAX_CONTEXT_ATTEMPTS
+)
+SELECT = Param(
+    "select",
+    "verifier",
+    "final pick: verifier (within, then across chains) or majority over all attempts",
+    str,
+    choices=("verifier", "majority"),
+)
 
 
 class Prompter:
@@ -52,9 +60,13 @@ class Prompter:
         if not attempts:
             return build_prompt(self.model, self.task, question)
         block = "\n\n".join(f"Attempt {i}:\n{a.strip()}" for i, a in enumerate(attempts, 1))
-        extra = f"\n\nYour previous attempts (they may contain mistakes):\n\n{block}\n\nWrite a new, corrected solution."
+        extra = (
+            f"\n\nYour previous attempts (they may contain mistakes):\n\n{block}\n\nWrite a new, corrected solution."
+        )
         if uses_chat(self.model):
-            return render_chat(self.model.chat_template, chat_messages(self.task, self.task.user_message(question) + extra))
+            return render_chat(
+                self.model.chat_template, chat_messages(self.task, self.task.user_message(question) + extra)
+            )
         return build_prompt(self.model, self.task, dataclasses.replace(question, text=question.text + extra))
 
 
@@ -89,7 +101,9 @@ class SequentialRevisions(BaseStrategy):
         scored = ctx.verifier is not None and cfg["select"] == "verifier"
         tips = {qi: [t.root] * cfg["chains"] for qi, t in enumerate(ctx.trees)}
         for rnd in range(1, cfg["chain_length"] + 1):
-            params = SamplingParams(temperature=cfg["temperature"], max_tokens=cfg["max_tokens"], seed=rnd, stop=ctx.stop)
+            params = SamplingParams(
+                temperature=cfg["temperature"], max_tokens=cfg["max_tokens"], seed=rnd, stop=ctx.stop
+            )
             exps = []
             for qi, chain_tips in tips.items():
                 for ci, tip in enumerate(chain_tips):
@@ -115,9 +129,13 @@ class SequentialRevisions(BaseStrategy):
                 tips[qi] = [t if (qi, ci) in kept else None for ci, t in enumerate(tips[qi])]
             new = []
             first = None if agg == "last" else 0
-            for e, comps in zip(exps, ctx.generate(exps, whole_sample_of(delim, first, MAX_SCORED_STEPS) if scored else None)):
+            for e, comps in zip(
+                exps, ctx.generate(exps, whole_sample_of(delim, first, MAX_SCORED_STEPS) if scored else None)
+            ):
                 for c, cost, _ in comps:
-                    node = ctx.add_child(e, c, cost, kind="revision", steps=split_steps(c.text, delim, MAX_SCORED_STEPS))
+                    node = ctx.add_child(
+                        e, c, cost, kind="revision", steps=split_steps(c.text, delim, MAX_SCORED_STEPS)
+                    )
                     ctx.close(e.qi, node, delim)
                     tips[e.qi][e.tag] = node
                     new.append((e.qi, node))
@@ -125,7 +143,7 @@ class SequentialRevisions(BaseStrategy):
                 scores = ctx.score([(qi, nd, None, first) for qi, nd in new], delim)
                 for (_, nd), s in zip(new, scores):
                     nd.value = nd.score = aggregate(s, agg) if s else 0.5
-        for qi, tree in enumerate(ctx.trees):
+        for tree in ctx.trees:
             finals = tree.finals
             if not scored:
                 pick = pick_majority(finals)

@@ -46,7 +46,7 @@ def normalize_answer(answer: str | None) -> str | None:
     return " ".join(answer.split()) or None
 
 
-def grade_or_error(task: "Task", question: Question, completion: str) -> Grade:
+def grade_or_error(task: Task, question: Question, completion: str) -> Grade:
     """The task's grade, or the checker's exception recorded as a grading error: one bad sample (a checker bug on an
     odd answer) must not fail a whole run. The one place samples, search nodes and the oracle verifier are graded."""
     try:

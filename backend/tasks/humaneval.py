@@ -75,4 +75,7 @@ class HumanEvalTask:
         program = extract_program(problem["prompt"], completion)
         # check_humaneval appends the tests; give it the program as "prompt" with an empty completion.
         result = check_humaneval({**problem, "prompt": program}, "", SandboxLimits(timeout_s=self.timeout_s))
-        return Grade(program[len(problem["prompt"]) :] if program.startswith(problem["prompt"]) else program, 1.0 if result.passed else 0.0)
+        return Grade(
+            program[len(problem["prompt"]) :] if program.startswith(problem["prompt"]) else program,
+            1.0 if result.passed else 0.0,
+        )

@@ -4,14 +4,16 @@ math-verify so `\\frac{1}{2}`, `0.5` and `\\boxed{1/2}` agree."""
 from __future__ import annotations
 
 import json
-import threading
 import re
+import threading
 from pathlib import Path
 
 from backend.errors import TaskError
 from backend.tasks.base import Grade, Question, extract_answer
 
-INSTRUCTION = "Solve the problem step by step. Put the final answer in \\boxed{} and also on a last line 'Answer: <answer>'."
+INSTRUCTION = (
+    "Solve the problem step by step. Put the final answer in \\boxed{} and also on a last line 'Answer: <answer>'."
+)
 
 
 def _level(value) -> float | None:
@@ -47,7 +49,9 @@ class MathJsonlTask:
                     raise TaskError(f"{p}:{lineno}: each line must be a JSON object with 'problem' and 'answer'")
                 for key in ("problem", "answer"):
                     if key not in row or row[key] in (None, ""):
-                        raise TaskError(f"{p}:{lineno}: missing required field '{key}'; each line needs 'problem' and 'answer' (optional 'level', 'subject', 'id')")
+                        raise TaskError(
+                            f"{p}:{lineno}: missing required field '{key}'; each line needs 'problem' and 'answer' (optional 'level', 'subject', 'id')"
+                        )
                 self._rows.append((lineno, row))
         if not self._rows:
             raise TaskError(f"{p}: no questions (the file is empty)")
@@ -74,8 +78,14 @@ class MathJsonlTask:
 
     def few_shot_examples(self) -> list[tuple[Question, str]]:
         return [
-            (Question("shot", self.name, "", "What is $3 \\cdot 4 - 5$?", "7"), "$3 \\cdot 4 = 12$ and $12 - 5 = 7$. Answer: 7"),
-            (Question("shot", self.name, "", "Simplify $\\frac{6}{8}$.", "\\frac{3}{4}"), "Divide by 2: $\\frac{3}{4}$. Answer: \\frac{3}{4}"),
+            (
+                Question("shot", self.name, "", "What is $3 \\cdot 4 - 5$?", "7"),
+                "$3 \\cdot 4 = 12$ and $12 - 5 = 7$. Answer: 7",
+            ),
+            (
+                Question("shot", self.name, "", "Simplify $\\frac{6}{8}$.", "\\frac{3}{4}"),
+                "Divide by 2: $\\frac{3}{4}$. Answer: \\frac{3}{4}",
+            ),
         ]
 
     def few_shot_format(self, question: Question, answer: str | None) -> str:

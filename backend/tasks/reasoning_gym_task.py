@@ -50,7 +50,9 @@ class ReasoningGymTask:
                     raise SpecError(f"{where}.config.{key}", f"not a {d['name']} setting", ", ".join(allowed))
             try:
                 ds = reasoning_gym.create_dataset(d["name"], size=d["size"], seed=seed + i, **(d.get("config") or {}))
-                shots = reasoning_gym.create_dataset(d["name"], size=3, seed=seed + 10_000 + i, **(d.get("config") or {}))
+                shots = reasoning_gym.create_dataset(
+                    d["name"], size=3, seed=seed + 10_000 + i, **(d.get("config") or {})
+                )
             except (AssertionError, ValueError, TypeError) as e:
                 raise SpecError(f"{where}.config", f"rejected by reasoning-gym: {e}") from None
             level = d["level"] if d.get("level") is not None else i

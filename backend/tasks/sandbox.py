@@ -272,20 +272,33 @@ def run_python(code: str, limits: SandboxLimits = SandboxLimits(), *, namespaces
         shutil.rmtree(base, ignore_errors=True)
 
 
-def check_humaneval(problem: dict, completion: str, limits: SandboxLimits = SandboxLimits(), *,
-                    namespaces: bool | None = None) -> SandboxResult:
+def check_humaneval(
+    problem: dict, completion: str, limits: SandboxLimits = SandboxLimits(), *, namespaces: bool | None = None
+) -> SandboxResult:
     """Grade one HumanEval completion: prompt + completion + the problem's tests + `check(entry_point)`.
 
     A per-call token printed after `check` must reach stdout, so a completion that exits early with
     status 0 (`sys.exit()`, `exit()` in a demo block) is graded failed instead of passing untested.
     """
     token = f"ttc-checked-{random.getrandbits(64):016x}"
-    program = (problem["prompt"] + completion + "\n" + problem["test"] + f"\ncheck({problem['entry_point']})\n"
-               + f"print({token!r})\n")
+    program = (
+        problem["prompt"]
+        + completion
+        + "\n"
+        + problem["test"]
+        + f"\ncheck({problem['entry_point']})\n"
+        + f"print({token!r})\n"
+    )
     result = run_python(program, limits, namespaces=namespaces)
     if result.passed and token not in result.stdout:
-        return SandboxResult(False, "failed", "program exited before the tests ran to the end", result.wall_s,
-                             result.returncode, result.stdout)
+        return SandboxResult(
+            False,
+            "failed",
+            "program exited before the tests ran to the end",
+            result.wall_s,
+            result.returncode,
+            result.stdout,
+        )
     return result
 
 
@@ -310,8 +323,16 @@ def _run(workdir: str, uid: int | None, limits: SandboxLimits, namespaces: bool)
         "status_fd": status_w,
         "namespaces": namespaces,
         "workdir": workdir,
-        "expose": sorted({os.path.realpath(sys.executable), sys.base_prefix, sys.prefix, sys.exec_prefix,
-                          sys.base_exec_prefix, workdir}),
+        "expose": sorted(
+            {
+                os.path.realpath(sys.executable),
+                sys.base_prefix,
+                sys.prefix,
+                sys.exec_prefix,
+                sys.base_exec_prefix,
+                workdir,
+            }
+        ),
         "uid": uid,
         "python": sys.executable,
         "env": env,
@@ -332,8 +353,17 @@ def _run(workdir: str, uid: int | None, limits: SandboxLimits, namespaces: bool)
     start = time.monotonic()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=workdir,
-                                    start_new_session=True, pass_fds=(status_w,), close_fds=True)
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=env,
+                cwd=workdir,
+                start_new_session=True,
+                pass_fds=(status_w,),
+                close_fds=True,
+            )
         finally:
             os.close(status_w)
         try:
@@ -420,8 +450,16 @@ def _kill_uid(uid: int) -> None:
     for _ in range(20):
         if not _uid_pids(uid):
             return
-        subprocess.run(["kill", "-9", "-1"], user=uid, group=uid, extra_groups=[], env={"PATH": "/usr/bin:/bin"},
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
+        subprocess.run(
+            ["kill", "-9", "-1"],
+            user=uid,
+            group=uid,
+            extra_groups=[],
+            env={"PATH": "/usr/bin:/bin"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd="/",
+        )
         time.sleep(0.05)
 
 
@@ -439,8 +477,12 @@ def _namespaces_available() -> bool:
     if os.geteuid() != 0 or not shutil.which("unshare", path="/usr/bin:/bin:/usr/sbin:/sbin"):
         return False
     try:
-        probe = subprocess.run([_unshare(), "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--ipc",
-                                "--uts", "--", "true"], capture_output=True, timeout=10, env={"PATH": "/usr/bin:/bin"})
+        probe = subprocess.run(
+            [_unshare(), "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--ipc", "--uts", "--", "true"],
+            capture_output=True,
+            timeout=10,
+            env={"PATH": "/usr/bin:/bin"},
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return probe.returncode == 0

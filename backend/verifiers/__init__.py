@@ -42,4 +42,14 @@ def create_verifier(name: str, **kwargs) -> Verifier:
     return require(VERIFIERS, name, field="verifier", kind="verifier")(**kwargs)
 
 
-__all__ = ["AGGREGATIONS", "VERIFIERS", "ScoreRequest", "StepScores", "Usage", "Verifier", "aggregate", "charge", "create_verifier"]
+__all__ = [
+    "AGGREGATIONS",
+    "VERIFIERS",
+    "ScoreRequest",
+    "StepScores",
+    "Usage",
+    "Verifier",
+    "aggregate",
+    "charge",
+    "create_verifier",
+]

@@ -89,7 +89,9 @@ class SelfVerifier:
         return self._turn_bound
 
     def _calibration(self) -> GenerationRequest:
-        return GenerationRequest(self.turn, SamplingParams(temperature=0.0, max_tokens=1, seed=0, logprobs=TOP_K), tag=None)
+        return GenerationRequest(
+            self.turn, SamplingParams(temperature=0.0, max_tokens=1, seed=0, logprobs=TOP_K), tag=None
+        )
 
     def _learn_turn_bound(self, calibration: Completion) -> None:
         self._turn_bound = int(calibration.prompt_tokens) + BOUNDARY_TOKENS
@@ -102,7 +104,9 @@ class SelfVerifier:
             for j in range(r.first, len(r.steps)):
                 context = head + r.delimiter.join(r.steps[: j + 1])
                 # a question's judges share its prompt: one slot takes them in order (engines/threaded.py)
-                batch.append(GenerationRequest(context + self.turn, params, tag=context, affinity=r.question.question_id))
+                batch.append(
+                    GenerationRequest(context + self.turn, params, tag=context, affinity=r.question.question_id)
+                )
                 owner.append(ri)
         out = [StepScores([]) for _ in requests]
         if not batch:
@@ -117,7 +121,9 @@ class SelfVerifier:
             c = comps[0]
             out[ri].scores.append(p_yes(c))
             reusable = (req.tag, max(0, c.prompt_tokens - bound))
-            out[ri].usage.append(Usage(c.prompt_tokens, c.cached_prompt_tokens, c.completion_tokens, req.prompt, reusable))
+            out[ri].usage.append(
+                Usage(c.prompt_tokens, c.cached_prompt_tokens, c.completion_tokens, req.prompt, reusable)
+            )
         return out
 
     def estimate_flops(self, context_tokens: int, new_tokens: int, n_steps: int = 1) -> float:
@@ -126,4 +132,6 @@ class SelfVerifier:
         turn = self.turn_bound()
         prompt = context_tokens + new_tokens + turn * n_steps
         uncached = new_tokens + turn * n_steps
-        return float(prefill_flops(self.arch, prompt, prompt - uncached)) + n_steps * float(decode_flops(self.arch, prompt, 1))
+        return float(prefill_flops(self.arch, prompt, prompt - uncached)) + n_steps * float(
+            decode_flops(self.arch, prompt, 1)
+        )

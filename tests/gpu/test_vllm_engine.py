@@ -86,8 +86,11 @@ def test_should_stop_before_start(engine):
 def test_process_reward_scorer_gives_one_reward_per_step():
     scorer = VLLMRewardScorer(os.environ["TTC_VLLM_TEST_PRM"], gpu_memory_utilization=0.5)  # beside the 0.4 above
     steps = ["Step 1: 2 + 3 = 5.", "Step 2: 5 * 2 = 10.", "Step 3: so the answer is 10."]
-    prompt = "<|im_start|>user\nWhat is (2 + 3) * 2?<|im_end|>\n<|im_start|>assistant\n" + "".join(
-        s + "<extra_0>" for s in steps) + "<|im_end|><|endoftext|>"
+    prompt = (
+        "<|im_start|>user\nWhat is (2 + 3) * 2?<|im_end|>\n<|im_start|>assistant\n"
+        + "".join(s + "<extra_0>" for s in steps)
+        + "<|im_end|><|endoftext|>"
+    )
     [rewards] = scorer.score([prompt])
     assert len(rewards) == len(steps)
     assert all(0.0 <= r <= 1.0 for r in rewards)

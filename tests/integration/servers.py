@@ -23,8 +23,14 @@ def free_port() -> int:
 class LlamaCppHTTPServer:
     """`with LlamaCppHTTPServer(gguf_path) as srv: srv.base_url` -> "http://127.0.0.1:PORT/v1"."""
 
-    def __init__(self, model_path: Path | str, n_parallel: int = 4, n_ctx_per_slot: int = 1024, seed: int = 0,
-                 startup_timeout_s: float = 60):
+    def __init__(
+        self,
+        model_path: Path | str,
+        n_parallel: int = 4,
+        n_ctx_per_slot: int = 1024,
+        seed: int = 0,
+        startup_timeout_s: float = 60,
+    ):
         self.model_path = str(model_path)
         self.n_parallel, self.n_ctx_per_slot, self.seed = n_parallel, n_ctx_per_slot, seed
         self.startup_timeout_s = startup_timeout_s
@@ -33,9 +39,16 @@ class LlamaCppHTTPServer:
         self.base_url = f"{self.root_url}/v1"
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> "LlamaCppHTTPServer":
-        cmd = [sys.executable, __file__, self.model_path, str(self.port), str(self.n_parallel),
-               str(self.n_ctx_per_slot), str(self.seed)]
+    def __enter__(self) -> LlamaCppHTTPServer:
+        cmd = [
+            sys.executable,
+            __file__,
+            self.model_path,
+            str(self.port),
+            str(self.n_parallel),
+            str(self.n_ctx_per_slot),
+            str(self.seed),
+        ]
         self._log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"llamacpp-http-{self.port}.log", "w+b")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:

@@ -47,7 +47,11 @@ def small_store(tmp_path_factory) -> Path:
 def test_the_reduced_study_stores_the_pool_the_searches_and_the_sweep(small_store):
     store = Store.open(small_store, create=False)
     configs = store.query("SELECT DISTINCT strategy, config FROM nodes")
-    ratios = {json.loads(c).get("ratio") for s, c in zip(configs["strategy"], configs["config"]) if s == "sequential_revisions"}
+    ratios = {
+        json.loads(c).get("ratio")
+        for s, c in zip(configs["strategy"], configs["config"])
+        if s == "sequential_revisions"
+    }
     assert ratios == {"1:0", "0:1"}
     assert set(configs["strategy"]) == {"beam_search", "sequential_revisions"}
     assert len(configs) == 2 * 3  # (beam + two sweep points) × two budgets
@@ -66,11 +70,17 @@ def test_cli_prints_configurations_of_both_kinds(small_store):
     listed = dict(line.strip().split("\t")[::-1] for line in out.stderr.splitlines() if line.startswith("  "))
     assert set(listed.values()) == {"pool", "search"}
     assert listed["best_of_n[self_verify]"] == "pool"
-    assert any(c.startswith("sequential_revisions[seq:par=1:0") for c in listed) and any(c.startswith("beam_search") for c in listed)
+    assert any(c.startswith("sequential_revisions[seq:par=1:0") for c in listed) and any(
+        c.startswith("beam_search") for c in listed
+    )
 
 
 def _heat_map(at) -> dict:
-    return next(json.loads(c.proto.spec)["data"][0] for c in at.get("plotly_chart") if json.loads(c.proto.spec)["data"][0]["type"] == "heatmap")
+    return next(
+        json.loads(c.proto.spec)["data"][0]
+        for c in at.get("plotly_chart")
+        if json.loads(c.proto.spec)["data"][0]["type"] == "heatmap"
+    )
 
 
 def test_the_page_draws_beam_search_revisions_and_best_of_n_in_the_heat_map(small_store, monkeypatch):
@@ -103,7 +113,9 @@ def test_the_heat_map_in_headless_chromium(small_store):
         cell = heat.locator(".heatmaplayer").first
         cell.wait_for(state="attached")
         box = cell.bounding_box()
-        page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] * 0.5)  # the largest budget, a middle bin
+        page.mouse.move(
+            box["x"] + box["width"] * 0.9, box["y"] + box["height"] * 0.5
+        )  # the largest budget, a middle bin
         label = heat.locator(".hoverlayer").first
         page.wait_for_function("(el) => el.textContent.includes('every configuration')", arg=label.element_handle())
         text = label.text_content()

@@ -137,6 +137,10 @@ def test_a_spec_runs_end_to_end_through_the_http_server(server, tmp_path):
     )
     proc = ttc("run", str(spec), "--store", str(tmp_path / "store"), "--quiet")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    out = ttc("sql", "--store", str(tmp_path / "store"),
-              "select count(*) n, count(*) filter (where prompt_tokens > 0 and logprob_sum is not null and flops > 0) ok from samples")
+    out = ttc(
+        "sql",
+        "--store",
+        str(tmp_path / "store"),
+        "select count(*) n, count(*) filter (where prompt_tokens > 0 and logprob_sum is not null and flops > 0) ok from samples",
+    )
     assert out.stdout.splitlines()[1] == "6,6"

@@ -57,7 +57,9 @@ def test_smoke_example_fills_every_sample(tmp_path):
     out = ttc("sql", "--store", str(store), "select count(*) as n from samples")
     assert out.stdout.splitlines() == ["n", "12"]  # 3 questions x 4 samples
     nulls = ttc(
-        "sql", "--store", str(store),
+        "sql",
+        "--store",
+        str(store),
         "select count(*) filter (where prompt_tokens is null or completion_tokens is null or flops is null or score is null"
         " or logprob_sum is null or latency_s is null) as bad, count(distinct (question_id, sample_idx)) as keys,"
         " min(prompt_tokens) as p, min(flops) as f from samples",

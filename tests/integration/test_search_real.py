@@ -21,7 +21,13 @@ def setup():
 
     model = resolve_model(DEFAULT_MODEL)
     task = ReasoningGymTask(
-        [{"name": "basic_arithmetic", "size": 3, "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}}],
+        [
+            {
+                "name": "basic_arithmetic",
+                "size": 3,
+                "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
+            }
+        ],
         seed=0,
     )
     engine = LlamaCppEngine(model, n_parallel=4, n_ctx_per_slot=1024)
@@ -66,7 +72,18 @@ def test_search_on_real_model_stores_full_trees(setup, tmp_path, strategy, confi
     model, task, engine, verifier = setup
     store = Store.open(tmp_path / "store")
     questions = task.questions()
-    result = run_search(strategy, questions, task, model, engine, verifier, config=config, store=store, run_id=f"real-{strategy}", seed=1)
+    result = run_search(
+        strategy,
+        questions,
+        task,
+        model,
+        engine,
+        verifier,
+        config=config,
+        store=store,
+        run_id=f"real-{strategy}",
+        seed=1,
+    )
     df = assert_whole_trees(store, f"real-{strategy}", [q.question_id for q in questions])
     assert result.context.generate_calls <= result.context.rounds * (1 + config.get("lookahead", 0))
     assert result.context.verify_calls <= result.context.rounds  # at most one batched verifier call per round

@@ -15,14 +15,16 @@ pytestmark = pytest.mark.real_model
 
 
 def _spec(name: str, questions: int, samples: int, max_tokens: int):
-    return parse_spec({
-        "name": name,
-        "models": ["gemma-3-270m"],
-        "task": {"kind": "reasoning_gym", "datasets": [{"name": "chain_sum", "size": questions}]},
-        "samples_per_question": samples,
-        "max_tokens": max_tokens,
-        "engine": {"kind": "llamacpp", "n_parallel": 2},
-    })
+    return parse_spec(
+        {
+            "name": name,
+            "models": ["gemma-3-270m"],
+            "task": {"kind": "reasoning_gym", "datasets": [{"name": "chain_sum", "size": questions}]},
+            "samples_per_question": samples,
+            "max_tokens": max_tokens,
+            "engine": {"kind": "llamacpp", "n_parallel": 2},
+        }
+    )
 
 
 def _wait(predicate, timeout_s: float, what: str):
@@ -42,8 +44,13 @@ def test_worker_runs_queued_jobs_and_honours_cancel(tmp_path):
     queued_then_cancelled = submit(store, _spec("never", 1, 1, 8))
     cancel(store, queued_then_cancelled)
     assert store.get_run(queued_then_cancelled)["status"] == "cancelled"
-    worker = subprocess.Popen([sys.executable, "-m", "backend.cli", "worker", "--store", str(store.root), "--once"],
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "worker", "--store", str(store.root), "--once"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait(lambda: live_workers(store), 30, "the worker's heartbeat")
         _wait(lambda: store.get_run(quick)["status"] == "done", 120, "the quick run")

@@ -35,7 +35,10 @@ def _add_searches(store, model: str) -> None:
     from backend.metrics.study import compute_optimal_study
 
     run_id = store.query("SELECT DISTINCT run_id FROM samples WHERE model = ?", [model])["run_id"].iloc[0]
-    p1 = store.query("SELECT question_id, avg(correct::INT) AS p FROM samples WHERE model = ? GROUP BY 1 ORDER BY p, question_id", [model])
+    p1 = store.query(
+        "SELECT question_id, avg(correct::INT) AS p FROM samples WHERE model = ? GROUP BY 1 ORDER BY p, question_id",
+        [model],
+    )
     con = store.connect()
     try:
         grid = compute_optimal_study(con, [run_id], model, verifier=SEARCH_VERIFIER, draws=4).table.budgets
@@ -47,14 +50,26 @@ def _add_searches(store, model: str) -> None:
     configurations = [  # (strategy, record, the questions it solves)
         ("beam_search", {"n": 4, "width": 2, "verifier": SEARCH_VERIFIER}, fifth[1]),
         ("lookahead", {"n": 4, "width": 2, "verifier": SEARCH_VERIFIER}, fifth[2]),
-        ("sequential_revisions", {"ratio": "1:1", "chains": 2, "chain_length": 2, "verifier": SEARCH_VERIFIER}, fifth[0]),
-        ("sequential_revisions", {"ratio": "3:1", "chains": 1, "chain_length": 4, "verifier": SEARCH_VERIFIER}, fifth[0][::2]),
+        (
+            "sequential_revisions",
+            {"ratio": "1:1", "chains": 2, "chain_length": 2, "verifier": SEARCH_VERIFIER},
+            fifth[0],
+        ),
+        (
+            "sequential_revisions",
+            {"ratio": "3:1", "chains": 1, "chain_length": 4, "verifier": SEARCH_VERIFIER},
+            fifth[0][::2],
+        ),
     ]
     for strategy, record, solved in configurations:
         correct = {q: i in set(solved.tolist()) for i, q in enumerate(qids)}
         for name, b in budgets.items():
             unaffordable = qids if strategy == "lookahead" and name == "low" else ()
-            store.write_shard("nodes", run_id, search_configuration_table(run_id, model, strategy, record, b, correct, unaffordable=unaffordable))
+            store.write_shard(
+                "nodes",
+                run_id,
+                search_configuration_table(run_id, model, strategy, record, b, correct, unaffordable=unaffordable),
+            )
 
 
 @pytest.fixture(scope="session")

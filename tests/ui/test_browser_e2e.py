@@ -48,7 +48,10 @@ def worker(store_dir, tmp_path_factory):
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "backend.cli", "worker", "--store", str(store_dir)],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     yield proc
     proc.send_signal(signal.SIGTERM)

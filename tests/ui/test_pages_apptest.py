@@ -88,7 +88,9 @@ def test_run_form_unknown_knob_is_rejected_by_the_task(monkeypatch, populated_st
     at.text_area(key="rg_config_basic_arithmetic").set_value(json.dumps({"max_digitz": 2})).run()
     at.button(key="queue").click().run()
     errors = [e.value for e in at.error]
-    assert any(e.startswith("task.datasets[0].config.max_digitz: not a basic_arithmetic setting") for e in errors), errors
+    assert any(e.startswith("task.datasets[0].config.max_digitz: not a basic_arithmetic setting") for e in errors), (
+        errors
+    )
 
 
 def test_run_form_queues_a_valid_run(monkeypatch, tmp_path):
@@ -159,7 +161,7 @@ def test_exports_are_valid_files(monkeypatch, populated_store, captured_download
     assert b"<svg" in svg[:2000]
     html = _download(at, captured_downloads, "dl_coverage_html")
     assert html.lower().startswith(b"<!doctype html>") and html.rstrip().endswith(b"</html>")
-    assert len(html) > 1_000_000 and b"<script src=\"http" not in html  # self-contained: plotly.js inlined
+    assert len(html) > 1_000_000 and b'<script src="http' not in html  # self-contained: plotly.js inlined
     csv = _download(at, captured_downloads, "dl_coverage-table_csv")
     df = pd.read_csv(io.BytesIO(csv))
     assert {"model", "k", "coverage"} <= set(df.columns) and len(df) > 0
@@ -178,7 +180,10 @@ def test_strategy_controls_come_from_the_registry_table(monkeypatch, populated_s
     at.multiselect(key="strategies").set_value([name]).run()
     assert not at.exception
     for p in table[name].params:  # one widget per parameter of the table, keyed by it
-        assert any(w.key == f"strat_{name}_{p.name}" for w in at.get("number_input") + at.get("selectbox") + at.get("text_input") + at.get("checkbox"))
+        assert any(
+            w.key == f"strat_{name}_{p.name}"
+            for w in at.get("number_input") + at.get("selectbox") + at.get("text_input") + at.get("checkbox")
+        )
     numeric = next((p for p in table[name].params if p.type is int and p.min is not None), None)
     if numeric is not None:
         at.number_input(key=f"strat_{name}_{numeric.name}").set_value(int(numeric.min) - 1).run()
@@ -216,16 +221,28 @@ def test_run_form_strategy_without_verifier_is_refused(monkeypatch, tmp_path):
     at.multiselect(key="models").set_value(["gemma-3-270m"]).run()
     at.multiselect(key="strategies").set_value(["beam_search"]).run()
     at.button(key="queue").click().run()
-    assert any(e.value.startswith("strategies[0].verifier: beam_search needs a verifier") for e in at.error), [e.value for e in at.error]
-    assert not (store_dir / "catalog.sqlite").exists() or not __import__("store").Store.open(store_dir, create=False).runs_arrow().num_rows
+    assert any(e.value.startswith("strategies[0].verifier: beam_search needs a verifier") for e in at.error), [
+        e.value for e in at.error
+    ]
+    assert (
+        not (store_dir / "catalog.sqlite").exists()
+        or not __import__("store").Store.open(store_dir, create=False).runs_arrow().num_rows
+    )
 
 
 def test_strategies_page_shows_auroc_and_warns_of_a_verifier_worse_than_chance(monkeypatch, tmp_path):
     from bench.synthetic_store import make_synthetic_store
 
     root = tmp_path / "store"
-    make_synthetic_store(root, n_questions=20, n_samples=8, models=("qwen2.5-coder-0.5b-instruct",),
-                         verifiers=("prm-synthetic", "self-verify"), inverted_verifiers=("self-verify",), seed=2)
+    make_synthetic_store(
+        root,
+        n_questions=20,
+        n_samples=8,
+        models=("qwen2.5-coder-0.5b-instruct",),
+        verifiers=("prm-synthetic", "self-verify"),
+        inverted_verifiers=("self-verify",),
+        seed=2,
+    )
     at = _app(monkeypatch, root, "app_pages/strategies.py")
     assert not at.exception, [e.value for e in at.exception]
     table = next(df.value for df in at.dataframe if "auroc" in df.value.columns)
@@ -273,4 +290,6 @@ def test_strategies_page_draws_search_curves_on_the_samples_axis(monkeypatch, po
     for unit in ("tokens", "flops"):
         at.radio(key="x").set_value(unit).run()
         beam = next(t for f in _figures(at) for t in f["data"] if "beam_search" in (t.get("name") or ""))
-        assert len(_values(beam["x"])) == 3 and np.isfinite(_values(beam["x"])).all(), unit  # the fixture's nodes: equal tokens per budget
+        assert len(_values(beam["x"])) == 3 and np.isfinite(_values(beam["x"])).all(), (
+            unit
+        )  # the fixture's nodes: equal tokens per budget

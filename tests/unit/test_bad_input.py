@@ -36,33 +36,100 @@ def _cases(tmp_path, gemma_path):
     jsonl.write_text('{"problem": "1+1?", "answer": "2"}\n{"problem": "2+2?"}\n')
     math_task = f"task: {{kind: math_jsonl, path: {jsonl}}}"
     return {
-        "unknown model": (spec(models="[gpt-17]"), "models[0]: unknown model 'gpt-17'; allowed: gemma-3-270m, qwen2.5-coder-0.5b-instruct, qwen2.5-coder-1.5b-instruct, or a path to a local .gguf file"),
-        "unknown task kind": (spec(task="task: {kind: gsm9k}"), "task.kind: unknown or missing task kind; allowed: reasoning_gym, humaneval, math_jsonl"),
-        "unknown dataset": (spec(task="task: {kind: reasoning_gym, datasets: [{name: basic_arithmetix, size: 2}]}"), "task.datasets[0].name: unknown reasoning-gym dataset 'basic_arithmetix'; allowed: "),
-        "unknown difficulty knob": (spec(task="task: {kind: reasoning_gym, datasets: [{name: basic_arithmetic, size: 2, config: {max_termz: 3}}]}"), "task.datasets[0].config.max_termz: not a basic_arithmetic setting; allowed: min_terms, max_terms, min_digits, max_digits"),
-        "zero samples": (spec(extra="samples_per_question: 0"), "samples_per_question: Input should be greater than 0 (got 0)"),
-        "negative samples": (spec(extra="samples_per_question: -3"), "samples_per_question: Input should be greater than 0 (got -3)"),
+        "unknown model": (
+            spec(models="[gpt-17]"),
+            "models[0]: unknown model 'gpt-17'; allowed: gemma-3-270m, qwen2.5-coder-0.5b-instruct, qwen2.5-coder-1.5b-instruct, or a path to a local .gguf file",
+        ),
+        "unknown task kind": (
+            spec(task="task: {kind: gsm9k}"),
+            "task.kind: unknown or missing task kind; allowed: reasoning_gym, humaneval, math_jsonl",
+        ),
+        "unknown dataset": (
+            spec(task="task: {kind: reasoning_gym, datasets: [{name: basic_arithmetix, size: 2}]}"),
+            "task.datasets[0].name: unknown reasoning-gym dataset 'basic_arithmetix'; allowed: ",
+        ),
+        "unknown difficulty knob": (
+            spec(
+                task="task: {kind: reasoning_gym, datasets: [{name: basic_arithmetic, size: 2, config: {max_termz: 3}}]}"
+            ),
+            "task.datasets[0].config.max_termz: not a basic_arithmetic setting; allowed: min_terms, max_terms, min_digits, max_digits",
+        ),
+        "zero samples": (
+            spec(extra="samples_per_question: 0"),
+            "samples_per_question: Input should be greater than 0 (got 0)",
+        ),
+        "negative samples": (
+            spec(extra="samples_per_question: -3"),
+            "samples_per_question: Input should be greater than 0 (got -3)",
+        ),
         "malformed yaml": ("name: bad\nmodels: [gemma-3-270m\ntask: {", "malformed YAML at line"),
-        "unknown key": (spec(extra="samples_per_question: 2\ntemprature: 0.7"), "temprature: unknown key; allowed: name, models, task, samples_per_question, temperature, top_p, max_tokens, seed, engine"),
-        "unknown nested key": (spec(extra="samples_per_question: 2\nengine: {kind: llamacpp, slots: 4}"), "engine.slots: unknown key; allowed: kind, n_parallel, n_ctx_per_slot, threads, base_url"),
+        "unknown key": (
+            spec(extra="samples_per_question: 2\ntemprature: 0.7"),
+            "temprature: unknown key; allowed: name, models, task, samples_per_question, temperature, top_p, max_tokens, seed, engine",
+        ),
+        "unknown nested key": (
+            spec(extra="samples_per_question: 2\nengine: {kind: llamacpp, slots: 4}"),
+            "engine.slots: unknown key; allowed: kind, n_parallel, n_ctx_per_slot, threads, base_url",
+        ),
         "jsonl line without answer": (spec(task=math_task), f"{jsonl}:2: missing required field 'answer'"),
         "corrupt gguf": (spec(models=f"[{corrupt}]"), f"models[0]: {corrupt}: not a GGUF file (bad magic b'NOPE')"),
-        "truncated gguf": (spec(models=f"[{truncated}]"), f"models[0]: {truncated}: truncated GGUF file: tensors need 253113024 bytes, file has {8 << 20}"),
-        "unknown strategy": (spec(extra="samples_per_question: 2\nstrategies: [{name: beem_search}]"), "strategies[0].name: unknown strategy 'beem_search'; allowed: beam_search, best_of_n,"),
-        "unknown strategy parameter": (spec(extra="samples_per_question: 2\nverifiers: [self_verify]\nstrategies: [{name: beam_search, config: {widht: 2}}]"), "strategies[0].config.widht: not a parameter of beam_search; allowed: n, width,"),
-        "strategy without verifier": (spec(extra="samples_per_question: 2\nstrategies: [{name: beam_search}]"), "strategies[0].verifier: beam_search needs a verifier and the spec lists none; allowed: oracle, self_verify, self_verify_chat, prm_vllm"),
-        "unknown verifier": (spec(extra="samples_per_question: 2\nverifiers: [gpt_judge]"), "verifiers[0]: unknown verifier 'gpt_judge'; allowed: oracle, prm_vllm, self_verify, self_verify_chat"),
-        "zero budget": (spec(extra="samples_per_question: 2\nbudgets: [4, 0]"), "budgets: budgets must be > 0, got 0.0"),
-        "openai without url": (spec(extra="samples_per_question: 2\nengine: {kind: openai}"), "engine: kind openai needs base_url, e.g. http://127.0.0.1:8000/v1"),
-        "missing gguf": (spec(models=f"[{tmp_path / 'nope.gguf'}]"), f"models[0]: GGUF file '{tmp_path / 'nope.gguf'}' does not exist"),
+        "truncated gguf": (
+            spec(models=f"[{truncated}]"),
+            f"models[0]: {truncated}: truncated GGUF file: tensors need 253113024 bytes, file has {8 << 20}",
+        ),
+        "unknown strategy": (
+            spec(extra="samples_per_question: 2\nstrategies: [{name: beem_search}]"),
+            "strategies[0].name: unknown strategy 'beem_search'; allowed: beam_search, best_of_n,",
+        ),
+        "unknown strategy parameter": (
+            spec(
+                extra="samples_per_question: 2\nverifiers: [self_verify]\nstrategies: [{name: beam_search, config: {widht: 2}}]"
+            ),
+            "strategies[0].config.widht: not a parameter of beam_search; allowed: n, width,",
+        ),
+        "strategy without verifier": (
+            spec(extra="samples_per_question: 2\nstrategies: [{name: beam_search}]"),
+            "strategies[0].verifier: beam_search needs a verifier and the spec lists none; allowed: oracle, self_verify, self_verify_chat, prm_vllm",
+        ),
+        "unknown verifier": (
+            spec(extra="samples_per_question: 2\nverifiers: [gpt_judge]"),
+            "verifiers[0]: unknown verifier 'gpt_judge'; allowed: oracle, prm_vllm, self_verify, self_verify_chat",
+        ),
+        "zero budget": (
+            spec(extra="samples_per_question: 2\nbudgets: [4, 0]"),
+            "budgets: budgets must be > 0, got 0.0",
+        ),
+        "openai without url": (
+            spec(extra="samples_per_question: 2\nengine: {kind: openai}"),
+            "engine: kind openai needs base_url, e.g. http://127.0.0.1:8000/v1",
+        ),
+        "missing gguf": (
+            spec(models=f"[{tmp_path / 'nope.gguf'}]"),
+            f"models[0]: GGUF file '{tmp_path / 'nope.gguf'}' does not exist",
+        ),
     }
 
 
 CASE_NAMES = [
-    "unknown model", "unknown task kind", "unknown dataset", "unknown difficulty knob", "zero samples",
-    "negative samples", "malformed yaml", "unknown key", "unknown nested key", "jsonl line without answer",
-    "corrupt gguf", "truncated gguf", "missing gguf", "unknown strategy", "unknown strategy parameter",
-    "strategy without verifier", "unknown verifier", "zero budget", "openai without url",
+    "unknown model",
+    "unknown task kind",
+    "unknown dataset",
+    "unknown difficulty knob",
+    "zero samples",
+    "negative samples",
+    "malformed yaml",
+    "unknown key",
+    "unknown nested key",
+    "jsonl line without answer",
+    "corrupt gguf",
+    "truncated gguf",
+    "missing gguf",
+    "unknown strategy",
+    "unknown strategy parameter",
+    "strategy without verifier",
+    "unknown verifier",
+    "zero budget",
+    "openai without url",
 ]
 
 
@@ -122,7 +189,12 @@ def test_sql_on_missing_store_and_bad_query(tmp_path, capsys):
 
 
 def test_unknown_humaneval_id(tmp_path, capsys, write_spec):
-    spec_file = write_spec("name: he\nmodels: [gemma-3-270m]\ntask: {kind: humaneval, ids: [HumanEval/999]}\nsamples_per_question: 1\n")
+    spec_file = write_spec(
+        "name: he\nmodels: [gemma-3-270m]\ntask: {kind: humaneval, ids: [HumanEval/999]}\nsamples_per_question: 1\n"
+    )
     assert main(["run", str(spec_file), "--store", str(tmp_path / "s"), "--quiet"]) == 2
-    assert capsys.readouterr().err.strip() == "error: task.ids: unknown HumanEval problem 'HumanEval/999'; allowed: HumanEval/0 .. HumanEval/163"
+    assert (
+        capsys.readouterr().err.strip()
+        == "error: task.ids: unknown HumanEval problem 'HumanEval/999'; allowed: HumanEval/0 .. HumanEval/163"
+    )
     assert not (tmp_path / "s").exists()

@@ -38,10 +38,24 @@ LLAMACPP_CHOICE = {
     "finish_reason": "length",
     "logprobs": {
         "content": [
-            {"id": 506, "token": " the", "logprob": -1.59, "top_logprobs": [
-                {"id": 506, "token": " the", "logprob": -1.59}, {"id": 496, "token": " a", "logprob": -2.29}]},
-            {"id": 5279, "token": " capital", "logprob": -0.65, "top_logprobs": [
-                {"id": 5279, "token": " capital", "logprob": -0.65}, {"id": 1346, "token": " most", "logprob": -2.72}]},
+            {
+                "id": 506,
+                "token": " the",
+                "logprob": -1.59,
+                "top_logprobs": [
+                    {"id": 506, "token": " the", "logprob": -1.59},
+                    {"id": 496, "token": " a", "logprob": -2.29},
+                ],
+            },
+            {
+                "id": 5279,
+                "token": " capital",
+                "logprob": -0.65,
+                "top_logprobs": [
+                    {"id": 5279, "token": " capital", "logprob": -0.65},
+                    {"id": 1346, "token": " most", "logprob": -2.72},
+                ],
+            },
         ]
     },
 }
@@ -66,7 +80,13 @@ VLLM_SERVE_USAGE = {"prompt_tokens": 5, "total_tokens": 8, "completion_tokens": 
 def test_parse_llamacpp_choice():
     c = parse_choice(LLAMACPP_CHOICE, LLAMACPP_USAGE, 0.5, seed=3, want_logprobs=True)
     assert (c.text, c.prompt_tokens, c.completion_tokens, c.cached_prompt_tokens, c.finish_reason, c.seed) == (
-        " the capital", 6, 2, 5, "length", 3)
+        " the capital",
+        6,
+        2,
+        5,
+        "length",
+        3,
+    )
     assert [(t.token, t.logprob) for t in c.logprobs] == [(" the", -1.59), (" capital", -0.65)]
     assert c.logprobs[1].top == {" capital": -0.65, " most": -2.72}
     assert c.logprob_sum == pytest.approx(-2.24)
@@ -75,7 +95,12 @@ def test_parse_llamacpp_choice():
 def test_parse_vllm_serve_legacy_logprobs():
     c = parse_choice(VLLM_SERVE_CHOICE, VLLM_SERVE_USAGE, 0.1, seed=None, want_logprobs=True)
     assert (c.text, c.prompt_tokens, c.completion_tokens, c.cached_prompt_tokens, c.finish_reason) == (
-        " Paris.", 5, 3, 0, "stop")
+        " Paris.",
+        5,
+        3,
+        0,
+        "stop",
+    )
     assert [(t.token, t.logprob, t.top) for t in c.logprobs] == [
         (" Paris", -0.12, {" Paris": -0.12, " the": -2.5}),
         (".", -0.9, {".": -0.9, ",": -1.1}),
@@ -135,9 +160,21 @@ class RequestOutput:
 def test_sampling_kwargs():
     p = SamplingParams(temperature=0.7, top_p=0.9, max_tokens=64, seed=5, stop=("\n\n",), logprobs=0)
     assert vllm_sampling_kwargs(p, 4, 5) == {
-        "n": 4, "temperature": 0.7, "top_p": 0.9, "max_tokens": 64, "seed": 5, "stop": ["\n\n"], "logprobs": 1}
+        "n": 4,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "max_tokens": 64,
+        "seed": 5,
+        "stop": ["\n\n"],
+        "logprobs": 1,
+    }
     assert vllm_sampling_kwargs(SamplingParams(), 1, None) == {
-        "n": 1, "temperature": 0.8, "top_p": 1.0, "max_tokens": 256, "seed": None}
+        "n": 1,
+        "temperature": 0.8,
+        "top_p": 1.0,
+        "max_tokens": 256,
+        "seed": None,
+    }
 
 
 def test_plan_splits_only_greedy_requests_with_n_above_one():
@@ -150,9 +187,12 @@ def test_plan_splits_only_greedy_requests_with_n_above_one():
     ]
     assert plan_batch(reqs) == [
         (0, 0, 3, 10),
-        (1, 0, 1, 20), (1, 1, 1, 21), (1, 2, 1, 22),
+        (1, 0, 1, 20),
+        (1, 1, 1, 21),
+        (1, 2, 1, 22),
         (2, 0, 1, None),
-        (3, 0, 1, None), (3, 1, 1, None),
+        (3, 0, 1, None),
+        (3, 1, 1, None),
     ]
 
 
@@ -166,10 +206,17 @@ def _request_output():
         num_cached_tokens=3,
         metrics=Stats(queued_ts=100.0, last_token_ts=101.5),
         outputs=[
-            CompletionOutput(1, "xy", [7, 9], -4.0, [
-                {7: lp(-0.1, 1, "x"), 8: lp(-2.5, 2, "z")},
-                {9: lp(-3.9, 5, "y"), 7: lp(-0.5, 1, "x"), 8: lp(-1.0, 2, "z")},
-            ], "length"),
+            CompletionOutput(
+                1,
+                "xy",
+                [7, 9],
+                -4.0,
+                [
+                    {7: lp(-0.1, 1, "x"), 8: lp(-2.5, 2, "z")},
+                    {9: lp(-3.9, 5, "y"), 7: lp(-0.5, 1, "x"), 8: lp(-1.0, 2, "z")},
+                ],
+                "length",
+            ),
             CompletionOutput(0, "x", [7], -0.1, [{7: lp(-0.1, 1, "x"), 8: lp(-2.5, 2, "z")}], "stop", "\n"),
         ],
     )
@@ -178,7 +225,9 @@ def _request_output():
 def test_map_request_output_orders_by_index_and_seeds_children():
     comps = map_request_output(_request_output(), first_seed=40, logprobs_k=2, latency_s=1.5)
     assert [(c.text, c.seed, c.completion_tokens, c.finish_reason) for c in comps] == [
-        ("x", 40, 1, "stop"), ("xy", 41, 2, "length")]
+        ("x", 40, 1, "stop"),
+        ("xy", 41, 2, "length"),
+    ]
     assert all((c.prompt_tokens, c.cached_prompt_tokens, c.latency_s) == (4, 3, 1.5) for c in comps)
     second = comps[1].logprobs
     assert [(t.token, t.logprob) for t in second] == [("x", -0.1), ("y", -3.9)]
@@ -267,8 +316,9 @@ class FakeModelConfig:
 def test_arch_from_model_config_reads_a_local_checkpoint(tmp_path):
     _write_safetensors(tmp_path / "model.safetensors", TIED)
     arch = arch_from_model_config(FakeModelConfig(str(tmp_path)))
-    assert arch == ModelArch(n_params=936, n_layers=24, d_model=896, n_ctx_train=32768, vocab_size=151936,
-                             architecture="qwen2")
+    assert arch == ModelArch(
+        n_params=936, n_layers=24, d_model=896, n_ctx_train=32768, vocab_size=151936, architecture="qwen2"
+    )
     with pytest.raises(EngineError, match="no safetensors checkpoint found"):
         arch_from_model_config(FakeModelConfig(str(tmp_path / "empty")))
 
@@ -290,8 +340,14 @@ class FakeLLM:
             if p["temperature"] < 1e-5 and p["n"] > 1:
                 raise ValueError(f"n must be 1 when using greedy sampling, got {p['n']}.")
             children = [
-                CompletionOutput(j, f"{prompt}|{None if p['seed'] is None else p['seed'] + j}", [1, 2], -1.0,
-                                 [{1: Logprob(-0.5, 1, "a")}, {2: Logprob(-0.5, 1, "b")}], "length")
+                CompletionOutput(
+                    j,
+                    f"{prompt}|{None if p['seed'] is None else p['seed'] + j}",
+                    [1, 2],
+                    -1.0,
+                    [{1: Logprob(-0.5, 1, "a")}, {2: Logprob(-0.5, 1, "b")}],
+                    "length",
+                )
                 for j in range(p["n"])
             ]
             outs.append(RequestOutput(str(i), prompt, [0] * len(prompt), children, num_cached_tokens=0))
@@ -364,5 +420,7 @@ def test_vllm_factory_hands_hub_ids_over_as_strings(monkeypatch):
             seen.update(model=model, n_ctx=n_ctx_per_slot)
 
     monkeypatch.setattr(vllm_engine, "VLLMEngine", Recorder)
-    create_engine(resolve_model("Qwen/Qwen2.5-0.5B-Instruct", hub_ok=True), EngineSpec(kind="vllm", n_ctx_per_slot=4096))
+    create_engine(
+        resolve_model("Qwen/Qwen2.5-0.5B-Instruct", hub_ok=True), EngineSpec(kind="vllm", n_ctx_per_slot=4096)
+    )
     assert seen == {"model": "Qwen/Qwen2.5-0.5B-Instruct", "n_ctx": 4096}

@@ -23,7 +23,7 @@ def test_extract_answer(completion, expected):
 
 
 def test_extract_program_prefers_fenced_function():
-    prompt = "def f(x):\n    \"\"\"doc\"\"\"\n"
+    prompt = 'def f(x):\n    """doc"""\n'
     chat = "Here:\n```python\ndef f(x):\n    return x + 1\n```\nDone."
     assert extract_program(prompt, chat) == "def f(x):\n    return x + 1\n"
     assert extract_program(prompt, "    return x\n") == prompt + "    return x\n"
@@ -43,6 +43,8 @@ def test_extract_answer_in_running_text(completion, expected):
     assert extract_answer(completion) == expected
 
 
-@pytest.mark.parametrize("text, expected", [(r"Answer: \(-4\)", "-4"), (r"Answer: \[ 12 \]", "12"), (r"Answer: \(\boxed{7}\)", "7")])
+@pytest.mark.parametrize(
+    "text, expected", [(r"Answer: \(-4\)", "-4"), (r"Answer: \[ 12 \]", "12"), (r"Answer: \(\boxed{7}\)", "7")]
+)
 def test_inline_math_delimiters_around_the_answer_are_dropped(text, expected):
     assert extract_answer(text) == expected

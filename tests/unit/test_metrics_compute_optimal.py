@@ -42,8 +42,9 @@ def test_planted_configuration_that_wins_only_on_the_selection_fold_is_never_rew
     fold = fold_assignment(np.unique(levels, return_inverse=True)[1], seed)
     # perfect on fold-0 questions, zero on fold-1 questions, at every budget
     cheat = np.repeat(np.where(fold == 0, 1.0, 0.0)[None, :], len(BUDGETS), 0)
-    with_cheat = compute_optimal(np.concatenate([acc, cheat[None]]), BUDGETS, names + ["cheat"], levels,
-                                 baseline="best_of_n", seed=seed)
+    with_cheat = compute_optimal(
+        np.concatenate([acc, cheat[None]]), BUDGETS, names + ["cheat"], levels, baseline="best_of_n", seed=seed
+    )
     honest = compute_optimal(acc, BUDGETS, names, levels, baseline="best_of_n", seed=seed)
     # the plant is picked on fold 0 (where it looks perfect) ...
     assert (with_cheat.chosen_names(0) == "cheat").all()

@@ -24,12 +24,60 @@ PRICES = {"small": Price(0.1, 0.4), "big": Price(2.0, 8.0), "reasoner": Price(1.
 def _rows():
     return pd.DataFrame(
         [
-            dict(task="math", model="small", strategy="bon", budget=1, input_tokens=1000, output_tokens=500, success_rate=0.2),
-            dict(task="math", model="small", strategy="bon", budget=8, input_tokens=8000, output_tokens=4000, success_rate=0.6),
-            dict(task="math", model="big", strategy="bon", budget=1, input_tokens=1000, output_tokens=500, success_rate=0.7),
-            dict(task="code", model="small", strategy="bon", budget=1, input_tokens=1000, output_tokens=500, success_rate=0.0),
-            dict(task="code", model="big", strategy="bon", budget=1, input_tokens=1000, output_tokens=500, success_rate=0.0),
-            dict(task="code", model="reasoner", strategy="bon", budget=1, input_tokens=1000, output_tokens=5000, success_rate=0.5),
+            dict(
+                task="math",
+                model="small",
+                strategy="bon",
+                budget=1,
+                input_tokens=1000,
+                output_tokens=500,
+                success_rate=0.2,
+            ),
+            dict(
+                task="math",
+                model="small",
+                strategy="bon",
+                budget=8,
+                input_tokens=8000,
+                output_tokens=4000,
+                success_rate=0.6,
+            ),
+            dict(
+                task="math",
+                model="big",
+                strategy="bon",
+                budget=1,
+                input_tokens=1000,
+                output_tokens=500,
+                success_rate=0.7,
+            ),
+            dict(
+                task="code",
+                model="small",
+                strategy="bon",
+                budget=1,
+                input_tokens=1000,
+                output_tokens=500,
+                success_rate=0.0,
+            ),
+            dict(
+                task="code",
+                model="big",
+                strategy="bon",
+                budget=1,
+                input_tokens=1000,
+                output_tokens=500,
+                success_rate=0.0,
+            ),
+            dict(
+                task="code",
+                model="reasoner",
+                strategy="bon",
+                budget=1,
+                input_tokens=1000,
+                output_tokens=5000,
+                success_rate=0.5,
+            ),
         ]
     )
 

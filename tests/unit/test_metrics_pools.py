@@ -20,10 +20,25 @@ def _store():
         ("r1", "q2", 0, "x  y", False),
         ("r1", "q2", 1, "x y", False),
     ]:
-        rows.append(dict(run_id=run, model="m", task="t", question_id=qid, sample_idx=idx, strategy="sample",
-                         answer=ans, score=1.0 if ok else 0.0, correct=ok, prompt_tokens=10,
-                         cached_prompt_tokens=0, completion_tokens=5 + idx, prefill_flops=100.0,
-                         decode_flops=50.0, flops=75.0))
+        rows.append(
+            dict(
+                run_id=run,
+                model="m",
+                task="t",
+                question_id=qid,
+                sample_idx=idx,
+                strategy="sample",
+                answer=ans,
+                score=1.0 if ok else 0.0,
+                correct=ok,
+                prompt_tokens=10,
+                cached_prompt_tokens=0,
+                completion_tokens=5 + idx,
+                prefill_flops=100.0,
+                decode_flops=50.0,
+                flops=75.0,
+            )
+        )
     rows.append({**rows[0], "model": "other"})
     samples = pd.DataFrame(rows)
     scores = pd.DataFrame(

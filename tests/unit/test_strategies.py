@@ -17,7 +17,9 @@ from tests.fakes import FAKE_MODEL, GEN_ARCH, FakeTask, ScriptedEngine, Scripted
 
 def search(strategy, engine, verifier=None, n_questions=1, budget=None, **config):
     task = FakeTask(n_questions)
-    return run_search(strategy, task.questions(), task, FAKE_MODEL, engine, verifier, config=config, budget_flops=budget)
+    return run_search(
+        strategy, task.questions(), task, FAKE_MODEL, engine, verifier, config=config, budget_flops=budget
+    )
 
 
 def nodes_by_text(result, qi=0):
@@ -62,8 +64,20 @@ def test_bad_config_names_the_field(name, config, message):
 
 
 # ---- beam search keeps the top N/M by the configured aggregation ----------------------------------------------
-BEAM_SCORES = {"P0": 0.8, "P1": 0.4, "P2": 0.5, "X1": 0.1, "X2": 0.05, "X3": 0.02,
-               "c00": 0.4, "c01": 0.5, "c10": 0.7, "c11": 0.7, "c20": 0.5, "c21": 0.9}
+BEAM_SCORES = {
+    "P0": 0.8,
+    "P1": 0.4,
+    "P2": 0.5,
+    "X1": 0.1,
+    "X2": 0.05,
+    "X3": 0.02,
+    "c00": 0.4,
+    "c01": 0.5,
+    "c10": 0.7,
+    "c11": 0.7,
+    "c20": 0.5,
+    "c21": 0.9,
+}
 
 
 def beam_engine():
@@ -153,7 +167,9 @@ def test_revisions_pick_by_verifier_within_then_across_chains():
 
 # ---- particle filtering resamples by weight --------------------------------------------------------------------
 def test_particle_filtering_resamples_by_weight():
-    engine = ScriptedEngine([(r"A:$", ["good", "bad", "bad", "bad"]), (r"good\n\n$", "Answer: 1"), (r"bad\n\n$", "Answer: 2")])
+    engine = ScriptedEngine(
+        [(r"A:$", ["good", "bad", "bad", "bad"]), (r"good\n\n$", "Answer: 1"), (r"bad\n\n$", "Answer: 2")]
+    )
     verifier = ScriptedVerifier([("good", 0.9), ("bad", 0.1)])
     result = search("particle_filtering", engine, verifier, n=4, softmax_temperature=0.01, max_rounds=3, max_tokens=32)
     tree = result.context.trees[0]
@@ -164,7 +180,9 @@ def test_particle_filtering_resamples_by_weight():
 
 def test_particle_filtering_is_seeded():
     def run():
-        engine = ScriptedEngine([(r"A:$", ["s1", "s2", "s3", "s4"]), (r"s\d\n\n$", ["Answer: 1", "t"]), (r"t\n\n$", "Answer: 2")])
+        engine = ScriptedEngine(
+            [(r"A:$", ["s1", "s2", "s3", "s4"]), (r"s\d\n\n$", ["Answer: 1", "t"]), (r"t\n\n$", "Answer: 2")]
+        )
         verifier = ScriptedVerifier([("s1", 0.6), ("s2", 0.5), ("s3", 0.4), ("s4", 0.3)])
         r = search("particle_filtering", engine, verifier, n=4, softmax_temperature=0.5, max_rounds=4, max_tokens=32)
         return [(n.node_id, n.parent.node_id if n.parent else -1, n.text) for n in r.context.trees[0].nodes]
@@ -255,7 +273,9 @@ def test_ledger_total_within_budget(name, units):
     budget = units * float(sampling_flops(GEN_ARCH, prompt_tokens, 64, 1))
     engine = ScriptedEngine([(r".", generic_step)])
     verifier = ScriptedVerifier(fn=lambda s: 0.1 + (len(s) % 7) / 10)
-    result = run_search(name, task.questions(), task, FAKE_MODEL, engine, verifier, config=CONFIGS[name], budget_flops=budget)
+    result = run_search(
+        name, task.questions(), task, FAKE_MODEL, engine, verifier, config=CONFIGS[name], budget_flops=budget
+    )
     for ledger, tree in zip(result.ledgers, result.context.trees):
         assert ledger.total <= budget, (name, units, ledger.total / budget)
         assert ledger.total > 0
@@ -274,7 +294,16 @@ def test_small_budget_cuts_width_not_overspends():
     task = FakeTask(1)
     unit = float(sampling_flops(GEN_ARCH, len("Q: What is 0?\nA:"), 64, 1))
     engine = ScriptedEngine([(r".", "x" * 100)])
-    result = run_search("majority", task.questions(), task, FAKE_MODEL, engine, None, config={"n": 64, "max_tokens": 64}, budget_flops=4 * unit)
+    result = run_search(
+        "majority",
+        task.questions(),
+        task,
+        FAKE_MODEL,
+        engine,
+        None,
+        config={"n": 64, "max_tokens": 64},
+        budget_flops=4 * unit,
+    )
     assert len(result.context.trees[0].finals) == 4  # exactly the samples four samples' budget buys
     assert result.ledgers[0].total <= 4 * unit
 
@@ -284,11 +313,20 @@ def test_nodes_table_has_whole_trees(tmp_path):
 
     store = Store.open(tmp_path / "store")
     task = FakeTask(2)
-    result = run_search("beam_search", task.questions(), task, FAKE_MODEL, beam_engine(), ScriptedVerifier(list(BEAM_SCORES.items())),
-                        config={"n": 6, "width": 2, "max_rounds": 3, "max_tokens": 32}, store=store, run_id="r1")
+    result = run_search(
+        "beam_search",
+        task.questions(),
+        task,
+        FAKE_MODEL,
+        beam_engine(),
+        ScriptedVerifier(list(BEAM_SCORES.items())),
+        config={"n": 6, "width": 2, "max_rounds": 3, "max_tokens": 32},
+        store=store,
+        run_id="r1",
+    )
     df = store.query("SELECT * FROM nodes WHERE run_id = 'r1'")
     assert len(df) == result.nodes.num_rows and set(df["question_id"]) == {"q0", "q1"}
-    for qid, g in df.groupby("question_id"):
+    for _qid, g in df.groupby("question_id"):
         ids = dict(zip(g["node_id"], g["parent_id"]))
         for nid in ids:  # every node reaches the root
             while ids[nid] != -1:
@@ -308,7 +346,11 @@ class MisreportingEngine(ScriptedEngine):
         import dataclasses
 
         out = super().generate(requests, on_complete, should_stop)
-        pick = {"zero": lambda c: 0, "all": lambda c: c.prompt_tokens, "random": lambda c: self.rng.randint(0, c.prompt_tokens)}[self.mode]
+        pick = {
+            "zero": lambda c: 0,
+            "all": lambda c: c.prompt_tokens,
+            "random": lambda c: self.rng.randint(0, c.prompt_tokens),
+        }[self.mode]
         return [[dataclasses.replace(c, cached_prompt_tokens=pick(c)) for c in comps] for comps in out]
 
 
@@ -317,7 +359,9 @@ def ledger_run(name, units, mode):
     budget = units * float(sampling_flops(GEN_ARCH, len("Q: What is 0?\nA:"), 64, 1))
     engine = MisreportingEngine([(r".", generic_step)], mode) if mode else ScriptedEngine([(r".", generic_step)])
     verifier = ScriptedVerifier(fn=lambda s: 0.1 + (len(s) % 7) / 10)
-    result = run_search(name, task.questions(), task, FAKE_MODEL, engine, verifier, config=CONFIGS[name], budget_flops=budget)
+    result = run_search(
+        name, task.questions(), task, FAKE_MODEL, engine, verifier, config=CONFIGS[name], budget_flops=budget
+    )
     return budget, result
 
 
@@ -325,7 +369,9 @@ def ledger_run(name, units, mode):
 @pytest.mark.parametrize("units", [4, 8, 16, 32, 64])
 def test_budget_holds_and_ledger_ignores_reported_cache(name, units):
     budget, ideal = ledger_run(name, units, None)
-    rows = lambda r: [(n.node_id, n.text, n.generator_flops, n.verifier_flops) for t in r.context.trees for n in t.nodes]  # noqa: E731
+    rows = lambda r: [
+        (n.node_id, n.text, n.generator_flops, n.verifier_flops) for t in r.context.trees for n in t.nodes
+    ]  # noqa: E731
     for mode in ("zero", "random", "all"):
         _, res = ledger_run(name, units, mode)
         for ledger in res.ledgers:
@@ -349,8 +395,12 @@ def test_estimate_bounds_every_round_charge(name, mode, monkeypatch):
 
     def trim(self, exps):
         out = orig_trim(self, exps)
-        rounds.append(({qi: self.estimate([e for e in out if e.qi == qi]) for qi in range(len(self.ledgers))},
-                       [lg.total for lg in self.ledgers]))
+        rounds.append(
+            (
+                {qi: self.estimate([e for e in out if e.qi == qi]) for qi in range(len(self.ledgers))},
+                [lg.total for lg in self.ledgers],
+            )
+        )
         return out
 
     monkeypatch.setattr(SearchContext, "trim", trim)
@@ -378,7 +428,9 @@ def self_verified_run(name, units, eager, monkeypatch):
     budget = units * float(sampling_flops(GEN_ARCH, len("Q: What is 0?\nA:"), 64, 1))
     engine = ScriptedEngine([(r"Is the last step correct", judge_reply), (r".", generic_step)])
     verifier = SelfVerifier(engine, FAKE_MODEL, task)
-    result = run_search(name, task.questions(), task, FAKE_MODEL, engine, verifier, config=CONFIGS[name], budget_flops=budget)
+    result = run_search(
+        name, task.questions(), task, FAKE_MODEL, engine, verifier, config=CONFIGS[name], budget_flops=budget
+    )
     return budget, result
 
 
@@ -387,13 +439,25 @@ def self_verified_run(name, units, eager, monkeypatch):
 def test_self_verification_stays_in_budget_and_eager_judging_changes_nothing(name, units, monkeypatch):
     budget, eager = self_verified_run(name, units, True, monkeypatch)
     _, batched = self_verified_run(name, units, False, monkeypatch)
-    rows = lambda r: [(n.node_id, n.text, n.score, n.generator_flops, n.verifier_flops, n.selected) for t in r.context.trees for n in t.nodes]  # noqa: E731
+    rows = lambda r: [
+        (n.node_id, n.text, n.score, n.generator_flops, n.verifier_flops, n.selected)
+        for t in r.context.trees
+        for n in t.nodes
+    ]  # noqa: E731
     assert rows(eager) == rows(batched)
     for ledger, tree in zip(eager.ledgers, eager.context.trees):
         assert ledger.total <= budget, (name, units, ledger.total / budget)
         assert ledger.total > 0 or units == 4  # lookahead's k + 1 steps and judge can cost more than 4 samples
         assert ledger.verifier_flops == pytest.approx(sum(n.verifier_flops for n in tree.nodes))
-    if name in ("beam_search", "dvts", "rebase", "particle_filtering", "best_of_n", "weighted_best_of_n", "sequential_revisions"):
+    if name in (
+        "beam_search",
+        "dvts",
+        "rebase",
+        "particle_filtering",
+        "best_of_n",
+        "weighted_best_of_n",
+        "sequential_revisions",
+    ):
         assert eager.context.prescored_hits > 0 and batched.context.prescored_hits == 0
     # the judge reads the node's own text after the generator's: the shared cache charges only the judge turn
     if name == "beam_search" and units == 64:
@@ -418,7 +482,26 @@ def test_known_prompt_tokens_price_the_first_round_exactly_where_the_byte_bound_
     one_round = float(prefill_flops(engine.arch, tokens)) + 2 * float(decode_flops(engine.arch, tokens, 16))
     budget = one_round * 1.2
     cfg = {"n": 2, "width": 2, "max_tokens": 16, "max_rounds": 1}
-    blind = run_search("beam_search", task._qs, task, FAKE_MODEL, ScriptedEngine([], default="Answer: 1"), ScriptedVerifier(), config=cfg, budget_flops=budget)
-    known = run_search("beam_search", task._qs, task, FAKE_MODEL, engine, ScriptedVerifier(), config=cfg, budget_flops=budget, prompt_tokens={"q0": tokens})
+    blind = run_search(
+        "beam_search",
+        task._qs,
+        task,
+        FAKE_MODEL,
+        ScriptedEngine([], default="Answer: 1"),
+        ScriptedVerifier(),
+        config=cfg,
+        budget_flops=budget,
+    )
+    known = run_search(
+        "beam_search",
+        task._qs,
+        task,
+        FAKE_MODEL,
+        engine,
+        ScriptedVerifier(),
+        config=cfg,
+        budget_flops=budget,
+        prompt_tokens={"q0": tokens},
+    )
     assert len(blind.context.trees[0].nodes) == 1  # root only: priced out by the byte bound
     assert len(known.context.trees[0].nodes) > 1 and known.ledgers[0].total <= budget

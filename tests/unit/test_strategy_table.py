@@ -12,7 +12,7 @@ from backend.cli import main as ttc
 from backend.config import ModelSpec, parse_spec
 from backend.ledger import decode_flops, prefill_flops
 from backend.metrics.compute_optimal import fold_assignment
-from backend.metrics.strategy_table import NOT_RUN, OK, POOL_EXHAUSTED, STATUSES, UNAFFORDABLE, k_levels, search_label
+from backend.metrics.strategy_table import OK, POOL_EXHAUSTED, STATUSES, UNAFFORDABLE, k_levels, search_label
 from backend.metrics.study import compute_optimal_study
 from backend.prompting import build_prompt
 from backend.strategies.sequential_revisions import split_attempts
@@ -52,7 +52,11 @@ def study_store(tmp_path_factory):
     root = tmp_path_factory.mktemp("co")
     path = root / "q.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in PROBLEMS))
-    task = create_task(parse_spec(dict(name="x", models=["m"], task=dict(kind="math_jsonl", path=str(path)), samples_per_question=1)).task)
+    task = create_task(
+        parse_spec(
+            dict(name="x", models=["m"], task=dict(kind="math_jsonl", path=str(path)), samples_per_question=1)
+        ).task
+    )
     prompts = {q.question_id: build_prompt(FAKE_MODEL, task, q) for q in task.questions()}
     pre_a, dec_a = _one_sample(prompts["qa"], RIGHT)
     pre_d, _ = _one_sample(prompts["qd"], RIGHT)
@@ -61,8 +65,14 @@ def study_store(tmp_path_factory):
     assert budgets[0] < pre_d
     spec = parse_spec(
         dict(
-            name="co", models=["scripted"], task=dict(kind="math_jsonl", path=str(path)), samples_per_question=4,
-            max_tokens=16, verifiers=["oracle"], budgets=budgets, budget_unit="flops",
+            name="co",
+            models=["scripted"],
+            task=dict(kind="math_jsonl", path=str(path)),
+            samples_per_question=4,
+            max_tokens=16,
+            verifiers=["oracle"],
+            budgets=budgets,
+            budget_unit="flops",
             strategies=[
                 dict(name="beam_search", config=dict(n=2, width=2, max_tokens=16, max_rounds=2)),
                 dict(name="best_of_n", config=dict(n=4, max_tokens=16)),
@@ -71,7 +81,9 @@ def study_store(tmp_path_factory):
         )
     )
     searches = [_prepare_search(i, s, spec) for i, s in enumerate(spec.strategies)]
-    prepared = PreparedRun(spec, spec.run_id(), task, task.questions(), [(ModelSpec(name="scripted"), FAKE_MODEL)], searches)
+    prepared = PreparedRun(
+        spec, spec.run_id(), task, task.questions(), [(ModelSpec(name="scripted"), FAKE_MODEL)], searches
+    )
     store = Store.open(root / "store")
     execute(prepared, store, engine_factory=lambda model, engine_spec: _engine())
     return dict(store=store, prompts=prompts, budgets=budgets, run_id=prepared.run_id, prepared=prepared)
@@ -130,10 +142,14 @@ def test_searches_are_cells_at_the_budget_they_ran_with_checked_against_their_le
     )
     for label in labels:
         c = t.index(label)
-        assert t.accuracy[c, :, ids.index("qa")][t.status[c, :, ids.index("qa")] != UNAFFORDABLE].tolist() == [1.0] * int((t.status[c, :, ids.index("qa")] != UNAFFORDABLE).sum())
+        assert t.accuracy[c, :, ids.index("qa")][t.status[c, :, ids.index("qa")] != UNAFFORDABLE].tolist() == [
+            1.0
+        ] * int((t.status[c, :, ids.index("qa")] != UNAFFORDABLE).sum())
         assert np.nanmax(t.accuracy[c, :, ids.index("qb")]) == 0.0
         # qd's prompt alone exceeds the smallest budget: recorded as unaffordable, never as accuracy 0
-        assert np.isnan(t.accuracy[c, 0, ids.index("qd")]) and STATUSES[t.status[c, 0, ids.index("qd")]] == "unaffordable"
+        assert (
+            np.isnan(t.accuracy[c, 0, ids.index("qd")]) and STATUSES[t.status[c, 0, ids.index("qd")]] == "unaffordable"
+        )
         assert t.accuracy[c, 2, ids.index("qd")] == 1.0
         ran = ~np.isnan(t.accuracy[c])
         assert np.all(t.spent[c][ran] <= t.budgets[:, None].repeat(len(ids), 1)[ran])
@@ -160,7 +176,9 @@ def test_the_ratio_sweep_splits_each_budget_into_chain_length_times_chains(study
             assert length == 1
     top = [r for r in records if r["budget_flops"] == max(x["budget_flops"] for x in records)]
     n = max(r["chain_length"] * r["chains"] for r in top)
-    assert {r["ratio"]: (r["chain_length"], r["chains"]) for r in top} == {x: split_attempts(n, x) for x in ("1:0", "1:1", "0:1")}
+    assert {r["ratio"]: (r["chain_length"], r["chains"]) for r in top} == {
+        x: split_attempts(n, x) for x in ("1:0", "1:1", "0:1")
+    }
     study = _study(study_store)
     sweep = study.ratio_sweep()
     assert set(sweep["ratio"]) == {"1:0", "1:1", "0:1"} and sweep["best"].any()
@@ -170,7 +188,11 @@ def test_a_rerun_of_the_sweep_generates_nothing(study_store):
     store = study_store["store"]
     before = store.query("SELECT count(*) AS n FROM nodes")["n"][0]
     engines = []
-    execute(study_store["prepared"], store, engine_factory=lambda model, engine_spec: engines.append(_engine()) or engines[-1])
+    execute(
+        study_store["prepared"],
+        store,
+        engine_factory=lambda model, engine_spec: engines.append(_engine()) or engines[-1],
+    )
     assert not engines  # nothing left to do: the engine is not even loaded
     assert store.query("SELECT count(*) AS n FROM nodes")["n"][0] == before
 
@@ -184,7 +206,11 @@ def test_compute_optimal_over_every_configuration_with_a_bin_fallback(study_stor
     chosen = set(report["chosen_fold0"].dropna()) | set(report["chosen_fold1"].dropna())
     assert chosen <= set(study.table.configurations)
     # qd is unaffordable at the smallest budget for every configuration: nothing can be chosen for its bin there
-    assert report[(report["budget_flops"] == study.table.budgets[0]) & (report["bin"] != "all")]["chosen_fold0"].isna().any()
+    assert (
+        report[(report["budget_flops"] == study.table.budgets[0]) & (report["bin"] != "all")]["chosen_fold0"]
+        .isna()
+        .any()
+    )
 
 
 def test_cli_compute_optimal_lists_pool_and_search_configurations(study_store, capsys):
@@ -234,7 +260,11 @@ def test_planted_search_configuration_that_wins_only_on_the_selection_fold_is_ne
     con.close()
     fold = fold_assignment(np.unique(honest.bins.level, return_inverse=True)[1], 0)
     wins = {q: f == 0 for q, f in zip(honest.table.question_ids, fold)}
-    store.write_shard("nodes", run_id, search_configuration_table(run_id, model, "beam_search", {"n": 4, "width": 2, "verifier": "v"}, budget, wins))
+    store.write_shard(
+        "nodes",
+        run_id,
+        search_configuration_table(run_id, model, "beam_search", {"n": 4, "width": 2, "verifier": "v"}, budget, wins),
+    )
     con = store.connect()
     planted = compute_optimal_study(con, [run_id], model, n_bins=2)
     con.close()
@@ -250,7 +280,10 @@ def test_planted_search_configuration_that_wins_only_on_the_selection_fold_is_ne
 @pytest.mark.parametrize(
     "ratios,message",
     [
-        (["2-1"], "strategies[0].ratios: a ratio is 'S:P' with whole S, P >= 0 and not both 0, e.g. '4:1', '1:1', '0:1'; got '2-1'"),
+        (
+            ["2-1"],
+            "strategies[0].ratios: a ratio is 'S:P' with whole S, P >= 0 and not both 0, e.g. '4:1', '1:1', '0:1'; got '2-1'",
+        ),
         (["0:0"], "got '0:0'"),
         (["1:1", "1:1"], "ratio '1:1' is listed twice"),
         ([], "strategies[0].ratios: List should have at least 1 item"),
@@ -260,17 +293,35 @@ def test_bad_ratios_name_the_field(ratios, message):
     from backend.errors import SpecError
 
     with pytest.raises(SpecError) as err:
-        parse_spec(dict(name="x", models=["m"], task=dict(kind="humaneval"), samples_per_question=1,
-                        strategies=[dict(name="sequential_revisions", ratios=ratios)]))
+        parse_spec(
+            dict(
+                name="x",
+                models=["m"],
+                task=dict(kind="humaneval"),
+                samples_per_question=1,
+                strategies=[dict(name="sequential_revisions", ratios=ratios)],
+            )
+        )
     assert message in str(err.value)
 
 
 def test_ratios_on_a_strategy_without_a_sweep_are_refused_before_anything_runs():
     from backend.errors import SpecError
 
-    spec = parse_spec(dict(name="x", models=["m"], task=dict(kind="humaneval"), samples_per_question=1, verifiers=["oracle"],
-                           strategies=[dict(name="beam_search", ratios=["1:1"])]))
-    with pytest.raises(SpecError, match=r"strategies\[0\]\.ratios: beam_search has no sequential:parallel sweep; allowed: ratios on sequential_revisions"):
+    spec = parse_spec(
+        dict(
+            name="x",
+            models=["m"],
+            task=dict(kind="humaneval"),
+            samples_per_question=1,
+            verifiers=["oracle"],
+            strategies=[dict(name="beam_search", ratios=["1:1"])],
+        )
+    )
+    with pytest.raises(
+        SpecError,
+        match=r"strategies\[0\]\.ratios: beam_search has no sequential:parallel sweep; allowed: ratios on sequential_revisions",
+    ):
         _prepare_search(0, spec.strategies[0], spec)
 
 

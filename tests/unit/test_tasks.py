@@ -34,7 +34,14 @@ def test_math_jsonl_grades_with_math_verify(math_file):
 
 def test_reasoning_gym_questions_carry_difficulty_and_grade():
     task = ReasoningGymTask(
-        [{"name": "basic_arithmetic", "size": 2, "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}, "level": 3}],
+        [
+            {
+                "name": "basic_arithmetic",
+                "size": 2,
+                "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
+                "level": 3,
+            }
+        ],
         seed=1,
     )
     q = task.questions()[0]
@@ -46,8 +53,14 @@ def test_reasoning_gym_questions_carry_difficulty_and_grade():
 
 
 def test_same_seed_same_questions_other_seed_others():
-    spec = parse_spec({"name": "x", "models": ["gemma-3-270m"], "samples_per_question": 1,
-                       "task": {"kind": "reasoning_gym", "datasets": [{"name": "chain_sum", "size": 3}]}})
+    spec = parse_spec(
+        {
+            "name": "x",
+            "models": ["gemma-3-270m"],
+            "samples_per_question": 1,
+            "task": {"kind": "reasoning_gym", "datasets": [{"name": "chain_sum", "size": 3}]},
+        }
+    )
     a = [q.text for q in create_task(spec.task, seed=0).questions()]
     assert a == [q.text for q in create_task(spec.task, seed=0).questions()]
     assert a != [q.text for q in create_task(spec.task, seed=1).questions()]

@@ -10,13 +10,17 @@ from backend.verifiers.self_verify import INLINE_JUDGE, JUDGE_QUESTION, SelfVeri
 from tests.fakes import FAKE_MODEL, FakeTask, ScriptedEngine, ScriptedReply
 
 
-@pytest.mark.parametrize("how, expected", [("last", 0.5), ("min", 0.2), ("product", 0.9 * 0.2 * 0.5), ("mean", 1.6 / 3)])
+@pytest.mark.parametrize(
+    "how, expected", [("last", 0.5), ("min", 0.2), ("product", 0.9 * 0.2 * 0.5), ("mean", 1.6 / 3)]
+)
 def test_aggregations(how, expected):
     assert aggregate([0.9, 0.2, 0.5], how) == pytest.approx(expected)
 
 
 def test_unknown_verifier_and_aggregation_list_known_ones():
-    with pytest.raises(UnknownNameError, match="unknown verifier 'prm'.*oracle, prm_vllm, self_verify, self_verify_chat"):
+    with pytest.raises(
+        UnknownNameError, match="unknown verifier 'prm'.*oracle, prm_vllm, self_verify, self_verify_chat"
+    ):
         create_verifier("prm", task=FakeTask())
     with pytest.raises(UnknownNameError, match="unknown aggregation 'max'.*last, mean, min, product"):
         aggregate([0.1], "max")
@@ -146,7 +150,9 @@ def test_self_verify_judge_extends_the_generator_text_and_is_charged_by_the_sear
     assert u.prompt.startswith(generated) and u.prompt == v.judge_prompt(q, steps[0])
     ledger = Ledger()
     charged = charge(ledger, v, first, cache)
-    assert charged == pytest.approx(float(prefill_flops(v.arch, u.prompt_tokens, 50)) + float(decode_flops(v.arch, u.prompt_tokens, 1)))
+    assert charged == pytest.approx(
+        float(prefill_flops(v.arch, u.prompt_tokens, 50)) + float(decode_flops(v.arch, u.prompt_tokens, 1))
+    )
     assert ledger.verifier_tokens == u.prompt_tokens - 50 + u.completion_tokens  # only the judge turn
 
     # a judge of a longer solution extends the shorter one's context (cold cache: nothing generated was recorded)

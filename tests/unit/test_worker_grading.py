@@ -20,16 +20,28 @@ class BrittleTask(FakeTask):
 def test_a_checker_exception_is_one_samples_grading_error_not_the_runs(tmp_path):
     task = BrittleTask(2)
     engine = ScriptedEngine([(r"What is 0\?", "Answer: 1"), (r"What is 1\?", ["Answer: 13", "Answer: 1"])])
-    spec = parse_spec(dict(
-        name="brittle", models=["scripted"], task=dict(kind="humaneval"), samples_per_question=2, max_tokens=16,
-        verifiers=["oracle"], strategies=[dict(name="best_of_n", config=dict(n=2, max_tokens=16))], budgets=[4],
-    ))
+    spec = parse_spec(
+        dict(
+            name="brittle",
+            models=["scripted"],
+            task=dict(kind="humaneval"),
+            samples_per_question=2,
+            max_tokens=16,
+            verifiers=["oracle"],
+            strategies=[dict(name="best_of_n", config=dict(n=2, max_tokens=16))],
+            budgets=[4],
+        )
+    )
     searches = [_prepare_search(i, s, spec) for i, s in enumerate(spec.strategies)]
-    prepared = PreparedRun(spec, spec.run_id(), task, task.questions(), [(ModelSpec(name="scripted"), FAKE_MODEL)], searches)
+    prepared = PreparedRun(
+        spec, spec.run_id(), task, task.questions(), [(ModelSpec(name="scripted"), FAKE_MODEL)], searches
+    )
     store = Store.open(tmp_path / "store")
     execute(prepared, store, engine_factory=lambda model, engine_spec: engine)
     assert store.get_run(prepared.run_id)["status"] == "done"
-    rows = store.query("SELECT question_id, answer, score, correct, grade_error FROM samples ORDER BY question_id, sample_idx")
+    rows = store.query(
+        "SELECT question_id, answer, score, correct, grade_error FROM samples ORDER BY question_id, sample_idx"
+    )
     bad = rows[rows["grade_error"].notna()]
     assert len(bad) == 1 and bad["grade_error"].iloc[0] == "KeyError: '13'"
     assert bad[["answer", "score", "correct"]].isna().all(axis=None)  # unknown, not "wrong"
