@@ -195,7 +195,7 @@ def _first_model(ann) -> Any:
     return None
 
 
-def spec_error(err: ValidationError, model: type[BaseModel] = None) -> SpecError:
+def spec_error(err: ValidationError, model: type[BaseModel] | None = None) -> SpecError:
     """One line for the first problem pydantic found (the one a user must fix first)."""
     model = model or RunSpec
     e = err.errors()[0]

@@ -30,9 +30,9 @@ def render_chat(template: str, messages: list[dict], add_generation_prompt: bool
     return _compile(template).render(messages=messages, add_generation_prompt=add_generation_prompt, tools=None)
 
 
-def uses_chat(model: ResolvedModel) -> bool:
-    """Whether the model is prompted through its chat template (else a raw few-shot prompt)."""
-    return model.prompt_style == "chat" and bool(model.chat_template)
+def chat_template_in_use(model: ResolvedModel) -> str | None:
+    """The chat template the model is prompted through, or None where it gets a raw few-shot prompt."""
+    return model.chat_template if model.prompt_style == "chat" and model.chat_template else None
 
 
 def chat_messages(task: Task, user_content: str, *turns: tuple[str, str]) -> list[dict]:
@@ -44,8 +44,9 @@ def chat_messages(task: Task, user_content: str, *turns: tuple[str, str]) -> lis
 
 
 def build_prompt(model: ResolvedModel, task: Task, question: Question) -> str:
-    if uses_chat(model):
-        return render_chat(model.chat_template, chat_messages(task, task.user_message(question)))
+    template = chat_template_in_use(model)
+    if template is not None:
+        return render_chat(template, chat_messages(task, task.user_message(question)))
     shots = "".join(f"{task.few_shot_format(q, a)}\n\n" for q, a in task.few_shot_examples())
     return shots + task.few_shot_format(question, None)
 

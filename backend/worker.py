@@ -19,13 +19,13 @@ from backend.config import ModelSpec, RunSpec
 from backend.engines import GenerationRequest, SamplingParams, create_engine
 from backend.engines.base import Completion, Engine
 from backend.errors import SpecError, TtcError, require
-from backend.ledger import decode_flops, prefill_flops, units_to_flops
+from backend.ledger import ModelArch, decode_flops, prefill_flops, units_to_flops
 from backend.models.registry import ResolvedModel, resolve_model
 from backend.prompting import build_prompt, stop_sequences
 from backend.scoring import score_pool
 from backend.strategies import STRATEGIES, get_strategy, validate_config
-from backend.strategies.base import seed_for
-from backend.strategies.runner import nodes_table, run_search, search_record
+from backend.strategies.base import RatioSweep, seed_for
+from backend.strategies.runner import SearchResult, nodes_table, run_search, search_record
 from backend.tasks import Question, Task, create_task
 from backend.tasks.base import grade_or_error
 from backend.verifiers import VERIFIERS, create_verifier
@@ -104,6 +104,13 @@ def _prepare_search(i: int, s, spec: RunSpec) -> PreparedSearch:
     return PreparedSearch(s.name, cfg, verifier, tuple(s.ratios or ()))
 
 
+def _arch(model: ResolvedModel) -> ModelArch:
+    """The model's architecture numbers: a GGUF file's are read when it resolves, a Hugging Face id's are set by
+    `execute` from the engine that loaded it, before anything is generated or priced."""
+    assert model.arch is not None, f"{model.name}: architecture unknown before its engine has loaded it"
+    return model.arch
+
+
 def _sample_row(
     run_id: str,
     model: ResolvedModel,
@@ -115,8 +122,9 @@ def _sample_row(
     samples_per_question: int,
 ) -> dict:
     grade = grade_or_error(task, q, c.text)
-    pre = float(prefill_flops(model.arch, c.prompt_tokens))
-    dec = float(decode_flops(model.arch, c.prompt_tokens, c.completion_tokens))
+    arch = _arch(model)
+    pre = float(prefill_flops(arch, c.prompt_tokens))
+    dec = float(decode_flops(arch, c.prompt_tokens, c.completion_tokens))
     return {
         "run_id": run_id,
         "model": model.name,
@@ -182,7 +190,7 @@ def _budgets_flops(prepared: PreparedRun, store: Store, model: ResolvedModel) ->
     if prepared.spec.budget_unit == "flops":
         return [float(b) for b in prepared.spec.budgets]
     prompt_tokens = _median_prompt_tokens(prepared, store, model)
-    return [units_to_flops(model.arch, b, prompt_tokens, prepared.spec.max_tokens) for b in prepared.spec.budgets]
+    return [units_to_flops(_arch(model), b, prompt_tokens, prepared.spec.max_tokens) for b in prepared.spec.budgets]
 
 
 def _search_points(
@@ -194,11 +202,12 @@ def _search_points(
     if not search.ratios:
         return [(search.config, None)]
     strategy = get_strategy(search.strategy)
+    assert isinstance(strategy, RatioSweep), f"{search.strategy} has no ratio sweep (_prepare_search refuses ratios)"
     cfg = search.config
     if budget is None:
         attempts = cfg["chains"] * cfg["chain_length"]
     else:
-        attempts = int(budget // units_to_flops(model.arch, 1, prompt_tokens, cfg["max_tokens"]))
+        attempts = int(budget // units_to_flops(_arch(model), 1, prompt_tokens, cfg["max_tokens"]))
     return [
         (validate_config(search.strategy, strategy.ratio_config(cfg, max(1, attempts), r)), r) for r in search.ratios
     ]
@@ -253,7 +262,7 @@ def _verify_and_search(
     )
     root_tokens = {q: int(p) for q, p in zip(known["question_id"], known["p"]) if p == p}
     for search in prepared.searches:
-        ran: dict[str, object] = {}  # a sweep's ratios that split a budget alike share one search
+        ran: dict[str, SearchResult] = {}  # a sweep's ratios that split a budget alike share one search
         for budget in _budgets_flops(prepared, store, model):
             for config, ratio in _search_points(search, budget, model, prompt_tokens):
                 record = search_record(config, budget, search.verifier, spec.seed, ratio)

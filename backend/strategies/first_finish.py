@@ -6,14 +6,14 @@ all n; an engine that cancels the rest once the first finishes would cost less."
 
 from __future__ import annotations
 
-from backend.strategies.base import SAMPLE_TOKENS, TEMPERATURE, BaseStrategy, N, SearchContext
+from backend.strategies.base import SAMPLE_TOKENS, TEMPERATURE, BaseStrategy, N, Param, SearchContext
 from backend.strategies.best_of_n import sample_pool
 
 
 class FirstFinish(BaseStrategy):
     name = "first_finish"
     help = "Launch n samples, keep the first to finish (fewest tokens among those that ended on their own)."
-    params = (N, SAMPLE_TOKENS, TEMPERATURE)
+    params: tuple[Param, ...] = (N, SAMPLE_TOKENS, TEMPERATURE)
     needs_verifier = False
 
     def run(self, ctx: SearchContext, cfg: dict) -> None:

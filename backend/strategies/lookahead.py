@@ -12,4 +12,4 @@ LOOKAHEAD = Param("lookahead", 2, "k: greedy steps rolled out after each candida
 class Lookahead(BeamSearch):
     name = "lookahead"
     help = "Beam search that scores each candidate by the verifier's score at the end of a k-step greedy rollout."
-    params = BeamSearch.params + (LOOKAHEAD,)
+    params: tuple[Param, ...] = BeamSearch.params + (LOOKAHEAD,)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from backend.strategies.base import SAMPLE_TOKENS, TEMPERATURE, BaseStrategy, N, SearchContext, select
+from backend.strategies.base import SAMPLE_TOKENS, TEMPERATURE, BaseStrategy, N, Param, SearchContext, select
 from backend.strategies.best_of_n import sample_pool
 
 
 class Majority(BaseStrategy):
     name = "majority"
     help = "Sample N solutions; the most frequent answer wins (ties: the earliest sampled)."
-    params = (N, SAMPLE_TOKENS, TEMPERATURE)
+    params: tuple[Param, ...] = (N, SAMPLE_TOKENS, TEMPERATURE)
     needs_verifier = False
 
     def run(self, ctx: SearchContext, cfg: dict) -> None:

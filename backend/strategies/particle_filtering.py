@@ -18,6 +18,7 @@ from backend.strategies.base import (
     BaseStrategy,
     N,
     Node,
+    Param,
     SearchContext,
     is_final_step,
     last_step_of,
@@ -37,7 +38,7 @@ def resample(particles: list[Node], temperature: float, n: int, rng: np.random.G
 class ParticleFiltering(BaseStrategy):
     name = "particle_filtering"
     help = "Extend every particle one step, weight by softmax(score / T), resample N particles by weight."
-    params = (N, MAX_ROUNDS, STEP_TOKENS, DELIMITER, AGGREGATION, TEMPERATURE, SOFTMAX_T)
+    params: tuple[Param, ...] = (N, MAX_ROUNDS, STEP_TOKENS, DELIMITER, AGGREGATION, TEMPERATURE, SOFTMAX_T)
 
     def run(self, ctx: SearchContext, cfg: dict) -> None:
         n, delim, agg = cfg["n"], cfg["delimiter"], cfg["aggregation"]

@@ -48,7 +48,7 @@ def allocate(values: list[float], budget: int, temperature: float) -> list[int]:
 class Rebase(BaseStrategy):
     name = "rebase"
     help = "Reward-balanced tree search: share each round's width among open nodes by softmax of their reward."
-    params = (BEAMS, MAX_ROUNDS, STEP_TOKENS, DELIMITER, AGGREGATION, TEMPERATURE, REBASE_T)
+    params: tuple[Param, ...] = (BEAMS, MAX_ROUNDS, STEP_TOKENS, DELIMITER, AGGREGATION, TEMPERATURE, REBASE_T)
 
     def run(self, ctx: SearchContext, cfg: dict) -> None:
         def plan_next(qi: int, fresh: list[Node], finals: list[Node]) -> list[tuple[Node, int]]:

@@ -10,7 +10,7 @@ import dataclasses
 
 from backend.engines.base import SamplingParams
 from backend.models.registry import ResolvedModel
-from backend.prompting import build_prompt, chat_messages, render_chat, uses_chat
+from backend.prompting import build_prompt, chat_messages, chat_template_in_use, render_chat
 from backend.strategies.base import (
     AGGREGATION,
     DELIMITER,
@@ -33,11 +33,15 @@ from backend.tasks.base import Question, Task
 from backend.verifiers.base import aggregate
 
 MAX_CONTEXT_ATTEMPTS = 4
+MAX_CHAINS = 1024
+MAX_CHAIN_LENGTH = 64
 ATTEMPT_OVERHEAD_TOKENS = 16  # "Attempt k:" header and blank lines, per attempt (estimate)
 REVISION_OVERHEAD_TOKENS = 48  # the revision instruction
 
-CHAINS = Param("chains", 2, "parallel chains (the parallel side of the sequential:parallel ratio)", int, 1, 1024)
-CHAIN_LENGTH = Param("chain_length", 4, "attempts per chain, the first included (the sequential side)", int, 1, 64)
+CHAINS = Param("chains", 2, "parallel chains (the parallel side of the sequential:parallel ratio)", int, 1, MAX_CHAINS)
+CHAIN_LENGTH = Param(
+    "chain_length", 4, "attempts per chain, the first included (the sequential side)", int, 1, MAX_CHAIN_LENGTH
+)
 CONTEXT = Param(
     "context_attempts", 4, "previous attempts of the chain shown in each revision prompt", int, 1, MAX_CONTEXT_ATTEMPTS
 )
@@ -63,10 +67,9 @@ class Prompter:
         extra = (
             f"\n\nYour previous attempts (they may contain mistakes):\n\n{block}\n\nWrite a new, corrected solution."
         )
-        if uses_chat(self.model):
-            return render_chat(
-                self.model.chat_template, chat_messages(self.task, self.task.user_message(question) + extra)
-            )
+        template = chat_template_in_use(self.model)
+        if template is not None:
+            return render_chat(template, chat_messages(self.task, self.task.user_message(question) + extra))
         return build_prompt(self.model, self.task, dataclasses.replace(question, text=question.text + extra))
 
 
@@ -87,19 +90,28 @@ def chain_attempts(node: Node, window: int) -> list[Node]:
 class SequentialRevisions(BaseStrategy):
     name = "sequential_revisions"
     help = "Chains of revisions, each seeing the chain's last attempts; pick by verifier or majority."
-    params = (CHAINS, CHAIN_LENGTH, CONTEXT, SAMPLE_TOKENS, TEMPERATURE, SELECT, AGGREGATION, DELIMITER)
+    params: tuple[Param, ...] = (
+        CHAINS,
+        CHAIN_LENGTH,
+        CONTEXT,
+        SAMPLE_TOKENS,
+        TEMPERATURE,
+        SELECT,
+        AGGREGATION,
+        DELIMITER,
+    )
     needs_verifier = True
     sweeps_ratio = True
 
     def ratio_config(self, cfg: dict, n_attempts: int, ratio: str) -> dict:
         """The configuration of one point of a sequential:parallel sweep at a budget of `n_attempts`."""
         length, chains = split_attempts(n_attempts, ratio)
-        return {**cfg, "chain_length": min(length, CHAIN_LENGTH.max), "chains": min(chains, CHAINS.max)}
+        return {**cfg, "chain_length": min(length, MAX_CHAIN_LENGTH), "chains": min(chains, MAX_CHAINS)}
 
     def run(self, ctx: SearchContext, cfg: dict) -> None:
         agg, delim, window = cfg["aggregation"], cfg["delimiter"], cfg["context_attempts"]
         scored = ctx.verifier is not None and cfg["select"] == "verifier"
-        tips = {qi: [t.root] * cfg["chains"] for qi, t in enumerate(ctx.trees)}
+        tips: dict[int, list[Node | None]] = {qi: [t.root] * cfg["chains"] for qi, t in enumerate(ctx.trees)}
         for rnd in range(1, cfg["chain_length"] + 1):
             params = SamplingParams(
                 temperature=cfg["temperature"], max_tokens=cfg["max_tokens"], seed=rnd, stop=ctx.stop

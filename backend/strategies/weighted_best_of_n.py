@@ -9,6 +9,7 @@ from backend.strategies.base import (
     TEMPERATURE,
     BaseStrategy,
     N,
+    Param,
     SearchContext,
     select,
 )
@@ -18,7 +19,7 @@ from backend.strategies.best_of_n import sample_pool
 class WeightedBestOfN(BaseStrategy):
     name = "weighted_best_of_n"
     help = "Sample N solutions; the answer with the largest sum of verifier scores wins."
-    params = (N, SAMPLE_TOKENS, TEMPERATURE, AGGREGATION, DELIMITER)
+    params: tuple[Param, ...] = (N, SAMPLE_TOKENS, TEMPERATURE, AGGREGATION, DELIMITER)
 
     def run(self, ctx: SearchContext, cfg: dict) -> None:
         sample_pool(ctx, cfg, scored=True)

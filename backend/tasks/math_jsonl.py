@@ -29,7 +29,7 @@ class MathJsonlTask:
     name = "math_jsonl"
     system_prompt = "You are a careful mathematician."
     chat_stop: tuple[str, ...] = ()
-    few_shot_stop = ("\nProblem:",)
+    few_shot_stop: tuple[str, ...] = ("\nProblem:",)
 
     def __init__(self, path: str, size: int | None = None, field: str = "task.path"):
         p = Path(path).expanduser()

@@ -32,7 +32,7 @@ class ReasoningGymTask:
     name = "reasoning_gym"
     system_prompt = SYSTEM_PROMPT
     chat_stop: tuple[str, ...] = ()
-    few_shot_stop = ("\nQuestion:", "\n\nQuestion")
+    few_shot_stop: tuple[str, ...] = ("\nQuestion:", "\n\nQuestion")
 
     def __init__(self, datasets: list[dict], seed: int, field: str = "task"):
         """`datasets`: [{"name", "size", "config", "level"}]; validated here, before anything runs."""

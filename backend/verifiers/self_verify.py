@@ -28,7 +28,7 @@ from backend.engines.base import Completion, Engine, GenerationRequest, Sampling
 from backend.errors import require
 from backend.ledger import decode_flops, prefill_flops
 from backend.models.registry import ResolvedModel
-from backend.prompting import build_prompt, chat_messages, render_chat, uses_chat
+from backend.prompting import build_prompt, chat_messages, chat_template_in_use, render_chat
 from backend.tasks.base import Question, Task
 from backend.verifiers.base import ScoreRequest, StepScores, Usage
 
@@ -71,9 +71,10 @@ class SelfVerifier:
         (read off a render with a placeholder solution)."""
         if self.judge == "inline":
             return INLINE_JUDGE
-        if uses_chat(self.model):
+        template = chat_template_in_use(self.model)
+        if template is not None:
             messages = chat_messages(self.task, "?", ("assistant", _SENTINEL), ("user", JUDGE_QUESTION))
-            rendered = render_chat(self.model.chat_template, messages)
+            rendered = render_chat(template, messages)
             if _SENTINEL in rendered:
                 return rendered.split(_SENTINEL, 1)[1]
         return f"\n\nQuestion: {JUDGE_QUESTION}\nAnswer:"
@@ -85,7 +86,7 @@ class SelfVerifier:
         """Upper bound on the judge turn's tokens in any judge prompt (measured once, see the module docstring)."""
         if self._turn_bound is None:
             [[c]] = self.engine.generate([self._calibration()])
-            self._learn_turn_bound(c)
+            return self._learn_turn_bound(c)
         return self._turn_bound
 
     def _calibration(self) -> GenerationRequest:
@@ -93,8 +94,9 @@ class SelfVerifier:
             self.turn, SamplingParams(temperature=0.0, max_tokens=1, seed=0, logprobs=TOP_K), tag=None
         )
 
-    def _learn_turn_bound(self, calibration: Completion) -> None:
-        self._turn_bound = int(calibration.prompt_tokens) + BOUNDARY_TOKENS
+    def _learn_turn_bound(self, calibration: Completion) -> int:
+        self._turn_bound = bound = int(calibration.prompt_tokens) + BOUNDARY_TOKENS
+        return bound
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[StepScores]:
         params = SamplingParams(temperature=0.0, max_tokens=1, seed=0, logprobs=TOP_K)
@@ -114,9 +116,7 @@ class SelfVerifier:
         self.calls += 1
         calibrate = self._turn_bound is None  # measured in the same engine call as the first judges
         results = self.engine.generate(batch + [self._calibration()] if calibrate else batch)
-        if calibrate:
-            self._learn_turn_bound(results[-1][0])
-        bound = self._turn_bound
+        bound = self._learn_turn_bound(results[-1][0]) if calibrate else self.turn_bound()
         for ri, req, comps in zip(owner, batch, results):
             c = comps[0]
             out[ri].scores.append(p_yes(c))
