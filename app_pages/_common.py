@@ -117,17 +117,6 @@ def _pool(root: str, fp: tuple, run_ids: tuple, model: str, task: str | None, st
         con.close()
 
 
-def pool(store: Store, run_ids: Sequence[str], model: str, task: str | None = None, strategy: str | None = None):
-    """A model's sample pool over the chosen runs (backend.metrics.load_pool), kept in memory until the store
-    changes. cache_resource, not cache_data: pools are large arrays and are never mutated."""
-    return _pool(str(store.root), fingerprint(store), tuple(sorted(run_ids)), model, task, strategy)
-
-
-def cached(fn: Callable) -> Callable:
-    """st.cache_data for metric functions whose first arguments are (root, fp, ...)."""
-    return st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=128)(fn)
-
-
 # ---- errors, banners, empty store -----------------------------------------------------------------------------
 def render_error(err: BaseException) -> None:
     """The one place a failure becomes text on a page: one line, never a traceback."""
@@ -385,14 +374,12 @@ __all__ = [
     "StoreError",
     "TtcError",
     "add_band",
-    "cached",
     "chart",
     "color",
     "fingerprint",
     "from_url",
     "has_samples",
     "open_store",
-    "pool",
     "query",
     "render_error",
     "run_page",

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import _common as ui
-from backend.config import RunSpec, parse_spec
+from backend.config import parse_spec
 from backend.errors import SpecError, TtcError
 from backend.jobs import cancel, live_workers, progress, spawn_worker, submit
 from backend.ledger import decode_flops, prefill_flops, samples_for_budget
@@ -59,16 +59,6 @@ def _arch(model: str):
     from backend.models.registry import resolve_model
 
     return resolve_model(model).arch
-
-
-def _strategy_table():
-    """The strategies registry's parameter table, or None while backend.strategies ships none."""
-    try:
-        import backend.strategies as strategies
-    except Exception:  # noqa: BLE001 - a half-written registry must not take the Run page down
-        return None
-    table = getattr(strategies, "STRATEGIES", None)
-    return table or None
 
 
 # ---- the form ---------------------------------------------------------------------------------------------------
@@ -165,22 +155,11 @@ def _sampling_section() -> dict:
 
 def _strategies_section(problems: list) -> dict:
     """Controls built from the strategy registry's parameter table (so a new strategy appears here untouched)."""
-    table = _strategy_table()
-    if table is None:
-        st.info(
-            "Sampling only: the run stores a pool of N samples per question, from which coverage, majority vote and "
-            "best-of-N are computed for every k <= N. Search strategies appear here when the strategy registry ships.",
-            icon=":material/info:",
-        )
-        return {}
     from app_pages._strategy_form import strategy_controls
+    from backend.strategies import STRATEGIES
 
-    chosen = strategy_controls(table, problems)
-    if "strategies" in RunSpec.model_fields:
-        return {"strategies": chosen} if chosen else {}
-    if chosen:
-        st.caption("The run spec does not take search strategies yet: this run samples a pool only.")
-    return {}
+    chosen = strategy_controls(STRATEGIES, problems)
+    return {"strategies": chosen} if chosen else {}
 
 
 def _budget_section(models: list[str], max_tokens: int) -> list[float]:

@@ -24,7 +24,8 @@ from backend.models.registry import ResolvedModel, resolve_model
 from backend.prompting import build_prompt, stop_sequences
 from backend.scoring import score_pool
 from backend.strategies import STRATEGIES, get_strategy, validate_config
-from backend.strategies.base import RatioSweep, seed_for
+from backend.strategies.base import RatioSweep
+from backend.strategies.context import seed_for
 from backend.strategies.runner import SearchResult, nodes_table, run_search, search_record
 from backend.tasks import Question, Task, create_task
 from backend.tasks.base import grade_or_error
@@ -35,7 +36,7 @@ from store.store import HEARTBEAT_STALE_S
 
 
 def sample_seed(run_seed: int, question_id: str, sample_idx: int) -> int:
-    """Deterministic per-sample seed: a resumed run regenerates exactly the sample it lost (strategies.base.seed_for,
+    """Deterministic per-sample seed: a resumed run regenerates exactly the sample it lost (strategies.context.seed_for,
     the one seeding rule, over the run's seed, the question and the sample's index)."""
     return seed_for(run_seed, question_id, sample_idx)
 

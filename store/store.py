@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine as SqlEngine
 
 from backend.errors import StoreError
 from store.migrations import apply_migrations
-from store.schema import TABLES
+from store.schema import SHARD_SCHEMA_VERSION, TABLES
 
 CATALOG_FILE = "catalog.sqlite"
 
@@ -87,6 +87,13 @@ class Store:
         if create:
             with store.catalog.begin() as db:
                 apply_migrations(db)
+        with store.catalog.connect() as db:
+            written = db.execute(text("SELECT value FROM store_meta WHERE key = 'shard_schema_version'")).scalar()
+        if written is not None and int(written) > SHARD_SCHEMA_VERSION:
+            raise StoreError(
+                f"store: {root} was written by a newer ttc-lab (shard layout {written}, this one reads up to "
+                f"{SHARD_SCHEMA_VERSION}); upgrade ttc-lab to use it"
+            )
         return store
 
     # ---- writing shards -------------------------------------------------------------------------------------

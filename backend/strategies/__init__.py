@@ -6,14 +6,16 @@ dashboard's forms and the docs are generated from it, and `validate_config` chec
 from __future__ import annotations
 
 from backend.errors import SpecError, require
-from backend.strategies.base import Param, SearchContext, Strategy
+from backend.strategies.base import Strategy
 from backend.strategies.beam_search import BeamSearch
 from backend.strategies.best_of_n import BestOfN
 from backend.strategies.budget_forcing import BudgetForcing
+from backend.strategies.context import SearchContext
 from backend.strategies.dvts import DVTS
 from backend.strategies.first_finish import FirstFinish
 from backend.strategies.lookahead import Lookahead
 from backend.strategies.majority import Majority
+from backend.strategies.params import Param
 from backend.strategies.particle_filtering import ParticleFiltering
 from backend.strategies.rebase import Rebase
 from backend.strategies.sequential_revisions import SequentialRevisions

@@ -7,29 +7,17 @@ With `lookahead` k > 0 every new open step is rolled out k more steps at tempera
 the END of the rollout; the rollout is stored (kind "rollout") but the beam keeps only the candidate's step.
 Beam search is lookahead with k = 0. Each round is one engine call for the expansions (+ one per rollout step)
 across all questions and beams, and one verifier call, or, with k = 0 on an engine that runs follow-ups inline, each
-new step judged on its slot as soon as it is generated (strategies/base.py, "Eager verification")."""
+new step judged on its slot as soon as it is generated (strategies/context.py, "Eager verification")."""
 
 from __future__ import annotations
 
 from backend.engines.base import SamplingParams
 from backend.errors import SpecError
-from backend.strategies.base import (
-    AGGREGATION,
-    DELIMITER,
-    MAX_ROUNDS,
-    STEP_TOKENS,
-    TEMPERATURE,
-    TOKEN_MARGIN,
-    WIDTH,
-    BaseStrategy,
-    Node,
-    Param,
-    SearchContext,
-    is_final_step,
-    last_step_of,
-    path_value,
-    select,
-)
+from backend.strategies.base import BaseStrategy
+from backend.strategies.context import TOKEN_MARGIN, SearchContext, last_step_of
+from backend.strategies.params import AGGREGATION, DELIMITER, MAX_ROUNDS, STEP_TOKENS, TEMPERATURE, WIDTH, Param
+from backend.strategies.selectors import select
+from backend.strategies.tree import Node, is_final_step, path_value
 
 BEAMS = Param("n", 16, "number of beams N (candidates per round)", int, 1, 4096)
 

@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 from backend.engines.base import SamplingParams
-from backend.strategies.base import (
-    AGGREGATION,
-    DELIMITER,
-    MAX_SCORED_STEPS,
-    SAMPLE_TOKENS,
-    TEMPERATURE,
-    BaseStrategy,
-    N,
-    Param,
-    SearchContext,
-    select,
-    split_steps,
-    whole_sample_of,
-)
+from backend.strategies.base import BaseStrategy
+from backend.strategies.context import SearchContext, whole_sample_of
+from backend.strategies.params import AGGREGATION, DELIMITER, SAMPLE_TOKENS, TEMPERATURE, N, Param
+from backend.strategies.selectors import select
+from backend.strategies.tree import MAX_SCORED_STEPS, split_steps
 from backend.verifiers.base import aggregate
 
 

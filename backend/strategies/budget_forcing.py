@@ -7,15 +7,10 @@ chains and questions; the pick is by majority (or the verifier)."""
 from __future__ import annotations
 
 from backend.engines.base import SamplingParams
-from backend.strategies.base import (
-    TEMPERATURE,
-    TOKEN_MARGIN,
-    BaseStrategy,
-    Expansion,
-    Param,
-    SearchContext,
-    select,
-)
+from backend.strategies.base import BaseStrategy
+from backend.strategies.context import TOKEN_MARGIN, Expansion, SearchContext
+from backend.strategies.params import TEMPERATURE, Param
+from backend.strategies.selectors import select
 from backend.tasks.base import extract_answer
 
 CHAINS = Param("n", 1, "parallel chains, each forced on its own", int, 1, 1024)

@@ -5,19 +5,11 @@ weighted best-of-N over all finished leaves."""
 
 from __future__ import annotations
 
-from backend.strategies.base import (
-    AGGREGATION,
-    DELIMITER,
-    MAX_ROUNDS,
-    STEP_TOKENS,
-    TEMPERATURE,
-    WIDTH,
-    BaseStrategy,
-    Node,
-    Param,
-    SearchContext,
-)
+from backend.strategies.base import BaseStrategy
 from backend.strategies.beam_search import BEAMS, BeamSearch, ranked, step_search
+from backend.strategies.context import SearchContext
+from backend.strategies.params import AGGREGATION, DELIMITER, MAX_ROUNDS, STEP_TOKENS, TEMPERATURE, WIDTH, Param
+from backend.strategies.tree import Node
 
 
 class DVTS(BaseStrategy):

@@ -6,8 +6,10 @@ all n; an engine that cancels the rest once the first finishes would cost less."
 
 from __future__ import annotations
 
-from backend.strategies.base import SAMPLE_TOKENS, TEMPERATURE, BaseStrategy, N, Param, SearchContext
+from backend.strategies.base import BaseStrategy
 from backend.strategies.best_of_n import sample_pool
+from backend.strategies.context import SearchContext
+from backend.strategies.params import SAMPLE_TOKENS, TEMPERATURE, N, Param
 
 
 class FirstFinish(BaseStrategy):

@@ -3,8 +3,8 @@ temperature 0 and scored at the END of the rollout, keeping only the candidate's
 
 from __future__ import annotations
 
-from backend.strategies.base import Param
 from backend.strategies.beam_search import BeamSearch
+from backend.strategies.params import Param
 
 LOOKAHEAD = Param("lookahead", 2, "k: greedy steps rolled out after each candidate before it is scored", int, 0, 16)
 

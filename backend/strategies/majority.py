@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from backend.strategies.base import SAMPLE_TOKENS, TEMPERATURE, BaseStrategy, N, Param, SearchContext, select
+from backend.strategies.base import BaseStrategy
 from backend.strategies.best_of_n import sample_pool
+from backend.strategies.context import SearchContext
+from backend.strategies.params import SAMPLE_TOKENS, TEMPERATURE, N, Param
+from backend.strategies.selectors import select
 
 
 class Majority(BaseStrategy):

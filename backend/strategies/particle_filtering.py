@@ -8,24 +8,11 @@ from __future__ import annotations
 import numpy as np
 
 from backend.engines.base import SamplingParams
-from backend.strategies.base import (
-    AGGREGATION,
-    DELIMITER,
-    MAX_ROUNDS,
-    SOFTMAX_T,
-    STEP_TOKENS,
-    TEMPERATURE,
-    BaseStrategy,
-    N,
-    Node,
-    Param,
-    SearchContext,
-    is_final_step,
-    last_step_of,
-    path_value,
-    seed_for,
-    select,
-)
+from backend.strategies.base import BaseStrategy
+from backend.strategies.context import SearchContext, last_step_of, seed_for
+from backend.strategies.params import AGGREGATION, DELIMITER, MAX_ROUNDS, SOFTMAX_T, STEP_TOKENS, TEMPERATURE, N, Param
+from backend.strategies.selectors import select
+from backend.strategies.tree import Node, is_final_step, path_value
 
 
 def resample(particles: list[Node], temperature: float, n: int, rng: np.random.Generator) -> list[Node]:

@@ -7,19 +7,11 @@ from __future__ import annotations
 
 import math
 
-from backend.strategies.base import (
-    AGGREGATION,
-    DELIMITER,
-    MAX_ROUNDS,
-    SOFTMAX_T,
-    STEP_TOKENS,
-    TEMPERATURE,
-    BaseStrategy,
-    Node,
-    Param,
-    SearchContext,
-)
+from backend.strategies.base import BaseStrategy
 from backend.strategies.beam_search import BEAMS, ranked, step_search
+from backend.strategies.context import SearchContext
+from backend.strategies.params import AGGREGATION, DELIMITER, MAX_ROUNDS, SOFTMAX_T, STEP_TOKENS, TEMPERATURE, Param
+from backend.strategies.tree import Node
 
 REBASE_T = Param(
     "softmax_temperature",

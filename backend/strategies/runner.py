@@ -15,7 +15,7 @@ from backend.ledger import Ledger
 from backend.models.registry import ResolvedModel
 from backend.prompting import build_prompt, stop_sequences
 from backend.strategies import get_strategy, validate_config
-from backend.strategies.base import SearchContext
+from backend.strategies.context import SearchContext
 from backend.strategies.sequential_revisions import Prompter
 from backend.tasks.base import Question, Task
 from backend.verifiers import VERIFIERS

@@ -11,24 +11,11 @@ import dataclasses
 from backend.engines.base import SamplingParams
 from backend.models.registry import ResolvedModel
 from backend.prompting import build_prompt, chat_messages, chat_template_in_use, render_chat
-from backend.strategies.base import (
-    AGGREGATION,
-    DELIMITER,
-    MAX_SCORED_STEPS,
-    SAMPLE_TOKENS,
-    TEMPERATURE,
-    TOKEN_MARGIN,
-    BaseStrategy,
-    Expansion,
-    Node,
-    Param,
-    SearchContext,
-    pick_best,
-    pick_majority,
-    pick_weighted,
-    split_steps,
-    whole_sample_of,
-)
+from backend.strategies.base import BaseStrategy
+from backend.strategies.context import TOKEN_MARGIN, Expansion, SearchContext, whole_sample_of
+from backend.strategies.params import AGGREGATION, DELIMITER, SAMPLE_TOKENS, TEMPERATURE, Param
+from backend.strategies.selectors import pick_best, pick_majority, pick_weighted
+from backend.strategies.tree import MAX_SCORED_STEPS, Node, split_steps
 from backend.tasks.base import Question, Task
 from backend.verifiers.base import aggregate
 

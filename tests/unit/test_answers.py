@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from backend.metrics import pool_from_arrays, selection_curves
-from backend.strategies.base import Node, pick_majority
+from backend.strategies.selectors import pick_majority
+from backend.strategies.tree import Node
 from backend.tasks.base import ANSWER_SQL, normalize_answer
 
 ANSWERS = ["42", " 42 ", "4 2", "4  2", "x\t=\n3", "Paris", "paris", "", "   ", None, "ü  ß"]

@@ -388,7 +388,7 @@ def test_budget_holds_and_ledger_ignores_reported_cache(name, units):
 @pytest.mark.parametrize("mode", ["zero", "random"])
 def test_estimate_bounds_every_round_charge(name, mode, monkeypatch):
     """A round's estimate (taken on the trimmed round) is >= what the round then costs, per question."""
-    from backend.strategies.base import SearchContext
+    from backend.strategies.context import SearchContext
 
     orig_trim = SearchContext.trim
     rounds = []  # (estimate per question, ledger totals before the round)
@@ -420,7 +420,7 @@ def judge_reply(prompt, params):
 
 
 def self_verified_run(name, units, eager, monkeypatch):
-    from backend.strategies.base import SearchContext
+    from backend.strategies.context import SearchContext
     from backend.verifiers.self_verify import SelfVerifier
 
     monkeypatch.setattr(SearchContext, "eager_verification", eager)
