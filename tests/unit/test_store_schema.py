@@ -139,3 +139,20 @@ def test_a_store_written_before_a_column_existed_reads_it_as_null(tmp_path):
     ]
     with store.catalog.connect() as db:
         assert db.execute(text("SELECT value FROM store_meta WHERE key = 'shard_schema_version'")).scalar() == "2"
+
+
+def test_a_store_written_by_a_newer_layout_is_refused(tmp_path):
+    import pytest
+
+    from backend.errors import StoreError
+    from store.schema import SHARD_SCHEMA_VERSION
+
+    store = Store.open(tmp_path / "s")
+    with store.catalog.begin() as db:
+        assert db.execute(text("SELECT value FROM store_meta")).scalar() == str(SHARD_SCHEMA_VERSION)
+        db.execute(text("UPDATE store_meta SET value = :v"), {"v": str(SHARD_SCHEMA_VERSION + 1)})
+    with pytest.raises(
+        StoreError,
+        match=rf"written by a newer ttc-lab \(shard layout {SHARD_SCHEMA_VERSION + 1}, this one reads up to {SHARD_SCHEMA_VERSION}\)",
+    ):
+        Store.open(tmp_path / "s", create=False)
