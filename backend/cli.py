@@ -74,7 +74,13 @@ def _cmd_strategies(args) -> int:
         print(f"{name}: {strategy.help}" + ("" if strategy.needs_verifier else " (no verifier needed)"))
         for row in param_table(name):
             print(f"  {row['name']} = {row['default']!r}  [{row['allowed']}]  {row['help']}")
-    print("verifiers: " + ", ".join(VERIFIERS))
+    print("verifiers (in a spec: a name, or {name: ..., <option>: ...}):")
+    for name, entry in VERIFIERS.items():
+        needs = [w for w, on in (("ground truth", entry.needs_ground_truth), ("a GPU", entry.needs_gpu)) if on]
+        print(f"  {name}: {entry.help}" + (f" (needs {' and '.join(needs)})" if needs else ""))
+        for opt, f in entry.options.model_fields.items():
+            default = "required" if f.is_required() else f"= {f.default!r}"
+            print(f"    {opt} {default}  {f.description or ''}")
     return 0
 
 

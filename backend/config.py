@@ -101,6 +101,17 @@ class StrategySpec(Strict):
         return ratios
 
 
+class VerifierSpec(BaseModel):
+    """A verifier with options, `{name: prm_vllm, model: <HF id or path>}`: the options are checked against the
+    verifier's own options model when the run is prepared (backend.verifiers.verifier_options)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str = Field(description="a registered verifier (ttc strategies lists them)")
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
 class RunSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     models: list[str | ModelSpec] = Field(min_length=1)
@@ -111,7 +122,10 @@ class RunSpec(Strict):
     max_tokens: int = Field(256, gt=0, le=32768)
     seed: int = Field(0, ge=0, lt=2**31)
     engine: EngineSpec = Field(default_factory=EngineSpec)
-    verifiers: list[str] = Field(default_factory=list, description="score every pooled sample with these")
+    verifiers: list[str | VerifierSpec] = Field(
+        default_factory=list,
+        description="score every pooled sample with these: a name, or {name: ..., <option>: ...} for one with options",
+    )
     strategies: list[StrategySpec] = Field(default_factory=list, description="search strategies run per budget")
     budgets: list[float] = Field(
         default_factory=list,
@@ -139,6 +153,22 @@ class RunSpec(Strict):
         if dup:
             raise ValueError(f"model {sorted(dup)[0]!r} is listed twice")
         return models
+
+    @field_validator("verifiers")
+    @classmethod
+    def _distinct_verifiers(cls, verifiers):
+        names = [v if isinstance(v, str) else v.name for v in verifiers]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"verifier {sorted(dup)[0]!r} is listed twice (its scores are stored under its name)")
+        return verifiers
+
+    def verifier_specs(self) -> list[tuple[str, dict[str, Any]]]:
+        """(name, options) of each listed verifier."""
+        return [(v, {}) if isinstance(v, str) else (v.name, v.options()) for v in self.verifiers]
+
+    def verifier_names(self) -> list[str]:
+        return [name for name, _ in self.verifier_specs()]
 
     def model_specs(self) -> list[ModelSpec]:
         return [ModelSpec(name=m) if isinstance(m, str) else m for m in self.models]

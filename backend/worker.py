@@ -29,7 +29,7 @@ from backend.strategies.context import seed_for
 from backend.strategies.runner import SearchResult, nodes_table, run_search, search_record
 from backend.tasks import Question, Task, create_task
 from backend.tasks.base import grade_or_error
-from backend.verifiers import VERIFIERS, create_verifier
+from backend.verifiers import VERIFIERS, VerifierOptions, create_verifier, verifier_options
 from store import Store
 from store.rows import ShardWriter, questions_table
 from store.store import HEARTBEAT_STALE_S
@@ -61,6 +61,7 @@ class PreparedRun:
     questions: list[Question]
     models: list[tuple[ModelSpec, ResolvedModel]]
     searches: list[PreparedSearch] = field(default_factory=list)
+    verifier_options: dict[str, VerifierOptions] = field(default_factory=dict)  # the listed verifiers', checked
 
     @property
     def total_samples(self) -> int:
@@ -80,10 +81,11 @@ def prepare_run(spec: RunSpec) -> PreparedRun:
             m.name, field=f"models[{i}]", prompt_style=m.prompt_style, hub_ok=spec.engine.kind == "vllm"
         )
         models.append((m, resolved))
-    for i, name in enumerate(spec.verifiers):
-        require(VERIFIERS, name, field=f"verifiers[{i}]", kind="verifier")
+    verifiers = {
+        name: verifier_options(name, opts, f"verifiers[{i}]") for i, (name, opts) in enumerate(spec.verifier_specs())
+    }
     searches = [_prepare_search(i, s, spec) for i, s in enumerate(spec.strategies)]
-    return PreparedRun(spec, spec.run_id(), task, questions, models, searches)
+    return PreparedRun(spec, spec.run_id(), task, questions, models, searches, verifiers)
 
 
 def _prepare_search(i: int, s, spec: RunSpec) -> PreparedSearch:
@@ -94,9 +96,12 @@ def _prepare_search(i: int, s, spec: RunSpec) -> PreparedSearch:
     except SpecError as e:  # name the entry of the list, not just "strategy"
         rest = e.field.removeprefix("strategy.")
         raise SpecError(f"{where}.name" if rest == "name" else f"{where}.config.{rest}", e.problem, e.allowed) from None
-    verifier = s.verifier or (spec.verifiers[0] if spec.verifiers else None)
+    names = spec.verifier_names()
+    verifier = s.verifier or (names[0] if names else None)
     if verifier is not None:
         require(VERIFIERS, verifier, field=f"{where}.verifier", kind="verifier")
+        if verifier not in names:  # a verifier only this strategy uses: it takes its default options
+            verifier_options(verifier, None, f"{where}.verifier")
     elif strategy.requires_verifier(cfg):
         raise SpecError(f"{where}.verifier", f"{s.name} needs a verifier and the spec lists none", ", ".join(VERIFIERS))
     if s.ratios and not getattr(strategy, "sweeps_ratio", False):
@@ -217,7 +222,7 @@ def _search_points(
 def _analysis_left(prepared: PreparedRun, store: Store, model_name: str) -> bool:
     """Cheap check before loading an engine: is a verifier's scoring or a strategy's search still missing?"""
     run_id = prepared.run_id
-    for name in prepared.spec.verifiers:
+    for name in prepared.spec.verifier_names():
         df = store.query(
             "SELECT (SELECT count(*) FROM samples WHERE run_id = ? AND model = ?)"
             " - (SELECT count(*) FROM scores WHERE run_id = ? AND model = ? AND verifier = ?) AS n",
@@ -243,12 +248,11 @@ def _verify_and_search(
 
     def verifier(name: str):
         if name not in verifiers:
-            verifiers[name] = create_verifier(
-                name, task=prepared.task, engine=engine, model=model, model_name=model.name
-            )
+            options = prepared.verifier_options.get(name)
+            verifiers[name] = create_verifier(name, options, task=prepared.task, engine=engine, model=model)
         return verifiers[name]
 
-    for name in spec.verifiers:
+    for name in spec.verifier_names():
         score_pool(store, run_id, model.name, prepared.questions, verifier(name))
     if not prepared.searches:
         return

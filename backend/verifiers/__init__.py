@@ -1,22 +1,52 @@
-"""Verifiers behind one `Verifier` protocol (backend/verifiers/base.py), one registry. A factory takes keyword
-arguments: `task` always, `engine` and `model` for LM judges, `model_name` for a served PRM."""
+"""Verifiers behind one `Verifier` protocol (backend/verifiers/base.py) and one registry. An entry declares the
+verifier's name, its typed options (what a spec may set: `verifiers: [self_verify, {name: prm_vllm, model: ...}]`),
+a factory, and what it needs: ground truth (the oracle), the generator's own engine (LM self-judges), a GPU."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from backend.errors import require
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from backend.errors import SpecError, require
 from backend.verifiers.base import AGGREGATIONS, ScoreRequest, StepScores, Usage, Verifier, aggregate, charge
 
 
-def _oracle(*, task, **_):
+class VerifierOptions(BaseModel):
+    """No options: the verifier is fully named by its registry name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PRMOptions(VerifierOptions):
+    model: str = Field(
+        description="the process reward model: a Hugging Face id or a local HF directory (vLLM loads it)"
+    )
+    step_separator: str = Field("\n\n", description="text the PRM reads between steps (its step tag)")
+
+
+@dataclass(frozen=True)
+class VerifierEntry:
+    name: str
+    help: str
+    options: type[VerifierOptions]
+    factory: Callable[..., Verifier]  # factory(options, *, task, engine, model) -> Verifier
+    needs_ground_truth: bool = False
+    scores_steps: bool = True
+    reads_generator: bool = False  # runs on the generator's engine and shares its prefix cache
+    needs_gpu: bool = False
+
+
+def _oracle(options, *, task, **_):
     from backend.verifiers.oracle import OracleVerifier
 
     return OracleVerifier(task)
 
 
 def _self_verify(judge: str) -> Callable[..., Verifier]:
-    def factory(*, task, engine, model, **_):
+    def factory(options, *, task, engine, model, **_):
         from backend.verifiers.self_verify import SelfVerifier
 
         return SelfVerifier(engine, model, task, judge=judge)
@@ -24,32 +54,84 @@ def _self_verify(judge: str) -> Callable[..., Verifier]:
     return factory
 
 
-def _prm_vllm(*, model_name, **kw):
+def _prm_vllm(options: PRMOptions, *, scorer=None, **_):
+    """The reward model is the one the options name, never the generator; `scorer` (tests) stands in for vLLM's."""
     from backend.verifiers.prm_vllm import PRMVerifier
 
-    return PRMVerifier(model_name, scorer=kw.get("scorer"))
+    return PRMVerifier(options.model, step_separator=options.step_separator, scorer=scorer)
 
 
-VERIFIERS: dict[str, Callable[..., Verifier]] = {
-    "oracle": _oracle,
-    "self_verify": _self_verify("inline"),  # the judge question written on in the answer (9 tokens a judge)
-    "self_verify_chat": _self_verify("chat"),  # the judge question as a chat user turn
-    "prm_vllm": _prm_vllm,
+VERIFIERS: dict[str, VerifierEntry] = {
+    e.name: e
+    for e in (
+        VerifierEntry(
+            "oracle",
+            "the task's own grader: an upper bound, not a deployable verifier",
+            VerifierOptions,
+            _oracle,
+            needs_ground_truth=True,
+        ),
+        VerifierEntry(
+            "self_verify",
+            "the generator judges its last step, the question written on in its answer (9 tokens)",
+            VerifierOptions,
+            _self_verify("inline"),
+            reads_generator=True,
+        ),
+        VerifierEntry(
+            "self_verify_chat",
+            "the generator judges its last step in a chat user turn (~21 tokens)",
+            VerifierOptions,
+            _self_verify("chat"),
+            reads_generator=True,
+        ),
+        VerifierEntry(
+            "prm_vllm", "a process reward model on vLLM's pooling runner (GPU)", PRMOptions, _prm_vllm, needs_gpu=True
+        ),
+    )
 }
 
 
-def create_verifier(name: str, **kwargs) -> Verifier:
-    return require(VERIFIERS, name, field="verifier", kind="verifier")(**kwargs)
+def verifier_options(name: str, options: dict[str, Any] | None, field: str) -> VerifierOptions:
+    """A verifier's options checked against its entry; a bad one fails naming `field`.<option> and what is allowed."""
+    entry = require(VERIFIERS, name, field=f"{field}.name" if options else field, kind="verifier")
+    try:
+        return entry.options.model_validate(options or {})
+    except ValidationError as err:
+        e = err.errors()[0]
+        where = ".".join(str(p) for p in e["loc"]) or "options"
+        if e["type"] == "extra_forbidden":
+            return _raise(
+                f"{field}.{where}", f"not an option of {name}", ", ".join(entry.options.model_fields) or "none"
+            )
+        if e["type"] == "missing":
+            return _raise(f"{field}.{where}", "required but missing", entry.options.model_fields[where].description)
+        return _raise(f"{field}.{where}", e["msg"].removeprefix("Value error, "))
+
+
+def _raise(field: str, problem: str, allowed: str | None = None):
+    raise SpecError(field, problem, allowed)
+
+
+def create_verifier(name: str, options: VerifierOptions | dict | None = None, **context) -> Verifier:
+    """The verifier `name` with its options; `context`: task always, engine and model for judges on the generator."""
+    entry = require(VERIFIERS, name, field="verifier", kind="verifier")
+    opts = options if isinstance(options, VerifierOptions) else verifier_options(name, options, "verifier")
+    return entry.factory(opts, **context)
 
 
 __all__ = [
     "AGGREGATIONS",
     "VERIFIERS",
+    "PRMOptions",
     "ScoreRequest",
     "StepScores",
     "Usage",
     "Verifier",
+    "VerifierEntry",
+    "VerifierOptions",
     "aggregate",
     "charge",
     "create_verifier",
+    "verifier_options",
 ]

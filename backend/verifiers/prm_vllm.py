@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from backend.errors import EngineError
 from backend.ledger import ModelArch, prefill_flops
 from backend.verifiers.base import ScoreRequest, StepScores, Usage
 
@@ -33,8 +34,14 @@ class PRMVerifier:
         return self._scorer
 
     @property
-    def arch(self) -> ModelArch | None:
-        return self._arch or getattr(self.scorer, "arch", None)
+    def arch(self) -> ModelArch:
+        """The reward model's own architecture: its passes are charged at its size, never the generator's, never 0."""
+        arch = self._arch or getattr(self.scorer, "arch", None)
+        if arch is None:
+            raise EngineError(
+                f"prm_vllm: the architecture of reward model {self.model!r} is unknown; cannot charge its FLOPs"
+            )
+        return arch
 
     def _tokens(self, text: str) -> int:
         count = getattr(self.scorer, "count_tokens", None)
@@ -54,5 +61,4 @@ class PRMVerifier:
         return out
 
     def estimate_flops(self, context_tokens: int, new_tokens: int, n_steps: int = 1) -> float:
-        arch = self.arch
-        return 0.0 if arch is None else float(prefill_flops(arch, 2 * (context_tokens + new_tokens)))
+        return float(prefill_flops(self.arch, 2 * (context_tokens + new_tokens)))

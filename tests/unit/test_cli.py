@@ -21,4 +21,11 @@ def test_strategies_list_their_parameter_tables(capsys):
     out = capsys.readouterr().out
     assert "beam_search: " in out and "  width = 4  [int in [1, 1024]]" in out
     assert "  delimiter = '\\n\\n'  [any text]" in out
-    assert out.rstrip().endswith("verifiers: oracle, self_verify, self_verify_chat, prm_vllm")
+    listing = out.split("verifiers (in a spec: a name, or {name: ..., <option>: ...}):\n", 1)[1]
+    from backend.verifiers import VERIFIERS
+
+    for name, entry in VERIFIERS.items():  # every registered verifier and each of its options, from the registry
+        assert f"  {name}: {entry.help}" in listing
+        for option in entry.options.model_fields:
+            assert f"    {option} " in listing
+    assert "    model required  the process reward model" in listing

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from backend.errors import UnknownNameError
-from backend.verifiers import VERIFIERS, ScoreRequest, aggregate, create_verifier
+from backend.errors import EngineError, UnknownNameError
+from backend.verifiers import VERIFIERS, ScoreRequest, aggregate, charge, create_verifier
 from backend.verifiers.self_verify import INLINE_JUDGE, JUDGE_QUESTION, SelfVerifier
 from tests.fakes import FAKE_MODEL, FakeTask, ScriptedEngine, ScriptedReply
 
@@ -104,10 +104,73 @@ def test_prm_vllm_wraps_the_scorer_lazily():
             return [[0.1 * (i + 1) for i in range(p.count("\n\n") - 1)] for p in prompts]
 
     task = FakeTask()
-    v = create_verifier("prm_vllm", model_name="some/prm", scorer=FakeScorer())
+    v = create_verifier("prm_vllm", {"model": "some/prm"}, task=task, scorer=FakeScorer())
     assert isinstance(v, PRMVerifier)
     [r] = v.score([ScoreRequest(task.questions()[0], ("a", "b", "c"), first=1)])
     assert r.scores == pytest.approx([0.2, 0.3])
+
+
+def test_prm_vllm_scores_with_its_own_model_and_is_charged_at_its_size_never_0():
+    """The worker used to hand prm_vllm the generator's name and an arch that was never set: 0 FLOPs charged."""
+    from backend.ledger import Ledger, prefill_flops
+    from tests.fakes import GEN_ARCH, VERIFIER_ARCH
+
+    class FakeScorer:
+        arch = VERIFIER_ARCH
+
+        def score(self, prompts):
+            return [[0.5] for _ in prompts]
+
+    class Unsized(FakeScorer):
+        arch = None
+
+    task, generator = FakeTask(), ScriptedEngine([])
+    v = create_verifier(
+        "prm_vllm", {"model": "org/prm-1.5b"}, task=task, engine=generator, model=FAKE_MODEL, scorer=FakeScorer()
+    )
+    assert v.model == "org/prm-1.5b" != FAKE_MODEL.name
+    [r] = v.score([ScoreRequest(task.questions()[0], ("x",))])
+    tokens = r.usage[0].prompt_tokens
+    charged = charge(Ledger(), v, r)
+    assert charged == pytest.approx(float(prefill_flops(VERIFIER_ARCH, tokens))) and charged > 0
+    assert charged != pytest.approx(float(prefill_flops(GEN_ARCH, tokens)))
+    blind = create_verifier("prm_vllm", {"model": "org/prm"}, task=task, scorer=Unsized())
+    [r] = blind.score([ScoreRequest(task.questions()[0], ("x",))])
+    with pytest.raises(EngineError, match="architecture of reward model 'org/prm' is unknown"):
+        charge(Ledger(), blind, r)
+
+
+@pytest.mark.parametrize(
+    "name,options,message",
+    [
+        ("prm_vllm", {}, "verifiers[1].model: required but missing; allowed: the process reward model"),
+        (
+            "prm_vllm",
+            {"model": "m", "bogus": 1},
+            "verifiers[1].bogus: not an option of prm_vllm; allowed: model, step_separator",
+        ),
+        ("oracle", {"x": 1}, "verifiers[1].x: not an option of oracle; allowed: none"),
+        ("nope", {"x": 1}, "verifiers[1].name: unknown verifier 'nope'"),
+    ],
+)
+def test_verifier_options_name_the_field(name, options, message):
+    from backend.errors import SpecError
+    from backend.verifiers import verifier_options
+
+    with pytest.raises(SpecError) as err:
+        verifier_options(name, options, "verifiers[1]")
+    assert str(err.value).startswith(message)
+
+
+def test_a_spec_lists_verifiers_with_options_once_each():
+    from backend.config import parse_spec
+    from backend.errors import SpecError
+
+    base = dict(name="x", models=["m"], task=dict(kind="humaneval"), samples_per_question=1)
+    spec = parse_spec(base | {"verifiers": ["self_verify", {"name": "prm_vllm", "model": "org/prm"}]})
+    assert spec.verifier_specs() == [("self_verify", {}), ("prm_vllm", {"model": "org/prm"})]
+    with pytest.raises(SpecError, match="verifier 'oracle' is listed twice"):
+        parse_spec(base | {"verifiers": ["oracle", {"name": "oracle"}]})
 
 
 @pytest.mark.gpu
