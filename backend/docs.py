@@ -1,0 +1,74 @@
+"""README tables derived from the registries: strategies (with their parameters) and verifiers (with their options
+and needs). `python -m backend.docs` rewrites the README between the `<!-- registry:NAME -->` markers; a test
+fails when the README is behind the registries, so a new strategy or verifier cannot go undocumented."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", "\\n")
+
+
+def strategies_table() -> str:
+    from backend.strategies import STRATEGIES
+
+    rows = ["| strategy | what it does | parameters (default) | verifier |", "|---|---|---|---|"]
+    for name, s in STRATEGIES.items():
+        params = ", ".join(f"`{p.name}`={_cell(repr(p.default))}" for p in s.params)
+        sweep = " Takes a sequential:parallel `ratios` sweep." if getattr(s, "sweeps_ratio", False) else ""
+        rows.append(
+            f"| `{name}` | {_cell(s.help)}{sweep} | {params} | {'needed' if s.needs_verifier else 'optional'} |"
+        )
+    return "\n".join(rows)
+
+
+def verifiers_table() -> str:
+    from backend.verifiers import VERIFIERS
+
+    rows = ["| verifier | what it is | options | needs |", "|---|---|---|---|"]
+    for name, e in VERIFIERS.items():
+        opts = ", ".join(
+            f"`{o}`" + (" (required)" if f.is_required() else f"={_cell(repr(f.default))}")
+            for o, f in e.options.model_fields.items()
+        )
+        needs = [
+            w
+            for w, on in (
+                ("ground truth", e.needs_ground_truth),
+                ("a GPU", e.needs_gpu),
+                ("the generator's engine", e.reads_generator),
+            )
+            if on
+        ]
+        rows.append(f"| `{name}` | {_cell(e.help)} | {opts or '—'} | {', '.join(needs) or '—'} |")
+    return "\n".join(rows)
+
+
+TABLES = {"strategies": strategies_table, "verifiers": verifiers_table}
+
+
+def render(text: str) -> str:
+    """`text` with every registry section replaced by the current table."""
+    for name, table in TABLES.items():
+        pattern = re.compile(rf"(<!-- registry:{name} -->\n)(?:.*?\n)?(<!-- /registry:{name} -->)", re.S)
+        if not pattern.search(text):
+            raise ValueError(f"README has no <!-- registry:{name} --> ... <!-- /registry:{name} --> section")
+        body = table()
+        text = pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
+    return text
+
+
+def main() -> int:
+    README.write_text(render(README.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"rewrote the registry tables in {README}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
