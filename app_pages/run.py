@@ -17,7 +17,6 @@ from backend.jobs import cancel, live_workers, progress, spawn_worker, submit
 from backend.ledger import decode_flops, prefill_flops, samples_for_budget
 from backend.models.registry import DEFAULT_MODEL, SHIPPED_MODELS, parts_installed
 
-TASK_KINDS = ["reasoning_gym", "humaneval", "math_jsonl"]
 ACTIVE = ("queued", "running")
 
 
@@ -78,18 +77,18 @@ def _models_section() -> list[str]:
 
 
 def _task_section(problems: list) -> dict:
-    ui.from_url("suite", "reasoning_gym", options=TASK_KINDS)
-    kind = st.radio("Task suite", TASK_KINDS, key="suite", horizontal=True)
-    if kind == "humaneval":
-        c1, c2 = st.columns(2)
-        size = c1.number_input("Problems (of 164)", value=10, step=1, key="he_size")
-        timeout = c2.number_input("Timeout per program (s)", value=10.0, step=1.0, key="he_timeout")
-        return {"kind": "humaneval", "size": int(size), "timeout_s": float(timeout)}
-    if kind == "math_jsonl":
-        c1, c2 = st.columns([3, 1])
-        path = c1.text_input("MATH-format JSONL file", key="mj_path", placeholder="/data/math500.jsonl")
-        size = c2.number_input("Problems (0 = all)", value=0, step=1, key="mj_size")
-        return {"kind": "math_jsonl", "path": path, **({"size": int(size)} if size else {})}
+    """The task suite: reasoning-gym gets its dataset picker; every other registered suite a form generated from its
+    options model (so a suite registered in backend.tasks appears here untouched)."""
+    from app_pages._options_form import options_controls
+    from backend.tasks import TASKS
+
+    kinds = list(TASKS)
+    ui.from_url("suite", "reasoning_gym", options=kinds)
+    kind = st.radio(
+        "Task suite", kinds, key="suite", horizontal=True, help=TASKS[st.session_state.get("suite", kinds[0])].help
+    )
+    if kind != "reasoning_gym":
+        return options_controls(TASKS[kind].options, f"task_{kind}", "task", problems, fixed={"kind": kind})
     all_sets = _rg_datasets()
     ui.from_url("datasets", ["basic_arithmetic"], options=all_sets, multi=True)
     names = st.multiselect(
@@ -136,12 +135,9 @@ def _sampling_section() -> dict:
     )
     temperature = c3.number_input("Temperature", value=0.8, step=0.1, key="temperature")
     top_p = c4.number_input("top_p", value=1.0, step=0.05, key="top_p")
-    c5, c6, c7, c8 = st.columns(4)
+    c5, c6 = st.columns(2)
     max_tokens = c5.number_input("Max tokens", value=256, step=16, key="max_tokens")
     seed = c6.number_input("Seed", value=0, step=1, key="seed")
-    n_parallel = c7.number_input(
-        "Parallel slots", value=4, step=1, key="n_parallel", help="llama.cpp continuous-batching slots"
-    )
     return {
         "name": name,
         "samples_per_question": int(spq),
@@ -149,7 +145,26 @@ def _sampling_section() -> dict:
         "top_p": float(top_p),
         "max_tokens": int(max_tokens),
         "seed": int(seed),
-        "engine": {"kind": "llamacpp", "n_parallel": int(n_parallel)},
+    }
+
+
+def _engine_section(problems: list) -> dict:
+    """The engine: one of the registry's, with a form generated from its options model."""
+    from app_pages._options_form import options_controls
+    from backend.engines import DEFAULT_ENGINE, ENGINES
+
+    kinds = list(ENGINES)
+    ui.from_url("engine", DEFAULT_ENGINE, options=kinds)
+    kind = st.radio(
+        "Engine",
+        kinds,
+        key="engine",
+        horizontal=True,
+        format_func=lambda k: k + (" (GPU)" if ENGINES[k].needs_gpu else ""),
+        help="; ".join(f"{k}: {e.help}" for k, e in ENGINES.items()),
+    )
+    return {
+        "engine": options_controls(ENGINES[kind].options, f"engine_{kind}", "engine", problems, fixed={"kind": kind})
     }
 
 
@@ -207,17 +222,30 @@ def _budget_section(models: list[str], max_tokens: int) -> list[float]:
     return budgets
 
 
-def _verifiers_section() -> list[str]:
+def _verifiers_section(problems: list) -> list:
+    """The registry's verifiers; one with options (a PRM's model) gets a form generated from its options model."""
+    from app_pages._options_form import options_controls
     from backend.verifiers import VERIFIERS
 
-    return st.multiselect(
+    chosen = st.multiselect(
         "Verifiers",
         list(VERIFIERS),
         default=[],
         key="verifiers",
         help="Score every pooled sample (best-of-N, weighted voting) and guide search strategies. "
-        "oracle uses the task's grader (an upper-bound baseline); self_verify asks the model itself; prm_vllm needs a GPU.",
+        + "; ".join(f"{n}: {e.help}" for n, e in VERIFIERS.items()),
     )
+    out: list = []
+    for name in chosen:
+        options = VERIFIERS[name].options
+        if not options.model_fields:
+            out.append(name)
+            continue
+        with st.expander(f"{name} options", expanded=True):
+            out.append(
+                {"name": name, **options_controls(options, f"verifier_{name}", f"verifiers[{len(out)}]", problems)}
+            )
+    return out
 
 
 def _spec_dict(models, task, sampling, strategies) -> dict:
@@ -231,11 +259,11 @@ def form(store) -> None:
         models = _models_section()
         task = _task_section(problems)
     with st.container(border=True):
-        st.subheader("2 · Sampling")
-        sampling = _sampling_section()
+        st.subheader("2 · Sampling and engine")
+        sampling = {**_sampling_section(), **_engine_section(problems)}
     with st.container(border=True):
         st.subheader("3 · Strategies and budgets")
-        verifiers = _verifiers_section()
+        verifiers = _verifiers_section(problems)
         strategies = _strategies_section(problems)
         budgets: list[float] = []
         try:
@@ -247,7 +275,7 @@ def form(store) -> None:
             strategies = {**strategies, "verifiers": verifiers}
         if strategies.get("strategies") and budgets:
             strategies = {**strategies, "budgets": budgets, "budget_unit": "flops"}
-    ui.to_url("models", "suite", *(["datasets"] if task["kind"] == "reasoning_gym" else []))
+    ui.to_url("models", "suite", "engine", *(["datasets"] if task["kind"] == "reasoning_gym" else []))
     if st.button("Queue run", type="primary", key="queue", icon=":material/send:"):
         if problems:  # the form's own checks (JSON boxes) come first: queue nothing
             st.session_state.pop("queued_msg", None)

@@ -52,10 +52,22 @@ def _cmd_models(args) -> int:
     return 0
 
 
+def _print_options(options, indent: str = "    ") -> None:
+    """One line per option of an options model: name, default (or required), help."""
+    for name, f in options.model_fields.items():
+        if name == "kind":
+            continue
+        default = "required" if f.is_required() else f"= {f.default!r}"
+        print(f"{indent}{name} {default}  {f.description or ''}".rstrip())
+
+
 def _cmd_tasks(args) -> int:
     from backend.tasks import TASKS
 
     print("task kinds: " + ", ".join(TASKS))
+    for kind, entry in TASKS.items():
+        print(f"  {kind}: {entry.help}" + (f" (graded by {entry.grading})" if entry.grading else ""))
+        _print_options(entry.options)
     if args.all:
         from backend.tasks.reasoning_gym_task import _datasets, config_fields
 
@@ -66,22 +78,48 @@ def _cmd_tasks(args) -> int:
     return 0
 
 
+def _cmd_engines(args) -> int:
+    from backend.engines import DEFAULT_ENGINE, ENGINES
+
+    print("engines (in a spec: engine: {kind: ..., <option>: ...}):")
+    for kind, entry in ENGINES.items():
+        can = [
+            w
+            for w, on in (
+                ("logprobs", entry.supports_logprobs),
+                ("prefix cache", entry.supports_prefix_cache),
+                ("Hugging Face ids", entry.loads_hub_ids),
+            )
+            if on
+        ]
+        print(
+            f"  {kind}{' (default)' if kind == DEFAULT_ENGINE else ''}: {entry.help}"
+            + (" [needs a GPU]" if entry.needs_gpu else "")
+            + f"; {', '.join(can)}"
+        )
+        _print_options(entry.options)
+    return 0
+
+
+def _cmd_verifiers(args) -> int:
+    from backend.verifiers import VERIFIERS
+
+    print("verifiers (in a spec: a name, or {name: ..., <option>: ...}):")
+    for name, entry in VERIFIERS.items():
+        needs = [w for w, on in (("ground truth", entry.needs_ground_truth), ("a GPU", entry.needs_gpu)) if on]
+        print(f"  {name}: {entry.help}" + (f" (needs {' and '.join(needs)})" if needs else ""))
+        _print_options(entry.options)
+    return 0
+
+
 def _cmd_strategies(args) -> int:
     from backend.strategies import STRATEGIES, param_table
-    from backend.verifiers import VERIFIERS
 
     for name, strategy in STRATEGIES.items():
         print(f"{name}: {strategy.help}" + ("" if strategy.needs_verifier else " (no verifier needed)"))
         for row in param_table(name):
             print(f"  {row['name']} = {row['default']!r}  [{row['allowed']}]  {row['help']}")
-    print("verifiers (in a spec: a name, or {name: ..., <option>: ...}):")
-    for name, entry in VERIFIERS.items():
-        needs = [w for w, on in (("ground truth", entry.needs_ground_truth), ("a GPU", entry.needs_gpu)) if on]
-        print(f"  {name}: {entry.help}" + (f" (needs {' and '.join(needs)})" if needs else ""))
-        for opt, f in entry.options.model_fields.items():
-            default = "required" if f.is_required() else f"= {f.default!r}"
-            print(f"    {opt} {default}  {f.description or ''}")
-    return 0
+    return _cmd_verifiers(args)
 
 
 def _cmd_sql(args) -> int:
@@ -206,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(fn=_cmd_tasks)
     g = sub.add_parser("strategies", help="list search strategies, their parameters, and the verifiers")
     g.set_defaults(fn=_cmd_strategies)
+    e = sub.add_parser("engines", help="list the engines and their options")
+    e.set_defaults(fn=_cmd_engines)
+    v = sub.add_parser("verifiers", help="list the verifiers and their options")
+    v.set_defaults(fn=_cmd_verifiers)
     s = sub.add_parser("sql", help="run a SQL query on the store, print CSV")
     s.add_argument("query")
     s.add_argument("--store", type=Path, default=None)

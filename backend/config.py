@@ -10,12 +10,15 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
+from backend.engines import engine_options
 from backend.errors import SpecError
+from backend.options import KindOptions, options_error
+from backend.tasks import task_options
 
 
 class Strict(BaseModel):
@@ -27,50 +30,6 @@ class ModelSpec(Strict):
     price_in_per_m: float | None = Field(None, ge=0, description="USD per 1M input tokens (cost-of-pass)")
     price_out_per_m: float | None = Field(None, ge=0, description="USD per 1M output tokens (cost-of-pass)")
     prompt_style: Literal["chat", "few_shot"] | None = Field(None, description="override the model's prompting")
-
-
-class ReasoningGymDatasetSpec(Strict):
-    name: str
-    size: int = Field(gt=0, le=100_000)
-    config: dict[str, Any] = Field(default_factory=dict)
-    level: float | None = Field(None, description="difficulty label; defaults to the position in the list")
-
-
-class ReasoningGymSuite(Strict):
-    kind: Literal["reasoning_gym"]
-    datasets: list[ReasoningGymDatasetSpec] = Field(min_length=1)
-
-
-class HumanEvalSuite(Strict):
-    kind: Literal["humaneval"]
-    size: int | None = Field(None, gt=0, le=164, description="the first N problems")
-    ids: list[str] | None = Field(None, min_length=1, description="these problems only, e.g. [HumanEval/2]")
-    timeout_s: float = Field(10.0, gt=0, le=120)
-
-
-class MathJsonlSuite(Strict):
-    kind: Literal["math_jsonl"]
-    path: str
-    size: int | None = Field(None, gt=0)
-
-
-TaskSuite = Annotated[ReasoningGymSuite | HumanEvalSuite | MathJsonlSuite, Field(discriminator="kind")]
-
-
-class EngineSpec(Strict):
-    kind: Literal["llamacpp", "openai", "vllm"] = "llamacpp"
-    n_parallel: int = Field(4, ge=1, le=256, description="parallel slots (continuous batching)")
-    n_ctx_per_slot: int = Field(2048, ge=256, le=131072)
-    threads: int | None = Field(None, ge=1, le=256)
-    base_url: str | None = Field(None, description="for kind=openai: the server's /v1 URL")
-
-    @model_validator(mode="after")
-    def _openai_needs_url(self):
-        if self.kind == "openai" and not self.base_url:
-            raise ValueError("kind openai needs base_url, e.g. http://127.0.0.1:8000/v1")
-        if self.kind != "openai" and self.base_url:
-            raise ValueError(f"base_url is only used by kind openai, not {self.kind}")
-        return self
 
 
 class StrategySpec(Strict):
@@ -115,13 +74,15 @@ class VerifierSpec(BaseModel):
 class RunSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     models: list[str | ModelSpec] = Field(min_length=1)
-    task: TaskSuite
+    task: SerializeAsAny[KindOptions] = Field(description="the task suite: {kind: ..., <its options>} (ttc tasks)")
     samples_per_question: int = Field(gt=0, le=100_000)
     temperature: float = Field(0.8, ge=0, le=5)
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(256, gt=0, le=32768)
     seed: int = Field(0, ge=0, lt=2**31)
-    engine: EngineSpec = Field(default_factory=EngineSpec)
+    engine: SerializeAsAny[KindOptions] = Field(
+        default_factory=lambda: engine_options({}), description="the engine: {kind: ..., <its options>} (ttc engines)"
+    )
     verifiers: list[str | VerifierSpec] = Field(
         default_factory=list,
         description="score every pooled sample with these: a name, or {name: ..., <option>: ...} for one with options",
@@ -136,6 +97,16 @@ class RunSpec(Strict):
     budget_unit: Literal["samples", "flops"] = Field(
         "samples", description="samples: multiples of one sample's FLOPs on each model; flops: FLOPs per question"
     )
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _task_options(cls, task):
+        return task_options(task, "task")  # a SpecError names the field; pydantic lets it through
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _engine_options(cls, engine):
+        return engine_options(engine, "engine")
 
     @field_validator("budgets")
     @classmethod
@@ -179,74 +150,9 @@ class RunSpec(Strict):
         return f"{self.name}-{hashlib.sha256(canonical.encode()).hexdigest()[:10]}"
 
 
-def _field_path(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("reasoning_gym", "humaneval", "math_jsonl", "str", "ModelSpec") or str(part).startswith(
-            "function-"
-        ):
-            continue  # pydantic's union-branch tags are noise to a user
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "spec"
-
-
-def _allowed_keys(model: type[BaseModel], loc: tuple) -> str | None:
-    """Walk the schema along `loc` to list the keys allowed where an unknown one appeared."""
-    cur: Any = model
-    for part in loc[:-1]:
-        if isinstance(part, int) or cur is None:
-            continue
-        if part in ("reasoning_gym", "humaneval", "math_jsonl"):
-            cur = {"reasoning_gym": ReasoningGymSuite, "humaneval": HumanEvalSuite, "math_jsonl": MathJsonlSuite}[part]
-            continue
-        if part == "ModelSpec":
-            cur = ModelSpec
-            continue
-        fld = cur.model_fields.get(part) if isinstance(cur, type) and issubclass(cur, BaseModel) else None
-        if fld is None:
-            return None
-        ann = fld.annotation
-        cur = _first_model(ann)
-    if isinstance(cur, type) and issubclass(cur, BaseModel):
-        return ", ".join(cur.model_fields)
-    return None
-
-
-def _first_model(ann) -> Any:
-    if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return ann
-    for arg in getattr(ann, "__args__", ()) or ():
-        found = _first_model(arg)
-        if found is not None:
-            return found
-    return None
-
-
 def spec_error(err: ValidationError, model: type[BaseModel] | None = None) -> SpecError:
     """One line for the first problem pydantic found (the one a user must fix first)."""
-    model = model or RunSpec
-    e = err.errors()[0]
-    loc = tuple(e["loc"])
-    field = _field_path(loc)
-    if e["type"] == "extra_forbidden":
-        return SpecError(field, "unknown key", _allowed_keys(model, loc))
-    if e["type"] == "missing":
-        return SpecError(field, "required but missing")
-    if e["type"] == "union_tag_invalid" or e["type"] == "union_tag_not_found":
-        return SpecError(
-            field + ".kind" if not field.endswith("kind") else field,
-            "unknown or missing task kind",
-            "reasoning_gym, humaneval, math_jsonl",
-        )
-    msg = e["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    return SpecError(
-        field, f"{msg} (got {e.get('input')!r})" if "input" in e and not isinstance(e.get("input"), dict) else msg
-    )
+    return options_error(err, model or RunSpec)
 
 
 def parse_spec(data: Any, source: str = "spec") -> RunSpec:

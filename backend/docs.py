@@ -53,14 +53,17 @@ def verifiers_table() -> str:
 TABLES = {"strategies": strategies_table, "verifiers": verifiers_table}
 
 
+def _section(body: str):
+    return lambda m: m.group(1) + body + "\n" + m.group(2)
+
+
 def render(text: str) -> str:
     """`text` with every registry section replaced by the current table."""
     for name, table in TABLES.items():
         pattern = re.compile(rf"(<!-- registry:{name} -->\n)(?:.*?\n)?(<!-- /registry:{name} -->)", re.S)
         if not pattern.search(text):
             raise ValueError(f"README has no <!-- registry:{name} --> ... <!-- /registry:{name} --> section")
-        body = table()
-        text = pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
+        text = pattern.sub(_section(table()), text)
     return text
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from backend.config import ModelSpec, RunSpec
-from backend.engines import GenerationRequest, SamplingParams, create_engine
+from backend.engines import ENGINES, GenerationRequest, SamplingParams, create_engine
 from backend.engines.base import Completion, Engine
 from backend.errors import SpecError, TtcError, require
 from backend.ledger import ModelArch, decode_flops, prefill_flops, units_to_flops
@@ -78,7 +78,7 @@ def prepare_run(spec: RunSpec) -> PreparedRun:
     models = []
     for i, m in enumerate(spec.model_specs()):
         resolved = resolve_model(
-            m.name, field=f"models[{i}]", prompt_style=m.prompt_style, hub_ok=spec.engine.kind == "vllm"
+            m.name, field=f"models[{i}]", prompt_style=m.prompt_style, hub_ok=ENGINES[spec.engine.kind].loads_hub_ids
         )
         models.append((m, resolved))
     verifiers = {

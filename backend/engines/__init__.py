@@ -1,9 +1,14 @@
-"""Engines behind one `Engine` protocol (backend/engines/base.py), one registry. Built-ins register the same way a
-plug-in would: a name and a factory `(model, engine_spec) -> Engine`."""
+"""Engines behind one `Engine` protocol (backend/engines/base.py) and one registry keyed by the spec's `engine.kind`.
+An entry declares the engine's typed options (the spec's `engine:` mapping), a factory `(model, options) -> Engine`
+and what it can do; built-ins register exactly as a plug-in would (`register_engine`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import Field
 
 from backend.engines.base import (
     Completion,
@@ -12,33 +17,119 @@ from backend.engines.base import (
     SamplingParams,
     TokenLogprob,
 )
-from backend.errors import require
+from backend.errors import SpecError, require
+from backend.options import KindOptions, validate_options
 
 
-def _llamacpp(model, spec):
+class LlamaCppOptions(KindOptions):
+    kind: Literal["llamacpp"] = "llamacpp"
+    n_parallel: int = Field(4, ge=1, le=256, description="parallel slots (continuous batching)")
+    n_ctx_per_slot: int = Field(2048, ge=256, le=131072, description="prompt + completion tokens a slot holds")
+    threads: int | None = Field(None, ge=1, le=256, description="CPU threads (default: every core)")
+
+
+class OpenAIOptions(KindOptions):
+    kind: Literal["openai"] = "openai"
+    base_url: str = Field(description="the server's /v1 URL, e.g. http://127.0.0.1:8000/v1")
+    n_parallel: int = Field(4, ge=1, le=256, description="requests in flight at once")
+
+
+class VLLMOptions(KindOptions):
+    kind: Literal["vllm"] = "vllm"
+    n_ctx_per_slot: int = Field(2048, ge=256, le=131072, description="vLLM's max_model_len: prompt + completion")
+
+
+@dataclass(frozen=True)
+class EngineEntry:
+    kind: str
+    help: str
+    options: type[KindOptions]  # pins `kind: Literal[<kind>]`
+    factory: Callable[[Any, Any], Engine]
+    supports_logprobs: bool = True
+    supports_prefix_cache: bool = True
+    loads_hub_ids: bool = False  # a model may be a Hugging Face id, loaded by the engine itself
+    needs_gpu: bool = False
+
+
+def _llamacpp(model, options: LlamaCppOptions) -> Engine:
     from backend.engines.llamacpp import LlamaCppEngine
 
-    return LlamaCppEngine(model, n_parallel=spec.n_parallel, n_ctx_per_slot=spec.n_ctx_per_slot, threads=spec.threads)
+    return LlamaCppEngine(
+        model, n_parallel=options.n_parallel, n_ctx_per_slot=options.n_ctx_per_slot, threads=options.threads
+    )
 
 
-def _openai(model, spec):
+def _openai(model, options: OpenAIOptions) -> Engine:
     from backend.engines.openai_compat import OpenAICompatEngine
 
-    return OpenAICompatEngine(model, base_url=spec.base_url, n_parallel=spec.n_parallel)
+    return OpenAICompatEngine(model, base_url=options.base_url, n_parallel=options.n_parallel)
 
 
-def _vllm(model, spec):
+def _vllm(model, options: VLLMOptions) -> Engine:
     from backend.engines.vllm_engine import VLLMEngine
 
     # A Hugging Face id goes to vLLM as a string: it loads the model and reads its architecture and template.
-    return VLLMEngine(model.name if model.is_hub_id else model, n_ctx_per_slot=spec.n_ctx_per_slot)
+    return VLLMEngine(model.name if model.is_hub_id else model, n_ctx_per_slot=options.n_ctx_per_slot)
 
 
-ENGINES: dict[str, Callable] = {"llamacpp": _llamacpp, "openai": _openai, "vllm": _vllm}
+ENGINES: dict[str, EngineEntry] = {}
 
 
-def create_engine(model, spec) -> Engine:
-    return require(ENGINES, spec.kind, field="engine.kind", kind="engine")(model, spec)
+def register_engine(entry: EngineEntry) -> EngineEntry:
+    """Add an engine to the registry; the spec check, `ttc engines` and the Run form read it from here."""
+    if entry.options.model_fields.get("kind") is None or entry.options.model_fields["kind"].default != entry.kind:
+        raise ValueError(f"engine {entry.kind!r}: its options need `kind: Literal[{entry.kind!r}] = {entry.kind!r}`")
+    ENGINES[entry.kind] = entry
+    return entry
 
 
-__all__ = ["ENGINES", "Completion", "Engine", "GenerationRequest", "SamplingParams", "TokenLogprob", "create_engine"]
+register_engine(
+    EngineEntry(
+        "llamacpp", "llama.cpp in-process (xllamacpp) on the shipped GGUF models; CPU", LlamaCppOptions, _llamacpp
+    )
+)
+register_engine(
+    EngineEntry("openai", "any OpenAI-compatible completions server (llama-server, vLLM's)", OpenAIOptions, _openai)
+)
+register_engine(
+    EngineEntry(
+        "vllm",
+        "vLLM in-process: Hugging Face ids or HF directories",
+        VLLMOptions,
+        _vllm,
+        loads_hub_ids=True,
+        needs_gpu=True,
+    )
+)
+DEFAULT_ENGINE = "llamacpp"
+
+
+def engine_options(data: Any, field: str = "engine") -> KindOptions:
+    """The spec's `engine:` mapping checked against its kind's options model (no kind: the default engine)."""
+    if isinstance(data, KindOptions) and data.kind in ENGINES:
+        return data
+    if not isinstance(data, dict):
+        raise SpecError(
+            field, f"must be a mapping of options, got {type(data).__name__}", "kind, and that engine's options"
+        )
+    entry = require(ENGINES, data.get("kind", DEFAULT_ENGINE), field=f"{field}.kind", kind="engine")
+    return validate_options(entry.options, data, field)
+
+
+def create_engine(model, options) -> Engine:
+    return require(ENGINES, options.kind, field="engine.kind", kind="engine").factory(model, options)
+
+
+__all__ = [
+    "DEFAULT_ENGINE",
+    "ENGINES",
+    "Completion",
+    "Engine",
+    "EngineEntry",
+    "GenerationRequest",
+    "SamplingParams",
+    "TokenLogprob",
+    "create_engine",
+    "engine_options",
+    "register_engine",
+]

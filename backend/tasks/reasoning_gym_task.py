@@ -5,9 +5,28 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any, Literal
+
+from pydantic import Field
 
 from backend.errors import SpecError, TaskError, UnknownNameError
+from backend.options import KindOptions, Options
 from backend.tasks.base import Grade, Question, extract_answer
+
+
+class ReasoningGymDatasetSpec(Options):
+    name: str = Field(description="a reasoning-gym dataset (ttc tasks --all lists them and their knobs)")
+    size: int = Field(gt=0, le=100_000, description="questions drawn from it")
+    config: dict[str, Any] = Field(default_factory=dict, description="the dataset's difficulty knobs")
+    level: float | None = Field(None, description="difficulty label; defaults to the position in the list")
+
+
+class ReasoningGymSuite(KindOptions):
+    kind: Literal["reasoning_gym"] = "reasoning_gym"
+    datasets: list[ReasoningGymDatasetSpec] = Field(
+        min_length=1, description="mix several configurations to span difficulty"
+    )
+
 
 SYSTEM_PROMPT = "You are a careful assistant who solves problems step by step."
 INSTRUCTION = "Solve the problem. Think briefly, then give the final answer on its own last line as 'Answer: <answer>'."

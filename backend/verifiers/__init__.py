@@ -61,35 +61,42 @@ def _prm_vllm(options: PRMOptions, *, scorer=None, **_):
     return PRMVerifier(options.model, step_separator=options.step_separator, scorer=scorer)
 
 
-VERIFIERS: dict[str, VerifierEntry] = {
-    e.name: e
-    for e in (
-        VerifierEntry(
-            "oracle",
-            "the task's own grader: an upper bound, not a deployable verifier",
-            VerifierOptions,
-            _oracle,
-            needs_ground_truth=True,
-        ),
-        VerifierEntry(
-            "self_verify",
-            "the generator judges its last step, the question written on in its answer (9 tokens)",
-            VerifierOptions,
-            _self_verify("inline"),
-            reads_generator=True,
-        ),
-        VerifierEntry(
-            "self_verify_chat",
-            "the generator judges its last step in a chat user turn (~21 tokens)",
-            VerifierOptions,
-            _self_verify("chat"),
-            reads_generator=True,
-        ),
-        VerifierEntry(
-            "prm_vllm", "a process reward model on vLLM's pooling runner (GPU)", PRMOptions, _prm_vllm, needs_gpu=True
-        ),
-    )
-}
+VERIFIERS: dict[str, VerifierEntry] = {}
+
+
+def register_verifier(entry: VerifierEntry) -> VerifierEntry:
+    """Add a verifier to the registry; the spec check, `ttc verifiers`, the Run form and README read it from here."""
+    VERIFIERS[entry.name] = entry
+    return entry
+
+
+for _entry in (
+    VerifierEntry(
+        "oracle",
+        "the task's own grader: an upper bound, not a deployable verifier",
+        VerifierOptions,
+        _oracle,
+        needs_ground_truth=True,
+    ),
+    VerifierEntry(
+        "self_verify",
+        "the generator judges its last step, the question written on in its answer (9 tokens)",
+        VerifierOptions,
+        _self_verify("inline"),
+        reads_generator=True,
+    ),
+    VerifierEntry(
+        "self_verify_chat",
+        "the generator judges its last step in a chat user turn (~21 tokens)",
+        VerifierOptions,
+        _self_verify("chat"),
+        reads_generator=True,
+    ),
+    VerifierEntry(
+        "prm_vllm", "a process reward model on vLLM's pooling runner (GPU)", PRMOptions, _prm_vllm, needs_gpu=True
+    ),
+):
+    register_verifier(_entry)
 
 
 def verifier_options(name: str, options: dict[str, Any] | None, field: str) -> VerifierOptions:
@@ -133,5 +140,6 @@ __all__ = [
     "aggregate",
     "charge",
     "create_verifier",
+    "register_verifier",
     "verifier_options",
 ]

@@ -111,7 +111,7 @@ def test_launch_a_real_run_and_watch_it_finish(server, browser):
     wait_ready(browser, "run")
     browser.get_by_label("Run name", exact=True).fill("e2e-browser")
     browser.get_by_label("Run name", exact=True).press("Enter")
-    for label, value in (("Questions", 2), ("Samples per question", 2), ("Max tokens", 16), ("Parallel slots", 2)):
+    for label, value in (("Questions", 2), ("Samples per question", 2), ("Max tokens", 16), ("n_parallel", 2)):
         _set_number(browser, label, value)
         wait_ready(browser, "run")
     browser.get_by_role("button", name=re.compile("Queue run")).click()

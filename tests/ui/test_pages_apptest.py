@@ -291,3 +291,34 @@ def test_strategies_page_draws_search_curves_on_the_samples_axis(monkeypatch, po
         assert len(_values(beam["x"])) == 3 and np.isfinite(_values(beam["x"])).all(), (
             unit
         )  # the fixture's nodes: equal tokens per budget
+
+
+def test_run_form_offers_a_registered_task_engine_and_verifier_with_their_options(monkeypatch, populated_store):
+    """The toys of tests/unit/test_extensions.py, registered through the public registries, appear in the Run form
+    with widgets generated from their options models, and a bad option is refused naming its field."""
+    from backend.engines import ENGINES, register_engine
+    from backend.tasks import TASKS, register_task
+    from backend.verifiers import VERIFIERS, register_verifier
+    from tests.unit.test_extensions import TOY_ENGINE, TOY_TASK, TOY_VERIFIER
+
+    register_task(TOY_TASK), register_engine(TOY_ENGINE), register_verifier(TOY_VERIFIER)
+    try:
+        at = _app(monkeypatch, populated_store, "app_pages/run.py")
+        assert "toy" in at.radio(key="suite").options and "toy_engine" in at.radio(key="engine").options
+        at.radio(key="suite").set_value("toy").run()
+        at.radio(key="engine").set_value("toy_engine").run()
+        at.multiselect(key="verifiers").set_value(["toy_verifier"]).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert (
+            at.text_input(key="task_toy_n").value == "2"
+            and at.text_input(key="engine_toy_engine_reply").value == "Answer: 1"
+        )
+        at.text_input(key="task_toy_n").set_value("11").run()
+        assert any(str(e.value).startswith("task.n: Input should be less than or equal to 10") for e in at.error)
+        at.text_input(key="task_toy_n").set_value("3").run()
+        at.text_input(key="verifier_toy_verifier_score").set_value("2").run()
+        assert any(
+            str(e.value).startswith("verifiers[0].score: Input should be less than or equal to 1") for e in at.error
+        )
+    finally:
+        TASKS.pop("toy"), ENGINES.pop("toy_engine"), VERIFIERS.pop("toy_verifier")

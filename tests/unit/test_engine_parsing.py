@@ -409,8 +409,7 @@ def test_vllm_engine_without_vllm_installed_is_a_clean_error(monkeypatch):
 def test_vllm_factory_hands_hub_ids_over_as_strings(monkeypatch):
     """The registry's hub-id models reach vLLM as the id itself (vLLM 0.33 cannot load GGUF)."""
     import backend.engines.vllm_engine as vllm_engine
-    from backend.config import EngineSpec
-    from backend.engines import create_engine
+    from backend.engines import VLLMOptions, create_engine
     from backend.models.registry import resolve_model
 
     seen = {}
@@ -420,7 +419,5 @@ def test_vllm_factory_hands_hub_ids_over_as_strings(monkeypatch):
             seen.update(model=model, n_ctx=n_ctx_per_slot)
 
     monkeypatch.setattr(vllm_engine, "VLLMEngine", Recorder)
-    create_engine(
-        resolve_model("Qwen/Qwen2.5-0.5B-Instruct", hub_ok=True), EngineSpec(kind="vllm", n_ctx_per_slot=4096)
-    )
+    create_engine(resolve_model("Qwen/Qwen2.5-0.5B-Instruct", hub_ok=True), VLLMOptions(n_ctx_per_slot=4096))
     assert seen == {"model": "Qwen/Qwen2.5-0.5B-Instruct", "n_ctx": 4096}

@@ -1,0 +1,93 @@
+"""Typed options, the one shape every extension point's configuration takes (a task suite, an engine, a verifier):
+a pydantic model with `extra="forbid"` and fields that carry defaults, ranges and help. A validation failure
+becomes one `SpecError` naming the field by its path in the spec, what was wrong and what is allowed."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from backend.errors import SpecError
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+class Options(BaseModel):
+    """Base of every options model: unknown keys are errors, values are frozen once checked."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KindOptions(Options):
+    """Options of an extension chosen by `kind` in a spec (a task suite, an engine): each subclass pins `kind` to its
+    registry name with `kind: Literal["<name>"] = "<name>"`."""
+
+    kind: str
+
+
+def field_path(loc: tuple, prefix: str = "") -> str:
+    """`task.datasets[0].size` from pydantic's location tuple (union-branch tags dropped: noise to a user)."""
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("str", "ModelSpec", "VerifierSpec") or str(part).startswith("function-"):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "spec"
+
+
+def allowed_keys(model: type[BaseModel], loc: tuple) -> str | None:
+    """The keys allowed where an unknown one appeared: walk the models along `loc`."""
+    cur: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int) or cur is None:
+            continue
+        fld = cur.model_fields.get(part) if isinstance(cur, type) and issubclass(cur, BaseModel) else None
+        if fld is None:
+            return None
+        cur = _first_model(fld.annotation)
+    if isinstance(cur, type) and issubclass(cur, BaseModel):
+        return ", ".join(cur.model_fields) or "none"
+    return None
+
+
+def _first_model(ann) -> Any:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in getattr(ann, "__args__", ()) or ():
+        found = _first_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def options_error(err: ValidationError, model: type[BaseModel], prefix: str = "") -> SpecError:
+    """One line for the first problem pydantic found (the one a user must fix first)."""
+    e = err.errors()[0]
+    loc = tuple(e["loc"])
+    field = field_path(loc, prefix)
+    if e["type"] == "extra_forbidden":
+        return SpecError(field, "unknown key", allowed_keys(model, loc))
+    if e["type"] == "missing":
+        fld = model.model_fields.get(str(loc[0])) if len(loc) == 1 else None
+        return SpecError(field, "required but missing", fld.description if fld is not None else None)
+    msg = str(e["msg"]).removeprefix("Value error, ")
+    shown = "input" in e and not isinstance(e.get("input"), dict)
+    return SpecError(field, f"{msg} (got {e.get('input')!r})" if shown else msg)
+
+
+def validate_options(model: type[OptionsT], data: Any, field: str) -> OptionsT:
+    """`data` checked against an options model; a failure names `field`.<path>."""
+    if isinstance(data, model):
+        return data
+    if not isinstance(data, dict):
+        raise SpecError(
+            field, f"must be a mapping of options, got {type(data).__name__}", ", ".join(model.model_fields)
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise options_error(err, model, field) from None

@@ -1,0 +1,161 @@
+"""Every extension point is a typed plug-in: a toy task suite, engine and verifier registered through the public
+registries (fakes, not patches) are found by the spec check and the CLI listings (the Run form: tests/ui), and
+every registered entry of each kind passes the same contract (conformance)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pytest
+from pydantic import Field
+
+from backend.cli import main
+from backend.config import parse_spec
+from backend.engines import ENGINES, EngineEntry, create_engine, engine_options, register_engine
+from backend.errors import SpecError
+from backend.options import KindOptions, Options
+from backend.tasks import TASKS, TaskEntry, create_task, register_task, task_options
+from backend.verifiers import VERIFIERS, ScoreRequest, VerifierEntry, create_verifier, register_verifier
+from tests.fakes import FAKE_MODEL, GEN_ARCH, FakeTask, ScriptedEngine, ScriptedVerifier
+
+
+class ToySuite(KindOptions):
+    kind: Literal["toy"] = "toy"
+    n: int = Field(2, ge=1, le=10, description="questions")
+
+
+class ToyEngineOptions(KindOptions):
+    kind: Literal["toy_engine"] = "toy_engine"
+    reply: str = Field("Answer: 1", description="what every completion says")
+
+
+class ToyVerifierOptions(Options):
+    score: float = Field(0.5, ge=0, le=1, description="the score of every step")
+
+
+TOY_TASK = TaskEntry("toy", "a fake suite of n questions", ToySuite, lambda o, seed: FakeTask(o.n), "exact answer")
+TOY_ENGINE = EngineEntry(
+    "toy_engine", "a scripted engine", ToyEngineOptions, lambda model, o: ScriptedEngine([], default=o.reply)
+)
+TOY_VERIFIER = VerifierEntry(
+    "toy_verifier", "a constant judge", ToyVerifierOptions, lambda o, **_: ScriptedVerifier(default=o.score)
+)
+
+
+@pytest.fixture
+def toys():
+    """The three toys registered for one test, and gone afterwards (registries are process-wide)."""
+    register_task(TOY_TASK), register_engine(TOY_ENGINE), register_verifier(TOY_VERIFIER)
+    yield
+    TASKS.pop("toy"), ENGINES.pop("toy_engine"), VERIFIERS.pop("toy_verifier")
+
+
+def _spec(**kw):
+    return dict(name="toy", models=["m"], task=dict(kind="toy", n=3), samples_per_question=1) | kw
+
+
+def test_a_registered_task_engine_and_verifier_pass_the_spec_check(toys):
+    spec = parse_spec(
+        _spec(engine=dict(kind="toy_engine", reply="Answer: 2"), verifiers=[dict(name="toy_verifier", score=0.9)])
+    )
+    assert isinstance(spec.task, ToySuite) and spec.task.n == 3 and spec.engine.reply == "Answer: 2"
+    assert len(create_task(spec.task).questions()) == 3
+    assert create_engine(FAKE_MODEL, spec.engine).generate([]) == []
+    assert spec.model_dump(mode="json")["task"] == {"kind": "toy", "n": 3}  # the run id sees every option
+    with pytest.raises(SpecError, match=r"^task\.n: Input should be less than or equal to 10 \(got 11\)"):
+        parse_spec(_spec(task=dict(kind="toy", n=11)))
+    with pytest.raises(SpecError, match=r"^engine\.voice: unknown key; allowed: kind, reply"):
+        parse_spec(_spec(engine=dict(kind="toy_engine", voice="x")))
+    from backend.verifiers import verifier_options
+
+    with pytest.raises(SpecError, match=r"^verifiers\[0\]\.score: Input should be less than or equal to 1"):
+        verifier_options("toy_verifier", {"score": 2}, "verifiers[0]")
+
+
+def test_the_spec_check_forgets_them_when_they_are_gone():
+    with pytest.raises(
+        SpecError, match=r"task\.kind: unknown task kind 'toy'; allowed: humaneval, math_jsonl, reasoning_gym"
+    ):
+        parse_spec(_spec())
+
+
+def test_the_cli_lists_them(toys, capsys):
+    main(["tasks"])
+    assert (
+        "  toy: a fake suite of n questions (graded by exact answer)\n    n = 2  questions" in capsys.readouterr().out
+    )
+    main(["engines"])
+    assert "  toy_engine: a scripted engine" in capsys.readouterr().out
+    main(["verifiers"])
+    assert "  toy_verifier: a constant judge\n    score = 0.5  the score of every step" in capsys.readouterr().out
+
+
+# ---- conformance: the same contract for every registered entry of a kind ---------------------------------------
+TASK_EXAMPLES = {  # the smallest suite of each built-in, for the contract
+    "reasoning_gym": {"kind": "reasoning_gym", "datasets": [{"name": "basic_arithmetic", "size": 2}]},
+    "humaneval": {"kind": "humaneval", "size": 2},
+    "math_jsonl": {"kind": "math_jsonl", "path": "examples/math_sample.jsonl", "size": 2},
+}
+
+
+def test_every_task_has_an_example_here():
+    assert set(TASK_EXAMPLES) == set(TASKS)
+
+
+@pytest.mark.parametrize("kind", sorted(TASKS))
+def test_task_contract(kind):
+    entry = TASKS[kind]
+    assert entry.options.model_fields["kind"].default == kind and entry.help
+    options = task_options(TASK_EXAMPLES[kind])
+    task = create_task(options, seed=0)
+    questions = task.questions()
+    assert questions and len({q.question_id for q in questions}) == len(questions)
+    q = questions[0]
+    assert task.user_message(q).strip() and task.few_shot_format(q, None).strip() and task.system_prompt
+    assert not task.grade(q, "I do not know.").correct  # no answer is never correct
+    with pytest.raises(
+        SpecError, match=rf"^task\.bogus: unknown key; allowed: {', '.join(entry.options.model_fields)}"
+    ):
+        task_options({**TASK_EXAMPLES[kind], "bogus": 1})
+
+
+@pytest.mark.parametrize("kind", sorted(ENGINES))
+def test_engine_contract(kind):
+    """Options: defaults where the engine has them, the kind pinned, unknown keys refused. Generation itself is
+    exercised per engine on real models (tests/integration, tests/gpu)."""
+    entry = ENGINES[kind]
+    assert entry.options.model_fields["kind"].default == kind and entry.help
+    required = [n for n, f in entry.options.model_fields.items() if f.is_required()]
+    example = {"kind": kind, **{n: "http://127.0.0.1:1/v1" for n in required}}
+    assert engine_options(example).kind == kind
+    with pytest.raises(SpecError, match=r"^engine\.bogus: unknown key"):
+        engine_options({**example, "bogus": 1})
+
+
+VERIFIER_EXAMPLES = {"prm_vllm": {"model": "org/prm"}}
+
+
+@pytest.mark.parametrize("name", sorted(VERIFIERS))
+def test_verifier_contract(name):
+    """Scores in [0, 1], one per step asked for, each pass's usage reported; charged to the ledger at the
+    verifier's own size (nothing for the free oracle)."""
+    from backend.ledger import Ledger
+    from backend.verifiers import charge
+
+    class Scorer:  # stands in for vLLM's reward model where a verifier needs one
+        arch = GEN_ARCH
+
+        def score(self, prompts):
+            return [[0.25] * 3 for _ in prompts]
+
+    entry = VERIFIERS[name]
+    if entry.needs_gpu and name not in VERIFIER_EXAMPLES:
+        pytest.fail(f"{name} needs a CPU-side example here")
+    task = FakeTask(1)
+    engine = ScriptedEngine([], default="Yes")
+    v = create_verifier(name, VERIFIER_EXAMPLES.get(name), task=task, engine=engine, model=FAKE_MODEL, scorer=Scorer())
+    [r] = v.score([ScoreRequest(task.questions()[0], ("x = 1", "Answer: 1"), first=0)])
+    assert len(r.scores) == 2 and all(0.0 <= s <= 1.0 for s in r.scores)
+    spent = charge(Ledger(), v, r)
+    assert spent == 0.0 if v.arch is None else spent > 0
+    assert entry.needs_ground_truth == (name == "oracle")
