@@ -1,5 +1,5 @@
-"""README tables derived from the registries: strategies (with their parameters) and verifiers (with their options
-and needs). `python -m backend.docs` rewrites the README between the `<!-- registry:NAME -->` markers; a test
+"""README tables derived from the registries: task suites, engines, strategies (with their parameters) and
+verifiers (with their options and needs). `python -m backend.docs` rewrites the README between the `<!-- registry:NAME -->` markers; a test
 fails when the README is behind the registries, so a new strategy or verifier cannot go undocumented."""
 
 from __future__ import annotations
@@ -33,10 +33,7 @@ def verifiers_table() -> str:
 
     rows = ["| verifier | what it is | options | needs |", "|---|---|---|---|"]
     for name, e in VERIFIERS.items():
-        opts = ", ".join(
-            f"`{o}`" + (" (required)" if f.is_required() else f"={_cell(repr(f.default))}")
-            for o, f in e.options.model_fields.items()
-        )
+        opts = _options(e.options)
         needs = [
             w
             for w, on in (
@@ -46,11 +43,49 @@ def verifiers_table() -> str:
             )
             if on
         ]
-        rows.append(f"| `{name}` | {_cell(e.help)} | {opts or '—'} | {', '.join(needs) or '—'} |")
+        rows.append(f"| `{name}` | {_cell(e.help)} | {opts} | {', '.join(needs) or '—'} |")
     return "\n".join(rows)
 
 
-TABLES = {"strategies": strategies_table, "verifiers": verifiers_table}
+def tasks_table() -> str:
+    from backend.tasks import TASKS
+
+    rows = ["| kind | questions | options | grading |", "|---|---|---|---|"]
+    for kind, e in TASKS.items():
+        rows.append(f"| `{kind}` | {_cell(e.help)} | {_options(e.options)} | {_cell(e.grading) or '—'} |")
+    return "\n".join(rows)
+
+
+def engines_table() -> str:
+    from backend.engines import DEFAULT_ENGINE, ENGINES
+
+    rows = ["| kind | what it runs | options | can |", "|---|---|---|---|"]
+    for kind, e in ENGINES.items():
+        can = [
+            w
+            for w, on in (
+                ("logprobs", e.supports_logprobs),
+                ("prefix cache", e.supports_prefix_cache),
+                ("Hugging Face ids", e.loads_hub_ids),
+                ("needs a GPU", e.needs_gpu),
+            )
+            if on
+        ]
+        name = f"`{kind}`" + (" (default)" if kind == DEFAULT_ENGINE else "")
+        rows.append(f"| {name} | {_cell(e.help)} | {_options(e.options)} | {', '.join(can)} |")
+    return "\n".join(rows)
+
+
+def _options(model) -> str:
+    shown = [
+        f"`{o}`" + (" (required)" if f.is_required() else f"={_cell(repr(f.default))}")
+        for o, f in model.model_fields.items()
+        if o != "kind"
+    ]
+    return ", ".join(shown) or "—"
+
+
+TABLES = {"tasks": tasks_table, "engines": engines_table, "strategies": strategies_table, "verifiers": verifiers_table}
 
 
 def _section(body: str):
