@@ -1,4 +1,4 @@
-"""Column layout of the immutable Parquet shards that workers append (see `store/__init__.py` for why shards).
+"""Column layout of the immutable Parquet shards that workers append (`store/store.py` says why shards).
 
 Each table is one pyarrow schema. Adding a column is a named migration in `store/migrations.py` that bumps
 `SHARD_SCHEMA_VERSION` (recorded in the catalog's store_meta); readers use `union_by_name`, and `Store.connect`

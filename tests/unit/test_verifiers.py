@@ -176,11 +176,14 @@ def test_a_spec_lists_verifiers_with_options_once_each():
 @pytest.mark.gpu
 def test_prm_vllm_on_gpu():
     pytest.importorskip("vllm")
+    from backend.ledger import Ledger
     from backend.verifiers.prm_vllm import PRMVerifier
 
-    v = PRMVerifier("Qwen/Qwen2.5-Math-PRM-7B")
+    v = create_verifier("prm_vllm", {"model": "Qwen/Qwen2.5-Math-PRM-7B"}, task=FakeTask())
+    assert isinstance(v, PRMVerifier)
     [r] = v.score([ScoreRequest(FakeTask().questions()[0], ("1 + 1 = 2", "Answer: 2"))])
     assert len(r.scores) == 2 and all(0.0 <= s <= 1.0 for s in r.scores)
+    assert charge(Ledger(), v, r) > 0  # at the PRM's own size, read from its config when vLLM loaded it
 
 
 def test_self_verify_judge_extends_the_generator_text_and_is_charged_by_the_search_cache():
