@@ -72,12 +72,12 @@ def recount(store: Store, run_id: str, arch, prompts: dict[int, dict[str, str]])
     prompt is cached up to the most tokens of a text this question's search processed before (an earlier prompt,
     or prompt + completion) that is a prefix of it; the engine's cached_prompt_tokens report is not used."""
     df = store.query(
-        "SELECT question_id, node_id, prompt_tokens, completion_tokens, verifier_flops, finish_reason FROM nodes "
+        "SELECT question_id, node_id, prompt_tokens, completion_tokens, verifier_flops, kind FROM nodes "
         "WHERE run_id = ? ORDER BY question_id, node_id",
         [run_id],
     )
     g = 0.0
-    for qid, rows in df[df["finish_reason"] != "root"].groupby("question_id", sort=False):
+    for qid, rows in df[df["kind"] != "root"].groupby("question_id", sort=False):
         seen: dict[str, int] = {}
         for r in rows.itertuples():
             prompt, text = prompts[qid][r.node_id]

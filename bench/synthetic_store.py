@@ -200,6 +200,7 @@ def _search_trees(run_id, model, qtable, n_trees, rng) -> pa.Table:
                         answer=(refs[t] if correct else refs[t] + "_w0") if final else None,
                         correct=correct if final else None,
                         finish_reason="stop" if final else None,
+                        kind="root" if depth == 0 else ("answer" if final else "step"),
                     )
                 )
                 created.append((score, next_id))
@@ -263,8 +264,9 @@ def search_configuration_table(
             "selected": selected,
             "answer": refs,
             "correct": np.where(final, selected & ok, None),
-            "finish_reason": np.where(depth == 0, "root", np.where(final, "answer:stop", "step")),
+            "finish_reason": np.where(depth == 0, None, "stop"),
             "grade_error": pa.nulls(n, pa.string()),
+            "kind": np.where(depth == 0, "root", np.where(final, "answer", "step")),
         },
         schema=NODES,
     )

@@ -78,6 +78,13 @@ def m004_grade_error(db: Connection) -> None:
     db.execute(text("UPDATE store_meta SET value = '2' WHERE key = 'shard_schema_version'"))
 
 
+@migration
+def m005_node_kind(db: Connection) -> None:
+    """Shard layout 3: nodes get a `kind` column (root, step, revision, ...) and `finish_reason` keeps the engine's
+    reason alone; layout-2 shards, which folded the two ("revision:stop"), read as layout 3 (store/schema.READ_AS)."""
+    db.execute(text("UPDATE store_meta SET value = '3' WHERE key = 'shard_schema_version'"))
+
+
 def apply_migrations(db: Connection) -> list[str]:
     """Apply the pending migrations in order, each in the caller's transaction; return their names."""
     db.execute(text("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SHARD_SCHEMA_VERSION = 2
+SHARD_SCHEMA_VERSION = 3
 
 SAMPLES = pa.schema(
     [
@@ -89,10 +89,21 @@ NODES = pa.schema(
         ("selected", pa.bool_()),  # the strategy's final pick
         ("answer", pa.string()),
         ("correct", pa.bool_()),
-        ("finish_reason", pa.string()),
+        ("finish_reason", pa.string()),  # the engine's: stop | length (NULL for a root)
         ("grade_error", pa.string()),  # the task's checker raised on this final node
+        ("kind", pa.string()),  # root | step | rollout | revision | extension | answer
     ]
 )
 """Search trajectories (beam, lookahead, revisions, ...): one row per node of the tree."""
 
 TABLES: dict[str, pa.Schema] = {"samples": SAMPLES, "questions": QUESTIONS, "scores": SCORES, "nodes": NODES}
+
+READ_AS: dict[str, dict[str, str]] = {
+    # layout 2 folded a node's kind into finish_reason ("root", "step", "revision:stop"): such shards read as layout 3
+    "nodes": {
+        "kind": "coalesce(kind, split_part(finish_reason, ':', 1))",
+        "finish_reason": "CASE WHEN kind IS NOT NULL THEN finish_reason WHEN contains(finish_reason, ':') "
+        "THEN split_part(finish_reason, ':', 2) END",
+    },
+}
+"""Per table, columns whose stored form changed: the expression that reads every shard in the current form."""

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine as SqlEngine
 
 from backend.errors import StoreError
 from store.migrations import apply_migrations
-from store.schema import SHARD_SCHEMA_VERSION, TABLES
+from store.schema import READ_AS, SHARD_SCHEMA_VERSION, TABLES
 
 CATALOG_FILE = "catalog.sqlite"
 
@@ -147,7 +147,11 @@ class Store:
                 missing = "".join(
                     f", CAST(NULL AS {_duckdb_type(f.type)}) AS {f.name}" for f in schema if f.name not in present
                 )
-                con.execute(f"CREATE VIEW {table} AS SELECT *{missing} FROM {source}")
+                view = f"SELECT *{missing} FROM {source}"
+                if READ_AS.get(table):  # a column whose stored form changed: every shard reads in the current form
+                    replace = ", ".join(f"{expr} AS {col}" for col, expr in READ_AS[table].items())
+                    view = f"SELECT * REPLACE ({replace}) FROM ({view})"
+                con.execute(f"CREATE VIEW {table} AS {view}")
             else:
                 empty = schema.empty_table()  # noqa: F841 - referenced by name below
                 con.execute(f"CREATE TABLE {table} AS SELECT * FROM empty")

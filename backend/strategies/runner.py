@@ -77,7 +77,8 @@ def nodes_table(run_id: str, model_name: str, strategy: str, config: dict, ctx: 
                     "answer": n.answer,
                     "correct": n.correct,
                     "grade_error": n.grade_error,
-                    "finish_reason": n.kind if n.kind in ("root", "step") else f"{n.kind}:{n.finish_reason}",
+                    "finish_reason": n.finish_reason or None if n.kind != "root" else None,
+                    "kind": n.kind,
                 }
             )
     return pa.Table.from_pylist(rows, schema=NODES)

@@ -51,7 +51,7 @@ def assert_whole_trees(store, run_id, question_ids):
         assert g["is_final"].sum() >= 1, qid
         assert g["selected"].sum() == 1, qid
         assert g.loc[g["selected"], "is_final"].all()
-        scored = g[(g["parent_id"] != -1) & g["finish_reason"].isin(["step", "revision:stop", "revision:length"])]
+        scored = g[(g["parent_id"] != -1) & g["kind"].isin(["step", "revision"])]
         assert scored["step_score"].between(0, 1).all()
         assert (g["generator_flops"] >= 0).all() and g["generator_flops"].sum() > 0
     return df

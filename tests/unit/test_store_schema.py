@@ -7,12 +7,12 @@ from sqlalchemy import inspect, text
 
 from store import Store
 from store.migrations import MIGRATIONS
-from store.schema import TABLES
+from store.schema import SHARD_SCHEMA_VERSION, TABLES
 
 
 def test_migrations_are_named_in_order():
     names = [n for n, _ in MIGRATIONS]
-    assert names == ["m001_runs", "m002_shard_schema_version", "m003_workers", "m004_grade_error"]
+    assert names == ["m001_runs", "m002_shard_schema_version", "m003_workers", "m004_grade_error", "m005_node_kind"]
 
 
 def test_fresh_catalog_has_exact_schema(tmp_path):
@@ -138,7 +138,9 @@ def test_a_store_written_before_a_column_existed_reads_it_as_null(tmp_path):
         "boom",
     ]
     with store.catalog.connect() as db:
-        assert db.execute(text("SELECT value FROM store_meta WHERE key = 'shard_schema_version'")).scalar() == "2"
+        assert db.execute(text("SELECT value FROM store_meta WHERE key = 'shard_schema_version'")).scalar() == str(
+            SHARD_SCHEMA_VERSION
+        )
 
 
 def test_a_store_written_by_a_newer_layout_is_refused(tmp_path):
@@ -156,3 +158,32 @@ def test_a_store_written_by_a_newer_layout_is_refused(tmp_path):
         match=rf"written by a newer ttc-lab \(shard layout {SHARD_SCHEMA_VERSION + 1}, this one reads up to {SHARD_SCHEMA_VERSION}\)",
     ):
         Store.open(tmp_path / "s", create=False)
+
+
+def test_nodes_of_layout_2_read_with_their_kind_unfolded(tmp_path):
+    """Layout 2 folded a node's kind into finish_reason ("revision:stop"); such shards read as layout 3."""
+    import pyarrow.parquet as pq
+
+    store = Store.open(tmp_path / "s")
+    old = pa.schema([f for f in TABLES["nodes"] if f.name != "kind"])
+    rows = [
+        {"run_id": "r", "node_id": i, "finish_reason": fr}
+        for i, fr in enumerate(["root", "step", "revision:stop", "answer:length"])
+    ]
+    (tmp_path / "s" / "nodes" / "r").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=old), tmp_path / "s" / "nodes" / "r" / "old.parquet")
+    new = {f.name: None for f in TABLES["nodes"]} | {
+        "run_id": "r",
+        "node_id": 9,
+        "kind": "revision",
+        "finish_reason": "length",
+    }
+    store.write_shard("nodes", "r", pa.Table.from_pylist([new], schema=TABLES["nodes"]))
+    got = store.query("SELECT node_id, kind, coalesce(finish_reason, '-') AS fr FROM nodes ORDER BY node_id")
+    assert got.values.tolist() == [
+        [0, "root", "-"],
+        [1, "step", "-"],
+        [2, "revision", "stop"],
+        [3, "answer", "length"],
+        [9, "revision", "length"],
+    ]
