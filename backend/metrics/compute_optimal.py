@@ -166,8 +166,9 @@ def compute_optimal(
     needed_bin = np.stack([p[0] for p in per_bin]) if per_bin else np.zeros((0, n_b))
     lower_bin = np.stack([p[1] for p in per_bin]) if per_bin else np.zeros((0, n_b), bool)
     with np.errstate(invalid="ignore", divide="ignore"):
-        efficiency = budgets / needed
-        efficiency_by_bin = budgets[None, :] / needed_bin
+        # a baseline at accuracy 0 sets no target: any budget "matches" it, so there is no ratio to report
+        efficiency = np.where(base_overall > 0, budgets / needed, np.nan)
+        efficiency_by_bin = np.where(base.T > 0, budgets[None, :] / needed_bin, np.nan)
     return ComputeOptimalResult(
         budgets=budgets,
         configurations=configurations,
@@ -180,9 +181,9 @@ def compute_optimal(
         baseline_accuracy=base_overall,
         baseline_accuracy_by_bin=base.T,
         efficiency=efficiency,
-        efficiency_is_lower_bound=lower & ~np.isnan(base_overall),
+        efficiency_is_lower_bound=lower & (base_overall > 0),
         efficiency_by_bin=efficiency_by_bin,
-        efficiency_by_bin_is_lower_bound=lower_bin & ~np.isnan(base.T),
+        efficiency_by_bin_is_lower_bound=lower_bin & (base.T > 0),
     )
 
 

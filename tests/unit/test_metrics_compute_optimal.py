@@ -153,3 +153,13 @@ def test_budget_to_reach_past_an_unmeasured_budget_is_a_bound_at_the_first_measu
     needed, bound = budget_to_reach(BUDGETS[:3], np.array([np.nan, 0.4, 0.5]), [0.3, 0.45])
     np.testing.assert_allclose(needed, [2.0, np.sqrt(8.0)])
     assert bound.tolist() == [True, False]
+
+
+def test_no_efficiency_against_a_baseline_that_solves_nothing():
+    """Where best-of-N is at accuracy 0 there is nothing to match: no ratio, rather than budget / smallest budget."""
+    names, acc = _honest_table()
+    levels = np.repeat([1, 2], 20)
+    acc[0][:, levels == 2] = 0.0  # best-of-N never solves bin 2
+    res = compute_optimal(acc, BUDGETS, names, levels, baseline="best_of_n")
+    assert np.isnan(res.efficiency_by_bin[1]).all() and not res.efficiency_by_bin_is_lower_bound[1].any()
+    assert np.isfinite(res.efficiency_by_bin[0][1:]).all() and np.isfinite(res.efficiency[1:]).all()
