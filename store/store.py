@@ -140,9 +140,10 @@ class Store:
         con = duckdb.connect()
         con.execute("SET enable_progress_bar = false")  # it would print into the dashboard server's log
         for table, schema in TABLES.items():
-            if any((self.root / table).glob("*/*.parquet")):
+            shards = list((self.root / table).glob("*/*.parquet"))
+            if shards:
                 source = f"read_parquet('{self.shard_glob(table)}', union_by_name=true)"
-                present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+                present = _shard_columns(con, source, shards)
                 # a column added after every shard of this store was written reads as NULL (schema.py's rule)
                 missing = "".join(
                     f", CAST(NULL AS {_duckdb_type(f.type)}) AS {f.name}" for f in schema if f.name not in present
@@ -261,6 +262,19 @@ class Store:
                 text("UPDATE runs SET cancel_requested=1, updated_at=:now WHERE run_id=:r"),
                 {"now": utcnow(), "r": run_id},
             )
+
+
+_COLUMNS: dict[str, tuple[tuple[int, int], frozenset[str]]] = {}
+
+
+def _shard_columns(con: duckdb.DuckDBPyConnection, source: str, shards: list[Path]) -> frozenset[str]:
+    """The columns some shard of a table has (reading every footer), remembered until a shard is added."""
+    key = (len(shards), max(p.stat().st_mtime_ns for p in shards))
+    hit = _COLUMNS.get(source)
+    if hit is None or hit[0] != key:
+        hit = (key, frozenset(r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()))
+        _COLUMNS[source] = hit
+    return hit[1]
 
 
 _DUCKDB_TYPES = {
