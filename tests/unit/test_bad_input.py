@@ -42,7 +42,7 @@ def _cases(tmp_path, gemma_path):
         ),
         "unknown task kind": (
             spec(task="task: {kind: gsm9k}"),
-            "task.kind: unknown or missing task kind; allowed: reasoning_gym, humaneval, math_jsonl",
+            "task.kind: unknown task kind 'gsm9k'; allowed: humaneval, math_jsonl, reasoning_gym",
         ),
         "unknown dataset": (
             spec(task="task: {kind: reasoning_gym, datasets: [{name: basic_arithmetix, size: 2}]}"),
@@ -69,7 +69,7 @@ def _cases(tmp_path, gemma_path):
         ),
         "unknown nested key": (
             spec(extra="samples_per_question: 2\nengine: {kind: llamacpp, slots: 4}"),
-            "engine.slots: unknown key; allowed: kind, n_parallel, n_ctx_per_slot, threads, base_url",
+            "engine.slots: unknown key; allowed: kind, n_parallel, n_ctx_per_slot, threads",
         ),
         "jsonl line without answer": (spec(task=math_task), f"{jsonl}:2: missing required field 'answer'"),
         "corrupt gguf": (spec(models=f"[{corrupt}]"), f"models[0]: {corrupt}: not a GGUF file (bad magic b'NOPE')"),
@@ -101,7 +101,7 @@ def _cases(tmp_path, gemma_path):
         ),
         "openai without url": (
             spec(extra="samples_per_question: 2\nengine: {kind: openai}"),
-            "engine: kind openai needs base_url, e.g. http://127.0.0.1:8000/v1",
+            "engine.base_url: required but missing; allowed: the server's /v1 URL, e.g. http://127.0.0.1:8000/v1",
         ),
         "missing gguf": (
             spec(models=f"[{tmp_path / 'nope.gguf'}]"),
