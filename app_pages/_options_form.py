@@ -12,7 +12,7 @@ from typing import Any
 import streamlit as st
 from pydantic import BaseModel
 
-from app_pages import _common as ui
+from app_pages import _page as frame
 from backend.errors import SpecError, TtcError
 from backend.options import validate_options
 
@@ -71,6 +71,6 @@ def options_controls(model: type[BaseModel], key: str, field: str, problems: lis
     try:
         validate_options(model, data, field)
     except (SpecError, TtcError) as e:
-        ui.render_error(e)
+        frame.render_error(e)
         problems.append(e)
     return data

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages._common import CACHE_TTL_S, _open_store, _pool, fingerprint, query
+from app_pages._store import CACHE_TTL_S, _open_store, _pool, fingerprint, query
 from backend.metrics import coverage_curve, selection_curves
 from backend.metrics.budget import x_axis
 

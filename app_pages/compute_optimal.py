@@ -11,7 +11,10 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from app_pages import _common as ui
+from app_pages import _charts as charts
+from app_pages import _page as frame
+from app_pages import _selection as sel
+from app_pages import _store as stored
 from app_pages import _views as views
 from backend.metrics.compute_optimal import SNELL_R_VALUES, flops_matched_comparison
 
@@ -34,7 +37,7 @@ def _budget_labels(table) -> list[str]:
 def _line(table, name: str) -> dict:
     """Pool rules dashed, searches solid: one colour per configuration on every chart of the page."""
     i = table.index(name)
-    return dict(color=ui.color(i), dash="dash" if table.kind[i] == "pool" else "solid", width=1.8)
+    return dict(color=charts.color(i), dash="dash" if table.kind[i] == "pool" else "solid", width=1.8)
 
 
 def _standings(study) -> np.ndarray:
@@ -84,8 +87,8 @@ def _heatmap(study) -> None:
     )
     fig.update_xaxes(title=BUDGET_AXIS, type="category")
     fig.update_yaxes(title=f"difficulty ({study.bins.kind}; bin 1 = easiest)", autorange="reversed")
-    ui.style_figure(fig, title="Best configuration per difficulty bin and FLOP budget (all strategies)", height=440)
-    ui.chart(fig, "compute-optimal-heatmap")
+    charts.style_figure(fig, title="Best configuration per difficulty bin and FLOP budget (all strategies)", height=440)
+    charts.chart(fig, "compute-optimal-heatmap")
     st.caption(
         "Each cell: the configuration picked on one half of the bin's questions, coloured by its accuracy on the "
         "other half (the halves then swap; the hover shows both picks and every configuration's standing on the whole bin). '—': no "
@@ -130,8 +133,8 @@ def _against_every_configuration(study) -> None:
         )
     fig.update_xaxes(type="log", title=BUDGET_AXIS)
     fig.update_yaxes(title="accuracy", range=[0, 1.02])
-    ui.style_figure(fig, title=f"Compute-optimal against {r.baseline} and every single configuration", height=520)
-    ui.chart(fig, "compute-optimal-vs-configurations")
+    charts.style_figure(fig, title=f"Compute-optimal against {r.baseline} and every single configuration", height=520)
+    charts.chart(fig, "compute-optimal-vs-configurations")
     st.caption(
         "Dashed: pool rules (majority, best-of-N, weighted best-of-N over the samples); solid: searches. A point "
         "is a configuration's accuracy over the questions it covers at that budget (the hover says how many); a "
@@ -175,12 +178,12 @@ def _by_bin(study) -> None:
     fig.update_yaxes(range=[0, 1.02])
     fig.update_xaxes(title=BUDGET_AXIS, row=math.ceil(len(levels) / cols))
     fig.update_yaxes(title="accuracy", col=1)
-    ui.style_figure(
+    charts.style_figure(
         fig,
         title="Accuracy against FLOPs per difficulty bin: which strategy wins where",
         height=300 * math.ceil(len(levels) / cols) + 140,
     )
-    ui.chart(fig, "compute-optimal-by-bin")
+    charts.chart(fig, "compute-optimal-by-bin")
 
 
 def _ratio_sweep(study) -> None:
@@ -191,14 +194,14 @@ def _ratio_sweep(study) -> None:
     st.subheader("Sequential vs parallel: the best ratio per difficulty bin")
     t = study.table
     options = list(range(len(t.budgets)))
-    ui.from_url("ratio_budget", options[-1], options=options, cast=int)
+    sel.from_url("ratio_budget", options[-1], options=options, cast=int)
     b = st.select_slider(
         "FLOP budget",
         options,
         key="ratio_budget",
         format_func=lambda i: f"{t.budgets[i]:.2g} FLOPs (≈{t.budget_samples[i]:.1f} samples)",
     )
-    ui.to_url("ratio_budget")
+    sel.to_url("ratio_budget")
     at = sweep[sweep["budget_flops"] == t.budgets[b]]
     order = sorted(at["ratio"].unique(), key=lambda x: -_sequential_share(x))
     fig = go.Figure()
@@ -211,7 +214,7 @@ def _ratio_sweep(study) -> None:
                 y=d["accuracy"],
                 mode="lines+markers",
                 name=name,
-                line=dict(color=ui.color(i)),
+                line=dict(color=charts.color(i)),
                 marker=dict(
                     size=np.where(d["best"].fillna(False).astype(bool), 16, 7),
                     symbol=np.where(d["best"].fillna(False).astype(bool), "star", "circle"),
@@ -228,9 +231,9 @@ def _ratio_sweep(study) -> None:
         categoryarray=order,
     )
     fig.update_yaxes(title="accuracy", range=[0, 1.02])
-    ui.style_figure(fig, title="Accuracy against the sequential:parallel ratio (star: the bin's best)")
-    ui.chart(fig, "ratio-sweep")
-    ui.table(at.drop(columns=["kind"]), "ratio-sweep-table", expander="Ratio sweep data")
+    charts.style_figure(fig, title="Accuracy against the sequential:parallel ratio (star: the bin's best)")
+    charts.chart(fig, "ratio-sweep")
+    charts.table(at.drop(columns=["kind"]), "ratio-sweep-table", expander="Ratio sweep data")
 
 
 def _sequential_share(ratio: str) -> float:
@@ -260,12 +263,12 @@ def _flops_matched(study, root, fp, run_ids, model, task, combos) -> None:
             help="decode FLOPs per generated token of the two models, from the store's ledger",
         )
     else:
-        ui.from_url("M", 4.0, cast=float)
+        sel.from_url("M", 4.0, cast=float)
         size_ratio = c3.number_input("M = size ratio (larger / this)", min_value=1.0, step=0.5, key="M")
-        ui.to_url("M")
-    ui.from_url("R", 0.79, cast=float)
+        sel.to_url("M")
+    sel.from_url("R", 0.79, cast=float)
     custom_r = c4.number_input("R = D_inference / D_pretrain", min_value=0.001, step=0.1, key="R", format="%.3f")
-    ui.to_url("R")
+    sel.to_url("R")
     if size_ratio < 1:
         st.warning(f"{large} costs less per token than {model} (M = {size_ratio:.2f}); pick a larger model.")
         return
@@ -280,7 +283,7 @@ def _flops_matched(study, root, fp, run_ids, model, task, combos) -> None:
             x=labels,
             y=cmp["small_model_accuracy"],
             name=f"{model}, compute-optimal at matched FLOPs",
-            marker_color=ui.color(0),
+            marker_color=charts.color(0),
             customdata=np.stack([cmp["small_model_budget"], cmp["small_model_budget_samples"]], -1),
             hovertemplate="%{x}<br>%{customdata[0]:.3g} FLOPs per question (≈%{customdata[1]:.1f} samples)<br>accuracy %{y:.3f}<extra></extra>",
         )
@@ -290,30 +293,32 @@ def _flops_matched(study, root, fp, run_ids, model, task, combos) -> None:
             x=labels,
             y=cmp["large_model_accuracy"],
             name=f"{large if large in others else 'larger model'} (pass@1)",
-            marker_color=ui.color(1),
+            marker_color=charts.color(1),
         )
     )
     fig.update_yaxes(title="accuracy", range=[0, 1.02])
     fig.update_xaxes(title="R (inference tokens / pretraining tokens)")
-    ui.style_figure(fig, title=f"Same total FLOPs: {model} with test-time compute vs a {size_ratio:.3g}× larger model")
-    ui.chart(fig, "flops-matched")
+    charts.style_figure(
+        fig, title=f"Same total FLOPs: {model} with test-time compute vs a {size_ratio:.3g}× larger model"
+    )
+    charts.chart(fig, "flops-matched")
     st.caption(
         "The small model gets M + 3·(M−1)/R times the FLOPs of one of its own samples (Snell et al. §7). "
         "Empty bars: the matched budget lies outside the budgets measured."
     )
-    ui.table(cmp, "flops-matched-table", expander="FLOPs-matched comparison data")
+    charts.table(cmp, "flops-matched-table", expander="FLOPs-matched comparison data")
 
 
 def body(store) -> None:
-    run_ids, combos, task, _ = ui.pool_selection(store, x_axis=False)
+    run_ids, combos, task, _ = sel.pool_selection(store, x_axis=False)
     models = sorted({m for m, s in combos if s == "sample"})
     if not models:
         st.info("Select a run with sampling pools (strategy 'sample').")
         return
     c1, c2, c3, c4 = st.columns([3, 2, 2, 1])
-    ui.from_url("model", models[0], options=models)
+    sel.from_url("model", models[0], options=models)
     model = c1.selectbox("Model", models, key="model")
-    ui.from_url("bins", "oracle", options=BINS)
+    sel.from_url("bins", "oracle", options=BINS)
     bins = c2.radio(
         "Difficulty",
         BINS,
@@ -322,11 +327,11 @@ def body(store) -> None:
         help="oracle: pass@1 from the pool; predicted: mean verifier score (no ground truth)",
     )
     with c3:
-        verifier = ui.verifier_choice(store)
-    ui.from_url("nbins", views.STUDY_BINS, options=[2, 3, 4, 5, 6, 8, 10], cast=int)
+        verifier = sel.verifier_choice(store)
+    sel.from_url("nbins", views.STUDY_BINS, options=[2, 3, 4, 5, 6, 8, 10], cast=int)
     n_bins = c4.selectbox("Bins", [2, 3, 4, 5, 6, 8, 10], key="nbins")
-    ui.to_url("model", "bins", "nbins")
-    root, fp = str(store.root), ui.fingerprint(store)
+    sel.to_url("model", "bins", "nbins")
+    root, fp = str(store.root), stored.fingerprint(store)
     with st.spinner("cross-validating configurations per bin…"):
         study = views.compute_optimal_view(
             root, fp, run_ids, model, task, verifier, bins, int(n_bins), views.STUDY_DRAWS, views.STUDY_SEED
@@ -345,11 +350,11 @@ def body(store) -> None:
         help="FLOPs the baseline needs / FLOPs compute-optimal needs for the same accuracy",
     )
     m2.metric("Questions per bin", ", ".join(str(n) for n in study.bin_sizes.values()))
-    ui.table(
+    charts.table(
         study.report(), "compute-optimal-efficiency", expander="Choice, accuracy and efficiency per bin and budget"
     )
     _by_bin(study)
-    ui.table(
+    charts.table(
         study.cells_by_bin(),
         "compute-optimal-cells",
         expander="Every configuration per bin and budget (with coverage and status counts)",
@@ -358,7 +363,7 @@ def body(store) -> None:
     _flops_matched(study, root, fp, run_ids, model, task, combos)
 
 
-ui.run_page(
+frame.run_page(
     "compute_optimal",
     "Compute-optimal",
     body,

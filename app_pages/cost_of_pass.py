@@ -6,7 +6,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages import _common as ui
+from app_pages import _charts as charts
+from app_pages import _page as frame
+from app_pages import _selection as sel
+from app_pages import _store as stored
 from app_pages import _views as views
 from backend.metrics.cost import HUMAN_EXPERT, Price, cost_table, frontier
 
@@ -18,7 +21,7 @@ def _spec_prices(store) -> dict:
     import json
 
     out = {}
-    for spec in ui.runs(store)["spec_json"].dropna():
+    for spec in stored.runs(store)["spec_json"].dropna():
         for m in json.loads(spec).get("models", []):
             if isinstance(m, dict) and m.get("price_in_per_m") is not None:
                 out[m["name"]] = (m["price_in_per_m"], m.get("price_out_per_m") or m["price_in_per_m"])
@@ -26,7 +29,7 @@ def _spec_prices(store) -> dict:
 
 
 def body(store) -> None:
-    run_ids, combos, task, _ = ui.pool_selection(store, x_axis=False)
+    run_ids, combos, task, _ = sel.pool_selection(store, x_axis=False)
     if not combos:
         st.info("Select at least one run and model.")
         return
@@ -43,18 +46,18 @@ def body(store) -> None:
     with c1:
         st.markdown("**Prices** (edit the cells)")
         edited = st.data_editor(prices_df, hide_index=True, disabled=["model"], key="prices", width="stretch")
-    ui.from_url("expert", 0.5, cast=float)
+    sel.from_url("expert", 0.5, cast=float)
     expert = c2.number_input(
         "Human expert, USD per correct answer", min_value=0.0, step=0.1, key="expert", format="%.4f"
     )
     with c3:
-        verifier = ui.verifier_choice(store)
-    ui.to_url("expert")
+        verifier = sel.verifier_choice(store)
+    sel.to_url("expert")
     prices = {
         r["model"]: Price(float(r["input USD / 1M tokens"]), float(r["output USD / 1M tokens"]))
         for r in edited.to_dict("records")
     }
-    root, fp = str(store.root), ui.fingerprint(store)
+    root, fp = str(store.root), stored.fingerprint(store)
     with st.spinner("computing success rates…"):
         rows = pd.concat(
             [views.cost_rows(root, fp, run_ids, m, s, task, verifier, 32) for m, s in combos], ignore_index=True
@@ -73,7 +76,9 @@ def body(store) -> None:
                 y=finite["cost_of_pass"],
                 mode="lines+markers",
                 name=f"{model} · {rule}",
-                line=dict(color=ui.color(sorted(prices).index(model)), dash=["solid", "dash", "dashdot", "dot"][i % 4]),
+                line=dict(
+                    color=charts.color(sorted(prices).index(model)), dash=["solid", "dash", "dashdot", "dot"][i % 4]
+                ),
                 customdata=finite["success_rate"],
                 hovertemplate="k=%{x}<br>USD %{y:.3g} per pass<br>success %{customdata:.3f}<extra></extra>",
             )
@@ -92,8 +97,8 @@ def body(store) -> None:
     fig.add_hline(y=expert, line=dict(color="#444", dash="longdash"), annotation_text=f"human expert: USD {expert:g}")
     fig.update_xaxes(type="log", title="samples per question (k)")
     fig.update_yaxes(type="log", title="cost-of-pass (USD per correct answer)")
-    ui.style_figure(fig, title="Cost-of-pass: expected spend per correct answer", height=500)
-    ui.chart(fig, "cost-of-pass")
+    charts.style_figure(fig, title="Cost-of-pass: expected spend per correct answer", height=500)
+    charts.chart(fig, "cost-of-pass")
     never = table[~np.isfinite(table["cost_of_pass"])]
     if len(never):
         st.caption(
@@ -105,16 +110,16 @@ def body(store) -> None:
     m1, m2 = st.columns(2)
     m1.metric("Frontier cost-of-pass", "∞" if not np.isfinite(f["frontier_cost"]) else f"USD {f['frontier_cost']:.4g}")
     m2.metric("Cheapest way to a correct answer", who if f["model"] != HUMAN_EXPERT else "hire the human expert")
-    ui.table(
+    charts.table(
         table.sort_values("cost_of_pass"),
         "cost-of-pass-table",
         height=260,
         expander="Cost-of-pass of every configuration",
     )
-    ui.table(by_budget, "cost-frontier", expander="Frontier per budget")
+    charts.table(by_budget, "cost-frontier", expander="Frontier per budget")
 
 
-ui.run_page(
+frame.run_page(
     "cost_of_pass",
     "Cost-of-pass",
     body,

@@ -4,31 +4,34 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages import _common as ui
+from app_pages import _charts as charts
+from app_pages import _page as frame
+from app_pages import _selection as sel
+from app_pages import _store as stored
 from app_pages import _views as views
 
 
 def body(store) -> None:
-    run_ids, combos, task, unit = ui.pool_selection(store)
+    run_ids, combos, task, unit = sel.pool_selection(store)
     c1, c2 = st.columns([1, 3])
-    ui.from_url("fit", "on", options=["on", "off"])
+    sel.from_url("fit", "on", options=["on", "off"])
     show_fit = c1.radio("Power-law fit", ["on", "off"], key="fit", horizontal=True) == "on"
-    ui.from_url("kmax", 10_000, cast=int)
+    sel.from_url("kmax", 10_000, cast=int)
     k_max = int(c2.number_input("Extrapolate to k =", min_value=1, step=100, key="kmax", disabled=not show_fit))
-    ui.to_url("fit", "kmax")
+    sel.to_url("fit", "kmax")
     if not combos:
         st.info("Select at least one run and model.")
         return
-    root, fp = str(store.root), ui.fingerprint(store)
+    root, fp = str(store.root), stored.fingerprint(store)
     fig = go.Figure()
     tables, fits = [], []
     with st.spinner("computing coverage…"):
         for i, (model, strategy) in enumerate(combos):
             v = views.coverage_view(root, fp, run_ids, model, strategy, task, unit, k_max)
             label = f"{model} · {strategy}"
-            c = ui.color(i)
+            c = charts.color(i)
             d = v.curve
-            ui.add_band(fig, d["x"], d["low"], d["high"], c, label, label)
+            charts.add_band(fig, d["x"], d["low"], d["high"], c, label, label)
             fig.add_trace(
                 go.Scatter(
                     x=d["x"],
@@ -78,17 +81,17 @@ def body(store) -> None:
                     note=v.fit_error or "",
                 )
             )
-    fig.update_xaxes(type="log", title=ui.x_label(unit))
+    fig.update_xaxes(type="log", title=charts.x_label(unit))
     fig.update_yaxes(title="coverage (pass@k)", range=[0, 1.02])
-    ui.style_figure(fig, title="Coverage: the chance that at least one of k samples is correct")
-    ui.chart(fig, "coverage")
+    charts.style_figure(fig, title="Coverage: the chance that at least one of k samples is correct")
+    charts.chart(fig, "coverage")
     st.caption(
         "Bands: 95% bootstrap over questions. Dotted: power-law fit log(coverage) = a·k^b; dashed: its extrapolation beyond the pool."
     )
     cols = ["model", "strategy", "k", "x", "coverage", "low", "high"]
-    ui.table(pd.concat(tables, ignore_index=True)[cols], "coverage-table", height=240, expander="Coverage data")
+    charts.table(pd.concat(tables, ignore_index=True)[cols], "coverage-table", height=240, expander="Coverage data")
     st.markdown("**Power-law fits**")
-    ui.table(pd.DataFrame(fits), "coverage-fits")
+    charts.table(pd.DataFrame(fits), "coverage-fits")
 
 
-ui.run_page("coverage", "Coverage", body, caption="pass@k per model and strategy, from the stored pools.")
+frame.run_page("coverage", "Coverage", body, caption="pass@k per model and strategy, from the stored pools.")

@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages import _common as ui
+from app_pages import _page as frame
+from app_pages import _selection as sel
+from app_pages import _store as stored
 from backend.config import parse_spec
 from backend.errors import SpecError, TtcError
 from backend.jobs import cancel, live_workers, progress, spawn_worker, submit
@@ -64,7 +66,7 @@ def _arch(model: str):
 def _models_section() -> list[str]:
     installed = _installed_models()
     names = list(SHIPPED_MODELS)
-    ui.from_url("models", [DEFAULT_MODEL], options=names, multi=True)
+    sel.from_url("models", [DEFAULT_MODEL], options=names, multi=True)
     chosen = st.multiselect(
         "Models",
         names,
@@ -83,14 +85,14 @@ def _task_section(problems: list) -> dict:
     from backend.tasks import TASKS
 
     kinds = list(TASKS)
-    ui.from_url("suite", "reasoning_gym", options=kinds)
+    sel.from_url("suite", "reasoning_gym", options=kinds)
     kind = st.radio(
         "Task suite", kinds, key="suite", horizontal=True, help=TASKS[st.session_state.get("suite", kinds[0])].help
     )
     if kind != "reasoning_gym":
         return options_controls(TASKS[kind].options, f"task_{kind}", "task", problems, fixed={"kind": kind})
     all_sets = _rg_datasets()
-    ui.from_url("datasets", ["basic_arithmetic"], options=all_sets, multi=True)
+    sel.from_url("datasets", ["basic_arithmetic"], options=all_sets, multi=True)
     names = st.multiselect(
         "reasoning-gym datasets",
         all_sets,
@@ -122,7 +124,7 @@ def _parse_config(raw: str, field: str, problems: list) -> dict:
         err = e
     else:
         return config
-    ui.render_error(err)
+    frame.render_error(err)
     problems.append(err)
     return {}
 
@@ -154,7 +156,7 @@ def _engine_section(problems: list) -> dict:
     from backend.engines import DEFAULT_ENGINE, ENGINES
 
     kinds = list(ENGINES)
-    ui.from_url("engine", DEFAULT_ENGINE, options=kinds)
+    sel.from_url("engine", DEFAULT_ENGINE, options=kinds)
     kind = st.radio(
         "Engine",
         kinds,
@@ -269,17 +271,17 @@ def form(store) -> None:
         try:
             budgets = _budget_section(models, sampling["max_tokens"])
         except TtcError as e:
-            ui.render_error(e)
+            frame.render_error(e)
             problems.append(e)
         if verifiers:
             strategies = {**strategies, "verifiers": verifiers}
         if strategies.get("strategies") and budgets:
             strategies = {**strategies, "budgets": budgets, "budget_unit": "flops"}
-    ui.to_url("models", "suite", "engine", *(["datasets"] if task["kind"] == "reasoning_gym" else []))
+    sel.to_url("models", "suite", "engine", *(["datasets"] if task["kind"] == "reasoning_gym" else []))
     if st.button("Queue run", type="primary", key="queue", icon=":material/send:"):
         if problems:  # the form's own checks (JSON boxes) come first: queue nothing
             st.session_state.pop("queued_msg", None)
-            ui.render_error(problems[0])
+            frame.render_error(problems[0])
         else:
             _queue(_spec_dict(models, task, sampling, strategies))
     if st.session_state.get("queued_msg"):
@@ -290,11 +292,11 @@ def _queue(data: dict) -> None:
     try:
         spec = parse_spec(data, "form")
         with st.spinner("checking the models and the task suite…"):
-            store = ui.open_store(create=True)
+            store = stored.open_store(create=True)
             run_id = submit(store, spec)
     except TtcError as e:
         st.session_state.pop("queued_msg", None)
-        ui.render_error(e)
+        frame.render_error(e)
         return
     st.session_state["queued_msg"] = f"Queued run `{run_id}` ({spec.samples_per_question} samples per question)."
     st.session_state["last_run"] = run_id
@@ -311,7 +313,7 @@ def _fmt_eta(eta) -> str:
 @st.fragment(run_every="2s")
 def progress_panel() -> None:
     st.subheader("Runs")
-    store = ui.open_store()
+    store = stored.open_store()
     if store is None:
         st.caption("No runs yet.")
         return
@@ -371,4 +373,6 @@ def body(store) -> None:
         progress_panel()
 
 
-ui.run_page("run", "Run", body, needs_samples=False, caption="Queue a run for the worker and watch it write samples.")
+frame.run_page(
+    "run", "Run", body, needs_samples=False, caption="Queue a run for the worker and watch it write samples."
+)

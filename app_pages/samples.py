@@ -4,37 +4,40 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages import _common as ui
+from app_pages import _charts as charts
+from app_pages import _page as frame
+from app_pages import _selection as sel
+from app_pages import _store as stored
 from app_pages import _views as views
 
 CORRECT = ["all", "correct", "wrong"]
 
 
 def body(store) -> None:
-    groups = ui.sample_groups(store)
+    groups = stored.sample_groups(store)
     run_opts = ["(all)"] + sorted(groups["run_id"].unique())
-    ui.from_url("run", "(all)", options=run_opts)
+    sel.from_url("run", "(all)", options=run_opts)
     c1, c2, c3, c4, c5 = st.columns([3, 2, 3, 1.3, 2])
     run_id = c1.selectbox("Run", run_opts, key="run")
     run_id = None if run_id == "(all)" else run_id
     models = groups if run_id is None else groups[groups["run_id"] == run_id]
     model_opts = ["(all)"] + sorted(models["model"].unique())
-    ui.from_url("model", "(all)", options=model_opts)
+    sel.from_url("model", "(all)", options=model_opts)
     model = c2.selectbox("Model", model_opts, key="model")
     model = None if model == "(all)" else model
     q_opts = ["(all)"] + views.question_ids(store, run_id, model)
-    ui.from_url("question", "(all)", options=q_opts)
+    sel.from_url("question", "(all)", options=q_opts)
     question = c3.selectbox("Question", q_opts, key="question")
     question = None if question == "(all)" else question
-    ui.from_url("correct", "all", options=CORRECT)
+    sel.from_url("correct", "all", options=CORRECT)
     correct = c4.selectbox("Graded", CORRECT, key="correct")
-    ui.from_url("text", "")
+    sel.from_url("text", "")
     text = c5.text_input("Completion or answer contains", key="text")
-    ui.to_url("run", "model", "question", "correct", "text")
+    sel.to_url("run", "model", "question", "correct", "text")
 
     df = views.samples_page(store, run_id, model, question, correct, text.strip(), limit=500)
     st.caption(f"{len(df)} sample(s) shown (at most 500; narrow the filters to see others)")
-    ui.table(
+    charts.table(
         df.drop(columns=["prompt"]),
         "samples",
         height=320,
@@ -81,14 +84,14 @@ def _tree_section(store) -> None:
         )
         return
     labels = [f"{r.question_id} · {r.strategy} · {r.model} · {r.run_id}" for r in choices.itertuples()]
-    ui.from_url("tree", 0, options=list(range(len(choices))), cast=int)
+    sel.from_url("tree", 0, options=list(range(len(choices))), cast=int)
     i = st.selectbox("Tree", range(len(choices)), format_func=lambda j: labels[j], key="tree")
-    ui.to_url("tree")
+    sel.to_url("tree")
     c = choices.iloc[int(i)]
     nodes = views.tree_nodes(store, c["run_id"], c["model"], c["strategy"], c["config"], c["question_id"])
     st.caption(f"config: `{c['config']}`")
-    ui.chart(_tree_figure(nodes), "search-tree")
-    ui.table(nodes, "search-tree-nodes", height=260, expander="Nodes of this tree")
+    charts.chart(_tree_figure(nodes), "search-tree")
+    charts.table(nodes, "search-tree-nodes", height=260, expander="Nodes of this tree")
 
 
 def _tree_figure(nodes) -> go.Figure:
@@ -138,9 +141,9 @@ def _tree_figure(nodes) -> go.Figure:
     )
     fig.update_xaxes(title="depth (step)", dtick=1)
     fig.update_yaxes(visible=False)
-    return ui.style_figure(fig, title="Search tree (★ selected, ◆ final candidates)", height=420)
+    return charts.style_figure(fig, title="Search tree (★ selected, ◆ final candidates)", height=420)
 
 
-ui.run_page(
+frame.run_page(
     "samples", "Samples", body, caption="Filter and read samples: prompt, completion, answer, grade, verifier scores."
 )

@@ -7,7 +7,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages import _common as ui
+from app_pages import _charts as charts
+from app_pages import _page as frame
+from app_pages import _selection as sel
+from app_pages import _store as stored
 from app_pages import _views as views
 
 DASH = {"coverage (oracle)": "dot", "majority": "dash", "best_of_n": "solid", "weighted_best_of_n": "dashdot"}
@@ -18,29 +21,29 @@ def _rule(curve_name: str) -> str:
 
 
 def body(store) -> None:
-    run_ids, combos, task, unit = ui.pool_selection(store)
+    run_ids, combos, task, unit = sel.pool_selection(store)
     c1, c2, c3 = st.columns([2, 2, 1])
     with c1:
-        verifier = ui.verifier_choice(store)
-    ui.from_url("threshold", 0.5, cast=float)
+        verifier = sel.verifier_choice(store)
+    sel.from_url("threshold", 0.5, cast=float)
     threshold = c2.slider("Verifier accepts at score ≥", 0.0, 1.0, step=0.05, key="threshold")
-    ui.from_url("draws", 32, options=[8, 16, 32, 64, 128], cast=int)
+    sel.from_url("draws", 32, options=[8, 16, 32, 64, 128], cast=int)
     draws = c3.select_slider("Resampling draws", [8, 16, 32, 64, 128], key="draws")
-    ui.to_url("threshold", "draws")
+    sel.to_url("threshold", "draws")
     if not combos:
         st.info("Select at least one run and model.")
         return
-    root, fp = str(store.root), ui.fingerprint(store)
+    root, fp = str(store.root), stored.fingerprint(store)
     fig = go.Figure()
     frames, quality = [], []
     with st.spinner("computing selection curves…"):
         for i, (model, strategy) in enumerate(combos):
             v = views.selection_view(root, fp, run_ids, model, strategy, task, unit, verifier, threshold, draws)
-            c = ui.color(i)
+            c = charts.color(i)
             for name, d in v.curves.groupby("curve", sort=False):
                 label = f"{model} · {name}"
                 if name != "coverage (oracle)":
-                    ui.add_band(fig, d["x"], d["low"], d["high"], c, label, label)
+                    charts.add_band(fig, d["x"], d["low"], d["high"], c, label, label)
                 fig.add_trace(
                     go.Scatter(
                         x=d["x"],
@@ -86,7 +89,7 @@ def body(store) -> None:
                         y=d["accuracy"],
                         mode="lines+markers",
                         name=label,
-                        line=dict(color=ui.color(len(combos) + n_search), width=2),
+                        line=dict(color=charts.color(len(combos) + n_search), width=2),
                         marker=dict(symbol="star", size=11, line=dict(color="#222", width=1)),
                         customdata=np.stack(
                             [d["budget_flops"], d["budget_samples"], d["questions"], d["of_questions"]], -1
@@ -98,10 +101,10 @@ def body(store) -> None:
                         ),
                     )
                 )
-    fig.update_xaxes(type="log", title=ui.x_label(unit))
+    fig.update_xaxes(type="log", title=charts.x_label(unit))
     fig.update_yaxes(title="accuracy", range=[0, 1.02])
-    ui.style_figure(fig, title="Accuracy against compute: selection rules vs coverage", height=520)
-    ui.chart(fig, "strategies")
+    charts.style_figure(fig, title="Accuracy against compute: selection rules vs coverage", height=520)
+    charts.chart(fig, "strategies")
     st.caption(
         "Dotted: coverage (an oracle picks any correct sample) — the gap to it is what the selection rule loses. "
         "Dashed: majority vote; solid: best-of-N by verifier score; dash-dot: weighted best-of-N. Long dashes: the "
@@ -110,14 +113,14 @@ def body(store) -> None:
         "pool's average samples); a missing star is a budget that paid no round (see the search table)."
     )
     cols = ["model", "strategy", "curve", "k", "x", "mean", "low", "high", "exact"]
-    ui.table(
+    charts.table(
         pd.concat(frames, ignore_index=True)[cols].rename(columns={"mean": "accuracy"}),
         "strategies-table",
         height=240,
         expander="Curve data",
     )
     if searches:
-        ui.table(
+        charts.table(
             pd.concat(searches, ignore_index=True).drop(columns=["kind"]),
             "strategies-search-table",
             height=240,
@@ -126,7 +129,7 @@ def body(store) -> None:
     if quality:
         st.markdown("**Verifier quality against the oracle grader**")
         table = pd.concat(quality, ignore_index=True)
-        ui.table(table, "verifier-quality")
+        charts.table(table, "verifier-quality")
         st.caption(
             "AUROC: the chance that the verifier scores a correct sample above a wrong one (0.5 is a coin). "
             "False-positive rate, precision and the ceiling are at the acceptance threshold set above."
@@ -138,4 +141,4 @@ def body(store) -> None:
             )
 
 
-ui.run_page("strategies", "Strategies", body, caption="Selection rules and models side by side, against coverage.")
+frame.run_page("strategies", "Strategies", body, caption="Selection rules and models side by side, against coverage.")

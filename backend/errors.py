@@ -1,6 +1,6 @@
 """Typed errors: every user-facing failure is a `TtcError` with one line that names the field, what was wrong
 and what is allowed. The CLI and the dashboard render them in one place each (`backend.cli.main`,
-`app_pages/_common.render_error`); nothing else prints tracebacks at a user."""
+`app_pages/_page.render_error`); nothing else prints tracebacks at a user."""
 
 from __future__ import annotations
 

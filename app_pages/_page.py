@@ -1,0 +1,98 @@
+"""The frame of every page: the one place typed errors are rendered, the stopped-worker banner, the empty-store
+panel and the ready marker the browser tests wait on (`run_page`)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+
+import streamlit as st
+
+from app_pages._store import has_samples, open_store, runs, store_dir
+from backend.errors import TtcError
+from store import Store
+
+log = logging.getLogger("ttc.dashboard")
+
+
+def render_error(err: BaseException) -> None:
+    """The one place a failure becomes text on a page: one line, never a traceback."""
+    if isinstance(err, TtcError):
+        st.error(str(err), icon=":material/error:")
+    elif isinstance(err, ValueError):  # metrics refuse bad selections with a one-line ValueError
+        st.error(f"cannot compute this view: {err}", icon=":material/error:")
+    else:
+        log.error("dashboard error\n%s", "".join(traceback.format_exception(err)))
+        st.error(
+            f"internal error ({type(err).__name__}): {err}. Details are in the dashboard's log.",
+            icon=":material/bug_report:",
+        )
+
+
+def worker_banner(store: Store) -> None:
+    """A clear banner when runs are waiting but no worker is alive, with a button that starts one."""
+    from backend.jobs import live_workers, spawn_worker
+
+    df = runs(store)
+    waiting = df[df["status"].isin(["queued", "running"])] if not df.empty else df
+    try:
+        alive = live_workers(store)
+    except Exception:  # noqa: BLE001 - an older catalog without the workers table
+        alive = []
+    if alive or waiting.empty:
+        return
+    with st.container(border=True):
+        st.warning(
+            f"**No worker is running.** {len(waiting)} run(s) are queued or marked running but nothing is "
+            "generating. Start a worker here or with `ttc worker --store " + str(store.root) + "`.",
+            icon=":material/warning:",
+        )
+        if st.button("Start worker", key="_start_worker_banner", icon=":material/play_arrow:"):
+            spawn_worker(store.root)
+            st.toast("worker started")
+            time.sleep(1.0)
+            st.rerun()
+
+
+def how_to_start(store: Store | None) -> None:
+    with st.container(border=True):
+        st.subheader("This store has no samples yet")
+        st.markdown(
+            f"Store: `{store_dir()}` (set `TTC_STORE` or `ttc dashboard --store DIR` to use another).\n\n"
+            "To get started:\n"
+            "1. open **Run** in the sidebar, pick a model and a task suite, and queue a run; or\n"
+            "2. from a shell: `ttc run examples/smoke.yaml --store "
+            + str(store_dir())
+            + "` (about a minute on CPU).\n\n"
+            "Every page fills in as soon as the worker writes its first samples."
+        )
+        if st.button("Open the Run page", key="_goto_run"):
+            st.switch_page("app_pages/run.py")
+
+
+def ready_marker(name: str) -> None:
+    """An invisible element the browser tests and bench wait for: the page script ran to its end."""
+    st.html(f'<div class="ttc-page-ready" data-page="{name}" style="display:none"></div>')
+
+
+def run_page(
+    name: str, title: str, body: Callable[[Store], None], *, needs_samples: bool = True, caption: str = ""
+) -> None:
+    """Title, banner, empty-store panel, then `body(store)`; every exception ends as one st.error."""
+    st.title(title)
+    if caption:
+        st.caption(caption)
+    try:
+        store = open_store()
+        if store is not None:
+            worker_banner(store)
+        if needs_samples and not has_samples(store):
+            how_to_start(store)
+        else:
+            body(store)
+    except Exception as err:  # noqa: BLE001 - st.stop/st.rerun are BaseException and pass through
+        render_error(err)
+    finally:
+        ready_marker(name)

@@ -1,0 +1,102 @@
+"""The store the dashboard reads (from $TTC_STORE), and its cached queries and pools.
+
+Caching: a store only grows by new immutable shards, so the listing of shard files (count, newest mtime) is a
+complete fingerprint of its content. Every cached query and metric takes that fingerprint as an argument:
+results are reused until a worker writes a shard, then recomputed, with no explicit invalidation."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from store import Store
+from store.schema import TABLES
+from store.store import CATALOG_FILE, default_store_dir
+
+CACHE_TTL_S = 3600
+
+
+def store_dir() -> Path:
+    return default_store_dir().expanduser().resolve()
+
+
+@st.cache_resource(show_spinner=False)
+def _open_store(root: str) -> Store:
+    return Store.open(root, create=False)
+
+
+def open_store(create: bool = False) -> Store | None:
+    """The store at $TTC_STORE; None when there is none yet (unless `create`)."""
+    root = store_dir()
+    if not (root / CATALOG_FILE).is_file():
+        if not create:
+            return None
+        Store.open(root, create=True)
+    return _open_store(str(root))
+
+
+def fingerprint(store: Store) -> tuple:
+    """(file count, newest mtime) per table over the shard files: changes exactly when a shard is added."""
+    out = []
+    for table in TABLES:
+        count, newest = 0, 0
+        base = store.root / table
+        if base.is_dir():
+            for run in os.scandir(base):
+                if not run.is_dir():
+                    continue
+                for f in os.scandir(run.path):
+                    if f.name.endswith(".parquet") and not f.name.startswith("."):
+                        count += 1
+                        newest = max(newest, f.stat().st_mtime_ns)
+        out.append((table, count, newest))
+    return tuple(out)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=256)
+def _cached_query(root: str, fp: tuple, sql: str, params: tuple) -> pd.DataFrame:
+    return _open_store(root).query(sql, list(params))
+
+
+def query(store: Store, sql: str, params: Sequence = ()) -> pd.DataFrame:
+    """A read query over the shards, cached until the store changes."""
+    return _cached_query(str(store.root), fingerprint(store), sql, tuple(params))
+
+
+@st.cache_data(ttl=2, show_spinner=False)
+def _runs(root: str) -> pd.DataFrame:
+    return _open_store(root).runs_arrow().to_pandas()
+
+
+def runs(store: Store) -> pd.DataFrame:
+    """The catalog's runs (status changes without new shards, so a short TTL instead of the fingerprint)."""
+    return _runs(str(store.root))
+
+
+def sample_groups(store: Store) -> pd.DataFrame:
+    """One row per (run, model, task, strategy) with sample and question counts: the choices pages offer."""
+    return query(
+        store,
+        """SELECT run_id, model, task, strategy, count(*) AS samples, count(DISTINCT question_id) AS questions
+           FROM samples GROUP BY ALL ORDER BY run_id, model, task, strategy""",
+    )
+
+
+def has_samples(store: Store | None) -> bool:
+    return store is not None and fingerprint(store)[0][1] > 0
+
+
+# ---- pools and metrics (cached; computed by backend.metrics) -----------------------------------------------------
+@st.cache_resource(show_spinner=False, max_entries=16, ttl=CACHE_TTL_S)
+def _pool(root: str, fp: tuple, run_ids: tuple, model: str, task: str | None, strategy: str | None):
+    from backend.metrics import load_pool
+
+    con = _open_store(root).connect()
+    try:
+        return load_pool(con, list(run_ids), model, task=task, strategy=strategy)
+    finally:
+        con.close()
