@@ -1,4 +1,4 @@
-"""Selections mirrored in the URL, so a view is a shareable link: the runs / models / task header of the analysis
+"""Selections mirrored in the URL, so a view is a shareable link: the runs / models / dataset header of the analysis
 pages and the verifier choice."""
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ def to_url(*keys: str) -> None:
 
 
 def pool_selection(store, *, x_axis: bool = True):
-    """The header row of the analysis pages: runs, models, task (and x-axis unit), mirrored in the URL.
-    Returns (run_ids, [(model, strategy)], task or None, unit or None)."""
+    """The header row of the analysis pages: runs, models, dataset (and x-axis unit), mirrored in the URL.
+    Returns (run_ids, [(model, strategy)], dataset or None, unit or None)."""
     groups = sample_groups(store)
     run_opts = sorted(groups["run_id"].unique())
     from_url("runs", run_opts, options=run_opts, multi=True)
@@ -67,19 +67,19 @@ def pool_selection(store, *, x_axis: bool = True):
     model_opts = sorted(sel["model"].unique())
     from_url("models", model_opts, options=model_opts, multi=True)
     models = c2.multiselect("Models", model_opts, key="models")
-    task_opts = ["(all)"] + sorted(sel["task"].unique())
-    from_url("task", "(all)", options=task_opts)
-    task = c3.selectbox("Task", task_opts, key="task")
+    dataset_opts = ["(all)"] + sorted(sel["dataset"].unique())
+    from_url("dataset", "(all)", options=dataset_opts)
+    dataset = c3.selectbox("Dataset", dataset_opts, key="dataset")
     unit = None
     if x_axis:
         from_url("x", "samples", options=list(X_UNITS))
         unit = c4.radio("x axis", list(X_UNITS), key="x", horizontal=True)
-    to_url("runs", "models", "task", *(["x"] if x_axis else []))
+    to_url("runs", "models", "dataset", *(["x"] if x_axis else []))
     sel = sel[sel["model"].isin(models)]
-    if task != "(all)":
-        sel = sel[sel["task"] == task]
+    if dataset != "(all)":
+        sel = sel[sel["dataset"] == dataset]
     combos = sel[["model", "strategy"]].drop_duplicates().sort_values(["model", "strategy"]).itertuples(index=False)
-    return tuple(sorted(run_ids)), list(combos), (None if task == "(all)" else task), unit
+    return tuple(sorted(run_ids)), list(combos), (None if dataset == "(all)" else dataset), unit
 
 
 def verifier_choice(store, key: str = "verifier") -> str | None:

@@ -78,11 +78,11 @@ def runs(store: Store) -> pd.DataFrame:
 
 
 def sample_groups(store: Store) -> pd.DataFrame:
-    """One row per (run, model, task, strategy) with sample and question counts: the choices pages offer."""
+    """One row per (run, model, dataset, strategy) with sample and question counts: the choices pages offer."""
     return query(
         store,
-        """SELECT run_id, model, task, strategy, count(*) AS samples, count(DISTINCT question_id) AS questions
-           FROM samples GROUP BY ALL ORDER BY run_id, model, task, strategy""",
+        """SELECT run_id, model, dataset, strategy, count(*) AS samples, count(DISTINCT question_id) AS questions
+           FROM samples GROUP BY ALL ORDER BY run_id, model, dataset, strategy""",
     )
 
 
@@ -92,11 +92,11 @@ def has_samples(store: Store | None) -> bool:
 
 # ---- pools and metrics (cached; computed by backend.metrics) -----------------------------------------------------
 @st.cache_resource(show_spinner=False, max_entries=16, ttl=CACHE_TTL_S)
-def _pool(root: str, fp: tuple, run_ids: tuple, model: str, task: str | None, strategy: str | None):
+def _pool(root: str, fp: tuple, run_ids: tuple, model: str, dataset: str | None, strategy: str | None):
     from backend.metrics import load_pool
 
     con = _open_store(root).connect()
     try:
-        return load_pool(con, list(run_ids), model, task=task, strategy=strategy)
+        return load_pool(con, list(run_ids), model, dataset=dataset, strategy=strategy)
     finally:
         con.close()

@@ -43,11 +43,11 @@ class CoverageView:
 
 @_cache
 def coverage_view(
-    root: str, fp: tuple, run_ids: tuple, model: str, strategy: str | None, task: str | None, unit: str, k_max: int
+    root: str, fp: tuple, run_ids: tuple, model: str, strategy: str | None, dataset: str | None, unit: str, k_max: int
 ) -> CoverageView:
     from backend.metrics.fit import fit_coverage_curve
 
-    pool = _pool(root, fp, run_ids, model, task, strategy)
+    pool = _pool(root, fp, run_ids, model, dataset, strategy)
     curve = coverage_curve(pool)
     frame = _curve_frame(curve, pool, unit, "coverage")
     fit = line = err = None
@@ -75,7 +75,7 @@ def selection_view(
     run_ids: tuple,
     model: str,
     strategy: str | None,
-    task: str | None,
+    dataset: str | None,
     unit: str,
     verifier: str | None,
     threshold: float,
@@ -83,7 +83,7 @@ def selection_view(
 ) -> SelectionView:
     from backend.metrics.verifier_quality import verifier_quality_table
 
-    pool = _pool(root, fp, run_ids, model, task, strategy)
+    pool = _pool(root, fp, run_ids, model, dataset, strategy)
     verifiers = sorted(pool.scores)
     if verifier is not None and verifier not in verifiers:
         verifier = None
@@ -110,14 +110,14 @@ def cost_rows(
     run_ids: tuple,
     model: str,
     strategy: str | None,
-    task: str | None,
+    dataset: str | None,
     verifier: str | None,
     draws: int,
 ) -> pd.DataFrame:
     """(model, strategy, budget, input_tokens, output_tokens, success_rate) for each selection rule at each k."""
     from backend.metrics.cost import curve_cost_rows
 
-    pool = _pool(root, fp, run_ids, model, task, strategy)
+    pool = _pool(root, fp, run_ids, model, dataset, strategy)
     if verifier is not None and verifier not in pool.scores:
         verifier = None
     rows = [
@@ -133,7 +133,7 @@ def study_inputs(
     fp: tuple,
     run_ids: tuple,
     model: str,
-    task: str | None,
+    dataset: str | None,
     verifier: str | None,
     n_bins: int,
     draws: int,
@@ -146,7 +146,9 @@ def study_inputs(
 
     con = _open_store(root).connect()
     try:
-        return build(con, list(run_ids), model, task=task, verifier=verifier, n_bins=n_bins, draws=draws, seed=seed)
+        return build(
+            con, list(run_ids), model, dataset=dataset, verifier=verifier, n_bins=n_bins, draws=draws, seed=seed
+        )
     finally:
         con.close()
 
@@ -157,7 +159,7 @@ def compute_optimal_view(
     fp: tuple,
     run_ids: tuple,
     model: str,
-    task: str | None,
+    dataset: str | None,
     verifier: str | None,
     bins: str,
     n_bins: int,
@@ -168,13 +170,13 @@ def compute_optimal_view(
     from backend.metrics.study import study_from_inputs
 
     return study_from_inputs(
-        study_inputs(root, fp, run_ids, model, task, verifier, n_bins, draws, seed), bins=bins, seed=seed
+        study_inputs(root, fp, run_ids, model, dataset, verifier, n_bins, draws, seed), bins=bins, seed=seed
     )
 
 
 @_cache
-def pass_at_1(root: str, fp: tuple, run_ids: tuple, model: str, task: str | None) -> float:
-    pool = _pool(root, fp, run_ids, model, task, "sample")
+def pass_at_1(root: str, fp: tuple, run_ids: tuple, model: str, dataset: str | None) -> float:
+    pool = _pool(root, fp, run_ids, model, dataset, "sample")
     return float(coverage_curve(pool, [1], n_boot=0).mean[0])
 
 
@@ -192,7 +194,7 @@ def decode_flops_per_token(root: str, fp: tuple, run_ids: tuple) -> dict:
 
 @_cache
 def search_curves(
-    root: str, fp: tuple, run_ids: tuple, model: str, task: str | None, verifier: str | None
+    root: str, fp: tuple, run_ids: tuple, model: str, dataset: str | None, verifier: str | None
 ) -> pd.DataFrame:
     """The model's search configurations, one row per configuration × FLOP budget of the study's StrategyTable
     (accuracy over the questions covered, `questions` of `of_questions`, the statuses), with an x per unit:
@@ -204,7 +206,7 @@ def search_curves(
         "SELECT 1 FROM nodes WHERE list_contains(?, run_id) AND model = ? LIMIT 1", [list(run_ids), model]
     ).empty:
         return pd.DataFrame()  # no search: no table to build
-    t = study_inputs(root, fp, run_ids, model, task, verifier, STUDY_BINS, STUDY_DRAWS, STUDY_SEED).table
+    t = study_inputs(root, fp, run_ids, model, dataset, verifier, STUDY_BINS, STUDY_DRAWS, STUDY_SEED).table
     cells = t.cells()
     cells = cells[cells["kind"] == "search"].reset_index(drop=True)
     if cells.empty:
@@ -234,7 +236,7 @@ def samples_page(
         params += [f"%{text}%", f"%{text}%"]
     return query(
         store,
-        f"""SELECT run_id, model, task, question_id, sample_idx, strategy, answer, correct, score,
+        f"""SELECT run_id, model, dataset, question_id, sample_idx, strategy, answer, correct, score,
                    completion_tokens, finish_reason, prompt, completion
             FROM samples WHERE {" AND ".join(where)}
             ORDER BY run_id, model, question_id, sample_idx LIMIT {int(limit)}""",

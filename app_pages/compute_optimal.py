@@ -244,14 +244,14 @@ def _sequential_share(ratio: str) -> float:
         return 0.0
 
 
-def _flops_matched(study, root, fp, run_ids, model, task, combos) -> None:
+def _flops_matched(study, root, fp, run_ids, model, dataset, combos) -> None:
     st.subheader("FLOPs-matched: more test-time compute, or a larger model?")
     others = sorted({m for m, s in combos if s == "sample" and m != model})
     per_token = views.decode_flops_per_token(root, fp, run_ids)
     c1, c2, c3, c4 = st.columns(4)
     large = c1.selectbox("Larger model", ["(enter its accuracy)"] + others, key="large")
     if large in others:
-        large_acc = views.pass_at_1(root, fp, run_ids, large, task)
+        large_acc = views.pass_at_1(root, fp, run_ids, large, dataset)
         c2.metric("its pass@1", f"{large_acc:.3f}")
     else:
         large_acc = c2.number_input("Larger model's accuracy", 0.0, 1.0, 0.5, 0.05, key="large_acc")
@@ -310,7 +310,7 @@ def _flops_matched(study, root, fp, run_ids, model, task, combos) -> None:
 
 
 def body(store) -> None:
-    run_ids, combos, task, _ = sel.pool_selection(store, x_axis=False)
+    run_ids, combos, dataset, _ = sel.pool_selection(store, x_axis=False)
     models = sorted({m for m, s in combos if s == "sample"})
     if not models:
         st.info("Select a run with sampling pools (strategy 'sample').")
@@ -334,7 +334,7 @@ def body(store) -> None:
     root, fp = str(store.root), stored.fingerprint(store)
     with st.spinner("cross-validating configurations per bin…"):
         study = views.compute_optimal_view(
-            root, fp, run_ids, model, task, verifier, bins, int(n_bins), views.STUDY_DRAWS, views.STUDY_SEED
+            root, fp, run_ids, model, dataset, verifier, bins, int(n_bins), views.STUDY_DRAWS, views.STUDY_SEED
         )
     for note in study.notes:
         st.info(note)
@@ -360,7 +360,7 @@ def body(store) -> None:
         expander="Every configuration per bin and budget (with coverage and status counts)",
     )
     _ratio_sweep(study)
-    _flops_matched(study, root, fp, run_ids, model, task, combos)
+    _flops_matched(study, root, fp, run_ids, model, dataset, combos)
 
 
 frame.run_page(

@@ -29,7 +29,7 @@ def _spec_prices(store) -> dict:
 
 
 def body(store) -> None:
-    run_ids, combos, task, _ = sel.pool_selection(store, x_axis=False)
+    run_ids, combos, dataset, _ = sel.pool_selection(store, x_axis=False)
     if not combos:
         st.info("Select at least one run and model.")
         return
@@ -60,7 +60,7 @@ def body(store) -> None:
     root, fp = str(store.root), stored.fingerprint(store)
     with st.spinner("computing success rates…"):
         rows = pd.concat(
-            [views.cost_rows(root, fp, run_ids, m, s, task, verifier, 32) for m, s in combos], ignore_index=True
+            [views.cost_rows(root, fp, run_ids, m, s, dataset, verifier, 32) for m, s in combos], ignore_index=True
         )
     table = cost_table(rows, prices)
     best = frontier(table, human_expert_cost=expert)

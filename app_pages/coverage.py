@@ -12,7 +12,7 @@ from app_pages import _views as views
 
 
 def body(store) -> None:
-    run_ids, combos, task, unit = sel.pool_selection(store)
+    run_ids, combos, dataset, unit = sel.pool_selection(store)
     c1, c2 = st.columns([1, 3])
     sel.from_url("fit", "on", options=["on", "off"])
     show_fit = c1.radio("Power-law fit", ["on", "off"], key="fit", horizontal=True) == "on"
@@ -27,7 +27,7 @@ def body(store) -> None:
     tables, fits = [], []
     with st.spinner("computing coverage…"):
         for i, (model, strategy) in enumerate(combos):
-            v = views.coverage_view(root, fp, run_ids, model, strategy, task, unit, k_max)
+            v = views.coverage_view(root, fp, run_ids, model, strategy, dataset, unit, k_max)
             label = f"{model} · {strategy}"
             c = charts.color(i)
             d = v.curve

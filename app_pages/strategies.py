@@ -21,7 +21,7 @@ def _rule(curve_name: str) -> str:
 
 
 def body(store) -> None:
-    run_ids, combos, task, unit = sel.pool_selection(store)
+    run_ids, combos, dataset, unit = sel.pool_selection(store)
     c1, c2, c3 = st.columns([2, 2, 1])
     with c1:
         verifier = sel.verifier_choice(store)
@@ -38,7 +38,7 @@ def body(store) -> None:
     frames, quality = [], []
     with st.spinner("computing selection curves…"):
         for i, (model, strategy) in enumerate(combos):
-            v = views.selection_view(root, fp, run_ids, model, strategy, task, unit, verifier, threshold, draws)
+            v = views.selection_view(root, fp, run_ids, model, strategy, dataset, unit, verifier, threshold, draws)
             c = charts.color(i)
             for name, d in v.curves.groupby("curve", sort=False):
                 label = f"{model} · {name}"
@@ -76,7 +76,7 @@ def body(store) -> None:
     searches, n_search = [], 0
     with st.spinner("reading search configurations…"):
         for model in sorted({m for m, s in combos if s == "sample"}):  # a search table stands on the model's pool
-            sc = views.search_curves(root, fp, run_ids, model, task, verifier)
+            sc = views.search_curves(root, fp, run_ids, model, dataset, verifier)
             if sc.empty:
                 continue
             searches.append(sc.assign(model=model))

@@ -134,7 +134,7 @@ def _sample_row(
     return {
         "run_id": run_id,
         "model": model.name,
-        "task": q.dataset,
+        "task": q.task,
         "question_id": q.question_id,
         "sample_idx": idx,
         "strategy": "sample",
@@ -156,6 +156,7 @@ def _sample_row(
         "seed": c.seed,
         "created_at": datetime.now(UTC),
         "grade_error": grade.error,
+        "dataset": q.dataset,
     }
 
 

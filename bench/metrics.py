@@ -99,7 +99,7 @@ def build_store(root: Path, n_q: int, n_s: int, seed: int = 0) -> duckdb.DuckDBP
         {
             "run_id": pa.array(["bench"] * (n_q * n_s)).dictionary_encode().cast(pa.string()),
             "model": pa.array(["qwen-0.5b"] * (n_q * n_s)).dictionary_encode().cast(pa.string()),
-            "task": pa.array(["arith"] * (n_q * n_s)).dictionary_encode().cast(pa.string()),
+            "dataset": pa.array(["arith"] * (n_q * n_s)).dictionary_encode().cast(pa.string()),
             "question_id": qids,
             "sample_idx": pa.array(np.tile(np.arange(n_s, dtype=np.int32), n_q)),
             "strategy": pa.array(["sample"] * (n_q * n_s)).dictionary_encode().cast(pa.string()),

@@ -51,7 +51,7 @@ def _questions(run_id: str, n_questions: int, rng: np.random.Generator) -> tuple
     table = pa.table(
         {
             "run_id": [run_id] * n_questions,
-            "task": list(dataset),
+            "task": ["reasoning_gym"] * n_questions,
             "question_id": qids,
             "dataset": list(dataset),
             "question": texts,
@@ -76,7 +76,7 @@ def _sample_tables(run_id, model, qtable, level, n_samples, verifiers, rng, crea
     p[rng.random(n_q) < 0.12] = 0.0  # some questions are never solved
     qids = qtable.column("question_id").to_pylist()
     refs = qtable.column("reference").to_pylist()
-    tasks = qtable.column("task").to_pylist()
+    datasets = qtable.column("dataset").to_pylist()
     questions = qtable.column("question").to_pylist()
     prompt_tokens = rng.integers(60, 140, n_q)
     per_shard = max(1, MAX_ROWS_PER_SHARD // n_samples)
@@ -105,7 +105,7 @@ def _sample_tables(run_id, model, qtable, level, n_samples, verifiers, rng, crea
             {
                 "run_id": pa.array([run_id] * rows, pa.string()),
                 "model": pa.array([model] * rows, pa.string()),
-                "task": pa.array(np.asarray(tasks, dtype=object)[qi], pa.string()),
+                "task": pa.array(["reasoning_gym"] * rows, pa.string()),
                 "question_id": pa.array(np.asarray(qids, dtype=object)[qi], pa.string()),
                 "sample_idx": pa.array(idx, pa.int32()),
                 "strategy": pa.array(["sample"] * rows, pa.string()),
@@ -133,6 +133,7 @@ def _sample_tables(run_id, model, qtable, level, n_samples, verifiers, rng, crea
                 "seed": pa.array(rng.integers(0, 2**31, rows), pa.int64()),
                 "created_at": pa.array([created] * rows, pa.timestamp("us", tz="UTC")),
                 "grade_error": pa.nulls(rows, pa.string()),
+                "dataset": pa.array(np.asarray(datasets, dtype=object)[qi], pa.string()),
             },
             schema=SAMPLES,
         )

@@ -85,6 +85,13 @@ def m005_node_kind(db: Connection) -> None:
     db.execute(text("UPDATE store_meta SET value = '3' WHERE key = 'shard_schema_version'"))
 
 
+@migration
+def m006_sample_dataset(db: Connection) -> None:
+    """Shard layout 4: samples.task is the suite's kind (as questions.task) and the dataset has its own column;
+    layout-3 shards, whose `task` held the dataset, read it as `dataset` (store/schema.READ_AS)."""
+    db.execute(text("UPDATE store_meta SET value = '4' WHERE key = 'shard_schema_version'"))
+
+
 def apply_migrations(db: Connection) -> list[str]:
     """Apply the pending migrations in order, each in the caller's transaction; return their names."""
     db.execute(text("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"))

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SHARD_SCHEMA_VERSION = 3
+SHARD_SCHEMA_VERSION = 4
 
 SAMPLES = pa.schema(
     [
         ("run_id", pa.string()),
         ("model", pa.string()),
-        ("task", pa.string()),
+        ("task", pa.string()),  # the task suite's kind, as in questions.task (NULL in shards of layout < 4)
         ("question_id", pa.string()),
         ("sample_idx", pa.int32()),
         ("strategy", pa.string()),
@@ -36,6 +36,7 @@ SAMPLES = pa.schema(
         ("seed", pa.int64()),
         ("created_at", pa.timestamp("us", tz="UTC")),
         ("grade_error", pa.string()),  # the task's checker raised on this sample (answer, score, correct are NULL)
+        ("dataset", pa.string()),  # the question's dataset (reasoning-gym dataset, HumanEval, a JSONL's subject)
     ]
 )
 """One row per generated sample. `flops` = decode_flops + prefill_flops / samples_per_question: the prompt is
@@ -99,6 +100,11 @@ NODES = pa.schema(
 TABLES: dict[str, pa.Schema] = {"samples": SAMPLES, "questions": QUESTIONS, "scores": SCORES, "nodes": NODES}
 
 READ_AS: dict[str, dict[str, str]] = {
+    # layout 3 stored the dataset in samples.task: such shards read it as `dataset`, their suite kind unknown
+    "samples": {
+        "dataset": "coalesce(dataset, task)",
+        "task": "CASE WHEN dataset IS NOT NULL THEN task END",
+    },
     # layout 2 folded a node's kind into finish_reason ("root", "step", "revision:stop"): such shards read as layout 3
     "nodes": {
         "kind": "coalesce(kind, split_part(finish_reason, ':', 1))",

@@ -24,7 +24,7 @@ class Pool:
     """One model's samples for a set of questions, as (Q, N) arrays; cells with valid=False are padding."""
 
     question_ids: np.ndarray  # (Q,) str
-    tasks: np.ndarray  # (Q,) str
+    datasets: np.ndarray  # (Q,) str
     valid: np.ndarray  # (Q, N) bool
     correct: np.ndarray  # (Q, N) bool, False on padding
     answer_id: np.ndarray  # (Q, N) int32: code of the normalised answer within its question, -1 = no answer
@@ -65,7 +65,7 @@ class Pool:
         m = check_questions_mask(questions, self.n_questions)
         return Pool(
             question_ids=self.question_ids[m],
-            tasks=self.tasks[m],
+            datasets=self.datasets[m],
             valid=self.valid[m],
             correct=self.correct[m],
             answer_id=self.answer_id[m],
@@ -107,7 +107,7 @@ def pool_from_arrays(
     zeros = np.zeros((q, n))
     return Pool(
         question_ids=ids,
-        tasks=np.full(q, "", dtype=object),
+        datasets=np.full(q, "", dtype=object),
         valid=valid,
         correct=correct & valid,
         answer_id=answer_id,
@@ -173,13 +173,13 @@ def load_pool(
     run_ids: str | Sequence[str],
     model: str,
     *,
-    task: str | None = None,
+    dataset: str | None = None,
     strategy: str | None = None,
     verifiers: str | Sequence[str] | None = None,
 ) -> Pool:
     """Load one model's sample pools from the store's `samples` and `scores` views: one column scan each.
 
-    Questions are identified by (task, question_id), numbered in sorted order; samples of several runs of
+    Questions are identified by (dataset, question_id), numbered in sorted order; samples of several runs of
     the same question are concatenated in (run_id, sample_idx) order. Answers are compared after trimming and
     collapsing whitespace; a NULL or empty answer gets code -1 (it can never win a vote); codes follow the
     sorted order of a question's distinct answers (SQL dense_rank semantics). `verifiers=None` loads every
@@ -197,14 +197,14 @@ def load_pool(
         names = [verifiers] if isinstance(verifiers, str) else list(verifiers)
     where = ["list_contains($runs, run_id)", "model = $model"]
     params: dict = {"runs": runs, "model": model}
-    if task is not None:
-        where.append("task = $task")
-        params["task"] = task
+    if dataset is not None:
+        where.append("dataset = $dataset")
+        params["dataset"] = dataset
     if strategy is not None:
         where.append("strategy = $strategy")
         params["strategy"] = strategy
     sample_sql = f"""
-    SELECT run_id, question_id, task, sample_idx,
+    SELECT run_id, question_id, dataset, sample_idx,
            coalesce(correct, false) AS correct,
            {ANSWER_SQL} AS answer,
            coalesce(prompt_tokens, 0)::DOUBLE AS prompt_tokens,
@@ -217,8 +217,8 @@ def load_pool(
     """
     samples = con.sql(sample_sql, params=params).to_arrow_table()
     if samples.num_rows == 0:
-        sel = f"run_ids={runs}, model={model!r}" + (f", task={task!r}" if task else "")
-        raise ValueError(f"no samples match {sel}; check the run ids, model and task")
+        sel = f"run_ids={runs}, model={model!r}" + (f", dataset={dataset!r}" if dataset else "")
+        raise ValueError(f"no samples match {sel}; check the run ids, model and dataset")
     scored = None
     if names:
         scored = con.sql(
@@ -236,9 +236,9 @@ def load_pool(
         return _dense_codes(pa.chunked_array(parts, type=samples.schema.field(name).type))[0]
 
     run_code, qid_code = codes_over_both("run_id"), codes_over_both("question_id")
-    task_code, _ = _dense_codes(samples.column("task"))
+    dataset_code, _ = _dense_codes(samples.column("dataset"))
     q_width = int(qid_code.max()) + 1
-    q = np.unique((task_code + 1) * q_width + qid_code[:n_rows], return_inverse=True)[1].ravel()
+    q = np.unique((dataset_code + 1) * q_width + qid_code[:n_rows], return_inverse=True)[1].ravel()
     sample_idx = col("sample_idx").astype(np.int64)
     i = _rank_within(q, run_code[:n_rows], sample_idx)
     answer, _ = _dense_codes(samples.column("answer"))
@@ -274,7 +274,7 @@ def load_pool(
     first_rows = first_rows[np.argsort(q[first_rows])]
     return Pool(
         question_ids=np.asarray(samples.column("question_id").take(pa.array(first_rows)).to_pylist(), dtype=object),
-        tasks=np.asarray(samples.column("task").take(pa.array(first_rows)).to_pylist(), dtype=object),
+        datasets=np.asarray(samples.column("dataset").take(pa.array(first_rows)).to_pylist(), dtype=object),
         valid=valid,
         correct=dense(col("correct").astype(bool), False, bool),
         answer_id=dense(a.astype(np.int32), -1, np.int32),

@@ -116,7 +116,7 @@ def study_inputs(
     run_ids: str | Sequence[str],
     model: str,
     *,
-    task: str | None = None,
+    dataset: str | None = None,
     verifier: str | None = AUTO,
     n_bins: int = 5,
     draws: int = 32,
@@ -133,7 +133,7 @@ def study_inputs(
         raise ValueError(
             f"verifier {verifier!r} scored no sample of {model} in these runs; allowed: {', '.join(known) or 'none (run a verifier first)'}"
         )
-    pool = load_pool(con, runs, model, task=task, strategy="sample", verifiers=[verifier] if verifier else [])
+    pool = load_pool(con, runs, model, dataset=dataset, strategy="sample", verifiers=[verifier] if verifier else [])
     notes: list[str] = []
     vflops = verifier_flops_per_question(con, runs, model, verifier, pool.question_ids) if verifier else None
     table = strategy_table(
@@ -182,7 +182,7 @@ def compute_optimal_study(
     run_ids: str | Sequence[str],
     model: str,
     *,
-    task: str | None = None,
+    dataset: str | None = None,
     verifier: str | None = AUTO,
     bins: str = "oracle",
     n_bins: int = 5,
@@ -199,6 +199,6 @@ def compute_optimal_study(
     if bins not in BIN_KINDS:
         raise ValueError(f"bins {bins!r} is unknown; allowed: {', '.join(BIN_KINDS)}")
     inputs = study_inputs(
-        con, run_ids, model, task=task, verifier=verifier, n_bins=n_bins, draws=draws, seed=seed, budgets=budgets
+        con, run_ids, model, dataset=dataset, verifier=verifier, n_bins=n_bins, draws=draws, seed=seed, budgets=budgets
     )
     return study_from_inputs(inputs, bins=bins, seed=seed)

@@ -35,7 +35,7 @@ def test_humaneval_and_math_runs_store_graded_samples(tmp_path, write_spec):
     df = Store.open(store, create=False).query(
         "select task, count(*) n, sum(correct::int) c, count(answer) a from samples group by task order by task"
     )
-    rows = {r["task"]: r for r in df.to_dict("records")}
-    assert rows["humaneval"]["n"] == 2 and rows["m"]["n"] == 4
+    rows = {r["task"]: r for r in df.to_dict("records")}  # the suite's kind (its dataset is in samples.dataset)
+    assert rows["humaneval"]["n"] == 2 and rows["math_jsonl"]["n"] == 4
     # Easy enough that a real 0.5B model gets some right: the grading path works on real output.
-    assert rows["humaneval"]["c"] + rows["m"]["c"] >= 2, rows
+    assert rows["humaneval"]["c"] + rows["math_jsonl"]["c"] >= 2, rows

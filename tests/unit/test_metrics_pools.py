@@ -24,7 +24,7 @@ def _store():
             dict(
                 run_id=run,
                 model="m",
-                task="t",
+                dataset="t",
                 question_id=qid,
                 sample_idx=idx,
                 strategy="sample",

@@ -12,7 +12,14 @@ from store.schema import SHARD_SCHEMA_VERSION, TABLES
 
 def test_migrations_are_named_in_order():
     names = [n for n, _ in MIGRATIONS]
-    assert names == ["m001_runs", "m002_shard_schema_version", "m003_workers", "m004_grade_error", "m005_node_kind"]
+    assert names == [
+        "m001_runs",
+        "m002_shard_schema_version",
+        "m003_workers",
+        "m004_grade_error",
+        "m005_node_kind",
+        "m006_sample_dataset",
+    ]
 
 
 def test_fresh_catalog_has_exact_schema(tmp_path):
@@ -94,6 +101,7 @@ def test_samples_view_columns_and_types(tmp_path):
         "seed": "BIGINT",
         "created_at": "TIMESTAMP WITH TIME ZONE",
         "grade_error": "VARCHAR",
+        "dataset": "VARCHAR",
     }
 
 
@@ -187,3 +195,19 @@ def test_nodes_of_layout_2_read_with_their_kind_unfolded(tmp_path):
         [3, "answer", "length"],
         [9, "revision", "length"],
     ]
+
+
+def test_samples_of_layout_3_read_their_dataset_from_task(tmp_path):
+    """Layout 3 stored the dataset in samples.task; layout 4 stores the suite's kind there and the dataset apart."""
+    import pyarrow.parquet as pq
+
+    store = Store.open(tmp_path / "s")
+    old = pa.schema([f for f in TABLES["samples"] if f.name != "dataset"])
+    (tmp_path / "s" / "samples" / "r").mkdir(parents=True)
+    row = {"run_id": "r", "question_id": "q", "sample_idx": 0, "task": "chain_sum"}
+    pq.write_table(pa.Table.from_pylist([row], schema=old), tmp_path / "s" / "samples" / "r" / "old.parquet")
+    new = {f.name: None for f in TABLES["samples"]} | {"run_id": "r", "question_id": "q", "sample_idx": 1}
+    new |= {"task": "reasoning_gym", "dataset": "basic_arithmetic"}
+    store.write_shard("samples", "r", pa.Table.from_pylist([new], schema=TABLES["samples"]))
+    got = store.query("SELECT sample_idx, coalesce(task, '-') AS task, dataset FROM samples ORDER BY 1")
+    assert got.values.tolist() == [[0, "-", "chain_sum"], [1, "reasoning_gym", "basic_arithmetic"]]
