@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from backend.errors import SpecError
+from backend.errors import SpecError, require
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
@@ -91,3 +91,30 @@ def validate_options(model: type[OptionsT], data: Any, field: str) -> OptionsT:
         return model.model_validate(data)
     except ValidationError as err:
         raise options_error(err, model, field) from None
+
+
+def register_kind(registry: dict, entry: Any, what: str) -> Any:
+    """Add an entry chosen by `kind` (a task suite, an engine) to its registry: the one place that checks its options
+    pin the kind, so a spec's `kind:` and the registry name cannot drift apart."""
+    kind_field = entry.options.model_fields.get("kind")
+    if kind_field is None or kind_field.default != entry.kind:
+        raise ValueError(f"{what} {entry.kind!r}: its options need `kind: Literal[{entry.kind!r}] = {entry.kind!r}`")
+    registry[entry.kind] = entry
+    return entry
+
+
+def kind_options(registry: dict[str, Any], data: Any, field: str, what: str, default: str | None = None) -> KindOptions:
+    """A spec's `{kind: ..., <options>}` mapping checked against that kind's options model (no kind: `default`)."""
+    if isinstance(data, KindOptions) and data.kind in registry:
+        return data
+    if not isinstance(data, dict):
+        raise SpecError(
+            field,
+            f"must be a mapping of options, got {type(data).__name__}",
+            f"kind ({', '.join(registry)}) and its options",
+        )
+    kind = data.get("kind", default)
+    if kind is None:
+        raise SpecError(f"{field}.kind", "required but missing", ", ".join(registry))
+    entry = require(registry, kind, field=f"{field}.kind", kind=what)
+    return validate_options(entry.options, data, field)

@@ -17,8 +17,8 @@ from backend.engines.base import (
     SamplingParams,
     TokenLogprob,
 )
-from backend.errors import SpecError, require
-from backend.options import KindOptions, validate_options
+from backend.errors import require
+from backend.options import KindOptions, kind_options, register_kind
 
 
 class LlamaCppOptions(KindOptions):
@@ -77,10 +77,7 @@ ENGINES: dict[str, EngineEntry] = {}
 
 def register_engine(entry: EngineEntry) -> EngineEntry:
     """Add an engine to the registry; the spec check, `ttc engines` and the Run form read it from here."""
-    if entry.options.model_fields.get("kind") is None or entry.options.model_fields["kind"].default != entry.kind:
-        raise ValueError(f"engine {entry.kind!r}: its options need `kind: Literal[{entry.kind!r}] = {entry.kind!r}`")
-    ENGINES[entry.kind] = entry
-    return entry
+    return register_kind(ENGINES, entry, "engine")
 
 
 register_engine(
@@ -106,14 +103,7 @@ DEFAULT_ENGINE = "llamacpp"
 
 def engine_options(data: Any, field: str = "engine") -> KindOptions:
     """The spec's `engine:` mapping checked against its kind's options model (no kind: the default engine)."""
-    if isinstance(data, KindOptions) and data.kind in ENGINES:
-        return data
-    if not isinstance(data, dict):
-        raise SpecError(
-            field, f"must be a mapping of options, got {type(data).__name__}", "kind, and that engine's options"
-        )
-    entry = require(ENGINES, data.get("kind", DEFAULT_ENGINE), field=f"{field}.kind", kind="engine")
-    return validate_options(entry.options, data, field)
+    return kind_options(ENGINES, data, field, "engine", default=DEFAULT_ENGINE)
 
 
 def create_engine(model, options) -> Engine:

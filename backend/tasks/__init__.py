@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from backend.errors import SpecError, require
-from backend.options import KindOptions, validate_options
+from backend.errors import require
+from backend.options import KindOptions, kind_options, register_kind
 from backend.tasks.base import Grade, Question, Task, extract_answer
 from backend.tasks.humaneval import HumanEvalSuite
 from backend.tasks.math_jsonl import MathJsonlSuite
@@ -50,10 +50,7 @@ TASKS: dict[str, TaskEntry] = {}
 def register_task(entry: TaskEntry) -> TaskEntry:
     """Add a suite to the registry (built-ins and plug-ins alike); the spec check, `ttc tasks` and the Run form
     read it from here."""
-    if entry.options.model_fields.get("kind") is None or entry.options.model_fields["kind"].default != entry.kind:
-        raise ValueError(f"task {entry.kind!r}: its options need `kind: Literal[{entry.kind!r}] = {entry.kind!r}`")
-    TASKS[entry.kind] = entry
-    return entry
+    return register_kind(TASKS, entry, "task")
 
 
 register_task(
@@ -88,13 +85,7 @@ register_task(
 
 def task_options(data: Any, field: str = "task") -> KindOptions:
     """The spec's `task:` mapping checked against its kind's options model."""
-    if isinstance(data, KindOptions) and data.kind in TASKS:
-        return data
-    kind = data.get("kind") if isinstance(data, dict) else None
-    if kind is None:
-        raise SpecError(f"{field}.kind", "required but missing", ", ".join(TASKS))
-    entry = require(TASKS, kind, field=f"{field}.kind", kind="task kind")
-    return validate_options(entry.options, data, field)
+    return kind_options(TASKS, data, field, "task kind")
 
 
 def create_task(suite, seed: int = 0) -> Task:
