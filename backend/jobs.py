@@ -47,20 +47,36 @@ def cancel(store: Store, run_id: str) -> None:
 
 
 def claim_next(store: Store, worker_pid: int) -> RunSpec | None:
-    now = utcnow()
-    with store.catalog.begin() as db:
-        row = db.execute(
-            text("SELECT run_id, spec_json FROM runs WHERE status='queued' ORDER BY created_at LIMIT 1")
-        ).first()
-        if row is None:
-            return None
-        db.execute(
-            text(
-                "UPDATE runs SET status='running', worker_pid=:p, worker_host=:h, heartbeat_at=:now, updated_at=:now WHERE run_id=:r"
-            ),
-            {"p": worker_pid, "h": socket.gethostname(), "now": now, "r": row[0]},
-        )
-    return parse_spec(json.loads(row[1]))
+    """Claim the oldest queued run. A queued spec that no longer checks (queued by another ttc-lab version, whose
+    spec format or run id differs) is marked failed with the reason instead of being left queued or running."""
+    while True:
+        now = utcnow()
+        with store.catalog.begin() as db:
+            row = db.execute(
+                text("SELECT run_id, spec_json FROM runs WHERE status='queued' ORDER BY created_at LIMIT 1")
+            ).first()
+            if row is None:
+                return None
+            try:
+                spec = parse_spec(json.loads(row[1]), "queued spec")
+                problem = None if spec.run_id() == row[0] else f"its run id is now {spec.run_id()}; queue it again"
+            except (TtcError, ValueError) as e:
+                problem = str(e)
+            if problem is not None:
+                db.execute(
+                    text(
+                        "UPDATE runs SET status='failed', error=:e, finished_at=:now, updated_at=:now WHERE run_id=:r"
+                    ),
+                    {"e": f"queued by another ttc-lab version: {problem}"[:2000], "now": now, "r": row[0]},
+                )
+                continue
+            db.execute(
+                text(
+                    "UPDATE runs SET status='running', worker_pid=:p, worker_host=:h, heartbeat_at=:now, updated_at=:now WHERE run_id=:r"
+                ),
+                {"p": worker_pid, "h": socket.gethostname(), "now": now, "r": row[0]},
+            )
+            return spec
 
 
 @dataclass
@@ -146,9 +162,15 @@ def worker_loop(store: Store, once: bool = False, poll_s: float = 1.0, stop: thr
                 continue
             current["run"] = spec.run_id()
             try:
-                execute(prepare_run(spec), store)
-            except TtcError as e:  # recorded on the run by execute(); the worker carries on
+                prepared = prepare_run(spec)
+            except TtcError as e:  # a model or task that was there when it was queued is gone: the run fails, said why
+                store.finish_run(current["run"], "failed", str(e)[:2000])
                 print(f"run {current['run']}: {e}", file=sys.stderr)
+            else:
+                try:
+                    execute(prepared, store)
+                except TtcError as e:  # recorded on the run by execute(); the worker carries on
+                    print(f"run {current['run']}: {e}", file=sys.stderr)
             handled += 1
             current["run"] = None
     finally:

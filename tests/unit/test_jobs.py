@@ -1,0 +1,33 @@
+"""The queue between dashboard and workers: a queued run that can no longer run fails with its reason, it is never
+left queued or "running" with no worker behind it."""
+
+from backend.config import parse_spec
+from backend.jobs import claim_next, worker_loop
+from store import Store
+
+SPEC = dict(name="q", models=["gemma-3-270m"], task=dict(kind="humaneval", size=1), samples_per_question=1)
+
+
+def test_a_spec_queued_by_an_older_version_fails_with_the_reason(tmp_path):
+    store = Store.open(tmp_path / "s")
+    legacy = SPEC | {
+        "engine": {"kind": "llamacpp", "n_parallel": 4, "n_ctx_per_slot": 2048, "threads": None, "base_url": None}
+    }
+    store.upsert_run("q-old", "q", legacy, 1, "queued")
+    fine = parse_spec(SPEC)
+    store.upsert_run("q-renamed", "q", fine.model_dump(mode="json"), 1, "queued")  # its id is not its spec's hash
+    assert claim_next(store, 1) is None
+    old, renamed = store.get_run("q-old"), store.get_run("q-renamed")
+    assert old["status"] == "failed" and old["error"].startswith(
+        "queued by another ttc-lab version: engine.base_url: unknown key"
+    )
+    assert renamed["status"] == "failed" and f"its run id is now {fine.run_id()}" in renamed["error"]
+
+
+def test_a_run_whose_model_is_gone_fails_instead_of_hanging_as_running(tmp_path):
+    store = Store.open(tmp_path / "s")
+    spec = parse_spec(SPEC | {"models": ["/nowhere/model.gguf"]})
+    store.upsert_run(spec.run_id(), "q", spec.model_dump(mode="json"), 1, "queued")
+    assert worker_loop(store, once=True) == 1  # handled: claimed, and failed with its reason
+    row = store.get_run(spec.run_id())
+    assert row["status"] == "failed" and "/nowhere/model.gguf" in row["error"]
