@@ -55,19 +55,13 @@ def samples_for_flops(
     return samples_affordable(budget_flops, prefill_flops(arch, prompt_tokens), per_sample)
 
 
-def x_axis(
-    pool: Pool, ks, unit: str, *, questions=None, arch: ModelArch | None = None, verifier_flops=None
-) -> np.ndarray:
-    """x values for a pool curve's k grid in `unit` ("samples", "tokens" or "flops"; see module docstring).
-
-    FLOPs come from the stored prefill/decode columns; where those are missing, pass the model's `arch`
-    and they are recomputed from the token columns by the ledger. `verifier_flops`, (Q,) the mean verifier pass
-    per sample of each question, is added per sample for a rule that scores every sample (best-of-N)."""
-    if unit not in X_UNITS:
-        raise ValueError(f"unit {unit!r} is unknown; allowed: {', '.join(X_UNITS)}")
-    ks = np.asarray(ks, dtype=np.float64)
-    if unit == "samples":
-        return ks
+def question_costs(
+    pool: Pool, unit: str, *, questions=None, arch: ModelArch | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(once, per_sample) per question in `unit` ("tokens" or "flops"): what a question's k samples pay once (its
+    prompt; the uncached prefill, the largest stored) and per sample (mean completion; mean decode), so k samples
+    cost once + k · per_sample. FLOPs come from the stored prefill/decode columns; where those are missing, pass
+    the model's `arch` and the ledger recomputes them from the token columns."""
     mask = check_questions_mask(questions, pool.n_questions)
     valid = pool.valid[mask]
     n = valid.sum(axis=1)
@@ -78,17 +72,29 @@ def x_axis(
     prompt = pool.prompt_tokens[mask]
     completion = pool.completion_tokens[mask]
     if unit == "tokens":
-        once, per_k = per_question_mean(prompt), per_question_mean(completion)
-    else:
-        pre, dec = pool.prefill_flops[mask], pool.decode_flops[mask]
-        missing = valid & (np.isnan(pre) | np.isnan(dec))
-        if missing.any():
-            if arch is None:
-                raise ValueError("the pool has samples without stored FLOPs; pass arch= to recompute them")
-            pre = np.where(missing, prefill_flops(arch, prompt), pre)
-            dec = np.where(missing, decode_flops(arch, prompt, completion), dec)
-        once = np.where(valid, pre, -np.inf).max(axis=1)  # the uncached prefill, paid once per question
-        per_k = per_question_mean(dec)
-        if verifier_flops is not None:
-            per_k = per_k + np.asarray(verifier_flops, dtype=np.float64)[mask]
+        return per_question_mean(prompt), per_question_mean(completion)
+    pre, dec = pool.prefill_flops[mask], pool.decode_flops[mask]
+    missing = valid & (np.isnan(pre) | np.isnan(dec))
+    if missing.any():
+        if arch is None:
+            raise ValueError("the pool has samples without stored FLOPs; pass arch= to recompute them")
+        pre = np.where(missing, prefill_flops(arch, prompt), pre)
+        dec = np.where(missing, decode_flops(arch, prompt, completion), dec)
+    return np.where(valid, pre, -np.inf).max(axis=1), per_question_mean(dec)
+
+
+def x_axis(
+    pool: Pool, ks, unit: str, *, questions=None, arch: ModelArch | None = None, verifier_flops=None
+) -> np.ndarray:
+    """x values for a pool curve's k grid in `unit` ("samples", "tokens" or "flops"; see module docstring): the
+    mean over questions of `question_costs` at each k. `verifier_flops`, (Q,) the mean verifier pass per sample of
+    each question, is added per sample for a rule that scores every sample (best-of-N)."""
+    if unit not in X_UNITS:
+        raise ValueError(f"unit {unit!r} is unknown; allowed: {', '.join(X_UNITS)}")
+    ks = np.asarray(ks, dtype=np.float64)
+    if unit == "samples":
+        return ks
+    once, per_k = question_costs(pool, unit, questions=questions, arch=arch)
+    if unit == "flops" and verifier_flops is not None:
+        per_k = per_k + np.asarray(verifier_flops, dtype=np.float64)[check_questions_mask(questions, pool.n_questions)]
     return (once[:, None] + ks[None, :] * per_k[:, None]).mean(axis=0)

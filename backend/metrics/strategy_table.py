@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from backend.ledger import samples_affordable
+from backend.metrics.budget import question_costs
 from backend.metrics.pools import Pool
 from backend.metrics.selection import selection_curves
 
@@ -200,29 +201,10 @@ def k_levels(n_max: int) -> np.ndarray:
     return np.unique(np.concatenate([exact, geo[geo < n_max], [n_max]]))
 
 
-def pool_costs(pool: Pool, verifier_flops: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(once, per_sample, per_verified) per question: the uncached prefill paid once, the mean decode of a sample,
-    and the mean verifier pass of a sample (0 without a verifier): the ledger's cost of k samples is
-    once + k · (per_sample + per_verified)."""
-    valid = pool.valid
-    pre, dec = pool.prefill_flops, pool.decode_flops
-    if np.any(valid & (np.isnan(pre) | np.isnan(dec))):
-        raise ValueError(
-            "the pool has samples without stored FLOPs (a store written before the ledger columns); re-run the spec to regenerate them"
-        )
-    n = valid.sum(axis=1)
-    once = np.where(valid, pre, -np.inf).max(axis=1)
-    per_sample = np.where(valid, dec, 0.0).sum(axis=1) / np.maximum(n, 1)
-    per_verified = (
-        np.zeros(len(n)) if verifier_flops is None else np.nan_to_num(np.asarray(verifier_flops, dtype=np.float64))
-    )
-    return once, per_sample, per_verified
-
-
-def affordable_k(budgets, once, per_sample, n_max: int) -> np.ndarray:
-    """(B, Q) the largest whole k with once + k · per_sample <= budget (ledger.samples_affordable), at most n_max."""
+def affordable_k(budgets, once, per_sample) -> np.ndarray:
+    """(B, Q) the largest whole k with once + k · per_sample <= budget (ledger.samples_affordable)."""
     b = np.asarray(budgets, dtype=np.float64)[:, None]
-    return np.minimum(samples_affordable(b, once[None, :], per_sample[None, :]), n_max)
+    return samples_affordable(b, once[None, :], per_sample[None, :])
 
 
 def verifier_flops_per_question(
@@ -234,8 +216,8 @@ def verifier_flops_per_question(
            WHERE list_contains($runs, run_id) AND model = $model AND verifier = $verifier GROUP BY question_id""",
         params={"runs": list(run_ids), "model": model, "verifier": verifier},
     ).df()
-    lookup = dict(zip(df["question_id"], df["f"]))
-    return np.asarray([lookup.get(q, 0.0) for q in question_ids], dtype=np.float64)
+    per_question = df.set_index("question_id")["f"].astype(np.float64)
+    return per_question.reindex(pd.Index(question_ids, dtype=object)).fillna(0.0).to_numpy()
 
 
 def default_budgets(once, per_sample, n_max: int, points: int = 6) -> np.ndarray:
@@ -263,10 +245,11 @@ def strategy_table(
     verifier_flops: (Q,) mean verifier FLOPs per sample for `verifier` (charged to best-of-N and weighted)."""
     searches = searches if searches is not None else pd.DataFrame(columns=["label", "budget"])
     notes: list[str] = []
-    once, per_sample, per_verified = pool_costs(pool, verifier_flops if verifier else None)
-    n_valid = np.maximum(pool.valid.sum(axis=1), 1)
-    prompt_tokens = np.where(pool.valid, pool.prompt_tokens, 0.0).sum(axis=1) / n_valid
-    completion_tokens = np.where(pool.valid, pool.completion_tokens, 0.0).sum(axis=1) / n_valid
+    once, per_sample = question_costs(pool, "flops")
+    prompt_tokens, completion_tokens = question_costs(pool, "tokens")
+    per_verified = np.zeros(pool.n_questions)
+    if verifier is not None and verifier_flops is not None:
+        per_verified = np.nan_to_num(np.asarray(verifier_flops, dtype=np.float64))
     n_min = int(pool.n.min())
     capped = searches[searches["budget"].notna()] if len(searches) else searches
     if len(searches) and len(capped) < len(searches):
@@ -285,7 +268,8 @@ def strategy_table(
     with_verifier = verifier is not None
     names = ["majority"] + ([f"best_of_n[{verifier}]", f"weighted_best_of_n[{verifier}]"] if with_verifier else [])
     cost_per = [per_sample] + ([per_sample + per_verified] * 2 if with_verifier else [])
-    ks = np.stack([affordable_k(budgets, once, c, n_min) for c in cost_per])  # (R, B, Q)
+    affordable = np.stack([affordable_k(budgets, once, c) for c in cost_per])  # (R, B, Q)
+    ks = np.minimum(affordable, n_min)
     levels = k_levels(n_min)
     on_grid = levels[np.maximum(np.searchsorted(levels, ks, side="right") - 1, 0)]
     on_grid = np.where(ks > 0, on_grid, 0)
@@ -299,8 +283,7 @@ def strategy_table(
             pool_acc[r] = np.where(on_grid[r] > 0, per_q[np.arange(n_q)[None, :], col[r]], np.nan)
     pool_spent = np.where(on_grid > 0, once[None, None, :] + on_grid * np.stack(cost_per)[:, None, :], np.nan)
     # a budget that would buy more than the pool holds: the whole pool, flagged
-    more = np.stack([affordable_k(budgets, once, c, 1 << 40) for c in cost_per]) > n_min
-    pool_status = np.where(more, POOL_EXHAUSTED, np.where(on_grid == 0, UNAFFORDABLE, OK)).astype(np.int8)
+    pool_status = np.where(affordable > n_min, POOL_EXHAUSTED, np.where(on_grid == 0, UNAFFORDABLE, OK)).astype(np.int8)
 
     # searches: one configuration per label, its cells at the budgets it ran with
     labels = sorted(capped["label"].unique()) if len(capped) else []
