@@ -83,19 +83,10 @@ def _cmd_engines(args) -> int:
 
     print("engines (in a spec: engine: {kind: ..., <option>: ...}):")
     for kind, entry in ENGINES.items():
-        can = [
-            w
-            for w, on in (
-                ("logprobs", entry.supports_logprobs),
-                ("prefix cache", entry.supports_prefix_cache),
-                ("Hugging Face ids", entry.loads_hub_ids),
-            )
-            if on
-        ]
         print(
             f"  {kind}{' (default)' if kind == DEFAULT_ENGINE else ''}: {entry.help}"
             + (" [needs a GPU]" if entry.needs_gpu else "")
-            + f"; {', '.join(can)}"
+            + f"; {', '.join(entry.abilities())}"
         )
         _print_options(entry.options)
     return 0
@@ -106,7 +97,7 @@ def _cmd_verifiers(args) -> int:
 
     print("verifiers (in a spec: a name, or {name: ..., <option>: ...}):")
     for name, entry in VERIFIERS.items():
-        needs = [w for w, on in (("ground truth", entry.needs_ground_truth), ("a GPU", entry.needs_gpu)) if on]
+        needs = entry.needs()
         print(f"  {name}: {entry.help}" + (f" (needs {' and '.join(needs)})" if needs else ""))
         _print_options(entry.options)
     return 0

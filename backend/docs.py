@@ -34,15 +34,7 @@ def verifiers_table() -> str:
     rows = ["| verifier | what it is | options | needs |", "|---|---|---|---|"]
     for name, e in VERIFIERS.items():
         opts = _options(e.options)
-        needs = [
-            w
-            for w, on in (
-                ("ground truth", e.needs_ground_truth),
-                ("a GPU", e.needs_gpu),
-                ("the generator's engine", e.reads_generator),
-            )
-            if on
-        ]
+        needs = e.needs()
         rows.append(f"| `{name}` | {_cell(e.help)} | {opts} | {', '.join(needs) or '—'} |")
     return "\n".join(rows)
 
@@ -61,16 +53,7 @@ def engines_table() -> str:
 
     rows = ["| kind | what it runs | options | can |", "|---|---|---|---|"]
     for kind, e in ENGINES.items():
-        can = [
-            w
-            for w, on in (
-                ("logprobs", e.supports_logprobs),
-                ("prefix cache", e.supports_prefix_cache),
-                ("Hugging Face ids", e.loads_hub_ids),
-                ("needs a GPU", e.needs_gpu),
-            )
-            if on
-        ]
+        can = e.abilities() + (["needs a GPU"] if e.needs_gpu else [])
         name = f"`{kind}`" + (" (default)" if kind == DEFAULT_ENGINE else "")
         rows.append(f"| {name} | {_cell(e.help)} | {_options(e.options)} | {', '.join(can)} |")
     return "\n".join(rows)

@@ -50,6 +50,15 @@ class EngineEntry:
     loads_hub_ids: bool = False  # a model may be a Hugging Face id, loaded by the engine itself
     needs_gpu: bool = False
 
+    def abilities(self) -> list[str]:
+        """What it can do, in the words the CLI listing and README's table use."""
+        flags = (
+            ("logprobs", self.supports_logprobs),
+            ("prefix cache", self.supports_prefix_cache),
+            ("Hugging Face ids", self.loads_hub_ids),
+        )
+        return [word for word, on in flags if on]
+
 
 def _llamacpp(model, options: LlamaCppOptions) -> Engine:
     from backend.engines.llamacpp import LlamaCppEngine

@@ -23,7 +23,6 @@ class TaskEntry:
     options: type[KindOptions]  # pins `kind: Literal[<kind>]`
     factory: Callable[[Any, int], Task]
     grading: str = ""
-    runs_code: bool = False  # grades by executing model output (sandboxed)
 
 
 def _reasoning_gym(suite: ReasoningGymSuite, seed: int) -> Task:
@@ -69,7 +68,6 @@ register_task(
         HumanEvalSuite,
         _humaneval,
         "the tests, in a sandboxed subprocess",
-        runs_code=True,
     )
 )
 register_task(

@@ -38,6 +38,15 @@ class VerifierEntry:
     reads_generator: bool = False  # runs on the generator's engine and shares its prefix cache
     needs_gpu: bool = False
 
+    def needs(self) -> list[str]:
+        """What it needs to run, in the words the CLI listing and README's table use."""
+        flags = (
+            ("ground truth", self.needs_ground_truth),
+            ("a GPU", self.needs_gpu),
+            ("the generator's engine", self.reads_generator),
+        )
+        return [word for word, on in flags if on]
+
 
 def _oracle(options, *, task, **_):
     from backend.verifiers.oracle import OracleVerifier
