@@ -40,10 +40,26 @@ def _line(table, name: str) -> dict:
     return dict(color=charts.color(i), dash="dash" if table.kind[i] == "pool" else "solid", width=1.8)
 
 
-def _standings(study) -> np.ndarray:
+def _configuration_trace(table, name: str, d, label: str, **kw) -> go.Scatter:
+    """One configuration's accuracy across FLOP budgets (rows of `cells_by_bin()`), its hover saying the budget in
+    samples and how many questions each point covers."""
+    return go.Scatter(
+        x=d["budget_flops"],
+        y=d["accuracy"],
+        mode="lines+markers",
+        name=name,
+        line=_line(table, name),
+        marker=dict(size=5),
+        customdata=np.stack([d["budget_samples"], d["questions"], d["of_questions"]], -1),
+        hovertemplate=label + "<br>%{x:.3g} FLOPs (≈%{customdata[0]:.1f} samples)<br>"
+        "accuracy %{y:.3f} on %{customdata[1]} of %{customdata[2]} questions<extra></extra>",
+        **kw,
+    )
+
+
+def _standings(study, cells) -> np.ndarray:
     """(L, B) hover text: every configuration's accuracy on the whole bin at that budget, best first (in-sample:
     what the choice was made from, not what it scores), with the questions it covers where it misses some."""
-    cells = study.cells_by_bin()
     out = np.empty((len(study.result.levels), len(study.table.budgets)), dtype=object)
     for i, lv in enumerate(study.result.levels):
         mine = cells[cells["bin"] == str(int(lv))]
@@ -58,12 +74,12 @@ def _standings(study) -> np.ndarray:
     return out
 
 
-def _heatmap(study) -> None:
+def _heatmap(study, cells) -> None:
     r, t = study.result, study.table
     fold0, fold1 = r.chosen_names(0), r.chosen_names(1)
     sizes = np.asarray([study.bin_sizes[int(lv)] for lv in r.levels])
     custom = np.stack(
-        [fold0, fold1, np.repeat(sizes[:, None], len(r.budgets), 1).astype(object), _standings(study)], -1
+        [fold0, fold1, np.repeat(sizes[:, None], len(r.budgets), 1).astype(object), _standings(study, cells)], -1
     )
     fig = go.Figure(
         go.Heatmap(
@@ -96,25 +112,11 @@ def _heatmap(study) -> None:
     )
 
 
-def _against_every_configuration(study) -> None:
+def _against_every_configuration(study, cells) -> None:
     r, t = study.result, study.table
-    cells = study.cells_by_bin()
     fig = go.Figure()
     for name, d in cells[cells["bin"] == "all"].groupby("configuration", sort=False):
-        fig.add_trace(
-            go.Scatter(
-                x=d["budget_flops"],
-                y=d["accuracy"],
-                mode="lines+markers",
-                name=name,
-                line=_line(t, name),
-                marker=dict(size=5),
-                opacity=0.75,
-                customdata=np.stack([d["budget_samples"], d["questions"], d["of_questions"]], -1),
-                hovertemplate=name
-                + "<br>%{x:.3g} FLOPs (≈%{customdata[0]:.1f} samples)<br>accuracy %{y:.3f} on %{customdata[1]} of %{customdata[2]} questions<extra></extra>",
-            )
-        )
+        fig.add_trace(_configuration_trace(t, name, d, name, opacity=0.75))
     for y, name, style in (
         (r.in_sample_accuracy, "compute-optimal (in-sample, optimistic)", dict(color="#222", dash="dot", width=2)),
         (r.accuracy, "compute-optimal (cross-validated)", dict(color="#222", width=4)),
@@ -142,9 +144,8 @@ def _against_every_configuration(study) -> None:
     )
 
 
-def _by_bin(study) -> None:
+def _by_bin(study, cells) -> None:
     t = study.table
-    cells = study.cells_by_bin()
     levels = [str(int(lv)) for lv in study.result.levels]
     cols = min(len(levels), 3)
     fig = make_subplots(
@@ -158,19 +159,7 @@ def _by_bin(study) -> None:
     for j, lv in enumerate(levels):
         for name, d in cells[cells["bin"] == lv].groupby("configuration", sort=False):
             fig.add_trace(
-                go.Scatter(
-                    x=d["budget_flops"],
-                    y=d["accuracy"],
-                    mode="lines+markers",
-                    name=name,
-                    legendgroup=name,
-                    showlegend=j == 0,
-                    line=_line(t, name),
-                    marker=dict(size=5),
-                    customdata=np.stack([d["budget_samples"], d["questions"], d["of_questions"]], -1),
-                    hovertemplate=name + f" · bin {lv}<br>%{{x:.3g}} FLOPs (≈%{{customdata[0]:.1f}} samples)<br>"
-                    "accuracy %{y:.3f} on %{customdata[1]} of %{customdata[2]} questions<extra></extra>",
-                ),
+                _configuration_trace(t, name, d, f"{name} · bin {lv}", legendgroup=name, showlegend=j == 0),
                 row=j // cols + 1,
                 col=j % cols + 1,
             )
@@ -186,8 +175,8 @@ def _by_bin(study) -> None:
     charts.chart(fig, "compute-optimal-by-bin")
 
 
-def _ratio_sweep(study) -> None:
-    sweep = study.ratio_sweep()
+def _ratio_sweep(study, cells) -> None:
+    sweep = study.ratio_sweep(cells)
     sweep = sweep[sweep["bin"] != "all"]
     if sweep.empty:
         return
@@ -340,8 +329,9 @@ def body(store) -> None:
         st.info(note)
     r = study.result
 
-    _heatmap(study)
-    _against_every_configuration(study)
+    cells = study.cells_by_bin()  # every chart and table below reads these
+    _heatmap(study, cells)
+    _against_every_configuration(study, cells)
     finite = r.efficiency[np.isfinite(r.efficiency)]
     m1, m2 = st.columns(2)
     m1.metric(
@@ -353,13 +343,13 @@ def body(store) -> None:
     charts.table(
         study.report(), "compute-optimal-efficiency", expander="Choice, accuracy and efficiency per bin and budget"
     )
-    _by_bin(study)
+    _by_bin(study, cells)
     charts.table(
-        study.cells_by_bin(),
+        cells,
         "compute-optimal-cells",
         expander="Every configuration per bin and budget (with coverage and status counts)",
     )
-    _ratio_sweep(study)
+    _ratio_sweep(study, cells)
     _flops_matched(study, root, fp, run_ids, model, dataset, combos)
 
 

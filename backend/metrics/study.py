@@ -84,10 +84,11 @@ class ComputeOptimalStudy:
         frames.append(self.table.cells().assign(bin="all"))
         return pd.concat(frames, ignore_index=True)
 
-    def ratio_sweep(self) -> pd.DataFrame:
+    def ratio_sweep(self, cells: pd.DataFrame | None = None) -> pd.DataFrame:
         """The sequential:parallel sweep points per bin × budget, with `best` marking the best ratio of each
-        (bin, strategy family, budget) among the points that cover every question of the bin (Snell Fig. 7-right)."""
-        cells = self.cells_by_bin()
+        (bin, strategy family, budget) among the points that cover every question of the bin (Snell Fig. 7-right).
+        `cells`: `cells_by_bin()` where the caller already has it."""
+        cells = self.cells_by_bin() if cells is None else cells
         sweep = cells[cells["ratio"] != ""].copy()
         if sweep.empty:
             return sweep.assign(best=pd.Series(dtype=bool))
