@@ -7,6 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from backend.errors import TtcError
+from backend.strategies.base import sweeps_ratio
 
 
 def _widget(strategy: str, p) -> object:
@@ -49,7 +50,7 @@ def strategy_controls(table: dict, problems: list) -> list[dict]:
                 with cols[i % 3]:
                     config[p.name] = _widget(name, p)
             entry = {"name": name}
-            if getattr(strategy, "sweeps_ratio", False):
+            if sweeps_ratio(strategy):
                 raw = st.text_input(
                     "sequential:parallel sweep",
                     value="",

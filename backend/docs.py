@@ -17,11 +17,12 @@ def _cell(text: object) -> str:
 
 def strategies_table() -> str:
     from backend.strategies import STRATEGIES
+    from backend.strategies.base import sweeps_ratio
 
     rows = ["| strategy | what it does | parameters (default) | verifier |", "|---|---|---|---|"]
     for name, s in STRATEGIES.items():
         params = ", ".join(f"`{p.name}`={_cell(repr(p.default))}" for p in s.params)
-        sweep = " Takes a sequential:parallel `ratios` sweep." if getattr(s, "sweeps_ratio", False) else ""
+        sweep = " Takes a sequential:parallel `ratios` sweep." if sweeps_ratio(s) else ""
         rows.append(
             f"| `{name}` | {_cell(s.help)}{sweep} | {params} | {'needed' if s.needs_verifier else 'optional'} |"
         )

@@ -24,7 +24,7 @@ from backend.models.registry import ResolvedModel, resolve_model
 from backend.prompting import build_prompt, stop_sequences
 from backend.scoring import score_pool
 from backend.strategies import STRATEGIES, get_strategy, validate_config
-from backend.strategies.base import RatioSweep
+from backend.strategies.base import RatioSweep, sweeps_ratio
 from backend.strategies.context import seed_for
 from backend.strategies.runner import SearchResult, nodes_table, run_search, search_record
 from backend.tasks import Question, Task, create_task
@@ -104,8 +104,8 @@ def _prepare_search(i: int, s, spec: RunSpec) -> PreparedSearch:
             verifier_options(verifier, None, f"{where}.verifier")
     elif strategy.requires_verifier(cfg):
         raise SpecError(f"{where}.verifier", f"{s.name} needs a verifier and the spec lists none", ", ".join(VERIFIERS))
-    if s.ratios and not getattr(strategy, "sweeps_ratio", False):
-        sweepers = ", ".join(n for n, st in STRATEGIES.items() if getattr(st, "sweeps_ratio", False))
+    if s.ratios and not sweeps_ratio(strategy):
+        sweepers = ", ".join(n for n, st in STRATEGIES.items() if sweeps_ratio(st))
         raise SpecError(f"{where}.ratios", f"{s.name} has no sequential:parallel sweep", f"ratios on {sweepers}")
     return PreparedSearch(s.name, cfg, verifier, tuple(s.ratios or ()))
 

@@ -33,11 +33,16 @@ class Strategy(Protocol):
 
 @runtime_checkable
 class RatioSweep(Protocol):
-    """A strategy that takes a sequential:parallel sweep (`sweeps_ratio`, StrategySpec.ratios)."""
+    """A strategy that takes a sequential:parallel sweep (StrategySpec.ratios): it says how to split a budget."""
 
     def ratio_config(self, cfg: dict, n_attempts: int, ratio: str) -> dict:
         """The configuration of one point of the sweep at a budget of `n_attempts`."""
         ...
+
+
+def sweeps_ratio(strategy: object) -> bool:
+    """Whether `ratios:` may be given for this strategy: it implements `RatioSweep`."""
+    return isinstance(strategy, RatioSweep)
 
 
 class BaseStrategy:
@@ -45,7 +50,6 @@ class BaseStrategy:
     help = ""
     params: tuple[Param, ...] = ()
     needs_verifier = True
-    sweeps_ratio = False  # takes a sequential:parallel sweep (StrategySpec.ratios) through ratio_config()
 
     def requires_verifier(self, cfg: dict) -> bool:
         """Whether this configuration needs a verifier: the strategy does, unless it is set to pick by majority."""

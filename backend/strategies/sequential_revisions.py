@@ -88,7 +88,6 @@ class SequentialRevisions(BaseStrategy):
         DELIMITER,
     )
     needs_verifier = True
-    sweeps_ratio = True
 
     def ratio_config(self, cfg: dict, n_attempts: int, ratio: str) -> dict:
         """The configuration of one point of a sequential:parallel sweep at a budget of `n_attempts`."""
