@@ -134,8 +134,18 @@ def test_download_png_chart_and_csv_table(server, browser, tmp_path):
     assert dl.value.suggested_filename == "coverage.png"
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     browser.get_by_text("Coverage data").click()
-    with browser.expect_download(timeout=60_000) as dl:
-        browser.locator(".st-key-dl_coverage-table_csv button").click()
+    # the grid draws only once the expander is open, above the buttons: click when it is drawn and the button is
+    # in view, so nothing moves the button under the click
+    csv_button = browser.locator(".st-key-dl_coverage-table_csv button")
+    expander = browser.locator('[data-testid="stExpander"]', has=csv_button)
+    expander.locator('[data-testid="data-grid-canvas"]').wait_for(state="visible")
+    csv_button.scroll_into_view_if_needed()
+    try:
+        with browser.expect_download(timeout=60_000) as dl:
+            csv_button.click()
+    except Exception as e:  # say what the button showed (a deferred-download error appears beside it)
+        shown = [el.inner_text() for el in browser.query_selector_all('[data-testid="stDownloadButtonError"]')]
+        raise AssertionError(f"no CSV download after the click; the page shows {shown}") from e
     df = pd.read_csv(io.BytesIO(Path(dl.value.path()).read_bytes()))
     assert list(df.columns) == ["model", "strategy", "k", "x", "coverage", "low", "high"]
     assert len(df) > 5 and df["coverage"].between(0, 1).all()
