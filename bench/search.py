@@ -41,7 +41,7 @@ class RecordingEngine:
 
     def __init__(self, engine):
         self.engine, self.name, self.arch = engine, engine.name, engine.arch
-        self.inline_follow_ups = engine.inline_follow_ups
+        self.inline_follow_ups = getattr(engine, "inline_follow_ups", False)
         self.reports: list[tuple[str, int, int, int]] = []
         self.calls: dict[str, int] = {}
         self.lock = threading.Lock()

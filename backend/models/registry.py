@@ -12,7 +12,7 @@ import importlib.metadata as md
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -20,6 +20,7 @@ from typing import Literal
 from backend.errors import ModelFileError, UnknownNameError
 from backend.ledger import ModelArch
 from backend.models.gguf_meta import read_header
+from backend.models.hf_convert import convert_gguf, is_converted
 
 PromptStyle = Literal["chat", "few_shot"]
 
@@ -79,10 +80,11 @@ class ResolvedModel:
     """A model ready to load: its file, architecture numbers and how to prompt it."""
 
     name: str
-    path: Path | None  # None for a Hugging Face model id (vLLM loads it; arch and template come from the engine)
+    path: Path | None  # the GGUF file; None for a Hugging Face model (arch and template come from the engine)
     arch: ModelArch | None
     prompt_style: PromptStyle
     chat_template: str | None
+    hf_source: str | None = None  # what vLLM loads: a hub id, a local HF directory, a shipped model's converted one
 
     @property
     def is_hub_id(self) -> bool:
@@ -160,6 +162,22 @@ def prepare_shipped(model: ShippedModel, progress=None) -> Path:
     return target
 
 
+def hf_dir(model: ShippedModel) -> Path:
+    """Where the model's Hugging Face directory (vLLM's input) lives: in the cache, beside its GGUF."""
+    return cache_dir() / "models" / f"{model.name}-hf"
+
+
+def hf_ready(model: ShippedModel) -> bool:
+    return is_converted(hf_dir(model), model.sha256)
+
+
+def prepare_hf(model: ShippedModel) -> Path:
+    """The model's Hugging Face directory, converted from its verified GGUF on first use (about a minute for 0.5B)."""
+    if hf_ready(model):
+        return hf_dir(model)
+    return convert_gguf(model.name, prepare_shipped(model), model.sha256, hf_dir(model))
+
+
 def verify_file(path: Path, sha256: str) -> None:
     """Re-hash an assembled file (used by tests and `ttc models --verify`)."""
     digest = hashlib.sha256()
@@ -190,7 +208,9 @@ def resolve_model(
     name_or_path: str, field: str = "models", prompt_style: PromptStyle | None = None, hub_ok: bool = False
 ) -> ResolvedModel:
     """A registry name (assembled on first use), a path to any local .gguf file, or (`hub_ok`, for vLLM) a
-    Hugging Face model id / local HF directory, whose numbers the engine reads once it has loaded the model."""
+    Hugging Face model id / local HF directory, whose numbers the engine reads once it has loaded the model. With
+    `hub_ok` a registry name also gets its Hugging Face directory (converted from the GGUF on first use), while its
+    architecture numbers and chat template stay the GGUF's: both engines price and prompt it alike."""
     if name_or_path in SHIPPED_MODELS:
         shipped = SHIPPED_MODELS[name_or_path]
         path = prepare_shipped(shipped)
@@ -198,7 +218,12 @@ def resolve_model(
         name = shipped.name
     elif hub_ok and not name_or_path.endswith(".gguf") and (_HUB_ID.match(name_or_path) or Path(name_or_path).is_dir()):
         return ResolvedModel(
-            name=name_or_path, path=None, arch=None, prompt_style=prompt_style or "chat", chat_template=None
+            name=name_or_path,
+            path=None,
+            arch=None,
+            prompt_style=prompt_style or "chat",
+            chat_template=None,
+            hf_source=name_or_path,
         )
     elif name_or_path.endswith(".gguf") or Path(name_or_path).expanduser().exists():
         path = Path(name_or_path).expanduser().resolve()
@@ -210,6 +235,12 @@ def resolve_model(
         extra = "a path to a local .gguf file" + (", or a Hugging Face model id" if hub_ok else "")
         raise UnknownNameError(field, "model", name_or_path, SHIPPED_MODELS, extra)
     try:
-        return _resolve_path(path, path.stat().st_mtime_ns, name, style)
+        resolved = _resolve_path(path, path.stat().st_mtime_ns, name, style)
     except ModelFileError as e:
         raise ModelFileError(f"{field}: {e}") from None
+    if hub_ok and name in SHIPPED_MODELS:
+        try:
+            resolved = replace(resolved, hf_source=str(prepare_hf(SHIPPED_MODELS[name])))
+        except ModelFileError as e:
+            raise ModelFileError(f"{field}: {e}") from None
+    return resolved

@@ -29,8 +29,13 @@ class PRMVerifier:
     def scorer(self):
         if self._scorer is None:
             from backend.engines.vllm_engine import VLLMRewardScorer
+            from backend.models.registry import resolve_model
 
-            self._scorer = VLLMRewardScorer(self.model)
+            # a registry name reaches vLLM as its converted directory, priced by its GGUF's numbers
+            resolved = resolve_model(self.model, field="verifiers.prm_vllm.model", hub_ok=True)
+            self._scorer = VLLMRewardScorer(
+                resolved.hf_source or self.model, step_separator=self.step_separator, arch=self._arch or resolved.arch
+            )
         return self._scorer
 
     @property

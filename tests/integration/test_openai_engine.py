@@ -108,8 +108,10 @@ def test_should_stop_skips_everything(engine):
 
 def test_nothing_listening_is_a_clean_engine_error(model):
     url = f"http://127.0.0.1:{free_port()}/v1"
-    eng = OpenAICompatEngine(model, url, n_parallel=2, timeout_s=5)
-    with pytest.raises(EngineError, match=rf"^gemma-3-270m: cannot reach {url}/completions: .*refused"):
+    eng = OpenAICompatEngine(model, url, n_parallel=2, timeout_s=5, backoff_s=0.01)
+    with pytest.raises(
+        EngineError, match=rf"^gemma-3-270m: cannot reach {url}/completions: .*refused.*\(gave up after 4 attempts\)$"
+    ):
         eng.generate([GenerationRequest("hi", SamplingParams(max_tokens=2))])
 
 

@@ -326,16 +326,35 @@ def test_arch_from_model_config_reads_a_local_checkpoint(tmp_path):
 # ---- VLLMEngine with a fake `vllm` module: batching, n, seeds, callbacks ----------------------------------------
 
 
+class FakeEngineCore:
+    """Emulates `LLM.llm_engine` after `LLM.enqueue`: each `step()` finishes one queued request (internal ids
+    carry vLLM's `-<8 characters>` suffix, outputs the external id)."""
+
+    def __init__(self):
+        self.queue, self.aborted, self.model_config = [], [], None
+
+    def has_unfinished_requests(self):
+        return bool(self.queue)
+
+    def step(self):
+        return [self.queue.pop(0)] if self.queue else []
+
+    def abort_request(self, ids, internal=False):
+        assert internal
+        self.aborted.extend(ids)
+        self.queue.clear()
+
+
 class FakeLLM:
-    """Emulates vllm.LLM.generate for n children seeded seed+i; records every call."""
+    """Emulates vllm.LLM.enqueue for n children seeded seed+i; records every submission."""
 
     def __init__(self, model, seed=0, **kwargs):
         self.model, self.seed, self.kwargs, self.calls = model, seed, kwargs, []
-        self.llm_engine = types.SimpleNamespace(model_config=None)
+        self.llm_engine = FakeEngineCore()
 
-    def generate(self, prompts, params, use_tqdm=True):
+    def enqueue(self, prompts, params, use_tqdm=True):
         self.calls.append((list(prompts), list(params)))
-        outs = []
+        ids = []
         for i, (prompt, p) in enumerate(zip(prompts, params)):
             if p["temperature"] < 1e-5 and p["n"] > 1:
                 raise ValueError(f"n must be 1 when using greedy sampling, got {p['n']}.")
@@ -350,8 +369,11 @@ class FakeLLM:
                 )
                 for j in range(p["n"])
             ]
-            outs.append(RequestOutput(str(i), prompt, [0] * len(prompt), children, num_cached_tokens=0))
-        return outs
+            self.llm_engine.queue.append(
+                RequestOutput(str(i), prompt, [0] * len(prompt), children, num_cached_tokens=0)
+            )
+            ids.append(f"{i}-abcdefgh")
+        return ids
 
 
 @pytest.fixture
@@ -371,13 +393,14 @@ def test_vllm_engine_sends_the_whole_batch_in_one_generate_call(fake_vllm):
     eng = VLLMEngine("Qwen/Qwen2.5-0.5B-Instruct", n_ctx_per_slot=1024, arch=ARCH, gpu_memory_utilization=0.5)
     assert isinstance(eng, Engine)
     assert eng.llm.kwargs == {"enable_prefix_caching": True, "max_model_len": 1024, "gpu_memory_utilization": 0.5}
+    assert eng.calls == 0
     reqs = [
         GenerationRequest("p", SamplingParams(temperature=0.8, seed=10, logprobs=1), n=3, tag="q0"),
         GenerationRequest("g", SamplingParams(temperature=0.0, seed=5), n=2, tag="q1"),
     ]
     seen = []
     res = eng.generate(reqs, on_complete=lambda ri, req, comps: seen.append((ri, req.tag, [c.text for c in comps])))
-    assert len(eng.llm.calls) == 1 and eng.llm.calls[0][0] == ["p", "g", "g"]
+    assert len(eng.llm.calls) == 1 and eng.llm.calls[0][0] == ["p", "g", "g"] and eng.calls == 1
     assert [[c.text for c in r] for r in res] == [["p|10", "p|11", "p|12"], ["g|5", "g|6"]]
     assert [[c.seed for c in r] for r in res] == [[10, 11, 12], [5, 6]]
     assert seen == [(0, "q0", ["p|10", "p|11", "p|12"]), (1, "q1", ["g|5", "g|6"])]
@@ -389,9 +412,24 @@ def test_vllm_engine_should_stop_before_start_and_errors(fake_vllm):
     eng = VLLMEngine("m", arch=ARCH)
     assert eng.generate([GenerationRequest("p", n=2)], should_stop=lambda: True) == [[None, None]]
     assert eng.llm.calls == []
-    eng.llm.generate = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("CUDA out of memory\nmore"))
+    eng.llm.enqueue = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("CUDA out of memory\nmore"))
     with pytest.raises(EngineError, match=r"^m: vLLM generation failed: CUDA out of memory$"):
         eng.generate([GenerationRequest("p")])
+
+
+def test_vllm_engine_streams_callbacks_and_aborts_the_rest_on_stop(fake_vllm):
+    eng = VLLMEngine("m", arch=ARCH)
+    seen = []
+    reqs = [GenerationRequest(p, SamplingParams(seed=1)) for p in "abc"]
+    res = eng.generate(reqs, on_complete=lambda ri, req, comps: seen.append(ri), should_stop=lambda: len(seen) >= 1)
+    assert seen == [0] and res[0][0].text == "a|1" and res[1:] == [[None], [None]]
+    assert eng.llm.llm_engine.aborted == ["0-abcdefgh", "1-abcdefgh", "2-abcdefgh"]
+
+
+def test_external_id_strips_the_random_suffix_only():
+    from backend.engines.vllm_engine import external_id
+
+    assert [external_id(i) for i in ("12-a1b2c3d4", "12", "x-y-12345678", "7-short")] == ["12", "12", "x-y", "7-short"]
 
 
 def test_vllm_engine_refuses_gguf_without_a_gguf_loader(fake_vllm, tmp_path):
@@ -415,7 +453,7 @@ def test_vllm_factory_hands_hub_ids_over_as_strings(monkeypatch):
     seen = {}
 
     class Recorder:
-        def __init__(self, model, n_ctx_per_slot):
+        def __init__(self, model, n_ctx_per_slot, **kwargs):
             seen.update(model=model, n_ctx=n_ctx_per_slot)
 
     monkeypatch.setattr(vllm_engine, "VLLMEngine", Recorder)

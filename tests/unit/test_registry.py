@@ -73,3 +73,31 @@ def test_hub_ids_only_for_vllm():
 def test_cache_dir_follows_env(monkeypatch, tmp_path):
     monkeypatch.setenv("TTC_CACHE_DIR", str(tmp_path))
     assert cache_dir() == tmp_path
+
+
+def test_hf_directory_counts_only_when_made_from_the_pinned_gguf(private_cache):
+    """vLLM takes a shipped model as the directory converted from its GGUF; a directory whose stamp names another
+    GGUF (or none) is not used."""
+    from backend.models.hf_convert import SOURCE_FILE
+    from backend.models.registry import hf_dir, hf_ready
+
+    model = SHIPPED_MODELS["gemma-3-270m"]
+    target = hf_dir(model)
+    assert target == private_cache / "models" / "gemma-3-270m-hf" and not hf_ready(model)
+    target.mkdir(parents=True)
+    (target / SOURCE_FILE).write_text(json.dumps({"gguf_sha256": "0" * 64}))
+    assert not hf_ready(model)
+    (target / SOURCE_FILE).write_text(json.dumps({"gguf_sha256": model.sha256}))
+    assert hf_ready(model)
+    resolved = resolve_model("gemma-3-270m", hub_ok=True)  # the vLLM engine's view: GGUF numbers, converted weights
+    assert resolved.hf_source == str(target) and resolved.arch == resolve_model("gemma-3-270m").arch
+
+
+def test_converting_without_torch_says_what_to_install(private_cache, monkeypatch):
+    import sys
+
+    from backend.models.registry import prepare_hf
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(ModelFileError, match=r"^model 'gemma-3-270m': converting its GGUF for vLLM needs torch"):
+        prepare_hf(SHIPPED_MODELS["gemma-3-270m"])
