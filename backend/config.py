@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 
 from backend.engines import engine_options
 from backend.errors import SpecError
-from backend.options import KindOptions, options_error
+from backend.options import KindOptions, identity, options_error
 from backend.tasks import task_options
 
 
@@ -145,8 +145,9 @@ class RunSpec(Strict):
         return [ModelSpec(name=m) if isinstance(m, str) else m for m in self.models]
 
     def run_id(self) -> str:
-        """Same spec, same run: re-running resumes instead of starting over."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """Same spec, same run: re-running resumes instead of starting over, also with other execution options."""
+        data = self.model_dump(mode="json") | {"engine": identity(self.engine)}  # parallelism etc. do not count
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return f"{self.name}-{hashlib.sha256(canonical.encode()).hexdigest()[:10]}"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.json_schema import JsonDict
 
 from backend.errors import SpecError, require
 
@@ -26,13 +27,25 @@ class KindOptions(Options):
     kind: str
 
 
+EXECUTION: JsonDict = {"execution": True}  # Field(json_schema_extra=EXECUTION): how a run goes, not what it makes
+
+
+def identity(options: BaseModel) -> dict:
+    """The options that decide a run's results: every field but those marked EXECUTION (parallelism, timeouts,
+    memory), so that changing how a run executes resumes it instead of starting another."""
+    fields = type(options).model_fields
+    return {k: v for k, v in options.model_dump(mode="json").items() if fields[k].json_schema_extra != EXECUTION}
+
+
 def field_path(loc: tuple, prefix: str = "") -> str:
     """`task.datasets[0].size` from pydantic's location tuple (union-branch tags dropped: noise to a user)."""
     out = prefix
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("str", "ModelSpec", "VerifierSpec") or str(part).startswith("function-"):
+        elif part in ("str", "int", "ModelSpec", "VerifierSpec") or str(part).startswith(
+            ("function-", "constrained-", "literal[")
+        ):
             continue
         else:
             out += ("." if out else "") + str(part)
@@ -64,6 +77,11 @@ def _first_model(ann) -> Any:
     return None
 
 
+# Options whose bad value an error never repeats: a user who pastes a secret where its variable's name goes must not
+# see it echoed into logs, the catalog and the dashboard.
+WITHHELD = ("api_key_env",)
+
+
 def options_error(err: ValidationError, model: type[BaseModel], prefix: str = "") -> SpecError:
     """One line for the first problem pydantic found (the one a user must fix first)."""
     e = err.errors()[0]
@@ -75,7 +93,7 @@ def options_error(err: ValidationError, model: type[BaseModel], prefix: str = ""
         fld = model.model_fields.get(str(loc[0])) if len(loc) == 1 else None
         return SpecError(field, "required but missing", fld.description if fld is not None else None)
     msg = str(e["msg"]).removeprefix("Value error, ")
-    shown = "input" in e and not isinstance(e.get("input"), dict)
+    shown = "input" in e and not isinstance(e.get("input"), dict) and not field.endswith(WITHHELD)
     return SpecError(field, f"{msg} (got {e.get('input')!r})" if shown else msg)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from backend.config import ModelSpec, RunSpec
-from backend.engines import ENGINES, GenerationRequest, SamplingParams, create_engine
+from backend.engines import ENGINES, GenerationRequest, SamplingParams, create_engine, with_parallelism
 from backend.engines.base import Completion, Engine
 from backend.errors import SpecError, TtcError, require
 from backend.ledger import ModelArch, decode_flops, prefill_flops, units_to_flops
@@ -396,7 +396,9 @@ def execute(
             ]
             if not (missing or _analysis_left(prepared, store, model.name)):
                 continue
-            engine = (engine_factory or create_engine)(model, spec.engine)
+            # searches come after the samples with batches of their own: then the machine's best, else the run's size
+            options = with_parallelism(spec.engine, len(missing) if missing and not prepared.searches else None)
+            engine = (engine_factory or create_engine)(model, options)
             try:
                 if model.is_hub_id:  # vLLM read the architecture and chat template when it loaded the model
                     model = replace(model, arch=engine.arch, chat_template=getattr(engine, "chat_template", None))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -18,22 +18,45 @@ from backend.engines.base import (
     TokenLogprob,
 )
 from backend.errors import require
-from backend.options import KindOptions, kind_options, register_kind
+from backend.options import EXECUTION, KindOptions, kind_options, register_kind
+
+AUTO: Literal["auto"] = "auto"
+# llama.cpp's best slot count for the default model on this kind of CPU machine (bench/throughput.py --best):
+# past it, more slots add KV memory and make each wave slower without adding tokens per second.
+LLAMACPP_AUTO_SLOTS = 16
 
 
 class LlamaCppOptions(KindOptions):
     kind: Literal["llamacpp"] = "llamacpp"
-    n_parallel: int = Field(4, ge=1, le=256, description="parallel slots (continuous batching)")
+    n_parallel: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = Field(
+        AUTO,
+        description=f"parallel slots (continuous batching); auto: the run's requests, up to {LLAMACPP_AUTO_SLOTS}",
+        json_schema_extra=EXECUTION,
+    )
     n_ctx_per_slot: int = Field(2048, ge=256, le=131072, description="prompt + completion tokens a slot holds")
-    threads: int | None = Field(None, ge=1, le=256, description="CPU threads (default: every core)")
+    threads: int | None = Field(
+        None, ge=1, le=256, description="CPU threads (default: every core)", json_schema_extra=EXECUTION
+    )
 
 
 class OpenAIOptions(KindOptions):
     kind: Literal["openai"] = "openai"
     base_url: str = Field(description="the server's /v1 URL, e.g. http://127.0.0.1:8000/v1")
-    n_parallel: int = Field(4, ge=1, le=256, description="requests in flight at once")
-    timeout_s: float = Field(600, gt=0, le=86400, description="seconds a connect or a read may take, then retry")
-    retries: int = Field(3, ge=0, le=10, description="retries of a refused connection, HTTP 429/5xx or a timeout")
+    n_parallel: int = Field(4, ge=1, le=256, description="requests in flight at once", json_schema_extra=EXECUTION)
+    timeout_s: float = Field(
+        600,
+        gt=0,
+        le=86400,
+        description="seconds a connect or a read may take, then retry",
+        json_schema_extra=EXECUTION,
+    )
+    retries: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="retries of a refused connection, HTTP 429/5xx or a timeout",
+        json_schema_extra=EXECUTION,
+    )
     served_model: str | None = Field(
         None, min_length=1, description="the `model` field sent, the name vLLM serves (default: the model's name)"
     )
@@ -41,20 +64,29 @@ class OpenAIOptions(KindOptions):
         None,
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="NAME of the environment variable holding the API key (the key itself never goes in a spec)",
+        json_schema_extra=EXECUTION,
     )
 
 
 class VLLMOptions(KindOptions):
     kind: Literal["vllm"] = "vllm"
     n_ctx_per_slot: int = Field(2048, ge=256, le=131072, description="vLLM's max_model_len: prompt + completion")
-    n_parallel: int | None = Field(
-        None, ge=1, le=4096, description="sequences in flight, vLLM's max_num_seqs (default: vLLM's own)"
+    n_parallel: Annotated[int, Field(ge=1, le=4096)] | Literal["auto"] = Field(
+        AUTO,
+        description="sequences in flight, vLLM's max_num_seqs; auto: vLLM's own",
+        json_schema_extra=EXECUTION,
     )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="weights and activations")
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="share of GPU memory vLLM may take (GPU)")
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="share of GPU memory vLLM may take (GPU)", json_schema_extra=EXECUTION
+    )
     tensor_parallel_size: int = Field(1, ge=1, le=64, description="GPUs one model is split across")
     kv_cache_gib: float | None = Field(
-        None, gt=0, le=4096, description="KV cache size in GiB (default: from GPU memory; 2 GiB on the CPU)"
+        None,
+        gt=0,
+        le=4096,
+        description="KV cache size in GiB (default: from GPU memory; 2 GiB on the CPU)",
+        json_schema_extra=EXECUTION,
     )
 
 
@@ -82,9 +114,8 @@ class EngineEntry:
 def _llamacpp(model, options: LlamaCppOptions) -> Engine:
     from backend.engines.llamacpp import LlamaCppEngine
 
-    return LlamaCppEngine(
-        model, n_parallel=options.n_parallel, n_ctx_per_slot=options.n_ctx_per_slot, threads=options.threads
-    )
+    slots = options.n_parallel if isinstance(options.n_parallel, int) else LLAMACPP_AUTO_SLOTS
+    return LlamaCppEngine(model, n_parallel=slots, n_ctx_per_slot=options.n_ctx_per_slot, threads=options.threads)
 
 
 def _openai(model, options: OpenAIOptions) -> Engine:
@@ -111,7 +142,7 @@ def _vllm(model, options: VLLMOptions) -> Engine:
     return VLLMEngine(
         model.name if model.is_hub_id else model,
         n_ctx_per_slot=options.n_ctx_per_slot,
-        n_parallel=options.n_parallel,
+        n_parallel=options.n_parallel if isinstance(options.n_parallel, int) else None,
         kv_cache_gib=options.kv_cache_gib,
         **kwargs,
     )
@@ -150,7 +181,18 @@ def engine_options(data: Any, field: str = "engine") -> KindOptions:
     return kind_options(ENGINES, data, field, "engine", default=DEFAULT_ENGINE)
 
 
-def create_engine(model, options) -> Engine:
+def with_parallelism(options: KindOptions, n_requests: int | None) -> KindOptions:
+    """The options with `n_parallel: auto` made concrete for a batch of `n_requests` (None: not known yet): as
+    many llama.cpp slots as requests, up to the machine's best, so a small run does not pay for idle slots' KV
+    and a large one keeps the engine full; vLLM schedules its own batch (auto stays vLLM's default)."""
+    if getattr(options, "n_parallel", None) != AUTO or options.kind != "llamacpp":
+        return options
+    slots = LLAMACPP_AUTO_SLOTS if n_requests is None else max(1, min(LLAMACPP_AUTO_SLOTS, n_requests))
+    return options.model_copy(update={"n_parallel": slots})
+
+
+def create_engine(model, options, n_requests: int | None = None) -> Engine:
+    options = with_parallelism(options, n_requests)
     return require(ENGINES, options.kind, field="engine.kind", kind="engine").factory(model, options)
 
 

@@ -1,7 +1,9 @@
-"""The Engine contract on vLLM (in-process, CUDA). Skipped unless vllm imports and a CUDA device is visible.
+"""The Engine contract on vLLM (in-process, CUDA). Skipped unless vllm imports and a CUDA device is visible;
+scripts/gpu-check.sh runs it on a GPU machine.
 
-TTC_VLLM_TEST_MODEL picks the generator (default Qwen/Qwen2.5-0.5B-Instruct; it must be downloadable or cached);
-TTC_VLLM_TEST_PRM, when set (e.g. Qwen/Qwen2.5-Math-PRM-7B), also exercises the process-reward scorer."""
+TTC_VLLM_TEST_MODEL picks the generator (default: the shipped default model's converted Hugging Face directory, so
+no hub is needed; a hub id must be downloadable or cached); TTC_VLLM_TEST_PRM, when set (e.g.
+Qwen/Qwen2.5-Math-PRM-7B), also exercises a real process-reward model."""
 
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ if not torch.cuda.is_available():
 
 from backend.engines.base import Engine, GenerationRequest, SamplingParams  # noqa: E402
 from backend.engines.vllm_engine import VLLMEngine, VLLMRewardScorer  # noqa: E402
+from backend.models.registry import DEFAULT_MODEL, SHIPPED_MODELS, prepare_hf  # noqa: E402
 
-MODEL = os.environ.get("TTC_VLLM_TEST_MODEL", "Qwen/Qwen2.5-0.5B-Instruct")
+MODEL = os.environ.get("TTC_VLLM_TEST_MODEL") or str(prepare_hf(SHIPPED_MODELS[DEFAULT_MODEL]))
 MAX_TOKENS = 24
 LONG_PREFIX = "You are a careful assistant. " * 40  # well over vLLM's 16-token cache blocks
 
@@ -37,7 +40,7 @@ def test_arch_comes_from_the_checkpoint(engine):
     a = engine.arch
     assert a.n_layers > 0 and a.d_model > 0 and a.vocab_size > 0
     assert a.n_params > a.n_layers * a.d_model * a.d_model  # at least the attention projections
-    if MODEL == "Qwen/Qwen2.5-0.5B-Instruct":
+    if MODEL in ("Qwen/Qwen2.5-0.5B-Instruct", str(prepare_hf(SHIPPED_MODELS[DEFAULT_MODEL]))):
         assert (a.n_layers, a.d_model, a.architecture) == (24, 896, "qwen2")
         assert 4.5e8 < a.n_params < 5.5e8  # 494M with tied embeddings
 

@@ -71,6 +71,24 @@ def _cases(tmp_path, gemma_path):
             spec(extra="samples_per_question: 2\nengine: {kind: llamacpp, slots: 4}"),
             "engine.slots: unknown key; allowed: kind, n_parallel, n_ctx_per_slot, threads",
         ),
+        "zero slots": (
+            spec(extra="samples_per_question: 2\nengine: {kind: llamacpp, n_parallel: 0}"),
+            "engine.n_parallel: Input should be greater than or equal to 1 (got 0)",
+        ),
+        "slots neither a number nor auto": (
+            spec(extra="samples_per_question: 2\nengine: {kind: llamacpp, n_parallel: many}"),
+            "engine.n_parallel: Input should be a valid integer, unable to parse string as an integer (got 'many')",
+        ),
+        "negative vLLM KV cache": (
+            spec(extra="samples_per_question: 2\nengine: {kind: vllm, kv_cache_gib: -1}"),
+            "engine.kv_cache_gib: Input should be greater than 0 (got -1)",
+        ),
+        "an API key where its variable's name goes": (
+            spec(
+                extra="samples_per_question: 2\nengine: {kind: openai, base_url: 'http://127.0.0.1:1/v1', api_key_env: sk-abc}"
+            ),
+            "engine.api_key_env: String should match pattern '^[A-Za-z_][A-Za-z0-9_]*$'",
+        ),
         "jsonl line without answer": (spec(task=math_task), f"{jsonl}:2: missing required field 'answer'"),
         "corrupt gguf": (spec(models=f"[{corrupt}]"), f"models[0]: {corrupt}: not a GGUF file (bad magic b'NOPE')"),
         "truncated gguf": (
@@ -145,6 +163,7 @@ def test_bad_spec_gives_one_line_and_writes_nothing(case, tmp_path, gemma_path, 
     assert len(err.splitlines()) == 1, err
     assert err.startswith("error: ")
     assert expected in err, err
+    assert "sk-abc" not in err  # a secret pasted where its variable's name goes is never echoed
     assert not store.exists(), "a rejected spec must not create the store"
 
 
