@@ -13,6 +13,7 @@ pytest.importorskip("vllm", reason="vllm is not installed here: ./scripts/test.s
 
 from backend.config import parse_spec
 from backend.worker import execute, prepare_run
+from bench.throughput import KeepOpen
 from store import Store
 from tests.conftest import ttc
 
@@ -97,17 +98,6 @@ GREEDY = {
     "temperature": 0.0,
     "max_tokens": 48,
 }
-
-
-class KeepOpen:
-    """The session's loaded engine for the worker, which closes what its factory returns."""
-
-    def __init__(self, engine):
-        self.name, self.arch, self.generate = engine.name, engine.arch, engine.generate
-        self.chat_template = getattr(engine, "chat_template", None)
-
-    def close(self) -> None:
-        pass
 
 
 def test_one_spec_on_llamacpp_and_vllm_writes_the_same_rows(vllm_engine, tmp_path):
