@@ -22,6 +22,8 @@ def _widget(key: str, name: str, f) -> Any:
     ann = f.annotation
     args = [a for a in typing.get_args(ann) if a is not type(None)]
     base = args[0] if args and typing.get_origin(ann) in (typing.Union, types.UnionType) else ann
+    if typing.get_origin(base) is typing.Annotated:  # a constrained number, e.g. `Annotated[int, Field(ge=1)] | "auto"`
+        base = typing.get_args(base)[0]
     label = name
     helptext = f.description or None
     default = None if f.is_required() else f.default
