@@ -22,9 +22,11 @@ class VerifierOptions(BaseModel):
 
 class PRMOptions(VerifierOptions):
     model: str = Field(
-        description="the process reward model: a Hugging Face id or a local HF directory (vLLM loads it)"
+        description="the process reward model: a Hugging Face id, a local HF directory or a registry name (vLLM loads it)"
     )
-    step_separator: str = Field("\n\n", description="text the PRM reads between steps (its step tag)")
+    step_separator: str = Field(
+        "\n\n", description="text the PRM reads between steps (its step tag; one token: one reward per step)"
+    )
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,10 @@ for _entry in (
         reads_generator=True,
     ),
     VerifierEntry(
-        "prm_vllm", "a process reward model on vLLM's pooling runner (GPU)", PRMOptions, _prm_vllm, needs_gpu=True
+        "prm_vllm",
+        "a process reward model on vLLM's pooling runner (vLLM: GPU, or CPU in .venv-vllm)",
+        PRMOptions,
+        _prm_vllm,
     ),
 ):
     register_verifier(_entry)

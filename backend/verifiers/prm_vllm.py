@@ -1,4 +1,4 @@
-"""A process reward model served by vLLM's pooling runner (GPU tier).
+"""A process reward model served by vLLM's pooling runner (a GPU, or the CPU build in .venv-vllm).
 
 Wraps `backend.engines.vllm_engine.VLLMRewardScorer` (`score(prompts) -> list[list[float]]`, one reward per
 step of each prompt), imported only when first used so the CPU install never needs vLLM. The PRM reads the
