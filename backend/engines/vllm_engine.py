@@ -287,11 +287,15 @@ def llm_kwargs_for(
     *,
     max_num_seqs: int | None = None,
     kv_cache_gib: float | None = None,
-    cpu: bool = False,
     **llm_kwargs: Any,
 ) -> dict:
     """`vllm.LLM` keyword arguments: prefix caching on, `max_model_len` from the slot context, the KV cache size
-    where asked for (on the CPU a fixed size must be given; the default there is 2 GiB), eager on the CPU."""
+    where asked for (on the CPU a fixed size must be given; the default there is 2 GiB), eager on the CPU. On the
+    CPU the engine core also runs in this process (on 2 cores 1.8x the tokens/s of a separate one, loaded in half
+    the time), unless VLLM_ENABLE_V1_MULTIPROCESSING says otherwise: the one place both vLLM loaders set this."""
+    cpu = on_cpu()
+    if cpu:
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     kw: dict[str, Any] = {"enable_prefix_caching": True, "max_model_len": n_ctx_per_slot, **llm_kwargs}
     if max_num_seqs is not None:
         kw["max_num_seqs"] = max_num_seqs
@@ -351,14 +355,7 @@ class VLLMEngine:
         except ImportError as e:
             raise EngineError(f"engine.kind: vllm is not installed ({e}); {INSTALL_HINT}") from None
         self.name, source = _model_source(model)
-        cpu = on_cpu()
-        if (
-            cpu
-        ):  # the engine core in this process: on 2 cores 1.8x the tokens/s of a separate one, loaded in half the time
-            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        kwargs = llm_kwargs_for(
-            n_ctx_per_slot, max_num_seqs=n_parallel, kv_cache_gib=kv_cache_gib, cpu=cpu, **llm_kwargs
-        )
+        kwargs = llm_kwargs_for(n_ctx_per_slot, max_num_seqs=n_parallel, kv_cache_gib=kv_cache_gib, **llm_kwargs)
         try:
             self.llm = _hold(LLM(model=source, seed=seed, **kwargs))
         except Exception as e:  # vLLM raises ValueError/RuntimeError/pydantic errors, with long multi-line texts
@@ -479,10 +476,7 @@ class VLLMRewardScorer:
                     returned_token_ids=returned_token_ids,
                 ),
             )
-        cpu = on_cpu()
-        if cpu:
-            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        kwargs = llm_kwargs_for(n_ctx, kv_cache_gib=kv_cache_gib, cpu=cpu, **llm_kwargs)
+        kwargs = llm_kwargs_for(n_ctx, kv_cache_gib=kv_cache_gib, **llm_kwargs)
         kwargs.pop("enable_prefix_caching")  # a reward pass reads each prompt once
         try:
             self.llm = _hold(LLM(model=model, runner="pooling", **kwargs))
