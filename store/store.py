@@ -6,8 +6,11 @@ workers may run, and a killed worker must lose nothing and duplicate nothing. So
 
 - workers append immutable Parquet shards, `DIR/<table>/<run_id>/<time>-<uuid>.parquet`, each written to a
   hidden temp name, fsynced and atomically renamed: a reader sees a whole shard or none;
-- readers get a fresh in-process DuckDB connection whose views read the shards (`read_parquet`, union by name,
-  so older shards read newer columns as NULL): any number of readers, no locks, always up to date;
+- a finished run's shards are merged into one `compacted-*.parquet` per table (store/maintenance.py) that names
+  the shards it replaces in its footer: readers skip those from the moment it exists, and they are deleted only
+  later, so a reader sees either the shards or their merge, never both or neither;
+- readers get a fresh in-process DuckDB connection whose views read the live shards (`read_parquet`, union by
+  name, so older shards read newer columns as NULL): any number of readers, no locks, always up to date;
 - runs and their states (the job queue) live in a small SQLite catalog through SQLAlchemy (WAL mode, immediate
   transactions), migrated by named migrations (store/migrations.py);
 - a sample's identity (run_id, model, question_id, sample_idx) makes resumption exact: a restarted worker asks
@@ -16,11 +19,14 @@ workers may run, and a killed worker must lose nothing and duplicate nothing. So
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import socket
 import uuid
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
 import duckdb
@@ -34,6 +40,11 @@ from store.migrations import apply_migrations
 from store.schema import READ_AS, SHARD_SCHEMA_VERSION, TABLES
 
 CATALOG_FILE = "catalog.sqlite"
+COMPACTED_PREFIX = "compacted-"
+REPLACES_KEY = b"ttc.replaces"
+"""Footer key of a compacted shard: the JSON list of file names (in its run's folder) whose rows it holds."""
+QUARANTINE_DIR = "quarantine"
+"""Where `ttc store repair` moves unreadable shards (outside every table's folder, so no reader sees them)."""
 
 
 HEARTBEAT_STALE_S = 15.0
@@ -60,6 +71,16 @@ def _sqlite_engine(path: Path) -> SqlEngine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context):
+        # a full disk or a file-size limit: the same one line as a shard that cannot be written
+        problem = str(context.original_exception)
+        if any(s in problem for s in ("disk is full", "disk I/O error", "database or disk")):
+            raise StoreError(
+                f"store: the catalog {path} could not be written ({problem}); free space, then run it again: "
+                "every shard already written is kept"
+            ) from None
 
     return engine
 
@@ -103,22 +124,16 @@ class Store:
             return None
         rows = rows.cast(TABLES[table]) if rows.schema != TABLES[table] else rows
         folder = self.root / table / run_id
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise write_failed(table, folder, e) from None
         name = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
-        tmp = folder / f".{name}.tmp"
-        pq.write_table(rows, tmp, compression="zstd")
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         final = folder / name
-        os.replace(tmp, final)
-        dir_fd = os.open(folder, os.O_RDONLY)
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            publish(final, lambda tmp: pq.write_table(rows, tmp, compression="zstd"))
+        except OSError as e:
+            raise write_failed(table, folder, e) from None
         return final
 
     def remove_stale_temp_files(self, run_id: str) -> int:
@@ -131,44 +146,84 @@ class Store:
         return n
 
     # ---- reading --------------------------------------------------------------------------------------------
-    def shard_glob(self, table: str) -> str:
-        return str(self.root / table / "*" / "*.parquet")
+    def shards(self, table: str) -> list[Path]:
+        """The table's live shards: every `*.parquet` of every run folder, less those a compacted shard of the
+        same folder replaces. One listing per folder, so a compaction's files are seen together (store/maintenance.py
+        deletes replaced shards only after a grace period, longer than any listing takes)."""
+        base = self.root / table
+        try:
+            folders = sorted(e.path for e in os.scandir(base) if e.is_dir())
+        except FileNotFoundError:
+            return []
+        out: list[Path] = []
+        for folder in folders:
+            names = [n for n in os.listdir(folder) if n.endswith(".parquet") and not n.startswith(".")]
+            replaced: set[str] = set()
+            for n in names:
+                if n.startswith(COMPACTED_PREFIX):
+                    replaced.update(replaced_by(os.path.join(folder, n)))
+            out.extend(Path(folder, n) for n in sorted(names) if n not in replaced)
+        return out
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """A fresh in-memory DuckDB with views `samples`, `questions`, `scores`, `nodes` over the shards and a
-        `runs` table copied from the catalog. Cheap: open one per query batch."""
+        """A fresh in-memory DuckDB with views `samples`, `questions`, `scores`, `nodes` over the live shards and a
+        `runs` table copied from the catalog. Cheap: open one per query batch. An unreadable shard raises a
+        StoreError naming it and the repair command."""
         con = duckdb.connect()
-        con.execute("SET enable_progress_bar = false")  # it would print into the dashboard server's log
-        for table, schema in TABLES.items():
-            shards = list((self.root / table).glob("*/*.parquet"))
-            if shards:
-                source = f"read_parquet('{self.shard_glob(table)}', union_by_name=true)"
-                present = _shard_columns(con, source, shards)
-                # a column added after every shard of this store was written reads as NULL (schema.py's rule)
-                missing = "".join(
-                    f", CAST(NULL AS {_duckdb_type(f.type)}) AS {f.name}" for f in schema if f.name not in present
-                )
-                view = f"SELECT *{missing} FROM {source}"
-                if READ_AS.get(table):  # a column whose stored form changed: every shard reads in the current form
-                    replace = ", ".join(f"{expr} AS {col}" for col, expr in READ_AS[table].items())
-                    view = f"SELECT * REPLACE ({replace}) FROM ({view})"
-                con.execute(f"CREATE VIEW {table} AS {view}")
-            else:
-                empty = schema.empty_table()  # noqa: F841 - referenced by name below
-                con.execute(f"CREATE TABLE {table} AS SELECT * FROM empty")
-        runs = self.runs_arrow()  # noqa: F841
-        con.execute("CREATE TABLE runs AS SELECT * FROM runs")
+        try:
+            con.execute("SET enable_progress_bar = false")  # it would print into the dashboard server's log
+            for table, schema in TABLES.items():
+                shards = self.shards(table)
+                if shards:
+                    con.read_parquet([str(p) for p in shards], union_by_name=True).create_view(f"_{table}_shards")
+                    present = _shard_columns(con, table, shards)
+                    # a column added after every shard of this store was written reads as NULL (schema.py's rule)
+                    missing = "".join(
+                        f", CAST(NULL AS {duckdb_type(f.type)}) AS {f.name}" for f in schema if f.name not in present
+                    )
+                    view = f"SELECT *{missing} FROM _{table}_shards"
+                    if READ_AS.get(table):  # a column whose stored form changed: every shard reads in the current form
+                        replace = ", ".join(f"{expr} AS {col}" for col, expr in READ_AS[table].items())
+                        view = f"SELECT * REPLACE ({replace}) FROM ({view})"
+                    con.execute(f"CREATE VIEW {table} AS {view}")
+                else:
+                    empty = schema.empty_table()  # noqa: F841 - referenced by name below
+                    con.execute(f"CREATE TABLE {table} AS SELECT * FROM empty")
+            runs = self.runs_arrow()  # noqa: F841
+            con.execute("CREATE TABLE runs AS SELECT * FROM runs")
+        except duckdb.Error as e:
+            con.close()
+            raise self.read_failed(e) from None
         return con
 
     def query(self, sql: str, params: list | None = None):
-        """Run one read query; returns a pandas DataFrame. SQL errors become StoreError."""
-        con = self.connect()
-        try:
-            return con.execute(sql, params or []).df()
-        except duckdb.Error as e:
-            raise StoreError(f"query failed: {str(e).splitlines()[0]}") from None
-        finally:
-            con.close()
+        """Run one read query; returns a pandas DataFrame. SQL errors become StoreError. A shard that vanished
+        under the query (a compaction's replaced shards are deleted after their grace period) means a newer
+        listing exists: the query is retried once on it."""
+        for attempt in (1, 2):
+            con = self.connect()
+            try:
+                return con.execute(sql, params or []).df()
+            except duckdb.IOException as e:
+                if attempt == 1 and _vanished_shard(str(e), self.root):
+                    continue
+                raise self.read_failed(e) from None
+            except duckdb.Error as e:
+                raise self.read_failed(e) from None
+            finally:
+                con.close()
+        raise AssertionError("unreachable")
+
+    def read_failed(self, e: duckdb.Error) -> StoreError:
+        """One line for a failed read: a damaged shard is named, with the commands that find and repair it."""
+        first = str(e).splitlines()[0]
+        path = _shard_in_message(first, self.root)
+        if path is not None and os.path.exists(path):
+            return StoreError(
+                f"store: shard {path} cannot be read ({first}); run `ttc store check --store {self.root}`, then "
+                f"`ttc store repair --store {self.root}` to quarantine it (its run regenerates what it held)"
+            )
+        return StoreError(f"query failed: {first}")
 
     def existing_sample_keys(self, run_id: str, model: str) -> set[tuple[str, int]]:
         df = self.query("SELECT question_id, sample_idx FROM samples WHERE run_id = ? AND model = ?", [run_id, model])
@@ -264,17 +319,73 @@ class Store:
             )
 
 
-_COLUMNS: dict[str, tuple[tuple[int, int], frozenset[str]]] = {}
+_COLUMNS: dict[tuple[str, str], tuple[int, frozenset[str]]] = {}
 
 
-def _shard_columns(con: duckdb.DuckDBPyConnection, source: str, shards: list[Path]) -> frozenset[str]:
-    """The columns some shard of a table has (reading every footer), remembered until a shard is added."""
-    key = (len(shards), max(p.stat().st_mtime_ns for p in shards))
-    hit = _COLUMNS.get(source)
-    if hit is None or hit[0] != key:
-        hit = (key, frozenset(r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()))
-        _COLUMNS[source] = hit
+def _shard_columns(con: duckdb.DuckDBPyConnection, table: str, shards: list[Path]) -> frozenset[str]:
+    """The columns some shard of a table has (reading every footer), remembered until the set of shards changes."""
+    key = (str(shards[0].parent.parent), table)
+    listing = hash(tuple(shards))
+    hit = _COLUMNS.get(key)
+    if hit is None or hit[0] != listing:
+        hit = (listing, frozenset(r[0] for r in con.execute(f"DESCRIBE SELECT * FROM _{table}_shards").fetchall()))
+        _COLUMNS[key] = hit
     return hit[1]
+
+
+@lru_cache(maxsize=4096)
+def replaced_by(path: str) -> frozenset[str]:
+    """The shard names a compacted shard replaces (its footer; files never change, so the answer is cached)."""
+    try:
+        meta = pq.read_metadata(path).metadata or {}
+    except (OSError, pa.ArrowException):
+        return frozenset()  # unreadable: it replaces nothing, and `ttc store check` names it
+    return frozenset(json.loads(meta.get(REPLACES_KEY, b"[]")))
+
+
+_PATH_IN_MESSAGE = re.compile(r"""["']([^"']+\.parquet)["']""")
+
+
+def _shard_in_message(message: str, root: Path) -> str | None:
+    m = _PATH_IN_MESSAGE.search(message)
+    return m.group(1) if m and m.group(1).startswith(str(root)) else None
+
+
+def _vanished_shard(message: str, root: Path) -> bool:
+    path = _shard_in_message(message, root)
+    return path is not None and not os.path.exists(path)
+
+
+def publish(final: Path, write) -> None:
+    """Write a file under a hidden temp name with `write(tmp)`, fsync it, rename it to `final` and fsync the folder:
+    a reader sees the whole file or none, and a crash leaves at most a temp file. On failure the temp is removed."""
+    tmp = final.with_name(f".{final.name}.tmp")
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_failed(table: str, folder: Path, e: OSError) -> StoreError:
+    """A shard that could not be written (full disk, file-size limit, permissions): one line, nothing half-written."""
+    reason = e.strerror or str(e)
+    if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        hint = "free space (or raise the limit), then run it again: every shard already written is kept"
+    else:
+        hint = "fix the store directory, then run it again: every shard already written is kept"
+    return StoreError(f"store: could not write a {table} shard in {folder}: {reason}; {hint}")
 
 
 _DUCKDB_TYPES = {
@@ -288,7 +399,7 @@ _DUCKDB_TYPES = {
 }
 
 
-def _duckdb_type(t: pa.DataType) -> str:
+def duckdb_type(t: pa.DataType) -> str:
     try:
         return _DUCKDB_TYPES[t]
     except KeyError:
