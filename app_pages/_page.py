@@ -4,7 +4,6 @@ panel and the ready marker the browser tests wait on (`run_page`)."""
 from __future__ import annotations
 
 import logging
-import time
 import traceback
 from collections.abc import Callable
 
@@ -32,16 +31,32 @@ def render_error(err: BaseException) -> None:
 
 
 def worker_banner(store: Store) -> None:
-    """A clear banner when runs are waiting but no worker is alive, with a button that starts one."""
-    from backend.jobs import live_workers, spawn_worker
+    """A caption line per live worker (its run, its heartbeat's age) when all is well; a clear warning with a button
+    that starts one when runs wait and no worker is alive. A fragment, so the heartbeat age stays current."""
+    _worker_banner(store)
 
+
+@st.fragment(run_every="5s")
+def _worker_banner(store: Store) -> None:
+    from backend.jobs import ensure_worker, worker_table
+
+    try:
+        live = [w for w in worker_table(store) if w.live]
+    except Exception:  # noqa: BLE001 - an older catalog without the workers table
+        live = []
+    if live:
+        st.caption(
+            "  \n".join(
+                f":material/memory: Worker {w.label}: "
+                + (f"running {w.run_name or w.current_run_id}" if w.current_run_id else "idle")
+                + f" · heartbeat {w.heartbeat_age_s:.0f} s ago"
+                for w in live
+            )
+        )
+        return
     df = runs(store)
     waiting = df[df["status"].isin(["queued", "running"])] if not df.empty else df
-    try:
-        alive = live_workers(store)
-    except Exception:  # noqa: BLE001 - an older catalog without the workers table
-        alive = []
-    if alive or waiting.empty:
+    if waiting.empty:
         return
     with st.container(border=True):
         st.warning(
@@ -50,9 +65,13 @@ def worker_banner(store: Store) -> None:
             icon=":material/warning:",
         )
         if st.button("Start worker", key="_start_worker_banner", icon=":material/play_arrow:"):
-            spawn_worker(store.root)
-            st.toast("worker started")
-            time.sleep(1.0)
+            try:
+                with st.spinner("starting a worker…"):
+                    start = ensure_worker(store)
+            except TtcError as e:
+                render_error(e)
+                return
+            st.toast(f"worker {start.worker.label} " + ("started" if start.started else "was already running"))
             st.rerun()
 
 

@@ -15,7 +15,7 @@ from app_pages import _selection as sel
 from app_pages import _store as stored
 from backend.config import parse_spec
 from backend.errors import SpecError, TtcError
-from backend.jobs import cancel, live_workers, progress, spawn_worker, submit
+from backend.jobs import cancel, ensure_worker, live_workers, progress, submit
 from backend.ledger import decode_flops, prefill_flops, samples_for_budget
 from backend.models.registry import DEFAULT_MODEL, SHIPPED_MODELS, parts_installed
 
@@ -332,8 +332,12 @@ def progress_panel() -> None:
     else:
         c1.warning("No worker is running: queued runs wait until one starts.", icon=":material/warning:")
         if c2.button("Start worker", key="start_worker", icon=":material/play_arrow:"):
-            spawn_worker(store.root)
-            st.toast("worker started")
+            try:
+                start = ensure_worker(store)  # a second click, or another dashboard's, finds the first worker
+            except TtcError as e:
+                frame.render_error(e)
+            else:
+                st.toast(f"worker {start.worker.label} " + ("started" if start.started else "was already running"))
     if df.empty:
         st.caption("No runs yet.")
         return

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from backend.errors import TtcError
+from backend.errors import StoreError, TtcError
 
 
 def _cmd_run(args) -> int:
@@ -133,18 +133,21 @@ def _cmd_strategies(args) -> int:
 
 def _cmd_sql(args) -> int:
     from store import Store
+    from store.readonly import read_only_query
 
     store = Store.open(args.store, create=False)
-    df = store.query(args.query)
+    df = read_only_query(store, args.query)  # raw SQL on purpose: one read statement, no file access beyond shards
     df.to_csv(sys.stdout, index=False)
     return 0
 
 
 def _cmd_compute_optimal(args) -> int:
-    from backend.errors import StoreError
+    from backend.errors import SpecError, StoreError
     from backend.metrics.study import compute_optimal_study
     from store import Store
 
+    if args.n_bins < 1:
+        raise SpecError("--n-bins", f"{args.n_bins} bins", "a whole number of difficulty bins, at least 1")
     store = Store.open(args.store, create=False)
     con = store.connect()
     try:
@@ -202,9 +205,16 @@ def _cmd_compute_optimal(args) -> int:
 def _cmd_worker(args) -> int:
     import threading
 
+    from backend.errors import WorkerError
     from backend.jobs import install_signal_stop, worker_loop
     from store import Store
 
+    if args.action is not None:
+        if args.once:
+            raise WorkerError(
+                f"--once: only for running a worker (ttc worker --once), not with `ttc worker {args.action}`"
+            )
+        return _worker_status(args) if args.action == "status" else _worker_stop(args)
     store = Store.open(args.store)
     stop = threading.Event()
     install_signal_stop(stop)
@@ -213,15 +223,121 @@ def _cmd_worker(args) -> int:
     return 0
 
 
-def _cmd_dashboard(args) -> int:
-    import os
+def _ago(seconds: float) -> str:
+    s = int(seconds)
+    if s < 120:
+        return f"{s} s"
+    return f"{s // 60} min" if s < 7200 else f"{s // 3600} h" if s < 172800 else f"{s // 86400} d"
 
-    from backend.jobs import live_workers, spawn_worker
+
+def _doing(w) -> str:
+    if w.current_run_id is None:
+        return "idle"
+    return f"{w.current_run_id} ({w.run_name or '?'}, {w.run_status or 'unknown'})"
+
+
+def _worker_status(args) -> int:
+    """`ttc worker status`: the live workers as a table, then briefly the ones that stopped or were lost."""
+    from datetime import UTC, datetime
+
+    from backend.jobs import worker_table
+    from store import Store
+
+    store = Store.open(args.store, create=False)
+    table = worker_table(store)
+    live = [w for w in table if w.live]
+    now = datetime.now(UTC)
+    if not live:
+        print(f"no live worker for {store.root} (start one: ttc worker --store {store.root}, or ttc dashboard)")
+    else:
+        rows = [("WORKER", "PID", "HOST", "RUN", "HEARTBEAT", "STARTED")] + [
+            (
+                w.worker_id,
+                str(w.pid),
+                w.host,
+                _doing(w),
+                f"{w.heartbeat_age_s:.0f} s ago",
+                f"{w.started_at[:19].replace('T', ' ')} UTC "
+                f"({_ago((now - datetime.fromisoformat(w.started_at)).total_seconds())} ago)",
+            )
+            for w in live
+        ]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        print(f"{len(live)} live worker(s) for {store.root}:")
+        for r in rows:
+            print("  " + "  ".join(c.ljust(n) for c, n in zip(r, widths)).rstrip())
+    gone = [w for w in table if not w.live]
+    if gone:
+        print(f"not running: {len(gone)} (most recent first)")
+        for w in gone[:5]:
+            if w.stopped_at:
+                why = f"stopped {_ago((now - datetime.fromisoformat(w.stopped_at)).total_seconds())} ago"
+            else:
+                why = f"lost (crashed or killed): no heartbeat for {_ago(w.heartbeat_age_s)}"
+                why += f", was running {w.current_run_id}" if w.current_run_id else ""
+            print(f"  {w.worker_id}  pid {w.pid} on {w.host}: {why}")
+        if len(gone) > 5:
+            print(f"  ... and {len(gone) - 5} older")
+    return 0
+
+
+def _worker_stop(args) -> int:
+    """`ttc worker stop`: SIGTERM the chosen live workers of this host and wait until they are gone."""
+    from backend.errors import WorkerError
+    from backend.jobs import stop_workers, workers_to_stop
+    from store import Store
+
+    if args.wait < 0:
+        raise WorkerError(f"--wait: {args.wait} is negative; allowed: seconds >= 0 (0: do not wait)")
+    store = Store.open(args.store, create=False)
+    chosen, elsewhere = workers_to_stop(store, args.targets, args.all)
+    for w in elsewhere:
+        print(f"not stopped: {w.worker_id} runs on host {w.host}; stop it there", file=sys.stderr)
+    if not chosen:
+        print(f"no live worker for {store.root}: nothing to stop")
+        return 0
+    running = stop_workers(store, chosen, args.wait)
+    for w in chosen:
+        if w in running:
+            if args.wait:
+                print(
+                    f"worker {w.worker_id} (pid {w.pid}) is still finishing after {args.wait:g} s; it stops after "
+                    f"its current samples (wait longer: --wait S)",
+                    file=sys.stderr,
+                )
+            else:
+                print(f"asked worker {w.worker_id} (pid {w.pid}) to stop")
+            continue
+        line = f"stopped worker {w.worker_id} (pid {w.pid})"
+        if w.current_run_id:
+            run = (store.get_run(w.current_run_id) or {}).get("status")
+            line += f"; its run {w.current_run_id} is {run or 'unknown'}"
+            line += " and resumes when a worker next runs" if run == "queued" else ""
+        print(line)
+    return 1 if running and args.wait else 0
+
+
+def _cmd_dashboard(args) -> int:
+    """Streamlit runs as a child, not exec'd, so that after it exits the user learns that the worker this command
+    made sure of keeps running, and how to stop it."""
+    import os
+    import signal
+    import subprocess
+
+    from backend.jobs import ensure_worker, worker_table
     from store import Store
 
     store = Store.open(args.store)
-    if not args.no_worker and not live_workers(store):
-        spawn_worker(store.root)
+    worker = None
+    if not args.no_worker:
+        start = ensure_worker(store)
+        worker = start.worker
+        print(
+            f"worker {worker.worker_id} (pid {worker.pid}) "
+            + ("started" if start.started else "already serves this store")
+            + f"; its log: {store.root / 'worker.log'}",
+            file=sys.stderr,
+        )
     app = Path(__file__).resolve().parent.parent / "app.py"
     env = {**os.environ, "TTC_STORE": str(store.root)}
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port)]
@@ -230,8 +346,81 @@ def _cmd_dashboard(args) -> int:
     print(
         f"dashboard: http://localhost:{args.port}  (store: {store.root}; Ctrl-C to stop)", file=sys.stderr, flush=True
     )
-    os.execvpe(cmd[0], cmd, env)
-    return 0  # not reached
+    child = subprocess.Popen(cmd, env=env)
+
+    def forward(sig, _frame) -> None:  # a Ctrl-C reaches both; a signal sent to this process alone reaches it here
+        try:
+            child.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        rc = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if worker is not None and any(w.live and w.worker_id == worker.worker_id for w in worker_table(store)):
+        print(
+            f"dashboard stopped; worker {worker.worker_id} (pid {worker.pid}) keeps running queued runs. "
+            f"Stop it with: ttc worker stop --store {store.root}",
+            file=sys.stderr,
+        )
+    return rc if rc >= 0 else 128 - rc
+
+
+def _cmd_store(args) -> int:
+    """`ttc store check|repair|compact`: keep a long-lived store intact and fast (store/maintenance.py)."""
+    import time
+
+    from store import Store
+    from store.maintenance import GRACE_S, check, compact_run, finished_runs, purge_replaced, repair
+
+    store = Store.open(args.store, create=False)
+    if args.action == "check":
+        report = check(store)
+        for problem in report.problems:
+            print(problem)
+        state = "healthy" if report.healthy else f"{len(report.problems)} problem(s)"
+        print(
+            f"store {store.root}: {report.shards} shards, {report.rows} rows, {state}"
+            + (f"; {report.replaced_pending} replaced shards await removal" if report.replaced_pending else ""),
+            file=sys.stderr,
+        )
+        if not report.healthy:
+            print(f"repair with: ttc store repair --store {store.root}", file=sys.stderr)
+        return 0 if report.healthy else 1
+    if args.action == "repair":
+        done = repair(store)
+        for rel in done.quarantined:
+            print(f"quarantined {rel} -> {store.root / 'quarantine' / rel}")
+        for run_id in done.requeued:
+            print(f"re-queued run {run_id}: a worker (or `ttc run` of its spec) regenerates what was lost")
+        for problem in done.unrepaired:
+            print(f"not repaired: {problem}")
+        print(
+            f"store {store.root}: {len(done.quarantined)} shard(s) quarantined, {done.temps_removed} stale temp "
+            f"file(s) and {done.replaced_removed} replaced shard(s) removed",
+            file=sys.stderr,
+        )
+        return 1 if done.unrepaired else 0
+    runs = args.run or finished_runs(store)
+    for run_id in runs:
+        if store.get_run(run_id) is None:
+            raise StoreError(
+                f"--run: no run {run_id!r} in {store.root}; allowed: a run id from `ttc sql 'SELECT run_id FROM runs'`"
+            )
+    merged = False
+    for run_id in runs:
+        result = compact_run(store, run_id)
+        merged |= bool(result.merged)
+        print(result)
+    if merged and not args.no_wait:
+        print(f"waiting {GRACE_S:.0f} s for readers of the replaced shards", file=sys.stderr, flush=True)
+        time.sleep(GRACE_S)  # readers that listed the old shards just before the merge finish with them first
+    removed = purge_replaced(store)
+    print(f"removed {removed} replaced shard(s)", file=sys.stderr)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -303,16 +492,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="print every configuration's accuracy per bin × budget instead of the choice",
     )
     co.set_defaults(fn=_cmd_compute_optimal)
-    w = sub.add_parser("worker", help="claim and run queued runs (the dashboard submits them)")
+    w = sub.add_parser(
+        "worker",
+        help="claim and run queued runs (the dashboard submits them); `status` / `stop` show or stop live workers",
+    )
     w.add_argument("--store", type=Path, default=None)
     w.add_argument("--once", action="store_true", help="exit when the queue is empty")
-    w.set_defaults(fn=_cmd_worker)
+    w.set_defaults(fn=_cmd_worker, action=None)
+    # `ttc worker --store DIR --once` stays valid: the action is optional; the actions' --store does not overwrite
+    # one given before the action (SUPPRESS leaves it unset)
+    wa = w.add_subparsers(dest="action", metavar="[status|stop]")
+    ws = wa.add_parser("status", help="live workers: their run and heartbeat; then the stopped or lost ones")
+    ws.add_argument("--store", type=Path, default=argparse.SUPPRESS)
+    wt = wa.add_parser("stop", help="stop live workers of this host (the run each holds is queued again)")
+    wt.add_argument("--store", type=Path, default=argparse.SUPPRESS)
+    wt.add_argument("targets", nargs="*", metavar="WORKER_ID|PID", help="default: the only live worker")
+    wt.add_argument("--all", action="store_true", help="every live worker of this host")
+    wt.add_argument("--wait", type=float, default=60.0, metavar="S", help="seconds to wait for them to exit (0: none)")
     d = sub.add_parser("dashboard", help="start a worker (if none is alive) and the dashboard on http://localhost:PORT")
     d.add_argument("--store", type=Path, default=None)
     d.add_argument("--port", type=int, default=8501)
     d.add_argument("--no-worker", action="store_true")
     d.add_argument("--headless", action="store_true", help="do not open a browser")
     d.set_defaults(fn=_cmd_dashboard)
+    st = sub.add_parser("store", help="check, repair or compact a store")
+    st.add_argument(
+        "action",
+        choices=["check", "repair", "compact"],
+        help="check: read every shard and the catalog, exit 1 on a problem; repair: quarantine unreadable shards and "
+        "re-queue their runs; compact: merge each finished run's shards into one file per table",
+    )
+    st.add_argument("--store", type=Path, default=None)
+    st.add_argument("--run", action="append", default=None, metavar="ID", help="compact: only this run (repeatable)")
+    st.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="compact: do not wait for readers before removing replaced shards (they go at the next compaction)",
+    )
+    st.set_defaults(fn=_cmd_store)
     return p
 
 

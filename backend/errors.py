@@ -50,6 +50,10 @@ class TaskError(TtcError):
     """A task suite could not be loaded (bad file, bad line, unknown dataset)."""
 
 
+class WorkerError(TtcError):
+    """A worker cannot be found, stopped or started (`ttc worker status|stop`, the dashboard's automatic start)."""
+
+
 def require(registry: dict, name: str, *, field: str, kind: str, extra: str | None = None):
     """Registry lookup that fails with `UnknownNameError` instead of a bare KeyError."""
     try:

@@ -4,6 +4,7 @@ worker's heartbeat lets the dashboard tell a stopped worker from a slow one."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -13,14 +14,15 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import text
 
 from backend.config import RunSpec, parse_spec
-from backend.errors import TtcError
+from backend.errors import TtcError, WorkerError
 from backend.worker import execute, prepare_run
 from store import Store
 from store.store import HEARTBEAT_STALE_S, utcnow
@@ -116,11 +118,69 @@ def progress(store: Store, run_id: str, window_s: float = 30.0) -> Progress | No
     return Progress(run_id, run["status"], done, int(run["total_samples"]), tps, eta, run["error"])
 
 
-def live_workers(store: Store) -> list[dict]:
-    cutoff = time.time() - HEARTBEAT_STALE_S
+@dataclass(frozen=True)
+class WorkerRow:
+    """A worker the catalog knows, with the run it holds and the age of its last heartbeat."""
+
+    worker_id: str
+    pid: int
+    host: str
+    started_at: str
+    heartbeat_at: str
+    heartbeat_age_s: float
+    stopped_at: str | None
+    current_run_id: str | None
+    run_name: str | None
+    run_status: str | None
+
+    @property
+    def live(self) -> bool:
+        return self.stopped_at is None and self.heartbeat_age_s <= HEARTBEAT_STALE_S
+
+    @property
+    def local(self) -> bool:
+        return self.host == socket.gethostname()
+
+    @property
+    def label(self) -> str:
+        return f"{self.host}-{self.pid}"
+
+
+def worker_table(store: Store) -> list[WorkerRow]:
+    """Every worker the store has seen: the live ones (oldest first), then the others (most recently seen first).
+    A row not marked stopped whose heartbeat is stale is a worker that crashed or was killed."""
     with store.catalog.connect() as db:
-        rows = db.execute(text("SELECT * FROM workers WHERE stopped_at IS NULL")).mappings().all()
-    return [dict(r) for r in rows if datetime.fromisoformat(r["heartbeat_at"]).timestamp() >= cutoff]
+        rows = (
+            db.execute(
+                text(
+                    "SELECT w.*, r.name AS run_name, r.status AS run_status FROM workers w"
+                    " LEFT JOIN runs r ON r.run_id = w.current_run_id ORDER BY w.heartbeat_at DESC"
+                )
+            )
+            .mappings()
+            .all()
+        )
+    now = datetime.now(UTC)
+    table = [
+        WorkerRow(
+            worker_id=r["worker_id"],
+            pid=int(r["pid"]),
+            host=r["host"],
+            started_at=r["started_at"],
+            heartbeat_at=r["heartbeat_at"],
+            heartbeat_age_s=max(0.0, (now - datetime.fromisoformat(r["heartbeat_at"])).total_seconds()),
+            stopped_at=r["stopped_at"],
+            current_run_id=r["current_run_id"],
+            run_name=r["run_name"],
+            run_status=r["run_status"],
+        )
+        for r in rows
+    ]
+    return sorted((w for w in table if w.live), key=lambda w: w.started_at) + [w for w in table if not w.live]
+
+
+def live_workers(store: Store) -> list[dict]:
+    return [asdict(w) for w in worker_table(store) if w.live]
 
 
 def _beat(store: Store, worker_id: str, run_id: str | None) -> None:
@@ -131,9 +191,20 @@ def _beat(store: Store, worker_id: str, run_id: str | None) -> None:
         )
 
 
+def _mark_stopped(store: Store, worker_id: str) -> None:
+    with store.catalog.begin() as db:
+        db.execute(
+            text("UPDATE workers SET stopped_at=:now WHERE worker_id=:w AND stopped_at IS NULL"),
+            {"now": utcnow(), "w": worker_id},
+        )
+
+
 def worker_loop(store: Store, once: bool = False, poll_s: float = 1.0, stop: threading.Event | None = None) -> int:
-    """Claim and execute queued runs until stopped (or, with `once`, until the queue is empty)."""
+    """Claim and execute queued runs until stopped (or, with `once`, until the queue is empty). A stop that comes
+    mid-run ends the run at its next heartbeat and queues it again (`execute`), so the next worker resumes it; the
+    heartbeat goes on until the loop has returned, so `ttc worker status` shows a stopping worker as live."""
     stop = stop or threading.Event()
+    finished = threading.Event()
     worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     now = utcnow()
     with store.catalog.begin() as db:
@@ -144,7 +215,7 @@ def worker_loop(store: Store, once: bool = False, poll_s: float = 1.0, stop: thr
     current: dict = {"run": None}
 
     def beat() -> None:
-        while not stop.wait(2.0):
+        while not finished.wait(2.0):
             try:
                 _beat(store, worker_id, current["run"])
             except Exception:
@@ -161,6 +232,7 @@ def worker_loop(store: Store, once: bool = False, poll_s: float = 1.0, stop: thr
                 stop.wait(poll_s)
                 continue
             current["run"] = spec.run_id()
+            _beat(store, worker_id, current["run"])  # `ttc worker status` shows the run now, not at the next beat
             try:
                 prepared = prepare_run(spec)
             except TtcError as e:  # a model or task that was there when it was queued is gone: the run fails, said why
@@ -168,29 +240,183 @@ def worker_loop(store: Store, once: bool = False, poll_s: float = 1.0, stop: thr
                 print(f"run {current['run']}: {e}", file=sys.stderr)
             else:
                 try:
-                    execute(prepared, store)
-                except TtcError as e:  # recorded on the run by execute(); the worker carries on
+                    execute(prepared, store, stop=stop)
+                except TtcError as e:  # recorded on the run by execute(); the worker carries on (or stops)
                     print(f"run {current['run']}: {e}", file=sys.stderr)
             handled += 1
             current["run"] = None
+            _beat(store, worker_id, None)
     finally:
         stop.set()
-        with store.catalog.begin() as db:
-            db.execute(text("UPDATE workers SET stopped_at=:now WHERE worker_id=:w"), {"now": utcnow(), "w": worker_id})
+        finished.set()
+        _mark_stopped(store, worker_id)
     return handled
 
 
+WORKER_LOCK_FILE = "worker.lock"
+WORKER_LOG_FILE = "worker.log"
+
+
+def _spawn(store_dir: Path, log_path: Path | None = None) -> subprocess.Popen:
+    """`ttc worker` as a detached process: its own session, so neither Ctrl-C in the dashboard's terminal nor a
+    dashboard restart stops it. A thread reaps it, so a worker that exits while its starter lives leaves no
+    zombie behind (which would still answer `kill -0` and look alive to `ttc worker stop`)."""
+    with open(log_path or Path(store_dir) / WORKER_LOG_FILE, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "backend.cli", "worker", "--store", str(store_dir)],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    threading.Thread(target=proc.wait, name=f"ttc-reap-{proc.pid}", daemon=True).start()
+    return proc
+
+
 def spawn_worker(store_dir: Path, log_path: Path | None = None) -> int:
-    """Start `ttc worker` as a detached process (its own session, so a dashboard restart does not kill it)."""
-    log = open(log_path or Path(store_dir) / "worker.log", "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "worker", "--store", str(store_dir)],
-        stdout=log,
-        stderr=log,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    return proc.pid
+    """Start one more worker, whether or not one is live (a deliberate extra worker; the dashboard uses
+    `ensure_worker`). Returns its pid."""
+    return _spawn(store_dir, log_path).pid
+
+
+@dataclass(frozen=True)
+class WorkerStart:
+    worker: WorkerRow
+    started: bool  # False: a live worker already served the store
+
+
+def ensure_worker(store: Store, register_timeout_s: float = 60.0) -> WorkerStart:
+    """The store's live worker, started first if there is none: two dashboards on one store, or two clicks on
+    "Start worker", never start two workers.
+
+    Why a lock around check-and-start, and not a lock the worker holds for its lifetime: running extra `ttc worker`
+    processes by hand is allowed (claims are atomic), so a worker must not refuse to run; what must not happen is
+    two callers each seeing no worker and each starting one. An exclusive flock on DIR/worker.lock is held from
+    the check until the new worker's row is in the catalog, so a second caller waits, then finds that worker. The
+    kernel drops the lock when its holder dies, so a killed dashboard never leaves the store locked."""
+    root = Path(store.root)
+    try:
+        lock = open(root / WORKER_LOCK_FILE, "a")
+    except OSError as e:
+        raise WorkerError(
+            f"worker: cannot start one for {root} ({e.strerror}); allowed: a store directory you can write"
+        ) from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        live = [w for w in worker_table(store) if w.live]
+        if live:
+            return WorkerStart(live[0], False)
+        proc = _spawn(root)
+        deadline = time.monotonic() + register_timeout_s
+        while True:
+            mine = [w for w in worker_table(store) if w.live and w.pid == proc.pid]
+            if mine:
+                return WorkerStart(mine[0], True)
+            if proc.poll() is not None:
+                raise WorkerError(
+                    f"worker: the worker started for {root} exited before registering (exit code {proc.returncode}); "
+                    f"its log is {root / WORKER_LOG_FILE}"
+                )
+            if time.monotonic() > deadline:
+                raise WorkerError(
+                    f"worker: the worker started for {root} (pid {proc.pid}) did not register within "
+                    f"{register_timeout_s:.0f} s; its log is {root / WORKER_LOG_FILE}"
+                )
+            time.sleep(0.1)
+
+
+def _pid_running(pid: int) -> bool:
+    """The process exists and has not exited (a zombie, exited but not yet reaped by its parent, has)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): the signal test is all there is
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _choices(live: list[WorkerRow]) -> str:
+    return ", ".join(f"{w.worker_id} (pid {w.pid})" for w in live) or "no worker is live"
+
+
+def workers_to_stop(store: Store, targets: Sequence[str], everyone: bool) -> tuple[list[WorkerRow], list[WorkerRow]]:
+    """The live workers `ttc worker stop` means: the named ones (worker id or pid), all with `everyone`, else the
+    only live one; and, with `everyone`, the live workers on other hosts it leaves alone (a signal cannot reach
+    them). A named worker that is unknown, not running or on another host is refused before anything is sent."""
+    table = worker_table(store)
+    live = [w for w in table if w.live]
+    if everyone and targets:
+        raise WorkerError("worker stop: --all means every live worker; give either --all or worker ids/pids")
+    if everyone:
+        local = [w for w in live if w.local]
+        remote = [w for w in live if not w.local]
+        if remote and not local:
+            hosts = ", ".join(sorted({w.host for w in remote}))
+            raise WorkerError(f"worker stop: every live worker runs on another host ({hosts}); stop them there")
+        return local, remote
+    if not targets:
+        if len(live) > 1:
+            raise WorkerError(
+                f"worker stop: {len(live)} workers are live ({_choices(live)}); name one by id or pid, or pass --all"
+            )
+        chosen = live
+    else:
+        chosen = []
+        for t in targets:
+            match = [w for w in table if t == w.worker_id or (t.isdigit() and int(t) == w.pid)]
+            match.sort(key=lambda w: not w.live)  # a reused pid: the live worker
+            if not match:
+                raise WorkerError(
+                    f"worker stop: no worker {t!r} in {store.root}; allowed: a live worker's id or pid "
+                    f"({_choices(live)})"
+                )
+            w = match[0]
+            if not w.live:
+                why = f"stopped at {w.stopped_at}" if w.stopped_at else f"no heartbeat for {w.heartbeat_age_s:.0f} s"
+                raise WorkerError(
+                    f"worker stop: worker {w.worker_id} is not running ({why}); allowed: a live worker's id or pid "
+                    f"({_choices(live)})"
+                )
+            if w not in chosen:
+                chosen.append(w)
+    for w in chosen:
+        if not w.local:
+            raise WorkerError(
+                f"worker stop: worker {w.worker_id} runs on host {w.host}, not on this one ({socket.gethostname()}); "
+                "run `ttc worker stop` there"
+            )
+    return chosen, []
+
+
+def stop_workers(store: Store, workers: Sequence[WorkerRow], wait_s: float) -> list[WorkerRow]:
+    """SIGTERM each worker (it finishes cleanly: its run is queued again, its row marked stopped) and wait up to
+    `wait_s` for the processes to be gone; returns those still running. A process that is gone without marking
+    itself stopped (killed meanwhile) is marked stopped here, so the table does not show it live until it is stale."""
+    for w in workers:
+        try:
+            os.kill(w.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            raise WorkerError(
+                f"worker stop: pid {w.pid} ({w.worker_id}) belongs to another user; stop it as that user"
+            ) from None
+    deadline = time.monotonic() + wait_s
+    running = list(workers)
+    while True:
+        running = [w for w in running if _pid_running(w.pid)]
+        if not running or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    for w in workers:
+        if w not in running:
+            _mark_stopped(store, w.worker_id)
+    return running
 
 
 def install_signal_stop(stop: threading.Event) -> None:

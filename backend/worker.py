@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,7 @@ from backend.tasks import Question, Task, create_task
 from backend.tasks.base import grade_or_error
 from backend.verifiers import VERIFIERS, VerifierOptions, create_verifier, verifier_options
 from store import Store
+from store.maintenance import compact_run, purge_replaced
 from store.rows import ShardWriter, questions_table
 from store.store import HEARTBEAT_STALE_S
 
@@ -162,6 +164,17 @@ def _sample_row(
 
 class RunCancelled(TtcError):
     pass
+
+
+class RunInterrupted(TtcError):
+    """The worker was asked to stop mid-run (`ttc worker stop`, Ctrl-C): the run goes back to the queue, and the
+    next worker that claims it generates only the samples still missing."""
+
+
+def _halt(run_id: str, cancel_requested: threading.Event) -> TtcError:
+    if cancel_requested.is_set():
+        return RunCancelled(f"run {run_id} was cancelled")
+    return RunInterrupted(f"run {run_id} was interrupted (its worker is stopping); it is queued again to resume")
 
 
 def _claim_or_refuse(store: Store, run_id: str) -> None:
@@ -358,8 +371,11 @@ def execute(
     progress: Callable[[int, int], None] | None = None,
     engine_factory: Callable[[ResolvedModel, object], Engine] | None = None,
     heartbeat_s: float = 2.0,
+    stop: threading.Event | None = None,
 ) -> dict:
-    """Generate every missing sample of the run. `progress(done, total)` is called as shards land."""
+    """Generate every missing sample of the run. `progress(done, total)` is called as shards land. When `stop` is
+    set (the worker is stopping) generation ends at the next heartbeat, what was generated is kept, and the run is
+    queued again instead of being marked cancelled or failed, so stopping a worker never loses a run."""
     spec, run_id = prepared.spec, prepared.run_id
     total = prepared.total_samples
     _claim_or_refuse(store, run_id)
@@ -368,16 +384,20 @@ def execute(
     store.remove_stale_temp_files(run_id)
     if not store.has_questions(run_id):
         store.write_shard("questions", run_id, questions_table(run_id, prepared.questions))
-    cancelled = threading.Event()
+    cancelled = threading.Event()  # stop generating: a cancel request, or the worker is stopping
+    cancel_requested = threading.Event()
     stop_beat = threading.Event()
 
     def beat() -> None:
         while not stop_beat.wait(heartbeat_s):
             try:
                 if store.heartbeat(run_id):
+                    cancel_requested.set()
                     cancelled.set()
             except Exception:
                 pass
+            if stop is not None and stop.is_set():
+                cancelled.set()
 
     beater = threading.Thread(target=beat, name="ttc-heartbeat", daemon=True)
     beater.start()
@@ -407,19 +427,38 @@ def execute(
                     generated += written
                     done += written
                 if cancelled.is_set():
-                    raise RunCancelled(f"run {run_id} was cancelled")
+                    raise _halt(run_id, cancel_requested)
                 _verify_and_search(prepared, store, model, engine, cancelled)
             finally:
                 engine.close()
             if cancelled.is_set():
-                raise RunCancelled(f"run {run_id} was cancelled")
+                raise _halt(run_id, cancel_requested)
         store.finish_run(run_id, "done")
+        compact_finished(store, run_id)
         return {"run_id": run_id, "generated": generated, "total": total}
     except RunCancelled:
         store.finish_run(run_id, "cancelled")
         raise
+    except RunInterrupted:
+        store.upsert_run(run_id, spec.name, spec.model_dump(mode="json"), total, "queued")
+        raise
     except BaseException as e:
-        store.finish_run(run_id, "failed", f"{type(e).__name__}: {e}"[:2000])
+        reason = str(e) if isinstance(e, TtcError) else f"{type(e).__name__}: {e}"
+        try:
+            store.finish_run(run_id, "failed", reason[:2000])
+        except Exception as recording:  # noqa: BLE001 - e.g. a full disk refuses the catalog too: keep e's message
+            print(f"run {run_id}: could not record the failure in the catalog: {recording}", file=sys.stderr)
         raise
     finally:
         stop_beat.set()
+
+
+def compact_finished(store: Store, run_id: str) -> None:
+    """Merge a finished run's shards (one file per table) so the store stays fast as runs accumulate; replaced
+    shards of earlier compactions are removed once no reader can hold them. A failure here costs speed, not data:
+    the run stays done and `ttc store compact` can merge it later."""
+    try:
+        compact_run(store, run_id)
+        purge_replaced(store)
+    except Exception as e:  # noqa: BLE001 - see the docstring
+        print(f"run {run_id}: compaction skipped ({type(e).__name__}: {e})", file=sys.stderr)
