@@ -3,44 +3,99 @@ pages and the verifier choice."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import streamlit as st
 
+from app_pages import _page as frame
 from app_pages._store import query, sample_groups
+from backend.errors import SpecError
 from backend.metrics.budget import X_UNITS
 
 
-def _url_value(key: str, multi: bool, cast: Callable) -> Any:
-    if key not in st.query_params:
-        return None
+def _allowed_text(options: Sequence | None, cast: Callable, lo: float | None, hi: float | None) -> str:
+    """What a URL parameter may hold, in words (a long option list is cut: the message stays one line)."""
+    if options is not None:
+        shown = [str(o) for o in options[:8]]
+        more = f", ... ({len(options)} in all)" if len(options) > 8 else ""
+        return ", ".join(shown) + more if shown else "nothing yet (no choices in this store)"
+    kind = {int: "a whole number", float: "a number"}.get(cast, "text")
+    if lo is not None and hi is not None:
+        return f"{kind} from {lo:g} to {hi:g}"
+    if lo is not None:
+        return f"{kind} >= {lo:g}"
+    return kind
+
+
+def _parse_url_value(
+    raw: str, cast: Callable, options: Sequence | None, lo: float | None, hi: float | None
+) -> tuple[Any, str | None]:
+    """(value, None), or (None, what is wrong with `raw`)."""
     try:
-        if multi:
-            raw = st.query_params.get_all(key)
-            if len(raw) == 1 and "," in raw[0]:
-                raw = raw[0].split(",")
-            return [cast(v) for v in raw if v != ""]
-        return cast(st.query_params[key])
+        value = cast(raw)
     except (TypeError, ValueError):
-        return None
+        return None, f"{raw!r} is not {_allowed_text(None, cast, None, None)}"
+    if cast in (int, float):
+        if not math.isfinite(value):
+            return None, f"{raw!r} is not a finite number"
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            return None, f"{raw!r} is out of range"
+    if options is not None and value not in options:
+        return None, f"{raw!r} is not one of the choices"
+    return value, None
 
 
 def from_url(
-    key: str, default: Any, *, options: Sequence | None = None, multi: bool = False, cast: Callable = str
+    key: str,
+    default: Any,
+    *,
+    options: Sequence | None = None,
+    multi: bool = False,
+    cast: Callable = str,
+    lo: float | None = None,
+    hi: float | None = None,
 ) -> None:
-    """Seed a widget's state from the URL (or `default`) before it is created with `key=key`; values not in
-    `options` are dropped. Pair with `to_url`."""
+    """Seed a widget's state from the URL (or `default`) before it is created with `key=key`; values that are not
+    in `options`, do not `cast` or fall outside [lo, hi] are dropped. Pair with `to_url`. A link that seeds the
+    page with such a value gets one line naming the parameter and what it allows; the page shows the default."""
     current = st.session_state.get(key, None)
-    if current is not None and (options is None or (set(current) <= set(options) if multi else current in options)):
+    if current is not None and _valid(current, options, multi, lo, hi):
         st.session_state[key] = current  # re-assert: a widget of another page may have owned this key
         return
-    value = _url_value(key, multi, cast)
-    if options is not None and value is not None:
-        value = [v for v in value if v in options] if multi else (value if value in options else None)
+    value, problems = None, []
+    if key in st.query_params:
+        raws = st.query_params.get_all(key) if multi else [st.query_params[key]]
+        if multi and len(raws) == 1 and "," in raws[0]:
+            raws = raws[0].split(",")
+        parsed = [_parse_url_value(r, cast, options, lo, hi) for r in raws if not (multi and r == "")]
+        problems = [p for _, p in parsed if p is not None]
+        good = [v for v, p in parsed if p is None]
+        value = good if multi else (good[0] if good else None)
     if value is None or (multi and not value):
         value = default
+    if problems and current is None:  # a stale value of an earlier selection is reset quietly
+        frame.render_error(
+            SpecError(
+                f"URL parameter {key}",
+                "; ".join(problems) + f", ignored (showing {_shown(value)})",
+                _allowed_text(options, cast, lo, hi),
+            )
+        )
     st.session_state[key] = value
+
+
+def _valid(value: Any, options: Sequence | None, multi: bool, lo: float | None, hi: float | None) -> bool:
+    values = value if multi else [value]
+    if options is not None and not set(values) <= set(options):
+        return False
+    return all((lo is None or v >= lo) and (hi is None or v <= hi) for v in values if isinstance(v, (int, float)))
+
+
+def _shown(value: Any) -> str:
+    text = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def to_url(*keys: str) -> None:

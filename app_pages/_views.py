@@ -219,29 +219,33 @@ def search_curves(
     )
 
 
+# The Samples page's filters: one constant query, every value a parameter; an empty filter is NULL and matches all.
+# The text filter is a literal, case-insensitive substring (`contains`, not LIKE: a typed % or _ is a character).
+SAMPLES_SQL = """
+SELECT run_id, model, dataset, question_id, sample_idx, strategy, answer, correct, score,
+       completion_tokens, finish_reason, prompt, completion
+FROM samples
+WHERE ($1::VARCHAR IS NULL OR run_id = $1)
+  AND ($2::VARCHAR IS NULL OR model = $2)
+  AND ($3::VARCHAR IS NULL OR question_id = $3)
+  AND ($4::VARCHAR IS NULL OR coalesce(correct, false) = ($4 = 'correct'))
+  AND ($5::VARCHAR IS NULL OR contains(lower(coalesce(completion, '')), lower($5))
+                           OR contains(lower(coalesce(answer, '')), lower($5)))
+ORDER BY run_id, model, question_id, sample_idx
+LIMIT $6"""
+
+QUESTION_IDS_SQL = """
+SELECT DISTINCT question_id FROM samples
+WHERE ($1::VARCHAR IS NULL OR run_id = $1) AND ($2::VARCHAR IS NULL OR model = $2)
+ORDER BY 1 LIMIT 5000"""
+
+
 def samples_page(
     store, run_id: str | None, model: str | None, question: str | None, correct: str, text: str, limit: int
 ) -> pd.DataFrame:
-    where, params = ["1=1"], []
-    for col, val in (("run_id", run_id), ("model", model), ("question_id", question)):
-        if val:
-            where.append(f"{col} = ?")
-            params.append(val)
-    if correct in ("correct", "wrong"):
-        where.append("correct = ?" if correct == "correct" else "NOT coalesce(correct, false)")
-        if correct == "correct":
-            params.append(True)
-    if text:
-        where.append("(completion ILIKE ? OR answer ILIKE ?)")
-        params += [f"%{text}%", f"%{text}%"]
-    return query(
-        store,
-        f"""SELECT run_id, model, dataset, question_id, sample_idx, strategy, answer, correct, score,
-                   completion_tokens, finish_reason, prompt, completion
-            FROM samples WHERE {" AND ".join(where)}
-            ORDER BY run_id, model, question_id, sample_idx LIMIT {int(limit)}""",
-        params,
-    )
+    graded = correct if correct in ("correct", "wrong") else None
+    params = [run_id or None, model or None, question or None, graded, text or None, int(limit)]
+    return query(store, SAMPLES_SQL, params)
 
 
 def sample_scores(store, run_id: str, model: str, question_id: str, sample_idx: int) -> pd.DataFrame:
@@ -271,17 +275,7 @@ def tree_nodes(store, run_id: str, model: str, strategy: str, config: str, quest
 
 
 def question_ids(store, run_id: str | None, model: str | None) -> list[str]:
-    where, params = ["1=1"], []
-    if run_id:
-        where.append("run_id = ?")
-        params.append(run_id)
-    if model:
-        where.append("model = ?")
-        params.append(model)
-    df = query(
-        store, f"SELECT DISTINCT question_id FROM samples WHERE {' AND '.join(where)} ORDER BY 1 LIMIT 5000", params
-    )
-    return df["question_id"].tolist()
+    return query(store, QUESTION_IDS_SQL, [run_id or None, model or None])["question_id"].tolist()
 
 
 __all__ = ["_open_store", "fingerprint"]

@@ -252,10 +252,10 @@ def _flops_matched(study, root, fp, run_ids, model, dataset, combos) -> None:
             help="decode FLOPs per generated token of the two models, from the store's ledger",
         )
     else:
-        sel.from_url("M", 4.0, cast=float)
+        sel.from_url("M", 4.0, cast=float, lo=1)
         size_ratio = c3.number_input("M = size ratio (larger / this)", min_value=1.0, step=0.5, key="M")
         sel.to_url("M")
-    sel.from_url("R", 0.79, cast=float)
+    sel.from_url("R", 0.79, cast=float, lo=0.001)
     custom_r = c4.number_input("R = D_inference / D_pretrain", min_value=0.001, step=0.1, key="R", format="%.3f")
     sel.to_url("R")
     if size_ratio < 1:

@@ -11,9 +11,10 @@ from app_pages import _page as frame
 from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
-from backend.metrics.cost import HUMAN_EXPERT, Price, cost_table, frontier
+from backend.metrics.cost import HUMAN_EXPERT, Price, cost_table, frontier, read_price
 
 DEFAULT_PRICE = (0.05, 0.20)  # USD per 1M tokens in / out: a small hosted model
+PRICE_COLUMNS = ("input USD / 1M tokens", "output USD / 1M tokens")
 
 
 def _spec_prices(store) -> dict:
@@ -39,14 +40,14 @@ def body(store) -> None:
     prices_df = pd.DataFrame(
         {
             "model": models,
-            "input USD / 1M tokens": [known.get(m, DEFAULT_PRICE)[0] for m in models],
-            "output USD / 1M tokens": [known.get(m, DEFAULT_PRICE)[1] for m in models],
+            PRICE_COLUMNS[0]: [known.get(m, DEFAULT_PRICE)[0] for m in models],
+            PRICE_COLUMNS[1]: [known.get(m, DEFAULT_PRICE)[1] for m in models],
         }
     )
     with c1:
         st.markdown("**Prices** (edit the cells)")
         edited = st.data_editor(prices_df, hide_index=True, disabled=["model"], key="prices", width="stretch")
-    sel.from_url("expert", 0.5, cast=float)
+    sel.from_url("expert", 0.5, cast=float, lo=0)
     expert = c2.number_input(
         "Human expert, USD per correct answer", min_value=0.0, step=0.1, key="expert", format="%.4f"
     )
@@ -54,7 +55,7 @@ def body(store) -> None:
         verifier = sel.verifier_choice(store)
     sel.to_url("expert")
     prices = {
-        r["model"]: Price(float(r["input USD / 1M tokens"]), float(r["output USD / 1M tokens"]))
+        r["model"]: Price(*(read_price(r[col], f"Prices, {r['model']}, {col}") for col in PRICE_COLUMNS))
         for r in edited.to_dict("records")
     }
     root, fp = str(store.root), stored.fingerprint(store)

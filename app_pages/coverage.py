@@ -10,14 +10,18 @@ from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
 
+K_MAX = 10**9  # the farthest extrapolation offered (a number box holds whole numbers up to 2**53)
+
 
 def body(store) -> None:
     run_ids, combos, dataset, unit = sel.pool_selection(store)
     c1, c2 = st.columns([1, 3])
     sel.from_url("fit", "on", options=["on", "off"])
     show_fit = c1.radio("Power-law fit", ["on", "off"], key="fit", horizontal=True) == "on"
-    sel.from_url("kmax", 10_000, cast=int)
-    k_max = int(c2.number_input("Extrapolate to k =", min_value=1, step=100, key="kmax", disabled=not show_fit))
+    sel.from_url("kmax", 10_000, cast=int, lo=1, hi=K_MAX)
+    k_max = int(
+        c2.number_input("Extrapolate to k =", min_value=1, max_value=K_MAX, step=100, key="kmax", disabled=not show_fit)
+    )
     sel.to_url("fit", "kmax")
     if not combos:
         st.info("Select at least one run and model.")

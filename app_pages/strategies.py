@@ -25,7 +25,7 @@ def body(store) -> None:
     c1, c2, c3 = st.columns([2, 2, 1])
     with c1:
         verifier = sel.verifier_choice(store)
-    sel.from_url("threshold", 0.5, cast=float)
+    sel.from_url("threshold", 0.5, cast=float, lo=0, hi=1)
     threshold = c2.slider("Verifier accepts at score ≥", 0.0, 1.0, step=0.05, key="threshold")
     sel.from_url("draws", 32, options=[8, 16, 32, 64, 128], cast=int)
     draws = c3.select_slider("Resampling draws", [8, 16, 32, 64, 128], key="draws")

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from backend.engines import engine_options
 from backend.errors import SpecError
 from backend.options import KindOptions, identity, options_error
 from backend.tasks import task_options
+
+MAX_SAMPLE_BUDGET = 1e6  # samples per question: beyond it a number is a FLOP count in the wrong unit
+MIN_FLOP_BUDGET = 1e6  # FLOPs per question: below it no model generates a token, so it is a sample count
 
 
 class Strict(BaseModel):
@@ -27,8 +31,12 @@ class Strict(BaseModel):
 
 class ModelSpec(Strict):
     name: str = Field(description="a registry name (ttc models) or a path to a local .gguf file")
-    price_in_per_m: float | None = Field(None, ge=0, description="USD per 1M input tokens (cost-of-pass)")
-    price_out_per_m: float | None = Field(None, ge=0, description="USD per 1M output tokens (cost-of-pass)")
+    price_in_per_m: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="USD per 1M input tokens (cost-of-pass)"
+    )
+    price_out_per_m: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="USD per 1M output tokens (cost-of-pass)"
+    )
     prompt_style: Literal["chat", "few_shot"] | None = Field(None, description="override the model's prompting")
 
 
@@ -42,6 +50,18 @@ class StrategySpec(Strict):
         description="sequential:parallel sweep (sequential_revisions): at each budget, one search per ratio "
         "'S:P', the budget's attempts split into chain length x chains; '1:0' all sequential, '0:1' all parallel",
     )
+
+    @field_validator("ratios", mode="before")
+    @classmethod
+    def _quoted(cls, ratios):
+        # YAML 1.1 reads an unquoted 1:1 as the base-60 number 61: say so instead of "should be a valid string"
+        for r in ratios if isinstance(ratios, list) else ():
+            if isinstance(r, int) and not isinstance(r, bool):
+                raise ValueError(
+                    f"got the number {r}: YAML reads an unquoted S:P such as 1:1 as a base-60 number; "
+                    "quote each ratio, e.g. ['4:1', '1:1', '0:1']"
+                )
+        return ratios
 
     @field_validator("ratios")
     @classmethod
@@ -73,7 +93,10 @@ class VerifierSpec(BaseModel):
 
 class RunSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    models: list[str | ModelSpec] = Field(min_length=1)
+    models: list[str | ModelSpec] = Field(
+        min_length=1,
+        description="registry names (ttc models), paths to local .gguf files, or {name: ..., price_in_per_m: ...}",
+    )
     task: SerializeAsAny[KindOptions] = Field(description="the task suite: {kind: ..., <its options>} (ttc tasks)")
     samples_per_question: int = Field(gt=0, le=100_000)
     temperature: float = Field(0.8, ge=0, le=5)
@@ -98,6 +121,14 @@ class RunSpec(Strict):
         "samples", description="samples: multiples of one sample's FLOPs on each model; flops: FLOPs per question"
     )
 
+    @field_validator("samples_per_question", "temperature", "top_p", "max_tokens", "seed", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value):
+        # YAML reads `yes`/`true` as a boolean, which pydantic would take as 1: a typo must not become a setting
+        if isinstance(value, bool):
+            raise ValueError("expected a number, not true/false")
+        return value
+
     @field_validator("task", mode="before")
     @classmethod
     def _task_options(cls, task):
@@ -111,10 +142,34 @@ class RunSpec(Strict):
     @field_validator("budgets")
     @classmethod
     def _positive_budgets(cls, budgets):
-        bad = [b for b in budgets if not b > 0]
+        bad = [b for b in budgets if not (b > 0 and math.isfinite(b))]
         if bad:
-            raise ValueError(f"budgets must be > 0, got {bad[0]!r}")
+            raise ValueError(f"budgets must be > 0, got {bad[0]!r}" if not bad[0] > 0 else "budgets must be finite")
         return sorted(set(budgets))
+
+    @model_validator(mode="after")
+    def _budgets_fit_their_unit(self):
+        """Budgets are spent by strategies, in `budget_unit`: a list without strategies, or numbers that read as the
+        other unit (1e12 'samples', 4 'FLOPs'), is a mistake that would otherwise run for days or spend nothing."""
+        if self.budgets and not self.strategies:
+            raise SpecError(
+                "budgets", "given but the spec lists no strategies to spend them", "budgets together with strategies"
+            )
+        if self.budget_unit == "samples" and max(self.budgets, default=0) > MAX_SAMPLE_BUDGET:
+            raise SpecError(
+                "budgets",
+                f"{max(self.budgets):g} samples per question looks like a FLOP count (budget_unit: samples)",
+                f"with budget_unit: samples, up to {MAX_SAMPLE_BUDGET:g} (multiples of one sample's FLOPs); "
+                "for FLOPs set budget_unit: flops",
+            )
+        if self.budget_unit == "flops" and min(self.budgets, default=MIN_FLOP_BUDGET) < MIN_FLOP_BUDGET:
+            raise SpecError(
+                "budgets",
+                f"{min(self.budgets):g} FLOPs per question buys no token of any model (budget_unit: flops)",
+                f"with budget_unit: flops, {MIN_FLOP_BUDGET:g} or more (e.g. 1e12); for sample counts set "
+                "budget_unit: samples",
+            )
+        return self
 
     @field_validator("models")
     @classmethod
@@ -158,9 +213,8 @@ def spec_error(err: ValidationError, model: type[BaseModel] | None = None) -> Sp
 
 def parse_spec(data: Any, source: str = "spec") -> RunSpec:
     if not isinstance(data, dict):
-        raise SpecError(
-            source, f"must be a mapping of keys to values, got {type(data).__name__}", ", ".join(RunSpec.model_fields)
-        )
+        got = "nothing (the spec is empty)" if data is None else type(data).__name__
+        raise SpecError(source, f"must be a mapping of keys to values, got {got}", ", ".join(RunSpec.model_fields))
     try:
         return RunSpec.model_validate(data)
     except ValidationError as err:

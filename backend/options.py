@@ -4,6 +4,7 @@ becomes one `SpecError` naming the field by its path in the spec, what was wrong
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -37,34 +38,53 @@ def identity(options: BaseModel) -> dict:
     return {k: v for k, v in options.model_dump(mode="json").items() if fields[k].json_schema_extra != EXECUTION}
 
 
+_BRANCH_TAGS = ("str", "int", "ModelSpec", "VerifierSpec")
+
+
+def _is_tag(part) -> bool:
+    return isinstance(part, str) and (
+        part in _BRANCH_TAGS or part.startswith(("function-", "constrained-", "literal["))
+    )
+
+
 def field_path(loc: tuple, prefix: str = "") -> str:
     """`task.datasets[0].size` from pydantic's location tuple (union-branch tags dropped: noise to a user)."""
     out = prefix
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("str", "int", "ModelSpec", "VerifierSpec") or str(part).startswith(
-            ("function-", "constrained-", "literal[")
-        ):
+        elif _is_tag(part):
             continue
         else:
             out += ("." if out else "") + str(part)
     return out or "spec"
 
 
-def allowed_keys(model: type[BaseModel], loc: tuple) -> str | None:
-    """The keys allowed where an unknown one appeared: walk the models along `loc`."""
+def _model_at(model: type[BaseModel], loc: tuple) -> Any:
+    """The options model that holds the last key of `loc` (walking nested models and lists), or None."""
     cur: Any = model
     for part in loc[:-1]:
-        if isinstance(part, int) or cur is None:
+        if isinstance(part, int) or _is_tag(part) or cur is None:
             continue
         fld = cur.model_fields.get(part) if isinstance(cur, type) and issubclass(cur, BaseModel) else None
         if fld is None:
             return None
         cur = _first_model(fld.annotation)
-    if isinstance(cur, type) and issubclass(cur, BaseModel):
-        return ", ".join(cur.model_fields) or "none"
-    return None
+    return cur if isinstance(cur, type) and issubclass(cur, BaseModel) else None
+
+
+def allowed_keys(model: type[BaseModel], loc: tuple) -> str | None:
+    """The keys allowed where an unknown one appeared: walk the models along `loc`."""
+    holder = _model_at(model, loc)
+    return None if holder is None else ", ".join(holder.model_fields) or "none"
+
+
+def _description(model: type[BaseModel], loc: tuple) -> str | None:
+    """The help of the field at `loc` (what a value there may be), for errors whose message does not say it."""
+    keys = tuple(p for p in loc if not isinstance(p, int) and not _is_tag(p))
+    holder = _model_at(model, keys)
+    fld = holder.model_fields.get(keys[-1]) if holder is not None and keys else None
+    return fld.description if fld is not None else None
 
 
 def _first_model(ann) -> Any:
@@ -82,19 +102,50 @@ def _first_model(ann) -> Any:
 WITHHELD = ("api_key_env",)
 
 
+def echoed(value: Any) -> str:
+    """A bad value as an error repeats it, less what may be a credential: a URL's `user:password@` and its query."""
+    text = repr(value)
+    if isinstance(value, str) and "://" in value:
+        text = re.sub(r"(?<=://)[^/\s]*@", "***@", text)
+        text = re.sub(r"[?#][^'\"]*", "?***", text)
+    return text
+
+
+def first_problem(errors: list) -> dict:
+    """The problem a user must fix first: pydantic's first, except that of a union's branches the one that got
+    furthest into the value wins (a model's mapping with a bad price says so, not "should be a valid string"), and
+    an unknown key beats a required one missing beside it (a misspelt key causes both)."""
+    first = errors[0]
+    where = field_path(tuple(first["loc"]))
+    inside = [
+        e
+        for e in errors
+        if field_path(tuple(e["loc"])) == where or field_path(tuple(e["loc"])).startswith((where + ".", where + "["))
+    ]
+    chosen = max(inside, key=lambda e: len(field_path(tuple(e["loc"]))))  # the first of the deepest
+    if chosen["type"] == "missing":
+        parent = field_path(tuple(chosen["loc"])[:-1])
+        chosen = next(
+            (e for e in errors if e["type"] == "extra_forbidden" and field_path(tuple(e["loc"])[:-1]) == parent),
+            chosen,
+        )
+    return chosen
+
+
 def options_error(err: ValidationError, model: type[BaseModel], prefix: str = "") -> SpecError:
     """One line for the first problem pydantic found (the one a user must fix first)."""
-    e = err.errors()[0]
+    e = first_problem(err.errors())
     loc = tuple(e["loc"])
     field = field_path(loc, prefix)
     if e["type"] == "extra_forbidden":
         return SpecError(field, "unknown key", allowed_keys(model, loc))
     if e["type"] == "missing":
-        fld = model.model_fields.get(str(loc[0])) if len(loc) == 1 else None
-        return SpecError(field, "required but missing", fld.description if fld is not None else None)
+        return SpecError(field, "required but missing", _description(model, loc))
     msg = str(e["msg"]).removeprefix("Value error, ")
     shown = "input" in e and not isinstance(e.get("input"), dict) and not field.endswith(WITHHELD)
-    return SpecError(field, f"{msg} (got {e.get('input')!r})" if shown else msg)
+    # a value of the wrong type: pydantic says which type, the field's help says what it is for
+    allowed = _description(model, loc) if str(e["type"]).endswith(("_type", "_parsing")) else None
+    return SpecError(field, f"{msg} (got {echoed(e.get('input'))})" if shown else msg, allowed)
 
 
 def validate_options(model: type[OptionsT], data: Any, field: str) -> OptionsT:

@@ -4,11 +4,12 @@ and what it can do; built-ins register exactly as a plug-in would (`register_eng
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from backend.engines.base import (
     Completion,
@@ -66,6 +67,19 @@ class OpenAIOptions(KindOptions):
         description="NAME of the environment variable holding the API key (the key itself never goes in a spec)",
         json_schema_extra=EXECUTION,
     )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        # checked with the spec, before a run is registered: the engine would refuse it only once the run started
+        if not re.fullmatch(r"https?://[^\s/?#]+(/\S*)?", url):
+            raise ValueError("expected an http(s) URL such as http://127.0.0.1:8000/v1")
+        # the spec is stored (the catalog, the dashboard): a key pasted into the URL would be kept with it
+        if "@" in url.split("/")[2] or re.search(r"[?#]", url):
+            raise ValueError(
+                "no user, password or query in the URL; export the API key and name its variable in api_key_env"
+            )
+        return url
 
 
 class VLLMOptions(KindOptions):

@@ -10,12 +10,14 @@ Rows are (model, strategy, budget) attempts, so inference strategies compete wit
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from backend.errors import SpecError
 from backend.metrics.curve import Curve
 from backend.metrics.pools import Pool
 
@@ -31,8 +33,30 @@ class Price:
     output_per_million: float
 
     def __post_init__(self):
-        if self.input_per_million < 0 or self.output_per_million < 0:
-            raise ValueError("prices must be >= 0 per million tokens")
+        for p in (self.input_per_million, self.output_per_million):
+            if not (math.isfinite(p) and p >= 0):  # NaN compares false both ways: test what is allowed
+                raise ValueError(f"prices must be finite and >= 0 per million tokens, got {p!r}")
+
+
+def read_price(value: object, field: str) -> float:
+    """One price as a user typed it (a cell of the Cost-of-pass page's table): a blank, text, a negative or an
+    infinite number is a SpecError naming `field`, never a TypeError or a NaN cost further on."""
+    allowed = "a finite number >= 0 (USD per 1M tokens)"
+    if (
+        value is None
+        or (isinstance(value, float) and math.isnan(value))
+        or (isinstance(value, str) and not value.strip())
+    ):
+        raise SpecError(field, "is blank", allowed)
+    if isinstance(value, bool):
+        raise SpecError(field, f"{value!r} is not a price", allowed)
+    try:
+        price = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise SpecError(field, f"{value!r} is not a number", allowed) from None
+    if not (math.isfinite(price) and price >= 0):
+        raise SpecError(field, f"{price!r} is not allowed", allowed)
+    return price
 
 
 def attempt_cost(input_tokens, output_tokens, price: Price) -> np.ndarray:

@@ -201,6 +201,13 @@ def _resolve_path(path: Path, mtime_ns: int, name: str, style: PromptStyle | Non
     )
 
 
+def _allowed(hub_ok: bool) -> str:
+    """What a spec's model may be, for the one line a bad one gets."""
+    return "a registry name (ttc models) or a path to a whole local .gguf file" + (
+        ", or a Hugging Face model id / local HF directory" if hub_ok else ""
+    )
+
+
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -211,6 +218,8 @@ def resolve_model(
     Hugging Face model id / local HF directory, whose numbers the engine reads once it has loaded the model. With
     `hub_ok` a registry name also gets its Hugging Face directory (converted from the GGUF on first use), while its
     architecture numbers and chat template stay the GGUF's: both engines price and prompt it alike."""
+    if "\x00" in name_or_path:  # no file has one, and the OS calls below would raise a bare ValueError on it
+        raise ModelFileError(f"{field}: {name_or_path!r} contains a NUL character; allowed: {_allowed(hub_ok)}")
     if name_or_path in SHIPPED_MODELS:
         shipped = SHIPPED_MODELS[name_or_path]
         path = prepare_shipped(shipped)
@@ -227,8 +236,10 @@ def resolve_model(
         )
     elif name_or_path.endswith(".gguf") or Path(name_or_path).expanduser().exists():
         path = Path(name_or_path).expanduser().resolve()
+        if path.is_dir():
+            raise ModelFileError(f"{field}: {str(path)!r} is a directory, not a GGUF file; allowed: {_allowed(hub_ok)}")
         if not path.is_file():
-            raise ModelFileError(f"{field}: GGUF file {str(path)!r} does not exist")
+            raise ModelFileError(f"{field}: GGUF file {str(path)!r} does not exist; allowed: {_allowed(hub_ok)}")
         style = prompt_style
         name = path.stem
     else:
@@ -237,7 +248,7 @@ def resolve_model(
     try:
         resolved = _resolve_path(path, path.stat().st_mtime_ns, name, style)
     except ModelFileError as e:
-        raise ModelFileError(f"{field}: {e}") from None
+        raise ModelFileError(f"{field}: {e}; allowed: {_allowed(hub_ok)}") from None
     if hub_ok and name in SHIPPED_MODELS:
         try:
             resolved = replace(resolved, hf_source=str(prepare_hf(SHIPPED_MODELS[name])))

@@ -44,28 +44,43 @@ class MathJsonlTask:
 
     def __init__(self, path: str, size: int | None = None, field: str = "task.path"):
         p = Path(path).expanduser()
+        allowed = "a JSONL file, one object per line with 'problem' and 'answer' (optional 'level', 'subject', 'id')"
+        if p.is_dir():
+            raise TaskError(f"{field}: {str(p)!r} is a directory; allowed: {allowed}")
         if not p.is_file():
-            raise TaskError(f"{field}: JSONL file {str(p)!r} does not exist")
+            raise TaskError(f"{field}: JSONL file {str(p)!r} does not exist; allowed: {allowed}")
         self.path = p
         self._rows = []
-        with open(p, encoding="utf-8") as f:
+        seen: dict[str, int] = {}  # question id -> the line that gave it first
+        with open(p, encoding="utf-8", errors="surrogateescape") as f:
             for lineno, line in enumerate(f, 1):
                 if not line.strip():
                     continue
                 try:
+                    line.encode("utf-8")
+                except UnicodeEncodeError:  # an undecodable byte came back as a lone surrogate
+                    raise TaskError(f"{p}:{lineno}: not UTF-8 text; allowed: {allowed}") from None
+                try:
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise TaskError(f"{p}:{lineno}: not valid JSON ({e.msg})") from None
+                    raise TaskError(f"{p}:{lineno}: not valid JSON ({e.msg}); allowed: {allowed}") from None
                 if not isinstance(row, dict):
-                    raise TaskError(f"{p}:{lineno}: each line must be a JSON object with 'problem' and 'answer'")
+                    raise TaskError(f"{p}:{lineno}: not a JSON object; allowed: {allowed}")
                 for key in ("problem", "answer"):
                     if key not in row or row[key] in (None, ""):
                         raise TaskError(
                             f"{p}:{lineno}: missing required field '{key}'; each line needs 'problem' and 'answer' (optional 'level', 'subject', 'id')"
                         )
+                qid = str(row.get("id", f"{p.stem}/{lineno}"))
+                if qid in seen:
+                    raise TaskError(
+                        f"{p}:{lineno}: id {qid!r} is already used on line {seen[qid]}; allowed: a distinct 'id' per "
+                        "line, or none (the line number is the id)"
+                    )
+                seen[qid] = lineno
                 self._rows.append((lineno, row))
         if not self._rows:
-            raise TaskError(f"{p}: no questions (the file is empty)")
+            raise TaskError(f"{p}: no questions (the file is empty); allowed: {allowed}")
         if size is not None:
             self._rows = self._rows[:size]
 

@@ -43,6 +43,40 @@ def config_fields(name: str) -> list[str]:
     return [f.name for f in dataclasses.fields(config_cls) if f.name not in ("seed", "size")]
 
 
+def knob_defaults(name: str) -> dict[str, Any]:
+    """The dataset's difficulty knobs with reasoning-gym's defaults (a knob without one is left out)."""
+    _, config_cls = _datasets()[name]
+    out = {}
+    for f in dataclasses.fields(config_cls):
+        if f.name in ("seed", "size"):
+            continue
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def _knob_type_error(value: Any, default: Any) -> str | None:
+    """What is wrong with a knob's value by the type of its default (reasoning-gym's own checks would otherwise
+    fail on it with a TypeError about '>=' between str and int), or None."""
+    if default is None:
+        return None
+    if isinstance(default, bool):
+        ok, what = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, what = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+    elif isinstance(default, float):
+        ok, what = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    elif isinstance(default, str):
+        ok, what = isinstance(value, str), "text"
+    elif isinstance(default, (list, tuple, set)):
+        ok, what = isinstance(value, list), "a list"
+    else:
+        return None
+    return None if ok else what
+
+
 def _jsonable(obj):
     return json.loads(json.dumps(obj, default=lambda o: list(o) if isinstance(o, (tuple, set)) else str(o)))
 
@@ -64,16 +98,29 @@ class ReasoningGymTask:
             if d["name"] not in known:
                 raise UnknownNameError(f"{where}.name", "reasoning-gym dataset", d["name"], known)
             allowed = config_fields(d["name"])
-            for key in d.get("config") or {}:
+            defaults = knob_defaults(d["name"])
+            for key, value in (d.get("config") or {}).items():
                 if key not in allowed:
                     raise SpecError(f"{where}.config.{key}", f"not a {d['name']} setting", ", ".join(allowed))
+                what = _knob_type_error(value, defaults.get(key))
+                if what is not None:
+                    raise SpecError(
+                        f"{where}.config.{key}",
+                        f"{value!r} is not {what}",
+                        f"{what}, e.g. the default {defaults[key]!r}",
+                    )
             try:
                 ds = reasoning_gym.create_dataset(d["name"], size=d["size"], seed=seed + i, **(d.get("config") or {}))
                 shots = reasoning_gym.create_dataset(
                     d["name"], size=3, seed=seed + 10_000 + i, **(d.get("config") or {})
                 )
             except (AssertionError, ValueError, TypeError) as e:
-                raise SpecError(f"{where}.config", f"rejected by reasoning-gym: {e}") from None
+                shown = ", ".join(f"{k}={v!r}" for k, v in defaults.items())
+                raise SpecError(
+                    f"{where}.config",
+                    f"rejected by reasoning-gym: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+                    f"knob values reasoning-gym accepts; its defaults: {shown[:300]}",
+                ) from None
             level = d["level"] if d.get("level") is not None else i
             self._sets.append((d, ds, shots, level, i))
 

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backend.errors import SpecError, require
+from backend.options import first_problem
 from backend.verifiers.base import AGGREGATIONS, ScoreRequest, StepScores, Usage, Verifier, aggregate, charge
 
 
@@ -119,7 +120,7 @@ def verifier_options(name: str, options: dict[str, Any] | None, field: str) -> V
     try:
         return entry.options.model_validate(options or {})
     except ValidationError as err:
-        e = err.errors()[0]
+        e = first_problem(err.errors())
         where = ".".join(str(p) for p in e["loc"]) or "options"
         if e["type"] == "extra_forbidden":
             return _raise(

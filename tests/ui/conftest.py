@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from app_pages import PAGES as APP_PAGES
 from bench.synthetic_store import make_synthetic_store, search_configuration_table
@@ -70,6 +71,24 @@ def _add_searches(store, model: str) -> None:
                 run_id,
                 search_configuration_table(run_id, model, strategy, record, b, correct, unaffordable=unaffordable),
             )
+
+
+_COMPONENTS = []  # one scan of the installed packages for Streamlit components, shared by every AppTest
+
+
+def app_test(script: str | Path) -> AppTest:
+    """An AppTest of `script` (app.py, or a page opened directly as a link opens it) that reuses one scan for
+    custom components: AppTest otherwise reads every installed package's metadata per instance (~2 s on 2 cores)."""
+    from streamlit.components.v2.component_manager import BidiComponentManager
+
+    at = AppTest.from_file(str(script), default_timeout=120)
+    if hasattr(at, "_bidi_component_manager"):  # a private attribute: without it, each AppTest scans for itself
+        if not _COMPONENTS:
+            manager = BidiComponentManager()
+            manager.discover_and_register_components(start_file_watching=False)
+            _COMPONENTS.append(manager)
+        at._bidi_component_manager = _COMPONENTS[0]
+    return at
 
 
 @pytest.fixture(scope="session")
