@@ -8,6 +8,9 @@ depend on scheduling, and a resumed run regenerates exactly the missing samples.
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
+import tempfile
 
 from backend.engines.threaded import ThreadedEngineMixin, completion_body, parse_choice
 from backend.errors import EngineError
@@ -29,6 +32,7 @@ UNTRUNCATED = {"top_k": 0, "min_p": 0.0}
 # best-of-N nothing measurable (BENCHMARKS.md).
 SLOT_PROMPT_SIMILARITY = 1.0
 HOST_CACHE_MIB = 4096  # llama.cpp evicts its oldest states beyond this (default 8192); ~1,300 states of 250 tokens
+_SUN_PATH_MAX = 100  # a unix socket path must fit sockaddr_un (108 bytes on Linux)
 
 
 def slot_body(body: dict, slot: int) -> dict:
@@ -63,16 +67,35 @@ class LlamaCppEngine(ThreadedEngineMixin):
         params.cache_ram_mib = HOST_CACHE_MIB
         params.warmup = False
         params.verbosity = int(os.environ.get("TTC_LLAMA_VERBOSITY", "0"))  # llama.cpp logs every slot event at 3
+        socket_dir = tempfile.mkdtemp(prefix="ttc-llama-")  # 0700
         try:
-            self._server = xllamacpp.Server(params)
-        except Exception as e:  # the binding raises plain RuntimeError/ValueError on a bad file
-            raise EngineError(f"{model.name}: llama.cpp could not load {model.path}: {e}") from None
+            _lock_listener(params, socket_dir)
+            try:
+                self._server = xllamacpp.Server(params)
+            except Exception as e:  # the binding raises plain RuntimeError/ValueError on a bad file
+                raise EngineError(f"{model.name}: llama.cpp could not load {model.path}: {e}") from None
+        finally:
+            shutil.rmtree(socket_dir, ignore_errors=True)  # the socket stays open, its path is gone: no way in
 
     def _complete_one(self, body: dict, slot: int) -> dict:
         return self._server.handle_completions(slot_body(body, slot))
 
     def close(self) -> None:
         self._server = None
+
+
+def _lock_listener(params, socket_dir: str) -> None:
+    """xllamacpp always starts llama.cpp's HTTP listener (default: a random 127.0.0.1 port, no key; it cannot be
+    turned off), although this engine only calls the handlers in-process, which check no key. Left so, any local
+    user could drive the model. It listens instead on a unix socket in a private (0700) directory, removed as soon
+    as the model is loaded, so nobody can connect to it after that (and no other user before), and it requires a
+    random key that only `params` holds, in case something running as this user reaches it while the model loads;
+    only /health answers without the key (llama.cpp's choice). Where the socket path would not fit sockaddr_un,
+    the key alone guards a loopback port."""
+    path = os.path.join(socket_dir, "http.sock")
+    if len(path.encode()) <= _SUN_PATH_MAX:
+        params.hostnames = [path]
+    params.api_keys = [secrets.token_urlsafe(32)]
 
 
 __all__ = ["LlamaCppEngine", "ThreadedEngineMixin", "completion_body", "parse_choice", "slot_body"]

@@ -21,7 +21,9 @@ def free_port() -> int:
 
 
 class LlamaCppHTTPServer:
-    """`with LlamaCppHTTPServer(gguf_path) as srv: srv.base_url` -> "http://127.0.0.1:PORT/v1"."""
+    """`with LlamaCppHTTPServer(gguf_path) as srv: srv.base_url` -> "http://127.0.0.1:PORT/v1". With `api_key`, every
+    endpoint but /health answers 401 unless sent `Authorization: Bearer <api_key>` (handed over in the environment,
+    not on the command line, where any local user could read it)."""
 
     def __init__(
         self,
@@ -30,8 +32,10 @@ class LlamaCppHTTPServer:
         n_ctx_per_slot: int = 1024,
         seed: int = 0,
         startup_timeout_s: float = 60,
+        api_key: str | None = None,
     ):
         self.model_path = str(model_path)
+        self.api_key = api_key
         self.n_parallel, self.n_ctx_per_slot, self.seed = n_parallel, n_ctx_per_slot, seed
         self.startup_timeout_s = startup_timeout_s
         self.port = free_port()
@@ -50,7 +54,10 @@ class LlamaCppHTTPServer:
             str(self.seed),
         ]
         self._log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"llamacpp-http-{self.port}.log", "w+b")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        env = {k: v for k, v in os.environ.items() if k != _KEY_ENV}
+        if self.api_key:
+            env[_KEY_ENV] = self.api_key
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         try:
             self._wait_healthy()
         except BaseException:
@@ -88,6 +95,9 @@ class LlamaCppHTTPServer:
         self._log.close()
 
 
+_KEY_ENV = "TTC_TEST_SERVER_API_KEY"
+
+
 def _serve(model_path: str, port: int, n_parallel: int, n_ctx_per_slot: int, seed: int) -> None:
     import xllamacpp
 
@@ -102,6 +112,8 @@ def _serve(model_path: str, port: int, n_parallel: int, n_ctx_per_slot: int, see
     params.cpuparams_batch.n_threads = os.cpu_count() or 2
     params.warmup = False
     params.verbosity = 0
+    if os.environ.get(_KEY_ENV):
+        params.api_keys = [os.environ.pop(_KEY_ENV)]
     server = xllamacpp.Server(params)  # starts listening; lives as long as this process
     print(f"listening on {server.listening_address}", flush=True)
     while True:
