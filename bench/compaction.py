@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,18 +39,21 @@ SAMPLES_SQL = (
 
 
 def split(store: Store, total_shards: int) -> int:
-    """Rewrite the store's tables as about `total_shards` shards, shared out by row count; returns the count."""
+    """Rewrite the store's tables as `total_shards` shards, shared out by row count; returns the count written."""
     folders = [f for t in TABLES for f in (store.root / t).iterdir()]
     rows = {f: pq.read_table(list(f.glob("*.parquet"))) for f in folders}
-    all_rows = sum(t.num_rows for t in rows.values())
+    sizes = np.array([t.num_rows for t in rows.values()], dtype=float)
+    share = total_shards * sizes / sizes.sum()
+    pieces = np.maximum(1, np.floor(share)).astype(int)
+    for i in np.argsort(pieces - share)[: max(0, total_shards - int(pieces.sum()))]:
+        pieces[i] += 1  # largest remainders first, so the pieces add up to the total asked
     written = 0
-    for folder, table in rows.items():
+    for (folder, table), n in zip(rows.items(), pieces):
         for path in folder.glob("*.parquet"):
             path.unlink()
-        pieces = max(1, round(total_shards * table.num_rows / all_rows))
-        step = max(1, -(-table.num_rows // pieces))
-        for start in range(0, table.num_rows, step):
-            store.write_shard(folder.parent.name, folder.name, table.slice(start, step))
+        bounds = np.linspace(0, table.num_rows, min(n, table.num_rows) + 1).astype(int)
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            store.write_shard(folder.parent.name, folder.name, table.slice(start, stop - start))
             written += 1
     return written
 

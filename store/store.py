@@ -205,7 +205,7 @@ class Store:
             try:
                 return con.execute(sql, params or []).df()
             except duckdb.IOException as e:
-                if attempt == 1 and _vanished_shard(str(e), self.root):
+                if attempt == 1 and vanished_shard(str(e), self.root):
                     continue
                 raise self.read_failed(e) from None
             except duckdb.Error as e:
@@ -351,7 +351,7 @@ def _shard_in_message(message: str, root: Path) -> str | None:
     return m.group(1) if m and m.group(1).startswith(str(root)) else None
 
 
-def _vanished_shard(message: str, root: Path) -> bool:
+def vanished_shard(message: str, root: Path) -> bool:
     path = _shard_in_message(message, root)
     return path is not None and not os.path.exists(path)
 

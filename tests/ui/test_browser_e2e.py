@@ -76,11 +76,16 @@ def browser(server):
         yield page
 
 
+PLOTS_DRAWN = """() => [...document.querySelectorAll('.js-plotly-plot')].every(
+    (plot) => plot._fullLayout && plot.querySelector('.main-svg'))"""
+"""Plotly sets `_fullLayout` on a chart's element once it has laid it out and drawn its SVG."""
+
+
 def test_every_page_renders_and_is_screenshotted(server, browser):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for url_path, name in PAGES:
         load_page(browser, server, url_path, name)
-        browser.wait_for_timeout(600)  # let plotly finish drawing before the screenshot
+        browser.wait_for_function(PLOTS_DRAWN)  # every chart drawn before the screenshot
         assert page_problems(browser) == [], url_path
         browser.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 20_000
