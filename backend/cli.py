@@ -317,6 +317,18 @@ def _worker_stop(args) -> int:
     return 1 if running and args.wait else 0
 
 
+def streamlit_command(port: int, headless: bool = False, expose: str | None = None) -> list[str]:
+    """The dashboard's server: on 127.0.0.1 unless `expose` names an address, and no usage statistics. Given on the
+    command line because Streamlit reads .streamlit/config.toml from the current directory only, and a user may
+    start the dashboard from anywhere."""
+    app = Path(__file__).resolve().parent.parent / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port)]
+    cmd += ["--server.address", expose or "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    if headless:
+        cmd += ["--server.headless", "true"]
+    return cmd
+
+
 def _cmd_dashboard(args) -> int:
     """Streamlit runs as a child, not exec'd, so that after it exits the user learns that the worker this command
     made sure of keeps running, and how to stop it."""
@@ -338,11 +350,14 @@ def _cmd_dashboard(args) -> int:
             + f"; its log: {store.root / 'worker.log'}",
             file=sys.stderr,
         )
-    app = Path(__file__).resolve().parent.parent / "app.py"
     env = {**os.environ, "TTC_STORE": str(store.root)}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port)]
-    if args.headless:
-        cmd += ["--server.headless", "true"]
+    cmd = streamlit_command(args.port, args.headless, args.expose)
+    if args.expose:
+        print(
+            f"warning: the dashboard listens on {args.expose}:{args.port}; whoever reaches that address can read "
+            "the store and queue runs (there is no login)",
+            file=sys.stderr,
+        )
     print(
         f"dashboard: http://localhost:{args.port}  (store: {store.root}; Ctrl-C to stop)", file=sys.stderr, flush=True
     )
@@ -514,6 +529,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--port", type=int, default=8501)
     d.add_argument("--no-worker", action="store_true")
     d.add_argument("--headless", action="store_true", help="do not open a browser")
+    d.add_argument(
+        "--expose",
+        metavar="ADDRESS",
+        default=None,
+        help="listen on ADDRESS (e.g. 0.0.0.0) instead of 127.0.0.1: an explicit opt-in, the dashboard has no login",
+    )
     d.set_defaults(fn=_cmd_dashboard)
     st = sub.add_parser("store", help="check, repair or compact a store")
     st.add_argument(
