@@ -49,13 +49,21 @@ def cancel(store: Store, run_id: str) -> None:
 
 
 def claim_next(store: Store, worker_pid: int) -> RunSpec | None:
-    """Claim the oldest queued run. A queued spec that no longer checks (queued by another ttc-lab version, whose
-    spec format or run id differs) is marked failed with the reason instead of being left queued or running."""
+    """Claim the oldest queued run, or else the oldest run marked running whose worker died (no heartbeat for
+    HEARTBEAT_STALE_S: killed, out of memory, its machine gone); resuming it generates only what is missing. A
+    queued spec that no longer checks (queued by another ttc-lab version, whose spec format or run id differs) is
+    marked failed with the reason instead of being left queued or running."""
     while True:
         now = utcnow()
+        stale = datetime.fromtimestamp(time.time() - HEARTBEAT_STALE_S, UTC).isoformat()
         with store.catalog.begin() as db:
             row = db.execute(
-                text("SELECT run_id, spec_json FROM runs WHERE status='queued' ORDER BY created_at LIMIT 1")
+                text(
+                    "SELECT run_id, spec_json FROM runs WHERE status='queued' OR (status='running' AND "
+                    "(heartbeat_at IS NULL OR heartbeat_at < :stale)) "
+                    "ORDER BY status = 'running', created_at LIMIT 1"
+                ),
+                {"stale": stale},
             ).first()
             if row is None:
                 return None

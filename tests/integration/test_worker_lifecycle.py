@@ -297,3 +297,36 @@ def test_stopping_a_worker_mid_run_queues_the_run_again_and_the_next_worker_resu
     second = _stop_mid_run(store, run_id, tmp_path / "worker.log")  # it resumed: kept the first's, added more
     keys = store.query("SELECT count(*) AS n, count(DISTINCT (question_id, sample_idx)) AS k FROM samples")
     assert first < second == int(keys["n"][0]) == int(keys["k"][0])  # nothing lost, nothing generated twice
+
+
+@pytest.mark.real_model
+def test_a_killed_workers_run_is_resumed_by_the_next_worker_once_its_heartbeat_is_stale(tmp_path):
+    """SIGKILL leaves the run marked running with nobody behind it; another worker takes it after
+    HEARTBEAT_STALE_S and finishes it, nothing lost or generated twice."""
+    store = Store.open(tmp_path / "store")
+    spec = parse_spec(
+        {
+            "name": "orphan",
+            "models": ["gemma-3-270m"],
+            "task": {"kind": "reasoning_gym", "datasets": [{"name": "basic_arithmetic", "size": 4}]},
+            "samples_per_question": 6,
+            "max_tokens": 24,
+            "engine": {"kind": "llamacpp", "n_parallel": 2},
+        }
+    )
+    run_id = submit(store, spec)
+    first = _start_worker(store, tmp_path / "worker.log")
+    try:
+        _wait(lambda: (p := progress(store, run_id)) and p.done >= 4, 180, "the first worker's samples")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert store.get_run(run_id)["status"] == "running"  # what a crash leaves behind
+    second = _start_worker(store, tmp_path / "worker.log")
+    try:
+        _wait(lambda: store.get_run(run_id)["status"] == "done", 300, "the second worker to finish the run")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=60)
+    keys = store.query("SELECT count(*) AS n, count(DISTINCT (question_id, sample_idx)) AS k FROM samples")
+    assert int(keys["n"][0]) == int(keys["k"][0]) == 4 * 6

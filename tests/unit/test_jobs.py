@@ -31,3 +31,32 @@ def test_a_run_whose_model_is_gone_fails_instead_of_hanging_as_running(tmp_path)
     assert worker_loop(store, once=True) == 1  # handled: claimed, and failed with its reason
     row = store.get_run(spec.run_id())
     assert row["status"] == "failed" and "/nowhere/model.gguf" in row["error"]
+
+
+def test_a_run_whose_worker_died_is_claimed_again_once_its_heartbeat_is_stale(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import text
+
+    from store.store import HEARTBEAT_STALE_S
+
+    store = Store.open(tmp_path / "s")
+    spec = parse_spec(SPEC)
+    store.upsert_run(spec.run_id(), "q", spec.model_dump(mode="json"), 1, "running")
+
+    def beat(seconds_ago: float) -> None:
+        at = (datetime.now(UTC) - timedelta(seconds=seconds_ago)).isoformat()
+        with store.catalog.begin() as db:
+            db.execute(
+                text("UPDATE runs SET heartbeat_at=:t, worker_pid=999999 WHERE run_id=:r"),
+                {"t": at, "r": spec.run_id()},
+            )
+
+    beat(1.0)  # its worker is alive: nobody else takes it
+    assert claim_next(store, 1) is None
+    beat(HEARTBEAT_STALE_S + 5)  # no heartbeat for longer than the limit: the worker is gone
+    claimed = claim_next(store, 2)
+    assert claimed is not None and claimed.run_id() == spec.run_id()
+    row = store.get_run(spec.run_id())
+    assert row["status"] == "running" and row["worker_pid"] == 2
+    assert claim_next(store, 3) is None  # claimed once: its heartbeat is fresh again
