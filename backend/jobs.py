@@ -23,7 +23,7 @@ from sqlalchemy import text
 
 from backend.config import RunSpec, parse_spec
 from backend.errors import TtcError, WorkerError
-from backend.worker import execute, prepare_run
+from backend.worker import execute, pid_running, prepare_run
 from store import Store
 from store.store import HEARTBEAT_STALE_S, utcnow
 
@@ -333,21 +333,6 @@ def ensure_worker(store: Store, register_timeout_s: float = 60.0) -> WorkerStart
             time.sleep(0.1)
 
 
-def _pid_running(pid: int) -> bool:
-    """The process exists and has not exited (a zombie, exited but not yet reaped by its parent, has)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc (macOS): the signal test is all there is
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
 def _choices(live: list[WorkerRow]) -> str:
     return ", ".join(f"{w.worker_id} (pid {w.pid})" for w in live) or "no worker is live"
 
@@ -417,7 +402,7 @@ def stop_workers(store: Store, workers: Sequence[WorkerRow], wait_s: float) -> l
     deadline = time.monotonic() + wait_s
     running = list(workers)
     while True:
-        running = [w for w in running if _pid_running(w.pid)]
+        running = [w for w in running if pid_running(w.pid)]
         if not running or time.monotonic() >= deadline:
             break
         time.sleep(0.1)

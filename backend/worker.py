@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from backend.config import ModelSpec, RunSpec
 from backend.engines import ENGINES, GenerationRequest, SamplingParams, create_engine, with_parallelism
@@ -182,18 +183,23 @@ def _claim_or_refuse(store: Store, run_id: str) -> None:
     if row and row["status"] == "running" and row["worker_pid"] and row["worker_pid"] != os.getpid():
         beat = datetime.fromisoformat(row["heartbeat_at"]) if row["heartbeat_at"] else None
         fresh = beat is not None and (datetime.now(UTC) - beat).total_seconds() < HEARTBEAT_STALE_S
-        if fresh and _pid_alive(row["worker_pid"]):
+        if fresh and pid_running(row["worker_pid"]):
             raise TtcError(f"run {run_id} is already running (pid {row['worker_pid']}); wait for it or cancel it")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_running(pid: int) -> bool:
+    """The process exists and has not exited (a zombie, exited but not yet reaped by its parent, has)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): the signal test is all there is
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _median_prompt_tokens(prepared: PreparedRun, store: Store, model: ResolvedModel) -> int:

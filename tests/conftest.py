@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,17 @@ def ttc(*args: str, env: dict | None = None, timeout: float = 600, check: bool =
         timeout=timeout,
         check=check,
     )
+
+
+def wait_until(predicate, timeout_s: float, what: str, every_s: float = 0.1):
+    """Poll `predicate` until it returns something truthy (returned), or fail naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 @pytest.fixture

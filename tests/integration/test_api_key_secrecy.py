@@ -23,9 +23,7 @@ import pytest
 
 from backend import export
 from backend.config import parse_spec
-from backend.errors import ModelFileError
 from backend.jobs import submit
-from backend.models.registry import resolve_model
 from store import Store
 from tests.conftest import ROOT
 from tests.integration.servers import LlamaCppHTTPServer
@@ -34,14 +32,6 @@ pytestmark = pytest.mark.real_model
 
 KEY_ENV = "TTC_TEST_REMOTE_API_KEY"
 QUESTIONS, SAMPLES = 2, 2
-
-
-@pytest.fixture(scope="module")
-def model():
-    try:
-        return resolve_model("gemma-3-270m")
-    except ModelFileError as e:
-        pytest.skip(str(e))
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from backend.errors import ModelFileError
-from backend.models.registry import resolve_model
 from store import Store
 from tests.conftest import ROOT
 from tests.integration.servers import LlamaCppHTTPServer
@@ -81,14 +79,6 @@ KEYS = {
 # llama.cpp logs each request a slot starts at verbosity 3 (backend/engines/llamacpp.py reads TTC_LLAMA_VERBOSITY):
 # how the test sees that a restarted process is generating, in phases whose rows land only at the end of a unit
 LAUNCH_MARK = b"launch_slot_"
-
-
-@pytest.fixture(scope="module")
-def gemma():
-    try:
-        return resolve_model("gemma-3-270m")
-    except ModelFileError as e:
-        pytest.skip(str(e))
 
 
 @dataclass(frozen=True)
@@ -305,7 +295,7 @@ def _temp_files(store_dir: Path) -> list[Path]:
     return sorted(store_dir.rglob(".*.tmp"))
 
 
-def test_sigkill_at_random_points_of_every_phase_loses_and_duplicates_nothing(tmp_path, write_spec, start_run, gemma):
+def test_sigkill_at_random_points_of_every_phase_loses_and_duplicates_nothing(tmp_path, write_spec, start_run, model):
     """20 SIGKILLs of `ttc run` (the whole process group), each after the restarted run shows work in the phase
     aimed at plus a seeded random delay, then a run to the end: every row once, the same keys as a run never killed."""
     spec_file = write_spec(KILL_SPEC)
@@ -398,13 +388,13 @@ engine: {{kind: openai, base_url: "{base_url}", n_parallel: 2, retries: 1, timeo
 """
 
 
-def test_engine_server_dying_mid_batch_fails_the_run_then_rerun_resumes(tmp_path, write_spec, start_run, gemma):
+def test_engine_server_dying_mid_batch_fails_the_run_then_rerun_resumes(tmp_path, write_spec, start_run, model):
     """The server is SIGKILLed while requests are in flight: the run fails at once (one retry, refused) with one
     line naming the endpoint, keeps what it had written, and the same spec against the restarted server (same
     address, so the same run) generates only what is missing."""
     store_dir = tmp_path / "store"
     watch = StoreWatch(store_dir)
-    server = LlamaCppHTTPServer(gemma.path, n_parallel=2, n_ctx_per_slot=512)
+    server = LlamaCppHTTPServer(model.path, n_parallel=2, n_ctx_per_slot=512)
     spec_file = write_spec(
         ENGINE_SPEC.format(questions=ENGINE_QUESTIONS, samples=ENGINE_SAMPLES, base_url=server.base_url)
     )

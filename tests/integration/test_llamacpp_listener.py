@@ -17,8 +17,6 @@ import pytest
 
 import backend.engines.llamacpp as llamacpp
 from backend.engines.base import GenerationRequest, SamplingParams
-from backend.errors import ModelFileError
-from backend.models.registry import resolve_model
 
 pytestmark = pytest.mark.real_model
 
@@ -33,14 +31,6 @@ ENDPOINTS = [
     ("GET", "/v1/models", None),
     ("GET", "/metrics", None),
 ]
-
-
-@pytest.fixture(scope="module")
-def model():
-    try:
-        return resolve_model("gemma-3-270m")
-    except ModelFileError as e:
-        pytest.skip(str(e))
 
 
 def _engine(model, **patches):

@@ -7,21 +7,12 @@ import pytest
 
 from backend.engines.base import Engine, GenerationRequest, SamplingParams
 from backend.engines.openai_compat import OpenAICompatEngine
-from backend.errors import EngineError, ModelFileError
-from backend.models.registry import resolve_model
+from backend.errors import EngineError
 from tests.integration.servers import LlamaCppHTTPServer, free_port
 
 pytestmark = pytest.mark.real_model
 
 MAX_TOKENS = 16
-
-
-@pytest.fixture(scope="module")
-def model():
-    try:
-        return resolve_model("gemma-3-270m")
-    except ModelFileError as e:
-        pytest.skip(str(e))
 
 
 @pytest.fixture(scope="module")

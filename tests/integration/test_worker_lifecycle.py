@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -21,17 +20,7 @@ from backend.config import parse_spec
 from backend.jobs import progress, submit, worker_table
 from store import Store
 from store.store import utcnow
-from tests.conftest import ROOT, ttc
-
-
-def _wait(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.conftest import ROOT, ttc, wait_until
 
 
 def _live(store: Store) -> list:
@@ -86,7 +75,7 @@ def test_status_shows_the_live_worker_and_stop_stops_it(tmp_path):
     store = Store.open(tmp_path / "store")
     worker = _start_worker(store, tmp_path / "worker.log")
     try:
-        row = _wait(lambda: _live(store), 60, "the worker's row")[0]
+        row = wait_until(lambda: _live(store), 60, "the worker's row")[0]
         assert row.pid == worker.pid
         status = ttc("worker", "status", "--store", str(store.root), timeout=120)
         assert status.returncode == 0, status.stderr
@@ -230,7 +219,7 @@ def test_two_dashboards_share_one_worker_and_say_how_to_stop_it(tmp_path):
                     )
                 )
         for port in ports:
-            _wait(lambda p=port: _serving(p), 120, f"the dashboard on port {port}")
+            wait_until(lambda p=port: _serving(p), 120, f"the dashboard on port {port}")
         live = _live(store)
         assert len(live) == 1
         worker = live[0]
@@ -261,7 +250,7 @@ def _stop_mid_run(store: Store, run_id: str, log: Path) -> int:
     before = progress(store, run_id).done
     worker = _start_worker(store, log)
     try:
-        _wait(lambda: progress(store, run_id).done >= before + 2, 180, "the worker to write samples")
+        wait_until(lambda: progress(store, run_id).done >= before + 2, 180, "the worker to write samples")
         status = ttc("worker", "status", "--store", str(store.root), timeout=120)
         assert f" {run_id} (long, running) " in status.stdout, status.stdout
         stop = ttc("worker", "stop", "--store", str(store.root), "--wait", "120", timeout=180)
@@ -317,14 +306,14 @@ def test_a_killed_workers_run_is_resumed_by_the_next_worker_once_its_heartbeat_i
     run_id = submit(store, spec)
     first = _start_worker(store, tmp_path / "worker.log")
     try:
-        _wait(lambda: (p := progress(store, run_id)) and p.done >= 4, 180, "the first worker's samples")
+        wait_until(lambda: (p := progress(store, run_id)) and p.done >= 4, 180, "the first worker's samples")
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
     assert store.get_run(run_id)["status"] == "running"  # what a crash leaves behind
     second = _start_worker(store, tmp_path / "worker.log")
     try:
-        _wait(lambda: store.get_run(run_id)["status"] == "done", 300, "the second worker to finish the run")
+        wait_until(lambda: store.get_run(run_id)["status"] == "done", 300, "the second worker to finish the run")
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=60)

@@ -2,14 +2,13 @@
 
 import subprocess
 import sys
-import time
 
 import pytest
 
 from backend.config import parse_spec
 from backend.jobs import cancel, live_workers, progress, submit
 from store import Store
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_until
 
 pytestmark = pytest.mark.real_model
 
@@ -27,16 +26,6 @@ def _spec(name: str, questions: int, samples: int, max_tokens: int):
     )
 
 
-def _wait(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_worker_runs_queued_jobs_and_honours_cancel(tmp_path):
     store = Store.open(tmp_path / "store")
     quick = submit(store, _spec("quick", 2, 2, 8))
@@ -52,12 +41,12 @@ def test_worker_runs_queued_jobs_and_honours_cancel(tmp_path):
         text=True,
     )
     try:
-        _wait(lambda: live_workers(store), 30, "the worker's heartbeat")
-        _wait(lambda: store.get_run(quick)["status"] == "done", 120, "the quick run")
+        wait_until(lambda: live_workers(store), 30, "the worker's heartbeat")
+        wait_until(lambda: store.get_run(quick)["status"] == "done", 120, "the quick run")
         assert progress(store, quick).fraction == 1.0
-        _wait(lambda: (p := progress(store, slow)) and p.done >= 4, 120, "the slow run to write samples")
+        wait_until(lambda: (p := progress(store, slow)) and p.done >= 4, 120, "the slow run to write samples")
         cancel(store, slow)
-        _wait(lambda: store.get_run(slow)["status"] == "cancelled", 60, "the cancel to reach the worker")
+        wait_until(lambda: store.get_run(slow)["status"] == "cancelled", 60, "the cancel to reach the worker")
         assert worker.wait(timeout=60) == 0  # --once: the queue is empty, the worker exits
     finally:
         worker.kill()
