@@ -11,7 +11,7 @@ if [ "$#" -eq 0 ]; then  # the whole suite starts with the checked style: lint, 
   .venv/bin/ruff check .
   .venv/bin/ruff format --check .
   .venv/bin/mypy
-  .venv/bin/python -m pytest -q
+  .venv/bin/python -m pytest -q --durations=15
   ./scripts/vllm-env.sh
   exec .venv-vllm/bin/python -m pytest -q tests/vllm
 fi
