@@ -30,7 +30,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-logging.getLogger("streamlit").setLevel(logging.ERROR)  # the pages' cached helpers warn outside a Streamlit server
+import streamlit  # noqa: E402, F401 - configures its loggers on import; quieted below
+
+for _name in ("streamlit", "streamlit.runtime.caching.cache_data_api"):
+    logging.getLogger(_name).setLevel(logging.ERROR)  # the pages' cached helpers warn outside a Streamlit server
 from app_pages._views import QUESTION_IDS_SQL, SAMPLES_SQL  # noqa: E402
 from backend.config import parse_spec  # noqa: E402
 from backend.jobs import progress, submit, worker_table  # noqa: E402
