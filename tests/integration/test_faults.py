@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from store import Store
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_until
 from tests.integration.servers import LlamaCppHTTPServer
 
 pytestmark = pytest.mark.real_model
@@ -195,16 +195,6 @@ def start_run(tmp_path):
         run.kill()
 
 
-def _poll(predicate, timeout_s: float, what: str, every_s: float = 0.2):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
 def _pause(run: RunProcess, seconds: float) -> None:
     """The random part of a kill point: wait `seconds` unless the run ends first."""
     deadline = time.monotonic() + seconds
@@ -278,7 +268,7 @@ def _armed(run: RunProcess, watch: StoreWatch, target: str) -> State | None:
             return None
         return state if run.launches() > entered_at else None
 
-    got = _poll(ready, PHASE_TIMEOUT_S, f"the run to work in phase {target}")
+    got = wait_until(ready, PHASE_TIMEOUT_S, f"the run to work in phase {target}", every_s=0.2)
     return None if got == "missed" else got
 
 
@@ -400,7 +390,7 @@ def test_engine_server_dying_mid_batch_fails_the_run_then_rerun_resumes(tmp_path
     )
     with server:
         run = start_run(spec_file, store_dir)
-        _poll(lambda: not run.alive() or watch.state().samples > 0, 120, "the first samples to land")
+        wait_until(lambda: not run.alive() or watch.state().samples > 0, 120, "the first samples to land", every_s=0.2)
         assert run.alive(), f"the run ended before the server could be killed:\n{run.stderr()}"
         assert server.proc is not None
         server.proc.send_signal(signal.SIGKILL)
