@@ -38,8 +38,10 @@ from store.store import (
     REPLACES_KEY,
     Store,
     duckdb_type,
+    live_names,
     publish,
     replaced_by,
+    shard_names,
     utcnow,
 )
 
@@ -95,21 +97,6 @@ def store_lock(store: Store, name: str = "maintenance") -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _parquet_files(folder: Path) -> list[str]:
-    try:
-        return sorted(n for n in os.listdir(folder) if n.endswith(".parquet") and not n.startswith("."))
-    except FileNotFoundError:
-        return []
-
-
-def _live(folder: Path, names: list[str]) -> list[str]:
-    replaced: set[str] = set()
-    for n in names:
-        if n.startswith(COMPACTED_PREFIX):
-            replaced |= replaced_by(str(folder / n))
-    return [n for n in names if n not in replaced]
-
-
 def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -120,8 +107,8 @@ def compact_run(store: Store, run_id: str) -> Compaction:
     with store_lock(store):
         for table in TABLES:
             folder = store.root / table / run_id
-            names = _parquet_files(folder)
-            live = _live(folder, names)
+            names = shard_names(folder)
+            live = live_names(folder, names)
             if len(live) > 1:
                 result.merged[table] = len(live)
                 result.rows[table] = _merge(table, folder, names, live)
@@ -164,7 +151,7 @@ def purge_replaced(store: Store, min_age_s: float = GRACE_S, run_id: str | None 
         base = store.root / table
         folders = [base / run_id] if run_id else sorted(p for p in base.glob("*") if p.is_dir())
         for folder in folders:
-            names = _parquet_files(folder)
+            names = shard_names(folder)
             for n in names:
                 if not n.startswith(COMPACTED_PREFIX):
                     continue
@@ -240,8 +227,8 @@ def check(store: Store) -> Report:
             for tmp in folder.glob(".*.tmp"):
                 if now - tmp.stat().st_mtime > STALE_TEMP_S:
                     report.problems.append(Problem("stale-temp", str(tmp), "left by a writer that died", folder.name))
-            names = _parquet_files(folder)
-            live = _live(folder, names)
+            names = shard_names(folder)
+            live = live_names(folder, names)
             report.replaced_pending += len(names) - len(live)
             for n in live:
                 path = folder / n

@@ -156,13 +156,8 @@ class Store:
         except FileNotFoundError:
             return []
         out: list[Path] = []
-        for folder in folders:
-            names = [n for n in os.listdir(folder) if n.endswith(".parquet") and not n.startswith(".")]
-            replaced: set[str] = set()
-            for n in names:
-                if n.startswith(COMPACTED_PREFIX):
-                    replaced.update(replaced_by(os.path.join(folder, n)))
-            out.extend(Path(folder, n) for n in sorted(names) if n not in replaced)
+        for folder in map(Path, folders):
+            out.extend(folder / n for n in live_names(folder, shard_names(folder)))
         return out
 
     def connect(self) -> duckdb.DuckDBPyConnection:
@@ -341,6 +336,23 @@ def replaced_by(path: str) -> frozenset[str]:
     except (OSError, pa.ArrowException):
         return frozenset()  # unreadable: it replaces nothing, and `ttc store check` names it
     return frozenset(json.loads(meta.get(REPLACES_KEY, b"[]")))
+
+
+def shard_names(folder: Path) -> list[str]:
+    """The Parquet files of one run folder, sorted (temp files excluded), from one listing."""
+    try:
+        return sorted(n for n in os.listdir(folder) if n.endswith(".parquet") and not n.startswith("."))
+    except FileNotFoundError:
+        return []
+
+
+def live_names(folder: Path, names: list[str]) -> list[str]:
+    """`names` less those a compacted shard among them replaces."""
+    replaced: set[str] = set()
+    for n in names:
+        if n.startswith(COMPACTED_PREFIX):
+            replaced |= replaced_by(str(folder / n))
+    return [n for n in names if n not in replaced]
 
 
 _PATH_IN_MESSAGE = re.compile(r"""["']([^"']+\.parquet)["']""")
