@@ -9,13 +9,11 @@ A SIGKILL loses at most the unflushed tail, which the next run of the same spec 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 from backend.config import ModelSpec, RunSpec
 from backend.engines import ENGINES, GenerationRequest, SamplingParams, create_engine, with_parallelism
@@ -33,9 +31,9 @@ from backend.tasks import Question, Task, create_task
 from backend.tasks.base import grade_or_error
 from backend.verifiers import VERIFIERS, VerifierOptions, create_verifier, verifier_options
 from store import Store
+from store.leases import LeaseLost, new_holder
 from store.maintenance import compact_run, purge_replaced
 from store.rows import ShardWriter, questions_table
-from store.store import HEARTBEAT_STALE_S
 
 
 def sample_seed(run_seed: int, question_id: str, sample_idx: int) -> int:
@@ -172,34 +170,12 @@ class RunInterrupted(TtcError):
     next worker that claims it generates only the samples still missing."""
 
 
-def _halt(run_id: str, cancel_requested: threading.Event) -> TtcError:
+def _halt(run_id: str, cancel_requested: threading.Event, lease) -> TtcError:
+    if lease.lost.is_set():
+        return LeaseLost(f"run {run_id}: another worker holds it now (this one's lease expired); stopped")
     if cancel_requested.is_set():
         return RunCancelled(f"run {run_id} was cancelled")
     return RunInterrupted(f"run {run_id} was interrupted (its worker is stopping); it is queued again to resume")
-
-
-def _claim_or_refuse(store: Store, run_id: str) -> None:
-    row = store.get_run(run_id)
-    if row and row["status"] == "running" and row["worker_pid"] and row["worker_pid"] != os.getpid():
-        beat = datetime.fromisoformat(row["heartbeat_at"]) if row["heartbeat_at"] else None
-        fresh = beat is not None and (datetime.now(UTC) - beat).total_seconds() < HEARTBEAT_STALE_S
-        if fresh and pid_running(row["worker_pid"]):
-            raise TtcError(f"run {run_id} is already running (pid {row['worker_pid']}); wait for it or cancel it")
-
-
-def pid_running(pid: int) -> bool:
-    """The process exists and has not exited (a zombie, exited but not yet reaped by its parent, has)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc (macOS): the signal test is all there is
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _median_prompt_tokens(prepared: PreparedRun, store: Store, model: ResolvedModel) -> int:
@@ -378,80 +354,87 @@ def execute(
     engine_factory: Callable[[ResolvedModel, object], Engine] | None = None,
     heartbeat_s: float = 2.0,
     stop: threading.Event | None = None,
+    holder: str | None = None,
 ) -> dict:
     """Generate every missing sample of the run. `progress(done, total)` is called as shards land. When `stop` is
     set (the worker is stopping) generation ends at the next heartbeat, what was generated is kept, and the run is
-    queued again instead of being marked cancelled or failed, so stopping a worker never loses a run."""
+    queued again instead of being marked cancelled or failed, so stopping a worker never loses a run.
+
+    The run is held by a lease for `holder` (a worker's id; `ttc run` makes one) renewed at every heartbeat; every
+    shard is written under it (store/leases.py). A worker whose lease was taken over stops and leaves the run's
+    state to its new holder."""
     spec, run_id = prepared.spec, prepared.run_id
     total = prepared.total_samples
-    _claim_or_refuse(store, run_id)
-    store.upsert_run(run_id, spec.name, spec.model_dump(mode="json"), total, "running")
-    store.claim_run(run_id, os.getpid())
-    store.remove_stale_temp_files(run_id)
-    if not store.has_questions(run_id):
-        store.write_shard("questions", run_id, questions_table(run_id, prepared.questions))
-    cancelled = threading.Event()  # stop generating: a cancel request, or the worker is stopping
+    holder = holder or new_holder()
+    lease = store.claim_run(run_id, spec.name, spec.model_dump(mode="json"), total, holder)
+    cancelled = threading.Event()  # stop generating: a cancel request, the worker is stopping, or the lease is lost
     cancel_requested = threading.Event()
     stop_beat = threading.Event()
 
     def beat() -> None:
         while not stop_beat.wait(heartbeat_s):
             try:
-                if store.heartbeat(run_id):
+                if lease.renew():
                     cancel_requested.set()
                     cancelled.set()
-            except Exception:
+            except Exception:  # noqa: BLE001 - the catalog unreachable for a moment: Lease.check stops writes in time
                 pass
-            if stop is not None and stop.is_set():
+            if lease.lost.is_set() or (stop is not None and stop.is_set()):
                 cancelled.set()
 
     beater = threading.Thread(target=beat, name="ttc-heartbeat", daemon=True)
     beater.start()
     generated = 0
     try:
-        done = int(store.query("SELECT count(*) AS n FROM samples WHERE run_id = ?", [run_id])["n"][0])
-        if progress:
-            progress(done, total)
-        for _model_spec, model in prepared.models:
-            existing = store.existing_sample_keys(run_id, model.name)
-            missing = [
-                (q, i)
-                for q in prepared.questions
-                for i in range(spec.samples_per_question)
-                if (q.question_id, i) not in existing
-            ]
-            if not (missing or _analysis_left(prepared, store, model.name)):
-                continue
-            # searches come after the samples with batches of their own: then the machine's best, else the run's size
-            options = with_parallelism(spec.engine, len(missing) if missing and not prepared.searches else None)
-            engine = (engine_factory or create_engine)(model, options)
-            try:
-                if model.is_hub_id:  # vLLM read the architecture and chat template when it loaded the model
-                    model = replace(model, arch=engine.arch, chat_template=getattr(engine, "chat_template", None))
-                if missing:
-                    written = _sample_model(prepared, store, model, engine, missing, done, progress, cancelled)
-                    generated += written
-                    done += written
+        with store.fenced(run_id, lease.check):
+            store.remove_stale_temp_files(run_id)
+            if not store.has_questions(run_id):
+                store.write_shard("questions", run_id, questions_table(run_id, prepared.questions))
+            done = int(store.query("SELECT count(*) AS n FROM samples WHERE run_id = ?", [run_id])["n"][0])
+            if progress:
+                progress(done, total)
+            for _model_spec, model in prepared.models:
+                existing = store.existing_sample_keys(run_id, model.name)
+                missing = [
+                    (q, i)
+                    for q in prepared.questions
+                    for i in range(spec.samples_per_question)
+                    if (q.question_id, i) not in existing
+                ]
+                if not (missing or _analysis_left(prepared, store, model.name)):
+                    continue
+                # searches come after the samples with batches of their own: then the machine's best, else the run's size
+                options = with_parallelism(spec.engine, len(missing) if missing and not prepared.searches else None)
+                engine = (engine_factory or create_engine)(model, options)
+                try:
+                    if model.is_hub_id:  # vLLM read the architecture and chat template when it loaded the model
+                        model = replace(model, arch=engine.arch, chat_template=getattr(engine, "chat_template", None))
+                    if missing:
+                        written = _sample_model(prepared, store, model, engine, missing, done, progress, cancelled)
+                        generated += written
+                        done += written
+                    if cancelled.is_set():
+                        raise _halt(run_id, cancel_requested, lease)
+                    _verify_and_search(prepared, store, model, engine, cancelled)
+                finally:
+                    engine.close()
                 if cancelled.is_set():
-                    raise _halt(run_id, cancel_requested)
-                _verify_and_search(prepared, store, model, engine, cancelled)
-            finally:
-                engine.close()
-            if cancelled.is_set():
-                raise _halt(run_id, cancel_requested)
-        store.finish_run(run_id, "done")
+                    raise _halt(run_id, cancel_requested, lease)
+            store.finish_run(run_id, "done", holder=holder)
         compact_finished(store, run_id)
         return {"run_id": run_id, "generated": generated, "total": total}
+    except LeaseLost:  # the run is another worker's now (or will be, once the lease expires): its state is not ours
+        raise
     except RunCancelled:
-        store.finish_run(run_id, "cancelled")
+        store.finish_run(run_id, "cancelled", holder=holder)
         raise
     except RunInterrupted:
-        store.upsert_run(run_id, spec.name, spec.model_dump(mode="json"), total, "queued")
+        store.requeue_run(run_id, holder)
         raise
     except BaseException as e:
         reason = str(e) if isinstance(e, TtcError) else f"{type(e).__name__}: {e}"
         try:
-            store.finish_run(run_id, "failed", reason[:2000])
+            store.finish_run(run_id, "failed", reason[:2000], holder=holder)
         except Exception as recording:  # noqa: BLE001 - e.g. a full disk refuses the catalog too: keep e's message
             print(f"run {run_id}: could not record the failure in the catalog: {recording}", file=sys.stderr)
         raise

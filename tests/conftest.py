@@ -47,3 +47,25 @@ def write_spec(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server for the session (tests/postgres.py); skipped without Debian's binaries."""
+    from tests.postgres import start_server
+
+    server = start_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog(request, monkeypatch):
+    """Each catalog backend in turn: None for the store's own SQLite file, else the URL of a fresh PostgreSQL
+    database (its password in PGPASSWORD, as a user would keep it)."""
+    monkeypatch.delenv("TTC_CATALOG_URL", raising=False)
+    if request.param == "sqlite":
+        return None
+    server = request.getfixturevalue("postgres_server")
+    monkeypatch.setenv("PGPASSWORD", server.password)
+    return server.url(server.create_database())

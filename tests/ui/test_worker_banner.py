@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from backend.config import parse_spec
 from backend.jobs import worker_table
 from store import Store
-from store.store import utcnow
+from store.catalog import utcnow
 from tests.ui.conftest import APP
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
