@@ -218,7 +218,7 @@ def _cmd_worker(args) -> int:
     store = Store.open(args.store, catalog=args.catalog)
     stop = threading.Event()
     install_signal_stop(stop)
-    n = worker_loop(store, once=args.once, stop=stop)
+    n = worker_loop(store, once=args.once, stop=stop, ray_address=args.ray)
     print(f"worker handled {n} run(s)", file=sys.stderr)
     return 0
 
@@ -530,6 +530,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _store_arguments(w)
     w.add_argument("--once", action="store_true", help="exit when the queue is empty")
+    w.add_argument(
+        "--ray",
+        metavar="auto|ADDRESS",
+        default=None,
+        help="generate samples on engine replicas of this Ray cluster (auto: the one this machine belongs to); "
+        "without it a spec with engine.replicas > 1 starts a local Ray cluster",
+    )
     w.set_defaults(fn=_cmd_worker, action=None)
     # `ttc worker --store DIR --once` stays valid: the action is optional; the actions' --store does not overwrite
     # one given before the action (SUPPRESS leaves it unset)

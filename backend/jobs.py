@@ -216,7 +216,13 @@ def _mark_stopped(store: Store, worker_id: str) -> None:
         )
 
 
-def worker_loop(store: Store, once: bool = False, poll_s: float = 1.0, stop: threading.Event | None = None) -> int:
+def worker_loop(
+    store: Store,
+    once: bool = False,
+    poll_s: float = 1.0,
+    stop: threading.Event | None = None,
+    ray_address: str | None = None,
+) -> int:
     """Claim and execute queued runs until stopped (or, with `once`, until the queue is empty). A stop that comes
     mid-run ends the run at its next heartbeat and queues it again (`execute`), so the next worker resumes it; the
     heartbeat goes on until the loop has returned, so `ttc worker status` shows a stopping worker as live."""
@@ -256,7 +262,7 @@ def worker_loop(store: Store, once: bool = False, poll_s: float = 1.0, stop: thr
                 print(f"run {current['run']}: {e}", file=sys.stderr)
             else:
                 try:
-                    execute(prepared, store, stop=stop, holder=worker_id)
+                    execute(prepared, store, stop=stop, holder=worker_id, ray_address=ray_address)
                 except TtcError as e:  # recorded on the run by execute(); the worker carries on (or stops)
                     print(f"run {current['run']}: {e}", file=sys.stderr)
             handled += 1

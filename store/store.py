@@ -63,9 +63,9 @@ class Store:
     """Open with `Store.open(dir)` (creates and migrates) or `Store.open(dir, create=False)` (read side); `catalog`
     (or $TTC_CATALOG_URL) puts the catalog on a PostgreSQL server (store/catalog.py)."""
 
-    def __init__(self, root: Path, catalog: SqlEngine, catalog_url: URL | None = None):
+    def __init__(self, root: Path, catalog: SqlEngine | None, catalog_url: URL | None = None):
         self.root = root
-        self.catalog = catalog
+        self._catalog = catalog
         self.catalog_url = catalog_url
         """None: the store's own SQLite file. Else the server's URL, with the password it was opened with."""
         self._fences: dict[str, Callable[[], None]] = {}
@@ -97,6 +97,18 @@ class Store:
         if url is not None:
             store._bind_server_catalog(url, meta.get("store_id", ""), fresh="m001_runs" in applied)
         return store
+
+    @classmethod
+    def shard_writer(cls, root: str | os.PathLike) -> Store:
+        """A handle that reads and writes shards only, with no catalog (an engine replica on a Ray node, which
+        never needs the queue nor its password)."""
+        return cls(Path(root).expanduser().resolve(), None)
+
+    @property
+    def catalog(self) -> SqlEngine:
+        if self._catalog is None:
+            raise StoreError(f"store: this handle on {self.root} writes shards only; it has no catalog")
+        return self._catalog
 
     def _bind_server_catalog(self, url: URL, store_id: str, fresh: bool) -> None:
         """One server catalog serves one store folder: the folder's pointer names the catalog's store id."""
