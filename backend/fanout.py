@@ -22,8 +22,10 @@ import os
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from backend.errors import EngineError
 from store.leases import LEASE_S, RENEW_MARGIN_S, LeaseLost
@@ -56,8 +58,14 @@ def connect(address: str | None) -> None:
     try:
         if address:
             ray.init(address=address, log_to_driver=False, include_dashboard=False)
-        else:
-            ray.init(log_to_driver=False, include_dashboard=False, configure_logging=False)
+        else:  # its workers import ttc-lab from where this process does (an install, or a checkout)
+            here = str(Path(__file__).resolve().parents[1])
+            ray.init(
+                log_to_driver=False,
+                include_dashboard=False,
+                configure_logging=False,
+                runtime_env={"env_vars": {"PYTHONPATH": here}},
+            )
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise EngineError(
             f"--ray: could not connect to the Ray cluster at {address or 'a new local one'}: {e}"
@@ -194,11 +202,12 @@ class FanOut:
         n = min(self.replicas, len(queue))
         args = (self.spec_json, self.model_index, self.store_root, self.env)
         started = 0
+        nonce = uuid.uuid4().hex[:6]  # names stay unique when the same run fans out again before Ray frees them
 
         def start(k: int):
             nonlocal started
             started += 1
-            return actor.options(name=f"{actor_name}-{started}", **self.resources).remote(*args)
+            return actor.options(name=f"{actor_name}-{nonce}-{started}", **self.resources).remote(*args)
 
         pool = {start(k): None for k in range(n)}  # replica -> the task it runs (None: idle)
         try:  # load the model on every replica at once; a replica that cannot is the run's error, said once

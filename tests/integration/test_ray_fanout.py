@@ -87,8 +87,8 @@ def test_a_replica_killed_mid_run_loses_and_duplicates_nothing(tmp_path, ray_clu
 
     thread = threading.Thread(target=run)
     thread.start()
-    name = f"ttc-{prepared.run_id}-0-1"
-    victim = wait_until(lambda: _actor(ray_cluster, name), 300, "the first replica")
+    first = f"ttc-{prepared.run_id}-0-"  # the first replica of model 0: ttc-<run>-0-<nonce>-1
+    victim = wait_until(lambda: _actor(ray_cluster, first), 300, "the first replica")
     wait_until(lambda: len(store.existing_sample_keys(prepared.run_id, "gemma-3-270m")) >= 1, 300, "a first sample")
     ray_cluster.kill(victim)
     thread.join(600)
@@ -97,8 +97,8 @@ def test_a_replica_killed_mid_run_loses_and_duplicates_nothing(tmp_path, ray_clu
     assert _rows(store).equals(reference)  # every sample exactly once, as one engine wrote it
 
 
-def _actor(ray, name: str):
-    try:
-        return ray.get_actor(name)
-    except ValueError:
-        return None
+def _actor(ray, prefix: str):
+    from ray.util import list_named_actors
+
+    names = [n for n in list_named_actors() if n.startswith(prefix) and n.endswith("-1")]
+    return ray.get_actor(names[0]) if names else None
