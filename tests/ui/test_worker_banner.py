@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 from sqlalchemy import text
@@ -15,6 +14,7 @@ from backend.config import parse_spec
 from backend.jobs import worker_table
 from store import Store
 from store.catalog import utcnow
+from tests.conftest import wait_until
 from tests.ui.conftest import APP
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -76,10 +76,14 @@ def test_start_button_starts_one_worker_and_the_banner_then_shows_it(monkeypatch
         live = [w for w in worker_table(store) if w.live]
         assert len(live) == 1
         assert f"Worker {live[0].label}: " in _captions(at)
-        deadline = time.monotonic() + 60
-        while store.get_run(spec.run_id())["status"] == "queued" and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert store.get_run(spec.run_id())["status"] == "failed"  # it is a real worker, serving the queue
+        # it is a real worker, serving the queue: it claims the run (running), then fails it (no such model). Wait
+        # for the end state, not for "no longer queued": the run is briefly running in between.
+        ended = wait_until(
+            lambda: (status := store.get_run(spec.run_id())["status"]) not in ("queued", "running") and status,
+            60,
+            "the worker to claim and fail the run",
+        )
+        assert ended == "failed"
     finally:
         for w in worker_table(store):
             if w.stopped_at is None:
