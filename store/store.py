@@ -218,8 +218,9 @@ class Store:
                 else:
                     empty = schema.empty_table()  # noqa: F841 - referenced by name below
                     con.execute(f"CREATE TABLE {table} AS SELECT * FROM empty")
-            runs = self.runs_arrow()  # noqa: F841
-            con.execute("CREATE TABLE runs AS SELECT * FROM runs")
+            if self._catalog is not None:  # a shard-only handle (an engine replica) reads shards alone
+                runs = self.runs_arrow()  # noqa: F841
+                con.execute("CREATE TABLE runs AS SELECT * FROM runs")
         except duckdb.Error as e:
             con.close()
             raise self.read_failed(e) from None
