@@ -13,7 +13,8 @@ def _cmd_run(args) -> int:
     from tqdm import tqdm
 
     from backend.config import load_spec
-    from backend.worker import execute, prepare_run
+    from backend.sampling import prepare_run
+    from backend.worker import execute
     from store import Store
 
     spec = load_spec(args.spec)

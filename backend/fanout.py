@@ -101,7 +101,7 @@ class Replica:
         os.environ.update(env)
         from backend.config import parse_spec
         from backend.engines import create_engine
-        from backend.worker import prepare_run
+        from backend.sampling import prepare_run
         from store import Store
 
         self.prepared = prepare_run(parse_spec(json.loads(spec_json), "fanned-out spec"))
@@ -132,7 +132,7 @@ class Replica:
             raise LeaseLost(f"run {self.prepared.run_id}: this replica's write permit lapsed; it stopped writing")
 
     def sample(self, keys: list[tuple[str, int]]) -> int:
-        from backend.worker import _sample_model
+        from backend.sampling import sample_model
 
         run_id = self.prepared.run_id
         by_id = {q.question_id: q for q in self.prepared.questions}
@@ -141,7 +141,7 @@ class Replica:
         if not missing or self.stop.is_set():
             return 0
         with self.store.fenced(run_id, self._check):
-            return _sample_model(self.prepared, self.store, self.model, self.engine, missing, 0, None, self.stop)
+            return sample_model(self.prepared, self.store, self.model, self.engine, missing, 0, None, self.stop)
 
     def close(self) -> None:
         self.engine.close()

@@ -20,11 +20,12 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+import store.catalog as catalogs
 from backend.config import RunSpec, parse_spec
 from backend.errors import TtcError, WorkerError
-from backend.worker import execute, prepare_run
+from backend.sampling import prepare_run
+from backend.worker import execute
 from store import Store, leases
-from store import catalog as catalogs
 from store.leases import pid_running
 from store.store import HEARTBEAT_STALE_S
 

@@ -105,11 +105,9 @@ def read_pointer(root: Path) -> dict | None:
     return data
 
 
-def write_pointer(root: Path, url: URL, store_id: str) -> None:
-    from store.store import publish  # one atomic publish (temp, fsync, rename) for every store file
-
-    body = json.dumps({"url": shown(url), "store_id": store_id}, indent=1) + "\n"
-    publish(root / POINTER_FILE, lambda tmp: Path(tmp).write_text(body))
+def pointer_text(url: URL, store_id: str) -> str:
+    """The body of a store's catalog pointer: where its catalog is (no password) and which store it serves."""
+    return json.dumps({"url": shown(url), "store_id": store_id}, indent=1) + "\n"
 
 
 def is_store(root: Path) -> bool:

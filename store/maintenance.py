@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import text
 
-from store import catalog as catalogs
+import store.catalog as catalogs
 from store.catalog import integrity_problem
 from store.schema import TABLES
 from store.store import (

@@ -37,9 +37,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.engine import Engine as SqlEngine
 
+import store.catalog as catalogs
+import store.leases as leases
 from backend.errors import StoreError
-from store import catalog as catalogs
-from store import leases
 from store.migrations import apply_migrations
 from store.schema import READ_AS, SHARD_SCHEMA_VERSION, TABLES
 
@@ -119,7 +119,8 @@ class Store:
                     f"--catalog: {catalogs.shown(url)} already holds the queue of another store (id {store_id}); "
                     "allowed: that store's folder, or an empty database for this one"
                 )
-            catalogs.write_pointer(self.root, url, store_id)
+            body = catalogs.pointer_text(url, store_id)
+            publish(self.root / catalogs.POINTER_FILE, lambda tmp: Path(tmp).write_text(body))
         elif pointer.get("store_id") != store_id:
             raise StoreError(
                 f"--catalog: {catalogs.shown(url)} holds the queue of store {store_id}, but {self.root} is store "

@@ -9,7 +9,8 @@ import threading
 import pytest
 
 from backend.config import parse_spec
-from backend.worker import execute, prepare_run
+from backend.sampling import prepare_run
+from backend.worker import execute
 from store import Store
 from tests.conftest import ROOT, wait_until
 
