@@ -508,7 +508,7 @@ def check_writable(root: Path) -> None:
         )
     try:
         root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".write-probe-{os.getpid()}"
+        probe = root / f".write-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # unique per call: threads open stores too
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:

@@ -59,7 +59,7 @@ def test_eight_concurrent_claimers_take_every_run_exactly_once(tmp_path, catalog
     ids = _queue(store, 10)
     taken: dict[str, list[str]] = {}
     lock = threading.Lock()
-    start = threading.Barrier(8)
+    start = threading.Barrier(8, timeout=60)  # a claimer that fails breaks the barrier instead of hanging the rest
 
     def claimer(k: int) -> None:
         own = Store.open(tmp_path / "s", catalog=catalog)  # its own connections, as a separate worker has

@@ -368,7 +368,7 @@ def _cases(d: Path) -> dict[str, tuple[str, str]]:
         ),
         "unknown engine option": (
             spec(extra="samples_per_question: 2\nengine: {kind: llamacpp, slots: 4}"),
-            "engine.slots: unknown key; allowed: kind, n_parallel, n_ctx_per_slot, threads",
+            "engine.slots: unknown key; allowed: kind, replicas, n_parallel, n_ctx_per_slot, threads",
         ),
         "zero slots": (
             spec(extra="samples_per_question: 2\nengine: {kind: llamacpp, n_parallel: 0}"),
