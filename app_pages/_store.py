@@ -14,8 +14,9 @@ import pandas as pd
 import streamlit as st
 
 from store import Store
+from store.catalog import is_store
 from store.schema import TABLES
-from store.store import CATALOG_FILE, default_store_dir
+from store.store import default_store_dir
 
 CACHE_TTL_S = 3600
 
@@ -32,7 +33,7 @@ def _open_store(root: str) -> Store:
 def open_store(create: bool = False) -> Store | None:
     """The store at $TTC_STORE; None when there is none yet (unless `create`)."""
     root = store_dir()
-    if not (root / CATALOG_FILE).is_file():
+    if not is_store(root):
         if not create:
             return None
         Store.open(root, create=True)

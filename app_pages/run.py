@@ -347,6 +347,16 @@ def progress_panel() -> None:
     st.caption(f"updated {datetime.now(UTC).strftime('%H:%M:%S')} UTC · refreshes every 2 s")
 
 
+def _holder(p) -> str:
+    """Who holds a running run and for how long: a lease that ran out means its worker is gone and the run waits
+    for another worker to take it over."""
+    if p.worker_id is None or p.lease_left_s is None:
+        return ""
+    lease = f"lease {p.lease_left_s:.0f} s" if p.lease_left_s >= 0 else "lease expired: waiting for a worker"
+    resumed = f" · claim {p.attempts}" if p.attempts > 1 else ""
+    return f" · worker {p.worker_id} · {lease}{resumed}"
+
+
 def _run_row(store, row) -> None:
     with st.container(border=True):
         c1, c2 = st.columns([6, 1])
@@ -355,7 +365,7 @@ def _run_row(store, row) -> None:
             text = (
                 f"`{row.run_id}` · {row.status} · {p.done}/{p.total} samples · "
                 f"{p.tokens_per_s:.1f} tokens/s · ETA {_fmt_eta(p.eta_s)}"
-            )
+            ) + _holder(p)
             c1.progress(p.fraction, text=text)
             if c2.button("Cancel", key=f"cancel_{row.run_id}", icon=":material/stop_circle:"):
                 cancel(store, row.run_id)

@@ -13,12 +13,13 @@ def _cmd_run(args) -> int:
     from tqdm import tqdm
 
     from backend.config import load_spec
-    from backend.worker import execute, prepare_run
+    from backend.sampling import prepare_run
+    from backend.worker import execute
     from store import Store
 
     spec = load_spec(args.spec)
     prepared = prepare_run(spec)  # validates everything before the store is created or touched
-    store = Store.open(args.store)
+    store = Store.open(args.store, catalog=args.catalog)
     bar = tqdm(total=prepared.total_samples, unit="sample", desc=prepared.run_id, disable=args.quiet, file=sys.stderr)
 
     def progress(done: int, total: int) -> None:
@@ -135,7 +136,7 @@ def _cmd_sql(args) -> int:
     from store import Store
     from store.readonly import read_only_query
 
-    store = Store.open(args.store, create=False)
+    store = Store.open(args.store, create=False, catalog=args.catalog)
     df = read_only_query(store, args.query)  # raw SQL on purpose: one read statement, no file access beyond shards
     df.to_csv(sys.stdout, index=False)
     return 0
@@ -148,7 +149,7 @@ def _cmd_compute_optimal(args) -> int:
 
     if args.n_bins < 1:
         raise SpecError("--n-bins", f"{args.n_bins} bins", "a whole number of difficulty bins, at least 1")
-    store = Store.open(args.store, create=False)
+    store = Store.open(args.store, create=False, catalog=args.catalog)
     con = store.connect()
     try:
         runs = args.run or [
@@ -215,10 +216,10 @@ def _cmd_worker(args) -> int:
                 f"--once: only for running a worker (ttc worker --once), not with `ttc worker {args.action}`"
             )
         return _worker_status(args) if args.action == "status" else _worker_stop(args)
-    store = Store.open(args.store)
+    store = Store.open(args.store, catalog=args.catalog)
     stop = threading.Event()
     install_signal_stop(stop)
-    n = worker_loop(store, once=args.once, stop=stop)
+    n = worker_loop(store, once=args.once, stop=stop, ray_address=args.ray)
     print(f"worker handled {n} run(s)", file=sys.stderr)
     return 0
 
@@ -243,7 +244,7 @@ def _worker_status(args) -> int:
     from backend.jobs import worker_table
     from store import Store
 
-    store = Store.open(args.store, create=False)
+    store = Store.open(args.store, create=False, catalog=args.catalog)
     table = worker_table(store)
     live = [w for w in table if w.live]
     now = datetime.now(UTC)
@@ -289,7 +290,7 @@ def _worker_stop(args) -> int:
 
     if args.wait < 0:
         raise WorkerError(f"--wait: {args.wait} is negative; allowed: seconds >= 0 (0: do not wait)")
-    store = Store.open(args.store, create=False)
+    store = Store.open(args.store, create=False, catalog=args.catalog)
     chosen, elsewhere = workers_to_stop(store, args.targets, args.all)
     for w in elsewhere:
         print(f"not stopped: {w.worker_id} runs on host {w.host}; stop it there", file=sys.stderr)
@@ -339,7 +340,7 @@ def _cmd_dashboard(args) -> int:
     from backend.jobs import ensure_worker, worker_table
     from store import Store
 
-    store = Store.open(args.store)
+    store = Store.open(args.store, catalog=args.catalog)
     worker = None
     if not args.no_worker:
         start = ensure_worker(store)
@@ -350,7 +351,7 @@ def _cmd_dashboard(args) -> int:
             + f"; its log: {store.root / 'worker.log'}",
             file=sys.stderr,
         )
-    env = {**os.environ, "TTC_STORE": str(store.root)}
+    env = {**os.environ, "TTC_STORE": str(store.root), **store.catalog_env()}
     cmd = streamlit_command(args.port, args.headless, args.expose)
     if args.expose:
         print(
@@ -391,7 +392,7 @@ def _cmd_store(args) -> int:
     from store import Store
     from store.maintenance import GRACE_S, check, compact_run, finished_runs, purge_replaced, repair
 
-    store = Store.open(args.store, create=False)
+    store = Store.open(args.store, create=False, catalog=args.catalog)
     if args.action == "check":
         report = check(store)
         for problem in report.problems:
@@ -438,14 +439,31 @@ def _cmd_store(args) -> int:
     return 0
 
 
+def _store_arguments(p: argparse.ArgumentParser, suppress: bool = False) -> None:
+    """--store and --catalog, the same on every command that opens a store (SUPPRESS: a sub-action's copy does not
+    overwrite one given before the action)."""
+    default = argparse.SUPPRESS if suppress else None
+    p.add_argument(
+        "--store",
+        type=Path,
+        default=default,
+        help="store directory (default: $TTC_STORE or ~/.local/share/ttc-lab/store)",
+    )
+    p.add_argument(
+        "--catalog",
+        metavar="URL",
+        default=default,
+        help="the store's queue on a PostgreSQL server, postgresql://USER@HOST[:PORT]/DB (default: $TTC_CATALOG_URL, "
+        "else what the store was created with; a new store: its own SQLite file). Password: PGPASSWORD or ~/.pgpass",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ttc", description="ttc-lab: how should I spend inference compute?")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run a spec: generate and grade every sample into the store")
     r.add_argument("spec", help="YAML run spec (see examples/)")
-    r.add_argument(
-        "--store", type=Path, default=None, help="store directory (default: $TTC_STORE or ~/.local/share/ttc-lab/store)"
-    )
+    _store_arguments(r)
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(fn=_cmd_run)
     m = sub.add_parser("models", help="list the registry's models")
@@ -471,13 +489,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(fn=_cmd_verifiers)
     s = sub.add_parser("sql", help="run a SQL query on the store, print CSV")
     s.add_argument("query")
-    s.add_argument("--store", type=Path, default=None)
+    _store_arguments(s)
     s.set_defaults(fn=_cmd_sql)
     co = sub.add_parser(
         "compute-optimal",
         help="the best configuration per difficulty bin and FLOP budget, as CSV (the Compute-optimal page's table)",
     )
-    co.add_argument("--store", type=Path, default=None)
+    _store_arguments(co)
     co.add_argument(
         "--run",
         action="append",
@@ -511,21 +529,28 @@ def build_parser() -> argparse.ArgumentParser:
         "worker",
         help="claim and run queued runs (the dashboard submits them); `status` / `stop` show or stop live workers",
     )
-    w.add_argument("--store", type=Path, default=None)
+    _store_arguments(w)
     w.add_argument("--once", action="store_true", help="exit when the queue is empty")
+    w.add_argument(
+        "--ray",
+        metavar="auto|ADDRESS",
+        default=None,
+        help="generate samples on engine replicas of this Ray cluster (auto: the one this machine belongs to); "
+        "without it a spec with engine.replicas > 1 starts a local Ray cluster",
+    )
     w.set_defaults(fn=_cmd_worker, action=None)
     # `ttc worker --store DIR --once` stays valid: the action is optional; the actions' --store does not overwrite
     # one given before the action (SUPPRESS leaves it unset)
     wa = w.add_subparsers(dest="action", metavar="[status|stop]")
     ws = wa.add_parser("status", help="live workers: their run and heartbeat; then the stopped or lost ones")
-    ws.add_argument("--store", type=Path, default=argparse.SUPPRESS)
+    _store_arguments(ws, suppress=True)
     wt = wa.add_parser("stop", help="stop live workers of this host (the run each holds is queued again)")
-    wt.add_argument("--store", type=Path, default=argparse.SUPPRESS)
+    _store_arguments(wt, suppress=True)
     wt.add_argument("targets", nargs="*", metavar="WORKER_ID|PID", help="default: the only live worker")
     wt.add_argument("--all", action="store_true", help="every live worker of this host")
     wt.add_argument("--wait", type=float, default=60.0, metavar="S", help="seconds to wait for them to exit (0: none)")
     d = sub.add_parser("dashboard", help="start a worker (if none is alive) and the dashboard on http://localhost:PORT")
-    d.add_argument("--store", type=Path, default=None)
+    _store_arguments(d)
     d.add_argument("--port", type=int, default=8501)
     d.add_argument("--no-worker", action="store_true")
     d.add_argument("--headless", action="store_true", help="do not open a browser")
@@ -543,7 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="check: read every shard and the catalog, exit 1 on a problem; repair: quarantine unreadable shards and "
         "re-queue their runs; compact: merge each finished run's shards into one file per table",
     )
-    st.add_argument("--store", type=Path, default=None)
+    _store_arguments(st)
     st.add_argument("--run", action="append", default=None, metavar="ID", help="compact: only this run (repeatable)")
     st.add_argument(
         "--no-wait",

@@ -13,19 +13,21 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import text
 
+import store.catalog as catalogs
 from backend.config import RunSpec, parse_spec
 from backend.errors import TtcError, WorkerError
-from backend.worker import execute, pid_running, prepare_run
-from store import Store
-from store.store import HEARTBEAT_STALE_S, utcnow
+from backend.sampling import prepare_run
+from backend.worker import execute
+from store import Store, leases
+from store.leases import pid_running
+from store.store import HEARTBEAT_STALE_S
 
 
 def submit(store: Store, spec: RunSpec) -> str:
@@ -43,49 +45,38 @@ def cancel(store: Store, run_id: str) -> None:
     with store.catalog.begin() as db:
         db.execute(
             text("UPDATE runs SET status='cancelled', updated_at=:now WHERE run_id=:r AND status='queued'"),
-            {"r": run_id, "now": utcnow()},
+            {"r": run_id, "now": catalogs.now(db)},
         )
     store.request_cancel(run_id)
 
 
-def claim_next(store: Store, worker_pid: int) -> RunSpec | None:
-    """Claim the oldest queued run, or else the oldest run marked running whose worker died (no heartbeat for
-    HEARTBEAT_STALE_S: killed, out of memory, its machine gone); resuming it generates only what is missing. A
-    queued spec that no longer checks (queued by another ttc-lab version, whose spec format or run id differs) is
-    marked failed with the reason instead of being left queued or running."""
+def claim_next(store: Store, holder: str) -> RunSpec | None:
+    """Claim the oldest queued run for `holder`, or else the oldest run whose lease expired (its worker was killed,
+    ran out of memory, lost its machine); resuming it generates only what is missing. Concurrent workers never take
+    the same run: the claim is one transaction that locks the row (`FOR UPDATE SKIP LOCKED` on PostgreSQL, `BEGIN
+    IMMEDIATE` on SQLite). A queued spec that no longer checks (queued by another ttc-lab version, whose spec format
+    or run id differs) is marked failed with the reason instead of being left queued or running."""
     while True:
-        now = utcnow()
-        stale = datetime.fromtimestamp(time.time() - HEARTBEAT_STALE_S, UTC).isoformat()
         with store.catalog.begin() as db:
-            row = db.execute(
-                text(
-                    "SELECT run_id, spec_json FROM runs WHERE status='queued' OR (status='running' AND "
-                    "(heartbeat_at IS NULL OR heartbeat_at < :stale)) "
-                    "ORDER BY status = 'running', created_at LIMIT 1"
-                ),
-                {"stale": stale},
-            ).first()
-            if row is None:
+            found = leases.next_claimable(db)
+            if found is None:
                 return None
+            run_id, spec_json = found
             try:
-                spec = parse_spec(json.loads(row[1]), "queued spec")
-                problem = None if spec.run_id() == row[0] else f"its run id is now {spec.run_id()}; queue it again"
+                spec = parse_spec(json.loads(spec_json), "queued spec")
+                problem = None if spec.run_id() == run_id else f"its run id is now {spec.run_id()}; queue it again"
             except (TtcError, ValueError) as e:
                 problem = str(e)
             if problem is not None:
+                now = catalogs.now(db)
                 db.execute(
                     text(
                         "UPDATE runs SET status='failed', error=:e, finished_at=:now, updated_at=:now WHERE run_id=:r"
                     ),
-                    {"e": f"queued by another ttc-lab version: {problem}"[:2000], "now": now, "r": row[0]},
+                    {"e": f"queued by another ttc-lab version: {problem}"[:2000], "now": now, "r": run_id},
                 )
                 continue
-            db.execute(
-                text(
-                    "UPDATE runs SET status='running', worker_pid=:p, worker_host=:h, heartbeat_at=:now, updated_at=:now WHERE run_id=:r"
-                ),
-                {"p": worker_pid, "h": socket.gethostname(), "now": now, "r": row[0]},
-            )
+            leases.take(db, run_id, holder)
             return spec
 
 
@@ -98,6 +89,9 @@ class Progress:
     tokens_per_s: float
     eta_s: float | None
     error: str | None
+    worker_id: str | None = None
+    lease_left_s: float | None = None  # seconds until the holder's lease expires (negative: expired, worker lost)
+    attempts: int = 0  # claims so far: more than one means it was resumed by another worker
 
     @property
     def fraction(self) -> float:
@@ -123,7 +117,23 @@ def progress(store: Store, run_id: str, window_s: float = 30.0) -> Progress | No
     rate = float(df["recent_samples"][0]) / window_s
     remaining = max(int(run["total_samples"]) - done, 0)
     eta = remaining / rate if rate > 0 and run["status"] == "running" else None
-    return Progress(run_id, run["status"], done, int(run["total_samples"]), tps, eta, run["error"])
+    lease_left = None
+    if run["status"] == "running" and run.get("lease_expires_at"):
+        with store.catalog.connect() as db:
+            now = datetime.fromisoformat(catalogs.now(db))
+        lease_left = (datetime.fromisoformat(run["lease_expires_at"]) - now).total_seconds()
+    return Progress(
+        run_id,
+        run["status"],
+        done,
+        int(run["total_samples"]),
+        tps,
+        eta,
+        run["error"],
+        run.get("worker_id"),
+        lease_left,
+        int(run.get("attempts") or 0),
+    )
 
 
 @dataclass(frozen=True)
@@ -158,6 +168,7 @@ def worker_table(store: Store) -> list[WorkerRow]:
     """Every worker the store has seen: the live ones (oldest first), then the others (most recently seen first).
     A row not marked stopped whose heartbeat is stale is a worker that crashed or was killed."""
     with store.catalog.connect() as db:
+        now = datetime.fromisoformat(catalogs.now(db))  # the catalog's clock: heartbeats of other hosts compare fairly
         rows = (
             db.execute(
                 text(
@@ -168,7 +179,6 @@ def worker_table(store: Store) -> list[WorkerRow]:
             .mappings()
             .all()
         )
-    now = datetime.now(UTC)
     table = [
         WorkerRow(
             worker_id=r["worker_id"],
@@ -195,7 +205,7 @@ def _beat(store: Store, worker_id: str, run_id: str | None) -> None:
     with store.catalog.begin() as db:
         db.execute(
             text("UPDATE workers SET heartbeat_at=:now, current_run_id=:r WHERE worker_id=:w"),
-            {"now": utcnow(), "r": run_id, "w": worker_id},
+            {"now": catalogs.now(db), "r": run_id, "w": worker_id},
         )
 
 
@@ -203,22 +213,27 @@ def _mark_stopped(store: Store, worker_id: str) -> None:
     with store.catalog.begin() as db:
         db.execute(
             text("UPDATE workers SET stopped_at=:now WHERE worker_id=:w AND stopped_at IS NULL"),
-            {"now": utcnow(), "w": worker_id},
+            {"now": catalogs.now(db), "w": worker_id},
         )
 
 
-def worker_loop(store: Store, once: bool = False, poll_s: float = 1.0, stop: threading.Event | None = None) -> int:
+def worker_loop(
+    store: Store,
+    once: bool = False,
+    poll_s: float = 1.0,
+    stop: threading.Event | None = None,
+    ray_address: str | None = None,
+) -> int:
     """Claim and execute queued runs until stopped (or, with `once`, until the queue is empty). A stop that comes
     mid-run ends the run at its next heartbeat and queues it again (`execute`), so the next worker resumes it; the
     heartbeat goes on until the loop has returned, so `ttc worker status` shows a stopping worker as live."""
     stop = stop or threading.Event()
     finished = threading.Event()
-    worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    now = utcnow()
+    worker_id = leases.new_holder()
     with store.catalog.begin() as db:
         db.execute(
             text("INSERT INTO workers(worker_id, pid, host, started_at, heartbeat_at) VALUES (:w, :p, :h, :now, :now)"),
-            {"w": worker_id, "p": os.getpid(), "h": socket.gethostname(), "now": now},
+            {"w": worker_id, "p": os.getpid(), "h": socket.gethostname(), "now": catalogs.now(db)},
         )
     current: dict = {"run": None}
 
@@ -233,7 +248,7 @@ def worker_loop(store: Store, once: bool = False, poll_s: float = 1.0, stop: thr
     handled = 0
     try:
         while not stop.is_set():
-            spec = claim_next(store, os.getpid())
+            spec = claim_next(store, worker_id)
             if spec is None:
                 if once:
                     break
@@ -244,11 +259,11 @@ def worker_loop(store: Store, once: bool = False, poll_s: float = 1.0, stop: thr
             try:
                 prepared = prepare_run(spec)
             except TtcError as e:  # a model or task that was there when it was queued is gone: the run fails, said why
-                store.finish_run(current["run"], "failed", str(e)[:2000])
+                store.finish_run(current["run"], "failed", str(e)[:2000], holder=worker_id)
                 print(f"run {current['run']}: {e}", file=sys.stderr)
             else:
                 try:
-                    execute(prepared, store, stop=stop)
+                    execute(prepared, store, stop=stop, holder=worker_id, ray_address=ray_address)
                 except TtcError as e:  # recorded on the run by execute(); the worker carries on (or stops)
                     print(f"run {current['run']}: {e}", file=sys.stderr)
             handled += 1
@@ -265,13 +280,15 @@ WORKER_LOCK_FILE = "worker.lock"
 WORKER_LOG_FILE = "worker.log"
 
 
-def _spawn(store_dir: Path, log_path: Path | None = None) -> subprocess.Popen:
+def _spawn(store: Store, log_path: Path | None = None) -> subprocess.Popen:
     """`ttc worker` as a detached process: its own session, so neither Ctrl-C in the dashboard's terminal nor a
     dashboard restart stops it. A thread reaps it, so a worker that exits while its starter lives leaves no
-    zombie behind (which would still answer `kill -0` and look alive to `ttc worker stop`)."""
-    with open(log_path or Path(store_dir) / WORKER_LOG_FILE, "ab") as log:
+    zombie behind (which would still answer `kill -0` and look alive to `ttc worker stop`). A server catalog's URL
+    (and password) reaches it through the environment, not its command line."""
+    with open(log_path or Path(store.root) / WORKER_LOG_FILE, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "backend.cli", "worker", "--store", str(store_dir)],
+            [sys.executable, "-m", "backend.cli", "worker", "--store", str(store.root)],
+            env={**os.environ, **store.catalog_env()},
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
@@ -281,10 +298,10 @@ def _spawn(store_dir: Path, log_path: Path | None = None) -> subprocess.Popen:
     return proc
 
 
-def spawn_worker(store_dir: Path, log_path: Path | None = None) -> int:
+def spawn_worker(store: Store, log_path: Path | None = None) -> int:
     """Start one more worker, whether or not one is live (a deliberate extra worker; the dashboard uses
     `ensure_worker`). Returns its pid."""
-    return _spawn(store_dir, log_path).pid
+    return _spawn(store, log_path).pid
 
 
 @dataclass(frozen=True)
@@ -314,7 +331,7 @@ def ensure_worker(store: Store, register_timeout_s: float = 60.0) -> WorkerStart
         live = [w for w in worker_table(store) if w.live]
         if live:
             return WorkerStart(live[0], False)
-        proc = _spawn(root)
+        proc = _spawn(store)
         deadline = time.monotonic() + register_timeout_s
         while True:
             mine = [w for w in worker_table(store) if w.live and w.pid == proc.pid]

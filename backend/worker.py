@@ -9,158 +9,27 @@ A SIGKILL loses at most the unflushed tail, which the next run of the same spec 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from pathlib import Path
+from dataclasses import replace
 
-from backend.config import ModelSpec, RunSpec
-from backend.engines import ENGINES, GenerationRequest, SamplingParams, create_engine, with_parallelism
-from backend.engines.base import Completion, Engine
-from backend.errors import SpecError, TtcError, require
-from backend.ledger import ModelArch, decode_flops, prefill_flops, units_to_flops
-from backend.models.registry import ResolvedModel, resolve_model
-from backend.prompting import build_prompt, stop_sequences
+from backend.engines import create_engine, with_parallelism
+from backend.engines.base import Engine
+from backend.errors import TtcError
+from backend.ledger import units_to_flops
+from backend.models.registry import ResolvedModel
+from backend.sampling import PreparedRun, PreparedSearch, model_arch, sample_model
 from backend.scoring import score_pool
-from backend.strategies import STRATEGIES, get_strategy, validate_config
-from backend.strategies.base import RatioSweep, sweeps_ratio
-from backend.strategies.context import seed_for
+from backend.strategies import get_strategy, validate_config
+from backend.strategies.base import RatioSweep
 from backend.strategies.runner import SearchResult, nodes_table, run_search, search_record
-from backend.tasks import Question, Task, create_task
-from backend.tasks.base import grade_or_error
-from backend.verifiers import VERIFIERS, VerifierOptions, create_verifier, verifier_options
+from backend.tasks import Question
+from backend.verifiers import create_verifier
 from store import Store
+from store.leases import LeaseLost, new_holder
 from store.maintenance import compact_run, purge_replaced
-from store.rows import ShardWriter, questions_table
-from store.store import HEARTBEAT_STALE_S
-
-
-def sample_seed(run_seed: int, question_id: str, sample_idx: int) -> int:
-    """Deterministic per-sample seed: a resumed run regenerates exactly the sample it lost (strategies.context.seed_for,
-    the one seeding rule, over the run's seed, the question and the sample's index)."""
-    return seed_for(run_seed, question_id, sample_idx)
-
-
-@dataclass(frozen=True)
-class PreparedSearch:
-    strategy: str
-    config: dict  # validated, defaults filled in
-    verifier: str | None
-    ratios: tuple[str, ...] = ()  # a sequential:parallel sweep: one search per ratio at each budget
-
-    @property
-    def points_per_budget(self) -> int:
-        return max(1, len(self.ratios))
-
-
-@dataclass
-class PreparedRun:
-    spec: RunSpec
-    run_id: str
-    task: Task
-    questions: list[Question]
-    models: list[tuple[ModelSpec, ResolvedModel]]
-    searches: list[PreparedSearch] = field(default_factory=list)
-    verifier_options: dict[str, VerifierOptions] = field(default_factory=dict)  # the listed verifiers', checked
-
-    @property
-    def total_samples(self) -> int:
-        return len(self.questions) * self.spec.samples_per_question * len(self.models)
-
-
-def prepare_run(spec: RunSpec) -> PreparedRun:
-    """Resolve and validate everything a run needs; raises TtcError before anything is written."""
-    task = create_task(spec.task, seed=spec.seed)
-    questions = task.questions()
-    ids = [q.question_id for q in questions]
-    if len(set(ids)) != len(ids):
-        raise TtcError("task: question ids are not unique; give each JSONL line a distinct 'id'")
-    models = []
-    for i, m in enumerate(spec.model_specs()):
-        resolved = resolve_model(
-            m.name, field=f"models[{i}]", prompt_style=m.prompt_style, hub_ok=ENGINES[spec.engine.kind].loads_hub_ids
-        )
-        models.append((m, resolved))
-    verifiers = {
-        name: verifier_options(name, opts, f"verifiers[{i}]") for i, (name, opts) in enumerate(spec.verifier_specs())
-    }
-    searches = [_prepare_search(i, s, spec) for i, s in enumerate(spec.strategies)]
-    return PreparedRun(spec, spec.run_id(), task, questions, models, searches, verifiers)
-
-
-def _prepare_search(i: int, s, spec: RunSpec) -> PreparedSearch:
-    where = f"strategies[{i}]"
-    try:
-        strategy = get_strategy(s.name)
-        cfg = validate_config(s.name, s.config)
-    except SpecError as e:  # name the entry of the list, not just "strategy"
-        rest = e.field.removeprefix("strategy.")
-        raise SpecError(f"{where}.name" if rest == "name" else f"{where}.config.{rest}", e.problem, e.allowed) from None
-    names = spec.verifier_names()
-    verifier = s.verifier or (names[0] if names else None)
-    if verifier is not None:
-        require(VERIFIERS, verifier, field=f"{where}.verifier", kind="verifier")
-        if verifier not in names:  # a verifier only this strategy uses: it takes its default options
-            verifier_options(verifier, None, f"{where}.verifier")
-    elif strategy.requires_verifier(cfg):
-        raise SpecError(f"{where}.verifier", f"{s.name} needs a verifier and the spec lists none", ", ".join(VERIFIERS))
-    if s.ratios and not sweeps_ratio(strategy):
-        sweepers = ", ".join(n for n, st in STRATEGIES.items() if sweeps_ratio(st))
-        raise SpecError(f"{where}.ratios", f"{s.name} has no sequential:parallel sweep", f"ratios on {sweepers}")
-    return PreparedSearch(s.name, cfg, verifier, tuple(s.ratios or ()))
-
-
-def _arch(model: ResolvedModel) -> ModelArch:
-    """The model's architecture numbers: a GGUF file's are read when it resolves, a Hugging Face id's are set by
-    `execute` from the engine that loaded it, before anything is generated or priced."""
-    assert model.arch is not None, f"{model.name}: architecture unknown before its engine has loaded it"
-    return model.arch
-
-
-def _sample_row(
-    run_id: str,
-    model: ResolvedModel,
-    task: Task,
-    q: Question,
-    idx: int,
-    prompt: str,
-    c: Completion,
-    samples_per_question: int,
-) -> dict:
-    grade = grade_or_error(task, q, c.text)
-    arch = _arch(model)
-    pre = float(prefill_flops(arch, c.prompt_tokens))
-    dec = float(decode_flops(arch, c.prompt_tokens, c.completion_tokens))
-    return {
-        "run_id": run_id,
-        "model": model.name,
-        "task": q.task,
-        "question_id": q.question_id,
-        "sample_idx": idx,
-        "strategy": "sample",
-        "prompt": prompt,
-        "completion": c.text,
-        "answer": grade.answer,
-        "score": None if grade.score is None else float(grade.score),
-        "correct": None if grade.error else grade.correct,
-        "prompt_tokens": c.prompt_tokens,
-        "cached_prompt_tokens": c.cached_prompt_tokens,
-        "completion_tokens": c.completion_tokens,
-        "logprob_sum": c.logprob_sum,
-        "logprob_mean": c.logprob_mean,
-        "finish_reason": c.finish_reason,
-        "latency_s": c.latency_s,
-        "prefill_flops": pre,
-        "decode_flops": dec,
-        "flops": dec + pre / samples_per_question,
-        "seed": c.seed,
-        "created_at": datetime.now(UTC),
-        "grade_error": grade.error,
-        "dataset": q.dataset,
-    }
+from store.rows import questions_table
 
 
 class RunCancelled(TtcError):
@@ -172,34 +41,12 @@ class RunInterrupted(TtcError):
     next worker that claims it generates only the samples still missing."""
 
 
-def _halt(run_id: str, cancel_requested: threading.Event) -> TtcError:
+def _halt(run_id: str, cancel_requested: threading.Event, lease) -> TtcError:
+    if lease.lost.is_set():
+        return LeaseLost(f"run {run_id}: another worker holds it now (this one's lease expired); stopped")
     if cancel_requested.is_set():
         return RunCancelled(f"run {run_id} was cancelled")
     return RunInterrupted(f"run {run_id} was interrupted (its worker is stopping); it is queued again to resume")
-
-
-def _claim_or_refuse(store: Store, run_id: str) -> None:
-    row = store.get_run(run_id)
-    if row and row["status"] == "running" and row["worker_pid"] and row["worker_pid"] != os.getpid():
-        beat = datetime.fromisoformat(row["heartbeat_at"]) if row["heartbeat_at"] else None
-        fresh = beat is not None and (datetime.now(UTC) - beat).total_seconds() < HEARTBEAT_STALE_S
-        if fresh and pid_running(row["worker_pid"]):
-            raise TtcError(f"run {run_id} is already running (pid {row['worker_pid']}); wait for it or cancel it")
-
-
-def pid_running(pid: int) -> bool:
-    """The process exists and has not exited (a zombie, exited but not yet reaped by its parent, has)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc (macOS): the signal test is all there is
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _median_prompt_tokens(prepared: PreparedRun, store: Store, model: ResolvedModel) -> int:
@@ -216,7 +63,9 @@ def _budgets_flops(prepared: PreparedRun, store: Store, model: ResolvedModel) ->
     if prepared.spec.budget_unit == "flops":
         return [float(b) for b in prepared.spec.budgets]
     prompt_tokens = _median_prompt_tokens(prepared, store, model)
-    return [units_to_flops(_arch(model), b, prompt_tokens, prepared.spec.max_tokens) for b in prepared.spec.budgets]
+    return [
+        units_to_flops(model_arch(model), b, prompt_tokens, prepared.spec.max_tokens) for b in prepared.spec.budgets
+    ]
 
 
 def _search_points(
@@ -233,7 +82,7 @@ def _search_points(
     if budget is None:
         attempts = cfg["chains"] * cfg["chain_length"]
     else:
-        attempts = int(budget // units_to_flops(_arch(model), 1, prompt_tokens, cfg["max_tokens"]))
+        attempts = int(budget // units_to_flops(model_arch(model), 1, prompt_tokens, cfg["max_tokens"]))
     return [
         (validate_config(search.strategy, strategy.ratio_config(cfg, max(1, attempts), r)), r) for r in search.ratios
     ]
@@ -317,60 +166,6 @@ def _verify_and_search(
                 )
 
 
-def _sample_model(
-    prepared: PreparedRun,
-    store: Store,
-    model: ResolvedModel,
-    engine: Engine,
-    missing: list[tuple[Question, int]],
-    done: int,
-    progress: Callable[[int, int], None] | None,
-    cancelled: threading.Event,
-) -> int:
-    """Generate the missing samples of one model in one engine batch; returns how many were written."""
-    spec, run_id = prepared.spec, prepared.run_id
-    prompts = {q.question_id: build_prompt(model, prepared.task, q) for q in prepared.questions}
-    stop = stop_sequences(model, prepared.task)
-    requests = [
-        GenerationRequest(
-            prompt=prompts[q.question_id],
-            params=SamplingParams(
-                temperature=spec.temperature,
-                top_p=spec.top_p,
-                max_tokens=spec.max_tokens,
-                seed=sample_seed(spec.seed, q.question_id, i),
-                stop=stop,
-                logprobs=1,
-            ),
-            tag=(q, i),
-            affinity=q.question_id,  # a question's samples share its prompt: one slot takes them in turn
-        )
-        for q, i in missing
-    ]
-    counter = {"done": done}
-
-    def on_rows(n: int) -> None:
-        counter["done"] += n
-        if progress:
-            progress(counter["done"], prepared.total_samples)
-
-    writer = ShardWriter(store, run_id, on_rows=on_rows)
-
-    def on_complete(_ri, req, comps) -> None:
-        q, idx = req.tag
-        writer.put(
-            lambda: _sample_row(run_id, model, prepared.task, q, idx, req.prompt, comps[0], spec.samples_per_question)
-        )
-
-    try:
-        engine.generate(
-            requests, on_complete=on_complete, should_stop=lambda: cancelled.is_set() or writer.error is not None
-        )
-    finally:
-        writer.close()
-    return writer.written
-
-
 def execute(
     prepared: PreparedRun,
     store: Store,
@@ -378,85 +173,140 @@ def execute(
     engine_factory: Callable[[ResolvedModel, object], Engine] | None = None,
     heartbeat_s: float = 2.0,
     stop: threading.Event | None = None,
+    holder: str | None = None,
+    ray_address: str | None = None,
 ) -> dict:
     """Generate every missing sample of the run. `progress(done, total)` is called as shards land. When `stop` is
     set (the worker is stopping) generation ends at the next heartbeat, what was generated is kept, and the run is
-    queued again instead of being marked cancelled or failed, so stopping a worker never loses a run."""
+    queued again instead of being marked cancelled or failed, so stopping a worker never loses a run.
+
+    The run is held by a lease for `holder` (a worker's id; `ttc run` makes one) renewed at every heartbeat; every
+    shard is written under it (store/leases.py). A worker whose lease was taken over stops and leaves the run's
+    state to its new holder.
+
+    With `engine.replicas` other than 1, or a Ray cluster's `ray_address` (`ttc worker --ray`), the samples are
+    generated by engine replicas on Ray (backend/fanout.py); scoring and searches then run on this process's engine."""
     spec, run_id = prepared.spec, prepared.run_id
     total = prepared.total_samples
-    _claim_or_refuse(store, run_id)
-    store.upsert_run(run_id, spec.name, spec.model_dump(mode="json"), total, "running")
-    store.claim_run(run_id, os.getpid())
-    store.remove_stale_temp_files(run_id)
-    if not store.has_questions(run_id):
-        store.write_shard("questions", run_id, questions_table(run_id, prepared.questions))
-    cancelled = threading.Event()  # stop generating: a cancel request, or the worker is stopping
+    holder = holder or new_holder()
+    lease = store.claim_run(run_id, spec.name, spec.model_dump(mode="json"), total, holder)
+    cancelled = threading.Event()  # stop generating: a cancel request, the worker is stopping, or the lease is lost
     cancel_requested = threading.Event()
     stop_beat = threading.Event()
 
     def beat() -> None:
         while not stop_beat.wait(heartbeat_s):
             try:
-                if store.heartbeat(run_id):
+                if lease.renew():
                     cancel_requested.set()
                     cancelled.set()
-            except Exception:
+            except Exception:  # noqa: BLE001 - the catalog unreachable for a moment: Lease.check stops writes in time
                 pass
-            if stop is not None and stop.is_set():
+            if lease.lost.is_set() or (stop is not None and stop.is_set()):
                 cancelled.set()
 
     beater = threading.Thread(target=beat, name="ttc-heartbeat", daemon=True)
     beater.start()
     generated = 0
     try:
-        done = int(store.query("SELECT count(*) AS n FROM samples WHERE run_id = ?", [run_id])["n"][0])
-        if progress:
-            progress(done, total)
-        for _model_spec, model in prepared.models:
-            existing = store.existing_sample_keys(run_id, model.name)
-            missing = [
-                (q, i)
-                for q in prepared.questions
-                for i in range(spec.samples_per_question)
-                if (q.question_id, i) not in existing
-            ]
-            if not (missing or _analysis_left(prepared, store, model.name)):
-                continue
-            # searches come after the samples with batches of their own: then the machine's best, else the run's size
-            options = with_parallelism(spec.engine, len(missing) if missing and not prepared.searches else None)
-            engine = (engine_factory or create_engine)(model, options)
-            try:
-                if model.is_hub_id:  # vLLM read the architecture and chat template when it loaded the model
-                    model = replace(model, arch=engine.arch, chat_template=getattr(engine, "chat_template", None))
-                if missing:
-                    written = _sample_model(prepared, store, model, engine, missing, done, progress, cancelled)
+        with store.fenced(run_id, lease.check):
+            store.remove_stale_temp_files(run_id)
+            if not store.has_questions(run_id):
+                store.write_shard("questions", run_id, questions_table(run_id, prepared.questions))
+            done = int(store.query("SELECT count(*) AS n FROM samples WHERE run_id = ?", [run_id])["n"][0])
+            if progress:
+                progress(done, total)
+            for model_index, (_model_spec, model) in enumerate(prepared.models):
+                existing = store.existing_sample_keys(run_id, model.name)
+                missing = [
+                    (q, i)
+                    for q in prepared.questions
+                    for i in range(spec.samples_per_question)
+                    if (q.question_id, i) not in existing
+                ]
+                if not (missing or _analysis_left(prepared, store, model.name)):
+                    continue
+                if missing and (ray_address is not None or spec.engine.replicas != 1):  # type: ignore[attr-defined]
+                    written = _fan_out(
+                        prepared, store, model_index, missing, done, progress, cancelled, lease, ray_address
+                    )
                     generated += written
                     done += written
+                    missing = []
+                    if cancelled.is_set():
+                        raise _halt(run_id, cancel_requested, lease)
+                    if not _analysis_left(prepared, store, model.name):
+                        continue
+                # searches come after the samples with batches of their own: then the machine's best, else the run's size
+                options = with_parallelism(spec.engine, len(missing) if missing and not prepared.searches else None)
+                engine = (engine_factory or create_engine)(model, options)
+                try:
+                    if model.is_hub_id:  # vLLM read the architecture and chat template when it loaded the model
+                        model = replace(model, arch=engine.arch, chat_template=getattr(engine, "chat_template", None))
+                    if missing:
+                        written = sample_model(prepared, store, model, engine, missing, done, progress, cancelled)
+                        generated += written
+                        done += written
+                    if cancelled.is_set():
+                        raise _halt(run_id, cancel_requested, lease)
+                    _verify_and_search(prepared, store, model, engine, cancelled)
+                finally:
+                    engine.close()
                 if cancelled.is_set():
-                    raise _halt(run_id, cancel_requested)
-                _verify_and_search(prepared, store, model, engine, cancelled)
-            finally:
-                engine.close()
-            if cancelled.is_set():
-                raise _halt(run_id, cancel_requested)
-        store.finish_run(run_id, "done")
+                    raise _halt(run_id, cancel_requested, lease)
+            store.finish_run(run_id, "done", holder=holder)
         compact_finished(store, run_id)
         return {"run_id": run_id, "generated": generated, "total": total}
+    except LeaseLost:  # the run is another worker's now (or will be, once the lease expires): its state is not ours
+        raise
     except RunCancelled:
-        store.finish_run(run_id, "cancelled")
+        store.finish_run(run_id, "cancelled", holder=holder)
         raise
     except RunInterrupted:
-        store.upsert_run(run_id, spec.name, spec.model_dump(mode="json"), total, "queued")
+        store.requeue_run(run_id, holder)
         raise
     except BaseException as e:
         reason = str(e) if isinstance(e, TtcError) else f"{type(e).__name__}: {e}"
         try:
-            store.finish_run(run_id, "failed", reason[:2000])
+            store.finish_run(run_id, "failed", reason[:2000], holder=holder)
         except Exception as recording:  # noqa: BLE001 - e.g. a full disk refuses the catalog too: keep e's message
             print(f"run {run_id}: could not record the failure in the catalog: {recording}", file=sys.stderr)
         raise
     finally:
         stop_beat.set()
+
+
+def _fan_out(
+    prepared: PreparedRun,
+    store: Store,
+    model_index: int,
+    missing: list[tuple[Question, int]],
+    done: int,
+    progress: Callable[[int, int], None] | None,
+    cancelled: threading.Event,
+    lease,
+    ray_address: str | None,
+) -> int:
+    from backend import fanout
+
+    fanout.connect(ray_address)
+    replicas, resources = fanout.plan_replicas(prepared.spec.engine)
+    plan = fanout.FanOut(
+        spec_json=json.dumps(prepared.spec.model_dump(mode="json")),
+        model_index=model_index,
+        store_root=str(store.root),
+        run_id=prepared.run_id,
+        replicas=replicas,
+        resources=resources,
+        env=fanout.replica_env(),
+    )
+    return plan.sample(
+        [(q.question_id, i) for q, i in missing],
+        progress=lambda n: progress(done + n, prepared.total_samples) if progress else None,
+        cancelled=cancelled,
+        lease_check=lease.check,
+        actor_name=f"ttc-{prepared.run_id}-{model_index}",
+    )
 
 
 def compact_finished(store: Store, run_id: str) -> None:

@@ -20,3 +20,15 @@ ensure_chromium() {
     echo "warning: no chromium and no apt-get: PNG/SVG export and the browser tests will be skipped" >&2
   fi
 }
+ensure_postgres() {  # the catalog tests start throwaway servers from Debian's binaries
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && return 0
+  command -v initdb >/dev/null 2>&1 && return 0
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian's postgresql (the catalog tests start throwaway servers)..." >&2
+    $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "warning: no PostgreSQL and no apt-get: the PostgreSQL catalog tests will fail" >&2
+  fi
+}

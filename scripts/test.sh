@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # One command for the whole test suite: install ttc-lab with its test extra, check the style (ruff lint and
 # format, mypy on backend/ and store/), run every tier of the base install (unit, real-model integration, Streamlit
-# AppTest and headless-Chromium UI), then the vLLM tier in its own environment (.venv-vllm: vLLM's CPU build, made
+# AppTest and headless-Chromium UI; the catalog on SQLite and on throwaway PostgreSQL servers from Debian's
+# packages), then the vLLM tier in its own environment (.venv-vllm: vLLM's CPU build, made
 # by scripts/vllm-env.sh on first use). GPU tests skip without a GPU.
 # With pytest arguments only pytest runs: tests/vllm... in .venv-vllm, anything else in .venv.
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 ensure_chromium
+ensure_postgres
+export TTC_REQUIRE_POSTGRES=1  # the catalog tests must run on PostgreSQL here, not skip
 if [ "$#" -eq 0 ]; then  # the whole suite starts with the checked style: lint, format, types
   .venv/bin/ruff check .
   .venv/bin/ruff format --check .

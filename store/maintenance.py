@@ -31,6 +31,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import text
 
+import store.catalog as catalogs
+from store.catalog import integrity_problem
 from store.schema import TABLES
 from store.store import (
     COMPACTED_PREFIX,
@@ -42,7 +44,6 @@ from store.store import (
     publish,
     replaced_by,
     shard_names,
-    utcnow,
 )
 
 GRACE_S = 30.0
@@ -257,9 +258,9 @@ def check(store: Store) -> Report:
     finally:
         con.close()
     with store.catalog.connect() as db:
-        verdict = db.execute(text("PRAGMA integrity_check")).scalar()
-    if verdict != "ok":
-        report.problems.append(Problem("catalog", str(store.root / "catalog.sqlite"), str(verdict)))
+        verdict = integrity_problem(db)
+    if verdict is not None:
+        report.problems.append(Problem("catalog", store.catalog_shown, verdict))
     return report
 
 
@@ -295,8 +296,8 @@ def repair(store: Store) -> Repair:
             else:
                 out.unrepaired.append(p)
         out.replaced_removed = purge_replaced(store)
-    now = utcnow()
     with store.catalog.begin() as db:
+        now = catalogs.now(db)
         for run_id in sorted(lost_runs):
             changed = db.execute(
                 text(

@@ -3,10 +3,13 @@ next `mNNN_...` function. `tests/unit/test_store_schema.py` pins the exact schem
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, text
+
+from store.catalog import lock_for_migrations
 
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = []
 
@@ -92,8 +95,20 @@ def m006_sample_dataset(db: Connection) -> None:
     db.execute(text("UPDATE store_meta SET value = '4' WHERE key = 'shard_schema_version'"))
 
 
+@migration
+def m007_run_leases(db: Connection) -> None:
+    """Claims become leases (backend/jobs.py): the worker holding a run, until when, and how many claims it took;
+    the store gets an id so two store folders never share one server catalog."""
+    db.execute(text("ALTER TABLE runs ADD COLUMN worker_id TEXT"))
+    db.execute(text("ALTER TABLE runs ADD COLUMN lease_expires_at TEXT"))
+    db.execute(text("ALTER TABLE runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0"))
+    db.execute(text("INSERT INTO store_meta(key, value) VALUES ('store_id', :v)"), {"v": uuid.uuid4().hex})
+
+
 def apply_migrations(db: Connection) -> list[str]:
-    """Apply the pending migrations in order, each in the caller's transaction; return their names."""
+    """Apply the pending migrations in order, each in the caller's transaction; return their names. Concurrent
+    callers (workers starting together on a server catalog) migrate one after the other."""
+    lock_for_migrations(db)
     db.execute(text("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"))
     done = {row[0] for row in db.execute(text("SELECT name FROM _migrations"))}
     applied = []

@@ -23,8 +23,9 @@ import errno
 import json
 import os
 import re
-import socket
 import uuid
+from collections.abc import Callable
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -32,14 +33,17 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import text
+from sqlalchemy.engine import URL
 from sqlalchemy.engine import Engine as SqlEngine
 
+import store.catalog as catalogs
+import store.leases as leases
 from backend.errors import StoreError
 from store.migrations import apply_migrations
 from store.schema import READ_AS, SHARD_SCHEMA_VERSION, TABLES
 
-CATALOG_FILE = "catalog.sqlite"
+CATALOG_FILE = catalogs.SQLITE_FILE
 COMPACTED_PREFIX = "compacted-"
 REPLACES_KEY = b"ttc.replaces"
 """Footer key of a compacted shard: the JSON list of file names (in its run's folder) whose rows it holds."""
@@ -55,73 +59,104 @@ def default_store_dir() -> Path:
     return Path(os.environ.get("TTC_STORE") or Path.home() / ".local" / "share" / "ttc-lab" / "store")
 
 
-def utcnow() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-def _sqlite_engine(path: Path) -> SqlEngine:
-    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30, "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):
-        dbapi_conn.isolation_level = None  # let us emit BEGIN IMMEDIATE ourselves
-        dbapi_conn.execute("PRAGMA journal_mode=WAL")
-        dbapi_conn.execute("PRAGMA synchronous=NORMAL")
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    @event.listens_for(engine, "handle_error")
-    def _on_error(context):
-        # a full disk or a file-size limit: the same one line as a shard that cannot be written
-        problem = str(context.original_exception)
-        if any(s in problem for s in ("disk is full", "disk I/O error", "database or disk")):
-            raise StoreError(
-                f"store: the catalog {path} could not be written ({problem}); free space, then run it again: "
-                "every shard already written is kept"
-            ) from None
-
-    return engine
-
-
 class Store:
-    """Open with `Store.open(dir)` (creates and migrates) or `Store.open(dir, create=False)` (read side)."""
+    """Open with `Store.open(dir)` (creates and migrates) or `Store.open(dir, create=False)` (read side); `catalog`
+    (or $TTC_CATALOG_URL) puts the catalog on a PostgreSQL server (store/catalog.py)."""
 
-    def __init__(self, root: Path, catalog: SqlEngine):
+    def __init__(self, root: Path, catalog: SqlEngine | None, catalog_url: URL | None = None):
         self.root = root
-        self.catalog = catalog
+        self._catalog = catalog
+        self.catalog_url = catalog_url
+        """None: the store's own SQLite file. Else the server's URL, with the password it was opened with."""
+        self._fences: dict[str, Callable[[], None]] = {}
 
     @classmethod
-    def open(cls, root: str | os.PathLike | None = None, create: bool = True) -> Store:
+    def open(cls, root: str | os.PathLike | None = None, create: bool = True, catalog: str | None = None) -> Store:
         root = Path(root) if root is not None else default_store_dir()
         root = root.expanduser().resolve()
-        catalog_path = root / CATALOG_FILE
-        if not create:
-            if not catalog_path.is_file():
-                raise StoreError(
-                    f"store: {root} is not a ttc store (no {CATALOG_FILE}); run `ttc run SPEC --store {root}` first"
-                )
-        else:
+        url = catalogs.resolve(root, catalog, create)
+        if not create and url is None and not (root / CATALOG_FILE).is_file():
+            raise StoreError(
+                f"store: {root} is not a ttc store (no {CATALOG_FILE}); run `ttc run SPEC --store {root}` first"
+            )
+        if create:
             check_writable(root)
-        store = cls(root, _sqlite_engine(catalog_path))
+        store = cls(root, catalogs.open_engine(root, url), url)
+        applied: list[str] = []
         if create:
             with store.catalog.begin() as db:
-                apply_migrations(db)
+                applied = apply_migrations(db)
         with store.catalog.connect() as db:
-            written = db.execute(text("SELECT value FROM store_meta WHERE key = 'shard_schema_version'")).scalar()
+            meta: dict[str, str] = {k: v for k, v in db.execute(text("SELECT key, value FROM store_meta")).all()}
+        written = meta.get("shard_schema_version")
         if written is not None and int(written) > SHARD_SCHEMA_VERSION:
             raise StoreError(
                 f"store: {root} was written by a newer ttc-lab (shard layout {written}, this one reads up to "
                 f"{SHARD_SCHEMA_VERSION}); upgrade ttc-lab to use it"
             )
+        if url is not None:
+            store._bind_server_catalog(url, meta.get("store_id", ""), fresh="m001_runs" in applied)
         return store
+
+    @classmethod
+    def shard_writer(cls, root: str | os.PathLike) -> Store:
+        """A handle that reads and writes shards only, with no catalog (an engine replica on a Ray node, which
+        never needs the queue nor its password)."""
+        return cls(Path(root).expanduser().resolve(), None)
+
+    @property
+    def catalog(self) -> SqlEngine:
+        if self._catalog is None:
+            raise StoreError(f"store: this handle on {self.root} writes shards only; it has no catalog")
+        return self._catalog
+
+    def _bind_server_catalog(self, url: URL, store_id: str, fresh: bool) -> None:
+        """One server catalog serves one store folder: the folder's pointer names the catalog's store id."""
+        pointer = catalogs.read_pointer(self.root)
+        if pointer is None:
+            if not fresh:
+                raise StoreError(
+                    f"--catalog: {catalogs.shown(url)} already holds the queue of another store (id {store_id}); "
+                    "allowed: that store's folder, or an empty database for this one"
+                )
+            body = catalogs.pointer_text(url, store_id)
+            publish(self.root / catalogs.POINTER_FILE, lambda tmp: Path(tmp).write_text(body))
+        elif pointer.get("store_id") != store_id:
+            raise StoreError(
+                f"--catalog: {catalogs.shown(url)} holds the queue of store {store_id}, but {self.root} is store "
+                f"{pointer.get('store_id')}; allowed: the database this store was created with"
+            )
+
+    @property
+    def catalog_shown(self) -> str:
+        """Where the catalog is, as it may be printed (no password)."""
+        return str(self.root / CATALOG_FILE) if self.catalog_url is None else catalogs.shown(self.catalog_url)
+
+    def catalog_env(self) -> dict[str, str]:
+        """What a child process (a worker, the dashboard) needs in its environment to open this store's catalog:
+        the server URL with its password travels in the environment, never on a command line."""
+        if self.catalog_url is None:
+            return {}
+        return {catalogs.CATALOG_ENV: self.catalog_url.render_as_string(hide_password=False)}
+
+    @contextmanager
+    def fenced(self, run_id: str, check: Callable[[], None]):
+        """While inside, every shard of `run_id` is written only after `check()` passes (a lease's: a worker whose
+        run was taken over by another must not add rows to it)."""
+        self._fences[run_id] = check
+        try:
+            yield
+        finally:
+            self._fences.pop(run_id, None)
 
     # ---- writing shards -------------------------------------------------------------------------------------
     def write_shard(self, table: str, run_id: str, rows: pa.Table) -> Path | None:
         """Append rows as one immutable shard (temp name, fsync, atomic rename, fsync dir)."""
         if rows.num_rows == 0:
             return None
+        fence = self._fences.get(run_id)
+        if fence is not None:
+            fence()
         rows = rows.cast(TABLES[table]) if rows.schema != TABLES[table] else rows
         folder = self.root / table / run_id
         try:
@@ -184,8 +219,9 @@ class Store:
                 else:
                     empty = schema.empty_table()  # noqa: F841 - referenced by name below
                     con.execute(f"CREATE TABLE {table} AS SELECT * FROM empty")
-            runs = self.runs_arrow()  # noqa: F841
-            con.execute("CREATE TABLE runs AS SELECT * FROM runs")
+            if self._catalog is not None:  # a shard-only handle (an engine replica) reads shards alone
+                runs = self.runs_arrow()  # noqa: F841
+                con.execute("CREATE TABLE runs AS SELECT * FROM runs")
         except duckdb.Error as e:
             con.close()
             raise self.read_failed(e) from None
@@ -246,9 +282,18 @@ class Store:
             "worker_host",
             "cancel_requested",
             "error",
+            "worker_id",
+            "lease_expires_at",
+            "attempts",
         ]
-        types = {"total_samples": pa.int64(), "worker_pid": pa.int64(), "cancel_requested": pa.int64()}
-        return pa.table({c: pa.array([r[c] for r in rows], type=types.get(c, pa.string())) for c in cols})
+        types = {
+            "total_samples": pa.int64(),
+            "worker_pid": pa.int64(),
+            "cancel_requested": pa.int64(),
+            "attempts": pa.int64(),
+        }
+        # r.get: a catalog opened read-only is not migrated, so an older one lacks the newer columns (NULL)
+        return pa.table({c: pa.array([r.get(c) for r in rows], type=types.get(c, pa.string())) for c in cols})
 
     def get_run(self, run_id: str) -> dict | None:
         with self.catalog.connect() as db:
@@ -256,8 +301,8 @@ class Store:
         return dict(row) if row else None
 
     def upsert_run(self, run_id: str, name: str, spec: dict, total_samples: int, status: str) -> None:
-        now = utcnow()
         with self.catalog.begin() as db:
+            now = catalogs.now(db)
             db.execute(
                 text(
                     """
@@ -277,40 +322,68 @@ class Store:
                 },
             )
 
-    def claim_run(self, run_id: str, pid: int) -> None:
-        now = utcnow()
+    def claim_run(self, run_id: str, name: str, spec: dict, total_samples: int, holder: str) -> leases.Lease:
+        """Take the run for `holder` (a worker id) in one transaction, recording it first if it is new; refuses with
+        RunBusy while another live worker holds it (store/leases.py). A run taken up again after it ended (done,
+        failed, cancelled) forgets its old error and cancel request; one taken over from a dead worker keeps a
+        cancel the user asked for."""
         with self.catalog.begin() as db:
+            now = catalogs.now(db)
             db.execute(
                 text(
-                    "UPDATE runs SET status='running', worker_pid=:p, worker_host=:h, started_at=COALESCE(started_at, :now),"
-                    " heartbeat_at=:now, updated_at=:now WHERE run_id=:r"
+                    "INSERT INTO runs(run_id, name, spec_json, status, total_samples, created_at, updated_at) "
+                    "VALUES (:r, :n, :s, 'queued', :t, :now, :now) ON CONFLICT(run_id) DO NOTHING"
                 ),
-                {"p": pid, "h": socket.gethostname(), "now": now, "r": run_id},
+                {"r": run_id, "n": name, "s": json.dumps(spec, sort_keys=True), "t": total_samples, "now": now},
+            )
+            was_running = leases.take(db, run_id, holder)
+            db.execute(
+                text(
+                    "UPDATE runs SET name = :n, spec_json = :s, total_samples = :t, error = NULL, "
+                    "cancel_requested = CASE WHEN :keep THEN cancel_requested ELSE 0 END WHERE run_id = :r"
+                ),
+                {
+                    "r": run_id,
+                    "n": name,
+                    "s": json.dumps(spec, sort_keys=True),
+                    "t": total_samples,
+                    "keep": was_running,
+                },
+            )
+        return leases.Lease(self.catalog, run_id, holder)
+
+    def requeue_run(self, run_id: str, holder: str) -> bool:
+        """Give the run back to the queue (its worker is stopping), if `holder` still holds it."""
+        with self.catalog.begin() as db:
+            now = catalogs.now(db)
+            return bool(
+                db.execute(
+                    text(
+                        "UPDATE runs SET status = 'queued', worker_id = NULL, lease_expires_at = NULL, updated_at = :now"
+                        " WHERE run_id = :r AND worker_id = :w AND status = 'running'"
+                    ),
+                    {"r": run_id, "w": holder, "now": now},
+                ).rowcount
             )
 
-    def heartbeat(self, run_id: str) -> bool:
-        """Refresh the heartbeat; returns True if a cancel was requested."""
-        now = utcnow()
+    def finish_run(self, run_id: str, status: str, error: str | None = None, holder: str | None = None) -> None:
+        """Record how the run ended; with `holder`, only if that worker still holds it (one whose run was taken
+        over must not overwrite the new holder's state)."""
         with self.catalog.begin() as db:
-            db.execute(text("UPDATE runs SET heartbeat_at=:now WHERE run_id=:r"), {"now": now, "r": run_id})
-            row = db.execute(text("SELECT cancel_requested FROM runs WHERE run_id=:r"), {"r": run_id}).first()
-        return bool(row and row[0])
-
-    def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
-        now = utcnow()
-        with self.catalog.begin() as db:
+            now = catalogs.now(db)
             db.execute(
                 text(
-                    "UPDATE runs SET status=:s, error=:e, finished_at=:now, updated_at=:now, heartbeat_at=:now WHERE run_id=:r"
+                    "UPDATE runs SET status = :s, error = :e, finished_at = :now, updated_at = :now, heartbeat_at = :now,"
+                    " lease_expires_at = NULL WHERE run_id = :r AND (CAST(:w AS TEXT) IS NULL OR worker_id = :w)"
                 ),
-                {"s": status, "e": error, "now": now, "r": run_id},
+                {"s": status, "e": error, "now": now, "r": run_id, "w": holder},
             )
 
     def request_cancel(self, run_id: str) -> None:
         with self.catalog.begin() as db:
             db.execute(
                 text("UPDATE runs SET cancel_requested=1, updated_at=:now WHERE run_id=:r"),
-                {"now": utcnow(), "r": run_id},
+                {"now": catalogs.now(db), "r": run_id},
             )
 
 
@@ -429,13 +502,13 @@ def check_writable(root: Path) -> None:
         )
     if not os.access(probe_dir, os.W_OK | os.X_OK):
         raise StoreError(f"--store: {root} is not writable ({probe_dir} denies writing); allowed: a writable directory")
-    if root.exists() and any(root.iterdir()) and not (root / CATALOG_FILE).exists():
+    if root.exists() and any(root.iterdir()) and not catalogs.is_store(root):
         raise StoreError(
             f"--store: {root} is a non-empty directory that is not a ttc store; allowed: an empty or new directory, or an existing store"
         )
     try:
         root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".write-probe-{os.getpid()}"
+        probe = root / f".write-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # unique per call: threads open stores too
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:

@@ -47,3 +47,32 @@ def write_spec(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server for the session (tests/postgres.py). Without PostgreSQL's binaries the tests
+    that need it skip, unless $TTC_REQUIRE_POSTGRES is set (scripts/test.sh sets it): then they fail, so the suite
+    never passes by skipping them."""
+    from tests.postgres import NoPostgres, start_server
+
+    try:
+        server = start_server()
+    except NoPostgres as e:
+        if os.environ.get("TTC_REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL is required ($TTC_REQUIRE_POSTGRES): {e}")
+        pytest.skip(str(e))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog(request, monkeypatch):
+    """Each catalog backend in turn: None for the store's own SQLite file, else the URL of a fresh PostgreSQL
+    database (its password in PGPASSWORD, as a user would keep it)."""
+    monkeypatch.delenv("TTC_CATALOG_URL", raising=False)
+    if request.param == "sqlite":
+        return None
+    server = request.getfixturevalue("postgres_server")
+    monkeypatch.setenv("PGPASSWORD", server.password)
+    return server.url(server.create_database())

@@ -27,7 +27,18 @@ AUTO: Literal["auto"] = "auto"
 LLAMACPP_AUTO_SLOTS = 16
 
 
-class LlamaCppOptions(KindOptions):
+class EngineOptions(KindOptions):
+    """What every engine's options share: how many replicas generate a run's samples (backend/fanout.py)."""
+
+    replicas: Annotated[int, Field(ge=1, le=4096)] | Literal["auto"] = Field(
+        1,
+        description="engine replicas sampling in parallel as Ray actors (1: this process only); auto: one per GPU "
+        "of the Ray cluster, else one per `threads` CPUs",
+        json_schema_extra=EXECUTION,
+    )
+
+
+class LlamaCppOptions(EngineOptions):
     kind: Literal["llamacpp"] = "llamacpp"
     n_parallel: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = Field(
         AUTO,
@@ -40,7 +51,7 @@ class LlamaCppOptions(KindOptions):
     )
 
 
-class OpenAIOptions(KindOptions):
+class OpenAIOptions(EngineOptions):
     kind: Literal["openai"] = "openai"
     base_url: str = Field(description="the server's /v1 URL, e.g. http://127.0.0.1:8000/v1")
     n_parallel: int = Field(4, ge=1, le=256, description="requests in flight at once", json_schema_extra=EXECUTION)
@@ -82,7 +93,7 @@ class OpenAIOptions(KindOptions):
         return url
 
 
-class VLLMOptions(KindOptions):
+class VLLMOptions(EngineOptions):
     kind: Literal["vllm"] = "vllm"
     n_ctx_per_slot: int = Field(2048, ge=256, le=131072, description="vLLM's max_model_len: prompt + completion")
     n_parallel: Annotated[int, Field(ge=1, le=4096)] | Literal["auto"] = Field(

@@ -19,7 +19,7 @@ from backend.cli import main
 from backend.config import parse_spec
 from backend.jobs import progress, submit, worker_table
 from store import Store
-from store.store import utcnow
+from store.catalog import utcnow
 from tests.conftest import ROOT, ttc, wait_until
 
 

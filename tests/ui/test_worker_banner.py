@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from backend.config import parse_spec
 from backend.jobs import worker_table
 from store import Store
-from store.store import utcnow
+from store.catalog import utcnow
 from tests.conftest import wait_until
 from tests.ui.conftest import APP
 

@@ -368,7 +368,7 @@ def _cases(d: Path) -> dict[str, tuple[str, str]]:
         ),
         "unknown engine option": (
             spec(extra="samples_per_question: 2\nengine: {kind: llamacpp, slots: 4}"),
-            "engine.slots: unknown key; allowed: kind, n_parallel, n_ctx_per_slot, threads",
+            "engine.slots: unknown key; allowed: kind, replicas, n_parallel, n_ctx_per_slot, threads",
         ),
         "zero slots": (
             spec(extra="samples_per_question: 2\nengine: {kind: llamacpp, n_parallel: 0}"),
@@ -554,6 +554,32 @@ def test_maintenance_and_analysis_options_are_checked(argv, expected, tmp_path, 
     assert main([*argv, "--store", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err
     assert err.startswith(expected) and len(err.strip().splitlines()) == 1, err
+
+
+CATALOG_ALLOWED = (
+    "allowed: postgresql://USER@HOST[:PORT]/DATABASE (password from $TTC_CATALOG_URL, PGPASSWORD or ~/.pgpass)"
+)
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("mysql://u@h/db", "--catalog: 'mysql' catalogs are not supported; " + CATALOG_ALLOWED),
+        ("sqlite:///x.db", "--catalog: 'sqlite' catalogs are not supported; " + CATALOG_ALLOWED),
+        ("not a url", "--catalog: 'not a url' is not a database URL; " + CATALOG_ALLOWED),
+        ("postgresql://u@h", "--catalog: postgresql://u@h names no database; " + CATALOG_ALLOWED),
+        ("postgresql://u:pw@h/db?sslmode=off", "--catalog: postgresql://u@h/db?sslmode=off has query parameters; "),
+        ("postgresql+asyncpg://u@h/db", "--catalog: driver 'asyncpg' is not supported; " + CATALOG_ALLOWED),
+    ],
+)
+def test_a_bad_catalog_url_is_one_line_and_creates_nothing(url, expected, tmp_path, capsys, write_spec):
+    spec_file = write_spec(spec())
+    for argv in (["run", str(spec_file), "--quiet"], ["worker", "--once"], ["sql", "select 1"]):
+        assert main([*argv, "--store", str(tmp_path / "s"), "--catalog", url]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {expected}") and len(err.strip().splitlines()) == 1, err
+        assert "pw" not in err
+    assert not (tmp_path / "s").exists()
 
 
 # ---- prices typed on the Cost-of-pass page ----------------------------------------------------------------------

@@ -16,7 +16,7 @@ def test_a_spec_queued_by_an_older_version_fails_with_the_reason(tmp_path):
     store.upsert_run("q-old", "q", legacy, 1, "queued")
     fine = parse_spec(SPEC)
     store.upsert_run("q-renamed", "q", fine.model_dump(mode="json"), 1, "queued")  # its id is not its spec's hash
-    assert claim_next(store, 1) is None
+    assert claim_next(store, "w1") is None
     old, renamed = store.get_run("q-old"), store.get_run("q-renamed")
     assert old["status"] == "failed" and old["error"].startswith(
         "queued by another ttc-lab version: engine.base_url: unknown key"
@@ -33,7 +33,8 @@ def test_a_run_whose_model_is_gone_fails_instead_of_hanging_as_running(tmp_path)
     assert row["status"] == "failed" and "/nowhere/model.gguf" in row["error"]
 
 
-def test_a_run_whose_worker_died_is_claimed_again_once_its_heartbeat_is_stale(tmp_path):
+def test_a_run_claimed_before_leases_is_claimed_again_once_its_heartbeat_is_stale(tmp_path):
+    """A catalog migrated while a run was running has no lease on it: its heartbeat stands in for one."""
     from datetime import UTC, datetime, timedelta
 
     from sqlalchemy import text
@@ -53,10 +54,10 @@ def test_a_run_whose_worker_died_is_claimed_again_once_its_heartbeat_is_stale(tm
             )
 
     beat(1.0)  # its worker is alive: nobody else takes it
-    assert claim_next(store, 1) is None
+    assert claim_next(store, "w1") is None
     beat(HEARTBEAT_STALE_S + 5)  # no heartbeat for longer than the limit: the worker is gone
-    claimed = claim_next(store, 2)
+    claimed = claim_next(store, "w2")
     assert claimed is not None and claimed.run_id() == spec.run_id()
     row = store.get_run(spec.run_id())
-    assert row["status"] == "running" and row["worker_pid"] == 2
-    assert claim_next(store, 3) is None  # claimed once: its heartbeat is fresh again
+    assert row["status"] == "running" and row["worker_id"] == "w2" and row["attempts"] == 1
+    assert claim_next(store, "w3") is None  # claimed once: its heartbeat is fresh again

@@ -40,6 +40,8 @@ REVIEWED = {
     ("store/maintenance.py", "_merge.write"): "columns from TABLES, sort keys from SORT",
     ("store/maintenance.py", "check"): "file paths escaped by _sql_str; key columns from KEYS",
     ("backend/metrics/pools.py", "load_pool"): "WHERE clauses chosen from constants; every value a $parameter",
+    ("store/leases.py", "take"): "a constant statement per catalog dialect (row locks differ); values are :params",
+    ("store/leases.py", "next_claimable"): "a constant statement per catalog dialect (SKIP LOCKED); values are :params",
 }
 
 

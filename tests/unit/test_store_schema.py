@@ -19,6 +19,7 @@ def test_migrations_are_named_in_order():
         "m004_grade_error",
         "m005_node_kind",
         "m006_sample_dataset",
+        "m007_run_leases",
     ]
 
 
@@ -43,6 +44,9 @@ def test_fresh_catalog_has_exact_schema(tmp_path):
             "worker_host": "TEXT",
             "cancel_requested": "INTEGER",
             "error": "TEXT",
+            "worker_id": "TEXT",
+            "lease_expires_at": "TEXT",
+            "attempts": "INTEGER",
         },
         "store_meta": {"key": "TEXT", "value": "TEXT"},
         "workers": {
@@ -159,8 +163,9 @@ def test_a_store_written_by_a_newer_layout_is_refused(tmp_path):
 
     store = Store.open(tmp_path / "s")
     with store.catalog.begin() as db:
-        assert db.execute(text("SELECT value FROM store_meta")).scalar() == str(SHARD_SCHEMA_VERSION)
-        db.execute(text("UPDATE store_meta SET value = :v"), {"v": str(SHARD_SCHEMA_VERSION + 1)})
+        key = "key = 'shard_schema_version'"
+        assert db.execute(text(f"SELECT value FROM store_meta WHERE {key}")).scalar() == str(SHARD_SCHEMA_VERSION)
+        db.execute(text(f"UPDATE store_meta SET value = :v WHERE {key}"), {"v": str(SHARD_SCHEMA_VERSION + 1)})
     with pytest.raises(
         StoreError,
         match=rf"written by a newer ttc-lab \(shard layout {SHARD_SCHEMA_VERSION + 1}, this one reads up to {SHARD_SCHEMA_VERSION}\)",

@@ -15,9 +15,10 @@ from backend.metrics.compute_optimal import fold_assignment
 from backend.metrics.strategy_table import OK, POOL_EXHAUSTED, STATUSES, UNAFFORDABLE, k_levels, search_label
 from backend.metrics.study import compute_optimal_study
 from backend.prompting import build_prompt
+from backend.sampling import PreparedRun, _prepare_search, sample_seed
 from backend.strategies.sequential_revisions import split_attempts
 from backend.tasks import create_task
-from backend.worker import PreparedRun, _prepare_search, execute, sample_seed
+from backend.worker import execute
 from store import Store
 from tests.fakes import FAKE_MODEL, GEN_ARCH, ScriptedEngine
 

@@ -1,0 +1,105 @@
+"""Sampling fanned out on a local Ray cluster with 2 CPU engine replicas (llama.cpp actors): exactly the rows one
+local engine writes for the same spec (same keys, seeds, prompts and completions), and the same again when one
+replica is killed mid-run (its shard is queued again; what it wrote is kept, nothing is written twice)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from backend.config import parse_spec
+from backend.sampling import prepare_run
+from backend.worker import execute
+from store import Store
+from tests.conftest import ROOT, wait_until
+
+pytestmark = pytest.mark.real_model
+
+COLUMNS = [
+    "question_id",
+    "sample_idx",
+    "seed",
+    "prompt",
+    "completion",
+    "answer",
+    "correct",
+    "completion_tokens",
+    "flops",
+]
+
+
+def _spec(replicas: int):
+    return parse_spec(
+        {
+            "name": "fan",
+            "seed": 7,
+            "models": ["gemma-3-270m"],
+            "task": {"kind": "reasoning_gym", "datasets": [{"name": "chain_sum", "size": 6}]},
+            "samples_per_question": 3,
+            "max_tokens": 24,
+            "engine": {"kind": "llamacpp", "n_parallel": 1, "threads": 1, "replicas": replicas},
+        }
+    )
+
+
+def _rows(store: Store):
+    return store.query(f"SELECT {', '.join(COLUMNS)} FROM samples ORDER BY question_id, sample_idx")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    import ray
+
+    # workers import ttc-lab from this checkout (as an installed ttc-lab would be imported)
+    ray.init(
+        num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}}
+    )
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    store = Store.open(tmp_path_factory.mktemp("ref") / "s")
+    execute(prepare_run(_spec(1)), store)
+    return _rows(store)
+
+
+def test_two_replicas_write_exactly_the_rows_of_one_local_engine(tmp_path, ray_cluster, reference):
+    assert _spec(2).run_id() == _spec(1).run_id()  # replicas are how a run executes, not what it makes
+    store = Store.open(tmp_path / "s")
+    result = execute(prepare_run(_spec(2)), store)
+    assert result["generated"] == len(reference) == 18
+    assert _rows(store).equals(reference)
+    assert store.get_run(result["run_id"])["status"] == "done"
+
+
+def test_a_replica_killed_mid_run_loses_and_duplicates_nothing(tmp_path, ray_cluster, reference, capfd):
+    store = Store.open(tmp_path / "s")
+    prepared = prepare_run(_spec(2))
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = execute(prepared, store)
+        except BaseException as e:  # noqa: BLE001 - surfaced below
+            outcome["error"] = e
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    first = f"ttc-{prepared.run_id}-0-"  # the first replica of model 0: ttc-<run>-0-<nonce>-1
+    victim = wait_until(lambda: _actor(ray_cluster, first), 300, "the first replica")
+    wait_until(lambda: len(store.existing_sample_keys(prepared.run_id, "gemma-3-270m")) >= 1, 300, "a first sample")
+    ray_cluster.kill(victim)
+    thread.join(600)
+    assert "error" not in outcome, outcome.get("error")
+    assert "an engine replica died; its shard of" in capfd.readouterr().err
+    assert _rows(store).equals(reference)  # every sample exactly once, as one engine wrote it
+
+
+def _actor(ray, prefix: str):
+    from ray.util import list_named_actors
+
+    names = [n for n in list_named_actors() if n.startswith(prefix) and n.endswith("-1")]
+    return ray.get_actor(names[0]) if names else None
