@@ -52,11 +52,13 @@ def _claimer(root: str, catalog: str | None, k: int, start, counts) -> None:
     counts[k] = n
 
 
-def _round(root: Path, catalog: str | None, workers: int) -> tuple[float, int]:
+def _timed_processes(target, args: tuple, workers: int) -> tuple[float, int]:
+    """Start `workers` processes of `target(*args, k, start, counts)`, release them together, and return the wall
+    time until the last one exits and the sum of what they counted."""
     ctx = mp.get_context("spawn")
     start = ctx.Barrier(workers + 1)
     counts = ctx.Array("i", workers)
-    procs = [ctx.Process(target=_claimer, args=(str(root), catalog, k, start, counts)) for k in range(workers)]
+    procs = [ctx.Process(target=target, args=(*args, k, start, counts)) for k in range(workers)]
     for p in procs:
         p.start()
     start.wait()
@@ -65,8 +67,12 @@ def _round(root: Path, catalog: str | None, workers: int) -> tuple[float, int]:
         p.join()
     wall = time.perf_counter() - t0
     if any(p.exitcode != 0 for p in procs):
-        raise SystemExit(f"a claimer failed: exit codes {[p.exitcode for p in procs]}")
+        raise SystemExit(f"a {target.__name__} process failed: exit codes {[p.exitcode for p in procs]}")
     return wall, sum(counts)
+
+
+def _round(root: Path, catalog: str | None, workers: int) -> tuple[float, int]:
+    return _timed_processes(_claimer, (str(root), catalog), workers)
 
 
 def _check(root: Path, catalog: str | None, expected: int) -> None:
@@ -100,7 +106,7 @@ def bench(name: str, catalogs: dict[int, str | None], runs: int, tmp: Path) -> N
 ROWS_PER_SHARD = 256
 
 
-def _writer(root: str, k: int, shards: int, start, out) -> None:
+def _writer(root: str, shards: int, k: int, start, out) -> None:
     import pyarrow as pa
 
     from store.schema import TABLES
@@ -132,22 +138,12 @@ def writes(workers: int, shards: int, tmp: Path) -> None:
     for w in (1, workers):
         root = tmp / f"writes-{w}"
         Store.open(root)
-        ctx = mp.get_context("spawn")
-        start = ctx.Barrier(w + 1)
-        out = ctx.Array("i", w)
-        procs = [ctx.Process(target=_writer, args=(str(root), k, shards, start, out)) for k in range(w)]
-        for p in procs:
-            p.start()
-        start.wait()
-        t0 = time.perf_counter()
-        for p in procs:
-            p.join()
-        wall = time.perf_counter() - t0
+        wall, published = _timed_processes(_writer, (str(root), shards), w)
         written = Store.open(root, create=False).query("SELECT count(*) AS n FROM samples")["n"][0]
         if written != w * shards * ROWS_PER_SHARD:
             raise SystemExit(f"store writes: {written} rows read back, {w * shards * ROWS_PER_SHARD} written")
-        results[w] = (sum(out) / wall, written / wall)
-        print(f"store writes: {w} writer(s) published {sum(out)} shards in {wall:.2f} s", flush=True)
+        results[w] = (published / wall, written / wall)
+        print(f"store writes: {w} writer(s) published {published} shards in {wall:.2f} s", flush=True)
     one, many = results[1], results[workers]
     print(
         f"RESULT store_writes workers={workers} rows_per_s={many[1]:.0f} shards_per_s={many[0]:.1f} "
