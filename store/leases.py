@@ -60,6 +60,15 @@ def new_holder() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
+_PROCESS_HOLDER: dict[int, str] = {}
+
+
+def process_holder() -> str:
+    """This process's holder id for runs it executes directly (`ttc run`, a notebook): running a run again in the
+    same process, after a failure the catalog could not record (a full disk), is the same holder taking it back."""
+    return _PROCESS_HOLDER.setdefault(os.getpid(), new_holder())
+
+
 def pid_running(pid: int) -> bool:
     """The process exists and has not exited (a zombie, exited but not yet reaped by its parent, has)."""
     try:
