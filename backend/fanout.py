@@ -204,12 +204,12 @@ class FanOut:
         started = 0
         nonce = uuid.uuid4().hex[:6]  # names stay unique when the same run fans out again before Ray frees them
 
-        def start(k: int):
+        def start():
             nonlocal started
             started += 1
             return actor.options(name=f"{actor_name}-{nonce}-{started}", **self.resources).remote(*args)
 
-        pool = {start(k): None for k in range(n)}  # replica -> the task it runs (None: idle)
+        pool = {start(): None for _ in range(n)}  # replica -> the task it runs (None: idle)
         try:  # load the model on every replica at once; a replica that cannot is the run's error, said once
             ray.get([r.ready.remote() for r in pool])
         except ray.exceptions.RayActorError as e:
@@ -260,7 +260,7 @@ class FanOut:
                                 "are kept, run it again to resume)"
                             ) from None
                         queue.insert(0, shard)
-                        pool[start(0)] = None
+                        pool[start()] = None
                     except ray.exceptions.RayTaskError as e:
                         cause = e.cause if isinstance(getattr(e, "cause", None), Exception) else e
                         raise cause from None
