@@ -13,10 +13,12 @@ from plotly.subplots import make_subplots
 
 from app_pages import _charts as charts
 from app_pages import _page as frame
+from app_pages import _paired as paired
 from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
 from backend.metrics.compute_optimal import SNELL_R_VALUES, flops_matched_comparison
+from backend.metrics.study import COMPUTE_OPTIMAL
 
 BINS = ["oracle", "predicted"]
 BUDGET_AXIS = "budget (FLOPs per question)"
@@ -74,19 +76,31 @@ def _standings(study, cells) -> np.ndarray:
     return out
 
 
-def _heatmap(study, cells) -> None:
+def _heatmap(study, cells, report) -> None:
     r, t = study.result, study.table
     fold0, fold1 = r.chosen_names(0), r.chosen_names(1)
     sizes = np.asarray([study.bin_sizes[int(lv)] for lv in r.levels])
+    per_bin = report[report["bin"] != "all"]  # rows bin-major, budgets in order: the heat map's cells
+    shape = (len(r.levels), len(r.budgets))
+    verdicts = per_bin["vs_baseline_verdict"].to_numpy(dtype=object).reshape(shape)
+    unclear = ~per_bin["vs_baseline_significant"].to_numpy(dtype=bool).reshape(shape) & (fold0 != "")
     custom = np.stack(
-        [fold0, fold1, np.repeat(sizes[:, None], len(r.budgets), 1).astype(object), _standings(study, cells)], -1
+        [
+            fold0,
+            fold1,
+            np.repeat(sizes[:, None], len(r.budgets), 1).astype(object),
+            _standings(study, cells),
+            verdicts,
+        ],
+        -1,
     )
+    names = np.vectorize(lambda n: _short(t, n))(fold0)
     fig = go.Figure(
         go.Heatmap(
             z=r.accuracy_by_bin,
             x=_budget_labels(t),
             y=[f"bin {lv}" for lv in r.levels],
-            text=np.vectorize(lambda n: _short(t, n))(fold0),
+            text=np.where(unclear, np.char.add(names.astype(str), " (n.s.)"), names),
             customdata=custom,
             texttemplate="%{text}<br>%{z:.2f}",
             textfont=dict(size=11),
@@ -96,7 +110,8 @@ def _heatmap(study, cells) -> None:
             colorbar=dict(title="held-out<br>accuracy"),
             hovertemplate=(
                 "%{y} (%{customdata[2]} questions)<br>budget %{x}<br>chosen on fold 0: %{customdata[0]}<br>"
-                "chosen on fold 1: %{customdata[1]}<br>held-out accuracy %{z:.3f}<br>every configuration on the whole bin:<br>"
+                "chosen on fold 1: %{customdata[1]}<br>held-out accuracy %{z:.3f}<br>"
+                f"against {r.baseline}: " + "%{customdata[4]}<br>every configuration on the whole bin:<br>"
                 "%{customdata[3]}<extra></extra>"
             ),
         )
@@ -108,7 +123,8 @@ def _heatmap(study, cells) -> None:
     st.caption(
         "Each cell: the configuration picked on one half of the bin's questions, coloured by its accuracy on the "
         "other half (the halves then swap; the hover shows both picks and every configuration's standing on the whole bin). '—': no "
-        "configuration covers the bin there."
+        f"configuration covers the bin there. '(n.s.)': on the bin's questions the policy is not significantly different "
+        f"from {r.baseline} (McNemar's exact test, 5%; the hover says roughly how many more questions would tell)."
     )
 
 
@@ -330,7 +346,8 @@ def body(store) -> None:
     r = study.result
 
     cells = study.cells_by_bin()  # every chart and table below reads these
-    _heatmap(study, cells)
+    report = study.report()
+    _heatmap(study, cells, report)
     _against_every_configuration(study, cells)
     finite = r.efficiency[np.isfinite(r.efficiency)]
     m1, m2 = st.columns(2)
@@ -341,7 +358,17 @@ def body(store) -> None:
     )
     m2.metric("Questions per bin", ", ".join(str(n) for n in study.bin_sizes.values()))
     charts.table(
-        study.report(), "compute-optimal-efficiency", expander="Choice, accuracy and efficiency per bin and budget"
+        report,
+        "compute-optimal-efficiency",
+        expander="Choice, accuracy, efficiency and the paired test against the baseline per bin and budget",
+    )
+    st.subheader("Is the difference real? Two configurations on the same questions")
+    paired.section(
+        study.compared(),
+        study.compare,
+        ["all", *(str(int(lv)) for lv in r.levels)],
+        default_a=COMPUTE_OPTIMAL,
+        default_b=r.baseline,
     )
     _by_bin(study, cells)
     charts.table(

@@ -1,6 +1,7 @@
 """Strategies: accuracy against compute for several selection rules and models side by side, drawn against
 coverage so the verifier's gap shows, with the ceiling an imperfect verifier puts on best-of-N, and every search
-configuration as a curve across the FLOP budgets it ran with."""
+configuration as a curve across the FLOP budgets it ran with; any two configurations compared on the same
+questions at matched FLOPs, with whether their difference is real (app_pages/_paired.py)."""
 
 import numpy as np
 import pandas as pd
@@ -9,9 +10,11 @@ import streamlit as st
 
 from app_pages import _charts as charts
 from app_pages import _page as frame
+from app_pages import _paired as paired
 from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
+from backend.metrics.paired import compare_configurations
 
 DASH = {"coverage (oracle)": "dot", "majority": "dash", "best_of_n": "solid", "weighted_best_of_n": "dashdot"}
 
@@ -126,6 +129,7 @@ def body(store) -> None:
             height=240,
             expander="Search configurations per FLOP budget (coverage and status counts)",
         )
+    _paired(root, fp, run_ids, combos, dataset, verifier)
     if quality:
         st.markdown("**Verifier quality against the oracle grader**")
         table = pd.concat(quality, ignore_index=True)
@@ -139,6 +143,41 @@ def body(store) -> None:
                 f"{row.verifier} on {row.model} scores wrong answers above correct ones (AUROC {row.auroc:.2f}): "
                 "selecting by it does worse than picking at random; compare against majority vote."
             )
+
+
+def _paired(root, fp, run_ids, combos, dataset, verifier) -> None:
+    """Two configurations of one model (pool rules and searches) on the same questions at matched FLOPs."""
+    models = sorted({m for m, s in combos if s == "sample"})
+    if not models:
+        return
+    st.subheader("Is the difference real? Two configurations on the same questions, at matched FLOPs")
+    if len(models) > 1:
+        sel.from_url("pair_model", models[0], options=models)
+        model = st.selectbox("Model", models, key="pair_model")
+        sel.to_url("pair_model")
+    else:
+        model = models[0]
+    with st.spinner("building the accuracy table on the FLOPs axis…"):
+        table = views.study_inputs(
+            root, fp, run_ids, model, dataset, verifier, views.STUDY_BINS, views.STUDY_DRAWS, views.STUDY_SEED
+        ).table
+    names = list(table.configurations)
+    if len(names) < 2:
+        st.info(f"{model} has one configuration here; a comparison needs two (add a verifier or a search).")
+        return
+    searches = [n for n, kind in zip(names, table.kind) if kind == "search"]
+    baseline = next((n for n in names if n.startswith("best_of_n")), names[1])
+    first = searches[0] if searches else next(n for n in names if n != baseline)
+    paired.section(
+        names,
+        lambda a, b, _questions: compare_configurations(table, a, b),
+        ["all"],
+        default_a=first,
+        default_b=baseline,
+        a_key="strat_pair_a",
+        b_key="strat_pair_b",
+        bin_key="strat_pair_bin",
+    )
 
 
 frame.run_page("strategies", "Strategies", body, caption="Selection rules and models side by side, against coverage.")

@@ -42,6 +42,7 @@ class ComputeOptimalResult:
     efficiency_is_lower_bound: np.ndarray  # (B,) compute-optimal already matched at the smallest budget
     efficiency_by_bin: np.ndarray  # (L, B) the same ratio within each bin
     efficiency_by_bin_is_lower_bound: np.ndarray  # (L, B)
+    held_out_by_question: np.ndarray  # (B, Q) each question's accuracy under the pick of the other fold of its bin
 
     def chosen_names(self, fold: int) -> np.ndarray:
         """(L, B) names of the configurations picked on selection fold `fold`."""
@@ -154,6 +155,10 @@ def compute_optimal(
     halves = np.where(np.isnan(whole)[..., None], np.nan, halves)
     chosen = _argmax_or_none(halves)  # (B, L, 2): picked on each fold
     held_out = np.stack([_take(halves[..., 1], chosen[..., 0]), _take(halves[..., 0], chosen[..., 1])], -1)
+    # per question: the configuration the *other* fold of its bin picked, scored on this question (NaN: none runs)
+    pick = chosen[:, level_idx, 1 - fold]  # (B, Q)
+    b_idx, q_idx = np.arange(n_b)[:, None], np.arange(n_q)[None, :]
+    held_out_q = np.where(pick >= 0, acc[np.maximum(pick, 0), b_idx, q_idx], np.nan)
     fold_sizes = np.stack([np.bincount(level_idx[fold == f], minlength=n_l) for f in (0, 1)], -1)
     # question-weighted: fold-1 questions are scored by the fold-0 pick and vice versa
     by_bin = (held_out[..., 0] * fold_sizes[:, 1] + held_out[..., 1] * fold_sizes[:, 0]) / sizes  # (B, L)
@@ -184,6 +189,7 @@ def compute_optimal(
         efficiency_is_lower_bound=lower & (base_overall > 0),
         efficiency_by_bin=efficiency_by_bin,
         efficiency_by_bin_is_lower_bound=lower_bin & (base.T > 0),
+        held_out_by_question=held_out_q,
     )
 
 

@@ -15,10 +15,13 @@ import pandas as pd
 
 from backend.metrics.compute_optimal import ComputeOptimalResult, compute_optimal
 from backend.metrics.difficulty import DifficultyBins, oracle_bins, predicted_bins, supported_bins
+from backend.metrics.paired import compare_at_budgets, difference_row, paired_difference
 from backend.metrics.pools import list_verifiers, load_pool
 from backend.metrics.strategy_table import StrategyTable, load_searches, strategy_table, verifier_flops_per_question
 
 BIN_KINDS = ("oracle", "predicted")
+COMPUTE_OPTIMAL = "compute-optimal (cross-validated)"
+"""The policy as `compare` names it: per question, the configuration the other fold of its bin picked."""
 AUTO = "auto"  # verifier=AUTO: the first verifier that scored the pool (None: no verifier, majority is the baseline)
 
 
@@ -38,44 +41,69 @@ class ComputeOptimalStudy:
     def report(self) -> pd.DataFrame:
         """Per bin (and 'all') × budget: the configuration chosen on each selection fold, its held-out accuracy,
         the baseline's accuracy and the efficiency ratio (FLOPs the baseline needs / FLOPs compute-optimal needs
-        for the same accuracy; `efficiency_is_lower_bound` where compute-optimal matched it at the smallest budget)."""
+        for the same accuracy; `efficiency_is_lower_bound` where compute-optimal matched it at the smallest budget),
+        and whether compute-optimal's difference from the baseline is real: paired over the bin's questions, the
+        difference's bootstrap interval, McNemar's exact p-value, and roughly how many more questions would tell
+        them apart (backend/metrics/paired.py)."""
         r, t = self.result, self.table
-        n_b = len(r.budgets)
+        base = t.accuracy[t.index(r.baseline)]  # (B, Q)
+        groups: list[tuple[str, np.ndarray, int | None]] = [
+            (str(int(lv)), self.bins.level == lv, i) for i, lv in enumerate(r.levels)
+        ]
+        groups.append(("all", np.ones(len(t.question_ids), dtype=bool), None))
         rows = []
-        for i, lv in enumerate(r.levels):
-            for b in range(n_b):
+        for label, mask, i in groups:
+            for b in range(len(r.budgets)):
+                paired = paired_difference(r.held_out_by_question[b][mask], base[b][mask])
+                whole = i is None
                 rows.append(
                     dict(
-                        bin=str(int(lv)),
-                        questions=self.bin_sizes[int(lv)],
+                        bin=label,
+                        questions=int(mask.sum()),
                         budget_flops=r.budgets[b],
                         budget_samples=t.budget_samples[b],
-                        chosen_fold0=r.chosen_names(0)[i, b] or None,
-                        chosen_fold1=r.chosen_names(1)[i, b] or None,
-                        held_out_accuracy=r.accuracy_by_bin[i, b],
+                        chosen_fold0=None if whole else r.chosen_names(0)[i, b] or None,
+                        chosen_fold1=None if whole else r.chosen_names(1)[i, b] or None,
+                        held_out_accuracy=r.accuracy[b] if whole else r.accuracy_by_bin[i, b],
                         baseline=r.baseline,
-                        baseline_accuracy=r.baseline_accuracy_by_bin[i, b],
-                        efficiency=r.efficiency_by_bin[i, b],
-                        efficiency_is_lower_bound=bool(r.efficiency_by_bin_is_lower_bound[i, b]),
+                        baseline_accuracy=r.baseline_accuracy[b] if whole else r.baseline_accuracy_by_bin[i, b],
+                        efficiency=r.efficiency[b] if whole else r.efficiency_by_bin[i, b],
+                        efficiency_is_lower_bound=bool(
+                            r.efficiency_is_lower_bound[b] if whole else r.efficiency_by_bin_is_lower_bound[i, b]
+                        ),
+                        **{f"vs_baseline_{k}": v for k, v in difference_row(paired).items()},
                     )
                 )
-        for b in range(n_b):
-            rows.append(
-                dict(
-                    bin="all",
-                    questions=len(t.question_ids),
-                    budget_flops=r.budgets[b],
-                    budget_samples=t.budget_samples[b],
-                    chosen_fold0=None,
-                    chosen_fold1=None,
-                    held_out_accuracy=r.accuracy[b],
-                    baseline=r.baseline,
-                    baseline_accuracy=r.baseline_accuracy[b],
-                    efficiency=r.efficiency[b],
-                    efficiency_is_lower_bound=bool(r.efficiency_is_lower_bound[b]),
-                )
-            )
         return pd.DataFrame(rows)
+
+    def compared(self) -> list[str]:
+        """What `compare` takes: the cross-validated compute-optimal policy, then every configuration."""
+        return [COMPUTE_OPTIMAL, *self.table.configurations]
+
+    def compare(self, a: str, b: str, bin: str = "all", seed: int = 0) -> pd.DataFrame:
+        """`a` against `b` (names from `compared()`) at every budget, paired over the questions of `bin` ('all' or a
+        level) both ran (backend/metrics/paired.py)."""
+        allowed = [str(int(lv)) for lv in self.result.levels] + ["all"]
+        if bin not in allowed:
+            raise ValueError(f"bin {bin!r} is not a bin of this study; allowed: {', '.join(allowed)}")
+        mask = None if bin == "all" else self.bins.level == int(bin)
+        return compare_at_budgets(
+            a,
+            self._per_question(a),
+            b,
+            self._per_question(b),
+            self.table.budgets,
+            self.table.budget_samples,
+            mask,
+            seed,
+        )
+
+    def _per_question(self, name: str) -> np.ndarray:
+        if name == COMPUTE_OPTIMAL:
+            return self.result.held_out_by_question
+        if name not in self.table.configurations:
+            raise ValueError(f"{name!r} is not compared here; allowed: {', '.join(self.compared())}")
+        return self.table.accuracy[self.table.index(name)]
 
     def cells_by_bin(self) -> pd.DataFrame:
         """Every configuration's accuracy at every budget within each bin (Snell Fig. 3-right / 5), with how many of

@@ -33,26 +33,31 @@ IDS = ["or-1-1", "drop-table", "union-select", "percent-quote", "percent", "unic
 
 
 def url_parameters(page: str) -> dict[str, bool]:
-    """{key: multi} of every `from_url` a page makes, directly or through a helper of app_pages/_selection.py."""
-    helpers: dict[str, dict[str, bool]] = {}
-    for fn in ast.parse((ROOT / "app_pages" / "_selection.py").read_text()).body:
-        if isinstance(fn, ast.FunctionDef):
-            helpers[fn.name] = _from_url_calls(fn)
+    """{key: multi} of every `from_url` a page makes, directly or through a helper of an app_pages/_*.py module
+    (a helper's key parameter: the constant the page passes, else its default)."""
+    helpers: dict[str, ast.FunctionDef] = {}
+    for module in sorted((ROOT / "app_pages").glob("_*.py")):
+        for fn in ast.parse(module.read_text()).body:
+            if isinstance(fn, ast.FunctionDef):
+                helpers[fn.name] = fn
     tree = ast.parse((ROOT / page).read_text())
     out = _from_url_calls(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in helpers:
-            out |= helpers[node.func.attr]
+            given = {k.arg: k.value.value for k in node.keywords if isinstance(k.value, ast.Constant)}
+            out |= _from_url_calls(helpers[node.func.attr], given)
     return out
 
 
-def _from_url_calls(tree: ast.AST) -> dict[str, bool]:
-    """{key: multi} of the `from_url` calls in `tree`; a key may be a helper's parameter with a constant default."""
+def _from_url_calls(tree: ast.AST, given: dict | None = None) -> dict[str, bool]:
+    """{key: multi} of the `from_url` calls in `tree`; a key may be a helper's parameter with a constant default
+    or a constant the caller gives (`given`)."""
     defaults = {}
     if isinstance(tree, ast.FunctionDef):
         args = tree.args.args + tree.args.kwonlyargs
         values = [None] * (len(tree.args.args) - len(tree.args.defaults)) + tree.args.defaults + tree.args.kw_defaults
         defaults = {a.arg: v.value for a, v in zip(args, values) if isinstance(v, ast.Constant)}
+        defaults |= {k: v for k, v in (given or {}).items() if k in defaults}
     out = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "from_url":
@@ -109,6 +114,8 @@ def test_every_page_has_url_parameters_to_attack():
     assert all(found.values()), found
     assert {"text", "run", "model", "question", "correct", "tree"} <= set(found["app_pages/samples.py"])
     assert {"runs", "models", "dataset", "x", "fit", "kmax"} <= set(found["app_pages/coverage.py"])
+    assert {"pair_a", "pair_b", "pair_bin"} <= set(found["app_pages/compute_optimal.py"])  # a helper's defaults
+    assert {"strat_pair_a", "strat_pair_b", "strat_pair_bin"} <= set(found["app_pages/strategies.py"])  # given keys
 
 
 @pytest.mark.parametrize("text", INJECTIONS, ids=IDS)

@@ -268,12 +268,48 @@ def test_compute_optimal_heat_map_chooses_among_searches_and_pool_rules(monkeypa
     at.selectbox(key="model").set_value("gemma-3-270m").run()
     assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
     heat = next(f["data"][0] for f in _figures(at) if f["data"][0]["type"] == "heatmap")
-    picked = {cell for row in heat["text"] for cell in row}
+    picked = {
+        cell.removesuffix(" (n.s.)") for row in heat["text"] for cell in row
+    }  # n.s.: no clear edge on the baseline
     assert {"beam_search", "sequential_revisions 1:1", "best_of_n"} <= picked, picked
     assert all("samples" in x for x in heat["x"])  # a budget says what it buys
     sweep = next(f["data"] for f in _figures(at) if "sequential:parallel" in f["layout"]["title"]["text"])
     assert all(t["x"] == ["3:1", "1:1"] for t in sweep)  # one line per bin, more sequential to the left
     assert any("ran without a budget" in str(i.value) for i in at.info)  # the store's unbudgeted trees, said so
+
+
+def test_compute_optimal_says_whether_a_difference_is_real(monkeypatch, populated_store):
+    at = _app(monkeypatch, populated_store, "app_pages/compute_optimal.py")
+    at.multiselect(key="models").set_value(at.multiselect(key="models").options).run()
+    at.selectbox(key="model").set_value("gemma-3-270m").run()
+    assert at.selectbox(key="pair_a").value == "compute-optimal (cross-validated)"
+    assert at.selectbox(key="pair_b").value == "best_of_n[prm-synthetic]"  # the study's baseline
+    fig = next(f for f in _figures(at) if f["layout"]["title"]["text"].startswith("A − B at matched compute"))
+    shown = {t["name"] for t in fig["data"] if t.get("name")}
+    assert shown and shown <= {"significant", "not significant"}
+    table = next(d.value for d in at.dataframe if "verdict" in d.value.columns)
+    assert len(table) == 3 and table["verdict"].str.match(r"^(A better|B better|not significant|no difference)").all()
+    assert (table["ci_low"] <= table["difference"]).all() and (table["difference"] <= table["ci_high"]).all()
+    at.selectbox(key="pair_bin").set_value("1").run()
+    smaller = next(d.value for d in at.dataframe if "verdict" in d.value.columns)
+    assert (smaller["questions_paired"] < table["questions_paired"]).all()  # one bin's questions
+    at.selectbox(key="pair_b").set_value("compute-optimal (cross-validated)").run()
+    assert any("Pick two different configurations" in str(i.value) for i in at.info)
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+
+
+def test_strategies_page_compares_two_configurations_at_matched_flops(monkeypatch, populated_store):
+    at = _app(monkeypatch, populated_store, "app_pages/strategies.py")
+    a, b = at.selectbox(key="strat_pair_a"), at.selectbox(key="strat_pair_b")
+    assert a.value.startswith("beam_search") and b.value == "best_of_n[prm-synthetic]"  # a search against best-of-N
+    assert set(a.options) >= {"majority", "best_of_n[prm-synthetic]"} and any("lookahead" in o for o in a.options)
+    table = next(d.value for d in at.dataframe if "verdict" in d.value.columns)
+    assert (table["a"] == a.value).all() and (table["questions_paired"] > 0).any()
+    a.set_value("majority").run()
+    again = next(d.value for d in at.dataframe if "verdict" in d.value.columns)
+    assert (again["a"] == "majority").all() and again["questions_paired"].min() > 0  # pool rules run everywhere
+    assert at.query_params["strat_pair_a"] == "majority"  # a shareable link
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
 
 
 def test_strategies_page_draws_search_curves_on_the_samples_axis(monkeypatch, populated_store):

@@ -13,7 +13,7 @@ from backend.config import ModelSpec, parse_spec
 from backend.ledger import decode_flops, prefill_flops
 from backend.metrics.compute_optimal import fold_assignment
 from backend.metrics.strategy_table import OK, POOL_EXHAUSTED, STATUSES, UNAFFORDABLE, k_levels, search_label
-from backend.metrics.study import compute_optimal_study
+from backend.metrics.study import COMPUTE_OPTIMAL, compute_optimal_study
 from backend.prompting import build_prompt
 from backend.sampling import PreparedRun, _prepare_search, sample_seed
 from backend.strategies.sequential_revisions import split_attempts
@@ -212,6 +212,22 @@ def test_compute_optimal_over_every_configuration_with_a_bin_fallback(study_stor
         .isna()
         .any()
     )
+    # is compute-optimal's edge over the baseline real? The report's rows are the study's paired comparison
+    whole = report[report["bin"] == "all"].reset_index(drop=True)
+    cmp = study.compare(COMPUTE_OPTIMAL, study.result.baseline)
+    gap = whole["held_out_accuracy"] - whole["baseline_accuracy"]
+    full = gap.notna()  # where a side misses questions (qd at the smallest budget) the pairs are those both ran
+    np.testing.assert_allclose(whole["vs_baseline_difference"][full], gap[full])
+    assert (whole["vs_baseline_questions_paired"][~full] < len(study.table.question_ids)).all() and (~full).any()
+    np.testing.assert_allclose(cmp["difference"], whole["vs_baseline_difference"])
+    assert (
+        list(cmp["p_value"]) == list(whole["vs_baseline_p_value"]) and whole["vs_baseline_verdict"].str.len().min() > 0
+    )
+    assert list(study.compared()) == [COMPUTE_OPTIMAL, *study.table.configurations]
+    with pytest.raises(ValueError, match=r"^bin '9' is not a bin of this study; allowed: 1, 2, all$"):
+        study.compare(COMPUTE_OPTIMAL, "majority", bin="9")
+    with pytest.raises(ValueError, match=r"^'nope' is not compared here; allowed: compute-optimal"):
+        study.compare("nope", "majority")
 
 
 def test_cli_compute_optimal_lists_pool_and_search_configurations(study_store, capsys):

@@ -1,0 +1,199 @@
+"""Is the difference between two configurations real, or noise? Paired statistics on the same questions at
+matched compute.
+
+Two configurations scored on the same questions are paired: a hard question is hard for both, so their outcomes
+are correlated and comparing two independent means would overstate the noise. Three numbers answer the question:
+
+- **the accuracy difference with a paired bootstrap confidence interval**: questions are resampled with
+  replacement, each keeping its pair of outcomes, and the interval is the percentile interval of the resampled
+  mean differences;
+- **McNemar's exact test**: under "no difference" a question where A beats B is as likely as one where B beats A,
+  so the smaller of the two counts is Binomial(their sum, 1/2); the two-sided p-value doubles its tail. With 0/1
+  outcomes (a search's selected answer) those counts are McNemar's discordant pairs. With expected accuracies (a
+  pool rule's mean over random k-subsets) the counts are the questions where each configuration's accuracy is
+  higher: the sign test, of which McNemar's exact test is the 0/1 case;
+- **roughly how many questions would tell them apart**: the paired normal approximation
+  n = ((z₁₋α/₂ + z_power) · σ_d / |d̄|)², at the observed mean difference d̄ and spread σ_d of the per-question
+  differences — a planning figure, not a promise.
+
+All of it is vectorised over the questions (bootstrap resamples in chunks of one index matrix each)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+ALPHA = 0.05
+POWER = 0.8
+N_BOOT = 10_000
+_CHUNK = 2_000  # bootstrap resamples per index matrix: (2,000 × questions) int64 at most at once
+
+
+def mcnemar_exact(a_better: int, b_better: int) -> float:
+    """Two-sided exact p-value (exact integer arithmetic) of a_better vs b_better discordant questions."""
+    if a_better < 0 or b_better < 0:
+        raise ValueError(f"discordant counts must be >= 0, got {a_better} and {b_better}")
+    n = a_better + b_better
+    if n == 0:
+        return 1.0
+    k = min(a_better, b_better)
+    tail = sum(math.comb(n, i) for i in range(k + 1))
+    return min(1.0, 2 * tail / 2**n)
+
+
+def bootstrap_ci(
+    differences: np.ndarray, alpha: float = ALPHA, n_boot: int = N_BOOT, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile interval (1 - alpha) of the mean of `differences` over questions resampled with replacement."""
+    d = np.asarray(differences, dtype=np.float64)
+    if d.ndim != 1 or d.size == 0:
+        raise ValueError(f"differences must be a non-empty 1-d array, got shape {d.shape}")
+    rng = np.random.default_rng(seed)
+    means = np.concatenate(
+        [
+            d[rng.integers(0, d.size, size=(min(_CHUNK, n_boot - s), d.size))].mean(axis=1)
+            for s in range(0, n_boot, _CHUNK)
+        ]
+    )
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def questions_needed(differences: np.ndarray, alpha: float = ALPHA, power: float = POWER) -> int | None:
+    """Questions a paired comparison needs to detect the observed mean difference at `alpha` with `power` (normal
+    approximation; never fewer than the exact test needs to reach `alpha` at all). None: no difference observed."""
+    d = np.asarray(differences, dtype=np.float64)
+    mean = float(d.mean()) if d.size else 0.0
+    if d.size == 0 or mean == 0.0:
+        return None
+    sd = float(d.std(ddof=1)) if d.size > 1 else 0.0
+    z = norm.ppf(1 - alpha / 2) + norm.ppf(power)
+    fewest = math.ceil(math.log2(2 / alpha))  # n questions all one way: p = 2 / 2^n
+    return max(fewest, math.ceil((z * sd / abs(mean)) ** 2))
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """A against B on the questions both ran."""
+
+    questions: int
+    accuracy_a: float
+    accuracy_b: float
+    difference: float  # accuracy_a - accuracy_b
+    ci_low: float
+    ci_high: float
+    a_better: int  # questions where A's accuracy is higher
+    b_better: int
+    p_value: float  # McNemar's exact test (the sign test on expected accuracies)
+    questions_needed: int | None  # to tell them apart at this difference (None: no difference observed)
+    alpha: float = ALPHA
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < self.alpha
+
+    @property
+    def more_questions(self) -> int | None:
+        """How many questions beyond these a comparison would roughly need (0: enough already)."""
+        return None if self.questions_needed is None else max(0, self.questions_needed - self.questions)
+
+    def verdict(self) -> str:
+        if self.questions == 0:
+            return "no question ran under both"
+        if self.significant:
+            return f"{'A' if self.difference > 0 else 'B'} better (p = {self.p_value:.2g})"
+        if self.more_questions is None:
+            return f"no difference (p = {self.p_value:.2g})"
+        more = f"≈ {self.more_questions} more questions to tell apart" if self.more_questions else "a close call"
+        return f"not significant (p = {self.p_value:.2g}); {more}"
+
+
+def paired_difference(
+    a, b, alpha: float = ALPHA, n_boot: int = N_BOOT, seed: int = 0, power: float = POWER
+) -> PairedDifference:
+    """Compare per-question accuracies `a` and `b` (same questions, same order; NaN where a configuration did not
+    run): only questions both ran count."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"a and b must be 1-d arrays over the same questions, got shapes {a.shape} and {b.shape}")
+    both = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[both], b[both]
+    if a.size == 0:
+        nan = float("nan")
+        return PairedDifference(0, nan, nan, nan, nan, nan, 0, 0, 1.0, None, alpha)
+    d = a - b
+    low, high = bootstrap_ci(d, alpha, n_boot, seed)
+    a_better, b_better = int((d > 0).sum()), int((d < 0).sum())
+    return PairedDifference(
+        questions=int(a.size),
+        accuracy_a=float(a.mean()),
+        accuracy_b=float(b.mean()),
+        difference=float(d.mean()),
+        ci_low=low,
+        ci_high=high,
+        a_better=a_better,
+        b_better=b_better,
+        p_value=mcnemar_exact(a_better, b_better),
+        questions_needed=questions_needed(d, alpha, power),
+        alpha=alpha,
+    )
+
+
+def difference_row(r: PairedDifference) -> dict:
+    """The comparison as table columns (a page's or the CLI's row)."""
+    return dict(
+        questions_paired=r.questions,
+        difference=r.difference,
+        ci_low=r.ci_low,
+        ci_high=r.ci_high,
+        a_better=r.a_better,
+        b_better=r.b_better,
+        p_value=r.p_value,
+        significant=r.significant,
+        more_questions=r.more_questions,
+        verdict=r.verdict(),
+    )
+
+
+def compare_at_budgets(
+    a: str, accuracy_a, b: str, accuracy_b, budgets, budget_samples, questions=None, seed: int = 0
+) -> pd.DataFrame:
+    """`a` against `b` at every budget: accuracy_a and accuracy_b are (B, Q) per-question accuracies at the same
+    FLOP budgets (matched compute), NaN where a configuration did not run; `questions` is an optional boolean mask
+    over Q (a difficulty bin). One row per budget."""
+    acc_a, acc_b = np.asarray(accuracy_a, dtype=np.float64), np.asarray(accuracy_b, dtype=np.float64)
+    mask = np.ones(acc_a.shape[1], dtype=bool) if questions is None else np.asarray(questions, dtype=bool)
+    rows = []
+    for bi, budget in enumerate(budgets):
+        r = paired_difference(acc_a[bi][mask], acc_b[bi][mask], seed=seed)
+        rows.append(
+            dict(
+                a=a,
+                b=b,
+                budget_flops=float(budget),
+                budget_samples=float(budget_samples[bi]),
+                accuracy_a=r.accuracy_a,
+                accuracy_b=r.accuracy_b,
+                **difference_row(r),
+            )
+        )
+    return pd.DataFrame(rows)
+
+
+def compare_configurations(table, a: str, b: str, questions=None, seed: int = 0) -> pd.DataFrame:
+    """Configuration `a` against `b` of a StrategyTable at every budget (each cell is what its configuration
+    reaches at that FLOP budget), on the questions both ran there (`questions`: a mask, e.g. a difficulty bin)."""
+    return compare_at_budgets(
+        a,
+        table.accuracy[table.index(a)],
+        b,
+        table.accuracy[table.index(b)],
+        table.budgets,
+        table.budget_samples,
+        questions,
+        seed,
+    )
