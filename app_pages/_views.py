@@ -13,6 +13,7 @@ import streamlit as st
 from app_pages._store import CACHE_TTL_S, _open_store, _pool, fingerprint, query
 from backend.metrics import coverage_curve, selection_curves
 from backend.metrics.budget import x_axis
+from backend.metrics.confidence import missing_signals
 
 _cache = st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=128)
 STUDY_BINS, STUDY_DRAWS, STUDY_SEED = (
@@ -66,6 +67,7 @@ class SelectionView:
     curves: pd.DataFrame  # curve, k, x, mean, low, high
     verifier_quality: pd.DataFrame
     verifiers: list
+    notes: list  # selection rules this pool cannot serve, and why
 
 
 @_cache
@@ -98,9 +100,10 @@ def selection_view(
         finally:
             con.close()
     for name, curve in selection_curves(pool, verifier, draws=draws).items():
-        frames.append(_curve_frame(curve, pool, unit, name, verifier_flops=None if name == "majority" else vflops))
+        verified = curve.meta.get("verifier") is not None  # best-of-N rules pay their verifier's passes
+        frames.append(_curve_frame(curve, pool, unit, name, verifier_flops=vflops if verified else None))
     vq = verifier_quality_table(pool, threshold) if verifiers else pd.DataFrame()
-    return SelectionView(pd.concat(frames, ignore_index=True), vq, verifiers)
+    return SelectionView(pd.concat(frames, ignore_index=True), vq, verifiers, missing_signals(pool))
 
 
 @_cache

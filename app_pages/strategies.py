@@ -16,7 +16,15 @@ from app_pages import _store as stored
 from app_pages import _views as views
 from backend.metrics.paired import compare_configurations
 
-DASH = {"coverage (oracle)": "dot", "majority": "dash", "best_of_n": "solid", "weighted_best_of_n": "dashdot"}
+DASH = {
+    "coverage (oracle)": "dot",
+    "majority": "dash",
+    "best_of_n": "solid",
+    "weighted_best_of_n": "dashdot",
+    "deepconf_weighted": "longdashdot",
+    "deepconf_filtered": "longdashdot",
+    "perplexity_consistency": "longdashdot",
+}
 
 
 def _rule(curve_name: str) -> str:
@@ -65,6 +73,8 @@ def body(store) -> None:
                     )
                 )
             frames.append(v.curves.assign(model=model, strategy=strategy))
+            for note in v.notes:
+                st.info(f"{model}: {note}")
             if not v.verifier_quality.empty:
                 q = v.verifier_quality.assign(model=model)
                 quality.append(q)
@@ -110,7 +120,8 @@ def body(store) -> None:
     charts.chart(fig, "strategies")
     st.caption(
         "Dotted: coverage (an oracle picks any correct sample) — the gap to it is what the selection rule loses. "
-        "Dashed: majority vote; solid: best-of-N by verifier score; dash-dot: weighted best-of-N. Long dashes: the "
+        "Dashed: majority vote; solid: best-of-N by verifier score; dash-dot: weighted best-of-N; long dash-dot: "
+        "the model's own confidence (DeepConf-weighted and -filtered votes, perplexity consistency). Long dashes: the "
         "imperfect-verifier ceiling (fLaws) that best-of-N approaches as N grows. Stars: search configurations, one "
         "curve across the FLOP budgets they ran with, placed at what they spent (on the samples axis: as many of the "
         "pool's average samples); a missing star is a budget that paid no round (see the search table)."

@@ -15,6 +15,8 @@ from backend.engines import ENGINES, GenerationRequest, SamplingParams
 from backend.engines.base import Completion, Engine
 from backend.errors import SpecError, TtcError, require
 from backend.ledger import ModelArch, decode_flops, prefill_flops
+from backend.metrics.confidence import TOP_K as CONFIDENCE_TOP_K
+from backend.metrics.confidence import encode_token_confidence
 from backend.models.registry import ResolvedModel, resolve_model
 from backend.prompting import build_prompt, stop_sequences
 from backend.strategies import STRATEGIES, get_strategy, validate_config
@@ -149,6 +151,7 @@ def _sample_row(
         "created_at": datetime.now(UTC),
         "grade_error": grade.error,
         "dataset": q.dataset,
+        "token_confidence": encode_token_confidence(c.logprobs),
     }
 
 
@@ -175,7 +178,7 @@ def sample_model(
                 max_tokens=spec.max_tokens,
                 seed=sample_seed(spec.seed, q.question_id, i),
                 stop=stop,
-                logprobs=1,
+                logprobs=CONFIDENCE_TOP_K,  # the chosen token's logprob, and what DeepConf's token confidence reads
             ),
             tag=(q, i),
             affinity=q.question_id,  # a question's samples share its prompt: one slot takes them in turn

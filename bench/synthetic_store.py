@@ -101,6 +101,11 @@ def _sample_tables(run_id, model, qtable, level, n_samples, verifiers, rng, crea
         pre = prefill_flops(arch, pt)
         dec = decode_flops(arch, pt, completion_tokens)
         score = np.where(correct, 1.0, np.where(answers == None, 0.0, 0.01))  # noqa: E711
+        # token confidences in 1/16 nats: right samples a little more confident, as DeepConf observes
+        level_of = np.where(correct, 28.0, 20.0) + rng.normal(0, 4, rows)
+        confidence = np.clip(np.repeat(level_of, completion_tokens) + rng.normal(0, 6, completion_tokens.sum()), 0, 255)
+        offsets = np.concatenate([[0], np.cumsum(completion_tokens)]).astype(np.int32)
+        token_confidence = pa.ListArray.from_arrays(pa.array(offsets), pa.array(confidence.astype(np.uint8)))
         samples = pa.table(
             {
                 "run_id": pa.array([run_id] * rows, pa.string()),
@@ -134,6 +139,7 @@ def _sample_tables(run_id, model, qtable, level, n_samples, verifiers, rng, crea
                 "created_at": pa.array([created] * rows, pa.timestamp("us", tz="UTC")),
                 "grade_error": pa.nulls(rows, pa.string()),
                 "dataset": pa.array(np.asarray(datasets, dtype=object)[qi], pa.string()),
+                "token_confidence": token_confidence,
             },
             schema=SAMPLES,
         )

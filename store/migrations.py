@@ -105,6 +105,13 @@ def m007_run_leases(db: Connection) -> None:
     db.execute(text("INSERT INTO store_meta(key, value) VALUES ('store_id', :v)"), {"v": uuid.uuid4().hex})
 
 
+@migration
+def m008_token_confidence(db: Connection) -> None:
+    """Shard layout 5: samples gain `token_confidence` (per generated token, DeepConf's confidence in one byte), what
+    the confidence-aware selection rules read; shards written before read it as NULL and those rules say so."""
+    db.execute(text("UPDATE store_meta SET value = '5' WHERE key = 'shard_schema_version'"))
+
+
 def apply_migrations(db: Connection) -> list[str]:
     """Apply the pending migrations in order, each in the caller's transaction; return their names. Concurrent
     callers (workers starting together on a server catalog) migrate one after the other."""

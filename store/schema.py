@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SHARD_SCHEMA_VERSION = 4
+SHARD_SCHEMA_VERSION = 5
 
 SAMPLES = pa.schema(
     [
@@ -37,6 +37,8 @@ SAMPLES = pa.schema(
         ("created_at", pa.timestamp("us", tz="UTC")),
         ("grade_error", pa.string()),  # the task's checker raised on this sample (answer, score, correct are NULL)
         ("dataset", pa.string()),  # the question's dataset (reasoning-gym dataset, HumanEval, a JSONL's subject)
+        # per generated token, DeepConf's confidence in 1/16 nats (backend/metrics/confidence.py); NULL before layout 5
+        ("token_confidence", pa.list_(pa.uint8())),
     ]
 )
 """One row per generated sample. `flops` = decode_flops + prefill_flops / samples_per_question: the prompt is

@@ -480,6 +480,7 @@ _DUCKDB_TYPES = {
     pa.int64(): "BIGINT",
     pa.bool_(): "BOOLEAN",
     pa.list_(pa.float64()): "DOUBLE[]",
+    pa.list_(pa.uint8()): "UTINYINT[]",
     pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
 }
 

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from backend.metrics.confidence import trace_confidence
 from backend.tasks.base import ANSWER_SQL
 
 
@@ -36,6 +37,8 @@ class Pool:
     flops: np.ndarray
     scores: dict[str, np.ndarray] = field(default_factory=dict)  # verifier -> (Q, N) float, NaN if missing
     model: str = ""
+    confidence: np.ndarray | None = None  # (Q, N) trace confidence (metrics/confidence.py), NaN where not stored
+    logprob_mean: np.ndarray | None = None  # (Q, N) mean token log-probability, NaN where not stored
 
     @property
     def n(self) -> np.ndarray:
@@ -77,6 +80,8 @@ class Pool:
             decode_flops=self.decode_flops[m],
             flops=self.flops[m],
             model=self.model,
+            confidence=None if self.confidence is None else self.confidence[m],
+            logprob_mean=None if self.logprob_mean is None else self.logprob_mean[m],
         )
 
 
@@ -89,6 +94,8 @@ def pool_from_arrays(
     question_ids=None,
     completion_tokens=None,
     prompt_tokens=None,
+    confidence=None,
+    logprob_mean=None,
 ) -> Pool:
     """Build a Pool from plain (Q, N) arrays (tests, synthetic data). answer_id defaults to the correct flag."""
     correct = np.asarray(correct, dtype=bool)
@@ -118,6 +125,10 @@ def pool_from_arrays(
         prefill_flops=np.full((q, n), np.nan),
         decode_flops=np.full((q, n), np.nan),
         flops=np.full((q, n), np.nan),
+        confidence=None if confidence is None else np.where(valid, np.asarray(confidence, dtype=np.float64), np.nan),
+        logprob_mean=None
+        if logprob_mean is None
+        else np.where(valid, np.asarray(logprob_mean, dtype=np.float64), np.nan),
     )
 
 
@@ -212,7 +223,9 @@ def load_pool(
            coalesce(completion_tokens, 0)::DOUBLE AS completion_tokens,
            coalesce(prefill_flops, 'NaN'::DOUBLE) AS prefill_flops,
            coalesce(decode_flops, 'NaN'::DOUBLE) AS decode_flops,
-           coalesce(flops, 'NaN'::DOUBLE) AS flops
+           coalesce(flops, 'NaN'::DOUBLE) AS flops,
+           coalesce(logprob_mean, 'NaN'::DOUBLE) AS logprob_mean,
+           token_confidence
     FROM samples WHERE {" AND ".join(where)}
     """
     samples = con.sql(sample_sql, params=params).to_arrow_table()
@@ -286,4 +299,6 @@ def load_pool(
         decode_flops=dense(col("decode_flops"), np.nan, np.float64),
         flops=dense(col("flops"), np.nan, np.float64),
         model=model,
+        confidence=dense(trace_confidence(samples.column("token_confidence")), np.nan, np.float64),
+        logprob_mean=dense(col("logprob_mean"), np.nan, np.float64),
     )

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from backend.metrics.confidence import KEEP_FRACTION, available_rules
+from backend.metrics.confidence import RULES as CONFIDENCE_RULES
 from backend.metrics.coverage import comb_ratio, resolve_ks
 from backend.metrics.curve import Curve, bootstrap_band, check_questions_mask, mc_band
 from backend.metrics.pools import Pool
@@ -268,9 +270,11 @@ def selection_curves(
     n_boot: int = 1000,
     confidence: float = 0.95,
 ) -> dict[str, Curve]:
-    """Majority, and with a verifier also best-of-N and weighted best-of-N, sharing one resampling pass.
+    """Majority, and with a verifier also best-of-N and weighted best-of-N, sharing one resampling pass; then the
+    confidence-aware rules the pool's samples carry signals for (backend/metrics/confidence.py).
 
-    Keys: "majority", "best_of_n[<verifier>]", "weighted_best_of_n[<verifier>]"."""
+    Keys: "majority", "best_of_n[<verifier>]", "weighted_best_of_n[<verifier>]", and of "deepconf_weighted",
+    "deepconf_filtered", "perplexity_consistency" those available."""
     mask = check_questions_mask(questions, pool.n_questions)
     ks = resolve_ks(pool, mask, ks)
     valid, correct, answer_id = pool.valid[mask], pool.correct[mask], pool.answer_id[mask]
@@ -286,4 +290,85 @@ def selection_curves(
         name = f"weighted_best_of_n[{verifier}]"
         out[name] = _resampled_curve(name, wtd, mask, ks, pool, **opts)
         out[name].meta["verifier"] = verifier
+    out.update(
+        confidence_curves(pool, ks, questions=mask, draws=draws, seed=seed, n_boot=n_boot, confidence=confidence)
+    )
     return out
+
+
+def confidence_votes(
+    valid: np.ndarray,
+    answer_id: np.ndarray,
+    answer_ok: np.ndarray,
+    confidence: np.ndarray,
+    probability: np.ndarray,
+    ks: np.ndarray,
+    *,
+    draws: int,
+    seed: int,
+    keep_fraction: float = KEEP_FRACTION,
+) -> dict[str, np.ndarray]:
+    """{rule: (D, Q, K) correctness} of the confidence rules (backend/metrics/confidence.py) on `draws` random
+    k-subsets per k. `confidence` and
+    `probability` are (Q, N) per-sample weights, NaN where unknown (they then weigh nothing)."""
+    if draws < 2:
+        raise ValueError(f"draws must be >= 2 to report a resampling band, got {draws}")
+    rng = np.random.default_rng(seed)
+    n_q, width = valid.shape
+    n_ans = answer_ok.shape[1]
+    code = np.where(valid & (answer_id >= 0), answer_id, n_ans).astype(np.int64)
+    conf = np.where(valid, np.nan_to_num(confidence, nan=0.0), 0.0)
+    prob = np.where(valid, np.nan_to_num(probability, nan=0.0), 0.0)
+    ks = np.asarray(ks, dtype=np.int64)
+    out = {rule: np.empty((draws, n_q, len(ks))) for rule in CONFIDENCE_RULES}
+    flat_q = np.arange(n_q)[:, None] * (n_ans + 1)
+    size = n_q * (n_ans + 1)
+
+    def tally(mask: np.ndarray, a: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
+        counted = np.bincount((flat_q + a)[mask], weights=None if weight is None else weight[mask], minlength=size)
+        return counted.reshape(n_q, 1, n_ans + 1)[..., :n_ans]
+
+    for d in range(draws):
+        perm = rng.permutation(width)
+        v, a, c, p = valid[:, perm], code[:, perm], conf[:, perm], prob[:, perm]
+        rank = np.cumsum(v, axis=1)
+        n_valid = rank[:, -1]
+        for j, k in enumerate(ks):
+            in_k = v & (rank <= k)
+            counts = tally(in_k, a, None)
+            out["deepconf_weighted"][d, :, j] = _pick(counts, tally(in_k, a, c), answer_ok)[:, 0]
+            out["perplexity_consistency"][d, :, j] = _pick(counts, tally(in_k, a, p), answer_ok)[:, 0]
+            # the most confident ceil(keep_fraction · k) of the k (at least one) vote
+            m = np.maximum(1, np.ceil(keep_fraction * np.minimum(k, n_valid))).astype(np.int64)
+            ranked = -np.sort(-np.where(in_k, c, -np.inf), axis=1)
+            threshold = ranked[np.arange(n_q), np.minimum(m, width) - 1]
+            keep = in_k & (c >= threshold[:, None])
+            out["deepconf_filtered"][d, :, j] = _pick(tally(keep, a, None), tally(keep, a, c), answer_ok)[:, 0]
+    return out
+
+
+def confidence_curves(
+    pool,
+    ks=None,
+    *,
+    questions=None,
+    draws: int = 32,
+    seed: int = 0,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+) -> dict:
+    """{rule: Curve} for the confidence rules this pool can serve (`available_rules`)."""
+    rules = available_rules(pool)
+    if not rules:
+        return {}
+    mask = check_questions_mask(questions, pool.n_questions)
+    ks = resolve_ks(pool, mask, ks)
+    valid, correct, answer_id = pool.valid[mask], pool.correct[mask], pool.answer_id[mask]
+    nan = np.full(valid.shape, np.nan)
+    conf = pool.confidence[mask] if pool.confidence is not None else nan
+    prob = np.exp(pool.logprob_mean[mask]) if pool.logprob_mean is not None else nan
+    votes = confidence_votes(
+        valid, answer_id, answer_correctness(valid, correct, answer_id), conf, prob, ks, draws=draws, seed=seed
+    )
+    opts = dict(n_boot=n_boot, confidence=confidence, seed=seed, draws=draws)
+    return {rule: _resampled_curve(rule, votes[rule], mask, ks, pool, **opts) for rule in rules}

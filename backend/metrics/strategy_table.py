@@ -6,7 +6,8 @@ hyper-parameters and selection rule — at matched compute. Two sources feed the
 - **searches** (the `nodes` table): per question, the correctness of the node the strategy selected, at the
   FLOP budget the search ran with; what its ledger actually spent (generator + verifier FLOPs of every node) is
   checked against that budget.
-- **pool rules** (majority, best-of-N and weighted best-of-N over the sampling pool): at each budget, per
+- **pool rules** (majority, best-of-N and weighted best-of-N over the sampling pool, and the confidence-aware
+  votes its samples carry signals for): at each budget, per
   question, the largest k whose ledger cost fits — one prefill of the prompt (the prefix cache serves the
   rest) + k · (that question's mean decode + its mean verifier pass) — and the rule's expected correctness
   over random k-subsets at that k (`selection_curves`). Up to `EXACT_K` every k is evaluated; above it the k
@@ -30,6 +31,8 @@ import pandas as pd
 
 from backend.ledger import samples_affordable
 from backend.metrics.budget import question_costs
+from backend.metrics.confidence import RULES as CONFIDENCE_RULES
+from backend.metrics.confidence import available_rules
 from backend.metrics.pools import Pool
 from backend.metrics.selection import selection_curves
 
@@ -42,7 +45,7 @@ OVER_BUDGET_RTOL = 1e-6  # float summation slack on a ledger that is a hard limi
 BUDGET_MERGE_RTOL = 1e-3  # searches of several runs at "the same" budget land on one grid point
 EXACT_K = 64
 K_PER_DOUBLING = 8
-POOL_RULES = ("majority", "best_of_n", "weighted_best_of_n")
+POOL_RULES = ("majority", "best_of_n", "weighted_best_of_n", *CONFIDENCE_RULES)
 RECORD_KEYS = ("budget_flops", "verifier", "seed", "ratio")  # parts of a stored search record that are not parameters
 
 
@@ -266,8 +269,11 @@ def strategy_table(
 
     # pool rules: k per (rule, budget, question), curves evaluated on the k levels actually needed
     with_verifier = verifier is not None
-    names = ["majority"] + ([f"best_of_n[{verifier}]", f"weighted_best_of_n[{verifier}]"] if with_verifier else [])
-    cost_per = [per_sample] + ([per_sample + per_verified] * 2 if with_verifier else [])
+    own = available_rules(pool)  # confidence-aware rules read the samples' own logprobs: a sample's cost, no verifier
+    names = ["majority", *own] + (
+        [f"best_of_n[{verifier}]", f"weighted_best_of_n[{verifier}]"] if with_verifier else []
+    )
+    cost_per = [per_sample] * (1 + len(own)) + ([per_sample + per_verified] * 2 if with_verifier else [])
     affordable = np.stack([affordable_k(budgets, once, c) for c in cost_per])  # (R, B, Q)
     ks = np.minimum(affordable, n_min)
     levels = k_levels(n_min)

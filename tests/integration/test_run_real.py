@@ -66,6 +66,15 @@ def test_smoke_example_fills_every_sample(tmp_path):
     )
     bad, keys, p, f = nulls.stdout.splitlines()[1].split(",")
     assert (bad, keys) == ("0", "12") and int(p) > 10 and float(f) > 1e9
+    # DeepConf's token confidence, one byte per generated token, what the confidence-aware votes read
+    conf = ttc(
+        "sql",
+        "--store",
+        str(store),
+        "select count(*) filter (where len(token_confidence) <> completion_tokens) as off,"
+        " count(*) filter (where list_max(token_confidence) > 0) as informative from samples",
+    )
+    assert conf.stdout.splitlines()[1] == "0,12", conf.stdout
     print(f"smoke run took {took:.1f}s")  # the README's < 2 minutes claim, visible with -s
 
 

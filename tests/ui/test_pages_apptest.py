@@ -271,7 +271,8 @@ def test_compute_optimal_heat_map_chooses_among_searches_and_pool_rules(monkeypa
     picked = {
         cell.removesuffix(" (n.s.)") for row in heat["text"] for cell in row
     }  # n.s.: no clear edge on the baseline
-    assert {"beam_search", "sequential_revisions 1:1", "best_of_n"} <= picked, picked
+    assert {"beam_search", "sequential_revisions 1:1"} <= picked, picked  # searches ...
+    assert picked & {"majority", "best_of_n", "deepconf_weighted", "deepconf_filtered"}, picked  # ... and pool rules
     assert all("samples" in x for x in heat["x"])  # a budget says what it buys
     sweep = next(f["data"] for f in _figures(at) if "sequential:parallel" in f["layout"]["title"]["text"])
     assert all(t["x"] == ["3:1", "1:1"] for t in sweep)  # one line per bin, more sequential to the left

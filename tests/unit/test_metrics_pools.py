@@ -37,6 +37,8 @@ def _store():
                 prefill_flops=100.0,
                 decode_flops=50.0,
                 flops=75.0,
+                logprob_mean=-0.25 * (idx + 1),
+                token_confidence=None if run == "r2" else [16 * (idx + 1)] * 3,  # r2: written before layout 5
             )
         )
     rows.append({**rows[0], "model": "other"})
@@ -70,6 +72,9 @@ def test_load_pool_builds_dense_arrays_in_one_query():
     assert prm[0, :2].tolist() == [0.9, 0.2] and np.isnan(prm[0, 2]) and np.isnan(prm[1, 1])
     assert pool.completion_tokens[0].tolist() == [5, 6, 7, 5]
     assert pool.flops[1, :2].tolist() == [75.0, 75.0] and np.isnan(pool.flops[1, 2])
+    # each sample's own signals in its cell: trace confidence in nats (NaN where not stored), mean logprob
+    np.testing.assert_array_equal(pool.confidence[0], [1.0, 2.0, 3.0, np.nan])
+    np.testing.assert_array_equal(pool.logprob_mean[0], [-0.25, -0.5, -0.75, -0.25])
 
 
 def test_load_pool_filters_runs_and_verifiers():

@@ -20,6 +20,7 @@ def test_migrations_are_named_in_order():
         "m005_node_kind",
         "m006_sample_dataset",
         "m007_run_leases",
+        "m008_token_confidence",
     ]
 
 
@@ -106,6 +107,7 @@ def test_samples_view_columns_and_types(tmp_path):
         "created_at": "TIMESTAMP WITH TIME ZONE",
         "grade_error": "VARCHAR",
         "dataset": "VARCHAR",
+        "token_confidence": "UTINYINT[]",
     }
 
 
@@ -216,3 +218,30 @@ def test_samples_of_layout_3_read_their_dataset_from_task(tmp_path):
     store.write_shard("samples", "r", pa.Table.from_pylist([new], schema=TABLES["samples"]))
     got = store.query("SELECT sample_idx, coalesce(task, '-') AS task, dataset FROM samples ORDER BY 1")
     assert got.values.tolist() == [[0, "-", "chain_sum"], [1, "reasoning_gym", "basic_arithmetic"]]
+
+
+def test_a_store_written_before_token_confidences_reads_them_as_null_and_the_rules_say_so(tmp_path):
+    """Shard layout 4 had no token_confidence: its pools load, and the confidence rules that need it are left out
+    with one line saying why; perplexity consistency, which needs only the stored mean logprob, still runs."""
+    import pyarrow.parquet as pq
+
+    from backend.metrics.confidence import available_rules, missing_signals
+    from backend.metrics.pools import load_pool
+
+    store = Store.open(tmp_path / "s")
+    old = pa.schema([f for f in TABLES["samples"] if f.name != "token_confidence"])
+    rows = [
+        {"run_id": "r", "model": "m", "question_id": "q", "sample_idx": i, "answer": "1", "logprob_mean": -0.5}
+        for i in range(3)
+    ]
+    (tmp_path / "s" / "samples" / "r").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=old), tmp_path / "s" / "samples" / "r" / "old.parquet")
+    con = store.connect()
+    pool = load_pool(con, ["r"], "m")
+    con.close()
+    assert available_rules(pool) == ["perplexity_consistency"]
+    assert missing_signals(pool) == [
+        "deepconf_weighted and deepconf_filtered need per-token confidences, which these samples do not carry "
+        "(written before the store kept them, shard layout < 5, or by an engine without logprobs); sample again to "
+        "compare them"
+    ]

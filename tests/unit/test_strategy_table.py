@@ -102,7 +102,16 @@ def test_pool_rules_take_the_largest_k_the_ledger_affords_per_question(study_sto
     study = _study(study_store)
     t = study.table
     np.testing.assert_allclose(t.budgets, study_store["budgets"])
-    assert t.configurations[:3] == ["majority", "best_of_n[oracle]", "weighted_best_of_n[oracle]"]
+    assert t.configurations[:6] == [
+        "majority",
+        "deepconf_weighted",  # the scripted engine reports logprobs: the confidence rules come with the pool
+        "deepconf_filtered",
+        "perplexity_consistency",
+        "best_of_n[oracle]",
+        "weighted_best_of_n[oracle]",
+    ]
+    # a confidence rule costs what majority costs (no verifier): the same k at every budget
+    np.testing.assert_array_equal(t.samples[t.index("deepconf_weighted")], t.samples[t.index("majority")])
     bon = t.index("best_of_n[oracle]")
     replies = {"qa": [RIGHT] * 4, "qb": [WRONG] * 4, "qd": ["Answer: 6"] * 4}
     replies["qc"] = ["Answer: 4" if sample_seed(0, "qc", i) % 2 == 0 else "Answer: 9" for i in range(4)]

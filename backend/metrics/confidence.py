@@ -1,0 +1,101 @@
+"""Confidence-aware selection over stored pools, next to majority and best-of-N: the model's own token
+probabilities, no verifier.
+
+- **Token confidence** (DeepConf, arXiv 2508.15260): at each generated position, minus the mean log-probability of
+  the top-k candidate tokens, C = −(1/k) Σ_j log P(j); high when the model's distribution is peaked. Sampling
+  stores it per token (`samples.token_confidence`, shard layout 5) in 1/16-nat steps as one byte per token.
+- **Trace confidence**: the *lowest group confidence*, the minimum over sliding windows of `GROUP_WINDOW` tokens of
+  the window's mean token confidence (a trace is as confident as its shakiest stretch; a shorter trace is one
+  window). DeepConf's windows are 2,048 tokens for traces of many thousands; ours are scaled to short traces.
+- **deepconf_weighted**: each answer gets the sum of its traces' confidences; the largest sum wins.
+- **deepconf_filtered** (DeepConf's offline "low" setting): of the k traces, only the most confident
+  `KEEP_FRACTION` (at least one) vote, weighted by confidence.
+- **perplexity_consistency** (the perplexity-consistency half of RPC, Zhou et al. 2025): each answer gets the sum
+  of its traces' length-normalised probabilities exp(mean token log-prob); the largest sum wins. RPC's reasoning
+  pruning (a Weibull mixture fitted to the traces' probabilities) is not built.
+
+Like majority, each rule is evaluated as its expectation over random k-subsets of the pool, by resampling (one
+random permutation per draw; its first k valid samples are a uniform k-subset), vectorised over questions; ties
+are broken uniformly at random (averaged), and samples without an answer never win (the votes live with the other
+rules, backend/metrics/selection.py `confidence_votes`). Rules whose signal a pool
+lacks (written before the store kept token confidences, or by an engine without logprobs) are left out, and
+`missing_signals` says why."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+TOP_K = 5
+"""Candidates per position the sampler asks the engine for (the chosen token's logprob and the top TOP_K)."""
+SCALE = 16
+"""Stored token confidence = round(C · SCALE) as uint8: 1/16-nat steps up to 15.9 nats."""
+GROUP_WINDOW = 32
+KEEP_FRACTION = 0.1
+RULES = ("deepconf_weighted", "deepconf_filtered", "perplexity_consistency")
+
+
+def encode_token_confidence(logprobs: Sequence | None) -> list[int] | None:
+    """One byte per generated token (see SCALE) from an engine's TokenLogprobs; None when it returned none."""
+    if logprobs is None:
+        return None
+    out = []
+    for t in logprobs:
+        top = [v for v in t.top.values() if math.isfinite(v)] or ([t.logprob] if math.isfinite(t.logprob) else [])
+        c = -sum(top) / len(top) if top else 255 / SCALE
+        out.append(min(255, max(0, round(c * SCALE))))
+    return out
+
+
+def trace_confidence(token_confidence: pa.Array | pa.ChunkedArray, window: int = GROUP_WINDOW) -> np.ndarray:
+    """Per trace, the lowest mean token confidence over sliding windows of `window` tokens (the whole trace when
+    shorter), in nats; NaN for a trace with no stored confidence. Vectorised over the flat token values."""
+    arr = token_confidence.combine_chunks() if isinstance(token_confidence, pa.ChunkedArray) else token_confidence
+    n = len(arr)
+    out = np.full(n, np.nan)
+    if n == 0:
+        return out
+    lengths = arr.value_lengths().fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    starts = arr.offsets.to_numpy()[:-1].astype(np.int64)  # into arr.values (a sliced array's offsets included)
+    values = arr.values.to_numpy(zero_copy_only=False).astype(np.float64) / SCALE
+    has = lengths > 0
+    if not has.any():
+        return out
+    cs = np.concatenate([[0.0], np.cumsum(values)])
+    w = np.minimum(lengths, window)[has]
+    n_windows = lengths[has] - w + 1
+    seg = np.cumsum(n_windows) - n_windows  # where each trace's windows begin among all windows
+    within = np.arange(n_windows.sum()) - np.repeat(seg, n_windows)
+    first = np.repeat(starts[has], n_windows) + within
+    width = np.repeat(w, n_windows)
+    means = (cs[first + width] - cs[first]) / width
+    out[has] = np.minimum.reduceat(means, seg)
+    return out
+
+
+def available_rules(pool) -> list[str]:
+    """The rules whose signal every valid sample of some question carries in this pool."""
+    out = []
+    if pool.confidence is not None and np.isfinite(pool.confidence[pool.valid]).any():
+        out += ["deepconf_weighted", "deepconf_filtered"]
+    if pool.logprob_mean is not None and np.isfinite(pool.logprob_mean[pool.valid]).any():
+        out.append("perplexity_consistency")
+    return out
+
+
+def missing_signals(pool) -> list[str]:
+    """One line per confidence rule this pool cannot serve, saying why."""
+    have = set(available_rules(pool))
+    lines = []
+    if "deepconf_weighted" not in have:
+        lines.append(
+            "deepconf_weighted and deepconf_filtered need per-token confidences, which these samples do not carry "
+            "(written before the store kept them, shard layout < 5, or by an engine without logprobs); sample again "
+            "to compare them"
+        )
+    if "perplexity_consistency" not in have:
+        lines.append("perplexity_consistency needs token log-probabilities, which these samples do not carry")
+    return lines
