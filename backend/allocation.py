@@ -24,9 +24,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 from scipy.special import betainc
+
+from backend.errors import SpecError
+from backend.tasks.base import ANSWER_SQL
 
 STOP_RULES = ("beta", "supermajority")
 
@@ -172,3 +176,203 @@ def decide(states: list[QuestionState], round_: int, remaining: float, policy: P
 def replay(log: list[tuple[int, float, list[QuestionState]]], policy: Policy) -> list[Decision]:
     """Recompute every logged round's decisions from its logged inputs (round, remaining budget, states)."""
     return [d for round_, remaining, states in log for d in decide(states, round_, remaining, policy)]
+
+
+# ---- running it: the worker's side (backend/worker.py calls `sample_adaptively` for a spec with `adaptive:`) ----
+STATE_SQL = f"""
+WITH drawn AS (
+    SELECT question_id, {ANSWER_SQL} AS answer, prompt_tokens, prefill_flops, decode_flops
+    FROM samples WHERE run_id = ? AND model = ?
+), votes AS (
+    SELECT question_id, answer, count(*) AS n,
+           row_number() OVER (PARTITION BY question_id ORDER BY count(*) DESC, answer) AS r
+    FROM drawn WHERE answer IS NOT NULL GROUP BY ALL
+)
+SELECT d.question_id, count(*) AS samples, max(d.prompt_tokens) AS prompt_tokens,
+       max(d.prefill_flops) AS prefill, sum(d.decode_flops) AS decode,
+       coalesce(any_value(v.votes), 0) AS votes, coalesce(any_value(l.n), 0) AS leader,
+       coalesce(any_value(s.n), 0) AS runner_up
+FROM drawn d
+LEFT JOIN (SELECT question_id, sum(n) AS votes FROM votes GROUP BY 1) v USING (question_id)
+LEFT JOIN (SELECT question_id, n FROM votes WHERE r = 1) l USING (question_id)
+LEFT JOIN (SELECT question_id, n FROM votes WHERE r = 2) s USING (question_id)
+GROUP BY d.question_id
+"""
+"""Per question of one (run, model): samples drawn, votes, the leader's and runner-up's votes, and the ledger's
+charge so far — the prompt's prefill once (later samples find it in the prefix cache) plus every decode."""
+
+
+def policy_of(spec) -> Policy:
+    a = spec.adaptive
+    return Policy(
+        stop=a.stop,
+        confidence=a.confidence,
+        supermajority=a.supermajority,
+        first_round=a.first_round,
+        round_samples=a.round_samples,
+        hopeless_after=a.hopeless_after,
+        hopeless_agreement=a.hopeless_agreement,
+        max_samples=spec.samples_per_question,
+    )
+
+
+def _prompt_bounds(prepared, model) -> dict[str, int]:
+    """Each question's prompt length in UTF-8 bytes: no byte-level tokenizer makes more tokens than bytes."""
+    from backend.prompting import build_prompt
+
+    return {q.question_id: len(build_prompt(model, prepared.task, q).encode("utf-8")) for q in prepared.questions}
+
+
+def total_flops(prepared, model) -> float:
+    """The spec's total budget in FLOPs: in `samples`, each one priced at the median prompt's upper bound plus
+    max_tokens (so the first round, priced the same way, fits a budget of first_round samples per question)."""
+    from backend.ledger import units_to_flops
+    from backend.sampling import model_arch
+
+    spec, a = prepared.spec, prepared.spec.adaptive
+    total = a.total_budget * (len(prepared.questions) if a.per_question else 1)
+    if spec.budget_unit == "flops":
+        return float(total)
+    prompt = float(np.median(list(_prompt_bounds(prepared, model).values())))
+    return units_to_flops(model_arch(model), total, prompt, spec.max_tokens)
+
+
+def states_and_spent(prepared, store, model) -> tuple[list[QuestionState], float]:
+    """Every question's state from the store, in the run's question order, and what the ledger has charged."""
+    from backend.ledger import decode_flops, prefill_flops
+    from backend.sampling import model_arch
+
+    arch, max_tokens = model_arch(model), prepared.spec.max_tokens
+    df = store.query(STATE_SQL, [prepared.run_id, model.name]).set_index("question_id")
+    bounds = _prompt_bounds(prepared, model)
+    states = []
+    for q in prepared.questions:
+        qid = q.question_id
+        if qid in df.index:
+            r = df.loc[qid]
+            prompt = int(r["prompt_tokens"])
+            states.append(
+                QuestionState(
+                    qid,
+                    int(r["samples"]),
+                    int(r["votes"]),
+                    int(r["leader"]),
+                    int(r["runner_up"]),
+                    0.0,  # paid with its first sample
+                    float(decode_flops(arch, prompt, max_tokens)),
+                )
+            )
+        else:
+            b = bounds[qid]
+            states.append(
+                QuestionState(qid, 0, 0, 0, 0, float(prefill_flops(arch, b)), float(decode_flops(arch, b, max_tokens)))
+            )
+    spent = float(df["prefill"].fillna(0).sum() + df["decode"].fillna(0).sum()) if len(df) else 0.0
+    return states, spent
+
+
+def decisions_table(run_id: str, model: str, decisions: list[Decision], states: list[QuestionState], remaining: float):
+    import pyarrow as pa
+
+    from store.schema import ALLOCATIONS
+
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "run_id": run_id,
+            "model": model,
+            "question_id": d.question_id,
+            "round": d.round,
+            "first_idx": s.samples,
+            "samples": d.samples,
+            "flops_bound": d.flops_bound,
+            "predicted_difficulty": d.predicted_difficulty,
+            "settled_probability": d.settled_probability,
+            "reason": d.reason,
+            "remaining_flops": remaining,
+            "samples_before": s.samples,
+            "votes": s.votes,
+            "leader": s.leader,
+            "runner_up": s.runner_up,
+            "prefill_bound": s.prefill_bound,
+            "sample_bound": s.sample_bound,
+            "created_at": now,
+        }
+        for d, s in zip(decisions, states)
+    ]
+    return pa.Table.from_pylist(rows, schema=ALLOCATIONS)
+
+
+def logged_rounds(store, run_id: str, model: str):
+    """The (run, model)'s logged decisions, in round and question order (empty before its first round)."""
+    return store.query(
+        "SELECT * FROM allocations WHERE run_id = ? AND model = ? ORDER BY round, question_id", [run_id, model]
+    )
+
+
+def log_inputs(log) -> list[tuple[int, float, list[QuestionState]]]:
+    """What `replay` takes, from a logged table: each round's remaining budget and question states."""
+    out = []
+    for round_, g in log.groupby("round", sort=True):
+        states = [
+            QuestionState(
+                r.question_id, r.samples_before, r.votes, r.leader, r.runner_up, r.prefill_bound, r.sample_bound
+            )
+            for r in g.itertuples()
+        ]
+        out.append((int(round_), float(g["remaining_flops"].iloc[0]), states))
+    return out
+
+
+def allocation_finished(prepared, store, model_name: str) -> bool:
+    """The last logged round gave no sample (the budget is spent or every question stopped) and every sample of
+    the rounds before it is stored."""
+    log = logged_rounds(store, prepared.run_id, model_name)
+    if log.empty or int(log.loc[log["round"] == log["round"].max(), "samples"].sum()) > 0:
+        return False
+    return len(store.existing_sample_keys(prepared.run_id, model_name)) >= int(log["samples"].sum())
+
+
+def sample_adaptively(prepared, store, model, engine, done: int, progress, cancelled) -> int:
+    """Sample one model of an adaptive run: finish the last logged round, then decide and sample rounds until
+    one gives nothing. Decisions are stored before their samples are generated, so a killed worker's successor
+    finishes the round it decided (the same keys, the same seeds) before it decides anything new."""
+    from backend.sampling import sample_model
+
+    policy = policy_of(prepared.spec)
+    by_id = {q.question_id: q for q in prepared.questions}
+    total = total_flops(prepared, model)
+    written = 0
+    while not cancelled.is_set():
+        log = logged_rounds(store, prepared.run_id, model.name)
+        if not log.empty:
+            last = log[log["round"] == log["round"].max()]
+            existing = store.existing_sample_keys(prepared.run_id, model.name)
+            keys = [
+                (by_id[r.question_id], i)
+                for r in last.itertuples()
+                for i in range(r.first_idx, r.first_idx + r.samples)
+                if (r.question_id, i) not in existing
+            ]
+            if keys:
+                n = sample_model(prepared, store, model, engine, keys, done + written, progress, cancelled)
+                written += n
+                if cancelled.is_set():
+                    break
+            if int(last["samples"].sum()) == 0:
+                break
+        round_ = 0 if log.empty else int(log["round"].max()) + 1
+        states, spent = states_and_spent(prepared, store, model)
+        remaining = max(0.0, total - spent)
+        decisions = decide(states, round_, remaining, policy)
+        if round_ == 0 and not any(d.samples for d in decisions):
+            cheapest = min(cost(s, policy.first_round) for s in states)
+            raise SpecError(
+                "adaptive.total_budget",
+                f"{total:.3g} FLOPs do not pay the first round ({policy.first_round} samples) of even one question",
+                f"at least {cheapest:.3g} FLOPs for one question, about {cheapest * len(states):.3g} for all of them",
+            )
+        store.write_shard(
+            "allocations", prepared.run_id, decisions_table(prepared.run_id, model.name, decisions, states, remaining)
+        )
+    return written

@@ -91,6 +91,29 @@ class VerifierSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
+class AdaptiveSpec(Strict):
+    """Adaptive allocation (backend/allocation.py): one total budget spread over the questions while the run goes,
+    instead of `samples_per_question` for each (which becomes the cap per question)."""
+
+    total_budget: float = Field(
+        gt=0,
+        description="the budget of the whole question set in budget_unit (samples: multiples of one sample's FLOPs, "
+        "prompt + max_tokens; flops: FLOPs); with per_question, its mean per question",
+    )
+    per_question: bool = Field(False, description="total_budget is a mean per question, multiplied by their number")
+    stop: Literal["beta", "supermajority"] = Field(
+        "beta", description="when a question is settled: the Beta posterior rule, or a supermajority of its votes"
+    )
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="beta: stop once P(leader is the majority) >= this")
+    supermajority: float = Field(0.75, gt=0.5, le=1, description="supermajority: stop once the leader has this share")
+    first_round: int = Field(4, ge=1, le=1024, description="samples every question gets first")
+    round_samples: int = Field(4, ge=1, le=1024, description="samples an open question gets per later round at most")
+    hopeless_after: int = Field(8, ge=1, description="samples after which a question can be judged hopeless")
+    hopeless_agreement: float = Field(
+        0.25, ge=0, lt=1, description="a question whose leading answer has at most this share is predicted hopeless"
+    )
+
+
 class RunSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     models: list[str | ModelSpec] = Field(
@@ -119,6 +142,11 @@ class RunSpec(Strict):
 
     budget_unit: Literal["samples", "flops"] = Field(
         "samples", description="samples: multiples of one sample's FLOPs on each model; flops: FLOPs per question"
+    )
+    adaptive: AdaptiveSpec | None = Field(
+        None,
+        description="spread one total budget over the questions as the run goes (samples_per_question is then the "
+        "cap per question)",
     )
 
     @field_validator("samples_per_question", "temperature", "top_p", "max_tokens", "seed", mode="before")
@@ -151,7 +179,7 @@ class RunSpec(Strict):
     def _budgets_fit_their_unit(self):
         """Budgets are spent by strategies, in `budget_unit`: a list without strategies, or numbers that read as the
         other unit (1e12 'samples', 4 'FLOPs'), is a mistake that would otherwise run for days or spend nothing."""
-        if self.budgets and not self.strategies:
+        if self.budgets and not self.strategies:  # (adaptive.total_budget is spent by sampling, not here)
             raise SpecError(
                 "budgets", "given but the spec lists no strategies to spend them", "budgets together with strategies"
             )
@@ -168,6 +196,31 @@ class RunSpec(Strict):
                 f"{min(self.budgets):g} FLOPs per question buys no token of any model (budget_unit: flops)",
                 f"with budget_unit: flops, {MIN_FLOP_BUDGET:g} or more (e.g. 1e12); for sample counts set "
                 "budget_unit: samples",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _adaptive_fits(self):
+        a = self.adaptive
+        if a is None:
+            return self
+        if a.first_round > self.samples_per_question:
+            raise SpecError(
+                "adaptive.first_round",
+                f"{a.first_round} is more than samples_per_question ({self.samples_per_question}), the cap per question",
+                f"1 to {self.samples_per_question}",
+            )
+        if self.budget_unit == "samples" and a.total_budget > MAX_SAMPLE_BUDGET * (1 if a.per_question else 1e4):
+            raise SpecError(
+                "adaptive.total_budget",
+                f"{a.total_budget:g} samples looks like a FLOP count (budget_unit: samples)",
+                "multiples of one sample's FLOPs; for FLOPs set budget_unit: flops",
+            )
+        if self.budget_unit == "flops" and a.total_budget < MIN_FLOP_BUDGET:
+            raise SpecError(
+                "adaptive.total_budget",
+                f"{a.total_budget:g} FLOPs buys no token of any model (budget_unit: flops)",
+                f"{MIN_FLOP_BUDGET:g} or more; for sample counts set budget_unit: samples",
             )
         return self
 
@@ -202,6 +255,8 @@ class RunSpec(Strict):
     def run_id(self) -> str:
         """Same spec, same run: re-running resumes instead of starting over, also with other execution options."""
         data = self.model_dump(mode="json") | {"engine": identity(self.engine)}  # parallelism etc. do not count
+        if data["adaptive"] is None:  # a field added later: specs without it keep the ids they always had
+            del data["adaptive"]
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return f"{self.name}-{hashlib.sha256(canonical.encode()).hexdigest()[:10]}"
 

@@ -112,6 +112,12 @@ def m008_token_confidence(db: Connection) -> None:
     db.execute(text("UPDATE store_meta SET value = '5' WHERE key = 'shard_schema_version'"))
 
 
+@migration
+def m009_allocations(db: Connection) -> None:
+    """Shard layout 6: a table of adaptive allocation decisions (`allocations`); stores without one read it empty."""
+    db.execute(text("UPDATE store_meta SET value = '6' WHERE key = 'shard_schema_version'"))
+
+
 def apply_migrations(db: Connection) -> list[str]:
     """Apply the pending migrations in order, each in the caller's transaction; return their names. Concurrent
     callers (workers starting together on a server catalog) migrate one after the other."""

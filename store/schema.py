@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SHARD_SCHEMA_VERSION = 5
+SHARD_SCHEMA_VERSION = 6
 
 SAMPLES = pa.schema(
     [
@@ -99,7 +99,39 @@ NODES = pa.schema(
 )
 """Search trajectories (beam, lookahead, revisions, ...): one row per node of the tree."""
 
-TABLES: dict[str, pa.Schema] = {"samples": SAMPLES, "questions": QUESTIONS, "scores": SCORES, "nodes": NODES}
+ALLOCATIONS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("model", pa.string()),
+        ("question_id", pa.string()),
+        ("round", pa.int32()),
+        ("first_idx", pa.int32()),  # the samples given are sample_idx first_idx .. first_idx + samples - 1
+        ("samples", pa.int32()),
+        ("flops_bound", pa.float64()),  # what they may cost at most (what the round reserved)
+        ("predicted_difficulty", pa.float64()),  # 1 - the leading answer's share of the votes so far
+        ("settled_probability", pa.float64()),  # the stopping statistic
+        ("reason", pa.string()),  # first_round | open | hopeless | settled | at_cap | out_of_budget
+        # the inputs of the decision, so it replays (backend/allocation.replay)
+        ("remaining_flops", pa.float64()),  # the budget left before the round
+        ("samples_before", pa.int32()),
+        ("votes", pa.int32()),
+        ("leader", pa.int32()),
+        ("runner_up", pa.int32()),
+        ("prefill_bound", pa.float64()),
+        ("sample_bound", pa.float64()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+"""Adaptive runs (the spec's `adaptive:`): one row per question per allocation round, written before the round's
+samples are generated, so a resumed run finishes the round it decided and every decision can be replayed."""
+
+TABLES: dict[str, pa.Schema] = {
+    "samples": SAMPLES,
+    "questions": QUESTIONS,
+    "scores": SCORES,
+    "nodes": NODES,
+    "allocations": ALLOCATIONS,
+}
 
 READ_AS: dict[str, dict[str, str]] = {
     # layout 3 stored the dataset in samples.task: such shards read it as `dataset`, their suite kind unknown
