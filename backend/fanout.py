@@ -1,19 +1,18 @@
-"""Generation fanned out on Ray: a run's missing samples, split by question into shards, are taken from a queue
-by engine replicas — Ray actors, one per GPU with vLLM (tensor-parallel inside vLLM for large models), one per
-group of CPU threads with llama.cpp — each writing its samples' shards straight to the store.
+"""A run fanned out on Ray: its missing samples, then its analysis (verifier scores and searches), split by
+question into shards, are taken from a queue by engine replicas — Ray actors, one per GPU with vLLM
+(tensor-parallel inside vLLM for large models), one per group of CPU threads with llama.cpp — each writing its
+shards straight to the store.
 
 Why this is exact: a sample's identity (run, model, question, sample index) and its seed are fixed by the spec,
-so it does not matter which replica generates it. Before generating a shard a replica reads which of its keys the
-store already holds and generates only the others; a shard whose replica died is queued again and the next
-replica finds what the dead one wrote. Each sample lands exactly once, with the same seed (and, on a
-deterministic engine, the same text) as one local engine would give it.
+so it does not matter which replica generates it; a search's requests are seeded by what identifies them within
+their question (strategies/context.py), so a question's tree does not depend on which questions share its shard.
+Before a shard a replica reads what of it the store already holds and does only the rest; a shard whose replica
+died is queued again and the next replica finds what the dead one wrote. Each sample, score and tree lands
+exactly once, with the same seeds (and, on a deterministic engine, the same text) as one local engine gives it.
 
 Why replicas need no catalog access (nor its password): the worker that holds the run's lease (store/leases.py)
 grants each replica a write permit for a few seconds at every heartbeat; a replica writes a shard only under a
-live permit, so when the worker dies or loses its lease its replicas stop writing within seconds.
-
-Verifier scoring and search strategies run on the worker's own engine after the fan-out (their fan-out by
-question is not built yet)."""
+live permit, so when the worker dies or loses its lease its replicas stop writing within seconds."""
 
 from __future__ import annotations
 
@@ -94,8 +93,9 @@ def plan_replicas(options) -> tuple[int, dict]:
 
 
 class Replica:
-    """One engine replica (wrapped as a Ray actor by `_actor_class`): loads the run's model once, then generates
-    the shards the worker hands it. Two concurrent calls: `sample` runs while `permit` and `halt` arrive."""
+    """One engine replica (wrapped as a Ray actor by `_actor_class`): loads the run's model once, then samples or
+    analyses the shards the worker hands it. Concurrent calls: `sample` or `analyse` runs while `permit` and `halt`
+    arrive."""
 
     def __init__(self, spec_json: str, model_index: int, store_root: str, env: dict[str, str]):
         os.environ.update(env)
@@ -143,6 +143,15 @@ class Replica:
         with self.store.fenced(run_id, self._check):
             return sample_model(self.prepared, self.store, self.model, self.engine, missing, 0, None, self.stop)
 
+    def analyse(self, question_ids: list[str]) -> int:
+        from backend.analysis import analyse
+
+        if self.stop.is_set():
+            return 0
+        with self.store.fenced(self.prepared.run_id, self._check):
+            analyse(self.prepared, self.store, self.model, self.engine, self.stop, question_ids)
+        return len(question_ids)
+
     def close(self) -> None:
         self.engine.close()
 
@@ -168,7 +177,8 @@ def _actor_class():
 
 @dataclass
 class FanOut:
-    """The worker's side of a fanned-out sampling phase for one model of a run."""
+    """The worker's side of one model's fanned-out phases: used as a context manager, its replicas load the model
+    once, take the sampling shards, then the analysis shards, and are killed on exit."""
 
     spec_json: str
     model_index: int
@@ -177,99 +187,120 @@ class FanOut:
     replicas: int
     resources: dict
     env: dict[str, str]
+    cancelled: threading.Event  # stops the replicas at their next request
+    lease_check: Callable[[], None]  # raises when the worker's lease is gone, which stops them too
+    actor_name: str
 
-    def sample(
-        self,
-        keys: list[tuple[str, int]],
-        progress: Callable[[int], None],
-        cancelled: threading.Event,
-        lease_check: Callable[[], None],
-        actor_name: str,
-    ) -> int:
-        """Generate `keys` on the replicas; returns how many samples they wrote. `progress(n)` gets the count of
-        this call's samples written so far; `cancelled` stops the replicas at their next request; `lease_check`
-        raises when the worker's lease is gone, which stops them too."""
+    def __post_init__(self) -> None:
+        self.pool: dict = {}  # replica -> the task it runs (None: idle)
+        self.started = 0
+        self.deaths = 0
+        self.nonce = uuid.uuid4().hex[:6]  # names stay unique when the same run fans out again before Ray frees them
+
+    def __enter__(self) -> FanOut:
+        return self
+
+    def __exit__(self, *exc) -> None:
         ray = require_ray()
-        actor = _actor_class()
+        for r in self.pool:
+            try:
+                r.halt.remote()
+                ray.kill(r)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        self.pool.clear()
+
+    def sample(self, keys: list[tuple[str, int]], progress: Callable[[int], None]) -> int:
+        """Generate `keys` (question, sample index); returns how many samples the replicas wrote. `progress(n)` gets
+        the count of this call's samples written so far."""
         by_question: dict[str, list[tuple[str, int]]] = {}
         for q, i in keys:
             by_question.setdefault(q, []).append((q, i))
-        questions = list(by_question)
-        queue = [
-            [k for q in questions[s : s + SHARD_QUESTIONS] for k in by_question[q]]
-            for s in range(0, len(questions), SHARD_QUESTIONS)
-        ]
-        n = min(self.replicas, len(queue))
-        args = (self.spec_json, self.model_index, self.store_root, self.env)
-        started = 0
-        nonce = uuid.uuid4().hex[:6]  # names stay unique when the same run fans out again before Ray frees them
+        shards = [[k for q in part for k in by_question[q]] for part in _split(list(by_question))]
+        return self._dispatch("sample", shards, progress)
 
-        def start():
-            nonlocal started
-            started += 1
-            return actor.options(name=f"{actor_name}-{nonce}-{started}", **self.resources).remote(*args)
+    def analyse(self, question_ids: list[str]) -> int:
+        """Score and search `question_ids` (backend/analysis.py); returns how many questions were handed out."""
+        return self._dispatch("analyse", _split(question_ids), lambda _n: None)
 
-        pool = {start(): None for _ in range(n)}  # replica -> the task it runs (None: idle)
-        try:  # load the model on every replica at once; a replica that cannot is the run's error, said once
-            ray.get([r.ready.remote() for r in pool])
+    def _start(self):
+        self.started += 1
+        actor = _actor_class()
+        name = f"{self.actor_name}-{self.nonce}-{self.started}"
+        return actor.options(name=name, **self.resources).remote(
+            self.spec_json, self.model_index, self.store_root, self.env
+        )
+
+    def _grow(self, shards: int) -> None:
+        """Start replicas up to the planned count (no more than there are shards) and wait until each has loaded
+        the model; a replica that cannot is the run's error, said once."""
+        ray = require_ray()
+        new = [self._start() for _ in range(min(self.replicas, shards) - len(self.pool))]
+        if not new:
+            return
+        try:
+            ray.get([r.ready.remote() for r in new])
         except ray.exceptions.RayActorError as e:
-            for r in pool:
+            for r in new:
                 ray.kill(r)
             raise EngineError(f"run {self.run_id}: an engine replica could not start: {_reason(e)}") from None
+        self.pool.update(dict.fromkeys(new))
+
+    def _dispatch(self, method: str, shards: list[list], progress: Callable[[int], None]) -> int:
+        """Hand `shards` to the replicas' `method` from one queue until all are done; a dead replica's shard goes
+        back to the queue and a new replica takes its place. Returns the sum of what the calls returned."""
+        ray = require_ray()
+        queue = [s for s in shards if s]
+        self._grow(len(queue))
         shard_of: dict = {}
-        written = 0
-        deaths = 0
+        total = 0
         last_permit = 0.0
-        try:
-            while queue or any(t is not None for t in pool.values()):
-                lease_check()
-                if cancelled.is_set():
-                    for r in pool:
-                        r.halt.remote()
-                    queue.clear()
-                if time.monotonic() - last_permit > 2.0:
-                    for r in pool:
-                        r.permit.remote()
-                    last_permit = time.monotonic()
-                for r, task in list(pool.items()):
-                    if task is None and queue:
-                        shard = queue.pop(0)
-                        t = r.sample.remote(shard)
-                        pool[r] = t
-                        shard_of[t] = (r, shard)
-                running = [t for t in pool.values() if t is not None]
-                if not running:
-                    continue
-                done, _ = ray.wait(running, num_returns=1, timeout=0.5)
-                for t in done:
-                    r, shard = shard_of.pop(t)
-                    try:
-                        written += ray.get(t)
-                        pool[r] = None
-                    except ray.exceptions.RayActorError:  # the replica died: its shard goes back, a new one joins
-                        deaths += 1
-                        del pool[r]
-                        print(
-                            f"run {self.run_id}: an engine replica died; its shard of {len(shard)} samples is queued "
-                            "again (what it wrote is kept)",
-                            file=sys.stderr,
-                        )
-                        if deaths > RESTARTS_PER_REPLICA * self.replicas:
-                            raise EngineError(
-                                f"run {self.run_id}: {deaths} engine replicas died; the run stops (samples written "
-                                "are kept, run it again to resume)"
-                            ) from None
-                        queue.insert(0, shard)
-                        pool[start()] = None
-                    except ray.exceptions.RayTaskError as e:
-                        cause = e.cause if isinstance(getattr(e, "cause", None), Exception) else e
-                        raise cause from None
-                    progress(written)
-        finally:
-            for r in pool:
-                try:
+        while queue or any(t is not None for t in self.pool.values()):
+            self.lease_check()
+            if self.cancelled.is_set():
+                for r in self.pool:
                     r.halt.remote()
-                    ray.kill(r)
-                except Exception:  # noqa: BLE001 - already gone
-                    pass
-        return written
+                queue.clear()
+            if time.monotonic() - last_permit > 2.0:
+                for r in self.pool:
+                    r.permit.remote()
+                last_permit = time.monotonic()
+            for r, task in list(self.pool.items()):
+                if task is None and queue:
+                    shard = queue.pop(0)
+                    t = getattr(r, method).remote(shard)
+                    self.pool[r] = t
+                    shard_of[t] = (r, shard)
+            running = [t for t in self.pool.values() if t is not None]
+            if not running:
+                continue
+            done, _ = ray.wait(running, num_returns=1, timeout=0.5)
+            for t in done:
+                r, shard = shard_of.pop(t)
+                try:
+                    total += ray.get(t)
+                    self.pool[r] = None
+                except ray.exceptions.RayActorError:  # the replica died: its shard goes back, a new one joins
+                    self.deaths += 1
+                    del self.pool[r]
+                    print(
+                        f"run {self.run_id}: an engine replica died; its shard of {len(shard)} "
+                        f"{'samples' if method == 'sample' else 'questions'} is queued again (what it wrote is kept)",
+                        file=sys.stderr,
+                    )
+                    if self.deaths > RESTARTS_PER_REPLICA * self.replicas:
+                        raise EngineError(
+                            f"run {self.run_id}: {self.deaths} engine replicas died; the run stops (what was written "
+                            "is kept, run it again to resume)"
+                        ) from None
+                    queue.insert(0, shard)
+                    self.pool[self._start()] = None
+                except ray.exceptions.RayTaskError as e:
+                    cause = e.cause if isinstance(getattr(e, "cause", None), Exception) else e
+                    raise cause from None
+                progress(total)
+        return total
+
+
+def _split(question_ids: list[str]) -> list[list[str]]:
+    return [question_ids[s : s + SHARD_QUESTIONS] for s in range(0, len(question_ids), SHARD_QUESTIONS)]

@@ -18,16 +18,17 @@ from store.schema import SCORES
 def score_pool(
     store: Store, run_id: str, model: str, questions: list[Question], verifier: Verifier, chunk: int = 256
 ) -> int:
-    """Score every sample of (run, model) not yet scored by `verifier`; returns how many were scored."""
+    """Score every sample of (run, model) for `questions` not yet scored by `verifier`; returns how many were
+    scored."""
     todo = store.query(
         """
         SELECT s.question_id, s.sample_idx, s.completion FROM samples s
-        WHERE s.run_id = ? AND s.model = ? AND NOT EXISTS (
+        WHERE s.run_id = ? AND s.model = ? AND list_contains(?, s.question_id) AND NOT EXISTS (
             SELECT 1 FROM scores c WHERE c.run_id = s.run_id AND c.model = s.model AND c.question_id = s.question_id
               AND c.sample_idx = s.sample_idx AND c.verifier = ?)
         ORDER BY s.question_id, s.sample_idx
         """,
-        [run_id, model, verifier.name],
+        [run_id, model, [q.question_id for q in questions], verifier.name],
     )
     by_id = {q.question_id: q for q in questions}
     done = 0

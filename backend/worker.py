@@ -3,8 +3,9 @@
 Order of work is what makes runs safe: (1) everything that can fail on bad input — models, task suite,
 questions, prompts — is resolved before the store is touched; (2) the run is registered and claimed; (3) for each
 model, only the (question, sample) keys missing from the store are generated, all submitted to the engine at
-once (continuous batching), graded as they finish and appended as immutable shards every `flush_s` seconds.
-A SIGKILL loses at most the unflushed tail, which the next run of the same spec regenerates with the same seeds."""
+once (continuous batching), graded as they finish and appended as immutable shards every `flush_s` seconds;
+(4) the questions whose scores or searches are missing are analysed (backend/analysis.py). A SIGKILL loses at
+most the unflushed tail, which the next run of the same spec regenerates with the same seeds."""
 
 from __future__ import annotations
 
@@ -14,18 +15,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 
+from backend.analysis import analyse, questions_left
 from backend.engines import create_engine, with_parallelism
 from backend.engines.base import Engine
 from backend.errors import TtcError
-from backend.ledger import units_to_flops
 from backend.models.registry import ResolvedModel
-from backend.sampling import PreparedRun, PreparedSearch, model_arch, sample_model
-from backend.scoring import score_pool
-from backend.strategies import get_strategy, validate_config
-from backend.strategies.base import RatioSweep
-from backend.strategies.runner import SearchResult, nodes_table, run_search, search_record
+from backend.sampling import PreparedRun, sample_model
 from backend.tasks import Question
-from backend.verifiers import create_verifier
 from store import Store
 from store.leases import LeaseLost, process_holder
 from store.maintenance import compact_run, purge_replaced
@@ -49,123 +45,6 @@ def _halt(run_id: str, cancel_requested: threading.Event, lease) -> TtcError:
     return RunInterrupted(f"run {run_id} was interrupted (its worker is stopping); it is queued again to resume")
 
 
-def _median_prompt_tokens(prepared: PreparedRun, store: Store, model: ResolvedModel) -> int:
-    median = store.query(
-        "SELECT median(prompt_tokens) AS p FROM samples WHERE run_id = ? AND model = ?", [prepared.run_id, model.name]
-    )["p"][0]
-    return 64 if median is None or median != median else int(median)  # NaN/None: no samples stored
-
-
-def _budgets_flops(prepared: PreparedRun, store: Store, model: ResolvedModel) -> list[float | None]:
-    """The spec's budgets in FLOPs per question (a "sample" is the pool's median prompt + max_tokens)."""
-    if not prepared.spec.budgets:
-        return [None]
-    if prepared.spec.budget_unit == "flops":
-        return [float(b) for b in prepared.spec.budgets]
-    prompt_tokens = _median_prompt_tokens(prepared, store, model)
-    return [
-        units_to_flops(model_arch(model), b, prompt_tokens, prepared.spec.max_tokens) for b in prepared.spec.budgets
-    ]
-
-
-def _search_points(
-    search: PreparedSearch, budget: float | None, model: ResolvedModel, prompt_tokens: int
-) -> list[tuple[dict, str | None]]:
-    """(config, ratio) of each search to run at one budget: the search itself, or one per ratio of its sweep, the
-    attempts the budget affords (one attempt: the median prompt + the strategy's max_tokens) split at that ratio;
-    without a budget the configured chains × chain_length attempts are split."""
-    if not search.ratios:
-        return [(search.config, None)]
-    strategy = get_strategy(search.strategy)
-    assert isinstance(strategy, RatioSweep), f"{search.strategy} has no ratio sweep (_prepare_search refuses ratios)"
-    cfg = search.config
-    if budget is None:
-        attempts = cfg["chains"] * cfg["chain_length"]
-    else:
-        attempts = int(budget // units_to_flops(model_arch(model), 1, prompt_tokens, cfg["max_tokens"]))
-    return [
-        (validate_config(search.strategy, strategy.ratio_config(cfg, max(1, attempts), r)), r) for r in search.ratios
-    ]
-
-
-def _analysis_left(prepared: PreparedRun, store: Store, model_name: str) -> bool:
-    """Cheap check before loading an engine: is a verifier's scoring or a strategy's search still missing?"""
-    run_id = prepared.run_id
-    for name in prepared.spec.verifier_names():
-        df = store.query(
-            "SELECT (SELECT count(*) FROM samples WHERE run_id = ? AND model = ?)"
-            " - (SELECT count(*) FROM scores WHERE run_id = ? AND model = ? AND verifier = ?) AS n",
-            [run_id, model_name, run_id, model_name, name],
-        )
-        if int(df["n"][0]) > 0:
-            return True
-    if not prepared.searches:
-        return False
-    df = store.query(
-        "SELECT count(DISTINCT (strategy, config)) AS n FROM nodes WHERE run_id = ? AND model = ?", [run_id, model_name]
-    )
-    expected = sum(s.points_per_budget for s in prepared.searches) * max(1, len(prepared.spec.budgets))
-    return int(df["n"][0]) < expected
-
-
-def _verify_and_search(
-    prepared: PreparedRun, store: Store, model: ResolvedModel, engine: Engine, cancelled: threading.Event
-) -> None:
-    """Score the pool with every listed verifier, then run each strategy at each budget (skipping finished ones)."""
-    spec, run_id = prepared.spec, prepared.run_id
-    verifiers: dict[str, object] = {}
-
-    def verifier(name: str):
-        if name not in verifiers:
-            options = prepared.verifier_options.get(name)
-            verifiers[name] = create_verifier(name, options, task=prepared.task, engine=engine, model=model)
-        return verifiers[name]
-
-    for name in spec.verifier_names():
-        score_pool(store, run_id, model.name, prepared.questions, verifier(name))
-    if not prepared.searches:
-        return
-    done = store.query(
-        "SELECT DISTINCT strategy, config FROM nodes WHERE run_id = ? AND model = ?", [run_id, model.name]
-    )
-    finished = {(st, json.dumps(json.loads(cfg), sort_keys=True)) for st, cfg in zip(done["strategy"], done["config"])}
-    prompt_tokens = _median_prompt_tokens(prepared, store, model)
-    known = store.query(
-        "SELECT question_id, max(prompt_tokens) AS p FROM samples WHERE run_id = ? AND model = ? GROUP BY 1",
-        [run_id, model.name],
-    )
-    root_tokens = {q: int(p) for q, p in zip(known["question_id"], known["p"]) if p == p}
-    for search in prepared.searches:
-        ran: dict[str, SearchResult] = {}  # a sweep's ratios that split a budget alike share one search
-        for budget in _budgets_flops(prepared, store, model):
-            for config, ratio in _search_points(search, budget, model, prompt_tokens):
-                record = search_record(config, budget, search.verifier, spec.seed, ratio)
-                key = (search.strategy, json.dumps(record, sort_keys=True))
-                if key in finished or cancelled.is_set():
-                    continue
-                same = json.dumps(search_record(config, budget, search.verifier, spec.seed), sort_keys=True)
-                if same in ran:
-                    store.write_shard(
-                        "nodes", run_id, nodes_table(run_id, model.name, search.strategy, record, ran[same].context)
-                    )
-                    continue
-                ran[same] = run_search(
-                    search.strategy,
-                    prepared.questions,
-                    prepared.task,
-                    model,
-                    engine,
-                    verifier(search.verifier) if search.verifier else None,
-                    config=config,
-                    budget_flops=budget,
-                    seed=spec.seed,
-                    store=store,
-                    run_id=run_id,
-                    ratio=ratio,
-                    prompt_tokens=root_tokens,
-                )
-
-
 def execute(
     prepared: PreparedRun,
     store: Store,
@@ -184,8 +63,8 @@ def execute(
     shard is written under it (store/leases.py). A worker whose lease was taken over stops and leaves the run's
     state to its new holder.
 
-    With `engine.replicas` other than 1, or a Ray cluster's `ray_address` (`ttc worker --ray`), the samples are
-    generated by engine replicas on Ray (backend/fanout.py); scoring and searches then run on this process's engine."""
+    With `engine.replicas` other than 1, or a Ray cluster's `ray_address` (`ttc worker --ray`), the samples, their
+    scores and the searches are made by engine replicas on Ray, shards of questions each (backend/fanout.py)."""
     spec, run_id = prepared.spec, prepared.run_id
     total = prepared.total_samples
     holder = holder or process_holder()
@@ -224,19 +103,17 @@ def execute(
                     for i in range(spec.samples_per_question)
                     if (q.question_id, i) not in existing
                 ]
-                if not (missing or _analysis_left(prepared, store, model.name)):
+                if not (missing or questions_left(prepared, store, model.name)):
                     continue
-                if missing and (ray_address is not None or spec.engine.replicas != 1):  # type: ignore[attr-defined]
+                if ray_address is not None or spec.engine.replicas != 1:  # type: ignore[attr-defined]
                     written = _fan_out(
                         prepared, store, model_index, missing, done, progress, cancelled, lease, ray_address
                     )
                     generated += written
                     done += written
-                    missing = []
                     if cancelled.is_set():
                         raise _halt(run_id, cancel_requested, lease)
-                    if not _analysis_left(prepared, store, model.name):
-                        continue
+                    continue
                 # searches come after the samples with batches of their own: then the machine's best, else the run's size
                 options = with_parallelism(spec.engine, len(missing) if missing and not prepared.searches else None)
                 engine = (engine_factory or create_engine)(model, options)
@@ -249,7 +126,7 @@ def execute(
                         done += written
                     if cancelled.is_set():
                         raise _halt(run_id, cancel_requested, lease)
-                    _verify_and_search(prepared, store, model, engine, cancelled)
+                    analyse(prepared, store, model, engine, cancelled)
                 finally:
                     engine.close()
                 if cancelled.is_set():
@@ -287,6 +164,8 @@ def _fan_out(
     lease,
     ray_address: str | None,
 ) -> int:
+    """One model's samples, then its analysis, on engine replicas (the same replicas for both); returns how many
+    samples they wrote."""
     from backend import fanout
 
     fanout.connect(ray_address)
@@ -299,14 +178,23 @@ def _fan_out(
         replicas=replicas,
         resources=resources,
         env=fanout.replica_env(),
-    )
-    return plan.sample(
-        [(q.question_id, i) for q, i in missing],
-        progress=lambda n: progress(done + n, prepared.total_samples) if progress else None,
         cancelled=cancelled,
         lease_check=lease.check,
         actor_name=f"ttc-{prepared.run_id}-{model_index}",
     )
+    model_name = prepared.models[model_index][1].name
+    with plan:
+        written = 0
+        if missing:
+            written = plan.sample(
+                [(q.question_id, i) for q, i in missing],
+                progress=lambda n: progress(done + n, prepared.total_samples) if progress else None,
+            )
+        if not cancelled.is_set():
+            left = questions_left(prepared, store, model_name)
+            if left:
+                plan.analyse(left)
+    return written
 
 
 def compact_finished(store: Store, run_id: str) -> None:

@@ -207,10 +207,18 @@ class SearchContext:
             ((ei, k) for ei, e in enumerate(exps) for k in range(e.n)),
             key=lambda t: (exps[t[0]].qi, exps[t[0]].prompt, t[0], t[1]),
         )
+        # a request's seed names its question and its place among that question's expansions of the round, never
+        # the other questions of the batch: a question's search is the same whichever questions share its batch
+        # (a resumed question, a replica's shard of questions, the whole set)
+        within: list[int] = []
+        seen: dict[int, int] = {}
+        for e in exps:
+            within.append(seen.get(e.qi, 0))
+            seen[e.qi] = within[-1] + 1
         requests = []
         for ei, k in order:
             e = exps[ei]
-            seed = seed_for(self.seed, self.questions[e.qi].question_id, e.parent.node_id, e.params.seed, ei, k)
+            seed = seed_for(self.seed, self.questions[e.qi].question_id, e.parent.node_id, e.params.seed, within[ei], k)
             params = SamplingParams(
                 e.params.temperature, e.params.top_p, e.params.max_tokens, seed, e.params.stop, e.params.logprobs
             )

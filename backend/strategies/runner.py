@@ -50,10 +50,20 @@ def search_record(
     return record if ratio is None else {**record, "ratio": ratio}
 
 
-def nodes_table(run_id: str, model_name: str, strategy: str, config: dict, ctx: SearchContext) -> pa.Table:
+def nodes_table(
+    run_id: str,
+    model_name: str,
+    strategy: str,
+    config: dict,
+    ctx: SearchContext,
+    question_ids: set[str] | None = None,
+) -> pa.Table:
+    """The NODES rows of every tree of `ctx` (of the trees of `question_ids` only, when given)."""
     cfg = json.dumps(config, sort_keys=True)
     rows = []
     for tree in ctx.trees:
+        if question_ids is not None and tree.question.question_id not in question_ids:
+            continue
         for n in tree.nodes:
             rows.append(
                 {

@@ -1,7 +1,7 @@
-"""Sampling fanned out on a local Ray cluster with 2 CPU engine replicas (llama.cpp actors): exactly the rows one
-local engine writes for the same spec (same keys, seeds, prompts and completions), and when one replica is killed
-mid-run every sample still exactly once with the same keys, seeds and prompts (its shard is queued again; what it
-wrote is kept, nothing is written twice)."""
+"""A run fanned out on a local Ray cluster with 2 CPU engine replicas (llama.cpp actors): exactly the rows one
+local engine writes for the same spec (same keys, seeds, prompts and completions; the same verifier scores and
+search trees), and when one replica is killed mid-run every sample still exactly once with the same keys, seeds and
+prompts (its shard is queued again; what it wrote is kept, nothing is written twice)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,24 @@ def _spec(replicas: int):
             "task": {"kind": "reasoning_gym", "datasets": [{"name": "chain_sum", "size": 6}]},
             "samples_per_question": 3,
             "max_tokens": 24,
+            "engine": {"kind": "llamacpp", "n_parallel": 1, "threads": 1, "replicas": replicas},
+        }
+    )
+
+
+def _analysed_spec(replicas: int):
+    """A pool scored by self-verification and a beam search at one budget: the analysis replicas share by question."""
+    return parse_spec(
+        {
+            "name": "fan-analysis",
+            "seed": 3,
+            "models": ["gemma-3-270m"],
+            "task": {"kind": "reasoning_gym", "datasets": [{"name": "chain_sum", "size": 5}]},
+            "samples_per_question": 2,
+            "max_tokens": 16,
+            "verifiers": ["self_verify"],
+            "strategies": [{"name": "beam_search", "config": {"n": 2, "width": 2, "max_rounds": 2, "max_tokens": 12}}],
+            "budgets": [6],
             "engine": {"kind": "llamacpp", "n_parallel": 1, "threads": 1, "replicas": replicas},
         }
     )
@@ -109,3 +127,24 @@ def _actor(ray, prefix: str):
 
     names = [n for n in list_named_actors() if n.startswith(prefix) and n.endswith("-1")]
     return ray.get_actor(names[0]) if names else None
+
+
+NODE_KEYS = ["strategy", "config", "question_id", "node_id", "parent_id", "depth", "kind"]
+
+
+def test_two_replicas_score_and_search_by_question_as_one_local_engine(tmp_path, ray_cluster):
+    local = Store.open(tmp_path / "local")
+    execute(prepare_run(_analysed_spec(1)), local)
+    fanned = Store.open(tmp_path / "fanned")
+
+    def no_local_engine(model, options):
+        raise AssertionError("a fanned-out run loads no engine in the worker")
+
+    result = execute(prepare_run(_analysed_spec(2)), fanned, engine_factory=no_local_engine)
+    assert fanned.get_run(result["run_id"])["status"] == "done"
+    scores = "SELECT question_id, sample_idx, verifier, score FROM scores ORDER BY ALL"
+    nodes = f"SELECT {', '.join(NODE_KEYS)}, step_text, step_score, selected FROM nodes ORDER BY ALL"
+    assert len(fanned.query(scores)) == 10 and fanned.query(scores).equals(local.query(scores))
+    # every question's tree once, as one engine grows it (5 questions in shards of at most 4: both replicas work)
+    assert fanned.query("SELECT count(DISTINCT question_id) AS n FROM nodes")["n"][0] == 5
+    assert fanned.query(nodes).equals(local.query(nodes))

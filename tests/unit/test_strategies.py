@@ -334,6 +334,29 @@ def test_nodes_table_has_whole_trees(tmp_path):
         assert g["selected"].sum() == 1 and g["is_final"].sum() >= 1
 
 
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_a_question_searches_alike_whichever_questions_share_its_batch(name):
+    """What makes a search resumable and shardable by question (a replica's shard, a resumed question): the
+    question's tree, seeds and charges are those it gets in the whole set. Not compared: the cache the engine
+    reports, which depends on what else it has just processed."""
+    task = FakeTask(3)
+    budget = 16 * float(sampling_flops(GEN_ARCH, len("Q: What is 0?\nA:"), 64, 1))
+
+    def tree(questions, qid):
+        engine = ScriptedEngine([(r".", generic_step)])
+        verifier = ScriptedVerifier(fn=lambda s: 0.1 + (len(s) % 7) / 10)
+        result = run_search(
+            name, questions, task, FAKE_MODEL, engine, verifier, config=CONFIGS[name], budget_flops=budget
+        )
+        nodes = result.nodes.drop_columns(["cached_prompt_tokens"]).to_pylist()
+        return [n for n in nodes if n["question_id"] == qid]
+
+    everything = task.questions()
+    for alone in ([everything[2]], [everything[1], everything[2]]):
+        assert tree(alone, "q2") == tree(everything, "q2")
+    assert len(tree(everything, "q2")) > 1
+
+
 # ---- the ledger is the idealised prefix cache, whatever the engine reports ---------------------------------------
 class MisreportingEngine(ScriptedEngine):
     """Reports adversarial cached_prompt_tokens (as llama.cpp's slot scheduling may): 0, the whole prompt, or random."""
