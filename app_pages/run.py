@@ -8,11 +8,14 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
+from app_pages import _charts as charts
 from app_pages import _page as frame
 from app_pages import _selection as sel
 from app_pages import _store as stored
+from backend.allocation import adaptive_runs, allocation_summary
 from backend.config import parse_spec
 from backend.errors import SpecError, TtcError
 from backend.jobs import cancel, ensure_worker, live_workers, progress, submit
@@ -140,7 +143,7 @@ def _sampling_section() -> dict:
     c5, c6 = st.columns(2)
     max_tokens = c5.number_input("Max tokens", value=256, step=16, key="max_tokens")
     seed = c6.number_input("Seed", value=0, step=1, key="seed")
-    return {
+    out = {
         "name": name,
         "samples_per_question": int(spq),
         "temperature": float(temperature),
@@ -148,6 +151,23 @@ def _sampling_section() -> dict:
         "max_tokens": int(max_tokens),
         "seed": int(seed),
     }
+    if st.toggle(
+        "Adaptive: spend one total budget where it pays",
+        key="adaptive",
+        help="Samples per question becomes the cap: a first round for every question, then more samples where the "
+        "answer is still unsettled, none once it is settled, one per round where it looks hopeless.",
+    ):
+        a1, a2, a3 = st.columns(3)
+        mean = a1.number_input(
+            "Mean samples per question", value=4.0, step=1.0, key="adaptive_budget", help="the total budget / questions"
+        )
+        stop = a2.selectbox("Stop a question when", ["beta", "supermajority"], key="adaptive_stop")
+        level = a3.number_input(
+            "confidence (beta) / share (supermajority)", value=0.95 if stop == "beta" else 0.75, key="adaptive_level"
+        )
+        rule = {"confidence": float(level)} if stop == "beta" else {"supermajority": float(level)}
+        out["adaptive"] = {"total_budget": float(mean), "per_question": True, "stop": stop, **rule}
+    return out
 
 
 def _engine_section(problems: list) -> dict:
@@ -379,12 +399,65 @@ def _run_row(store, row) -> None:
                 c1.error(f"{row.run_id}: {row.error}")
 
 
+def allocation_section(store) -> None:
+    """An adaptive run's allocation: per question and round, the samples given and why (backend/allocation.py)."""
+    runs = adaptive_runs(store)
+    if not runs:
+        return
+    st.subheader("Adaptive allocation")
+    labels = [f"{run_id} · {model}" for run_id, model in runs]
+    sel.from_url("alloc", labels[0], options=labels)
+    choice = st.selectbox("Adaptive run", labels, key="alloc")
+    sel.to_url("alloc")
+    run_id, model = runs[labels.index(choice)]
+    s = allocation_summary(store, run_id, model)
+    if s is None:
+        return
+    per_q = s.per_question
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Rounds", s.rounds)
+    m2.metric("Samples", int(per_q["samples"].sum()), help=f"of at most {len(per_q)} questions × the cap per question")
+    m3.metric(
+        "FLOPs spent / budget",
+        f"{s.spent_flops:.3g} / {s.total_flops:.3g}",
+        help="the ledger: each prompt's prefill once, every sample's decode; never more than the budget",
+    )
+    m4.metric("Questions settled", f"{int((per_q['last_reason'] == 'settled').sum())} of {len(per_q)}")
+    order = per_q["question_id"].tolist()  # easiest (most agreement) first
+    grid = s.decisions.pivot(index="question_id", columns="round", values="samples").reindex(order)
+    why = s.decisions.pivot(index="question_id", columns="round", values="reason").reindex(order)
+    fig = go.Figure(
+        go.Heatmap(
+            z=grid.to_numpy(dtype=float),
+            x=[f"round {r}" for r in grid.columns],
+            y=order,
+            text=why.to_numpy(dtype=object),
+            texttemplate="%{z:.0f}",
+            colorscale="Blues",
+            colorbar=dict(title="samples<br>given"),
+            hovertemplate="%{y} · %{x}<br>%{z:.0f} samples: %{text}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(title="question (easiest first)", autorange="reversed", type="category")
+    charts.style_figure(fig, title="Samples given per question and round", height=max(320, 22 * len(order) + 160))
+    charts.chart(fig, "adaptive-allocation")
+    st.caption(
+        "Each round gives open questions samples by how unsettled they are; a settled question (its stopping rule "
+        "met) stops, one predicted hopeless gets one sample per round, and no round is given more than the budget "
+        "left at its samples' upper bounds. Hover a cell for the decision's reason."
+    )
+    charts.table(per_q, "adaptive-questions", expander="Per question: samples, rounds and the last decision")
+    charts.table(s.decisions, "adaptive-decisions", expander="Every decision with the inputs it was made from")
+
+
 def body(store) -> None:
     left, right = st.columns([3, 2], gap="large")
     with left:
         form(store)
     with right:
         progress_panel()
+    if store is not None:
+        allocation_section(store)
 
 
 frame.run_page(

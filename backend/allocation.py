@@ -183,10 +183,10 @@ STATE_SQL = f"""
 WITH drawn AS (
     SELECT question_id, {ANSWER_SQL} AS answer, prompt_tokens, prefill_flops, decode_flops
     FROM samples WHERE run_id = ? AND model = ?
+), counts AS (
+    SELECT question_id, answer, count(*) AS n FROM drawn WHERE answer IS NOT NULL GROUP BY 1, 2
 ), votes AS (
-    SELECT question_id, answer, count(*) AS n,
-           row_number() OVER (PARTITION BY question_id ORDER BY count(*) DESC, answer) AS r
-    FROM drawn WHERE answer IS NOT NULL GROUP BY ALL
+    SELECT *, row_number() OVER (PARTITION BY question_id ORDER BY n DESC, answer) AS r FROM counts
 )
 SELECT d.question_id, count(*) AS samples, max(d.prompt_tokens) AS prompt_tokens,
        max(d.prefill_flops) AS prefill, sum(d.decode_flops) AS decode,
@@ -231,7 +231,7 @@ def total_flops(prepared, model) -> float:
 
     spec, a = prepared.spec, prepared.spec.adaptive
     total = a.total_budget * (len(prepared.questions) if a.per_question else 1)
-    if spec.budget_unit == "flops":
+    if a.unit == "flops":
         return float(total)
     prompt = float(np.median(list(_prompt_bounds(prepared, model).values())))
     return units_to_flops(model_arch(model), total, prompt, spec.max_tokens)
@@ -376,3 +376,45 @@ def sample_adaptively(prepared, store, model, engine, done: int, progress, cance
             "allocations", prepared.run_id, decisions_table(prepared.run_id, model.name, decisions, states, remaining)
         )
     return written
+
+
+@dataclass(frozen=True)
+class AllocationSummary:
+    """An adaptive run's allocation as the dashboard shows it."""
+
+    decisions: object  # pandas DataFrame: the logged rows, in round and question order
+    per_question: object  # DataFrame: question_id, samples, rounds, last reason, predicted difficulty, settled stat
+    total_flops: float  # the budget in FLOPs (what round 0 had left)
+    spent_flops: float  # what the ledger charged: each prompt's prefill once, every decode
+    rounds: int
+
+
+def allocation_summary(store, run_id: str, model: str) -> AllocationSummary | None:
+    """None when the run has no logged allocation (it is not adaptive, or has not started)."""
+    log = logged_rounds(store, run_id, model)
+    if log.empty:
+        return None
+    spent = store.query(
+        "SELECT coalesce(sum(p), 0) + coalesce(sum(d), 0) AS spent FROM (SELECT question_id, max(prefill_flops) AS p,"
+        " sum(decode_flops) AS d FROM samples WHERE run_id = ? AND model = ? GROUP BY 1)",
+        [run_id, model],
+    )["spent"][0]
+    last = log.sort_values("round").groupby("question_id").tail(1).set_index("question_id")
+    per_q = (
+        log.groupby("question_id")
+        .agg(samples=("samples", "sum"), rounds=("samples", lambda s: int((s > 0).sum())))
+        .join(last[["reason", "predicted_difficulty", "settled_probability"]])
+        .rename(columns={"reason": "last_reason"})
+        .reset_index()
+        .sort_values(["predicted_difficulty", "question_id"])
+    )
+    total = float(log.loc[log["round"] == 0, "remaining_flops"].iloc[0]) if (log["round"] == 0).any() else float("nan")
+    return AllocationSummary(log, per_q, total, float(spent), int(log["round"].max()) + 1)
+
+
+def adaptive_runs(store) -> list[tuple[str, str]]:
+    """(run_id, model) of every run with a logged allocation, newest first."""
+    df = store.query(
+        "SELECT run_id, model, max(created_at) AS t FROM allocations GROUP BY 1, 2 ORDER BY t DESC, run_id, model"
+    )
+    return list(zip(df["run_id"], df["model"]))

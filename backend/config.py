@@ -96,9 +96,10 @@ class AdaptiveSpec(Strict):
     instead of `samples_per_question` for each (which becomes the cap per question)."""
 
     total_budget: float = Field(
-        gt=0,
-        description="the budget of the whole question set in budget_unit (samples: multiples of one sample's FLOPs, "
-        "prompt + max_tokens; flops: FLOPs); with per_question, its mean per question",
+        gt=0, description="the budget of the whole question set, in unit; with per_question, its mean per question"
+    )
+    unit: Literal["samples", "flops"] = Field(
+        "samples", description="samples: multiples of one sample's FLOPs (prompt + max_tokens); flops: FLOPs"
     )
     per_question: bool = Field(False, description="total_budget is a mean per question, multiplied by their number")
     stop: Literal["beta", "supermajority"] = Field(
@@ -204,23 +205,29 @@ class RunSpec(Strict):
         a = self.adaptive
         if a is None:
             return self
+        if getattr(self.engine, "replicas", 1) != 1:
+            raise SpecError(
+                "engine.replicas",
+                "adaptive allocation decides each round from the last one on one engine; fanning it out is not built",
+                "1 (the default) with adaptive",
+            )
         if a.first_round > self.samples_per_question:
             raise SpecError(
                 "adaptive.first_round",
                 f"{a.first_round} is more than samples_per_question ({self.samples_per_question}), the cap per question",
                 f"1 to {self.samples_per_question}",
             )
-        if self.budget_unit == "samples" and a.total_budget > MAX_SAMPLE_BUDGET * (1 if a.per_question else 1e4):
+        if a.unit == "samples" and a.total_budget > MAX_SAMPLE_BUDGET * (1 if a.per_question else 1e4):
             raise SpecError(
                 "adaptive.total_budget",
-                f"{a.total_budget:g} samples looks like a FLOP count (budget_unit: samples)",
-                "multiples of one sample's FLOPs; for FLOPs set budget_unit: flops",
+                f"{a.total_budget:g} samples looks like a FLOP count (adaptive.unit: samples)",
+                "multiples of one sample's FLOPs; for FLOPs set adaptive.unit: flops",
             )
-        if self.budget_unit == "flops" and a.total_budget < MIN_FLOP_BUDGET:
+        if a.unit == "flops" and a.total_budget < MIN_FLOP_BUDGET:
             raise SpecError(
                 "adaptive.total_budget",
-                f"{a.total_budget:g} FLOPs buys no token of any model (budget_unit: flops)",
-                f"{MIN_FLOP_BUDGET:g} or more; for sample counts set budget_unit: samples",
+                f"{a.total_budget:g} FLOPs buys no token of any model (adaptive.unit: flops)",
+                f"{MIN_FLOP_BUDGET:g} or more; for sample counts set adaptive.unit: samples",
             )
         return self
 

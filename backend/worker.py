@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 
+from backend.allocation import allocation_finished, sample_adaptively
 from backend.analysis import analyse, questions_left
 from backend.engines import create_engine, with_parallelism
 from backend.engines.base import Engine
@@ -97,15 +98,21 @@ def execute(
                 progress(done, total)
             for model_index, (_model_spec, model) in enumerate(prepared.models):
                 existing = store.existing_sample_keys(run_id, model.name)
-                missing = [
-                    (q, i)
-                    for q in prepared.questions
-                    for i in range(spec.samples_per_question)
-                    if (q.question_id, i) not in existing
-                ]
-                if not (missing or questions_left(prepared, store, model.name)):
+                adaptive = spec.adaptive is not None and not allocation_finished(prepared, store, model.name)
+                missing = (
+                    []  # an adaptive run's rounds decide its keys (backend/allocation.py)
+                    if spec.adaptive is not None
+                    else [
+                        (q, i)
+                        for q in prepared.questions
+                        for i in range(spec.samples_per_question)
+                        if (q.question_id, i) not in existing
+                    ]
+                )
+                if not (missing or adaptive or questions_left(prepared, store, model.name)):
                     continue
-                if ray_address is not None or spec.engine.replicas != 1:  # type: ignore[attr-defined]
+                fanned = ray_address is not None or spec.engine.replicas != 1  # type: ignore[attr-defined]
+                if fanned and spec.adaptive is None:  # an adaptive run decides round by round on this engine
                     written = _fan_out(
                         prepared, store, model_index, missing, done, progress, cancelled, lease, ray_address
                     )
@@ -122,6 +129,10 @@ def execute(
                         model = replace(model, arch=engine.arch, chat_template=getattr(engine, "chat_template", None))
                     if missing:
                         written = sample_model(prepared, store, model, engine, missing, done, progress, cancelled)
+                        generated += written
+                        done += written
+                    if adaptive:
+                        written = sample_adaptively(prepared, store, model, engine, done, progress, cancelled)
                         generated += written
                         done += written
                     if cancelled.is_set():

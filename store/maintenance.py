@@ -58,6 +58,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "questions": ("run_id", "question_id"),
     "scores": ("run_id", "model", "question_id", "sample_idx", "verifier"),
     "nodes": ("run_id", "model", "strategy", "config", "question_id", "node_id"),
+    "allocations": ("run_id", "model", "round", "question_id"),
 }
 """Each table's row identity: a healthy store holds every key once."""
 
@@ -69,6 +70,7 @@ SORT: dict[str, str] = {
     "questions": "question_id",
     "scores": "model, verifier, question_id, sample_idx",
     "nodes": "model, strategy, config, question_id, node_id",
+    "allocations": "model, round, question_id",
 }
 """Row order of a merged shard: a question's rows together, which is how every metric reads them."""
 

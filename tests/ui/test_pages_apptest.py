@@ -113,6 +113,31 @@ def test_run_form_queues_a_valid_run(monkeypatch, tmp_path):
     assert runs[0]["run_id"] in at.success[0].value
 
 
+def test_run_form_queues_an_adaptive_run_and_refuses_a_bad_one(monkeypatch, tmp_path):
+    from store import Store
+
+    store_dir = tmp_path / "fresh"
+    at = _app(monkeypatch, store_dir, "app_pages/run.py")
+    at.multiselect(key="models").set_value(["gemma-3-270m"]).run()
+    at.number_input(key="rg_size_basic_arithmetic").set_value(3).run()
+    at.number_input(key="spq").set_value(16).run()
+    at.toggle(key="adaptive").set_value(True).run()
+    at.number_input(key="adaptive_budget").set_value(6.0).run()
+    at.selectbox(key="adaptive_stop").set_value("supermajority").run()
+    at.number_input(key="adaptive_level").set_value(0.4).run()  # a share of at most half settles nothing
+    at.button(key="queue").click().run()
+    assert any(str(e.value).startswith("adaptive.supermajority: Input should be greater than 0.5") for e in at.error)
+    assert not Store.open(store_dir, create=True).runs_arrow().to_pylist()  # nothing queued
+    at.number_input(key="adaptive_level").set_value(0.8).run()
+    at.button(key="queue").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    [run] = Store.open(store_dir, create=False).runs_arrow().to_pylist()
+    spec = json.loads(run["spec_json"])
+    a = spec["adaptive"]
+    assert (a["total_budget"], a["per_question"], a["stop"], a["supermajority"]) == (6.0, True, "supermajority", 0.8)
+    assert spec["samples_per_question"] == 16
+
+
 def test_selection_lives_in_the_url(monkeypatch, populated_store):
     monkeypatch.setenv("TTC_STORE", str(populated_store))
     at = AppTest.from_file(APP, default_timeout=120)
@@ -359,3 +384,20 @@ def test_run_form_offers_a_registered_task_engine_and_verifier_with_their_option
         )
     finally:
         TASKS.pop("toy"), ENGINES.pop("toy_engine"), VERIFIERS.pop("toy_verifier")
+
+
+def test_run_page_shows_an_adaptive_runs_allocation(monkeypatch, tmp_path):
+    from tests.unit.test_adaptive_run import Engine, _run
+
+    prepared, store = _run(tmp_path, "store", Engine())
+    at = _app(monkeypatch, store.root)
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    assert at.selectbox(key="alloc").value == f"{prepared.run_id} · scripted"
+    heat = next(f["data"][0] for f in _figures(at) if f["layout"]["title"]["text"].startswith("Samples given per"))
+    assert heat["y"][0] == "easy"  # the settled question first
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Questions settled"] == "1 of 4"
+    spent, total = (float(x) for x in metrics["FLOPs spent / budget"].split(" / "))
+    assert spent <= total
+    decisions = next(d.value for d in at.dataframe if "remaining_flops" in d.value.columns)
+    assert set(decisions["reason"]) >= {"first_round", "settled", "open"}

@@ -40,7 +40,7 @@ def snapshot(store: Store) -> dict[str, list[tuple]]:
 
 def reshard(store: Store, pieces: int = 12) -> None:
     """Split every table's shards into `pieces` small ones, as a worker's one-a-second flushes leave them."""
-    for table in TABLES:
+    for table in written_tables(store):
         for folder in (store.root / table).iterdir():
             rows = pq.read_table([p for p in store.shards(table) if p.parent == folder])
             for path in folder.glob("*.parquet"):
@@ -48,6 +48,11 @@ def reshard(store: Store, pieces: int = 12) -> None:
             step = max(1, -(-rows.num_rows // pieces))
             for start in range(0, rows.num_rows, step):
                 store.write_shard(table, folder.name, rows.slice(start, step))
+
+
+def written_tables(store: Store) -> list[str]:
+    """The tables this store has shards of (a store of fixed pools has no adaptive `allocations`)."""
+    return [t for t in TABLES if (store.root / t).is_dir()]
 
 
 @pytest.fixture
@@ -65,12 +70,13 @@ def test_compaction_merges_each_table_into_one_file_with_the_same_rows(sharded):
     before = snapshot(sharded)
     for run_id in run_ids(sharded):
         result = compact_run(sharded, run_id)
-        assert set(result.merged) == set(TABLES) - {"questions"} or set(result.merged) == set(TABLES)
+        assert set(result.merged) in (set(written_tables(sharded)) - {"questions"}, set(written_tables(sharded)))
     assert snapshot(sharded) == before  # replaced shards still on disk, but no reader counts them
     assert all(len(sharded.shards(t)) == len(run_ids(sharded)) for t in ("samples", "scores", "nodes"))
     removed = purge_replaced(sharded, min_age_s=0)
     assert removed > 0
-    for table, schema in TABLES.items():
+    for table in written_tables(sharded):
+        schema = TABLES[table]
         for folder in (sharded.root / table).iterdir():
             files = list(folder.glob("*.parquet"))
             assert len(files) == 1 and files[0].name.startswith("compacted-"), files

@@ -21,6 +21,7 @@ def test_migrations_are_named_in_order():
         "m006_sample_dataset",
         "m007_run_leases",
         "m008_token_confidence",
+        "m009_allocations",
     ]
 
 
@@ -245,3 +246,28 @@ def test_a_store_written_before_token_confidences_reads_them_as_null_and_the_rul
         "(written before the store kept them, shard layout < 5, or by an engine without logprobs); sample again to "
         "compare them"
     ]
+
+
+def test_the_allocations_table_has_its_exact_columns_on_a_fresh_store(tmp_path):
+    store = Store.open(tmp_path / "s")
+    described = {r[0]: r[1] for r in store.connect().execute("DESCRIBE allocations").fetchall()}
+    assert described == {
+        "run_id": "VARCHAR",
+        "model": "VARCHAR",
+        "question_id": "VARCHAR",
+        "round": "INTEGER",
+        "first_idx": "INTEGER",
+        "samples": "INTEGER",
+        "flops_bound": "DOUBLE",
+        "predicted_difficulty": "DOUBLE",
+        "settled_probability": "DOUBLE",
+        "reason": "VARCHAR",
+        "remaining_flops": "DOUBLE",
+        "samples_before": "INTEGER",
+        "votes": "INTEGER",
+        "leader": "INTEGER",
+        "runner_up": "INTEGER",
+        "prefill_bound": "DOUBLE",
+        "sample_bound": "DOUBLE",
+        "created_at": "TIMESTAMP WITH TIME ZONE",
+    }

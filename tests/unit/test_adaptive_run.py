@@ -1,0 +1,178 @@
+"""An adaptive run end to end on a scripted engine: spec → worker → store. The ledger never exceeds the total
+budget, a settled question stops after its first round, the logged decisions replay to the same allocation, a
+run killed mid-way resumes to exactly the allocation of an uninterrupted one, and bad adaptive specs are refused
+naming the field."""
+
+import json
+
+import pytest
+
+from backend.allocation import log_inputs, logged_rounds, policy_of, replay, total_flops
+from backend.config import ModelSpec, parse_spec
+from backend.errors import SpecError
+from backend.sampling import PreparedRun
+from backend.tasks import create_task
+from backend.worker import execute
+from store import Store
+from tests.fakes import FAKE_MODEL, ScriptedEngine
+
+PROBLEMS = [
+    dict(id="easy", problem="alpha: 1+1", answer="2"),  # unanimous and right: settles after the first round
+    dict(id="split", problem="bravo: 2+2", answer="4"),  # right on half the seeds
+    dict(id="noisy", problem="charlie: 3+3", answer="6"),  # a different answer almost every time: hopeless
+    dict(id="lean", problem="delta: 4+4", answer="8"),  # right on two seeds of three
+]
+
+
+def _reply(prompt: str, p) -> str:
+    seed = p.seed or 0
+    if "alpha" in prompt:
+        return "Answer: 2"
+    if "bravo" in prompt:
+        return "Answer: 4" if seed % 2 else "Answer: 5"
+    if "charlie" in prompt:
+        return f"Answer: {seed % 97}"
+    return "Answer: 8" if seed % 3 else "Answer: 9"
+
+
+class Engine(ScriptedEngine):
+    def __init__(self, fail_after_calls: int | None = None):
+        super().__init__([(r".", _reply)])
+        self.fail_after_calls = fail_after_calls
+
+    def generate(self, requests, on_complete=None, should_stop=None):
+        if self.fail_after_calls is not None and len(self.calls) >= self.fail_after_calls:
+            raise RuntimeError("the engine died")
+        return super().generate(requests, on_complete, should_stop)
+
+
+def _prepared(tmp_path, **adaptive):
+    path = tmp_path / "q.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in PROBLEMS))
+    spec = parse_spec(
+        dict(
+            name="adaptive",
+            models=["scripted"],
+            task=dict(kind="math_jsonl", path=str(path)),
+            samples_per_question=16,
+            max_tokens=16,
+            adaptive=dict(first_round=4, round_samples=4, hopeless_after=8, **({"total_budget": 30} | adaptive)),
+        )
+    )
+    task = create_task(spec.task)
+    return PreparedRun(spec, spec.run_id(), task, task.questions(), [(ModelSpec(name="scripted"), FAKE_MODEL)])
+
+
+LEDGER = """SELECT sum(p) + sum(d) AS spent FROM (
+    SELECT question_id, max(prefill_flops) AS p, sum(decode_flops) AS d FROM samples GROUP BY 1)"""
+
+
+def _run(tmp_path, name, engine, **adaptive):
+    prepared = _prepared(tmp_path, **adaptive)
+    store = Store.open(tmp_path / name)
+    execute(prepared, store, engine_factory=lambda model, options: engine)
+    return prepared, store
+
+
+@pytest.mark.parametrize("budget", [4.5, 5, 6])
+def test_the_ledger_never_exceeds_the_total_budget(tmp_path, budget):
+    prepared, store = _run(tmp_path, "s", Engine(), total_budget=budget)
+    spent, total = store.query(LEDGER)["spent"][0], total_flops(prepared, FAKE_MODEL)
+    assert spent <= total
+    log = logged_rounds(store, prepared.run_id, "scripted")
+    last = log[log["round"] == log["round"].max()]
+    assert "out_of_budget" in set(last["reason"])  # the budget, not the questions, ended these runs
+    assert int(log["samples"].sum()) == store.query("SELECT count(*) AS n FROM samples")["n"][0]
+
+
+def test_adaptive_run_spends_where_it_pays(tmp_path):
+    prepared, store = _run(tmp_path, "s", Engine())
+    assert store.get_run(prepared.run_id)["status"] == "done"
+    assert store.query(LEDGER)["spent"][0] <= total_flops(prepared, FAKE_MODEL)
+    per_q = dict(store.query("SELECT question_id, count(*) AS n FROM samples GROUP BY 1").values.tolist())
+    assert per_q["easy"] == 4  # unanimous after its first round: settled, no more
+    assert per_q["split"] > per_q["easy"] and per_q["lean"] > per_q["easy"]
+    log = logged_rounds(store, prepared.run_id, "scripted")
+    easy = log[log["question_id"] == "easy"]
+    assert easy["reason"].tolist()[:2] == ["first_round", "settled"]
+    # sample indices are contiguous per question and each (question, index) once
+    keys = store.query(
+        "SELECT question_id, max(sample_idx) + 1 AS m, count(DISTINCT sample_idx) AS n FROM samples GROUP BY 1"
+    )
+    assert (keys["m"] == keys["n"]).all()
+    assert int(log["samples"].sum()) == sum(per_q.values())
+    # the decisions replay from their logged inputs
+    decided = [(r.question_id, r.round, r.samples, r.flops_bound, r.reason) for r in log.itertuples()]
+    replayed = [
+        (d.question_id, d.round, d.samples, d.flops_bound, d.reason)
+        for d in replay(log_inputs(log), policy_of(prepared.spec))
+    ]
+    assert replayed == decided
+    again = execute(prepared, store, engine_factory=lambda model, options: Engine())
+    assert again["generated"] == 0  # finished: a re-run decides nothing new
+
+
+def test_a_run_killed_mid_way_resumes_to_the_allocation_of_an_uninterrupted_one(tmp_path):
+    clean_prepared, clean = _run(tmp_path, "clean", Engine())
+    prepared = _prepared(tmp_path)
+    store = Store.open(tmp_path / "killed")
+    with pytest.raises(RuntimeError, match="the engine died"):
+        execute(prepared, store, engine_factory=lambda model, options: Engine(fail_after_calls=2))
+    assert store.get_run(prepared.run_id)["status"] == "failed"
+    execute(prepared, store, engine_factory=lambda model, options: Engine())
+    cols = "question_id, round, first_idx, samples, flops_bound, reason"
+    sql = f"SELECT {cols} FROM allocations ORDER BY round, question_id"
+    assert store.query(sql).equals(clean.query(sql))
+    same = "SELECT question_id, sample_idx, seed, answer FROM samples ORDER BY 1, 2"
+    assert store.query(same).equals(clean.query(same))
+
+
+def test_the_supermajority_rule_stops_on_the_leaders_share(tmp_path):
+    prepared, store = _run(tmp_path, "s", Engine(), stop="supermajority", supermajority=0.75)
+    log = logged_rounds(store, prepared.run_id, "scripted")
+    first = log[(log["round"] == 1) & (log["question_id"] == "easy")]
+    assert first["reason"].tolist() == ["settled"] and first["settled_probability"].tolist() == [1.0]
+
+
+def test_a_budget_too_small_for_one_first_round_is_refused_before_anything_is_sampled(tmp_path):
+    prepared = _prepared(tmp_path)
+    small = prepared.spec.model_copy(
+        update={"adaptive": prepared.spec.adaptive.model_copy(update={"total_budget": 0.01})}
+    )
+    prepared = PreparedRun(small, small.run_id(), prepared.task, prepared.questions, prepared.models)
+    store = Store.open(tmp_path / "s")
+    with pytest.raises(SpecError, match=r"^adaptive.total_budget: .* FLOPs do not pay the first round \(4 samples\)"):
+        execute(prepared, store, engine_factory=lambda model, options: Engine())
+    assert store.query("SELECT count(*) AS n FROM samples")["n"][0] == 0
+    assert store.query("SELECT count(*) AS n FROM allocations")["n"][0] == 0
+
+
+@pytest.mark.parametrize(
+    "adaptive, extra, message",
+    [
+        ({"total_budget": 0}, {}, "adaptive.total_budget: Input should be greater than 0"),
+        ({"total_budget": 8, "first_round": 32}, {}, "adaptive.first_round: 32 is more than samples_per_question (16)"),
+        ({"total_budget": 8, "stop": "vibes"}, {}, "adaptive.stop: Input should be 'beta' or 'supermajority'"),
+        ({"total_budget": 8, "confidence": 1.0}, {}, "adaptive.confidence: Input should be less than 1"),
+        (
+            {"total_budget": 8, "budget": 3},
+            {},
+            "adaptive.budget: unknown key; allowed: total_budget, unit, per_question, stop",
+        ),
+        ({"total_budget": 8}, {"engine": {"kind": "llamacpp", "replicas": 2}}, "engine.replicas: adaptive allocation"),
+        ({"total_budget": 100, "unit": "flops"}, {}, "adaptive.total_budget: 100 FLOPs buys no token"),
+        ({"total_budget": 1e12}, {}, "adaptive.total_budget: 1e+12 samples looks like a FLOP count"),
+    ],
+)
+def test_bad_adaptive_specs_name_the_field(adaptive, extra, message):
+    spec = dict(
+        name="a",
+        models=["gemma-3-270m"],
+        task={"kind": "reasoning_gym", "datasets": [{"name": "chain_sum", "size": 4}]},
+        samples_per_question=16,
+        adaptive=adaptive,
+        **extra,
+    )
+    with pytest.raises(SpecError) as e:
+        parse_spec(spec)
+    assert str(e.value).startswith(message), str(e.value)
