@@ -418,3 +418,81 @@ def adaptive_runs(store) -> list[tuple[str, str]]:
         "SELECT run_id, model, max(created_at) AS t FROM allocations GROUP BY 1, 2 ORDER BY t DESC, run_id, model"
     )
     return list(zip(df["run_id"], df["model"]))
+
+
+# ---- the same allocation replayed on a stored pool (what adaptive allocation would have drawn from it) ----------
+@dataclass(frozen=True)
+class PoolQuestion:
+    """One question of a stored pool, its samples in sample_idx order: an adaptive run draws a prefix of them
+    (the same seeds), so the allocation can be replayed on a pool without generating anything."""
+
+    question_id: str
+    answers: tuple  # normalised answers (None: no answer), in sample_idx order
+    decode_flops: tuple  # each sample's decode FLOPs, in the same order
+    prefill_flops: float  # the prompt's prefill, as the ledger charges it once
+    prefill_bound: float  # what the allocator prices the prefill at before the first sample
+    sample_bound_before: float  # one sample's decode bound before the prompt's tokens are known
+    sample_bound: float  # the same once they are
+
+
+def _state_of(q: PoolQuestion, n: int) -> QuestionState:
+    votes: dict = {}
+    for a in q.answers[:n]:
+        if a is not None:
+            votes[a] = votes.get(a, 0) + 1
+    ranked = sorted(votes.values(), reverse=True) + [0, 0]
+    if n == 0:
+        return QuestionState(q.question_id, 0, 0, 0, 0, q.prefill_bound, q.sample_bound_before)
+    return QuestionState(q.question_id, n, sum(votes.values()), ranked[0], ranked[1], 0.0, q.sample_bound)
+
+
+def simulate(questions: list[PoolQuestion], total: float, policy: Policy) -> tuple[dict[str, int], list[Decision]]:
+    """Replay adaptive allocation on stored pools: (samples drawn per question, every decision). The pools must
+    hold at least `policy.max_samples` samples per question."""
+    drawn = {q.question_id: 0 for q in questions}
+    decisions: list[Decision] = []
+    round_ = 0
+    while True:
+        states = [_state_of(q, drawn[q.question_id]) for q in questions]
+        spent = sum(
+            q.prefill_flops + sum(q.decode_flops[: drawn[q.question_id]]) for q in questions if drawn[q.question_id]
+        )
+        made = decide(states, round_, max(0.0, total - spent), policy)
+        decisions += made
+        if not any(d.samples for d in made):
+            return drawn, decisions
+        for d in made:
+            drawn[d.question_id] += d.samples
+        round_ += 1
+
+
+def pool_questions(store, run_id: str, model, prepared) -> list[PoolQuestion]:
+    """The stored pool of (run, model) as PoolQuestions, priced as the live allocator prices them (`prepared`: a
+    prepared run over the same questions and max_tokens, for the prompts)."""
+    from backend.ledger import decode_flops
+    from backend.ledger import prefill_flops as prefill
+    from backend.sampling import model_arch
+
+    arch, max_tokens = model_arch(model), prepared.spec.max_tokens
+    df = store.query(
+        f"SELECT question_id, {ANSWER_SQL} AS answer, decode_flops, prefill_flops, prompt_tokens FROM samples"
+        " WHERE run_id = ? AND model = ? ORDER BY question_id, sample_idx",
+        [run_id, model.name],
+    )
+    bounds = _prompt_bounds(prepared, model)
+    out = []
+    for qid, g in df.groupby("question_id", sort=False):
+        b, tokens = bounds[qid], int(g["prompt_tokens"].max())
+        out.append(
+            PoolQuestion(
+                qid,
+                tuple(None if a is None or a != a else a for a in g["answer"]),
+                tuple(float(x) for x in g["decode_flops"]),
+                float(g["prefill_flops"].max()),
+                float(prefill(arch, b)),
+                float(decode_flops(arch, b, max_tokens)),
+                float(decode_flops(arch, tokens, max_tokens)),
+            )
+        )
+    order = {q.question_id: i for i, q in enumerate(prepared.questions)}
+    return sorted(out, key=lambda q: order[q.question_id])

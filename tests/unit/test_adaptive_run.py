@@ -176,3 +176,26 @@ def test_bad_adaptive_specs_name_the_field(adaptive, extra, message):
     with pytest.raises(SpecError) as e:
         parse_spec(spec)
     assert str(e.value).startswith(message), str(e.value)
+
+
+def test_replayed_on_a_uniform_pool_of_the_same_seeds_the_allocation_is_the_live_one(tmp_path):
+    """An adaptive run draws a prefix of each question's samples (same seeds): replaying the allocator on a
+    uniform pool reproduces the live run's decisions exactly, which is what bench/adaptive.py relies on."""
+    from backend.allocation import pool_questions, simulate
+
+    prepared, live = _run(tmp_path, "live", Engine(), total_budget=6)
+    uniform = prepared.spec.model_copy(update={"adaptive": None, "name": "uniform"})
+    pool_run = PreparedRun(uniform, uniform.run_id(), prepared.task, prepared.questions, prepared.models)
+    pool = Store.open(tmp_path / "pool")
+    execute(pool_run, pool, engine_factory=lambda model, options: Engine())
+    drawn, decisions = simulate(
+        pool_questions(pool, pool_run.run_id, FAKE_MODEL, prepared),
+        total_flops(prepared, FAKE_MODEL),
+        policy_of(prepared.spec),
+    )
+    log = logged_rounds(live, prepared.run_id, "scripted")
+    assert sorted((d.round, d.question_id, d.samples, d.reason) for d in decisions) == [
+        (r.round, r.question_id, r.samples, r.reason) for r in log.itertuples()
+    ]
+    counts = live.query("SELECT question_id, count(*) AS n FROM samples GROUP BY 1")
+    assert drawn == dict(zip(counts["question_id"], counts["n"]))
