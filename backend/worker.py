@@ -4,6 +4,7 @@ Order of work is what makes runs safe: (1) everything that can fail on bad input
 questions, prompts — is resolved before the store is touched; (2) the run is registered and claimed; (3) for each
 model, only the (question, sample) keys missing from the store are generated, all submitted to the engine at
 once (continuous batching), graded as they finish and appended as immutable shards every `flush_s` seconds;
+an adaptive spec's keys are decided round by round under its total budget instead (backend/allocation.py);
 (4) the questions whose scores or searches are missing are analysed (backend/analysis.py). A SIGKILL loses at
 most the unflushed tail, which the next run of the same spec regenerates with the same seeds."""
 

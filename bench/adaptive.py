@@ -37,6 +37,7 @@ from backend.metrics.compute_optimal import fold_assignment  # noqa: E402
 from backend.metrics.paired import paired_difference  # noqa: E402
 from backend.models.registry import DEFAULT_MODEL  # noqa: E402
 from backend.sampling import prepare_run  # noqa: E402
+from backend.tasks.base import ANSWER_SQL  # noqa: E402
 from backend.worker import execute  # noqa: E402
 from store import Store  # noqa: E402
 
@@ -110,12 +111,12 @@ def main() -> None:
         execute(uniform, store)
     model = uniform.models[0][1]
     qs = pool_questions(store, uniform.run_id, model, uniform)
-    ok = store.query(
-        "SELECT question_id, list(DISTINCT answer) FILTER (WHERE correct) AS right FROM samples WHERE run_id = ?"
-        " GROUP BY 1",
+    ok = store.query(  # the normalised answers graded correct, per question (what the pool's answers are)
+        f"SELECT question_id, coalesce(list(DISTINCT {ANSWER_SQL}) FILTER (WHERE correct), []) AS right"
+        " FROM samples WHERE run_id = ? GROUP BY 1",
         [uniform.run_id],
     )
-    right = {q: set(r) if r is not None else set() for q, r in zip(ok["question_id"], ok["right"])}
+    right = {q: set(r) for q, r in zip(ok["question_id"], ok["right"])}
     levels = store.query("SELECT question_id, level FROM questions WHERE run_id = ?", [uniform.run_id])
     level = dict(zip(levels["question_id"], levels["level"]))
     ids = [q.question_id for q in qs]
