@@ -96,7 +96,8 @@ def test_compute_optimal_heat_map_picks_searches_and_pool_rules(server, browser)
     heat = browser.locator(".js-plotly-plot").first
     heat.locator(".heatmaplayer").first.wait_for(state="attached")
     cells = [re.match(r"[a-z_]*", t).group(0) for t in heat.locator("text").all_text_contents()]  # name, then accuracy
-    assert {"beam_search", "sequential_revisions", "best_of_n"} <= set(cells), cells
+    assert {"beam_search", "sequential_revisions"} <= set(cells), cells  # searches and pool rules side by side
+    assert set(cells) & {"majority", "best_of_n", "deepconf_weighted", "deepconf_filtered"}, cells
     assert page_problems(browser) == []
 
 

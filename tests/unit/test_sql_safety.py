@@ -42,6 +42,9 @@ REVIEWED = {
     ("backend/metrics/pools.py", "load_pool"): "WHERE clauses chosen from constants; every value a $parameter",
     ("store/leases.py", "take"): "a constant statement per catalog dialect (row locks differ); values are :params",
     ("store/leases.py", "next_claimable"): "a constant statement per catalog dialect (SKIP LOCKED); values are :params",
+    ("backend/allocation.py", ""): "STATE_SQL interpolates the constant ANSWER_SQL; values are ? parameters",
+    ("backend/allocation.py", "states_and_spent"): "runs the module constant STATE_SQL; values are ? parameters",
+    ("backend/allocation.py", "pool_questions"): "interpolates the constant ANSWER_SQL; values are ? parameters",
 }
 
 
