@@ -46,7 +46,9 @@ Every mode also gets:
   own pipes are close-on-exec).
 - A wall-clock timeout that SIGKILLs the whole process group (start_new_session=True; SIGKILL cannot be
   ignored), then a sweep that kills anything still running under the run's uid. When the program ends by
-  itself the bootstrap, a child subreaper, kills and reaps whatever it left running.
+  itself the bootstrap, a child subreaper, kills and reaps whatever it left running. In the namespace
+  modes the grader returns only once the namespace is empty: it waits on the namespace's init, whose exit
+  the kernel completes after every other process in it is gone (`unshare` itself dies first).
 - A lifeline: the bootstrap holds the read end of a pipe whose only write end is the grader's, and kills
   the program and everything it left when that pipe closes, so a grader that dies (SIGKILL, OOM) leaves
   no sandbox running; the program dies with the bootstrap (PR_SET_PDEATHSIG).
@@ -61,6 +63,7 @@ import json
 import os
 import random
 import resource
+import select
 import shutil
 import signal
 import stat
@@ -80,6 +83,7 @@ SANDBOX_UID_BASE = 1_900_000_000
 SANDBOX_UID_SPAN = 1_000_000
 _DETAIL_CHARS = 600
 _EXIT_SYNTAX = 65  # the runner could not compile the program (EX_DATAERR)
+_TEARDOWN_S = 10.0  # longest wait for a killed PID namespace to empty (seconds; it takes milliseconds idle)
 _EXIT_SETUP = 71  # the bootstrap failed before the program started (EX_OSERR); confirmed via the status pipe
 _NAMESPACES = ("--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--ipc", "--uts")
 _HIDDEN = ("/tmp", "/var/tmp", "/dev/shm", "/run")  # plus tempfile's dir and the grader's HOME
@@ -475,8 +479,11 @@ def _run(workdir: str, uid: int | None, limits: SandboxLimits, mode: Mode) -> Sa
             except subprocess.TimeoutExpired:
                 timed_out = True
             finally:
+                init = _namespace_init(proc.pid) if namespaces else None
                 _kill_group(proc.pid)
                 proc.wait()
+                if init is not None:
+                    _wait_exited(init, _TEARDOWN_S)
             wall = time.monotonic() - start
             os.set_blocking(status_r, False)
             try:
@@ -531,6 +538,32 @@ def _tail(f) -> str:
     size = f.tell()
     f.seek(max(0, size - 4 * _DETAIL_CHARS))
     return f.read().decode("utf-8", errors="replace")[-_DETAIL_CHARS:]
+
+
+def _namespace_init(unshare_pid: int) -> int | None:
+    """A pidfd on the PID namespace's init (`unshare --fork`'s child), or None when it is already gone.
+
+    `unshare` dies from the group kill at once, but the namespace is torn down by its init's exit, which the
+    kernel completes only after every process in it is gone; waiting on the init is waiting on all of them."""
+    try:
+        with open(f"/proc/{unshare_pid}/task/{unshare_pid}/children") as f:
+            pids = [int(p) for p in f.read().split()]
+    except (OSError, ValueError):
+        return None
+    for pid in pids:
+        try:
+            return os.pidfd_open(pid)
+        except OSError:
+            continue
+    return None
+
+
+def _wait_exited(pidfd: int, timeout_s: float) -> None:
+    """Block until the process behind `pidfd` has exited (readable pidfd), for at most `timeout_s`."""
+    try:
+        select.select([pidfd], [], [], timeout_s)
+    finally:
+        os.close(pidfd)
 
 
 def _kill_group(pgid: int) -> None:
