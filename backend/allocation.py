@@ -112,17 +112,15 @@ def cost(state: QuestionState, samples: int) -> float:
 
 def decide(states: list[QuestionState], round_: int, remaining: float, policy: Policy) -> list[Decision]:
     """The next round's samples per question, never more than `remaining` FLOPs in all at their upper bounds.
-    Round 0 gives every question `first_round` samples (in question order while the budget lasts)."""
+    Round 0 offers every question `first_round` samples, one per question in turns (question order), so a budget
+    too tight for the whole first round still gives as many questions as it can a first sample."""
     out: list[Decision] = []
     if round_ == 0:
-        for s in states:
-            give = min(policy.first_round, policy.max_samples - s.samples)
-            c = cost(s, give)
-            reason = "first_round" if give > 0 and c <= remaining else "out_of_budget"
-            if reason == "out_of_budget":
-                give, c = 0, 0.0
-            remaining -= c
-            out.append(Decision(s.question_id, 0, give, c, difficulty(s), 0.0, reason))
+        want = np.array([min(policy.first_round, max(0, policy.max_samples - s.samples)) for s in states])
+        given = _hand_out(states, want, range(len(states)), remaining)
+        for s, g in zip(states, given):
+            reason = "first_round" if g > 0 else "out_of_budget"
+            out.append(Decision(s.question_id, 0, int(g), cost(s, int(g)), difficulty(s), 0.0, reason))
         return out
     stat, settled = _settled(states, policy)
     n = len(states)
@@ -145,22 +143,8 @@ def decide(states: list[QuestionState], round_: int, remaining: float, policy: P
         if reasons[i] == "open":
             want[i] = max(1, math.ceil(policy.round_samples * weight[i] / top))
         want[i] = min(want[i], max(0, policy.max_samples - states[i].samples))
-    # hand out by weight (hopeless last), one sample at a time per question in turns, while the budget lasts
-    order = sorted(range(n), key=lambda i: (reasons[i] != "open", -weight[i], i))
-    given = np.zeros(n, dtype=np.int64)
-    spent = 0.0
-    progress = True
-    while progress:
-        progress = False
-        for i in order:
-            if given[i] >= want[i]:
-                continue
-            c = cost(states[i], given[i] + 1) - cost(states[i], given[i])
-            if spent + c > remaining:
-                continue
-            given[i] += 1
-            spent += c
-            progress = True
+    # by weight (hopeless last)
+    given = _hand_out(states, want, sorted(range(n), key=lambda i: (reasons[i] != "open", -weight[i], i)), remaining)
     for i, s in enumerate(states):
         reason = reasons[i]
         if reason in ("open", "hopeless") and given[i] == 0:
@@ -173,6 +157,27 @@ def decide(states: list[QuestionState], round_: int, remaining: float, policy: P
     return out
 
 
+def _hand_out(states: list[QuestionState], want, order, remaining: float) -> np.ndarray:
+    """Samples given per question: one at a time to each question in `order`, in turns, up to `want`, while the
+    next one's upper bound still fits in `remaining`."""
+    order = list(order)
+    given = np.zeros(len(states), dtype=np.int64)
+    spent = 0.0
+    progress = True
+    while progress:
+        progress = False
+        for i in order:
+            if given[i] >= want[i]:
+                continue
+            c = cost(states[i], int(given[i]) + 1) - cost(states[i], int(given[i]))
+            if spent + c > remaining:
+                continue
+            given[i] += 1
+            spent += c
+            progress = True
+    return given
+
+
 def replay(log: list[tuple[int, float, list[QuestionState]]], policy: Policy) -> list[Decision]:
     """Recompute every logged round's decisions from its logged inputs (round, remaining budget, states)."""
     return [d for round_, remaining, states in log for d in decide(states, round_, remaining, policy)]
@@ -181,7 +186,7 @@ def replay(log: list[tuple[int, float, list[QuestionState]]], policy: Policy) ->
 # ---- running it: the worker's side (backend/worker.py calls `sample_adaptively` for a spec with `adaptive:`) ----
 STATE_SQL = f"""
 WITH drawn AS (
-    SELECT question_id, {ANSWER_SQL} AS answer, prompt_tokens, prefill_flops, decode_flops
+    SELECT question_id, {ANSWER_SQL} AS answer, prompt_tokens
     FROM samples WHERE run_id = ? AND model = ?
 ), counts AS (
     SELECT question_id, answer, count(*) AS n FROM drawn WHERE answer IS NOT NULL GROUP BY 1, 2
@@ -189,7 +194,6 @@ WITH drawn AS (
     SELECT *, row_number() OVER (PARTITION BY question_id ORDER BY n DESC, answer) AS r FROM counts
 )
 SELECT d.question_id, count(*) AS samples, max(d.prompt_tokens) AS prompt_tokens,
-       max(d.prefill_flops) AS prefill, sum(d.decode_flops) AS decode,
        coalesce(any_value(v.votes), 0) AS votes, coalesce(any_value(l.n), 0) AS leader,
        coalesce(any_value(s.n), 0) AS runner_up
 FROM drawn d
@@ -198,8 +202,20 @@ LEFT JOIN (SELECT question_id, n FROM votes WHERE r = 1) l USING (question_id)
 LEFT JOIN (SELECT question_id, n FROM votes WHERE r = 2) s USING (question_id)
 GROUP BY d.question_id
 """
-"""Per question of one (run, model): samples drawn, votes, the leader's and runner-up's votes, and the ledger's
-charge so far — the prompt's prefill once (later samples find it in the prefix cache) plus every decode."""
+"""Per question of one (run, model): samples drawn, the longest prompt, votes, the leader's and runner-up's votes."""
+
+SPENT_SQL = """
+SELECT coalesce(sum(p), 0) + coalesce(sum(d), 0) AS spent FROM (
+    SELECT question_id, max(prefill_flops) AS p, sum(decode_flops) AS d
+    FROM samples WHERE run_id = ? AND model = ? GROUP BY 1
+)
+"""
+"""What the ledger has charged one (run, model) of an adaptive run: each prompt's prefill once (later samples find
+it in the prefix cache) plus every decode. The budget the allocator keeps to is measured on this."""
+
+
+def ledger_spent(store, run_id: str, model: str) -> float:
+    return float(store.query(SPENT_SQL, [run_id, model])["spent"][0])
 
 
 def policy_of(spec) -> Policy:
@@ -267,8 +283,7 @@ def states_and_spent(prepared, store, model) -> tuple[list[QuestionState], float
             states.append(
                 QuestionState(qid, 0, 0, 0, 0, float(prefill_flops(arch, b)), float(decode_flops(arch, b, max_tokens)))
             )
-    spent = float(df["prefill"].fillna(0).sum() + df["decode"].fillna(0).sum()) if len(df) else 0.0
-    return states, spent
+    return states, ledger_spent(store, prepared.run_id, model.name)
 
 
 def decisions_table(run_id: str, model: str, decisions: list[Decision], states: list[QuestionState], remaining: float):
@@ -366,11 +381,13 @@ def sample_adaptively(prepared, store, model, engine, done: int, progress, cance
         remaining = max(0.0, total - spent)
         decisions = decide(states, round_, remaining, policy)
         if round_ == 0 and not any(d.samples for d in decisions):
-            cheapest = min(cost(s, policy.first_round) for s in states)
+            cheapest = min(cost(s, 1) for s in states)
+            whole = sum(cost(s, policy.first_round) for s in states)
             raise SpecError(
                 "adaptive.total_budget",
-                f"{total:.3g} FLOPs do not pay the first round ({policy.first_round} samples) of even one question",
-                f"at least {cheapest:.3g} FLOPs for one question, about {cheapest * len(states):.3g} for all of them",
+                f"{total:.3g} FLOPs do not pay one sample of even one question",
+                f"at least {cheapest:.3g} FLOPs; the whole first round ({policy.first_round} samples per question)"
+                f" takes about {whole:.3g}",
             )
         store.write_shard(
             "allocations", prepared.run_id, decisions_table(prepared.run_id, model.name, decisions, states, remaining)
@@ -394,11 +411,7 @@ def allocation_summary(store, run_id: str, model: str) -> AllocationSummary | No
     log = logged_rounds(store, run_id, model)
     if log.empty:
         return None
-    spent = store.query(
-        "SELECT coalesce(sum(p), 0) + coalesce(sum(d), 0) AS spent FROM (SELECT question_id, max(prefill_flops) AS p,"
-        " sum(decode_flops) AS d FROM samples WHERE run_id = ? AND model = ? GROUP BY 1)",
-        [run_id, model],
-    )["spent"][0]
+    spent = ledger_spent(store, run_id, model)
     last = log.sort_values("round").groupby("question_id").tail(1).set_index("question_id")
     per_q = (
         log.groupby("question_id")
@@ -409,7 +422,7 @@ def allocation_summary(store, run_id: str, model: str) -> AllocationSummary | No
         .sort_values(["predicted_difficulty", "question_id"])
     )
     total = float(log.loc[log["round"] == 0, "remaining_flops"].iloc[0]) if (log["round"] == 0).any() else float("nan")
-    return AllocationSummary(log, per_q, total, float(spent), int(log["round"].max()) + 1)
+    return AllocationSummary(log, per_q, total, spent, int(log["round"].max()) + 1)
 
 
 def adaptive_runs(store) -> list[tuple[str, str]]:
@@ -434,6 +447,10 @@ class PoolQuestion:
     sample_bound_before: float  # one sample's decode bound before the prompt's tokens are known
     sample_bound: float  # the same once they are
 
+    def spent(self, n: int) -> float:
+        """What the ledger charges for the first `n` samples (SPENT_SQL's rule on one question)."""
+        return self.prefill_flops + float(sum(self.decode_flops[:n])) if n else 0.0
+
 
 def _state_of(q: PoolQuestion, n: int) -> QuestionState:
     votes: dict = {}
@@ -454,9 +471,7 @@ def simulate(questions: list[PoolQuestion], total: float, policy: Policy) -> tup
     round_ = 0
     while True:
         states = [_state_of(q, drawn[q.question_id]) for q in questions]
-        spent = sum(
-            q.prefill_flops + sum(q.decode_flops[: drawn[q.question_id]]) for q in questions if drawn[q.question_id]
-        )
+        spent = sum(q.spent(drawn[q.question_id]) for q in questions)
         made = decide(states, round_, max(0.0, total - spent), policy)
         decisions += made
         if not any(d.samples for d in made):

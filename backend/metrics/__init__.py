@@ -31,6 +31,7 @@ from backend.metrics.pools import Pool, list_verifiers, load_pool, pool_from_arr
 from backend.metrics.selection import (
     best_of_n_curve,
     majority_curve,
+    prefix_vote,
     selection_curves,
     weighted_best_of_n_curve,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "pass_at_k",
     "pool_from_arrays",
     "predicted_bins",
+    "prefix_vote",
     "quantile_levels",
     "samples_for_flops",
     "selection_curves",

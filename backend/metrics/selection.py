@@ -99,6 +99,25 @@ def _pick(counts: np.ndarray, weights: np.ndarray, answer_ok: np.ndarray) -> np.
     return np.divide(hit, n_tied, out=np.zeros_like(hit), where=n_tied > 0)
 
 
+def prefix_vote(pool: Pool, n: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """(Q,) correctness of the vote over each question's first `n[q]` samples (sample_idx order): what an adaptive
+    run that drew those samples selects. Majority by count, or the largest sum of `weight` (Q, N) when given (NaN
+    weighs nothing); ties averaged; a question with no samples or no answer scores 0."""
+    n_q, width = pool.valid.shape
+    drawn = pool.valid & (np.arange(width)[None, :] < np.asarray(n)[:, None])
+    answer_ok = answer_correctness(pool.valid, pool.correct, pool.answer_id)
+    n_ans = answer_ok.shape[1]
+    code = np.where(drawn & (pool.answer_id >= 0), pool.answer_id, n_ans).astype(np.int64)
+    flat = (np.arange(n_q)[:, None] * (n_ans + 1) + code).ravel()
+    size = n_q * (n_ans + 1)
+    counts = np.bincount(flat, minlength=size).reshape(n_q, 1, n_ans + 1)[..., :n_ans]
+    if weight is None:
+        return _pick(counts, counts, answer_ok)[:, 0]
+    w = np.where(drawn, np.nan_to_num(weight, nan=0.0), 0.0).ravel()
+    summed = np.bincount(flat, weights=w, minlength=size).reshape(n_q, 1, n_ans + 1)[..., :n_ans]
+    return _pick(counts, summed, answer_ok)[:, 0]
+
+
 def vote_resampled(
     valid: np.ndarray,
     answer_id: np.ndarray,

@@ -134,14 +134,14 @@ def test_the_supermajority_rule_stops_on_the_leaders_share(tmp_path):
     assert first["reason"].tolist() == ["settled"] and first["settled_probability"].tolist() == [1.0]
 
 
-def test_a_budget_too_small_for_one_first_round_is_refused_before_anything_is_sampled(tmp_path):
+def test_a_budget_too_small_for_one_sample_is_refused_before_anything_is_sampled(tmp_path):
     prepared = _prepared(tmp_path)
     small = prepared.spec.model_copy(
         update={"adaptive": prepared.spec.adaptive.model_copy(update={"total_budget": 0.01})}
     )
     prepared = PreparedRun(small, small.run_id(), prepared.task, prepared.questions, prepared.models)
     store = Store.open(tmp_path / "s")
-    with pytest.raises(SpecError, match=r"^adaptive.total_budget: .* FLOPs do not pay the first round \(4 samples\)"):
+    with pytest.raises(SpecError, match=r"^adaptive.total_budget: .* FLOPs do not pay one sample of even one question"):
         execute(prepared, store, engine_factory=lambda model, options: Engine())
     assert store.query("SELECT count(*) AS n FROM samples")["n"][0] == 0
     assert store.query("SELECT count(*) AS n FROM allocations")["n"][0] == 0

@@ -32,13 +32,21 @@ def _state(i, samples, leader, runner, votes=None):
     return QuestionState(f"q{i}", samples, samples if votes is None else votes, leader, runner, 100.0, 10.0)
 
 
-def test_first_round_gives_every_question_its_samples_while_the_budget_lasts():
+def test_first_round_gives_every_question_its_samples_when_the_budget_allows():
     states = [_state(i, 0, 0, 0) for i in range(5)]
-    policy = Policy(first_round=4)
-    decisions = decide(states, 0, remaining=3 * (100 + 40) + 50, policy=policy)
-    assert [d.samples for d in decisions] == [4, 4, 4, 0, 0]
-    assert [d.reason for d in decisions] == ["first_round"] * 3 + ["out_of_budget"] * 2
-    assert sum(d.flops_bound for d in decisions) == 3 * 140
+    decisions = decide(states, 0, remaining=5 * (100 + 40), policy=Policy(first_round=4))
+    assert [d.samples for d in decisions] == [4] * 5
+    assert [d.reason for d in decisions] == ["first_round"] * 5
+    assert sum(d.flops_bound for d in decisions) == 5 * 140
+
+
+def test_a_tight_first_round_gives_first_samples_before_second_ones():
+    """Turns: each question its first sample (prefill 100 + 10) before any its second (10), while they fit."""
+    states = [_state(i, 0, 0, 0) for i in range(5)]
+    decisions = decide(states, 0, remaining=470, policy=Policy(first_round=4))
+    assert [d.samples for d in decisions] == [2, 2, 2, 1, 0]  # 4 × 110, then 3 × 10 = 470; q4's 110 never fits
+    assert [d.reason for d in decisions] == ["first_round"] * 4 + ["out_of_budget"]
+    assert sum(d.flops_bound for d in decisions) == 470
 
 
 def test_settled_questions_stop_hopeless_ones_get_one_and_the_least_settled_get_most():

@@ -9,6 +9,7 @@ from backend.metrics import (
     best_of_n_curve,
     majority_curve,
     pool_from_arrays,
+    prefix_vote,
     selection_curves,
     weighted_best_of_n_curve,
 )
@@ -79,6 +80,22 @@ def test_selection_matches_brute_force(seed, ragged):
             expected = truth[:, col].mean()
             assert curve.mc_low[j] - 1e-12 <= expected <= curve.mc_high[j] + 1e-12, (curve.name, k)
             assert curve.mc_high[j] - curve.mc_low[j] < 0.03
+
+
+@pytest.mark.parametrize("seed,ragged", [(4, False), (5, True)])
+def test_prefix_vote_is_the_vote_over_exactly_the_first_samples(seed, ragged):
+    """What an adaptive run selects: the one k-subset that is each question's prefix, by the same tie rules."""
+    pool = _random_pools(seed, ragged=ragged)
+    n = np.random.default_rng(seed).integers(0, pool.n + 1)
+    got_majority, got_weighted = prefix_vote(pool, n), prefix_vote(pool, n, pool.score("prm"))
+    for q in range(pool.n_questions):
+        prefix = pool.valid[q] & (np.arange(pool.valid.shape[1]) < n[q])
+        _, maj, wtd = (
+            (0.0, 0.0, 0.0)
+            if n[q] == 0
+            else _brute(prefix, pool.correct[q], pool.answer_id[q], pool.score("prm")[q], int(n[q]))
+        )
+        assert (got_majority[q], got_weighted[q]) == pytest.approx((maj, wtd), abs=1e-12), q
 
 
 def test_first_k_samples_are_not_what_is_measured():
