@@ -115,20 +115,23 @@ def _reordered(pool, questions, rng):
     return p, qs
 
 
+def _at_k(table: np.ndarray, k: float) -> np.ndarray:
+    """A (K, Q) per-k table's row at fractional k (1 ≤ k ≤ K), interpolated between the whole k around it."""
+    lo = int(np.clip(np.floor(k), 1, len(table)))
+    hi = min(lo + 1, len(table))
+    w = k - lo
+    return (1 - w) * table[lo - 1] + w * table[hi - 1]
+
+
 def _budget(costs: np.ndarray, k: float) -> float:
     """The FLOPs of uniform sampling at (fractional) k samples per question, from its (K, Q) ledger costs."""
-    lo = int(np.floor(k))
-    w = k - lo
-    return float((1 - w) * costs[lo - 1].sum() + w * costs[min(lo, len(costs) - 1)].sum())
+    return float(_at_k(costs, k).sum())
 
 
 def _at_spend(spent: float, flops_u, acc_u, ks):
     """Uniform's per-question accuracy (K, Q) at the fractional k whose ledger total is `spent`, and that k."""
     k_eq = float(np.interp(spent, flops_u.sum(axis=1), ks))
-    lo = int(np.clip(np.floor(k_eq), 1, ks[-1]))
-    hi = min(lo + 1, int(ks[-1]))
-    w = k_eq - lo
-    return (1 - w) * acc_u[lo - 1] + w * acc_u[hi - 1], k_eq
+    return _at_k(acc_u, k_eq), k_eq
 
 
 def main() -> None:
