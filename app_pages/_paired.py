@@ -1,6 +1,6 @@
 """The paired comparison of two configurations at matched compute, as the Strategies and Compute-optimal pages draw
-it: the difference at every FLOP budget with its bootstrap interval, filled where McNemar's exact test finds it
-significant and hollow where it does not, and the table with each budget's verdict (backend/metrics/paired.py)."""
+it: the difference at every FLOP budget with its bootstrap interval, filled where the paired test of the mean
+difference finds it significant and hollow where it does not, and the table with each budget's verdict (backend/metrics/paired.py)."""
 
 from __future__ import annotations
 
@@ -81,7 +81,8 @@ def draw(df: pd.DataFrame, name: str) -> None:
     charts.style_figure(fig, title=f"A − B at matched compute: {a} − {b}", height=380)
     charts.chart(fig, name)
     st.caption(
-        "Paired over the questions both ran at each budget. Bars: 95% paired bootstrap interval. Filled: McNemar's "
-        "exact test (the sign test on expected accuracies) says the difference is real at 5%; hollow: it may be "
-        "noise, and the table says roughly how many more questions would tell the two apart."
+        "Paired over the questions both ran at each budget. Bars: 95% paired bootstrap interval. Filled: the paired "
+        "test of the mean difference (McNemar's exact test on 0/1 outcomes; on expected accuracies the sign-flip "
+        "permutation test, which weighs each question's margin) says the difference is real at 5%; hollow: it may "
+        "be noise, and the table says roughly how many more questions would tell the two apart."
     )

@@ -124,7 +124,8 @@ def _heatmap(study, cells, report) -> None:
         "Each cell: the configuration picked on one half of the bin's questions, coloured by its accuracy on the "
         "other half (the halves then swap; the hover shows both picks and every configuration's standing on the whole bin). '—': no "
         f"configuration covers the bin there. '(n.s.)': on the bin's questions the policy is not significantly different "
-        f"from {r.baseline} (McNemar's exact test, 5%; the hover says roughly how many more questions would tell)."
+        f"from {r.baseline} (the paired sign-flip test of the mean difference, 5%; the hover says roughly how many "
+        "more questions would tell)."
     )
 
 

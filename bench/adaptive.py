@@ -15,7 +15,7 @@ policy, selecting by majority vote, is scored against uniform allocation of the 
 - accuracy at equal FLOPs: per question, the adaptive run's majority correctness against uniform majority@k
   (expected over k-subsets) and uniform best-of-N by trace confidence (DeepConf's self-certainty: no verifier
   needed) at the k whose ledger total equals the adaptive run's spend (interpolated between whole k), paired
-  over the held-out questions (bootstrap interval, exact McNemar/sign test);
+  over the held-out questions (bootstrap interval, the paired sign-flip test of the mean difference);
 - FLOPs at equal accuracy: 1 − the adaptive run's spend / the uniform majority spend that reaches its accuracy
   (interpolated on uniform's accuracy-FLOPs curve), with a bootstrap interval over the held-out questions.
 

@@ -2,21 +2,30 @@
 matched compute.
 
 Two configurations scored on the same questions are paired: a hard question is hard for both, so their outcomes
-are correlated and comparing two independent means would overstate the noise. Three numbers answer the question:
+are correlated and comparing two independent means would overstate the noise. The statistic is the mean of the
+per-question differences d = A − B, and one test of that one statistic gives both the verdict's direction and its
+significance ("A better" only where d̄ > 0 and the test rejects):
 
+- **0/1 outcomes** (a search's selected answer): McNemar's exact test. Under "no difference" a question where A
+  beats B is as likely as one where B beats A, so the smaller of the two counts is Binomial(their sum, 1/2); the
+  two-sided p-value doubles its tail.
+- **expected accuracies** (a pool rule's mean over random k-subsets, anywhere in [0, 1]): the paired sign-flip
+  permutation test of the mean difference (Fisher's randomisation test). Under "no difference" the labels A and B
+  of each question are exchangeable, so every difference is as likely to carry either sign; the p-value is the
+  share of the 2^m sign patterns of the m non-zero differences whose |Σ ± d| is at least the observed |Σ d|:
+  enumerated exactly up to `EXACT_MAX` of them, else estimated from `N_PERM` random patterns as
+  (1 + hits) / (1 + N_PERM), a valid p-value. On 0/1 differences this test *is* McNemar's exact test, and unlike
+  the sign test it weighs magnitudes: nine questions won by 0.01 do not outweigh one lost by 0.9.
+
+Beside the test:
 - **the accuracy difference with a paired bootstrap confidence interval**: questions are resampled with
   replacement, each keeping its pair of outcomes, and the interval is the percentile interval of the resampled
   mean differences;
-- **McNemar's exact test**: under "no difference" a question where A beats B is as likely as one where B beats A,
-  so the smaller of the two counts is Binomial(their sum, 1/2); the two-sided p-value doubles its tail. With 0/1
-  outcomes (a search's selected answer) those counts are McNemar's discordant pairs. With expected accuracies (a
-  pool rule's mean over random k-subsets) the counts are the questions where each configuration's accuracy is
-  higher: the sign test, of which McNemar's exact test is the 0/1 case;
-- **roughly how many questions would tell them apart**: the paired normal approximation
-  n = ((z₁₋α/₂ + z_power) · σ_d / |d̄|)², at the observed mean difference d̄ and spread σ_d of the per-question
-  differences — a planning figure, not a promise.
+- **roughly how many questions would tell them apart**: the sample size of the paired z-test of the mean
+  difference, to which both tests converge, n = ((z₁₋α/₂ + z_power) · σ_d / |d̄|)², at the observed mean difference
+  d̄ and spread σ_d of the per-question differences — a planning figure, not a promise.
 
-All of it is vectorised over the questions (bootstrap resamples in chunks of one index matrix each)."""
+All of it is vectorised over the questions (bootstrap resamples and sign patterns in chunks of one matrix each)."""
 
 from __future__ import annotations
 
@@ -30,7 +39,15 @@ from scipy.stats import norm
 ALPHA = 0.05
 POWER = 0.8
 N_BOOT = 10_000
-_CHUNK = 2_000  # bootstrap resamples per index matrix: (2,000 × questions) int64 at most at once
+N_PERM = 10_000
+EXACT_MAX = 16
+"""Non-zero differences up to which the sign-flip test enumerates all 2^m sign patterns (65,536 at most)."""
+TIE_RTOL = 1e-11
+"""A sign pattern's |sum| counts as the observed one's when within TIE_RTOL · Σ|d| of it (summation order)."""
+_CHUNK = 2_000  # bootstrap resamples or sign patterns per matrix: (2,000 × questions) at most at once
+MCNEMAR = "McNemar exact"
+SIGN_FLIP_EXACT = "sign-flip exact"
+SIGN_FLIP_MC = "sign-flip Monte Carlo"
 
 
 def mcnemar_exact(a_better: int, b_better: int) -> float:
@@ -43,6 +60,33 @@ def mcnemar_exact(a_better: int, b_better: int) -> float:
     k = min(a_better, b_better)
     tail = sum(math.comb(n, i) for i in range(k + 1))
     return min(1.0, 2 * tail / 2**n)
+
+
+def sign_flip_test(differences, n_perm: int = N_PERM, seed: int = 0) -> tuple[float, bool]:
+    """Two-sided p-value of the paired sign-flip permutation test of the mean difference, and whether it is exact.
+
+    Zero differences carry no sign and are left out. With m <= EXACT_MAX non-zero ones every sign pattern is
+    enumerated; beyond, `n_perm` random patterns (seeded) give (1 + hits) / (1 + n_perm). A pattern is as extreme
+    as the observed one when its |sum| is at least the observed |sum| (to TIE_RTOL)."""
+    d = np.asarray(differences, dtype=np.float64)
+    if d.ndim != 1:
+        raise ValueError(f"differences must be a 1-d array, got shape {d.shape}")
+    d = d[d != 0]
+    m = d.size
+    if m == 0:
+        return 1.0, True
+    observed = abs(float(d.sum())) - TIE_RTOL * float(np.abs(d).sum())
+    if m <= EXACT_MAX:
+        signs = 1.0 - 2.0 * ((np.arange(2**m)[:, None] >> np.arange(m)[None, :]) & 1)
+        return float(np.mean(np.abs(signs @ d) >= observed)), True
+    if n_perm < 1:
+        raise ValueError(f"n_perm must be >= 1, got {n_perm}")
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for s in range(0, n_perm, _CHUNK):
+        signs = rng.integers(0, 2, size=(min(_CHUNK, n_perm - s), m)) * 2.0 - 1.0
+        hits += int((np.abs(signs @ d) >= observed).sum())
+    return (1 + hits) / (1 + n_perm), False
 
 
 def bootstrap_ci(
@@ -64,15 +108,16 @@ def bootstrap_ci(
 
 
 def questions_needed(differences: np.ndarray, alpha: float = ALPHA, power: float = POWER) -> int | None:
-    """Questions a paired comparison needs to detect the observed mean difference at `alpha` with `power` (normal
-    approximation; never fewer than the exact test needs to reach `alpha` at all). None: no difference observed."""
+    """Questions a paired comparison needs to detect the observed mean difference at `alpha` with `power` (the
+    paired z-test's sample size; never fewer than the exact tests need to reach `alpha` at all: n differences all
+    one way give p = 2 / 2^n). None: no difference observed."""
     d = np.asarray(differences, dtype=np.float64)
     mean = float(d.mean()) if d.size else 0.0
     if d.size == 0 or mean == 0.0:
         return None
     sd = float(d.std(ddof=1)) if d.size > 1 else 0.0
     z = norm.ppf(1 - alpha / 2) + norm.ppf(power)
-    fewest = math.ceil(math.log2(2 / alpha))  # n questions all one way: p = 2 / 2^n
+    fewest = math.ceil(math.log2(2 / alpha))
     return max(fewest, math.ceil((z * sd / abs(mean)) ** 2))
 
 
@@ -88,9 +133,10 @@ class PairedDifference:
     ci_high: float
     a_better: int  # questions where A's accuracy is higher
     b_better: int
-    p_value: float  # McNemar's exact test (the sign test on expected accuracies)
+    p_value: float  # of `test`, on the mean difference
     questions_needed: int | None  # to tell them apart at this difference (None: no difference observed)
     alpha: float = ALPHA
+    test: str = MCNEMAR  # MCNEMAR on 0/1 outcomes, else SIGN_FLIP_EXACT or SIGN_FLIP_MC ("none": no question)
 
     @property
     def significant(self) -> bool:
@@ -104,7 +150,7 @@ class PairedDifference:
     def verdict(self) -> str:
         if self.questions == 0:
             return "no question ran under both"
-        if self.significant:
+        if self.significant and self.difference != 0:  # the test of the mean rejected: its sign is the direction
             return f"{'A' if self.difference > 0 else 'B'} better (p = {self.p_value:.2g})"
         if self.more_questions is None:
             return f"no difference (p = {self.p_value:.2g})"
@@ -113,10 +159,11 @@ class PairedDifference:
 
 
 def paired_difference(
-    a, b, alpha: float = ALPHA, n_boot: int = N_BOOT, seed: int = 0, power: float = POWER
+    a, b, alpha: float = ALPHA, n_boot: int = N_BOOT, seed: int = 0, power: float = POWER, n_perm: int = N_PERM
 ) -> PairedDifference:
     """Compare per-question accuracies `a` and `b` (same questions, same order; NaN where a configuration did not
-    run): only questions both ran count."""
+    run): only questions both ran count. McNemar's exact test when every outcome is 0 or 1, else the sign-flip test
+    of the mean difference (module docstring)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"a and b must be 1-d arrays over the same questions, got shapes {a.shape} and {b.shape}")
@@ -124,10 +171,15 @@ def paired_difference(
     a, b = a[both], b[both]
     if a.size == 0:
         nan = float("nan")
-        return PairedDifference(0, nan, nan, nan, nan, nan, 0, 0, 1.0, None, alpha)
+        return PairedDifference(0, nan, nan, nan, nan, nan, 0, 0, 1.0, None, alpha, "none")
     d = a - b
     low, high = bootstrap_ci(d, alpha, n_boot, seed)
     a_better, b_better = int((d > 0).sum()), int((d < 0).sum())
+    if np.isin(a, (0.0, 1.0)).all() and np.isin(b, (0.0, 1.0)).all():
+        p, test = mcnemar_exact(a_better, b_better), MCNEMAR
+    else:
+        p, exact = sign_flip_test(d, n_perm, seed)
+        test = SIGN_FLIP_EXACT if exact else SIGN_FLIP_MC
     return PairedDifference(
         questions=int(a.size),
         accuracy_a=float(a.mean()),
@@ -137,9 +189,10 @@ def paired_difference(
         ci_high=high,
         a_better=a_better,
         b_better=b_better,
-        p_value=mcnemar_exact(a_better, b_better),
+        p_value=p,
         questions_needed=questions_needed(d, alpha, power),
         alpha=alpha,
+        test=test,
     )
 
 
@@ -153,6 +206,7 @@ def difference_row(r: PairedDifference) -> dict:
         a_better=r.a_better,
         b_better=r.b_better,
         p_value=r.p_value,
+        test=r.test,
         significant=r.significant,
         more_questions=r.more_questions,
         verdict=r.verdict(),

@@ -43,7 +43,7 @@ class ComputeOptimalStudy:
         the baseline's accuracy and the efficiency ratio (FLOPs the baseline needs / FLOPs compute-optimal needs
         for the same accuracy; `efficiency_is_lower_bound` where compute-optimal matched it at the smallest budget),
         and whether compute-optimal's difference from the baseline is real: paired over the bin's questions, the
-        difference's bootstrap interval, McNemar's exact p-value, and roughly how many more questions would tell
+        difference's bootstrap interval, the paired test's p-value, and roughly how many more questions would tell
         them apart (backend/metrics/paired.py)."""
         r, t = self.result, self.table
         base = t.accuracy[t.index(r.baseline)]  # (B, Q)

@@ -1,17 +1,26 @@
 """Paired statistics pinned against scipy.stats (McNemar's exact test is an exact binomial test), a brute-force
-paired bootstrap, and their formulas; the compute-optimal policy's per-question held-out accuracy against its
-per-bin figure."""
+sign-flip permutation test and paired bootstrap, and their formulas; verdicts never name a side their own mean
+difference contradicts; the compute-optimal policy's per-question held-out accuracy against its per-bin figure."""
 
 import itertools
 import math
+import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from backend.metrics import paired
 from backend.metrics.compute_optimal import compute_optimal
-from backend.metrics.paired import bootstrap_ci, mcnemar_exact, paired_difference, questions_needed
+from backend.metrics.paired import (
+    bootstrap_ci,
+    mcnemar_exact,
+    paired_difference,
+    questions_needed,
+    sign_flip_test,
+)
 
 
 @pytest.mark.parametrize("a_better, b_better", [(0, 0), (5, 0), (0, 7), (10, 3), (3, 10), (6, 6), (50, 40), (230, 200)])
@@ -26,20 +35,101 @@ def test_mcnemar_refuses_negative_counts():
         mcnemar_exact(-1, 3)
 
 
-def test_binary_outcomes_give_mcnemar_and_expected_accuracies_the_sign_test():
+def brute_force_sign_flip(d) -> float:
+    """Fisher's randomisation test written out: every sign pattern of the non-zero differences, one at a time."""
+    d = [x for x in d if x != 0]
+    observed = abs(sum(d)) - paired.TIE_RTOL * sum(abs(x) for x in d)
+    patterns = list(itertools.product((1, -1), repeat=len(d)))
+    extreme = sum(abs(sum(s * x for s, x in zip(signs, d))) >= observed for signs in patterns)
+    return extreme / len(patterns)
+
+
+def test_binary_outcomes_give_mcnemar_and_expected_accuracies_the_sign_flip_test_of_the_mean():
     rng = np.random.default_rng(3)
     a, b = rng.integers(0, 2, 60).astype(float), rng.integers(0, 2, 60).astype(float)
     r = paired_difference(a, b, n_boot=500)
     discordant_a, discordant_b = int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum())
-    assert (r.a_better, r.b_better) == (discordant_a, discordant_b)
+    assert (r.a_better, r.b_better) == (discordant_a, discordant_b) and r.test == paired.MCNEMAR
     assert r.p_value == pytest.approx(
         stats.binomtest(min(discordant_a, discordant_b), discordant_a + discordant_b).pvalue
     )
-    x, y = rng.random(40), rng.random(40)  # a pool rule's expected accuracies: the sign of each difference
+    x, y = rng.random(12), rng.random(12)  # a pool rule's expected accuracies: the magnitudes count
     r = paired_difference(x, y, n_boot=500)
-    up = int((x > y).sum())
-    assert r.p_value == pytest.approx(stats.binomtest(up, 40, 0.5).pvalue)
-    assert r.difference == pytest.approx((x - y).mean()) and r.questions == 40
+    assert r.test == paired.SIGN_FLIP_EXACT and r.p_value == pytest.approx(brute_force_sign_flip(x - y), abs=1e-12)
+    assert r.difference == pytest.approx((x - y).mean()) and r.questions == 12
+    x, y = rng.random(40), rng.random(40)
+    r = paired_difference(x, y, n_boot=500)
+    assert r.test == paired.SIGN_FLIP_MC and r.p_value == sign_flip_test(x - y)[0]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_exact_sign_flip_test_matches_a_brute_force_enumeration(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 11))
+    d = np.round(rng.uniform(-1, 1, n), int(rng.integers(1, 3)))  # rounded: ties among |sums| do occur
+    d[rng.random(n) < 0.2] = 0.0
+    p, exact = sign_flip_test(d)
+    assert exact and p == pytest.approx(brute_force_sign_flip(d.tolist()), abs=1e-12)
+
+
+@pytest.mark.parametrize("a_better, b_better", [(0, 0), (5, 0), (0, 7), (10, 3), (6, 6), (9, 1)])
+def test_on_zero_one_differences_the_sign_flip_test_is_mcnemar(a_better, b_better):
+    d = np.array([1.0] * a_better + [-1.0] * b_better + [0.0] * 4)
+    assert sign_flip_test(d)[0] == pytest.approx(mcnemar_exact(a_better, b_better), rel=1e-12)
+
+
+def test_monte_carlo_sign_flip_estimates_the_exact_p_value(monkeypatch):
+    d = np.random.default_rng(8).uniform(-0.4, 0.6, 16)
+    exact, _ = sign_flip_test(d)
+    monkeypatch.setattr(paired, "EXACT_MAX", 0)
+    estimate, is_exact = sign_flip_test(d, n_perm=20_000, seed=3)
+    # (1 + hits) / (1 + N): within 4 binomial standard errors of the exact value
+    assert not is_exact and abs(estimate - exact) < 4 * math.sqrt(exact * (1 - exact) / 20_000) + 1e-4
+    assert sign_flip_test(np.full(40, 0.5))[0] == pytest.approx(1 / (1 + paired.N_PERM))  # never 0
+
+
+def test_nine_small_wins_do_not_outweigh_one_large_loss():
+    """The sign test said "B better (p = 0.021)" here: B wins one question of ten, by far more than A's nine wins."""
+    a = np.array([0.51] * 9 + [0.05])
+    b = np.array([0.50] * 9 + [0.95])
+    r = paired_difference(a, b, n_boot=2000)
+    assert (r.a_better, r.b_better) == (9, 1) and stats.binomtest(1, 10).pvalue < 0.05  # what the sign test saw
+    assert r.difference < 0 and r.p_value == pytest.approx(1.0) and not r.significant
+    assert r.verdict().startswith("not significant")
+
+
+def _accuracies(binary: bool):
+    """Pairs over 1-30 questions, B's accuracies shrunk by a random factor (0/1: zeroed at random) so that many
+    pairs differ significantly, then the sides swapped at random so either may lead."""
+    values = st.sampled_from([0.0, 1.0]) if binary else st.floats(0, 1, allow_nan=False)
+
+    def pair(n: int):
+        side = st.lists(values, min_size=n, max_size=n)
+        return st.tuples(side, side, st.floats(0, 1), st.booleans())
+
+    def tilt(p):
+        a, b, shrink, swap = np.asarray(p[0]), np.asarray(p[1]), p[2], p[3]
+        b = np.where(np.arange(b.size) / b.size < shrink, 0.0, b) if binary else b * shrink
+        return (b, a) if swap else (a, b)
+
+    return st.integers(1, 30).flatmap(pair).map(tilt)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.booleans().flatmap(_accuracies), st.integers(0, 3))
+def test_no_verdict_names_a_side_its_own_mean_difference_contradicts(pair, seed):
+    a, b = np.asarray(pair[0]), np.asarray(pair[1])
+    r = paired_difference(a, b, n_boot=20, n_perm=500, seed=seed)
+    mirrored = paired_difference(b, a, n_boot=20, n_perm=500, seed=seed)
+    verdict = r.verdict()
+    named = re.match(r"(A|B) better \(p = ", verdict)
+    assert 0 < r.p_value <= 1 and r.p_value == mirrored.p_value  # one test, symmetric in A and B
+    if a.size <= 10:  # that test is of the mean difference: the brute-force permutation test, McNemar's on 0/1
+        assert r.p_value == pytest.approx(brute_force_sign_flip((a - b).tolist()), abs=1e-12)
+    assert bool(named) == r.significant
+    if named:
+        assert (named.group(1) == "A") == (r.difference > 0) and r.difference != 0
+        assert mirrored.verdict() == verdict.replace(named.group(1), "B" if named.group(1) == "A" else "A", 1)
 
 
 def test_bootstrap_matches_a_brute_force_loop_over_the_same_draws():
