@@ -105,7 +105,7 @@ def _sample_tables(run_id, model, qtable, level, n_samples, verifiers, rng, crea
         level_of = np.where(correct, 28.0, 20.0) + rng.normal(0, 4, rows)
         confidence = np.clip(np.repeat(level_of, completion_tokens) + rng.normal(0, 6, completion_tokens.sum()), 0, 255)
         offsets = np.concatenate([[0], np.cumsum(completion_tokens)]).astype(np.int32)
-        token_confidence = pa.ListArray.from_arrays(pa.array(offsets), pa.array(confidence.astype(np.uint8)))
+        token_confidence = pa.ListArray.from_arrays(pa.array(offsets), pa.array(confidence.astype(np.uint16)))
         samples = pa.table(
             {
                 "run_id": pa.array([run_id] * rows, pa.string()),

@@ -118,6 +118,16 @@ def m009_allocations(db: Connection) -> None:
     db.execute(text("UPDATE store_meta SET value = '6' WHERE key = 'shard_schema_version'"))
 
 
+@migration
+def m011_token_confidence_range(db: Connection) -> None:
+    """Shard layout 8: samples.token_confidence takes two bytes per token (uint16, the same 1/16-nat steps), a range
+    that holds DeepConf's confidence over every log-probability the engines report (one byte saturated at 15.9
+    nats); layout 5-7 shards read as uint16 (store/schema.READ_AS), their values unchanged."""
+    db.execute(
+        text("UPDATE store_meta SET value = '8' WHERE key = 'shard_schema_version' AND CAST(value AS INTEGER) < 8")
+    )
+
+
 def apply_migrations(db: Connection) -> list[str]:
     """Apply the pending migrations in order, each in the caller's transaction; return their names. Concurrent
     callers (workers starting together on a server catalog) migrate one after the other."""

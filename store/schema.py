@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SHARD_SCHEMA_VERSION = 6
+SHARD_SCHEMA_VERSION = 8
 
 SAMPLES = pa.schema(
     [
@@ -37,8 +37,9 @@ SAMPLES = pa.schema(
         ("created_at", pa.timestamp("us", tz="UTC")),
         ("grade_error", pa.string()),  # the task's checker raised on this sample (answer, score, correct are NULL)
         ("dataset", pa.string()),  # the question's dataset (reasoning-gym dataset, HumanEval, a JSONL's subject)
-        # per generated token, DeepConf's confidence in 1/16 nats (backend/metrics/confidence.py); NULL before layout 5
-        ("token_confidence", pa.list_(pa.uint8())),
+        # per generated token, DeepConf's confidence in 1/16 nats (backend/metrics/confidence.py); NULL before layout 5,
+        # one byte (uint8) in layouts 5-7
+        ("token_confidence", pa.list_(pa.uint16())),
     ]
 )
 """One row per generated sample. `flops` = decode_flops + prefill_flops / samples_per_question: the prompt is
@@ -138,6 +139,8 @@ READ_AS: dict[str, dict[str, str]] = {
     "samples": {
         "dataset": "coalesce(dataset, task)",
         "task": "CASE WHEN dataset IS NOT NULL THEN task END",
+        # layouts 5-7 stored one byte per token, in the same 1/16-nat steps
+        "token_confidence": "CAST(token_confidence AS USMALLINT[])",
     },
     # layout 2 folded a node's kind into finish_reason ("root", "step", "revision:stop"): such shards read as layout 3
     "nodes": {

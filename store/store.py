@@ -481,6 +481,7 @@ _DUCKDB_TYPES = {
     pa.bool_(): "BOOLEAN",
     pa.list_(pa.float64()): "DOUBLE[]",
     pa.list_(pa.uint8()): "UTINYINT[]",
+    pa.list_(pa.uint16()): "USMALLINT[]",
     pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
 }
 

@@ -2,8 +2,13 @@
 probabilities, no verifier.
 
 - **Token confidence** (DeepConf, arXiv 2508.15260): at each generated position, minus the mean log-probability of
-  the top-k candidate tokens, C = −(1/k) Σ_j log P(j); high when the model's distribution is peaked. Sampling
-  stores it per token (`samples.token_confidence`, shard layout 5) in 1/16-nat steps as one byte per token.
+  the top-k candidate tokens, C = −(1/k) Σ_j log P(j); high when the model's distribution is peaked. A candidate
+  the engine reports at −inf, below `LOGPROB_FLOOR`, or not at all (a position with fewer than k alternatives, or
+  none) has probability ≈ 0 and counts at `LOGPROB_FLOOR`: the fewer real alternatives, the more confident the
+  position, as DeepConf's C says (dropping them would make the most peaked positions read as the least
+  confident). Sampling stores C per token (`samples.token_confidence`) in 1/16-nat steps, two bytes per token
+  since shard layout 8, a range (0 to 4,096 nats) that holds every value the floor allows; layouts 5-7 stored
+  one byte, saturating at 15.9 nats, with the chosen token's −logprob where no alternative was reported.
 - **Trace confidence**: the *lowest group confidence*, the minimum over sliding windows of `GROUP_WINDOW` tokens of
   the window's mean token confidence (a trace is as confident as its shakiest stretch; a shorter trace is one
   window). DeepConf's windows are 2,048 tokens for traces of many thousands; ours are scaled to short traces.
@@ -32,22 +37,34 @@ import pyarrow as pa
 TOP_K = 5
 """Candidates per position the sampler asks the engine for (the chosen token's logprob and the top TOP_K)."""
 SCALE = 16
-"""Stored token confidence = round(C · SCALE) as uint8: 1/16-nat steps up to 15.9 nats."""
+"""Stored token confidence = round(C · SCALE) as uint16 (shard layout 8; uint8 before): 1/16-nat steps."""
+MAX_CODE = 2**16 - 1
+LOGPROB_FLOOR = math.log(float(np.finfo(np.float32).smallest_subnormal))
+"""≈ −103.28 nats: the log of the smallest positive float32, the largest value a probability that underflowed to 0
+can stand for. What the engines report for one reads as this floor: vLLM in-process −inf, vLLM's server −9999,
+llama.cpp's server the lowest float (−3.4e38). So C is at most −LOGPROB_FLOOR ≈ 103.3 nats, code 1,652."""
 GROUP_WINDOW = 32
 KEEP_FRACTION = 0.1
 RULES = ("deepconf_weighted", "deepconf_filtered", "perplexity_consistency")
 
 
-def encode_token_confidence(logprobs: Sequence | None) -> list[int] | None:
-    """One byte per generated token (see SCALE) from an engine's TokenLogprobs; None when it returned none."""
+def top_k_confidence(logprob: float, top: Sequence[float], k: int = TOP_K) -> float:
+    """DeepConf's C = −(1/k) Σ_j log P(j) over the k most probable of `top` (the engine's alternatives; the chosen
+    token's `logprob` when it reported none), every candidate at least LOGPROB_FLOOR (−inf and NaN included) and
+    every candidate not reported at LOGPROB_FLOOR (probability ≈ 0)."""
+    floored = [v if v > LOGPROB_FLOOR else LOGPROB_FLOOR for v in (top if len(top) else [logprob])]  # NaN too
+    known = sorted(floored, reverse=True)[:k]
+    return -(sum(known) + (k - len(known)) * LOGPROB_FLOOR) / k
+
+
+def encode_token_confidence(logprobs: Sequence | None, k: int = TOP_K) -> list[int] | None:
+    """Per generated token, round(C · SCALE) (`top_k_confidence`) from an engine's TokenLogprobs; None when it
+    returned none."""
     if logprobs is None:
         return None
-    out = []
-    for t in logprobs:
-        top = [v for v in t.top.values() if math.isfinite(v)] or ([t.logprob] if math.isfinite(t.logprob) else [])
-        c = -sum(top) / len(top) if top else 255 / SCALE
-        out.append(min(255, max(0, round(c * SCALE))))
-    return out
+    return [
+        min(MAX_CODE, max(0, round(top_k_confidence(t.logprob, list(t.top.values()), k) * SCALE))) for t in logprobs
+    ]
 
 
 def trace_confidence(token_confidence: pa.Array | pa.ChunkedArray, window: int = GROUP_WINDOW) -> np.ndarray:

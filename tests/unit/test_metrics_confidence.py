@@ -8,21 +8,79 @@ import math
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backend.engines.base import TokenLogprob
 from backend.metrics import pool_from_arrays, selection_curves
-from backend.metrics.confidence import SCALE, encode_token_confidence, trace_confidence
+from backend.metrics.confidence import (
+    LOGPROB_FLOOR,
+    MAX_CODE,
+    SCALE,
+    encode_token_confidence,
+    top_k_confidence,
+    trace_confidence,
+)
+
+
+def _deepconf(chosen: float, top: list[float], k: int) -> float:
+    """DeepConf's C written from the definition: the k best candidates (the chosen token alone when none was
+    reported), each missing one at probability ≈ 0 (the floor), every one at least the floor."""
+    reported = [-math.inf if math.isnan(v) else v for v in (top or [chosen])]
+    candidates = sorted(reported, reverse=True)[:k] + [-math.inf] * max(0, k - len(reported))
+    return -float(np.mean(np.maximum(candidates, LOGPROB_FLOOR)))
 
 
 def test_token_confidence_is_minus_the_mean_top_k_logprob_in_sixteenths_of_a_nat():
+    top5 = {"a": -0.1, "b": -2.5, "c": -3.0, "d": -4.0, "e": -5.0}
+    peaked = {"a": -0.01, "b": -20.0, "c": -22.0, "d": -25.0, "e": -30.0}
     tokens = [
-        TokenLogprob("a", -0.1, {"a": -0.1, "b": -2.5, "c": -3.0}),
-        TokenLogprob("b", -1.0, {}),  # no alternatives reported: the chosen token's own
-        TokenLogprob("c", -50.0, {"c": -50.0, "d": -60.0}),  # beyond the byte's range: clipped
-        TokenLogprob("d", float("-inf"), {"e": float("-inf"), "f": -1.0}),  # -inf alternatives are dropped
+        TokenLogprob("a", -0.1, top5),
+        TokenLogprob("a", -0.01, peaked),  # 19.4 nats: the one-byte encoding saturated at 15.9
+        TokenLogprob("c", -50.0, {"c": -50.0, "d": -60.0, "e": -70.0, "f": -80.0, "g": -90.0}),
     ]
-    assert encode_token_confidence(tokens) == [round(5.6 / 3 * SCALE), 16, 255, 16]
+    assert encode_token_confidence(tokens) == [round(14.6 / 5 * SCALE), round(19.406 * SCALE), round(70 * SCALE)]
     assert encode_token_confidence(None) is None and encode_token_confidence([]) == []
+    assert math.log(np.finfo(np.float32).smallest_subnormal) == LOGPROB_FLOOR
+    # the widest C the floor allows still fits the stored type with room to spare
+    assert round(-LOGPROB_FLOOR * SCALE) == 1652 <= MAX_CODE == np.iinfo(np.uint16).max
+
+
+def test_fallbacks_go_in_deepconfs_direction():
+    """A position with no alternatives reported is the most confident, not the least; −inf alternatives (and the
+    engines' stand-ins for them: vLLM's server −9999, llama.cpp's server the lowest float) are probability ≈ 0."""
+    near_certain = top_k_confidence(-0.001, [])
+    assert near_certain == pytest.approx((0.001 - 4 * LOGPROB_FLOOR) / 5)
+    assert near_certain > top_k_confidence(-0.01, [-0.01, -20.0, -22.0, -25.0, -30.0])  # peaked, but alternatives
+    lowest_float = float(np.finfo(np.float32).min)
+    for gone in (-math.inf, -9999.0, lowest_float, math.nan):
+        assert top_k_confidence(-0.01, [-0.01, gone, gone, gone, gone]) == pytest.approx((0.01 - 4 * LOGPROB_FLOOR) / 5)
+    # dropping −inf alternatives (the old rule) made the most peaked position read as C = 0.01, the least confident
+    assert top_k_confidence(-0.01, [-0.01] + [-math.inf] * 4) > top_k_confidence(-0.01, [-0.01, -1, -2, -3, -4]) > 2
+    assert top_k_confidence(-math.inf, []) == pytest.approx(-LOGPROB_FLOOR)  # nothing known: the floor everywhere
+    many = [-0.1, -0.2, -9.0, -8.0, -7.0, -6.0, -30.0]  # more than k reported: the k best count
+    assert top_k_confidence(-0.1, many) == pytest.approx((0.1 + 0.2 + 6 + 7 + 8) / 5)
+
+
+_logprob = st.one_of(
+    st.floats(-200.0, 0.0),
+    st.sampled_from([-math.inf, math.nan, -9999.0, float(np.finfo(np.float32).min), 0.0]),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_logprob, st.lists(_logprob, max_size=9), st.integers(1, 8))
+def test_token_confidence_property_against_the_definition(chosen, top, k):
+    c = top_k_confidence(chosen, top, k)
+    assert c == pytest.approx(_deepconf(chosen, top, k), abs=1e-9)
+    assert 0.0 <= c <= -LOGPROB_FLOOR + 1e-12
+    code = encode_token_confidence([TokenLogprob("t", chosen, {str(i): v for i, v in enumerate(top)})], k)
+    assert code is not None and abs(code[0] / SCALE - c) <= 0.5 / SCALE + 1e-12  # never saturates
+    if top:  # an alternative that was not reported, or reported at −inf, never makes the position less confident
+        j = len(top) // 2
+        assert top_k_confidence(chosen, top[:j] + [-math.inf] + top[j + 1 :], k) >= c - 1e-9
+        if len(top) > 1:
+            assert top_k_confidence(chosen, top[:j] + top[j + 1 :], k) >= c - 1e-9
 
 
 def _lowest_window_mean(values, window):
@@ -34,8 +92,8 @@ def _lowest_window_mean(values, window):
 
 def test_trace_confidence_is_the_lowest_window_mean_of_each_trace():
     rng = np.random.default_rng(4)
-    traces = [rng.integers(0, 256, int(n)).tolist() for n in rng.integers(0, 40, 30)] + [None, [7]]
-    arr = pa.array(traces, type=pa.list_(pa.uint8()))
+    traces = [rng.integers(0, 1653, int(n)).tolist() for n in rng.integers(0, 40, 30)] + [None, [7]]
+    arr = pa.array(traces, type=pa.list_(pa.uint16()))
     for window in (1, 4, 16, 64):
         expected = [_lowest_window_mean(t or [], window) for t in traces]
         np.testing.assert_allclose(trace_confidence(arr, window), expected, rtol=1e-12)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 from sqlalchemy import inspect, text
 
@@ -22,6 +23,7 @@ def test_migrations_are_named_in_order():
         "m007_run_leases",
         "m008_token_confidence",
         "m009_allocations",
+        "m011_token_confidence_range",
     ]
 
 
@@ -108,7 +110,7 @@ def test_samples_view_columns_and_types(tmp_path):
         "created_at": "TIMESTAMP WITH TIME ZONE",
         "grade_error": "VARCHAR",
         "dataset": "VARCHAR",
-        "token_confidence": "UTINYINT[]",
+        "token_confidence": "USMALLINT[]",
     }
 
 
@@ -246,6 +248,46 @@ def test_a_store_written_before_token_confidences_reads_them_as_null_and_the_rul
         "(written before the store kept them, shard layout < 5, or by an engine without logprobs); sample again to "
         "compare them"
     ]
+
+
+def test_one_byte_token_confidences_of_layouts_5_to_7_read_as_two_bytes_unchanged(tmp_path):
+    """Layout 8 widened samples.token_confidence from uint8 to uint16 in the same 1/16-nat steps: old shards read
+    in the current type with their values, next to new ones, before and after a compaction merges them."""
+    import pyarrow.parquet as pq
+
+    from backend.metrics.confidence import SCALE
+    from backend.metrics.pools import load_pool
+    from store.maintenance import compact_run
+
+    store = Store.open(tmp_path / "s")
+    old = pa.schema(
+        [f if f.name != "token_confidence" else pa.field(f.name, pa.list_(pa.uint8())) for f in TABLES["samples"]]
+    )
+    base = {f.name: None for f in TABLES["samples"]} | {"run_id": "r", "model": "m", "question_id": "q", "answer": "1"}
+    (tmp_path / "s" / "samples" / "r").mkdir(parents=True)
+    pq.write_table(
+        pa.Table.from_pylist([base | {"sample_idx": 0, "token_confidence": [16, 255]}], schema=old),
+        tmp_path / "s" / "samples" / "r" / "old.parquet",
+    )
+    only_old = store.connect()
+    assert only_old.execute("SELECT typeof(token_confidence) FROM samples").fetchone() == ("USMALLINT[]",)
+    only_old.close()
+    new = base | {"sample_idx": 1, "token_confidence": [16, 1652]}  # 103.25 nats: beyond one byte
+    store.write_shard("samples", "r", pa.Table.from_pylist([new], schema=TABLES["samples"]))
+
+    def read():
+        con = store.connect()
+        got = [r[0] for r in con.execute("SELECT token_confidence FROM samples ORDER BY sample_idx").fetchall()]
+        pool = load_pool(con, ["r"], "m")
+        con.close()
+        return got, pool.confidence
+
+    for when in ("before", "after"):
+        got, confidence = read()
+        assert got == [[16, 255], [16, 1652]], when
+        np.testing.assert_allclose(confidence, [[(16 + 255) / 2 / SCALE, (16 + 1652) / 2 / SCALE]])
+        if when == "before":
+            assert compact_run(store, "r").merged == {"samples": 2}
 
 
 def test_the_allocations_table_has_its_exact_columns_on_a_fresh_store(tmp_path):
