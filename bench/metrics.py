@@ -104,6 +104,13 @@ def build_store(root: Path, n_q: int, n_s: int, seed: int = 0) -> duckdb.DuckDBP
             "sample_idx": pa.array(np.tile(np.arange(n_s, dtype=np.int32), n_q)),
             "strategy": pa.array(["sample"] * (n_q * n_s)).dictionary_encode().cast(pa.string()),
             "answer": answers,
+            # four wordings per answer (by sample index): repeated reasoning paths, as RPC's rule dedupes
+            "completion": pa.DictionaryArray.from_arrays(
+                pa.array(
+                    (np.where(unanswered, 13, code).ravel() * 4 + np.tile(np.arange(n_s) % 4, n_q)).astype(np.int32)
+                ),
+                pa.array([f"step {v}: {c * 7 + 3}" for c in range(14) for v in range(4)], pa.string()),
+            ).cast(pa.string()),
             "score": pa.array(flat_correct.astype(np.float64)),
             "correct": pa.array(flat_correct),
             "prompt_tokens": pa.array(prompt),

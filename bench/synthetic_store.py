@@ -115,10 +115,13 @@ def _sample_tables(run_id, model, qtable, level, n_samples, verifiers, rng, crea
                 "sample_idx": pa.array(idx, pa.int32()),
                 "strategy": pa.array(["sample"] * rows, pa.string()),
                 "prompt": pa.array(np.asarray(questions, dtype=object)[qi], pa.string()),
+                # three wordings per answer (by sample index): repeated reasoning paths, as RPC's rule dedupes
                 "completion": pa.array(
                     [
-                        f"Let me add step by step.\n\nAnswer: {a}" if a is not None else "I am not sure."
-                        for a in answers
+                        f"Let me add step by step{'.' * (1 + i % 3)}\n\nAnswer: {a}"
+                        if a is not None
+                        else "I am not sure."
+                        for a, i in zip(answers, idx)
                     ],
                     pa.string(),
                 ),

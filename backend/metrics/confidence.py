@@ -15,9 +15,12 @@ probabilities, no verifier.
 - **deepconf_weighted**: each answer gets the sum of its traces' confidences; the largest sum wins.
 - **deepconf_filtered** (DeepConf's offline "low" setting): of the k traces, only the most confident
   `KEEP_FRACTION` (at least one) vote, weighted by confidence.
-- **perplexity_consistency** (the perplexity-consistency half of RPC, Zhou et al. 2025): each answer gets the sum
-  of its traces' length-normalised probabilities exp(mean token log-prob); the largest sum wins. RPC's reasoning
-  pruning (a Weibull mixture fitted to the traces' probabilities) is not built.
+- **perplexity_consistency** (the perplexity-consistency half of RPC, Zhou et al. 2025, "A Theoretical Study on
+  Bridging Internal Probability and Self-Consistency for LLM Reasoning"; reference code compute_rpc.py,
+  `wpc_evaluator`): each answer gets the sum of the probabilities exp(mean token log-prob) of its *distinct*
+  reasoning paths — a completion drawn three times counts once — and the largest sum wins. Paths are identified
+  by their completion text (backend/metrics/pools.py `PATH_SQL`), a path's probability is the mean over its
+  copies. RPC's reasoning pruning (a Weibull mixture fitted to the traces' probabilities) is not built.
 
 Like majority, each rule is evaluated as its expectation over random k-subsets of the pool, by resampling (one
 random permutation per draw; its first k valid samples are a uniform k-subset), vectorised over questions; ties

@@ -19,6 +19,11 @@ import pyarrow.compute as pc
 from backend.metrics.confidence import trace_confidence
 from backend.tasks.base import ANSWER_SQL
 
+PATH_SQL = f"CASE WHEN completion IS NULL THEN hash(run_id, sample_idx) ELSE hash(completion, {ANSWER_SQL}) END"
+"""A sample's reasoning-path identity: a 64-bit hash of its completion text as generated (RPC's reference code,
+compute_rpc.py, keys paths by the completion string itself) and, so that one path never holds two answers, of its
+normalised answer; a sample without a stored completion is a path of its own."""
+
 
 @dataclass(frozen=True)
 class Pool:
@@ -39,6 +44,9 @@ class Pool:
     model: str = ""
     confidence: np.ndarray | None = None  # (Q, N) trace confidence (metrics/confidence.py), NaN where not stored
     logprob_mean: np.ndarray | None = None  # (Q, N) mean token log-probability, NaN where not stored
+    # (Q, N) int32: code of the sample's reasoning path (its completion text) within its question, -1 on padding;
+    # None: every sample its own path
+    path_id: np.ndarray | None = None
 
     @property
     def n(self) -> np.ndarray:
@@ -82,6 +90,7 @@ class Pool:
             model=self.model,
             confidence=None if self.confidence is None else self.confidence[m],
             logprob_mean=None if self.logprob_mean is None else self.logprob_mean[m],
+            path_id=None if self.path_id is None else self.path_id[m],
         )
 
 
@@ -96,8 +105,10 @@ def pool_from_arrays(
     prompt_tokens=None,
     confidence=None,
     logprob_mean=None,
+    path_id=None,
 ) -> Pool:
-    """Build a Pool from plain (Q, N) arrays (tests, synthetic data). answer_id defaults to the correct flag."""
+    """Build a Pool from plain (Q, N) arrays (tests, synthetic data). answer_id defaults to the correct flag;
+    path_id (equal codes within a question: the same completion) defaults to every sample its own path."""
     correct = np.asarray(correct, dtype=bool)
     if correct.ndim != 2:
         raise ValueError(f"correct must be a (questions, samples) array, got shape {correct.shape}")
@@ -129,6 +140,7 @@ def pool_from_arrays(
         logprob_mean=None
         if logprob_mean is None
         else np.where(valid, np.asarray(logprob_mean, dtype=np.float64), np.nan),
+        path_id=None if path_id is None else np.where(valid, np.asarray(path_id), -1).astype(np.int32),
     )
 
 
@@ -179,6 +191,18 @@ def _dense_rank_within(group: np.ndarray, value: np.ndarray) -> np.ndarray:
     return out
 
 
+def _path_codes(q: np.ndarray, path_hash: np.ndarray) -> np.ndarray:
+    """Dense code of each row's reasoning path within its question (rows of one question with equal `PATH_SQL`
+    hashes share one), in an order of no meaning. The question number and the hash's high bits are packed into one
+    uint64 key, so one np.unique numbers every question's paths (a question keeps 64 - bits(question count) bits
+    of the hash: two paths of one question collide with odds ~ paths² / 2^(65 - those bits))."""
+    shift = np.uint64(64 - max(1, int(q.max()).bit_length()))
+    key = (q.astype(np.uint64) << shift) | (path_hash.astype(np.uint64) >> (np.uint64(64) - shift))
+    uniq, inverse = np.unique(key, return_inverse=True)
+    question = uniq >> shift
+    return (np.arange(len(uniq)) - np.searchsorted(question, question, side="left"))[inverse.ravel()]
+
+
 def load_pool(
     con: duckdb.DuckDBPyConnection,
     run_ids: str | Sequence[str],
@@ -225,7 +249,8 @@ def load_pool(
            coalesce(decode_flops, 'NaN'::DOUBLE) AS decode_flops,
            coalesce(flops, 'NaN'::DOUBLE) AS flops,
            coalesce(logprob_mean, 'NaN'::DOUBLE) AS logprob_mean,
-           token_confidence
+           token_confidence,
+           {PATH_SQL} AS path
     FROM samples WHERE {" AND ".join(where)}
     """
     samples = con.sql(sample_sql, params=params).to_arrow_table()
@@ -256,6 +281,7 @@ def load_pool(
     i = _rank_within(q, run_code[:n_rows], sample_idx)
     answer, _ = _dense_codes(samples.column("answer"))
     a = _dense_rank_within(q, answer)
+    path = _path_codes(q, col("path"))
     n_q, n_max = int(q.max()) + 1, int(i.max()) + 1
     cell = q * n_max + i
 
@@ -301,4 +327,5 @@ def load_pool(
         model=model,
         confidence=dense(trace_confidence(samples.column("token_confidence")), np.nan, np.float64),
         logprob_mean=dense(col("logprob_mean"), np.nan, np.float64),
+        path_id=dense(path.astype(np.int32), -1, np.int32),
     )

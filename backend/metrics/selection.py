@@ -315,6 +315,48 @@ def selection_curves(
     return out
 
 
+class _FirstCopies:
+    """Which cells hold the first copy, in a permuted order, of their reasoning path: a k-prefix of the order
+    holds a path exactly when it holds that path's first copy, so weighting first copies alone counts each distinct
+    path of every prefix once. Cells are grouped by (question, path) once; per order, one reduceat."""
+
+    def __init__(self, valid: np.ndarray, path_id: np.ndarray):
+        q, col = np.nonzero(valid)
+        order = np.lexsort((path_id[q, col], q))
+        self.q, self.col = q[order], col[order]
+        key = self.q.astype(np.int64) * (int(path_id.max()) + 1) + path_id[self.q, self.col]
+        self.starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if key.size else np.zeros(0, np.int64)
+        self.sizes = np.diff(np.r_[self.starts, key.size])
+        self.shape = valid.shape
+
+    def mask(self, perm: np.ndarray) -> np.ndarray:
+        """(Q, N) in original column order: True where the cell comes first among its path's copies in `perm`."""
+        out = np.zeros(self.shape, dtype=bool)
+        if not self.q.size:
+            return out
+        position = np.empty(self.shape[1], dtype=np.int64)
+        position[perm] = np.arange(self.shape[1])
+        pos = position[self.col]
+        first = np.repeat(np.minimum.reduceat(pos, self.starts), self.sizes)
+        keep = pos == first
+        out[self.q[keep], self.col[keep]] = True
+        return out
+
+
+def path_probability(valid: np.ndarray, path_id: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    """(Q, N) each valid cell's path probability: the mean of the stored probabilities of its path's copies in the
+    pool (copies of one completion differ only by the engine's float noise; NaN copies are left out, a path with
+    none weighs nothing)."""
+    n_q = valid.shape[0]
+    n_paths = int(path_id.max()) + 1 if valid.any() else 1
+    flat = (np.arange(n_q)[:, None] * n_paths + np.where(valid, path_id, 0)).ravel()
+    known = (valid & np.isfinite(probability)).ravel()
+    total = np.bincount(flat[known], weights=probability.ravel()[known], minlength=n_q * n_paths)
+    copies = np.bincount(flat[known], minlength=n_q * n_paths)
+    mean = np.divide(total, copies, out=np.zeros_like(total), where=copies > 0)
+    return np.where(valid, mean[flat].reshape(valid.shape), 0.0)
+
+
 def confidence_votes(
     valid: np.ndarray,
     answer_id: np.ndarray,
@@ -326,10 +368,12 @@ def confidence_votes(
     draws: int,
     seed: int,
     keep_fraction: float = KEEP_FRACTION,
+    path_id: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """{rule: (D, Q, K) correctness} of the confidence rules (backend/metrics/confidence.py) on `draws` random
-    k-subsets per k. `confidence` and
-    `probability` are (Q, N) per-sample weights, NaN where unknown (they then weigh nothing)."""
+    k-subsets per k. `confidence` and `probability` are (Q, N) per-sample weights, NaN where unknown (they then weigh
+    nothing). `path_id` (Q, N) codes each sample's reasoning path within its question (None: all distinct):
+    perplexity consistency counts each distinct path of a k-subset once, at its probability (`path_probability`)."""
     if draws < 2:
         raise ValueError(f"draws must be >= 2 to report a resampling band, got {draws}")
     rng = np.random.default_rng(seed)
@@ -337,7 +381,12 @@ def confidence_votes(
     n_ans = answer_ok.shape[1]
     code = np.where(valid & (answer_id >= 0), answer_id, n_ans).astype(np.int64)
     conf = np.where(valid, np.nan_to_num(confidence, nan=0.0), 0.0)
-    prob = np.where(valid, np.nan_to_num(probability, nan=0.0), 0.0)
+    if path_id is None:
+        prob = np.where(valid, np.nan_to_num(probability, nan=0.0), 0.0)
+        first_copies = None
+    else:
+        prob = path_probability(valid, path_id, probability)
+        first_copies = _FirstCopies(valid, path_id)
     ks = np.asarray(ks, dtype=np.int64)
     out = {rule: np.empty((draws, n_q, len(ks))) for rule in CONFIDENCE_RULES}
     flat_q = np.arange(n_q)[:, None] * (n_ans + 1)
@@ -349,7 +398,8 @@ def confidence_votes(
 
     for d in range(draws):
         perm = rng.permutation(width)
-        v, a, c, p = valid[:, perm], code[:, perm], conf[:, perm], prob[:, perm]
+        v, a, c = valid[:, perm], code[:, perm], conf[:, perm]
+        p = prob[:, perm] if first_copies is None else np.where(first_copies.mask(perm), prob, 0.0)[:, perm]
         rank = np.cumsum(v, axis=1)
         n_valid = rank[:, -1]
         for j, k in enumerate(ks):
@@ -386,8 +436,17 @@ def confidence_curves(
     nan = np.full(valid.shape, np.nan)
     conf = pool.confidence[mask] if pool.confidence is not None else nan
     prob = np.exp(pool.logprob_mean[mask]) if pool.logprob_mean is not None else nan
+    path_id = None if pool.path_id is None else pool.path_id[mask]
     votes = confidence_votes(
-        valid, answer_id, answer_correctness(valid, correct, answer_id), conf, prob, ks, draws=draws, seed=seed
+        valid,
+        answer_id,
+        answer_correctness(valid, correct, answer_id),
+        conf,
+        prob,
+        ks,
+        draws=draws,
+        seed=seed,
+        path_id=path_id,
     )
     opts = dict(n_boot=n_boot, confidence=confidence, seed=seed, draws=draws)
     return {rule: _resampled_curve(rule, votes[rule], mask, ks, pool, **opts) for rule in rules}

@@ -163,6 +163,67 @@ def test_confident_minority_beats_an_unsure_majority():
     assert curves["perplexity_consistency"].mean[-1] == 1.0  # 1.8 of probability against 0.6
 
 
+def _brute_rpc(valid, correct, answer, path, prob, k):
+    """RPC's perplexity consistency over every k-subset, as its reference code (compute_rpc.py, `wpc_evaluator`)
+    scores one draw: per answer, a dict from completion to the set of its probabilities, merged across the
+    answer's samples, so a completion drawn several times counts once; the largest sum wins, ties shared. A path's
+    probability is the mean over its pool copies (equal copies: the stored value)."""
+    idx = np.flatnonzero(valid)
+    ok = {a: correct[idx[answer[idx] == a]].mean() for a in set(answer[idx]) - {-1}}
+    path_prob = {p: float(np.mean(prob[idx[path[idx] == p]])) for p in set(path[idx])}
+    total = 0.0
+    subsets = list(itertools.combinations(idx, k))
+    for sub in subsets:
+        paths: dict = {}
+        for i in sub:
+            if answer[i] != -1:
+                paths.setdefault(answer[i], {})[path[i]] = {path_prob[path[i]]}
+        if not paths:
+            continue
+        sums = {a: sum(sum(v) for v in d.values()) for a, d in paths.items()}
+        top = max(sums.values())
+        total += np.mean([ok[a] for a, s in sums.items() if s >= top - 1e-9 * max(1.0, abs(top))])
+    return total / len(subsets)
+
+
+def test_a_path_drawn_three_times_counts_once():
+    """X: one completion drawn three times (p = 0.5); Y: two different completions (p = 0.3 each). Summing every
+    trace gives X 1.5 against 0.6; RPC sums distinct paths: X 0.5 against Y 0.6."""
+    answer = np.array([[0, 0, 0, 1, 1]])
+    correct = answer == 1
+    logprob_mean = np.log([[0.5, 0.5, 0.5, 0.3, 0.3]])
+    path = np.array([[0, 0, 0, 1, 2]])
+    rpc = pool_from_arrays(correct, answer, logprob_mean=logprob_mean, path_id=path)
+    assert selection_curves(rpc, None, [5], draws=4, n_boot=0)["perplexity_consistency"].mean[-1] == 1.0
+    every_trace = pool_from_arrays(correct, answer, logprob_mean=logprob_mean)  # no path identity: all distinct
+    assert selection_curves(every_trace, None, [5], draws=4, n_boot=0)["perplexity_consistency"].mean[-1] == 0.0
+
+
+@pytest.mark.parametrize("seed, noise", [(0, 0.0), (1, 0.0), (2, 0.05)])
+def test_perplexity_consistency_matches_rpc_over_every_k_subset_of_pools_with_duplicates(seed, noise):
+    rng = np.random.default_rng(seed)
+    n_q, width = 6, 8
+    answer = rng.integers(-1, 3, (n_q, width))
+    correct = answer == rng.integers(0, 3, (n_q, 1))
+    # a few paths per answer, drawn repeatedly: path = (answer, variant); a variant's copies share a probability
+    variant = rng.integers(0, 2, (n_q, width))
+    path = (answer + 1) * 2 + variant
+    path_lp = -rng.integers(1, 5, (n_q, 8)) / 4.0  # coarse: ties between answers' sums do occur
+    logprob_mean = np.take_along_axis(path_lp, path, axis=1) + noise * rng.standard_normal((n_q, width))
+    pool = pool_from_arrays(correct, answer, logprob_mean=logprob_mean, path_id=path)
+    ks = [1, 2, 3, 5, 8]
+    c = selection_curves(pool, None, ks, draws=3000, seed=7, confidence=0.999, n_boot=0)["perplexity_consistency"]
+    for j, k in enumerate(ks):
+        truth = np.mean(
+            [
+                _brute_rpc(pool.valid[q], pool.correct[q], pool.answer_id[q], path[q], np.exp(logprob_mean[q]), k)
+                for q in range(n_q)
+            ]
+        )
+        assert c.mc_low[j] - 1e-12 <= truth <= c.mc_high[j] + 1e-12, (k, truth, c.mean[j])
+    assert c.mean[-1] == pytest.approx(truth, abs=1e-12)  # the whole pool: one vote, exact
+
+
 def test_a_pool_without_signals_gets_no_confidence_rules():
     pool = pool_from_arrays(np.ones((2, 4), dtype=bool))
     assert set(selection_curves(pool, None, [2], draws=2, n_boot=0)) == {"majority"}

@@ -11,14 +11,15 @@ from backend.metrics import coverage_curve, list_verifiers, load_pool
 def _store():
     con = duckdb.connect()
     rows = []
-    # q1: 3 samples in run r1 plus 1 in run r2; q2: 2 samples (ragged); another model that must not leak in
-    for run, qid, idx, ans, ok in [
-        ("r1", "q1", 0, " 42 ", True),
-        ("r1", "q1", 1, "41", False),
-        ("r1", "q1", 2, "42", True),
-        ("r2", "q1", 0, None, False),
-        ("r1", "q2", 0, "x  y", False),
-        ("r1", "q2", 1, "x y", False),
+    # q1: 3 samples in run r1 plus 1 in run r2; q2: 2 samples (ragged); another model that must not leak in.
+    # Completions: r1's q1 samples 0 and 2 are one reasoning path, drawn twice; r2's is not stored
+    for run, qid, idx, ans, ok, text in [
+        ("r1", "q1", 0, " 42 ", True, "6*7 = 42"),
+        ("r1", "q1", 1, "41", False, "6*7 = 41"),
+        ("r1", "q1", 2, "42", True, "6*7 = 42"),
+        ("r2", "q1", 0, None, False, None),
+        ("r1", "q2", 0, "x  y", False, "6*7 = 42"),  # another question: another path, whatever the text
+        ("r1", "q2", 1, "x y", False, "x y"),
     ]:
         rows.append(
             dict(
@@ -29,6 +30,7 @@ def _store():
                 sample_idx=idx,
                 strategy="sample",
                 answer=ans,
+                completion=text,
                 score=1.0 if ok else 0.0,
                 correct=ok,
                 prompt_tokens=10,
@@ -75,6 +77,11 @@ def test_load_pool_builds_dense_arrays_in_one_query():
     # each sample's own signals in its cell: trace confidence in nats (NaN where not stored), mean logprob
     np.testing.assert_array_equal(pool.confidence[0], [1.0, 2.0, 3.0, np.nan])
     np.testing.assert_array_equal(pool.logprob_mean[0], [-0.25, -0.5, -0.75, -0.25])
+    # reasoning paths by completion text within each question (a missing completion is a path of its own), coded
+    # densely in an order of no meaning
+    path = pool.path_id
+    assert path[0, 0] == path[0, 2] and sorted(set(path[0])) == [0, 1, 2] and sorted(path[1, :2]) == [0, 1]
+    assert path[1, 2:].tolist() == [-1, -1]
 
 
 def test_load_pool_filters_runs_and_verifiers():
