@@ -66,7 +66,7 @@ def test_smoke_example_fills_every_sample(tmp_path):
     )
     bad, keys, p, f = nulls.stdout.splitlines()[1].split(",")
     assert (bad, keys) == ("0", "12") and int(p) > 10 and float(f) > 1e9
-    # DeepConf's token confidence, one byte per generated token, what the confidence-aware votes read
+    # DeepConf's token confidence, one value per generated token, what the confidence-aware votes read
     conf = ttc(
         "sql",
         "--store",
