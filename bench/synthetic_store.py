@@ -27,7 +27,7 @@ from store.schema import NODES, QUESTIONS, SAMPLES, SCORES
 
 # Architecture numbers near the shipped GGUFs (the real ones are read from GGUF metadata at run time).
 SYNTHETIC_ARCHS: dict[str, ModelArch] = {
-    "gemma-3-270m": ModelArch(n_params=170_000_000, n_layers=18, d_model=640, n_ctx_train=32768),
+    "gemma-3-270m": ModelArch(n_params=170_000_000, n_layers=18, d_model=640, n_ctx_train=32768, d_attn=1024),
     "qwen2.5-coder-0.5b-instruct": ModelArch(n_params=360_000_000, n_layers=24, d_model=896, n_ctx_train=32768),
     "qwen2.5-coder-1.5b-instruct": ModelArch(n_params=1_310_000_000, n_layers=28, d_model=1536, n_ctx_train=32768),
 }
