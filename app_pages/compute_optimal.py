@@ -124,7 +124,8 @@ def _heatmap(study, cells, report) -> None:
         "Each cell: the configuration picked on one half of the bin's questions, coloured by its accuracy on the "
         "other half (the halves then swap; the hover shows both picks and every configuration's standing on the whole bin). '—': no "
         f"configuration covers the bin there. '(n.s.)': on the bin's questions the policy is not significantly different "
-        f"from {r.baseline} (McNemar's exact test, 5%; the hover says roughly how many more questions would tell)."
+        f"from {r.baseline} (McNemar's exact test, 5%; the hover says roughly how many more questions would tell). "
+        + study.held_out
     )
 
 
@@ -329,7 +330,9 @@ def body(store) -> None:
         BINS,
         key="bins",
         horizontal=True,
-        help="oracle: pass@1 from the pool; predicted: mean verifier score (no ground truth)",
+        help="oracle: each question's pass@1 over all its pool's samples (ground truth); predicted: its mean "
+        "verifier score over all its samples (no ground truth; the pool's own scores, charged to no budget). "
+        "Either way the bins come from every question; the 2-fold CV holds out the choice of configuration",
     )
     with c3:
         verifier = sel.verifier_choice(store)
@@ -384,5 +387,6 @@ frame.run_page(
     "compute_optimal",
     "Compute-optimal",
     body,
-    caption="Snell et al. 2024: the best strategy per difficulty and FLOP budget, chosen honestly (2-fold CV).",
+    caption="Snell et al. 2024: the best strategy per difficulty and FLOP budget, chosen on one half of each "
+    "difficulty bin's questions and scored on the other (2-fold CV).",
 )

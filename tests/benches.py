@@ -59,18 +59,18 @@ SMOKE: dict[str, Smoke] = {
     ),
     "adaptive": Smoke(
         "real_model",
-        ("--per-level", "2", "--cap", "2", "--max-tokens", "8", "--budgets", "2", "--headline", "2")
+        ("--per-level", "2", "--cap", "2", "--max-tokens", "4", "--budgets", "2", "--headline", "2")
         + ("--orders", "2", "--fit-orders", "1", "--boot", "20", "--store", "{tmp}/store"),
         ("RESULT accuracy_gain_at_equal_flops={n} [{n}, {n}] flops_saved_at_equal_accuracy={n} [{n}, {n}]",),
     ),
     "fanout": Smoke(
         "real_model",
-        ("--replicas", "2", "--questions", "2", "--samples", "2", "--max-tokens", "8"),
+        ("--replicas", "2", "--questions", "1", "--samples", "2", "--max-tokens", "4"),
         ("RESULT local_tokens_per_s={n} ray_tokens_per_s={n} ray_over_local={n}",),
     ),
     "search": Smoke(
         "real_model",
-        ("--questions", "1", "--n", "4", "--width", "2", "--rounds", "2", "--step-tokens", "8", "--parallel", "4"),
+        ("--questions", "1", "--n", "2", "--width", "2", "--rounds", "2", "--step-tokens", "4", "--parallel", "2"),
         ("RESULT calls_per_round={n} prefix_cache_hit={n} ledger_matches_recount=true seconds_per_token_over_bon={n}",),
     ),
     "soak": Smoke(
@@ -83,12 +83,12 @@ SMOKE: dict[str, Smoke] = {
     ),
     "throughput": Smoke(
         "real_model",
-        ("--questions", "1", "--samples", "2", "--max-tokens", "8", "--slots", "2", "--rounds", "1"),
+        ("--questions", "1", "--samples", "2", "--max-tokens", "4", "--slots", "2", "--rounds", "1"),
         ("RESULT worker_over_raw={n}",),
     ),
     "verifier_quality": Smoke(
         "real_model",
-        ("--questions", "2", "--samples", "2", "--max-tokens", "8", "--parallel", "2"),
+        ("--questions", "2", "--samples", "2", "--max-tokens", "4", "--parallel", "2"),
         ("RESULT auroc_inline={n} auroc_chat={n} judge_seconds_inline_over_chat={n}",),
     ),
     "ui": Smoke("browser", ("--questions", "6", "--samples", "4"), ("RESULT slowest_page_s={n}",)),
