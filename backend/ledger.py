@@ -70,9 +70,9 @@ class ModelArch:
         positions a token attends to takes two products per layer, each 2·t·d_attn FLOPs: the logits QKᵀ and the
         weighted sum of the values AV. Kaplan et al.'s Table 1 counts only the first (its context-dependent
         attention row, 2·n_layer·n_ctx·d_attn: the masked QKᵀ logits), so this counts twice their attention term,
-        on purpose: both products are computed for every token. Softmax, norms and activations are left out (lower order, as in Kaplan et al.).
-        Full causal attention on every layer is assumed: a sliding-window layer (Gemma 3's local layers) attends
-        to at most its window, so beyond the window this overcounts those layers."""
+        on purpose: both products are computed for every token. Softmax, norms and activations are left out
+        (lower order, as in Kaplan et al.). Full causal attention on every layer is assumed: a sliding-window
+        layer (Gemma 3's local layers) attends to at most its window, so beyond the window this overcounts it."""
         return 2.0 * self.n_params + 4.0 * self.n_layers * self.attention_width * position
 
 
