@@ -125,7 +125,8 @@ def _heatmap(study, cells, report) -> None:
         "other half (the halves then swap; the hover shows both picks and every configuration's standing on the whole bin). '—': no "
         f"configuration covers the bin there. '(n.s.)': on the bin's questions the policy is not significantly different "
         f"from {r.baseline} (the paired sign-flip test of the mean difference, 5%; the hover says roughly how many "
-        "more questions would tell)."
+        "more questions would tell). "
+        + study.held_out
     )
 
 
@@ -330,7 +331,9 @@ def body(store) -> None:
         BINS,
         key="bins",
         horizontal=True,
-        help="oracle: pass@1 from the pool; predicted: mean verifier score (no ground truth)",
+        help="oracle: each question's pass@1 over all its pool's samples (ground truth); predicted: its mean "
+        "verifier score over all its samples (no ground truth; the pool's own scores, charged to no budget). "
+        "Either way the bins come from every question; the 2-fold CV holds out the choice of configuration",
     )
     with c3:
         verifier = sel.verifier_choice(store)
@@ -385,5 +388,6 @@ frame.run_page(
     "compute_optimal",
     "Compute-optimal",
     body,
-    caption="Snell et al. 2024: the best strategy per difficulty and FLOP budget, chosen honestly (2-fold CV).",
+    caption="Snell et al. 2024: the best strategy per difficulty and FLOP budget, chosen on one half of each "
+    "difficulty bin's questions and scored on the other (2-fold CV).",
 )

@@ -197,6 +197,7 @@ def _cmd_compute_optimal(args) -> int:
     )
     for name, kind in zip(t.configurations, t.kind):
         print(f"  {kind}\t{name}", file=sys.stderr)
+    print(study.held_out, file=sys.stderr)
     for note in study.notes:
         print(f"note: {note}", file=sys.stderr)
     (study.cells_by_bin() if args.cells else study.report()).to_csv(sys.stdout, index=False)
@@ -510,7 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--bins",
         choices=["oracle", "predicted"],
         default="oracle",
-        help="oracle: pass@1 from the pool; predicted: mean verifier score",
+        help="oracle: each question's pass@1 over all its pool's samples; predicted: its mean verifier score over "
+        "them (charged to no budget). Bins use every question; the 2-fold CV holds out the choice of configuration",
     )
     co.add_argument("--n-bins", type=int, default=5, help="difficulty bins (fewer when the questions cannot fill them)")
     co.add_argument(

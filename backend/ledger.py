@@ -1,9 +1,7 @@
 """The FLOPs ledger: one way of counting compute for every strategy, so budgets compare fairly.
 
-Forward FLOPs for one token at context position t (DESIGN.md §5, Kaplan et al.):
-    f(t) = 2 · (N + 2 · n_layers · d_model · t)
-so processing tokens at positions a+1 .. b costs the closed form
-    F(a, b) = 2·N·(b−a) + 4·n_layers·d_model · (Σ_{t=a+1..b} t).
+Forward FLOPs for one token at context position t: `ModelArch.token_flops` (the formula, its convention and
+its citation); processing positions a+1 .. b costs its closed-form sum, `span_flops`.
 
 A generation of D tokens after a prompt of P tokens, of which c were served from the prefix cache, costs
     prefill = F(c, P)           (the cached positions are not recomputed)
@@ -18,7 +16,8 @@ irreproducible and budgets soft. The engine's report is still stored (it is what
 
 N is the number of parameters touched by the forward matmuls: every tensor but the token-embedding lookup,
 plus the output projection (which *is* the embedding matrix when the two are tied). Architecture numbers are
-read from the GGUF metadata (`backend.models.gguf_arch`), never hard-coded.
+read from the GGUF metadata (`backend.models.gguf_meta.GGUFHeader.arch`) or, for a Hugging Face model, from
+its config (`backend.engines.vllm_engine.arch_from_model_config`), never hard-coded.
 """
 
 from __future__ import annotations
@@ -30,7 +29,14 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ModelArch:
-    """What the ledger needs to know about a model."""
+    """What the ledger needs to know about a model.
+
+    `d_attn` is the attention width n_heads · head_dim: the length of the vectors the attention products multiply,
+    which need not be d_model (Gemma 3 uses head_dim 256 whatever its width: 4 × 256 = 1024 against d_model 640
+    for the 270M model). With grouped-query attention every query head still takes its own products, so n_heads
+    counts query heads, not key/value heads. Where the key and value head sizes differ, d_attn is their mean
+    (n_heads · (d_k + d_v) / 2), which keeps `token_flops` exact. 0 (the default, for callers that predate it)
+    means d_model."""
 
     n_params: int  # forward-matmul parameters (see module docstring)
     n_layers: int
@@ -38,19 +44,46 @@ class ModelArch:
     n_ctx_train: int = 0
     vocab_size: int = 0
     architecture: str = ""
+    d_attn: int = 0  # n_heads · head_dim; 0: d_model
+
+    @property
+    def attention_width(self) -> int:
+        return self.d_attn or self.d_model
+
+    @staticmethod
+    def attention_width_of(n_heads: int, d_model: int, d_k: int | None = None, d_v: int | None = None) -> int:
+        """d_attn from a model's header: n_heads query heads of d_k (keys) and d_v (values), each d_model / n_heads
+        where the header does not say (as llama.cpp and Hugging Face read them)."""
+        if n_heads < 1:
+            raise ValueError(f"a model needs at least one attention head, got {n_heads}")
+        d_k = d_k or d_model // n_heads
+        d_v = d_v or d_model // n_heads
+        return n_heads * (d_k + d_v) // 2
 
     def token_flops(self, position: float) -> float:
-        """FLOPs of one forward token at context position `position`."""
-        return 2.0 * (self.n_params + 2.0 * self.n_layers * self.d_model * position)
+        """Forward FLOPs of one token at context position t:
+
+            f(t) = 2·N + 4 · n_layers · d_attn · t
+
+        2·N: one multiply-add per parameter of the forward matmuls (Kaplan et al. 2020, "Scaling Laws for Neural
+        Language Models", §2.1 and Table 1: C_forward ≈ 2N + 2·n_layer·n_ctx·d_attn). Attention over the t
+        positions a token attends to takes two products per layer, each 2·t·d_attn FLOPs: the logits QKᵀ and the
+        weighted sum of the values AV. Kaplan et al.'s Table 1 counts only the first (its context-dependent
+        attention row, 2·n_layer·n_ctx·d_attn: the masked QKᵀ logits), so this counts twice their attention term,
+        on purpose: both products are computed for every token. Softmax, norms and activations are left out
+        (lower order, as in Kaplan et al.). Full causal attention on every layer is assumed: a sliding-window
+        layer (Gemma 3's local layers) attends to at most its window, so beyond the window this overcounts it."""
+        return 2.0 * self.n_params + 4.0 * self.n_layers * self.attention_width * position
 
 
 def span_flops(arch: ModelArch, start, stop):
-    """FLOPs for positions start+1 .. stop (vectorised: numpy arrays or scalars)."""
+    """FLOPs for positions start+1 .. stop (vectorised: numpy arrays or scalars): Σ `ModelArch.token_flops`(t)
+    over t = start+1 .. stop, in closed form."""
     start = np.asarray(start, dtype=np.float64)
     stop = np.asarray(stop, dtype=np.float64)
     n = np.maximum(stop - start, 0.0)
     pos_sum = (start + 1.0 + stop) * n / 2.0  # Σ t for t in (start, stop]
-    out = 2.0 * arch.n_params * n + 4.0 * arch.n_layers * arch.d_model * pos_sum
+    out = 2.0 * arch.n_params * n + 4.0 * arch.n_layers * arch.attention_width * pos_sum
     return out if out.ndim else float(out)
 
 

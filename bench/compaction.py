@@ -40,7 +40,7 @@ SAMPLES_SQL = (
 
 def split(store: Store, total_shards: int) -> int:
     """Rewrite the store's tables as `total_shards` shards, shared out by row count; returns the count written."""
-    folders = [f for t in TABLES for f in (store.root / t).iterdir()]
+    folders = [f for t in TABLES if (store.root / t).is_dir() for f in (store.root / t).iterdir()]
     rows = {f: pq.read_table(list(f.glob("*.parquet"))) for f in folders}
     sizes = np.array([t.num_rows for t in rows.values()], dtype=float)
     share = total_shards * sizes / sizes.sum()

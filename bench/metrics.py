@@ -1,7 +1,8 @@
 """Benchmark of the metrics the dashboard shows, on a synthetic store of 1,000 questions × 1,024 samples.
 
-Builds Parquet shards shaped like the store's `samples` and `scores` tables (two verifiers) in a temp dir,
-exposes them as DuckDB views, and times: loading the pool (one SQL query), coverage, the three selection
+Builds Parquet shards shaped like the store's `samples` and `scores` tables (two verifiers) in a temp store,
+reads them through `Store.connect` as the dashboard does (a column the bench does not write reads as NULL, as in
+a store written before that column existed), and times: loading the pool (one SQL query), coverage, the three selection
 curves on an 11-point k grid, oracle and predicted difficulty bins with all four curves per bin, and compute-optimal
 allocation over 20 configurations × 10 budgets (for both bin kinds). The same numbers are then computed by a
 plain per-question Python reference; its resampled part runs on a subset of questions and is scaled up,
@@ -49,6 +50,7 @@ from backend.metrics import (  # noqa: E402
 from backend.metrics.strategy_table import STATUSES  # noqa: E402
 from backend.metrics.study import compute_optimal_study  # noqa: E402
 from bench.synthetic_store import search_configuration_table  # noqa: E402
+from store import Store  # noqa: E402
 
 ARCH = ModelArch(n_params=494_000_000, n_layers=24, d_model=896)
 VERIFIERS = ("prm", "orm")
@@ -76,7 +78,8 @@ N_UNAFFORDABLE = 5  # questions per configuration whose smallest budget pays no 
 def build_store(root: Path, n_q: int, n_s: int, seed: int = 0) -> duckdb.DuckDBPyConnection:
     """Synthetic pools: per-question pass rate from a Beta, wrong answers Zipf-distributed over 12 codes,
     3% unanswered, verifier scores that separate right from wrong (prm well, orm poorly), each costing one
-    prefill of prompt + completion; plus the search trees of `build_searches`."""
+    prefill of prompt + completion; plus the search trees of `build_searches`. One shard per table in a store
+    at `root`; returns `Store.connect()`'s views over them."""
     rng = np.random.default_rng(seed)
     p = rng.beta(0.6, 1.2, n_q)
     correct = rng.random((n_q, n_s)) < p[:, None]
@@ -121,7 +124,8 @@ def build_store(root: Path, n_q: int, n_s: int, seed: int = 0) -> duckdb.DuckDBP
             "flops": pa.array(dec + pre / n_s),
         }
     )
-    pq.write_table(samples, root / "samples.parquet", row_group_size=1 << 18)
+    store = Store.open(root)
+    pq.write_table(samples, _shard(root, "samples"), row_group_size=1 << 18)
     score_tables = []
     for name, sharp in zip(VERIFIERS, (4.0, 1.5)):
         s = np.where(flat_correct, rng.beta(sharp, 2.0, flat_correct.size), rng.beta(2.0, sharp, flat_correct.size))
@@ -138,16 +142,20 @@ def build_store(root: Path, n_q: int, n_s: int, seed: int = 0) -> duckdb.DuckDBP
                 }
             )
         )
-    pq.write_table(pa.concat_tables(score_tables), root / "scores.parquet", row_group_size=1 << 18)
+    pq.write_table(pa.concat_tables(score_tables), _shard(root, "scores"), row_group_size=1 << 18)
     # search budgets on the pool's FLOPs scale: k average samples = k × mean(prefill + mean decode) per question
     one_sample = float(np.mean(pre.reshape(n_q, n_s)[:, 0] + dec.reshape(n_q, n_s).mean(axis=1)))
     budgets = [k * one_sample for k in BUDGET_SAMPLES]
     longest = [f"q{i:05d}" for i in np.argsort(-prompt.reshape(n_q, n_s)[:, 0], kind="stable")[:N_UNAFFORDABLE]]
-    pq.write_table(build_searches(p, budgets, longest, rng), root / "nodes.parquet", row_group_size=1 << 18)
-    con = duckdb.connect()
-    for table in ("samples", "scores", "nodes"):
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{root / (table + '.parquet')}')")
-    return con
+    pq.write_table(build_searches(p, budgets, longest, rng), _shard(root, "nodes"), row_group_size=1 << 18)
+    return store.connect()
+
+
+def _shard(root: Path, table: str) -> Path:
+    """Where the store keeps run "bench"'s shard of `table` (written whole here, with the bench's row groups)."""
+    folder = root / table / "bench"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / "00000000T000000000000-bench.parquet"
 
 
 def build_searches(pass_rate: np.ndarray, budgets, unaffordable, rng) -> pa.Table:
@@ -370,7 +378,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        con = build_store(Path(tmp), args.questions, args.samples)
+        con = build_store(Path(tmp) / "store", args.questions, args.samples)
         rows = con.execute(
             "SELECT (SELECT count(*) FROM samples), (SELECT count(*) FROM scores), (SELECT count(*) FROM nodes)"
         ).fetchall()[0]

@@ -9,12 +9,15 @@ models, and a few search trees (nodes table) for the tree view. Shards go throug
 through the catalog, exactly as a worker writes them.
 
     python -m bench.synthetic_store DIR --questions 500 --samples 1000      # 2 models x 500 x 1000 = 1M samples
+
+Prints `RESULT samples=<n> seconds=<s>` (the time to write them through the store).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,7 +30,7 @@ from store.schema import NODES, QUESTIONS, SAMPLES, SCORES
 
 # Architecture numbers near the shipped GGUFs (the real ones are read from GGUF metadata at run time).
 SYNTHETIC_ARCHS: dict[str, ModelArch] = {
-    "gemma-3-270m": ModelArch(n_params=170_000_000, n_layers=18, d_model=640, n_ctx_train=32768),
+    "gemma-3-270m": ModelArch(n_params=170_000_000, n_layers=18, d_model=640, n_ctx_train=32768, d_attn=1024),
     "qwen2.5-coder-0.5b-instruct": ModelArch(n_params=360_000_000, n_layers=24, d_model=896, n_ctx_train=32768),
     "qwen2.5-coder-1.5b-instruct": ModelArch(n_params=1_310_000_000, n_layers=28, d_model=1536, n_ctx_train=32768),
 }
@@ -340,8 +343,11 @@ def main(argv=None) -> int:
     p.add_argument("--verifiers", default="prm-synthetic,self-verify")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
+    t0 = time.perf_counter()
     store = make_synthetic_store(a.dir, a.questions, a.samples, a.models.split(","), a.verifiers.split(","), a.seed)
+    seconds = time.perf_counter() - t0
     print(f"synthetic store at {store.root}")
+    print(f"RESULT samples={store.query('SELECT count(*) AS n FROM samples')['n'][0]} seconds={seconds:.2f}")
     return 0
 
 

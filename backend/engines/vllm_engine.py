@@ -231,10 +231,20 @@ def arch_from_model_config(model_config: Any, download_dir: str | None = None) -
             "pass arch=ModelArch(...) to VLLMEngine"
         )
     text_cfg = getattr(model_config, "hf_text_config", None) or model_config.hf_config
+    d_model = int(model_config.get_hidden_size())
+    n_heads = getattr(text_cfg, "num_attention_heads", None)
+    if not n_heads:
+        raise EngineError(
+            f"{model_config.model}: its config has no num_attention_heads to size attention for the FLOPs ledger; "
+            "pass arch=ModelArch(...) to VLLMEngine"
+        )
+    # config.json's head_dim (keys and values) where it is not hidden_size / num_attention_heads (Gemma 3)
+    head_dim = getattr(text_cfg, "head_dim", None)
     return ModelArch(
         n_params=forward_params(safetensors_shapes(files)),
         n_layers=int(model_config.get_total_num_hidden_layers()),
-        d_model=int(model_config.get_hidden_size()),
+        d_model=d_model,
+        d_attn=ModelArch.attention_width_of(int(n_heads), d_model, head_dim, head_dim),
         n_ctx_train=int(getattr(text_cfg, "max_position_embeddings", 0) or 0),
         vocab_size=int(model_config.get_vocab_size()),
         architecture=str(getattr(model_config.hf_config, "model_type", "") or ""),

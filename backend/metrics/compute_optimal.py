@@ -1,10 +1,12 @@
 """Compute-optimal allocation (Snell et al. 2024): per difficulty bin and budget, the configuration that does
-best — chosen honestly.
+best, chosen on questions other than those it is scored on.
 
 Choosing the best of many configurations and reporting its accuracy on the same questions rewards luck.
 So within each bin the questions are split in two seeded halves: the configuration chosen on one half is
 scored on the other, then the halves swap. Each question is thus scored by a configuration picked without
-it, and the compute-optimal curve is the mean of those held-out scores (2-fold cross-validation).
+it, and the compute-optimal curve is the mean of those held-out scores (2-fold cross-validation). Only the
+choice is held out: the bins (`levels`) are given, computed beforehand from every question, scoring half
+included (`backend.metrics.study.held_out_text` says what each bin kind uses).
 
 Input is a dense table accuracy[configuration, budget, question] (expected correctness; NaN where a
 configuration cannot run at that budget). `strategy_table.strategy_table` builds it on a FLOPs axis from every

@@ -20,6 +20,30 @@ from backend.metrics.pools import list_verifiers, load_pool
 from backend.metrics.strategy_table import StrategyTable, load_searches, strategy_table, verifier_flops_per_question
 
 BIN_KINDS = ("oracle", "predicted")
+
+
+def held_out_text(bins_kind: str) -> str:
+    """One sentence per bin kind on what is held out. The bins are computed before the split, from every question:
+    oracle bins from each question's pass@1 over all its samples (the scoring half included, as Snell et al. bin
+    with ground truth); predicted bins from each question's mean verifier score over all its samples, scores the
+    pool's scoring computed anyway (best-of-N reads the same ones), which no budget on the axis is charged for."""
+    held = (
+        "Held out: only the choice of configuration (picked on one half of each bin's questions, scored on the "
+        "other half, then the halves swap). "
+    )
+    if bins_kind.startswith("predicted"):
+        return held + (
+            "Not held out: the bins, from every question's mean verifier score over all its pool's samples "
+            "(no ground truth); those verifier passes are the pool's own scoring, which best-of-N also reads, "
+            "and no budget is charged for them, so below the pool's size the binning has seen more passes than "
+            "the budget pays for."
+        )
+    return held + (
+        "Not held out: the bins, from every question's pass@1 over all its pool's samples, the scoring half "
+        "included (as Snell et al. do): oracle bins use the ground truth a deployed system would not have."
+    )
+
+
 COMPUTE_OPTIMAL = "compute-optimal (cross-validated)"
 """The policy as `compare` names it: per question, the configuration the other fold of its bin picked."""
 AUTO = "auto"  # verifier=AUTO: the first verifier that scored the pool (None: no verifier, majority is the baseline)
@@ -37,6 +61,11 @@ class ComputeOptimalStudy:
     @property
     def bin_sizes(self) -> dict[int, int]:
         return {int(lv): int(m.sum()) for lv, m in self.bins.masks().items()}
+
+    @property
+    def held_out(self) -> str:
+        """What the 2-fold cross-validation holds out, and what it does not (the page and the CLI say this)."""
+        return held_out_text(self.bins.kind)
 
     def report(self) -> pd.DataFrame:
         """Per bin (and 'all') × budget: the configuration chosen on each selection fold, its held-out accuracy,

@@ -58,8 +58,17 @@ class GGUFHeader:
         try:
             n_layers = int(self.metadata[f"{a}.block_count"])
             d_model = int(self.metadata[f"{a}.embedding_length"])
+            n_heads = int(self.metadata[f"{a}.attention.head_count"])
         except KeyError as e:
             raise ModelFileError(f"{self.path}: GGUF metadata lacks {e.args[0]}; cannot size the model") from None
+        if n_heads < 1:
+            raise ModelFileError(f"{self.path}: GGUF metadata has {a}.attention.head_count = {n_heads}")
+        d_attn = ModelArch.attention_width_of(
+            n_heads,
+            d_model,
+            self.metadata.get(f"{a}.attention.key_length"),
+            self.metadata.get(f"{a}.attention.value_length"),
+        )
         sizes = {t.name: t.n_elements for t in self.tensors}
         total = sum(sizes.values())
         embed = sizes.get("token_embd.weight", 0)
@@ -73,6 +82,7 @@ class GGUFHeader:
             n_ctx_train=int(self.metadata.get(f"{a}.context_length", 0)),
             vocab_size=int(vocab),
             architecture=str(a),
+            d_attn=d_attn,
         )
 
 

@@ -304,6 +304,17 @@ def test_compute_optimal_heat_map_chooses_among_searches_and_pool_rules(monkeypa
     assert any("ran without a budget" in str(i.value) for i in at.info)  # the store's unbudgeted trees, said so
 
 
+def test_compute_optimal_says_what_the_cross_validation_holds_out(monkeypatch, populated_store):
+    at = _app(monkeypatch, populated_store, "app_pages/compute_optimal.py")
+    captions = " ".join(str(c.value) for c in at.caption)
+    assert "Held out: only the choice of configuration" in captions and "scoring half included" in captions
+    assert "honest" not in captions
+    at.radio(key="bins").set_value("predicted").run()
+    captions = " ".join(str(c.value) for c in at.caption)
+    assert "mean verifier score over all its pool's samples" in captions and "no budget is charged" in captions
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+
+
 def test_compute_optimal_says_whether_a_difference_is_real(monkeypatch, populated_store):
     at = _app(monkeypatch, populated_store, "app_pages/compute_optimal.py")
     at.multiselect(key="models").set_value(at.multiselect(key="models").options).run()

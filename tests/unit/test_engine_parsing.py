@@ -299,7 +299,9 @@ def test_forward_params_follows_the_ledger_rule(tmp_path):
 class FakeModelConfig:
     model: str
     hf_config: object = field(
-        default_factory=lambda: types.SimpleNamespace(model_type="qwen2", max_position_embeddings=32768)
+        default_factory=lambda: types.SimpleNamespace(
+            model_type="qwen2", max_position_embeddings=32768, num_attention_heads=14
+        )
     )
     revision: str | None = None
 
@@ -317,8 +319,15 @@ def test_arch_from_model_config_reads_a_local_checkpoint(tmp_path):
     _write_safetensors(tmp_path / "model.safetensors", TIED)
     arch = arch_from_model_config(FakeModelConfig(str(tmp_path)))
     assert arch == ModelArch(
-        n_params=936, n_layers=24, d_model=896, n_ctx_train=32768, vocab_size=151936, architecture="qwen2"
+        n_params=936, n_layers=24, d_model=896, n_ctx_train=32768, vocab_size=151936, architecture="qwen2", d_attn=896
     )
+    # config.json's head_dim, where it is not hidden_size / num_attention_heads (Gemma 3: 4 heads of 256)
+    gemma = types.SimpleNamespace(model_type="gemma3_text", max_position_embeddings=32768, num_attention_heads=4)
+    gemma.head_dim = 256
+    assert arch_from_model_config(FakeModelConfig(str(tmp_path), hf_config=gemma)).d_attn == 1024
+    no_heads = types.SimpleNamespace(model_type="x", max_position_embeddings=8)
+    with pytest.raises(EngineError, match="no num_attention_heads"):
+        arch_from_model_config(FakeModelConfig(str(tmp_path), hf_config=no_heads))
     with pytest.raises(EngineError, match="no safetensors checkpoint found"):
         arch_from_model_config(FakeModelConfig(str(tmp_path / "empty")))
 

@@ -13,15 +13,30 @@ from backend.ledger import (
 )
 
 ARCH = ModelArch(n_params=494_032_768, n_layers=24, d_model=896)
+GEMMA = ModelArch(n_params=268_098_176, n_layers=18, d_model=640, d_attn=4 * 256)  # attention wider than the model
 
 
 def brute(arch, a, b):
     return sum(arch.token_flops(t) for t in range(a + 1, b + 1))
 
 
+@pytest.mark.parametrize("arch", [ARCH, GEMMA])
 @pytest.mark.parametrize("a,b", [(0, 1), (0, 57), (10, 200), (57, 153), (5, 5)])
-def test_span_flops_matches_per_token_sum(a, b):
-    assert span_flops(ARCH, a, b) == pytest.approx(brute(ARCH, a, b), rel=1e-12)
+def test_span_flops_matches_per_token_sum(arch, a, b):
+    assert span_flops(arch, a, b) == pytest.approx(brute(arch, a, b), rel=1e-12)
+
+
+def test_token_flops_counts_qk_and_av_at_the_attention_width():
+    """f(t) = 2N + 2·(2·t·d_attn) per layer: QKᵀ and AV, each 2·t·d_attn, with d_attn = n_heads · head_dim."""
+    t, n_layers = 300, 18
+    qk = av = 2 * t * 1024  # 4 heads x 256
+    assert GEMMA.token_flops(t) == 2 * GEMMA.n_params + n_layers * (qk + av)
+    assert ARCH.attention_width == 896  # d_attn left at 0 (callers that predate it): d_model
+    assert ModelArch.attention_width_of(4, 640, 256, 256) == 1024
+    assert ModelArch.attention_width_of(14, 896) == 896  # no head size given: d_model / n_heads
+    assert ModelArch.attention_width_of(8, 1024, 192, 128) == 8 * 160  # keys and values of different sizes: the mean
+    with pytest.raises(ValueError, match="at least one attention head"):
+        ModelArch.attention_width_of(0, 896)
 
 
 def test_cached_prefix_is_not_recounted():

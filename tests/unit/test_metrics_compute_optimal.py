@@ -163,3 +163,16 @@ def test_no_efficiency_against_a_baseline_that_solves_nothing():
     res = compute_optimal(acc, BUDGETS, names, levels, baseline="best_of_n")
     assert np.isnan(res.efficiency_by_bin[1]).all() and not res.efficiency_by_bin_is_lower_bound[1].any()
     assert np.isfinite(res.efficiency_by_bin[0][1:]).all() and np.isfinite(res.efficiency[1:]).all()
+
+
+def test_held_out_text_says_what_each_bin_kind_leaves_in():
+    """The 2-fold CV holds out the choice only; the bins come from every question (scoring half included)."""
+    from backend.metrics.study import held_out_text
+
+    oracle, predicted = held_out_text("oracle"), held_out_text("predicted[prm]")
+    for text in (oracle, predicted):
+        assert text.startswith("Held out: only the choice of configuration")
+        assert "honest" not in text
+    assert "pass@1 over all its pool's samples, the scoring half included" in oracle
+    assert "mean verifier score over all its pool's samples" in predicted
+    assert "no budget is charged for them" in predicted

@@ -245,6 +245,7 @@ def test_cli_compute_optimal_lists_pool_and_search_configurations(study_store, c
     header, *rows = out.out.strip().splitlines()
     assert header.split(",")[:4] == ["bin", "questions", "budget_flops", "budget_samples"]
     assert "note: 4 questions support 2 difficulty bin(s)" in out.err
+    assert "Held out: only the choice of configuration" in out.err and "scoring half included" in out.err
     listed = [line.split("\t") for line in out.err.splitlines() if line.startswith("  ")]
     assert {kind.strip() for kind, _ in listed} == {"pool", "search"}
     assert "  search\tbeam_search[max_rounds=2,max_tokens=16,n=2,width=2] · oracle" in out.err
