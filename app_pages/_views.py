@@ -96,7 +96,7 @@ def selection_view(
 
         con = _open_store(root).connect()
         try:
-            vflops = verifier_flops_per_question(con, list(run_ids), model, verifier, pool.question_ids)
+            vflops = verifier_flops_per_question(con, list(run_ids), model, verifier, pool)
         finally:
             con.close()
     for name, curve in selection_curves(pool, verifier, draws=draws).items():

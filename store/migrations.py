@@ -118,6 +118,16 @@ def m009_allocations(db: Connection) -> None:
     db.execute(text("UPDATE store_meta SET value = '6' WHERE key = 'shard_schema_version'"))
 
 
+@migration
+def m010_question_key(db: Connection) -> None:
+    """Shard layout 7: samples, questions and nodes carry `question_key`, the question's identity by content (ids are
+    positions within a run, so two runs with other knobs reuse them for other questions). Stored shards are re-keyed
+    on read, not rewritten: a questions row computes its key from its content (store/schema.READ_AS), and a sample
+    or node without one takes its run's questions row's (store/schema.KEYED_BY_QUESTIONS); `ttc store compact`
+    writes the keys into the merged shards."""
+    db.execute(text("UPDATE store_meta SET value = '7' WHERE key = 'shard_schema_version'"))
+
+
 def apply_migrations(db: Connection) -> list[str]:
     """Apply the pending migrations in order, each in the caller's transaction; return their names. Concurrent
     callers (workers starting together on a server catalog) migrate one after the other."""

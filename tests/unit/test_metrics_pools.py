@@ -39,6 +39,7 @@ def _store():
                 flops=75.0,
                 logprob_mean=-0.25 * (idx + 1),
                 token_confidence=None if run == "r2" else [16 * (idx + 1)] * 3,  # r2: written before layout 5
+                question_key=None,  # no key: the question is its (dataset, id), as before layout 7
             )
         )
     rows.append({**rows[0], "model": "other"})
@@ -55,6 +56,7 @@ def _store():
     con.register("scores_df", scores)
     con.execute("CREATE TABLE samples AS SELECT * FROM samples_df")
     con.execute("CREATE TABLE scores AS SELECT * FROM scores_df")
+    con.execute("CREATE TABLE allocations (run_id VARCHAR)")  # no adaptive run
     return con
 
 
