@@ -114,7 +114,8 @@ def compact_run(store: Store, run_id: str) -> Compaction:
             folder = store.root / table / run_id
             names = shard_names(folder)
             live = live_names(folder, names)
-            if len(live) > 1:
+            unkeyed = table in KEYED_BY_QUESTIONS and any(lacks_values(str(folder / n), "question_key") for n in live)
+            if len(live) > 1 or unkeyed:  # one shard without question keys is rewritten with them
                 result.merged[table] = len(live)
                 result.rows[table] = _merge(table, folder, names, live)
     return result

@@ -147,7 +147,7 @@ hand-made stores) falls back to its dataset and id, the identity before keys exi
 LABEL_KEY_CHARS = 6
 
 
-def question_labels(ids: Sequence[str], keys: Sequence[str]) -> np.ndarray:
+def question_labels(ids, keys) -> np.ndarray:
     """(Q,) labels of questions given their ids and keys: the id, and where two questions of one selection share an
     id (two runs with other knobs), the id plus a short key suffix, `basic_arithmetic/0/0 ·1a2b3c`."""
     ids_arr = np.asarray(list(ids), dtype=object)
