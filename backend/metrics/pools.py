@@ -245,9 +245,9 @@ def load_pool(
     """Load one model's sample pools from the store's `samples` and `scores` views: one column scan each.
 
     Questions are identified by their key (a question is its content: ids are positions within a run), numbered
-    in sorted order of keys, labelled by their ids (`question_labels`); samples of several runs of the same
-    question are concatenated in (run_id, sample_idx) order. Adaptive runs are refused (`refuse_adaptive`). Answers are compared after trimming and
-    collapsing whitespace; a NULL or empty answer gets code -1 (it can never win a vote); codes follow the
+    in the sorted order of their labels (`question_labels`); samples of several runs of the same question are
+    concatenated in (run_id, sample_idx) order. Adaptive runs are refused (`refuse_adaptive`). Answers are
+    compared after trimming and collapsing whitespace; a NULL or empty answer gets code -1 (it can never win a vote); codes follow the
     sorted order of a question's distinct answers (SQL dense_rank semantics). `verifiers=None` loads every
     verifier that scored the selection; a string or list loads just those.
 
