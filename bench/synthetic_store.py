@@ -47,7 +47,7 @@ def _questions(run_id: str, n_questions: int, rng: np.random.Generator) -> tuple
     qids = [f"{dataset[i]}/{level[i]}/{i}" for i in range(n_questions)]
     a = rng.integers(1, 10 ** (level + 1))
     b = rng.integers(1, 10 ** (level + 1))
-    texts = [f"Calculate {x} + {y}" for x, y in zip(a, b)]
+    texts = [f"Calculate {x} + {y} (question {i})" for i, (x, y) in enumerate(zip(a, b))]  # distinct: one key each
     refs = [str(x + y) for x, y in zip(a, b)]
     table = pa.table(
         {
