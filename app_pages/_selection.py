@@ -10,7 +10,7 @@ from typing import Any
 import streamlit as st
 
 from app_pages import _page as frame
-from app_pages._store import query, sample_groups
+from app_pages._store import default_runs, query, sample_groups
 from backend.errors import SpecError
 from backend.metrics.budget import X_UNITS
 
@@ -111,13 +111,17 @@ def to_url(*keys: str) -> None:
 
 
 def pool_selection(store, *, x_axis: bool = True):
-    """The header row of the analysis pages: runs, models, dataset (and x-axis unit), mirrored in the URL.
-    Returns (run_ids, [(model, strategy)], dataset or None, unit or None)."""
+    """The header row of the analysis pages: runs, models, dataset (and x-axis unit), mirrored in the URL; the runs
+    start from the comparable default (backend/run_selection.py) and a caption names what it left out. Returns (run_ids, [(model, strategy)], dataset or None, unit or None)."""
     groups = sample_groups(store)
     run_opts = sorted(groups["run_id"].unique())
-    from_url("runs", run_opts, options=run_opts, multi=True)
+    default = default_runs(store)
+    from_url("runs", list(default.run_ids), options=run_opts, multi=True)
     c1, c2, c3, c4 = st.columns([3, 3, 2, 2])
     run_ids = c1.multiselect("Runs", run_opts, key="runs")
+    left_out = default.caption(run_ids)
+    if left_out:
+        st.caption(left_out)
     sel = groups[groups["run_id"].isin(run_ids)]
     model_opts = sorted(sel["model"].unique())
     from_url("models", model_opts, options=model_opts, multi=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from backend.metrics.pools import KEY_OR_LABEL_SQL
 from store import Store
 from store.catalog import is_store
 from store.schema import TABLES
@@ -82,9 +83,21 @@ def sample_groups(store: Store) -> pd.DataFrame:
     """One row per (run, model, dataset, strategy) with sample and question counts: the choices pages offer."""
     return query(
         store,
-        """SELECT run_id, model, dataset, strategy, count(*) AS samples, count(DISTINCT question_id) AS questions
+        f"""SELECT run_id, model, dataset, strategy, count(*) AS samples,
+                  count(DISTINCT {KEY_OR_LABEL_SQL}) AS questions
            FROM samples GROUP BY ALL ORDER BY run_id, model, dataset, strategy""",
     )
+
+
+def default_runs(store: Store):
+    """The comparable selection the analysis pages start from, and what it leaves out (backend/run_selection.py)."""
+    from backend.allocation import ADAPTIVE_SQL
+    from backend.run_selection import RUN_QUESTIONS_SQL
+    from backend.run_selection import default_runs as rule
+
+    questions = query(store, RUN_QUESTIONS_SQL)
+    adaptive = query(store, ADAPTIVE_SQL, [questions["run_id"].tolist()])["run_id"].tolist()
+    return rule(questions, runs(store), adaptive)
 
 
 def has_samples(store: Store | None) -> bool:

@@ -14,6 +14,7 @@ from app_pages._store import CACHE_TTL_S, _open_store, _pool, fingerprint, query
 from backend.metrics import coverage_curve, selection_curves
 from backend.metrics.budget import x_axis
 from backend.metrics.confidence import missing_signals
+from backend.metrics.pools import KEY_OR_LABEL_SQL, question_labels
 
 _cache = st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=128)
 STUDY_BINS, STUDY_DRAWS, STUDY_SEED = (
@@ -96,7 +97,7 @@ def selection_view(
 
         con = _open_store(root).connect()
         try:
-            vflops = verifier_flops_per_question(con, list(run_ids), model, verifier, pool.question_ids)
+            vflops = verifier_flops_per_question(con, list(run_ids), model, verifier, pool)
         finally:
             con.close()
     for name, curve in selection_curves(pool, verifier, draws=draws).items():
@@ -224,30 +225,31 @@ def search_curves(
 
 # The Samples page's filters: one constant query, every value a parameter; an empty filter is NULL and matches all.
 # The text filter is a literal, case-insensitive substring (`contains`, not LIKE: a typed % or _ is a character).
-SAMPLES_SQL = """
+SAMPLES_SQL = f"""
 SELECT run_id, model, dataset, question_id, sample_idx, strategy, answer, correct, score,
        completion_tokens, finish_reason, prompt, completion
 FROM samples
 WHERE ($1::VARCHAR IS NULL OR run_id = $1)
   AND ($2::VARCHAR IS NULL OR model = $2)
-  AND ($3::VARCHAR IS NULL OR question_id = $3)
+  AND ($3::VARCHAR IS NULL OR {KEY_OR_LABEL_SQL} = $3)
   AND ($4::VARCHAR IS NULL OR coalesce(correct, false) = ($4 = 'correct'))
   AND ($5::VARCHAR IS NULL OR contains(lower(coalesce(completion, '')), lower($5))
                            OR contains(lower(coalesce(answer, '')), lower($5)))
 ORDER BY run_id, model, question_id, sample_idx
 LIMIT $6"""
 
-QUESTION_IDS_SQL = """
-SELECT DISTINCT question_id FROM samples
+QUESTION_IDS_SQL = f"""
+SELECT DISTINCT question_id, {KEY_OR_LABEL_SQL} AS question_key FROM samples
 WHERE ($1::VARCHAR IS NULL OR run_id = $1) AND ($2::VARCHAR IS NULL OR model = $2)
-ORDER BY 1 LIMIT 5000"""
+ORDER BY 1, 2 LIMIT 5000"""
 
 
 def samples_page(
-    store, run_id: str | None, model: str | None, question: str | None, correct: str, text: str, limit: int
+    store, run_id: str | None, model: str | None, question_key: str | None, correct: str, text: str, limit: int
 ) -> pd.DataFrame:
+    """The filtered samples; `question_key` is a question's identity (question_choices maps labels to it)."""
     graded = correct if correct in ("correct", "wrong") else None
-    params = [run_id or None, model or None, question or None, graded, text or None, int(limit)]
+    params = [run_id or None, model or None, question_key or None, graded, text or None, int(limit)]
     return query(store, SAMPLES_SQL, params)
 
 
@@ -277,8 +279,12 @@ def tree_nodes(store, run_id: str, model: str, strategy: str, config: str, quest
     )
 
 
-def question_ids(store, run_id: str | None, model: str | None) -> list[str]:
-    return query(store, QUESTION_IDS_SQL, [run_id or None, model or None])["question_id"].tolist()
+def question_choices(store, run_id: str | None, model: str | None) -> dict[str, str]:
+    """{label: question key} of the questions sampled: a label is the id, with a short key suffix where two
+    questions share one (runs of other knobs), so the filter never merges different questions."""
+    df = query(store, QUESTION_IDS_SQL, [run_id or None, model or None])
+    labels = question_labels(df["question_id"].tolist(), df["question_key"].tolist())
+    return dict(zip(labels.tolist(), df["question_key"]))
 
 
 __all__ = ["_open_store", "fingerprint"]

@@ -125,8 +125,7 @@ def _heatmap(study, cells, report) -> None:
         "other half (the halves then swap; the hover shows both picks and every configuration's standing on the whole bin). '—': no "
         f"configuration covers the bin there. '(n.s.)': on the bin's questions the policy is not significantly different "
         f"from {r.baseline} (the paired sign-flip test of the mean difference, 5%; the hover says roughly how many "
-        "more questions would tell). "
-        + study.held_out
+        "more questions would tell). " + study.held_out
     )
 
 

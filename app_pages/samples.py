@@ -25,10 +25,11 @@ def body(store) -> None:
     sel.from_url("model", "(all)", options=model_opts)
     model = c2.selectbox("Model", model_opts, key="model")
     model = None if model == "(all)" else model
-    q_opts = ["(all)"] + views.question_ids(store, run_id, model)
+    keys = views.question_choices(store, run_id, model)
+    q_opts = ["(all)", *keys]
     sel.from_url("question", "(all)", options=q_opts)
     question = c3.selectbox("Question", q_opts, key="question")
-    question = None if question == "(all)" else question
+    question = keys.get(question)
     sel.from_url("correct", "all", options=CORRECT)
     correct = c4.selectbox("Graded", CORRECT, key="correct")
     sel.from_url("text", "")

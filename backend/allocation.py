@@ -425,6 +425,15 @@ def allocation_summary(store, run_id: str, model: str) -> AllocationSummary | No
     return AllocationSummary(log, per_q, total, spent, int(log["round"].max()) + 1)
 
 
+ADAPTIVE_SQL = "SELECT DISTINCT run_id FROM allocations WHERE list_contains(?, run_id) ORDER BY 1"
+"""The one test of "is this run adaptive": it logged an allocation (rows written before the samples they give)."""
+
+
+def adaptive_run_ids(con, run_ids) -> list[str]:
+    """The adaptive runs among `run_ids` (ADAPTIVE_SQL), on a store connection."""
+    return [r[0] for r in con.execute(ADAPTIVE_SQL, [list(run_ids)]).fetchall()]
+
+
 def adaptive_runs(store) -> list[tuple[str, str]]:
     """(run_id, model) of every run with a logged allocation, newest first."""
     df = store.query(

@@ -145,6 +145,7 @@ def _cmd_sql(args) -> int:
 def _cmd_compute_optimal(args) -> int:
     from backend.errors import SpecError, StoreError
     from backend.metrics.study import compute_optimal_study
+    from backend.run_selection import default_runs_of
     from store import Store
 
     if args.n_bins < 1:
@@ -152,10 +153,18 @@ def _cmd_compute_optimal(args) -> int:
     store = Store.open(args.store, create=False, catalog=args.catalog)
     con = store.connect()
     try:
-        runs = args.run or [
-            r[0]
-            for r in con.execute("SELECT DISTINCT run_id FROM samples WHERE strategy = 'sample' ORDER BY 1").fetchall()
-        ]
+        if args.run:
+            runs = args.run
+        else:  # the comparable default the dashboard starts from (backend/run_selection.py)
+            default = default_runs_of(con)
+            runs = list(default.run_ids)
+            for run_id, why in default.left_out:
+                print(f"note: run {run_id} left out ({why}); name it with --run to include it", file=sys.stderr)
+        if not runs and not args.run and default.left_out:
+            raise StoreError(
+                f"--run: {store.root} holds no finished, non-adaptive run to analyse by default; allowed: name runs "
+                "with --run (the notes above list them)"
+            )
         if not runs:
             raise StoreError(
                 f"--store: {store.root} holds no sampling runs; run a spec first (ttc run SPEC --store DIR)"
@@ -502,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=None,
         metavar="ID",
-        help="a run id (repeat for several; default: every sampling run)",
+        help="a run id (repeat for several; default: the finished, non-adaptive runs of the newest run's questions)",
     )
     co.add_argument(
         "--model", default=None, help="the model whose pool and searches to compare (default: the only one)"

@@ -54,6 +54,20 @@ class WorkerError(TtcError):
     """A worker cannot be found, stopped or started (`ttc worker status|stop`, the dashboard's automatic start)."""
 
 
+class AdaptiveRunError(TtcError):
+    """An analysis that averages random k-subsets of a pool was asked to pool an adaptive run's samples."""
+
+    def __init__(self, run_ids: Iterable[str]):
+        self.run_ids = sorted(run_ids)
+        shown = ", ".join(self.run_ids)
+        super().__init__(
+            f"run {shown} is adaptive: its samples were drawn with optional stopping (a question stops once its votes "
+            "agree), so they are not exchangeable and coverage, selection and compute-optimal curves over random "
+            "k-subsets would be biased; read its result on the Run page (adaptive allocation), or leave it out of "
+            "the selection"
+        )
+
+
 def require(registry: dict, name: str, *, field: str, kind: str, extra: str | None = None):
     """Registry lookup that fails with `UnknownNameError` instead of a bare KeyError."""
     try:

@@ -152,6 +152,7 @@ def _sample_row(
         "grade_error": grade.error,
         "dataset": q.dataset,
         "token_confidence": encode_token_confidence(c.logprobs),
+        "question_key": q.key,
     }
 
 

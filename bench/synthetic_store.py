@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from backend.ledger import ModelArch, decode_flops, prefill_flops
+from backend.tasks.base import question_key
 from store import Store
 from store.schema import NODES, QUESTIONS, SAMPLES, SCORES
 
@@ -49,7 +50,7 @@ def _questions(run_id: str, n_questions: int, rng: np.random.Generator) -> tuple
     qids = [f"{dataset[i]}/{level[i]}/{i}" for i in range(n_questions)]
     a = rng.integers(1, 10 ** (level + 1))
     b = rng.integers(1, 10 ** (level + 1))
-    texts = [f"Calculate {x} + {y}" for x, y in zip(a, b)]
+    texts = [f"Calculate {x} + {y} (question {i})" for i, (x, y) in enumerate(zip(a, b))]  # distinct: one key each
     refs = [str(x + y) for x, y in zip(a, b)]
     table = pa.table(
         {
@@ -63,6 +64,7 @@ def _questions(run_id: str, n_questions: int, rng: np.random.Generator) -> tuple
                 json.dumps({"config": {"min_digits": int(lv) + 1, "max_digits": int(lv) + 1}}) for lv in level
             ],
             "level": level.astype(np.float64),
+            "question_key": [question_key("reasoning_gym", d, t, r) for d, t, r in zip(dataset, texts, refs)],
         },
         schema=QUESTIONS,
     )
@@ -81,6 +83,7 @@ def _sample_tables(run_id, model, qtable, level, n_samples, verifiers, rng, crea
     refs = qtable.column("reference").to_pylist()
     datasets = qtable.column("dataset").to_pylist()
     questions = qtable.column("question").to_pylist()
+    keys = qtable.column("question_key").to_pylist()
     prompt_tokens = rng.integers(60, 140, n_q)
     per_shard = max(1, MAX_ROWS_PER_SHARD // n_samples)
     for lo in range(0, n_q, per_shard):
@@ -146,6 +149,7 @@ def _sample_tables(run_id, model, qtable, level, n_samples, verifiers, rng, crea
                 "grade_error": pa.nulls(rows, pa.string()),
                 "dataset": pa.array(np.asarray(datasets, dtype=object)[qi], pa.string()),
                 "token_confidence": token_confidence,
+                "question_key": pa.array(np.asarray(keys, dtype=object)[qi], pa.string()),
             },
             schema=SAMPLES,
         )
@@ -180,6 +184,7 @@ def _search_trees(run_id, model, qtable, n_trees, rng) -> pa.Table:
     rows = []
     qids = qtable.column("question_id").to_pylist()
     refs = qtable.column("reference").to_pylist()
+    keys = qtable.column("question_key").to_pylist()
     for t in range(min(n_trees, len(qids))):
         next_id = 0
         frontier = []
@@ -214,6 +219,7 @@ def _search_trees(run_id, model, qtable, n_trees, rng) -> pa.Table:
                         correct=correct if final else None,
                         finish_reason="stop" if final else None,
                         kind="root" if depth == 0 else ("answer" if final else "step"),
+                        question_key=keys[t],
                     )
                 )
                 created.append((score, next_id))
@@ -280,6 +286,7 @@ def search_configuration_table(
             "finish_reason": np.where(depth == 0, None, "stop"),
             "grade_error": pa.nulls(n, pa.string()),
             "kind": np.where(depth == 0, "root", np.where(final, "answer", "step")),
+            "question_key": pa.nulls(n, pa.string()),  # read from the run's questions (store/schema.KEYED_BY_QUESTIONS)
         },
         schema=NODES,
     )

@@ -32,14 +32,16 @@ import pyarrow.parquet as pq
 from sqlalchemy import text
 
 import store.catalog as catalogs
+from backend.tasks.base import QUESTION_KEY_SQL
 from store.catalog import integrity_problem
-from store.schema import TABLES
+from store.schema import KEYED_BY_QUESTIONS, TABLES
 from store.store import (
     COMPACTED_PREFIX,
     QUARANTINE_DIR,
     REPLACES_KEY,
     Store,
     duckdb_type,
+    lacks_values,
     live_names,
     publish,
     replaced_by,
@@ -112,7 +114,8 @@ def compact_run(store: Store, run_id: str) -> Compaction:
             folder = store.root / table / run_id
             names = shard_names(folder)
             live = live_names(folder, names)
-            if len(live) > 1:
+            unkeyed = table in KEYED_BY_QUESTIONS and any(lacks_values(str(folder / n), "question_key") for n in live)
+            if len(live) > 1 or unkeyed:  # one shard without question keys is rewritten with them
                 result.merged[table] = len(live)
                 result.rows[table] = _merge(table, folder, names, live)
     return result
@@ -126,6 +129,7 @@ def _merge(table: str, folder: Path, names: list[str], live: list[str]) -> int:
     try:
         present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
         # every column of the current layout, stored values as they are (READ_AS still applies on read)
+        source = _with_question_keys(table, folder, live, source, present)
         cols = ", ".join(
             f.name if f.name in present else f"CAST(NULL AS {duckdb_type(f.type)}) AS {f.name}" for f in schema
         )
@@ -144,6 +148,38 @@ def _merge(table: str, folder: Path, names: list[str], live: list[str]) -> int:
         return pq.read_metadata(final).num_rows
     finally:
         con.close()
+
+
+def _with_question_keys(table: str, folder: Path, live: list[str], source: str, present: set[str]) -> str:
+    """The merge's source with the question keys of rows written before layout 7 filled in from the run's
+    questions (store/schema.KEYED_BY_QUESTIONS), so a compacted store reads without the join; `present` gains the
+    column."""
+    if table not in KEYED_BY_QUESTIONS or not any(lacks_values(str(folder / n), "question_key") for n in live):
+        return source
+    qfolder = folder.parent.parent / "questions" / folder.name
+    qlive = live_names(qfolder, shard_names(qfolder))
+    if not qlive:
+        return source
+    questions = "read_parquet([" + ", ".join(_sql_str(str(qfolder / n)) for n in qlive) + "], union_by_name=true)"
+    con = duckdb.connect()
+    try:
+        have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {questions}").fetchall()}
+    finally:
+        con.close()
+    content = ", ".join(
+        c if c in have else f"NULL::VARCHAR AS {c}" for c in ("task", "dataset", "question", "reference")
+    )
+    stored = "question_key" if "question_key" in have else "NULL::VARCHAR"
+    keys = (
+        f"SELECT run_id, question_id, any_value(coalesce(stored, {QUESTION_KEY_SQL})) AS question_key "
+        f"FROM (SELECT run_id, question_id, {content}, {stored} AS stored FROM {questions}) GROUP BY ALL"
+    )
+    star, own = ("t.* EXCLUDE (question_key)", "t.question_key") if "question_key" in present else ("t.*", "NULL")
+    present.add("question_key")
+    return (
+        f"(SELECT {star}, coalesce({own}, k.question_key) AS question_key FROM {source} t "
+        f"LEFT JOIN ({keys}) k ON k.run_id = t.run_id AND k.question_id = t.question_id)"
+    )
 
 
 def purge_replaced(store: Store, min_age_s: float = GRACE_S, run_id: str | None = None) -> int:

@@ -119,6 +119,18 @@ def m009_allocations(db: Connection) -> None:
 
 
 @migration
+def m010_question_key(db: Connection) -> None:
+    """Shard layout 7: samples, questions and nodes carry `question_key`, the question's identity by content (ids are
+    positions within a run, so two runs with other knobs reuse them for other questions). Stored shards are re-keyed
+    on read, not rewritten: a questions row computes its key from its content (store/schema.READ_AS), and a sample
+    or node without one takes its run's questions row's (store/schema.KEYED_BY_QUESTIONS); `ttc store compact`
+    writes the keys into the merged shards."""
+    db.execute(
+        text("UPDATE store_meta SET value = '7' WHERE key = 'shard_schema_version' AND CAST(value AS INTEGER) < 7")
+    )
+
+
+@migration
 def m011_token_confidence_range(db: Connection) -> None:
     """Shard layout 8: samples.token_confidence takes two bytes per token (uint16, the same 1/16-nat steps), a range
     that holds DeepConf's confidence over every log-probability the engines report (one byte saturated at 15.9

@@ -29,6 +29,7 @@ def questions_table(run_id: str, questions: Sequence[Any]) -> pa.Table:
             "reference": [q.reference for q in questions],
             "difficulty": [json.dumps(q.difficulty, sort_keys=True, default=str) for q in questions],
             "level": [q.level for q in questions],
+            "question_key": [q.key for q in questions],
         },
         schema=QUESTIONS,
     )

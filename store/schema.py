@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from backend.tasks.base import QUESTION_KEY_SQL
+
 SHARD_SCHEMA_VERSION = 8
 
 SAMPLES = pa.schema(
@@ -40,6 +42,7 @@ SAMPLES = pa.schema(
         # per generated token, DeepConf's confidence in 1/16 nats (backend/metrics/confidence.py); NULL before layout 5,
         # one byte (uint8) in layouts 5-7
         ("token_confidence", pa.list_(pa.uint16())),
+        ("question_key", pa.string()),  # the question's identity (backend/tasks/base.question_key); layout 7
     ]
 )
 """One row per generated sample. `flops` = decode_flops + prefill_flops / samples_per_question: the prompt is
@@ -55,6 +58,7 @@ QUESTIONS = pa.schema(
         ("reference", pa.string()),
         ("difficulty", pa.string()),  # JSON of the task's difficulty knobs / metadata
         ("level", pa.float64()),  # a numeric difficulty level where the task has one
+        ("question_key", pa.string()),  # the question's identity; NULL before layout 7 (READ_AS computes it)
     ]
 )
 
@@ -96,6 +100,7 @@ NODES = pa.schema(
         ("finish_reason", pa.string()),  # the engine's: stop | length (NULL for a root)
         ("grade_error", pa.string()),  # the task's checker raised on this final node
         ("kind", pa.string()),  # root | step | rollout | revision | extension | answer
+        ("question_key", pa.string()),  # the question's identity; layout 7
     ]
 )
 """Search trajectories (beam, lookahead, revisions, ...): one row per node of the tree."""
@@ -135,6 +140,9 @@ TABLES: dict[str, pa.Schema] = {
 }
 
 READ_AS: dict[str, dict[str, str]] = {
+    # before layout 7 a question had no stored key: its content gives it (questions), or its run's questions row
+    # does (samples, nodes: KEYED_BY_QUESTIONS)
+    "questions": {"question_key": f"coalesce(question_key, {QUESTION_KEY_SQL})"},
     # layout 3 stored the dataset in samples.task: such shards read it as `dataset`, their suite kind unknown
     "samples": {
         "dataset": "coalesce(dataset, task)",
@@ -150,3 +158,7 @@ READ_AS: dict[str, dict[str, str]] = {
     },
 }
 """Per table, columns whose stored form changed: the expression that reads every shard in the current form."""
+
+KEYED_BY_QUESTIONS = ("samples", "nodes")
+"""Tables whose rows carry their question's key (layout 7): a shard written before, whose rows lack it, reads it
+from its run's questions table (`Store.connect` joins on (run_id, question_id) only while such a shard exists)."""

@@ -41,7 +41,7 @@ import store.catalog as catalogs
 import store.leases as leases
 from backend.errors import StoreError
 from store.migrations import apply_migrations
-from store.schema import READ_AS, SHARD_SCHEMA_VERSION, TABLES
+from store.schema import KEYED_BY_QUESTIONS, READ_AS, SHARD_SCHEMA_VERSION, TABLES
 
 CATALOG_FILE = catalogs.SQLITE_FILE
 COMPACTED_PREFIX = "compacted-"
@@ -202,8 +202,8 @@ class Store:
         con = duckdb.connect()
         try:
             con.execute("SET enable_progress_bar = false")  # it would print into the dashboard server's log
-            for table, schema in TABLES.items():
-                shards = self.shards(table)
+            for table in sorted(TABLES, key=lambda t: t != "questions"):  # questions first: others may read its keys
+                schema, shards = TABLES[table], self.shards(table)
                 if shards:
                     con.read_parquet([str(p) for p in shards], union_by_name=True).create_view(f"_{table}_shards")
                     present = _shard_columns(con, table, shards)
@@ -215,6 +215,8 @@ class Store:
                     if READ_AS.get(table):  # a column whose stored form changed: every shard reads in the current form
                         replace = ", ".join(f"{expr} AS {col}" for col, expr in READ_AS[table].items())
                         view = f"SELECT * REPLACE ({replace}) FROM ({view})"
+                    if table in KEYED_BY_QUESTIONS and any(lacks_values(str(p), "question_key") for p in shards):
+                        view = KEYED_VIEW.format(view=view)  # rows written before layout 7: their run's keys
                     con.execute(f"CREATE VIEW {table} AS {view}")
                 else:
                     empty = schema.empty_table()  # noqa: F841 - referenced by name below
@@ -399,6 +401,30 @@ def _shard_columns(con: duckdb.DuckDBPyConnection, table: str, shards: list[Path
         hit = (listing, frozenset(r[0] for r in con.execute(f"DESCRIBE SELECT * FROM _{table}_shards").fetchall()))
         _COLUMNS[key] = hit
     return hit[1]
+
+
+KEYED_VIEW = """SELECT t.* REPLACE (coalesce(t.question_key, k.question_key) AS question_key) FROM ({view}) t
+LEFT JOIN (SELECT run_id, question_id, any_value(question_key) AS question_key FROM questions GROUP BY ALL) k
+ON k.run_id = t.run_id AND k.question_id = t.question_id"""
+"""A table of KEYED_BY_QUESTIONS read with the keys its older shards lack (a join only while such shards exist)."""
+
+
+@lru_cache(maxsize=65536)
+def lacks_values(path: str, column: str) -> bool:
+    """Whether a shard has rows without `column` (absent, or NULL in some row group), from its footer (files never
+    change, so the answer is cached)."""
+    try:
+        meta = pq.read_metadata(path)
+    except (OSError, pa.ArrowException):
+        return False  # unreadable: the read names it
+    at = [j for j in range(meta.num_columns) if meta.schema.column(j).path == column]
+    if not at:
+        return meta.num_rows > 0
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(at[0]).statistics
+        if stats is None or not stats.has_null_count or stats.null_count > 0:
+            return True
+    return False
 
 
 @lru_cache(maxsize=4096)

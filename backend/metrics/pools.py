@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from backend.errors import AdaptiveRunError
 from backend.metrics.confidence import trace_confidence
 from backend.tasks.base import ANSWER_SQL
 
@@ -29,7 +30,7 @@ normalised answer; a sample without a stored completion is a path of its own."""
 class Pool:
     """One model's samples for a set of questions, as (Q, N) arrays; cells with valid=False are padding."""
 
-    question_ids: np.ndarray  # (Q,) str
+    question_ids: np.ndarray  # (Q,) str: the questions' labels, unique (question_labels)
     datasets: np.ndarray  # (Q,) str
     valid: np.ndarray  # (Q, N) bool
     correct: np.ndarray  # (Q, N) bool, False on padding
@@ -47,6 +48,12 @@ class Pool:
     # (Q, N) int32: code of the sample's reasoning path (its completion text) within its question, -1 on padding;
     # None: every sample its own path
     path_id: np.ndarray | None = None
+    question_keys: np.ndarray | None = None  # (Q,) str: the questions' identities (backend/tasks/base.question_key)
+
+    @property
+    def keys(self) -> np.ndarray:
+        """(Q,) what identifies each question across runs: its key, or its label in a pool built from arrays."""
+        return self.question_ids if self.question_keys is None else self.question_keys
 
     @property
     def n(self) -> np.ndarray:
@@ -91,6 +98,7 @@ class Pool:
             confidence=None if self.confidence is None else self.confidence[m],
             logprob_mean=None if self.logprob_mean is None else self.logprob_mean[m],
             path_id=None if self.path_id is None else self.path_id[m],
+            question_keys=None if self.question_keys is None else self.question_keys[m],
         )
 
 
@@ -142,6 +150,38 @@ def pool_from_arrays(
         else np.where(valid, np.asarray(logprob_mean, dtype=np.float64), np.nan),
         path_id=None if path_id is None else np.where(valid, np.asarray(path_id), -1).astype(np.int32),
     )
+
+
+KEY_OR_LABEL_SQL = "coalesce(question_key, '~' || coalesce(dataset, '') || '/' || question_id)"
+"""A sample's question identity: its key; a row without one (no key stored, no questions row to take it from:
+hand-made stores) falls back to its dataset and id, the identity before keys existed."""
+
+LABEL_KEY_CHARS = 6
+
+
+def question_labels(ids, keys) -> np.ndarray:
+    """(Q,) labels of questions given their ids and keys: the id, and where two questions of one selection share an
+    id (two runs with other knobs), the id plus a short key suffix, `basic_arithmetic/0/0 ·1a2b3c`."""
+    ids_arr = np.asarray(list(ids), dtype=object)
+    uniq, counts = np.unique(ids_arr.astype(str), return_counts=True) if len(ids_arr) else (np.array([]), [])
+    clash = set(uniq[np.asarray(counts) > 1].tolist()) if len(ids_arr) else set()
+    if not clash:
+        return ids_arr
+    return np.asarray(
+        [f"{i} ·{str(k).lstrip('~')[:LABEL_KEY_CHARS]}" if i in clash else i for i, k in zip(ids_arr, keys)],
+        dtype=object,
+    )
+
+
+def refuse_adaptive(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> None:
+    """Pool metrics average random k-subsets of a question's samples, which assumes they are exchangeable; an
+    adaptive run's are not (a question stops once its votes agree: after 4 unanimous votes majority@k is 0 or 1),
+    so its curves would be biased, silently. Refuse, naming the run and where its result is read."""
+    from backend.allocation import adaptive_run_ids
+
+    adaptive = adaptive_run_ids(con, run_ids)
+    if adaptive:
+        raise AdaptiveRunError(adaptive)
 
 
 def list_verifiers(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str], model: str) -> list[str]:
@@ -203,6 +243,20 @@ def _path_codes(q: np.ndarray, path_hash: np.ndarray) -> np.ndarray:
     return (np.arange(len(uniq)) - np.searchsorted(question, question, side="left"))[inverse.ravel()]
 
 
+def _questions_in_label_order(samples: pa.Table, qid_code: np.ndarray, q_width: int) -> np.ndarray:
+    """Each row's question number: one per key (a question is its key, whatever its label), numbered in the
+    sorted order of their (dataset, id) labels, then keys — so a selection without clashing ids keeps the order
+    it always had."""
+    key_code, key_values = _dense_codes(samples.column("question_key"))
+    dataset_code, _ = _dense_codes(samples.column("dataset"))
+    label = (dataset_code + 1) * q_width + qid_code
+    first_label = np.full(len(key_values), np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_label, key_code, label)
+    rank = np.empty(len(key_values), dtype=np.int64)
+    rank[np.lexsort((np.arange(len(key_values)), first_label))] = np.arange(len(key_values))
+    return rank[key_code]
+
+
 def load_pool(
     con: duckdb.DuckDBPyConnection,
     run_ids: str | Sequence[str],
@@ -214,9 +268,10 @@ def load_pool(
 ) -> Pool:
     """Load one model's sample pools from the store's `samples` and `scores` views: one column scan each.
 
-    Questions are identified by (dataset, question_id), numbered in sorted order; samples of several runs of
-    the same question are concatenated in (run_id, sample_idx) order. Answers are compared after trimming and
-    collapsing whitespace; a NULL or empty answer gets code -1 (it can never win a vote); codes follow the
+    Questions are identified by their key (a question is its content: ids are positions within a run), numbered
+    in the sorted order of their labels (`question_labels`); samples of several runs of the same question are
+    concatenated in (run_id, sample_idx) order. Adaptive runs are refused (`refuse_adaptive`). Answers are
+    compared after trimming and collapsing whitespace; a NULL or empty answer gets code -1 (it can never win a vote); codes follow the
     sorted order of a question's distinct answers (SQL dense_rank semantics). `verifiers=None` loads every
     verifier that scored the selection; a string or list loads just those.
 
@@ -226,6 +281,7 @@ def load_pool(
     runs = [run_ids] if isinstance(run_ids, str) else list(run_ids)
     if not runs:
         raise ValueError("run_ids is empty; give at least one run id")
+    refuse_adaptive(con, runs)
     if verifiers is None:
         names = list_verifiers(con, runs, model)
     else:
@@ -239,7 +295,7 @@ def load_pool(
         where.append("strategy = $strategy")
         params["strategy"] = strategy
     sample_sql = f"""
-    SELECT run_id, question_id, dataset, sample_idx,
+    SELECT run_id, question_id, dataset, sample_idx, {KEY_OR_LABEL_SQL} AS question_key,
            coalesce(correct, false) AS correct,
            {ANSWER_SQL} AS answer,
            coalesce(prompt_tokens, 0)::DOUBLE AS prompt_tokens,
@@ -274,9 +330,8 @@ def load_pool(
         return _dense_codes(pa.chunked_array(parts, type=samples.schema.field(name).type))[0]
 
     run_code, qid_code = codes_over_both("run_id"), codes_over_both("question_id")
-    dataset_code, _ = _dense_codes(samples.column("dataset"))
     q_width = int(qid_code.max()) + 1
-    q = np.unique((dataset_code + 1) * q_width + qid_code[:n_rows], return_inverse=True)[1].ravel()
+    q = _questions_in_label_order(samples, qid_code[:n_rows], q_width)
     sample_idx = col("sample_idx").astype(np.int64)
     i = _rank_within(q, run_code[:n_rows], sample_idx)
     answer, _ = _dense_codes(samples.column("answer"))
@@ -311,8 +366,12 @@ def load_pool(
     valid = dense(True, False, bool)
     first_rows = np.flatnonzero(i == 0)
     first_rows = first_rows[np.argsort(q[first_rows])]
+    question_keys = np.asarray(samples.column("question_key").take(pa.array(first_rows)).to_pylist(), dtype=object)
     return Pool(
-        question_ids=np.asarray(samples.column("question_id").take(pa.array(first_rows)).to_pylist(), dtype=object),
+        question_ids=question_labels(
+            samples.column("question_id").take(pa.array(first_rows)).to_pylist(), question_keys
+        ),
+        question_keys=question_keys,
         datasets=np.asarray(samples.column("dataset").take(pa.array(first_rows)).to_pylist(), dtype=object),
         valid=valid,
         correct=dense(col("correct").astype(bool), False, bool),

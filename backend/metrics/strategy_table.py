@@ -33,7 +33,7 @@ from backend.ledger import samples_affordable
 from backend.metrics.budget import question_costs
 from backend.metrics.confidence import RULES as CONFIDENCE_RULES
 from backend.metrics.confidence import available_rules
-from backend.metrics.pools import Pool
+from backend.metrics.pools import KEY_OR_LABEL_SQL, Pool
 from backend.metrics.selection import selection_curves
 
 STATUSES = ("ok", "not_run", "unaffordable", "pool_exhausted", "stopped_early", "over_budget")
@@ -148,14 +148,14 @@ def pool_rule(name: str) -> str:
 
 # ---- searches -------------------------------------------------------------------------------------------------
 SEARCH_SQL = """
-SELECT strategy, config, question_id,
+SELECT strategy, config, coalesce(question_key, '~' || question_id) AS question_key, any_value(question_id) AS question_id,
        count(*) - 1 AS generated,
        sum(greatest(coalesce(prompt_tokens, 0) - coalesce(cached_prompt_tokens, 0), 0) + coalesce(completion_tokens, 0)) AS tokens,
        sum(generator_flops + coalesce(verifier_flops, 0)) AS spent,
        bool_or(coalesce(selected, false)) AS answered,
        coalesce(bool_or(selected AND correct), false) AS solved
 FROM nodes WHERE list_contains($runs, run_id) AND model = $model
-GROUP BY strategy, config, question_id
+GROUP BY strategy, config, 3
 """
 
 
@@ -210,17 +210,26 @@ def affordable_k(budgets, once, per_sample) -> np.ndarray:
     return samples_affordable(b, once[None, :], per_sample[None, :])
 
 
-def verifier_flops_per_question(
-    con, run_ids: Sequence[str], model: str, verifier: str, question_ids: np.ndarray
-) -> np.ndarray:
-    """(Q,) mean verifier FLOPs per scored sample of each question (the ledger's charge for scoring one)."""
+def _search_keys(pool: Pool) -> np.ndarray:
+    """The pool's question keys as SEARCH_SQL spells them (a question without a key: '~' + its id)."""
+    ids = np.asarray(pool.question_ids, dtype=object)
+    if pool.question_keys is None:
+        return np.asarray(["~" + str(q) for q in ids], dtype=object)
+    keyless = np.asarray([str(k).startswith("~") for k in pool.question_keys], dtype=bool)
+    return np.where(keyless, np.asarray(["~" + str(q) for q in ids], dtype=object), pool.question_keys)
+
+
+def verifier_flops_per_question(con, run_ids: Sequence[str], model: str, verifier: str, pool: Pool) -> np.ndarray:
+    """(Q,) mean verifier FLOPs per scored sample of each of the pool's questions (the ledger's charge for scoring
+    one); a score finds its question through its sample (scores are keyed by run, id and sample index)."""
     df = con.sql(
-        """SELECT question_id, avg(coalesce(verifier_flops, 0)) AS f FROM scores
-           WHERE list_contains($runs, run_id) AND model = $model AND verifier = $verifier GROUP BY question_id""",
+        f"""SELECT {KEY_OR_LABEL_SQL} AS question_key, avg(coalesce(verifier_flops, 0)) AS f
+           FROM scores c JOIN samples s USING (run_id, model, question_id, sample_idx)
+           WHERE list_contains($runs, run_id) AND model = $model AND verifier = $verifier GROUP BY 1""",
         params={"runs": list(run_ids), "model": model, "verifier": verifier},
     ).df()
-    per_question = df.set_index("question_id")["f"].astype(np.float64)
-    return per_question.reindex(pd.Index(question_ids, dtype=object)).fillna(0.0).to_numpy()
+    per_question = df.set_index("question_key")["f"].astype(np.float64)
+    return per_question.reindex(pd.Index(pool.keys, dtype=object)).fillna(0.0).to_numpy()
 
 
 def default_budgets(once, per_sample, n_max: int, points: int = 6) -> np.ndarray:
@@ -300,9 +309,9 @@ def strategy_table(
     s_status = np.full(s_acc.shape, NOT_RUN, dtype=np.int8)
     s_strategy, s_ratio = [], []
     if labels:
-        qpos = pd.Series(np.arange(n_q), index=pd.Index(pool.question_ids, dtype=object))
-        qpos = qpos[~qpos.index.duplicated()]  # one id in two tasks of a pool: its searches go to the first
-        q = qpos.reindex(capped["question_id"].astype(object)).to_numpy()
+        qpos = pd.Series(np.arange(n_q), index=pd.Index(_search_keys(pool), dtype=object))
+        qpos = qpos[~qpos.index.duplicated()]  # a keyless id in two datasets of a pool: its searches go to the first
+        q = qpos.reindex(capped["question_key"].astype(object)).to_numpy()  # a search finds its question by key
         outside = np.isnan(q)
         if outside.any():
             notes.append(

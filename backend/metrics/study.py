@@ -193,7 +193,7 @@ def study_inputs(
         )
     pool = load_pool(con, runs, model, dataset=dataset, strategy="sample", verifiers=[verifier] if verifier else [])
     notes: list[str] = []
-    vflops = verifier_flops_per_question(con, runs, model, verifier, pool.question_ids) if verifier else None
+    vflops = verifier_flops_per_question(con, runs, model, verifier, pool) if verifier else None
     table = strategy_table(
         pool,
         load_searches(con, runs, model),

@@ -89,6 +89,7 @@ def nodes_table(
                     "grade_error": n.grade_error,
                     "finish_reason": n.finish_reason or None if n.kind != "root" else None,
                     "kind": n.kind,
+                    "question_key": tree.question.key,
                 }
             )
     return pa.Table.from_pylist(rows, schema=NODES)

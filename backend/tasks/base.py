@@ -6,6 +6,7 @@ present but wrong answer)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -22,6 +23,11 @@ class Question:
     level: float | None = None
     payload: Any = field(default=None, compare=False, repr=False)  # what the grader needs (entry, problem)
 
+    @property
+    def key(self) -> str:
+        """The question's identity (question_key): its id is only a label within its run."""
+        return question_key(self.task, self.dataset, self.text, self.reference)
+
 
 @dataclass(frozen=True)
 class Grade:
@@ -32,6 +38,26 @@ class Grade:
     @property
     def correct(self) -> bool:
         return self.error is None and self.score == 1.0
+
+
+KEY_CHARS = 16
+"""Hex digits of a question key (64 bits: distinct questions of one store never share one in practice)."""
+
+
+def question_key(task: str | None, dataset: str | None, text: str | None, reference: str | None) -> str:
+    """A question is its content: the suite's kind, the dataset, the question's text and its reference answer.
+    Ids are positions within a run (`basic_arithmetic/0/0` is a different sum under other knobs), so two runs pool
+    samples of one question exactly when their keys are equal, whatever their ids. `QUESTION_KEY_SQL` computes the
+    same key in DuckDB (a test holds the two equal), so stores written before keys existed are keyed on read."""
+    parts = "\x1f".join(p or "" for p in (task, dataset, text, reference))
+    return hashlib.sha256(parts.encode("utf-8")).hexdigest()[:KEY_CHARS]
+
+
+QUESTION_KEY_SQL = (
+    "left(sha256(concat_ws(chr(31), coalesce(task, ''), coalesce(dataset, ''), coalesce(question, ''), "
+    f"coalesce(reference, ''))), {KEY_CHARS})"
+)
+"""`question_key` over a row of the questions table."""
 
 
 ANSWER_SQL = "nullif(regexp_replace(trim(answer), '\\s+', ' ', 'g'), '')"

@@ -50,6 +50,8 @@ def test_an_adaptive_run_keeps_its_budget_logs_its_decisions_and_the_run_page_sh
     assert set(log.loc[log["round"] == 0, "reason"]) == {"first_round"} and log["round"].max() >= 1
     replayed = [(d.question_id, d.round, d.samples) for d in replay(log_inputs(log), policy_of(prepared.spec))]
     assert replayed == [(r.question_id, r.round, r.samples) for r in log.itertuples()]
+    refused = ttc("compute-optimal", "--store", str(store_dir), "--run", prepared.run_id)  # not an exchangeable pool
+    assert refused.returncode == 2 and f"run {prepared.run_id} is adaptive" in refused.stderr
 
     from streamlit.testing.v1 import AppTest
 

@@ -132,8 +132,15 @@ def test_launch_a_real_run_and_watch_it_finish(server, browser):
     browser.screenshot(path=str(SCREENSHOTS / "run.png"), full_page=True)
 
 
-def test_download_png_chart_and_csv_table(server, browser, tmp_path):
-    load_page(browser, server, "coverage", "coverage")
+def test_download_png_chart_and_csv_table(server, browser, store_dir, tmp_path):
+    from store import Store
+
+    # the synthetic study's runs: the Run page's test queued a newer 2-question run, which the page's default
+    # selection (the newest finished run's questions) would show alone
+    runs = Store.open(store_dir, create=False).query(
+        "SELECT DISTINCT run_id FROM samples WHERE run_id LIKE 'synthetic-%' ORDER BY 1"
+    )["run_id"]
+    load_page(browser, server, "coverage?" + "&".join(f"runs={r}" for r in runs), "coverage")
     with browser.expect_download(timeout=120_000) as dl:
         browser.locator(".st-key-dl_coverage_png button").click()
     png = Path(dl.value.path()).read_bytes()

@@ -199,3 +199,53 @@ def test_replayed_on_a_uniform_pool_of_the_same_seeds_the_allocation_is_the_live
     ]
     counts = live.query("SELECT question_id, count(*) AS n FROM samples GROUP BY 1")
     assert drawn == dict(zip(counts["question_id"], counts["n"]))
+
+
+def test_pool_analyses_refuse_an_adaptive_run_in_one_line_and_the_default_selection_leaves_it_out(
+    tmp_path, monkeypatch, capsys
+):
+    """Optionally-stopped samples are not exchangeable (the settled question stops after 4 unanimous votes):
+    coverage, selection and compute-optimal pool rules refuse the run, naming it and where its result is read;
+    `ttc compute-optimal` and the pages leave it out of their default selection and say so."""
+    from streamlit.testing.v1 import AppTest
+
+    from backend.cli import main
+    from backend.errors import AdaptiveRunError
+    from backend.metrics import load_pool
+    from backend.metrics.study import compute_optimal_study
+    from backend.run_selection import default_runs_of
+    from tests.ui.conftest import APP
+
+    prepared, store = _run(tmp_path, "s", Engine())
+    run_id = prepared.run_id
+    con = store.connect()
+    try:
+        with pytest.raises(AdaptiveRunError) as refused:
+            load_pool(con, [run_id], "scripted")
+        with pytest.raises(AdaptiveRunError):
+            compute_optimal_study(con, [run_id], "scripted", verifier=None)
+        default = default_runs_of(con)
+    finally:
+        con.close()
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith(f"run {run_id} is adaptive: its samples were drawn with optional")
+    assert "read its result on the Run page" in message
+    assert default.run_ids == () and dict(default.left_out) == {
+        run_id: "adaptive: not an exchangeable pool, read it on the Run page"
+    }
+
+    assert main(["compute-optimal", "--store", str(store.root), "--run", run_id]) == 2
+    assert capsys.readouterr().err.strip().endswith(message)
+    assert main(["compute-optimal", "--store", str(store.root)]) == 2
+    err = capsys.readouterr().err
+    assert f"note: run {run_id} left out (adaptive: not an exchangeable pool" in err
+    assert "no finished, non-adaptive run to analyse by default" in err
+
+    monkeypatch.setenv("TTC_STORE", str(store.root))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/coverage.py")
+    at.query_params["runs"] = [run_id]
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [message]

@@ -41,6 +41,7 @@ def _store():
                 flops=75.0,
                 logprob_mean=-0.25 * (idx + 1),
                 token_confidence=None if run == "r2" else [16 * (idx + 1)] * 3,  # r2: written before layout 5
+                question_key=None,  # no key: the question is its (dataset, id), as before layout 7
             )
         )
     rows.append({**rows[0], "model": "other"})
@@ -57,6 +58,7 @@ def _store():
     con.register("scores_df", scores)
     con.execute("CREATE TABLE samples AS SELECT * FROM samples_df")
     con.execute("CREATE TABLE scores AS SELECT * FROM scores_df")
+    con.execute("CREATE TABLE allocations (run_id VARCHAR)")  # no adaptive run
     return con
 
 
@@ -98,3 +100,52 @@ def test_load_pool_with_no_match_names_the_selection():
         load_pool(con, ["r9"], "m")
     with pytest.raises(ValueError, match="run_ids is empty"):
         load_pool(con, [], "m")
+
+
+def test_a_question_is_its_key_not_its_id():
+    """Two runs reuse id q1 for different questions (keys A, B): two questions, labelled apart; one question drawn
+    as q2 in one run and q3 in another (key C): one question, its samples pooled under its first label."""
+    con = duckdb.connect()
+    rows = [
+        ("r1", "q1", "A", 0, True),
+        ("r1", "q1", "A", 1, True),
+        ("r2", "q1", "B", 0, False),
+        ("r1", "q2", "C", 0, True),
+        ("r2", "q3", "C", 0, False),
+    ]
+    samples = pd.DataFrame(
+        [
+            dict(
+                run_id=r,
+                model="m",
+                dataset="t",
+                question_id=q,
+                question_key=k,
+                sample_idx=i,
+                strategy="sample",
+                answer=str(ok),
+                correct=ok,
+                prompt_tokens=1,
+                cached_prompt_tokens=0,
+                completion_tokens=1,
+                prefill_flops=1.0,
+                decode_flops=1.0,
+                flops=1.0,
+                logprob_mean=-1.0,
+                token_confidence=[16],
+            )
+            for r, q, k, i, ok in rows
+        ]
+    )
+    con.register("samples_df", samples)
+    con.execute("CREATE TABLE samples AS SELECT * FROM samples_df")
+    con.execute(
+        "CREATE TABLE scores (run_id VARCHAR, model VARCHAR, question_id VARCHAR, sample_idx INTEGER, verifier VARCHAR, score DOUBLE)"
+    )
+    con.execute("CREATE TABLE allocations (run_id VARCHAR)")
+    pool = load_pool(con, ["r1", "r2"], "m")
+    assert pool.question_ids.tolist() == ["q1 ·A", "q1 ·B", "q2"]
+    assert pool.question_keys.tolist() == ["A", "B", "C"]
+    assert pool.n.tolist() == [2, 1, 2] and pool.n_correct.tolist() == [2, 0, 1]
+    only_r1 = load_pool(con, ["r1"], "m")
+    assert only_r1.question_ids.tolist() == ["q1", "q2"]  # no clash in this selection: plain ids

@@ -45,6 +45,15 @@ REVIEWED = {
     ("backend/allocation.py", ""): "STATE_SQL interpolates the constant ANSWER_SQL; values are ? parameters",
     ("backend/allocation.py", "states_and_spent"): "runs the module constant STATE_SQL; values are ? parameters",
     ("backend/allocation.py", "pool_questions"): "interpolates the constant ANSWER_SQL; values are ? parameters",
+    ("store/maintenance.py", "_with_question_keys"): "file paths escaped by _sql_str; the constant QUESTION_KEY_SQL",
+    ("app_pages/_store.py", "sample_groups"): "interpolates the constant KEY_OR_LABEL_SQL",
+    ("app_pages/_store.py", "default_runs"): "runs the constants RUN_QUESTIONS_SQL, ADAPTIVE_SQL; values are ? params",
+    ("app_pages/_views.py", ""): "SAMPLES_SQL, QUESTION_IDS_SQL interpolate the constant KEY_OR_LABEL_SQL; $n params",
+    ("app_pages/_views.py", "samples_page"): "runs the module constant SAMPLES_SQL; values are $n parameters",
+    ("app_pages/_views.py", "question_choices"): "runs the module constant QUESTION_IDS_SQL; values are $n parameters",
+    ("backend/metrics/strategy_table.py", "verifier_flops_per_question"): "the constant KEY_OR_LABEL_SQL; $params",
+    ("backend/run_selection.py", ""): "RUN_QUESTIONS_SQL interpolates the constant KEY_OR_LABEL_SQL",
+    ("backend/run_selection.py", "default_runs_of"): "runs the module constant RUN_QUESTIONS_SQL and a fixed query",
 }
 
 

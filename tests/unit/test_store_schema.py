@@ -23,6 +23,7 @@ def test_migrations_are_named_in_order():
         "m007_run_leases",
         "m008_token_confidence",
         "m009_allocations",
+        "m010_question_key",
         "m011_token_confidence_range",
     ]
 
@@ -111,6 +112,7 @@ def test_samples_view_columns_and_types(tmp_path):
         "grade_error": "VARCHAR",
         "dataset": "VARCHAR",
         "token_confidence": "USMALLINT[]",
+        "question_key": "VARCHAR",
     }
 
 
@@ -313,3 +315,37 @@ def test_the_allocations_table_has_its_exact_columns_on_a_fresh_store(tmp_path):
         "sample_bound": "DOUBLE",
         "created_at": "TIMESTAMP WITH TIME ZONE",
     }
+
+
+def test_questions_and_nodes_views_carry_the_question_key(tmp_path):
+    store = Store.open(tmp_path / "s")
+    con = store.connect()
+    for table in ("questions", "nodes"):
+        described = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+        assert described[-1] == "question_key" and described == [f.name for f in TABLES[table]]
+    assert "question_key" not in [f.name for f in TABLES["scores"]]  # a score reaches its question through its sample
+
+
+def test_the_question_key_in_sql_is_the_one_in_python():
+    import duckdb
+
+    from backend.tasks.base import QUESTION_KEY_SQL, question_key
+
+    rows = [
+        ("reasoning_gym", "basic_arithmetic", "-1 / 1 =", "-1"),
+        ("humaneval", "HumanEval", "def f():\n    ünïcode ✓", "assert f() is None"),
+        (None, "d", "", None),
+    ]
+    con = duckdb.connect()
+    got = con.execute(
+        f"SELECT {QUESTION_KEY_SQL} FROM (VALUES (?, ?, ?, ?)) t(task, dataset, question, reference)", list(rows[0])
+    ).fetchone()
+    assert got is not None and got[0] == question_key(*rows[0])
+    for row in rows:
+        sql = con.execute(
+            f"SELECT {QUESTION_KEY_SQL} FROM (SELECT ?::VARCHAR task, ?::VARCHAR dataset, ?::VARCHAR question, "
+            "?::VARCHAR reference)",
+            list(row),
+        ).fetchone()
+        assert sql is not None and sql[0] == question_key(*row)
+    assert len({question_key(*r) for r in rows}) == len(rows)

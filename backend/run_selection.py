@@ -1,0 +1,88 @@
+"""Which runs an analysis pools when the user has not chosen: the analysis pages and `ttc compute-optimal` call
+`default_runs` (the one home of the rule), and say what it left out.
+
+A comparable selection, not every run of the store:
+- the *reference* is the newest run that finished (status `done`) and is not adaptive;
+- the default is every such run whose questions (their keys, backend/tasks/base.question_key) are exactly the
+  reference's: other models or more samples of the same study, not a run of other knobs whose ids look the same;
+- left out, each with its reason: runs that did not finish (cancelled, failed, still running: their pools are
+  partial), adaptive runs (optional stopping: their samples are not exchangeable, and their own view is the Run
+  page's allocation), and runs of other questions. The user may add any of them back.
+
+A run found in the shards but not in the catalog (a shard-only handle, a hand-made store) counts as finished."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+
+from backend.allocation import adaptive_run_ids
+from backend.metrics.pools import KEY_OR_LABEL_SQL
+
+RUN_QUESTIONS_SQL = f"""
+SELECT run_id, md5(string_agg(DISTINCT {KEY_OR_LABEL_SQL}, ',' ORDER BY {KEY_OR_LABEL_SQL})) AS question_set
+FROM samples GROUP BY run_id ORDER BY run_id"""
+"""Per run with samples, a fingerprint of the set of its questions' keys."""
+
+FINISHED = "done"
+REASONS = {
+    "cancelled": "cancelled",
+    "failed": "failed",
+    "running": "partial: still running",
+    "queued": "partial: queued",
+}
+
+
+@dataclass(frozen=True)
+class DefaultRuns:
+    run_ids: tuple[str, ...]
+    left_out: tuple[tuple[str, str], ...]  # (run_id, why), in run order
+
+    def caption(self, selected: Iterable[str] = ()) -> str:
+        """One line naming the runs left out (and not added back since), or '' when there are none."""
+        chosen = set(selected)
+        parts = [f"{r} ({why})" for r, why in self.left_out if r not in chosen]
+        if not parts:
+            return ""
+        return "Left out by default, add them under Runs to include them: " + ", ".join(parts) + "."
+
+
+def default_runs(run_questions: pd.DataFrame, catalog: pd.DataFrame | None, adaptive: Iterable[str]) -> DefaultRuns:
+    """The rule of the module docstring. `run_questions`: RUN_QUESTIONS_SQL's rows; `catalog`: the catalog's runs
+    (run_id, status, created_at) or None; `adaptive`: the adaptive runs (backend/allocation.ADAPTIVE_SQL)."""
+    runs = run_questions[["run_id", "question_set"]].copy()
+    if catalog is not None and len(catalog):
+        runs = runs.merge(catalog[["run_id", "status", "created_at"]], on="run_id", how="left")
+    else:
+        runs = runs.assign(status=None, created_at=None)
+    runs["status"] = runs["status"].fillna(FINISHED)
+    runs["created_at"] = runs["created_at"].fillna("")
+    runs = runs.sort_values(["created_at", "run_id"]).reset_index(drop=True)
+    adaptive = set(adaptive)
+    why: dict[str, str] = {}
+    for r, status in zip(runs["run_id"], runs["status"]):
+        if status != FINISHED:
+            why[r] = REASONS.get(status, status)
+        elif r in adaptive:
+            why[r] = "adaptive: not an exchangeable pool, read it on the Run page"
+    eligible = runs[~runs["run_id"].isin(list(why))]
+    chosen: list[str] = []
+    if len(eligible):
+        reference = eligible.iloc[-1]
+        same = eligible["question_set"] == reference["question_set"]
+        chosen = sorted(eligible.loc[same, "run_id"])
+        for r in eligible.loc[~same, "run_id"]:
+            why[r] = f"other questions than {reference['run_id']}"
+    order = list(runs["run_id"])
+    return DefaultRuns(tuple(chosen), tuple((r, why[r]) for r in order if r in why))
+
+
+def default_runs_of(con: duckdb.DuckDBPyConnection) -> DefaultRuns:
+    """`default_runs` over a store connection (Store.connect: its `runs` table is the catalog's, when it has one)."""
+    questions = con.execute(RUN_QUESTIONS_SQL).df()
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    catalog = con.execute("SELECT run_id, status, created_at FROM runs").df() if "runs" in tables else None
+    return default_runs(questions, catalog, adaptive_run_ids(con, questions["run_id"].tolist()))
