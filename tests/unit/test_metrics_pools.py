@@ -124,6 +124,7 @@ def test_a_question_is_its_key_not_its_id():
                 sample_idx=i,
                 strategy="sample",
                 answer=str(ok),
+                completion=f"{q} {i}",
                 correct=ok,
                 prompt_tokens=1,
                 cached_prompt_tokens=0,
