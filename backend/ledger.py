@@ -10,6 +10,7 @@ A generation of D tokens after a prompt of P tokens, of which c were served from
     decode  = F(P, P + D)
 Prompt tokens are counted once per distinct cached prefix: a pool of n samples of one prompt pays one prefill.
 Verifier calls are charged at the verifier model's size through the same function, in their own column.
+What a budget unit ("1 sample") costs and how a pass is priced live in `backend.pricing`, the one pricing home.
 
 "Served from the prefix cache" is the *idealised* cache of one search (`PrefixCache`): a prompt counts as cached
 up to the longest text this search has already processed that is a prefix of it. Not the engine's report: with
@@ -82,19 +83,6 @@ def samples_affordable(budget_flops, once, per_sample) -> np.ndarray:
     return np.maximum(np.nan_to_num(n, nan=0.0, posinf=2.0**62), 0).astype(np.int64)
 
 
-def samples_for_budget(arch: ModelArch, budget_flops, prompt_tokens: float, completion_tokens: float) -> np.ndarray:
-    """Inverse of `sampling_flops`: how many whole samples a FLOP budget buys (0 if not even the prefill)."""
-    return samples_affordable(
-        budget_flops, prefill_flops(arch, prompt_tokens), decode_flops(arch, prompt_tokens, completion_tokens)
-    )
-
-
-def units_to_flops(arch: ModelArch, units: float, prompt_tokens: float, sample_tokens: float) -> float:
-    """A budget in "samples" (the spec's default budget unit): `units` times one sample of `sample_tokens` after
-    the prompt, prefill included."""
-    return float(units) * float(sampling_flops(arch, prompt_tokens, sample_tokens, 1))
-
-
 @dataclass
 class Ledger:
     """Running totals for one strategy execution, split by who spent it.
@@ -118,9 +106,9 @@ class Ledger:
     def charge_generation(
         self, arch: ModelArch, prompt_tokens: int, cached_tokens: int, completion_tokens: int
     ) -> float:
-        cost = float(prefill_flops(arch, prompt_tokens, cached_tokens)) + float(
-            decode_flops(arch, prompt_tokens, completion_tokens)
-        )
+        from backend.pricing import pass_flops
+
+        cost = float(pass_flops(arch, prompt_tokens, cached_tokens, completion_tokens))
         self.generator_flops += cost
         self.prompt_tokens += int(prompt_tokens) - int(min(cached_tokens, prompt_tokens))
         self.completion_tokens += int(completion_tokens)
@@ -129,9 +117,9 @@ class Ledger:
     def charge_verifier(
         self, arch: ModelArch, prompt_tokens: int, cached_tokens: int, completion_tokens: int = 0
     ) -> float:
-        cost = float(prefill_flops(arch, prompt_tokens, cached_tokens)) + float(
-            decode_flops(arch, prompt_tokens, completion_tokens)
-        )
+        from backend.pricing import pass_flops
+
+        cost = float(pass_flops(arch, prompt_tokens, cached_tokens, completion_tokens))
         self.verifier_flops += cost
         self.verifier_tokens += int(prompt_tokens) - int(min(cached_tokens, prompt_tokens)) + int(completion_tokens)
         return cost

@@ -162,6 +162,9 @@ def _sample_tables(run_id, model, qtable, level, n_samples, verifiers, rng, crea
                         "score": pa.array(s, pa.float64()),
                         "step_scores": pa.array([None] * rows, pa.list_(pa.float64())),
                         "verifier_flops": pa.array(prefill_flops(arch, pt + completion_tokens), pa.float64()),
+                        "verifier_prompt_tokens": pa.array(pt + completion_tokens, pa.int32()),
+                        "verifier_cached_tokens": pa.array(np.zeros(rows, np.int32), pa.int32()),
+                        "verifier_completion_tokens": pa.array(np.zeros(rows, np.int32), pa.int32()),
                     },
                     schema=SCORES,
                 )

@@ -118,6 +118,16 @@ def m009_allocations(db: Connection) -> None:
     db.execute(text("UPDATE store_meta SET value = '6' WHERE key = 'shard_schema_version'"))
 
 
+@migration
+def m010_score_pass_tokens(db: Connection) -> None:
+    """Shard layout 7: scores gain the pass's token counts (`verifier_prompt_tokens`, `verifier_cached_tokens`,
+    `verifier_completion_tokens`), and pool scoring charges the idealised prefix cache instead of the engine's
+    cache report. Rows written before read the counts as NULL: their `verifier_flops` is the old rule's, which the
+    count-less row cannot be re-priced from, so readers leave such a verifier's price out and say so (README,
+    "Ledger")."""
+    db.execute(text("UPDATE store_meta SET value = '7' WHERE key = 'shard_schema_version'"))
+
+
 def apply_migrations(db: Connection) -> list[str]:
     """Apply the pending migrations in order, each in the caller's transaction; return their names. Concurrent
     callers (workers starting together on a server catalog) migrate one after the other."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SHARD_SCHEMA_VERSION = 6
+SHARD_SCHEMA_VERSION = 7
 
 SAMPLES = pa.schema(
     [
@@ -67,6 +67,11 @@ SCORES = pa.schema(
         ("score", pa.float64()),  # aggregated over steps
         ("step_scores", pa.list_(pa.float64())),
         ("verifier_flops", pa.float64()),
+        # the pass as the ledger charged it (layout 7; NULL before): tokens read, of them served by the idealised
+        # prefix cache, and generated. verifier_flops = backend.pricing.pass_flops of these at the verifier's size
+        ("verifier_prompt_tokens", pa.int32()),
+        ("verifier_cached_tokens", pa.int32()),
+        ("verifier_completion_tokens", pa.int32()),
     ]
 )
 """Verifier scores of pooled samples; any verifier's scores can drive best-of-N selection."""

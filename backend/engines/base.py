@@ -73,6 +73,12 @@ OnComplete = Callable[[int, GenerationRequest, list[Completion]], None]
 class Engine(Protocol):
     name: str  # the model's registry name or path
     arch: ModelArch  # architecture numbers for the FLOPs ledger
+    exact_token_counts: bool  # count_tokens is the model's tokenizer (False: an upper bound, see the engine)
+
+    def count_tokens(self, text: str) -> int:
+        """The prompt tokens the engine reports for a completion of `text`, without generating: what
+        backend.pricing prices a question's "1 sample" with."""
+        ...
 
     def generate(
         self,

@@ -22,6 +22,7 @@ def test_migrations_are_named_in_order():
         "m007_run_leases",
         "m008_token_confidence",
         "m009_allocations",
+        "m010_score_pass_tokens",
     ]
 
 
