@@ -36,6 +36,7 @@ reports as the prompt tokens of every sample of q: the stored `samples.prompt_to
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -84,6 +85,24 @@ def samples_bought(arch: ModelArch, budget, prompt_tokens: float, sample_tokens:
     )
 
 
+def pool_one_sample_flops(pool, arch: ModelArch, sample_tokens: float) -> float:
+    """ "1 sample" of a stored pool's questions: each question's prompt tokens are its samples' stored count (the
+    engine's tokenizer's, the count the run was priced with)."""
+    per_question = np.where(pool.valid, pool.prompt_tokens, -np.inf).max(axis=1)
+    return one_sample_flops(arch, per_question, sample_tokens)
+
+
+def runs_max_tokens(con, run_ids: Sequence[str]) -> int | None:
+    """The `max_tokens` of the runs' specs (the catalog's copy in a Store connection); the largest where they differ,
+    None when no run's spec is there."""
+    try:
+        rows = con.execute("SELECT spec_json FROM runs WHERE list_contains(?, run_id)", [list(run_ids)]).fetchall()
+    except Exception:  # noqa: BLE001 - a connection without the catalog's runs (a bare DuckDB over shards)
+        return None
+    values = [json.loads(r[0]).get("max_tokens", 256) for r in rows if r[0]]
+    return max(values) if values else None
+
+
 TokenCounter = Callable[[str], int]
 
 
@@ -118,3 +137,19 @@ def budget_preview(
     pre = float(np.mean(prefill_flops(arch, p)))
     dec = float(np.mean(decode_flops(arch, p, float(sample_tokens))))
     return BudgetPreview(b, one, b / one, samples_affordable(b, pre, dec), float(p.mean()), pre, dec)
+
+
+def model_token_counter(model) -> TokenCounter:
+    """The model's own tokenizer where no engine is loaded yet (the Run page): llama.cpp on one slot, used only for
+    /tokenize. Loading it maps the GGUF (seconds); the caller keeps it."""
+    from backend.engines.llamacpp import LlamaCppEngine
+
+    return LlamaCppEngine(model, n_parallel=1, n_ctx_per_slot=256, threads=1).count_tokens
+
+
+def task_prompt_tokens(task: dict, seed: int, model, count: TokenCounter) -> np.ndarray:
+    """(Q,) prompt tokens of the questions a spec's `task:` (a form's dict) generates with `seed`, on `model`."""
+    from backend.tasks import create_task, task_options
+
+    made = create_task(task_options(task, "task"), seed=seed)
+    return prompt_tokens(model, made, made.questions(), count)

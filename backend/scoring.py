@@ -59,10 +59,10 @@ def score_pool(
             if reads_generator_cache:
                 cache.add(prompt or "", int(p))
                 cache.add((prompt or "") + (completion or ""), int(p) + int(d))
-            cached = sum(cache.cached(u.prompt, u.prompt_tokens) if u.prompt else u.cached_prompt_tokens for u in r.usage)
-            passes.append(
-                (sum(u.prompt_tokens for u in r.usage), cached, sum(u.completion_tokens for u in r.usage))
+            cached = sum(
+                cache.cached(u.prompt, u.prompt_tokens) if u.prompt else u.cached_prompt_tokens for u in r.usage
             )
+            passes.append((sum(u.prompt_tokens for u in r.usage), cached, sum(u.completion_tokens for u in r.usage)))
             flops.append(charge(Ledger(), verifier, r, cache))
         table = pa.table(
             {

@@ -140,6 +140,23 @@ class StudyInputs:
     bins_unavailable: tuple[tuple[str, str], ...] = ()  # (kind, why) for a kind that cannot be formed here
 
 
+def _one_sample(con, runs: list[str], model: str, pool) -> float | None:
+    """The "≈ x samples" unit: backend.pricing's "1 sample" of the pool's questions at the runs' max_tokens, on the
+    model's architecture (None when the model file or the runs' specs are not at hand)."""
+    from backend.errors import TtcError
+    from backend.models.registry import resolve_model
+    from backend.pricing import pool_one_sample_flops, runs_max_tokens
+
+    max_tokens = runs_max_tokens(con, runs)
+    if max_tokens is None:
+        return None
+    try:
+        arch = resolve_model(model).arch
+    except (TtcError, OSError, ValueError):
+        return None
+    return None if arch is None else pool_one_sample_flops(pool, arch, max_tokens)
+
+
 def study_inputs(
     con: duckdb.DuckDBPyConnection,
     run_ids: str | Sequence[str],
@@ -173,6 +190,7 @@ def study_inputs(
         budgets=budgets,
         draws=draws,
         seed=seed,
+        one_sample_flops=_one_sample(con, runs, model, pool),
     )
     notes.extend(table.notes)
     usable = supported_bins(pool.n_questions, n_bins)

@@ -363,3 +363,42 @@ def test_split_attempts_covers_the_ratios_from_all_sequential_to_all_parallel():
     assert split_attempts(16, "4:1") == (8, 2)
     assert split_attempts(16, "1:4") == (2, 8)
     assert split_attempts(1, "1:1") == (1, 1)
+
+
+def _search_rows(rows):
+    import pandas as pd
+
+    df = pd.DataFrame(rows, columns=["question_id", "budget", "spent", "solved"])
+    return df.assign(
+        strategy="beam_search", config="{}", generated=2, tokens=10.0, answered=True, label="beam_search", ratio=""
+    )
+
+
+def test_a_search_counts_at_its_measured_spend_and_an_overspent_run_is_never_a_candidate():
+    from backend.metrics.pools import pool_from_arrays
+    from backend.metrics.strategy_table import NOT_RUN, OVER_BUDGET, strategy_table
+
+    pool = pool_from_arrays(np.ones((3, 2), bool), question_ids=np.array(["q0", "q1", "q2"]))
+    pool.prefill_flops[:] = 10.0
+    pool.decode_flops[:] = 10.0
+    searches = _search_rows(
+        [
+            ("q0", 100.0, 150.0, True),  # broke its ledger at cap 100: never a candidate, at no budget
+            ("q1", 400.0, 90.0, True),  # capped at 400, spent 90: counts at 100 as well
+            ("q1", 100.0, 60.0, False),  # ... where the larger cap's run (the one that fits) is taken
+            ("q2", 400.0, 300.0, True),  # spent 300: a candidate at 400 only
+        ]
+    )
+    t = strategy_table(pool, searches, one_sample_flops=20.0)
+    c = t.index("beam_search")
+    assert t.budgets.tolist() == [100.0, 400.0]
+    at = {
+        q: (t.accuracy[c, :, i].tolist(), [STATUSES[s] for s in t.status[c, :, i]])
+        for i, q in enumerate(t.question_ids)
+    }
+    assert np.isnan(at["q0"][0]).all() and at["q0"][1][0] == STATUSES[OVER_BUDGET]
+    assert at["q0"][1][1] == STATUSES[NOT_RUN]
+    assert at["q1"][0] == [1.0, 1.0] and t.spent[c, :, 1].tolist() == [90.0, 90.0]
+    assert np.isnan(at["q2"][0][0]) and at["q2"][0][1] == 1.0
+    assert any("never a candidate" in n for n in t.notes)
+    assert t.budget_samples.tolist() == [5.0, 20.0]  # the unit given: "≈ x samples" labels are pricing's
