@@ -277,6 +277,7 @@ def search_configuration_table(
             "finish_reason": np.where(depth == 0, None, "stop"),
             "grade_error": pa.nulls(n, pa.string()),
             "kind": np.where(depth == 0, "root", np.where(final, "answer", "step")),
+            "ledger_cached_tokens": pa.nulls(n, pa.int32()),  # synthetic FLOPs: not the ledger's
         },
         schema=NODES,
     )

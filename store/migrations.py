@@ -121,10 +121,11 @@ def m009_allocations(db: Connection) -> None:
 @migration
 def m010_score_pass_tokens(db: Connection) -> None:
     """Shard layout 7: scores gain the pass's token counts (`verifier_prompt_tokens`, `verifier_cached_tokens`,
-    `verifier_completion_tokens`), and pool scoring charges the idealised prefix cache instead of the engine's
-    cache report. Rows written before read the counts as NULL: their `verifier_flops` is the old rule's, which the
-    count-less row cannot be re-priced from, so readers leave such a verifier's price out and say so (README,
-    "Ledger")."""
+    `verifier_completion_tokens`) and nodes the prompt tokens their ledger charged as cached
+    (`ledger_cached_tokens`), and pool scoring charges the idealised prefix cache instead of the engine's
+    cache report. Rows written before read the counts as NULL: their `verifier_flops` is the old rule's and cannot be
+    re-priced without the judge's token count, so the compute-optimal study says how many it uses and how to
+    re-score them (README, "What is stored")."""
     db.execute(text("UPDATE store_meta SET value = '7' WHERE key = 'shard_schema_version'"))
 
 

@@ -100,6 +100,9 @@ NODES = pa.schema(
         ("finish_reason", pa.string()),  # the engine's: stop | length (NULL for a root)
         ("grade_error", pa.string()),  # the task's checker raised on this final node
         ("kind", pa.string()),  # root | step | rollout | revision | extension | answer
+        # the prompt tokens the ledger charged as cached (the search's idealised prefix cache; layout 7, NULL before
+        # and on roots): generator_flops = backend.pricing.pass_flops(prompt_tokens, this, completion_tokens)
+        ("ledger_cached_tokens", pa.int32()),
     ]
 )
 """Search trajectories (beam, lookahead, revisions, ...): one row per node of the tree."""

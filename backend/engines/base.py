@@ -50,9 +50,10 @@ class Completion:
     completion_tokens: int
     finish_reason: str  # "stop" | "length" | ...
     latency_s: float
-    cached_prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0  # the engine's report: stored, never charged
     seed: int | None = None
     logprobs: list[TokenLogprob] | None = None
+    ledger_cached_tokens: int | None = None  # what a search's ledger charged as cached (strategies/context.py)
 
     @property
     def logprob_sum(self) -> float | None:

@@ -226,6 +226,17 @@ def verifier_flops_per_question(
     return per_question.reindex(pd.Index(question_ids, dtype=object)).fillna(0.0).to_numpy()
 
 
+def old_rule_scores(con, run_ids: Sequence[str], model: str, verifier: str) -> int:
+    """Charged score rows written before shard layout 7: priced by the engine's cache report, not the idealised prefix
+    cache, and without the token counts to re-price them from (README, "What is stored")."""
+    df = con.sql(
+        """SELECT count(*) AS n FROM scores WHERE list_contains($runs, run_id) AND model = $model
+           AND verifier = $verifier AND verifier_prompt_tokens IS NULL AND coalesce(verifier_flops, 0) > 0""",
+        params={"runs": list(run_ids), "model": model, "verifier": verifier},
+    ).df()
+    return int(df["n"].iloc[0])
+
+
 def default_budgets(once, per_sample, n_max: int, points: int = 6) -> np.ndarray:
     """A log-spaced FLOPs grid over what the pool can pay for: from the budget at which every question affords
     one sample to the one at which the average question has drawn the whole pool."""

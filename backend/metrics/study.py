@@ -17,7 +17,13 @@ from backend.metrics.compute_optimal import ComputeOptimalResult, compute_optima
 from backend.metrics.difficulty import DifficultyBins, oracle_bins, predicted_bins, supported_bins
 from backend.metrics.paired import compare_at_budgets, difference_row, paired_difference
 from backend.metrics.pools import list_verifiers, load_pool
-from backend.metrics.strategy_table import StrategyTable, load_searches, strategy_table, verifier_flops_per_question
+from backend.metrics.strategy_table import (
+    StrategyTable,
+    load_searches,
+    old_rule_scores,
+    strategy_table,
+    verifier_flops_per_question,
+)
 
 BIN_KINDS = ("oracle", "predicted")
 COMPUTE_OPTIMAL = "compute-optimal (cross-validated)"
@@ -193,6 +199,13 @@ def study_inputs(
         one_sample_flops=_one_sample(con, runs, model, pool),
     )
     notes.extend(table.notes)
+    stale = old_rule_scores(con, runs, model, verifier) if verifier else 0
+    if stale:
+        notes.append(
+            f"{stale} {verifier} score(s) were charged by the engine's cache report (written before shard layout 7) "
+            "and cannot be re-priced: best-of-N's verifier cost is the old rule's there; delete the run's scores "
+            "folder and run its spec again to re-score them"
+        )
     usable = supported_bins(pool.n_questions, n_bins)
     if usable < n_bins:
         notes.append(
