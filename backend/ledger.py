@@ -67,6 +67,12 @@ def decode_flops(arch: ModelArch, prompt_tokens, completion_tokens):
     return span_flops(arch, p, p + np.asarray(completion_tokens, dtype=np.float64))
 
 
+def pass_flops(arch: ModelArch, prompt_tokens, cached_tokens, completion_tokens):
+    """One forward pass: the uncached part of the prompt plus the generated tokens, prefill(P, c) + decode(P, D).
+    What every charge and every price is made of (backend.pricing re-exports it as the pricing home's)."""
+    return prefill_flops(arch, prompt_tokens, cached_tokens) + decode_flops(arch, prompt_tokens, completion_tokens)
+
+
 def sampling_flops(arch: ModelArch, prompt_tokens: float, completion_tokens: float, n_samples) -> np.ndarray:
     """Budget of n independent samples of one prompt: one shared prefill plus n decodes (prefix cached)."""
     n = np.asarray(n_samples, dtype=np.float64)
@@ -106,8 +112,6 @@ class Ledger:
     def charge_generation(
         self, arch: ModelArch, prompt_tokens: int, cached_tokens: int, completion_tokens: int
     ) -> float:
-        from backend.pricing import pass_flops
-
         cost = float(pass_flops(arch, prompt_tokens, cached_tokens, completion_tokens))
         self.generator_flops += cost
         self.prompt_tokens += int(prompt_tokens) - int(min(cached_tokens, prompt_tokens))
@@ -117,8 +121,6 @@ class Ledger:
     def charge_verifier(
         self, arch: ModelArch, prompt_tokens: int, cached_tokens: int, completion_tokens: int = 0
     ) -> float:
-        from backend.pricing import pass_flops
-
         cost = float(pass_flops(arch, prompt_tokens, cached_tokens, completion_tokens))
         self.verifier_flops += cost
         self.verifier_tokens += int(prompt_tokens) - int(min(cached_tokens, prompt_tokens)) + int(completion_tokens)

@@ -5,7 +5,7 @@ analysis (`analysis._budgets_flops`), the Run page's "what this budget buys" (`b
 labels ("≈ x samples", `StrategyTable.one_sample_flops`) and cost-of-pass — calls the functions below, so one
 spec, one model and one question set give one number everywhere.
 
-**A pass** (`pass_flops`): a forward pass over a prompt of P tokens of which c are served from the idealised prefix
+**A pass** (`pass_flops`, defined beside the Ledger that charges it and imported here): a forward pass over a prompt of P tokens of which c are served from the idealised prefix
 cache, generating D tokens, costs
     prefill(P, c) + decode(P, D) = span(c, P) + span(P, P + D)        (backend/ledger.py's span_flops)
 The cache is always the *idealised* one (`ledger.PrefixCache`: the longest text the same question's work has
@@ -42,14 +42,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backend.ledger import ModelArch, decode_flops, prefill_flops, samples_affordable
+from backend.ledger import ModelArch, decode_flops, pass_flops, prefill_flops, samples_affordable
 
 BUDGET_UNITS = ("samples", "flops")
-
-
-def pass_flops(arch: ModelArch, prompt_tokens, cached_tokens, completion_tokens):
-    """One forward pass: the uncached part of the prompt plus the generated tokens (module docstring)."""
-    return prefill_flops(arch, prompt_tokens, cached_tokens) + decode_flops(arch, prompt_tokens, completion_tokens)
 
 
 def sample_flops(arch: ModelArch, prompt_tokens, sample_tokens):

@@ -153,7 +153,8 @@ def pool_rule(name: str) -> str:
 SEARCH_SQL = """
 SELECT strategy, config, question_id,
        count(*) - 1 AS generated,
-       sum(greatest(coalesce(prompt_tokens, 0) - coalesce(cached_prompt_tokens, 0), 0) + coalesce(completion_tokens, 0)) AS tokens,
+       sum(greatest(coalesce(prompt_tokens, 0) - coalesce(ledger_cached_tokens, cached_prompt_tokens, 0), 0)
+           + coalesce(completion_tokens, 0)) AS tokens,
        sum(generator_flops + coalesce(verifier_flops, 0)) AS spent,
        bool_or(coalesce(selected, false)) AS answered,
        coalesce(bool_or(selected AND correct), false) AS solved
