@@ -14,7 +14,7 @@ from app_pages import _views as views
 from backend.metrics.cost import HUMAN_EXPERT, Price, cost_table, frontier, read_price
 
 DEFAULT_PRICE = (0.05, 0.20)  # USD per 1M tokens in / out: a small hosted model
-PRICE_COLUMNS = ("input USD / 1M tokens", "output USD / 1M tokens")
+PRICE_COLUMNS = ("input USD / 1M tokens", "output USD / 1M tokens", "cached input USD / 1M tokens")
 
 
 def _spec_prices(store) -> dict:
@@ -42,10 +42,15 @@ def body(store) -> None:
             "model": models,
             PRICE_COLUMNS[0]: [known.get(m, DEFAULT_PRICE)[0] for m in models],
             PRICE_COLUMNS[1]: [known.get(m, DEFAULT_PRICE)[1] for m in models],
+            # a prompt billed again to the same model: providers that cache prompts charge less for it
+            PRICE_COLUMNS[2]: [known.get(m, DEFAULT_PRICE)[0] for m in models],
         }
     )
     with c1:
-        st.markdown("**Prices** (edit the cells)")
+        st.markdown(
+            "**Prices** (edit the cells). k samples of a question bill its prompt once in full and k − 1 times as "
+            "cached input, and k completions out."
+        )
         edited = st.data_editor(prices_df, hide_index=True, disabled=["model"], key="prices", width="stretch")
     sel.from_url("expert", 0.5, cast=float, lo=0)
     expert = c2.number_input(

@@ -6,7 +6,6 @@ import dataclasses
 import json
 from datetime import UTC, datetime
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -19,7 +18,6 @@ from backend.allocation import adaptive_runs, allocation_summary
 from backend.config import parse_spec
 from backend.errors import SpecError, TtcError
 from backend.jobs import cancel, ensure_worker, live_workers, progress, submit
-from backend.ledger import decode_flops, prefill_flops, samples_for_budget
 from backend.models.registry import DEFAULT_MODEL, SHIPPED_MODELS, parts_installed
 
 ACTIVE = ("queued", "running")
@@ -199,11 +197,26 @@ def _strategies_section(problems: list) -> dict:
     return {"strategies": chosen} if chosen else {}
 
 
-def _budget_section(models: list[str], max_tokens: int) -> list[float]:
-    """What a FLOP budget buys for the first model: samples per question and tokens (backend.ledger)."""
-    c1, c2 = st.columns([3, 1])
-    raw = c1.text_input("FLOP budgets per question (comma separated)", value="5e11, 1e12, 2e12", key="budgets")
-    prompt_tokens = c2.number_input("Prompt tokens (estimate)", value=120, step=10, key="prompt_tokens")
+@st.cache_resource(show_spinner="loading the model's tokenizer…")
+def _token_counter(model: str):
+    from backend.models.registry import resolve_model
+    from backend.pricing import model_token_counter
+
+    return model_token_counter(resolve_model(model))
+
+
+@st.cache_data(show_spinner="counting the questions' prompt tokens…")
+def _prompt_tokens(model: str, task_json: str, seed: int) -> list[float]:
+    from backend.models.registry import resolve_model
+    from backend.pricing import task_prompt_tokens
+
+    return task_prompt_tokens(json.loads(task_json), seed, resolve_model(model), _token_counter(model)).tolist()
+
+
+def _budget_section(models: list[str], task: dict, max_tokens: int, seed: int) -> list[float]:
+    """What a FLOP budget buys for the first model on these questions (backend.pricing.budget_preview), with their
+    prompts counted by the model's own tokenizer, as the run prices them."""
+    raw = st.text_input("FLOP budgets per question (comma separated)", value="5e11, 1e12, 2e12", key="budgets")
     try:
         budgets = [float(b) for b in raw.replace(";", ",").split(",") if b.strip()]
     except ValueError:
@@ -216,25 +229,38 @@ def _budget_section(models: list[str], max_tokens: int) -> list[float]:
     if model in SHIPPED_MODELS and not _installed_models().get(model):
         st.caption(f"Install {model} to see what these budgets buy.")
         return budgets
+    if not st.toggle(
+        "Show what these budgets buy on this model",
+        key="price_budgets",
+        help="Counts every question's prompt with the model's tokenizer (loads the model once): the numbers the run "
+        "itself prices with. A sample is one prefill of the prompt + max tokens of decode.",
+    ):
+        return budgets
+    from backend.pricing import budget_preview
+
     arch = _arch(model)
-    n = samples_for_budget(arch, np.asarray(budgets), float(prompt_tokens), float(max_tokens))
-    per_sample = float(decode_flops(arch, prompt_tokens, max_tokens))
+    prompts = _prompt_tokens(model, json.dumps(task, sort_keys=True), int(seed))
+    if not prompts:
+        return budgets
+    p = budget_preview(arch, budgets, prompts, max_tokens)
     df = pd.DataFrame(
         {
-            "budget (FLOPs)": [f"{b:.3g}" for b in budgets],
-            "samples per question": n,
-            "generated tokens": n * int(max_tokens),
-            "prompt FLOPs (once, cached)": f"{float(prefill_flops(arch, prompt_tokens)):.3g}",
-            "FLOPs per sample": f"{per_sample:.3g}",
+            "budget (FLOPs)": [f"{b:.3g}" for b in p.budgets],
+            "in samples": [f"{x:.2f}" for x in p.samples],
+            "samples per question": p.whole_samples,
+            "generated tokens": p.whole_samples * int(max_tokens),
         }
     )
     st.caption(
-        f"For **{model}** ({arch.n_params / 1e6:.0f}M forward parameters, {arch.n_layers} layers), a prompt of "
-        f"{prompt_tokens} tokens and completions of up to {max_tokens} tokens (an upper bound: shorter completions "
-        "buy more samples). A pool of the largest budget's size serves every smaller budget."
+        f"For **{model}** ({arch.n_params / 1e6:.0f}M forward parameters, {arch.n_layers} layers) on these "
+        f"{len(prompts)} questions (prompts of {p.prompt_tokens:.0f} tokens on average, counted by its tokenizer): "
+        f"1 sample = {p.one_sample:.3g} FLOPs (the prompt's prefill {p.prefill:.3g} + {max_tokens} tokens of decode "
+        f"{p.per_sample:.3g}). Samples per question read the prompt once, so a budget buys more of them than its "
+        "size in samples; shorter completions buy more still. A pool of the largest budget's size serves every "
+        "smaller budget."
     )
     st.dataframe(df, hide_index=True)
-    largest = int(n.max())
+    largest = int(p.whole_samples.max())
     if largest > 0:
         st.button(
             f"Use {largest} samples per question (largest budget)",
@@ -289,7 +315,7 @@ def form(store) -> None:
         strategies = _strategies_section(problems)
         budgets: list[float] = []
         try:
-            budgets = _budget_section(models, sampling["max_tokens"])
+            budgets = _budget_section(models, task, sampling["max_tokens"], sampling["seed"])
         except TtcError as e:
             frame.render_error(e)
             problems.append(e)

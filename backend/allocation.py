@@ -14,8 +14,9 @@ Why these rules:
   its leader is *not* yet the majority answer (1 − P(p > ½)); a round offers up to `round_samples` samples to each,
   in proportion to its weight, and hands them out one at a time in turns, by weight, while the budget lasts.
 - **Never over budget.** Every sample is priced before it is given at its upper bound — the prompt's prefill the
-  first time a question is sampled (later samples find it in the prefix cache), plus `max_tokens` of decode — so
-  what the ledger charges afterwards is at most what was allotted.
+  first time a question is sampled (later samples find it in the prefix cache; its tokens counted by the model's
+  own tokenizer, what the engine then reports), plus `max_tokens` of decode — so what the ledger charges
+  afterwards is at most what was allotted. The total in `samples` is that many of backend.pricing's "1 sample".
 
 `decide` is a pure function of the per-question state it is given; each decision is logged with that state, so
 `replay` recomputes the allocation from the log and a test can check that it matches."""
@@ -73,7 +74,7 @@ class QuestionState:
     votes: int  # samples with an answer
     leader: int  # votes of the most frequent answer
     runner_up: int  # votes of the second most frequent (0 if none)
-    prefill_bound: float  # FLOPs of the prompt's prefill, an upper bound until the engine has counted it
+    prefill_bound: float  # FLOPs of the prompt's prefill (its tokens counted by the model's tokenizer)
     sample_bound: float  # FLOPs of one more sample's decode at max_tokens, an upper bound
 
 
@@ -232,35 +233,37 @@ def policy_of(spec) -> Policy:
     )
 
 
-def _prompt_bounds(prepared, model) -> dict[str, int]:
-    """Each question's prompt length in UTF-8 bytes: no byte-level tokenizer makes more tokens than bytes."""
-    from backend.prompting import build_prompt
+def question_prompt_tokens(prepared, model, count) -> dict[str, int]:
+    """Each question's prompt tokens, counted by the model's tokenizer (`count`: the engine's `count_tokens`), which
+    is what the engine then reports for its samples (backend.pricing)."""
+    from backend.pricing import prompt_tokens
 
-    return {q.question_id: len(build_prompt(model, prepared.task, q).encode("utf-8")) for q in prepared.questions}
+    counts = prompt_tokens(model, prepared.task, prepared.questions, count)
+    return {q.question_id: int(c) for q, c in zip(prepared.questions, counts)}
 
 
-def total_flops(prepared, model) -> float:
-    """The spec's total budget in FLOPs: in `samples`, each one priced at the median prompt's upper bound plus
-    max_tokens (so the first round, priced the same way, fits a budget of first_round samples per question)."""
-    from backend.ledger import units_to_flops
+def total_flops(prepared, model, prompts: dict[str, int]) -> float:
+    """The spec's total budget in FLOPs: in `samples`, each one the question set's "1 sample" (backend.pricing:
+    the mean over its questions of one prefill + max_tokens of decode), with `prompts` from
+    `question_prompt_tokens`."""
+    from backend.pricing import budget_flops
     from backend.sampling import model_arch
 
     spec, a = prepared.spec, prepared.spec.adaptive
     total = a.total_budget * (len(prepared.questions) if a.per_question else 1)
-    if a.unit == "flops":
-        return float(total)
-    prompt = float(np.median(list(_prompt_bounds(prepared, model).values())))
-    return units_to_flops(model_arch(model), total, prompt, spec.max_tokens)
+    counts = [prompts[q.question_id] for q in prepared.questions]
+    return budget_flops(model_arch(model), [total], a.unit, counts, spec.max_tokens)[0]
 
 
-def states_and_spent(prepared, store, model) -> tuple[list[QuestionState], float]:
-    """Every question's state from the store, in the run's question order, and what the ledger has charged."""
+def states_and_spent(prepared, store, model, prompts: dict[str, int]) -> tuple[list[QuestionState], float]:
+    """Every question's state from the store, in the run's question order, and what the ledger has charged. A
+    question not yet sampled is priced from its counted prompt tokens (`prompts`): its prefill once, then
+    max_tokens of decode per sample."""
     from backend.ledger import decode_flops, prefill_flops
     from backend.sampling import model_arch
 
     arch, max_tokens = model_arch(model), prepared.spec.max_tokens
     df = store.query(STATE_SQL, [prepared.run_id, model.name]).set_index("question_id")
-    bounds = _prompt_bounds(prepared, model)
     states = []
     for q in prepared.questions:
         qid = q.question_id
@@ -279,7 +282,7 @@ def states_and_spent(prepared, store, model) -> tuple[list[QuestionState], float
                 )
             )
         else:
-            b = bounds[qid]
+            b = prompts[qid]
             states.append(
                 QuestionState(qid, 0, 0, 0, 0, float(prefill_flops(arch, b)), float(decode_flops(arch, b, max_tokens)))
             )
@@ -356,7 +359,8 @@ def sample_adaptively(prepared, store, model, engine, done: int, progress, cance
 
     policy = policy_of(prepared.spec)
     by_id = {q.question_id: q for q in prepared.questions}
-    total = total_flops(prepared, model)
+    prompts = question_prompt_tokens(prepared, model, engine.count_tokens)
+    total = total_flops(prepared, model, prompts)
     written = 0
     while not cancelled.is_set():
         log = logged_rounds(store, prepared.run_id, model.name)
@@ -377,7 +381,7 @@ def sample_adaptively(prepared, store, model, engine, done: int, progress, cance
             if int(last["samples"].sum()) == 0:
                 break
         round_ = 0 if log.empty else int(log["round"].max()) + 1
-        states, spent = states_and_spent(prepared, store, model)
+        states, spent = states_and_spent(prepared, store, model, prompts)
         remaining = max(0.0, total - spent)
         decisions = decide(states, round_, remaining, policy)
         if round_ == 0 and not any(d.samples for d in decisions):
@@ -453,7 +457,7 @@ class PoolQuestion:
     decode_flops: tuple  # each sample's decode FLOPs, in the same order
     prefill_flops: float  # the prompt's prefill, as the ledger charges it once
     prefill_bound: float  # what the allocator prices the prefill at before the first sample
-    sample_bound_before: float  # one sample's decode bound before the prompt's tokens are known
+    sample_bound_before: float  # one sample's decode bound before the question's first sample
     sample_bound: float  # the same once they are
 
     def spent(self, n: int) -> float:
@@ -492,7 +496,8 @@ def simulate(questions: list[PoolQuestion], total: float, policy: Policy) -> tup
 
 def pool_questions(store, run_id: str, model, prepared) -> list[PoolQuestion]:
     """The stored pool of (run, model) as PoolQuestions, priced as the live allocator prices them (`prepared`: a
-    prepared run over the same questions and max_tokens, for the prompts)."""
+    prepared run over the same questions and max_tokens). A question's prompt tokens are its samples' stored count:
+    the engine's tokenizer's, which the live allocator counts before sampling (`question_prompt_tokens`)."""
     from backend.ledger import decode_flops
     from backend.ledger import prefill_flops as prefill
     from backend.sampling import model_arch
@@ -503,10 +508,9 @@ def pool_questions(store, run_id: str, model, prepared) -> list[PoolQuestion]:
         " WHERE run_id = ? AND model = ? ORDER BY question_id, sample_idx",
         [run_id, model.name],
     )
-    bounds = _prompt_bounds(prepared, model)
     out = []
     for qid, g in df.groupby("question_id", sort=False):
-        b, tokens = bounds[qid], int(g["prompt_tokens"].max())
+        b = tokens = int(g["prompt_tokens"].max())
         out.append(
             PoolQuestion(
                 qid,

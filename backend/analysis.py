@@ -15,8 +15,8 @@ import threading
 from collections.abc import Iterable
 
 from backend.engines.base import Engine
-from backend.ledger import units_to_flops
 from backend.models.registry import ResolvedModel
+from backend.pricing import budget_flops, one_sample_flops, prompt_tokens
 from backend.sampling import PreparedRun, PreparedSearch, model_arch
 from backend.scoring import score_pool
 from backend.strategies import get_strategy, validate_config
@@ -26,31 +26,27 @@ from backend.verifiers import create_verifier
 from store import Store
 
 
-def _median_prompt_tokens(prepared: PreparedRun, store: Store, model: ResolvedModel) -> int:
-    median = store.query(
-        "SELECT median(prompt_tokens) AS p FROM samples WHERE run_id = ? AND model = ?", [prepared.run_id, model.name]
-    )["p"][0]
-    return 64 if median is None or median != median else int(median)  # NaN/None: no samples stored
+def run_prompt_tokens(prepared: PreparedRun, model: ResolvedModel, engine: Engine) -> list[int]:
+    """Every question's prompt tokens (the run's order), counted by the model's tokenizer: the same count for every
+    question shard of a fanned-out analysis, so every shard prices a budget alike (backend.pricing)."""
+    return [int(t) for t in prompt_tokens(model, prepared.task, prepared.questions, engine.count_tokens)]
 
 
-def _budgets_flops(prepared: PreparedRun, store: Store, model: ResolvedModel) -> list[float | None]:
-    """The spec's budgets in FLOPs per question (a "sample" is the pool's median prompt + max_tokens)."""
+def _budgets_flops(prepared: PreparedRun, model: ResolvedModel, prompts: list[int]) -> list[float | None]:
+    """The spec's budgets in FLOPs per question (backend.pricing: in samples, multiples of the question set's
+    "1 sample", one prefill + max_tokens of decode)."""
     if not prepared.spec.budgets:
         return [None]
-    if prepared.spec.budget_unit == "flops":
-        return [float(b) for b in prepared.spec.budgets]
-    prompt_tokens = _median_prompt_tokens(prepared, store, model)
-    return [
-        units_to_flops(model_arch(model), b, prompt_tokens, prepared.spec.max_tokens) for b in prepared.spec.budgets
-    ]
+    spec = prepared.spec
+    return list(budget_flops(model_arch(model), spec.budgets, spec.budget_unit, prompts, spec.max_tokens))
 
 
 def _search_points(
-    search: PreparedSearch, budget: float | None, model: ResolvedModel, prompt_tokens: int
+    search: PreparedSearch, budget: float | None, model: ResolvedModel, prompts: list[int]
 ) -> list[tuple[dict, str | None]]:
     """(config, ratio) of each search to run at one budget: the search itself, or one per ratio of its sweep, the
-    attempts the budget affords (one attempt: the median prompt + the strategy's max_tokens) split at that ratio;
-    without a budget the configured chains × chain_length attempts are split."""
+    attempts the budget affords (one attempt: "1 sample" of the strategy's max_tokens, backend.pricing) split at
+    that ratio; without a budget the configured chains × chain_length attempts are split."""
     if not search.ratios:
         return [(search.config, None)]
     strategy = get_strategy(search.strategy)
@@ -59,7 +55,7 @@ def _search_points(
     if budget is None:
         attempts = cfg["chains"] * cfg["chain_length"]
     else:
-        attempts = int(budget // units_to_flops(model_arch(model), 1, prompt_tokens, cfg["max_tokens"]))
+        attempts = int(budget // one_sample_flops(model_arch(model), prompts, cfg["max_tokens"]))
     return [
         (validate_config(search.strategy, strategy.ratio_config(cfg, max(1, attempts), r)), r) for r in search.ratios
     ]
@@ -125,11 +121,12 @@ def analyse(
     for name in spec.verifier_names():
         if cancelled.is_set():
             return
-        score_pool(store, run_id, model.name, questions, verifier(name))
+        v = verifier(name)
+        score_pool(store, run_id, model.name, questions, v, reads_generator_cache=getattr(v, "engine", None) is engine)
     if not prepared.searches:
         return
     finished = _searched(store, run_id, model.name)
-    prompt_tokens = _median_prompt_tokens(prepared, store, model)
+    prompts = run_prompt_tokens(prepared, model, engine)
     known = store.query(
         "SELECT question_id, max(prompt_tokens) AS p FROM samples WHERE run_id = ? AND model = ? GROUP BY 1",
         [run_id, model.name],
@@ -137,8 +134,8 @@ def analyse(
     root_tokens = {q: int(p) for q, p in zip(known["question_id"], known["p"]) if p == p}
     for search in prepared.searches:
         ran: dict[str, list[SearchResult]] = {}  # a sweep's ratios that split a budget alike share one search
-        for budget in _budgets_flops(prepared, store, model):
-            for config, ratio in _search_points(search, budget, model, prompt_tokens):
+        for budget in _budgets_flops(prepared, model, prompts):
+            for config, ratio in _search_points(search, budget, model, prompts):
                 if cancelled.is_set():
                     return
                 record = search_record(config, budget, search.verifier, spec.seed, ratio)

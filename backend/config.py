@@ -249,6 +249,13 @@ class RunSpec(Strict):
             raise ValueError(f"verifier {sorted(dup)[0]!r} is listed twice (its scores are stored under its name)")
         return verifiers
 
+    def budgets_flops(self, arch, prompt_tokens) -> list[float]:
+        """`budgets:` in FLOPs per question on a model with architecture `arch`, for questions whose prompts have
+        `prompt_tokens` tokens on its tokenizer (backend.pricing: in samples, multiples of "1 sample")."""
+        from backend.pricing import budget_flops
+
+        return budget_flops(arch, self.budgets, self.budget_unit, prompt_tokens, self.max_tokens)
+
     def verifier_specs(self) -> list[tuple[str, dict[str, Any]]]:
         """(name, options) of each listed verifier."""
         return [(v, {}) if isinstance(v, str) else (v.name, v.options()) for v in self.verifiers]

@@ -8,6 +8,7 @@ A generation of D tokens after a prompt of P tokens, of which c were served from
     decode  = F(P, P + D)
 Prompt tokens are counted once per distinct cached prefix: a pool of n samples of one prompt pays one prefill.
 Verifier calls are charged at the verifier model's size through the same function, in their own column.
+What a budget unit ("1 sample") costs and how a pass is priced live in `backend.pricing`, the one pricing home.
 
 "Served from the prefix cache" is the *idealised* cache of one search (`PrefixCache`): a prompt counts as cached
 up to the longest text this search has already processed that is a prefix of it. Not the engine's report: with
@@ -99,6 +100,12 @@ def decode_flops(arch: ModelArch, prompt_tokens, completion_tokens):
     return span_flops(arch, p, p + np.asarray(completion_tokens, dtype=np.float64))
 
 
+def pass_flops(arch: ModelArch, prompt_tokens, cached_tokens, completion_tokens):
+    """One forward pass: the uncached part of the prompt plus the generated tokens, prefill(P, c) + decode(P, D).
+    What every charge and every price is made of (backend.pricing re-exports it as the pricing home's)."""
+    return prefill_flops(arch, prompt_tokens, cached_tokens) + decode_flops(arch, prompt_tokens, completion_tokens)
+
+
 def sampling_flops(arch: ModelArch, prompt_tokens: float, completion_tokens: float, n_samples) -> np.ndarray:
     """Budget of n independent samples of one prompt: one shared prefill plus n decodes (prefix cached)."""
     n = np.asarray(n_samples, dtype=np.float64)
@@ -113,19 +120,6 @@ def samples_affordable(budget_flops, once, per_sample) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         n = np.floor((b - once) / np.maximum(per, 1e-300))
     return np.maximum(np.nan_to_num(n, nan=0.0, posinf=2.0**62), 0).astype(np.int64)
-
-
-def samples_for_budget(arch: ModelArch, budget_flops, prompt_tokens: float, completion_tokens: float) -> np.ndarray:
-    """Inverse of `sampling_flops`: how many whole samples a FLOP budget buys (0 if not even the prefill)."""
-    return samples_affordable(
-        budget_flops, prefill_flops(arch, prompt_tokens), decode_flops(arch, prompt_tokens, completion_tokens)
-    )
-
-
-def units_to_flops(arch: ModelArch, units: float, prompt_tokens: float, sample_tokens: float) -> float:
-    """A budget in "samples" (the spec's default budget unit): `units` times one sample of `sample_tokens` after
-    the prompt, prefill included."""
-    return float(units) * float(sampling_flops(arch, prompt_tokens, sample_tokens, 1))
 
 
 @dataclass
@@ -151,9 +145,7 @@ class Ledger:
     def charge_generation(
         self, arch: ModelArch, prompt_tokens: int, cached_tokens: int, completion_tokens: int
     ) -> float:
-        cost = float(prefill_flops(arch, prompt_tokens, cached_tokens)) + float(
-            decode_flops(arch, prompt_tokens, completion_tokens)
-        )
+        cost = float(pass_flops(arch, prompt_tokens, cached_tokens, completion_tokens))
         self.generator_flops += cost
         self.prompt_tokens += int(prompt_tokens) - int(min(cached_tokens, prompt_tokens))
         self.completion_tokens += int(completion_tokens)
@@ -162,9 +154,7 @@ class Ledger:
     def charge_verifier(
         self, arch: ModelArch, prompt_tokens: int, cached_tokens: int, completion_tokens: int = 0
     ) -> float:
-        cost = float(prefill_flops(arch, prompt_tokens, cached_tokens)) + float(
-            decode_flops(arch, prompt_tokens, completion_tokens)
-        )
+        cost = float(pass_flops(arch, prompt_tokens, cached_tokens, completion_tokens))
         self.verifier_flops += cost
         self.verifier_tokens += int(prompt_tokens) - int(min(cached_tokens, prompt_tokens)) + int(completion_tokens)
         return cost

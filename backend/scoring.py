@@ -2,13 +2,19 @@
 
 Generate once, analyse many: the pool is sampled once; each verifier then scores every stored sample (the whole
 completion as one step: one verifier pass per sample, all of them in one batched call) and the scores land in
-`scores` shards keyed by (run, model, question, sample, verifier). Re-running scores only what is missing."""
+`scores` shards keyed by (run, model, question, sample, verifier). Re-running scores only what is missing.
+
+A pass is charged by the ledger's one caching rule, the idealised prefix cache (backend.ledger.PrefixCache), as a
+search charges it: a verifier that reads the generator's cache (self-verification on the generating engine) finds
+the sample's prompt and prompt + completion processed, so it pays for the judge's suffix; any other verifier
+finds nothing cached. The engine's cache report is never charged, so a pool's price is the same run to run. Each
+row stores the pass's token counts and the cached tokens charged, from which backend.pricing recomputes it."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-from backend.ledger import Ledger
+from backend.ledger import Ledger, PrefixCache
 from backend.tasks.base import Question
 from backend.verifiers.base import ScoreRequest, Verifier, charge
 from store import Store
@@ -16,13 +22,20 @@ from store.schema import SCORES
 
 
 def score_pool(
-    store: Store, run_id: str, model: str, questions: list[Question], verifier: Verifier, chunk: int = 256
+    store: Store,
+    run_id: str,
+    model: str,
+    questions: list[Question],
+    verifier: Verifier,
+    chunk: int = 256,
+    reads_generator_cache: bool = False,
 ) -> int:
     """Score every sample of (run, model) for `questions` not yet scored by `verifier`; returns how many were
-    scored."""
+    scored. `reads_generator_cache`: the verifier runs on the engine that generated the pool (module docstring)."""
     todo = store.query(
         """
-        SELECT s.question_id, s.sample_idx, s.completion FROM samples s
+        SELECT s.question_id, s.sample_idx, s.completion, s.prompt, s.prompt_tokens, s.completion_tokens
+        FROM samples s
         WHERE s.run_id = ? AND s.model = ? AND list_contains(?, s.question_id) AND NOT EXISTS (
             SELECT 1 FROM scores c WHERE c.run_id = s.run_id AND c.model = s.model AND c.question_id = s.question_id
               AND c.sample_idx = s.sample_idx AND c.verifier = ?)
@@ -38,7 +51,19 @@ def score_pool(
             ScoreRequest(by_id[qid], (text or "",)) for qid, text in zip(part["question_id"], part["completion"])
         ]
         results = verifier.score(requests)
-        flops = [charge(Ledger(), verifier, r) for r in results]
+        flops, passes = [], []
+        for r, prompt, completion, p, d in zip(
+            results, part["prompt"], part["completion"], part["prompt_tokens"], part["completion_tokens"]
+        ):
+            cache = PrefixCache()
+            if reads_generator_cache:
+                cache.add(prompt or "", int(p))
+                cache.add((prompt or "") + (completion or ""), int(p) + int(d))
+            cached = sum(
+                cache.cached(u.prompt, u.prompt_tokens) if u.prompt else u.cached_prompt_tokens for u in r.usage
+            )
+            passes.append((sum(u.prompt_tokens for u in r.usage), cached, sum(u.completion_tokens for u in r.usage)))
+            flops.append(charge(Ledger(), verifier, r, cache))
         table = pa.table(
             {
                 "run_id": [run_id] * len(part),
@@ -49,6 +74,9 @@ def score_pool(
                 "score": [r.scores[-1] if r.scores else None for r in results],
                 "step_scores": [list(r.scores) for r in results],
                 "verifier_flops": flops,
+                "verifier_prompt_tokens": [t[0] for t in passes],
+                "verifier_cached_tokens": [t[1] for t in passes],
+                "verifier_completion_tokens": [t[2] for t in passes],
             },
             schema=SCORES,
         )

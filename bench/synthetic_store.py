@@ -172,6 +172,9 @@ def _sample_tables(run_id, model, qtable, level, n_samples, verifiers, rng, crea
                         "score": pa.array(s, pa.float64()),
                         "step_scores": pa.array([None] * rows, pa.list_(pa.float64())),
                         "verifier_flops": pa.array(prefill_flops(arch, pt + completion_tokens), pa.float64()),
+                        "verifier_prompt_tokens": pa.array(pt + completion_tokens, pa.int32()),
+                        "verifier_cached_tokens": pa.array(np.zeros(rows, np.int32), pa.int32()),
+                        "verifier_completion_tokens": pa.array(np.zeros(rows, np.int32), pa.int32()),
                     },
                     schema=SCORES,
                 )
@@ -287,6 +290,7 @@ def search_configuration_table(
             "grade_error": pa.nulls(n, pa.string()),
             "kind": np.where(depth == 0, "root", np.where(final, "answer", "step")),
             "question_key": pa.nulls(n, pa.string()),  # read from the run's questions (store/schema.KEYED_BY_QUESTIONS)
+            "ledger_cached_tokens": pa.nulls(n, pa.int32()),  # synthetic FLOPs: not the ledger's
         },
         schema=NODES,
     )

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from backend.tasks.base import QUESTION_KEY_SQL
 
-SHARD_SCHEMA_VERSION = 8
+SHARD_SCHEMA_VERSION = 9
 
 SAMPLES = pa.schema(
     [
@@ -72,6 +72,11 @@ SCORES = pa.schema(
         ("score", pa.float64()),  # aggregated over steps
         ("step_scores", pa.list_(pa.float64())),
         ("verifier_flops", pa.float64()),
+        # the pass as the ledger charged it (layout 9; NULL before): tokens read, of them served by the idealised
+        # prefix cache, and generated. verifier_flops = backend.pricing.pass_flops of these at the verifier's size
+        ("verifier_prompt_tokens", pa.int32()),
+        ("verifier_cached_tokens", pa.int32()),
+        ("verifier_completion_tokens", pa.int32()),
     ]
 )
 """Verifier scores of pooled samples; any verifier's scores can drive best-of-N selection."""
@@ -101,6 +106,9 @@ NODES = pa.schema(
         ("grade_error", pa.string()),  # the task's checker raised on this final node
         ("kind", pa.string()),  # root | step | rollout | revision | extension | answer
         ("question_key", pa.string()),  # the question's identity; layout 7
+        # the prompt tokens the ledger charged as cached (the search's idealised prefix cache; layout 9, NULL before
+        # and on roots): generator_flops = backend.pricing.pass_flops(prompt_tokens, this, completion_tokens)
+        ("ledger_cached_tokens", pa.int32()),
     ]
 )
 """Search trajectories (beam, lookahead, revisions, ...): one row per node of the tree."""

@@ -30,6 +30,7 @@ class ScriptedEngine:
     name = "scripted"
     arch = GEN_ARCH
     inline_follow_ups = True  # on_complete runs in the middle of the batch, like the threaded engines
+    exact_token_counts = True
 
     def __init__(self, rules: Sequence[tuple[str, object]], default: object = "Answer: 0"):
         self.rules = [(re.compile(p, re.S), r) for p, r in rules]
@@ -51,6 +52,9 @@ class ScriptedEngine:
             self.counters[i] = k + 1
             rule = rule[k % len(rule)]
         return rule if isinstance(rule, ScriptedReply) else ScriptedReply(str(rule))
+
+    def count_tokens(self, text: str) -> int:
+        return len(text)  # one token per character, as its completions report
 
     def _cached(self, prompt: str) -> int:
         best = 0

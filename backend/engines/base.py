@@ -50,9 +50,10 @@ class Completion:
     completion_tokens: int
     finish_reason: str  # "stop" | "length" | ...
     latency_s: float
-    cached_prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0  # the engine's report: stored, never charged
     seed: int | None = None
     logprobs: list[TokenLogprob] | None = None
+    ledger_cached_tokens: int | None = None  # what a search's ledger charged as cached (strategies/context.py)
 
     @property
     def logprob_sum(self) -> float | None:
@@ -73,6 +74,12 @@ OnComplete = Callable[[int, GenerationRequest, list[Completion]], None]
 class Engine(Protocol):
     name: str  # the model's registry name or path
     arch: ModelArch  # architecture numbers for the FLOPs ledger
+    exact_token_counts: bool  # count_tokens is the model's tokenizer (False: an upper bound, see the engine)
+
+    def count_tokens(self, text: str) -> int:
+        """The prompt tokens the engine reports for a completion of `text`, without generating: what
+        backend.pricing prices a question's "1 sample" with."""
+        ...
 
     def generate(
         self,

@@ -7,10 +7,14 @@ depend on scheduling, and a resumed run regenerates exactly the missing samples.
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import secrets
 import shutil
+import socket
 import tempfile
+import threading
 
 from backend.engines.threaded import ThreadedEngineMixin, completion_body, parse_choice
 from backend.errors import EngineError
@@ -67,35 +71,82 @@ class LlamaCppEngine(ThreadedEngineMixin):
         params.cache_ram_mib = HOST_CACHE_MIB
         params.warmup = False
         params.verbosity = int(os.environ.get("TTC_LLAMA_VERBOSITY", "0"))  # llama.cpp logs every slot event at 3
-        socket_dir = tempfile.mkdtemp(prefix="ttc-llama-")  # 0700
+        self._socket_dir = tempfile.mkdtemp(prefix="ttc-llama-")  # 0700
+        self._tokenize_lock = threading.Lock()
         try:
-            _lock_listener(params, socket_dir)
+            self._listener, self._key = _lock_listener(params, self._socket_dir)
             try:
                 self._server = xllamacpp.Server(params)
             except Exception as e:  # the binding raises plain RuntimeError/ValueError on a bad file
                 raise EngineError(f"{model.name}: llama.cpp could not load {model.path}: {e}") from None
-        finally:
-            shutil.rmtree(socket_dir, ignore_errors=True)  # the socket stays open, its path is gone: no way in
+        except BaseException:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            raise
+
+    exact_token_counts = True
+
+    def count_tokens(self, text: str) -> int:
+        """The prompt tokens llama.cpp reports for a completion of `text` (its /tokenize, special tokens added and
+        parsed as a completion does): no forward pass. The binding has no in-process tokenizer, so this asks the
+        server's own listener, which only this user can reach and which wants the random key."""
+        body = json.dumps({"content": text, "add_special": True, "parse_special": True})
+        with self._tokenize_lock:
+            conn = _connection(self._listener, self._server.listening_address)
+            try:
+                conn.request("POST", "/tokenize", body, {"Authorization": f"Bearer {self._key}"})
+                resp = conn.getresponse()
+                raw = resp.read()
+            except OSError as e:
+                raise EngineError(f"{self.name}: llama.cpp's tokenizer did not answer: {e}") from None
+            finally:
+                conn.close()
+        if resp.status != 200:
+            raise EngineError(f"{self.name}: llama.cpp's /tokenize answered HTTP {resp.status}: {raw[:200]!r}")
+        return len(json.loads(raw)["tokens"])
 
     def _complete_one(self, body: dict, slot: int) -> dict:
         return self._server.handle_completions(slot_body(body, slot))
 
     def close(self) -> None:
         self._server = None
+        shutil.rmtree(self._socket_dir, ignore_errors=True)
 
 
-def _lock_listener(params, socket_dir: str) -> None:
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str):
+        super().__init__("localhost")
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+def _connection(listener: str | None, address: str) -> http.client.HTTPConnection:
+    """A connection to the server's listener: its private unix socket, or the loopback port it fell back to."""
+    if listener is not None:
+        return _UnixConnection(listener)
+    host, _, port = str(address).removeprefix("http://").rpartition(":")
+    return http.client.HTTPConnection(host or "127.0.0.1", int(port), timeout=60)
+
+
+def _lock_listener(params, socket_dir: str) -> tuple[str | None, str]:
     """xllamacpp always starts llama.cpp's HTTP listener (default: a random 127.0.0.1 port, no key; it cannot be
-    turned off), although this engine only calls the handlers in-process, which check no key. Left so, any local
-    user could drive the model. It listens instead on a unix socket in a private (0700) directory, removed as soon
-    as the model is loaded, so nobody can connect to it after that (and no other user before), and it requires a
-    random key that only `params` holds, in case something running as this user reaches it while the model loads;
-    only /health answers without the key (llama.cpp's choice). Where the socket path would not fit sockaddr_un,
-    the key alone guards a loopback port."""
+    turned off); this engine calls the handlers in-process, which check no key, and the listener only for
+    /tokenize (the binding has no tokenizer of its own). Left so, any local user could drive the model. It listens
+    instead on a unix socket in a private (0700) directory, removed when the engine closes, so no other user can
+    connect to it, and it requires a random key that only this engine holds, in case something else running as
+    this user reaches it; only /health answers without the key (llama.cpp's choice). Where the socket path would
+    not fit sockaddr_un, the key alone guards a loopback port. Returns (the socket path or None, the key)."""
     path = os.path.join(socket_dir, "http.sock")
+    listener = None
     if len(path.encode()) <= _SUN_PATH_MAX:
         params.hostnames = [path]
-    params.api_keys = [secrets.token_urlsafe(32)]
+        listener = path
+    key = secrets.token_urlsafe(32)
+    params.api_keys = [key]
+    return listener, key
 
 
 __all__ = ["LlamaCppEngine", "ThreadedEngineMixin", "completion_body", "parse_choice", "slot_body"]

@@ -137,6 +137,33 @@ class OpenAICompatEngine(ThreadedEngineMixin):
         except ValueError:
             raise EngineError(f"{self.name}: {url} answered with non-JSON: {raw[:200]!r}") from None
 
+    exact_token_counts = True  # until the server turns out to have no /tokenize
+
+    def count_tokens(self, text: str) -> int:
+        """The prompt tokens of `text` from the server's own tokenizer: `/tokenize` beside the OpenAI routes (llama.cpp's
+        server and `vllm serve` both have one; the body carries each one's field names). A server without it (a
+        hosted API) gets the UTF-8 byte count instead — an upper bound for byte-level BPE tokenizers, so a budget
+        priced with it is never overspent — and `exact_token_counts` turns False."""
+        if self.exact_token_counts:
+            root = self.base_url.removesuffix("/v1")
+            body = {
+                "content": text,
+                "prompt": text,
+                "model": self.served_model,
+                "add_special": True,
+                "add_special_tokens": True,
+            }
+            try:
+                reply = json.loads(self._send(f"{root}/tokenize", json.dumps(body).encode()))
+                return int(reply["count"]) if "count" in reply else len(reply["tokens"])
+            except EngineError as e:
+                if "HTTP 4" not in str(e):  # unreachable or failing: not a missing endpoint
+                    raise
+            except (ValueError, KeyError, TypeError):
+                pass
+            self.exact_token_counts = False
+        return len(text.encode("utf-8"))
+
     def _send(self, url: str, data: bytes) -> bytes:
         """POST with retries; the last transient failure, and how many attempts it took, become one EngineError."""
         attempt = 1

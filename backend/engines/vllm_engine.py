@@ -381,8 +381,11 @@ class VLLMEngine:
             arch = arch_from_model_config(self.llm.llm_engine.model_config, llm_kwargs.get("download_dir"))
         self.arch: ModelArch = arch
 
+    exact_token_counts = True
+
     def count_tokens(self, text: str) -> int:
-        return len(self.llm.get_tokenizer().encode(text, add_special_tokens=False))
+        """The prompt tokens vLLM reports for `text`: its tokenizer with special tokens added, as a text prompt is."""
+        return len(self.llm.get_tokenizer().encode(text, add_special_tokens=True))
 
     def generate(
         self,

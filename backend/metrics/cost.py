@@ -6,6 +6,13 @@ The frontier V_p(M) = min_m v(m, p) is the cheapest way to a correct answer with
 expert is one more candidate with v ≈ C_expert. A new model's gain is V_p(M) − V_p(M ∪ {m}); the
 counterfactual frontier drops a whole model class (say, every reasoning model) to show what it contributes.
 Rows are (model, strategy, budget) attempts, so inference strategies compete with models on one frontier.
+
+Billing k samples of one question (one rule, `curve_cost_rows`): k requests, k · completion tokens out; the
+prompt's tokens are billed in full once and at the cached-input price for the other k − 1 requests, the price
+providers charge for a prompt prefix they have cached (`Price.cached_input_per_million`; where a provider bills no
+such price it equals the input price). This is the idealised prefix cache the FLOPs ledger charges
+(backend.pricing); the engine's own cache report changes neither the bill nor the FLOPs. Each row also carries
+its FLOPs by the ledger (prefill once + k decodes), so dollars and compute describe the same attempt.
 """
 
 from __future__ import annotations
@@ -27,15 +34,21 @@ _REQUIRED = ("model", "strategy", "budget", "input_tokens", "output_tokens", "su
 
 @dataclass(frozen=True)
 class Price:
-    """User prices in money per 1M tokens."""
+    """User prices in money per 1M tokens; cached input (a prompt prefix the provider has cached) defaults to the
+    input price: no discount."""
 
     input_per_million: float
     output_per_million: float
+    cached_input_per_million: float | None = None
 
     def __post_init__(self):
-        for p in (self.input_per_million, self.output_per_million):
+        for p in (self.input_per_million, self.output_per_million, self.cached_input):
             if not (math.isfinite(p) and p >= 0):  # NaN compares false both ways: test what is allowed
                 raise ValueError(f"prices must be finite and >= 0 per million tokens, got {p!r}")
+
+    @property
+    def cached_input(self) -> float:
+        return self.input_per_million if self.cached_input_per_million is None else self.cached_input_per_million
 
 
 def read_price(value: object, field: str) -> float:
@@ -82,7 +95,8 @@ def cost_of_pass(cost, success_rate) -> np.ndarray:
 
 def cost_table(rows: pd.DataFrame, prices: Mapping[str, Price]) -> pd.DataFrame:
     """Add `cost` (per attempt) and `cost_of_pass` to rows of (model, strategy, budget, input_tokens,
-    output_tokens, success_rate[, task]); tokens are per attempt at that budget."""
+    output_tokens, success_rate[, cached_input_tokens, task]); tokens are per attempt at that budget, input_tokens
+    billed at the input price, cached_input_tokens (0 when absent) at the cached-input price."""
     missing = [c for c in _REQUIRED if c not in rows.columns]
     if missing:
         raise ValueError(f"cost rows lack column(s) {', '.join(missing)}; required: {', '.join(_REQUIRED)}")
@@ -92,29 +106,44 @@ def cost_table(rows: pd.DataFrame, prices: Mapping[str, Price]) -> pd.DataFrame:
     out = rows.copy()
     p_in = out["model"].map(lambda m: prices[m].input_per_million).to_numpy(np.float64)
     p_out = out["model"].map(lambda m: prices[m].output_per_million).to_numpy(np.float64)
+    p_cached = out["model"].map(lambda m: prices[m].cached_input).to_numpy(np.float64)
+    cached = out["cached_input_tokens"].to_numpy(np.float64) if "cached_input_tokens" in out else 0.0
     out["cost"] = (
-        out["input_tokens"].to_numpy(np.float64) * p_in + out["output_tokens"].to_numpy(np.float64) * p_out
+        out["input_tokens"].to_numpy(np.float64) * p_in
+        + cached * p_cached
+        + out["output_tokens"].to_numpy(np.float64) * p_out
     ) / 1e6
     out["cost_of_pass"] = cost_of_pass(out["cost"].to_numpy(), out["success_rate"].to_numpy())
     return out
 
 
 def curve_cost_rows(model: str, strategy: str, curve: Curve, pool: Pool) -> pd.DataFrame:
-    """Cost rows from a pool curve: at budget k, an attempt bills k samples — k · mean uncached prompt tokens
-    in and k · mean completion tokens out over the curve's questions — and succeeds at the curve's mean."""
+    """Cost rows from a pool curve (module docstring's billing rule): at budget k, an attempt bills the mean prompt
+    once in full and k − 1 times as cached input, k · the mean completion out, and succeeds at the curve's mean;
+    `flops` is the ledger's price of the same k samples (mean over the questions of one prefill + k decodes)."""
+    from backend.metrics.budget import question_costs
+
     keep = np.isin(pool.question_ids, curve.question_ids)
     valid = pool.valid[keep]
     n = valid.sum()
-    billed_in = np.where(valid, pool.prompt_tokens[keep] - pool.cached_prompt_tokens[keep], 0.0).sum() / n
+    prompt = np.where(valid, pool.prompt_tokens[keep], 0.0).sum() / n
     out_tokens = np.where(valid, pool.completion_tokens[keep], 0.0).sum() / n
+    k = np.asarray(curve.k, dtype=np.float64)
+    try:
+        once, per_sample = question_costs(pool, "flops", questions=keep)
+        flops = (once[:, None] + k[None, :] * per_sample[:, None]).mean(axis=0)
+    except ValueError:  # no stored FLOPs (a hand-built pool): the bill stands without them
+        flops = np.full(k.shape, np.nan)
     return pd.DataFrame(
         dict(
             model=model,
             strategy=strategy,
             budget=curve.k,
-            input_tokens=curve.k * billed_in,
-            output_tokens=curve.k * out_tokens,
+            input_tokens=np.where(k > 0, prompt, 0.0),
+            cached_input_tokens=np.maximum(k - 1, 0) * prompt,
+            output_tokens=k * out_tokens,
             success_rate=np.clip(curve.mean, 0.0, 1.0),
+            flops=flops,
         )
     )
 

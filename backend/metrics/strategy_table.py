@@ -3,9 +3,12 @@
 Compute-optimal allocation (Snell et al. 2024) chooses among *configurations* — a strategy with its
 hyper-parameters and selection rule — at matched compute. Two sources feed the one table it chooses from:
 
-- **searches** (the `nodes` table): per question, the correctness of the node the strategy selected, at the
-  FLOP budget the search ran with; what its ledger actually spent (generator + verifier FLOPs of every node) is
-  checked against that budget.
+- **searches** (the `nodes` table): per question, the correctness of the node the strategy selected, placed at
+  what its ledger actually spent (generator + verifier FLOPs of every node), not at its cap: at budget b a
+  question's cell is the configuration's run on that question (the largest cap among its runs) that spent at
+  most b — so a search that stopped early also counts at smaller budgets, as a pool rule's k is chosen per
+  question. A run that spent more than its own cap broke the ledger and is never a candidate (status
+  `over_budget` where nothing else fits).
 - **pool rules** (majority, best-of-N and weighted best-of-N over the sampling pool, and the confidence-aware
   votes its samples carry signals for): at each budget, per
   question, the largest k whose ledger cost fits — one prefill of the prompt (the prefix cache serves the
@@ -64,12 +67,12 @@ class StrategyTable:
     samples: np.ndarray  # (C, B, Q) k for a pool rule, completions generated for a search
     tokens: np.ndarray  # (C, B, Q) tokens processed: uncached prompt + generated (a pool rule: one prompt + k samples)
     status: np.ndarray  # (C, B, Q) int8 index into STATUSES
-    one_sample_flops: float  # mean over questions of one pooled sample's FLOPs (prefill + decode)
+    one_sample_flops: float  # "1 sample" of these questions (backend.pricing): the unit of `budget_samples`
     notes: tuple[str, ...] = ()
 
     @property
     def budget_samples(self) -> np.ndarray:
-        """(B,) each budget as a number of the pool's average samples: the unit a reader has a feel for."""
+        """(B,) each budget in samples, the spec's budget unit (backend.pricing): the unit a reader has a feel for."""
         return self.budgets / self.one_sample_flops
 
     def index(self, configuration: str) -> int:
@@ -150,7 +153,8 @@ def pool_rule(name: str) -> str:
 SEARCH_SQL = """
 SELECT strategy, config, coalesce(question_key, '~' || question_id) AS question_key, any_value(question_id) AS question_id,
        count(*) - 1 AS generated,
-       sum(greatest(coalesce(prompt_tokens, 0) - coalesce(cached_prompt_tokens, 0), 0) + coalesce(completion_tokens, 0)) AS tokens,
+       sum(greatest(coalesce(prompt_tokens, 0) - coalesce(ledger_cached_tokens, cached_prompt_tokens, 0), 0)
+           + coalesce(completion_tokens, 0)) AS tokens,
        sum(generator_flops + coalesce(verifier_flops, 0)) AS spent,
        bool_or(coalesce(selected, false)) AS answered,
        coalesce(bool_or(selected AND correct), false) AS solved
@@ -232,6 +236,17 @@ def verifier_flops_per_question(con, run_ids: Sequence[str], model: str, verifie
     return per_question.reindex(pd.Index(pool.keys, dtype=object)).fillna(0.0).to_numpy()
 
 
+def old_rule_scores(con, run_ids: Sequence[str], model: str, verifier: str) -> int:
+    """Charged score rows written before shard layout 9: priced by the engine's cache report, not the idealised prefix
+    cache, and without the token counts to re-price them from (README, "What is stored")."""
+    df = con.sql(
+        """SELECT count(*) AS n FROM scores WHERE list_contains($runs, run_id) AND model = $model
+           AND verifier = $verifier AND verifier_prompt_tokens IS NULL AND coalesce(verifier_flops, 0) > 0""",
+        params={"runs": list(run_ids), "model": model, "verifier": verifier},
+    ).df()
+    return int(df["n"].iloc[0])
+
+
 def default_budgets(once, per_sample, n_max: int, points: int = 6) -> np.ndarray:
     """A log-spaced FLOPs grid over what the pool can pay for: from the budget at which every question affords
     one sample to the one at which the average question has drawn the whole pool."""
@@ -250,11 +265,14 @@ def strategy_table(
     budgets=None,
     draws: int = 32,
     seed: int = 0,
+    one_sample_flops: float | None = None,
 ) -> StrategyTable:
     """Build the table from a loaded pool and `load_searches` rows (module docstring).
 
     budgets: FLOPs per question; default the distinct search budgets, or a grid over the pool without searches.
-    verifier_flops: (Q,) mean verifier FLOPs per sample for `verifier` (charged to best-of-N and weighted)."""
+    verifier_flops: (Q,) mean verifier FLOPs per sample for `verifier` (charged to best-of-N and weighted).
+    one_sample_flops: "1 sample" of these questions (backend.pricing, `pool_one_sample_flops`), the unit of the
+    "≈ x samples" labels; None: the pool's mean measured sample, and a note says so."""
     searches = searches if searches is not None else pd.DataFrame(columns=["label", "budget"])
     notes: list[str] = []
     once, per_sample = question_costs(pool, "flops")
@@ -300,7 +318,7 @@ def strategy_table(
     # a budget that would buy more than the pool holds: the whole pool, flagged
     pool_status = np.where(affordable > n_min, POOL_EXHAUSTED, np.where(on_grid == 0, UNAFFORDABLE, OK)).astype(np.int8)
 
-    # searches: one configuration per label, its cells at the budgets it ran with
+    # searches: one configuration per label, its runs placed at what they spent (module docstring)
     labels = sorted(capped["label"].unique()) if len(capped) else []
     s_acc = np.full((len(labels), n_b, n_q), np.nan)
     s_spent = np.full_like(s_acc, np.nan)
@@ -329,44 +347,61 @@ def strategy_table(
             notes.append(
                 f"{rows.loc[~on, 'label'].nunique()} search configuration(s) ran at budgets outside the chosen grid and are left out there"
             )
-        rows, q, c, b = rows[on], q[on], c[on], b[on]
+        rows, q, c, b, bud = rows[on], q[on], c[on], b[on], bud[on]
         generated = rows["generated"].to_numpy(dtype=np.float64)
         spent = rows["spent"].to_numpy(dtype=np.float64)
         solved = rows["solved"].to_numpy(dtype=np.float64)
-        ran = generated > 0
-        # several runs (seeds) of one configuration on one question: their mean
+        over_row = spent > bud * (1 + OVER_BUDGET_RTOL)  # broke its own ledger: never a candidate anywhere
+        ran = (generated > 0) & ~over_row
+        # each (configuration, cap, question): the mean over its runs (seeds) that kept to their cap
         flat = (c * n_b + b) * n_q + q
         size = len(labels) * n_b * n_q
+        shape = (len(labels), n_b, n_q)
         cnt = np.bincount(flat[ran], minlength=size)
+        seen = np.bincount(flat, minlength=size).reshape(shape) > 0
+        over = np.bincount(flat[over_row], minlength=size).reshape(shape) > 0
         with np.errstate(invalid="ignore", divide="ignore"):
-            s_acc = (np.bincount(flat[ran], weights=solved[ran], minlength=size) / cnt).reshape(s_acc.shape)
-            s_spent = (np.bincount(flat, weights=spent, minlength=size) / np.bincount(flat, minlength=size)).reshape(
-                s_acc.shape
-            )
-            s_gen = (np.bincount(flat, weights=generated, minlength=size) / np.bincount(flat, minlength=size)).reshape(
-                s_acc.shape
-            )
-            s_tok = (
-                np.bincount(flat, weights=rows["tokens"].to_numpy(dtype=np.float64), minlength=size)
-                / np.bincount(flat, minlength=size)
-            ).reshape(s_acc.shape)
-        seen = np.bincount(flat, minlength=size).reshape(s_acc.shape) > 0
+
+            def mean(values):
+                return (np.bincount(flat[ran], weights=values[ran], minlength=size) / cnt).reshape(shape)
+
+            g_acc, g_spent, g_gen = mean(solved), mean(spent), mean(generated)
+            g_tok = mean(rows["tokens"].to_numpy(dtype=np.float64))
+        g_ok = cnt.reshape(shape) > 0
+        # placed at measured spend: at budget j a question's cell is the configuration's run (the largest cap among
+        # its runs on that question) whose ledger spent at most budgets[j], as a pool rule's k is chosen per question
+        fits = g_ok[..., None] & (g_spent[..., None] <= budgets[None, None, None, :] * (1 + OVER_BUDGET_RTOL))
+        any_fit = fits.any(axis=1)  # (C, Q, B)
+        pick = n_b - 1 - np.argmax(fits[:, ::-1], axis=1)  # (C, Q, B): the largest fitting cap
+        ci, qi = np.meshgrid(np.arange(len(labels)), np.arange(n_q), indexing="ij")
+        at = (ci[..., None], pick, qi[..., None])  # indexes (C, Q, B)
+
+        def placed(values):
+            return np.where(any_fit, values[at], np.nan).transpose(0, 2, 1)  # (C, B, Q)
+
+        s_acc, s_spent, s_gen, s_tok = placed(g_acc), placed(g_spent), placed(g_gen), placed(g_tok)
         budget_cells = budgets[None, :, None]
-        status = np.where(cnt.reshape(s_acc.shape) == 0, UNAFFORDABLE, OK)
-        status = np.where((status == OK) & (s_spent < STOPPED_EARLY_FRACTION * budget_cells), STOPPED_EARLY, status)
-        status = np.where(
-            (status != UNAFFORDABLE) & (s_spent > budget_cells * (1 + OVER_BUDGET_RTOL)), OVER_BUDGET, status
-        )
-        s_status = np.where(seen, status, NOT_RUN).astype(np.int8)
+        covered = any_fit.transpose(0, 2, 1)
+        status = np.where(covered, OK, NOT_RUN)
+        status = np.where(covered & (s_spent < STOPPED_EARLY_FRACTION * budget_cells), STOPPED_EARLY, status)
+        status = np.where(~covered & seen & ~g_ok, UNAFFORDABLE, status)
+        status = np.where(~covered & over, OVER_BUDGET, status)
+        s_status = status.astype(np.int8)
         meta = capped.drop_duplicates("label").set_index("label")
         s_strategy = [meta.at[lb, "strategy"] for lb in labels]
         s_ratio = [meta.at[lb, "ratio"] for lb in labels]
-        over = int((s_status == OVER_BUDGET).sum())
-        if over:
+        n_over = int(over.sum())
+        if n_over:
             notes.append(
-                f"{over} search cell(s) spent more than their budget (the ledger is a hard limit: a store from an older version?)"
+                f"{n_over} search cell(s) spent more than their budget and are never a candidate (status over_budget; "
+                "the ledger is a hard limit: a store from an older version?)"
             )
 
+    if one_sample_flops is None:
+        one = float(np.mean(once + per_sample))
+        notes.append("≈ samples: the pool's mean measured sample (no model architecture and max_tokens to price one)")
+    else:
+        one = float(one_sample_flops)
     return StrategyTable(
         configurations=names + labels,
         kind=np.asarray(["pool"] * len(names) + ["search"] * len(labels), dtype=object),
@@ -386,6 +421,6 @@ def strategy_table(
             ]
         ),
         status=np.concatenate([pool_status, s_status]),
-        one_sample_flops=float(np.mean(once + per_sample)),
+        one_sample_flops=one,
         notes=tuple(notes),
     )

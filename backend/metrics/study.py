@@ -17,7 +17,13 @@ from backend.metrics.compute_optimal import ComputeOptimalResult, compute_optima
 from backend.metrics.difficulty import DifficultyBins, oracle_bins, predicted_bins, supported_bins
 from backend.metrics.paired import compare_at_budgets, difference_row, paired_difference
 from backend.metrics.pools import list_verifiers, load_pool
-from backend.metrics.strategy_table import StrategyTable, load_searches, strategy_table, verifier_flops_per_question
+from backend.metrics.strategy_table import (
+    StrategyTable,
+    load_searches,
+    old_rule_scores,
+    strategy_table,
+    verifier_flops_per_question,
+)
 
 BIN_KINDS = ("oracle", "predicted")
 
@@ -169,6 +175,23 @@ class StudyInputs:
     bins_unavailable: tuple[tuple[str, str], ...] = ()  # (kind, why) for a kind that cannot be formed here
 
 
+def _one_sample(con, runs: list[str], model: str, pool) -> float | None:
+    """The "≈ x samples" unit: backend.pricing's "1 sample" of the pool's questions at the runs' max_tokens, on the
+    model's architecture (None when the model file or the runs' specs are not at hand)."""
+    from backend.errors import TtcError
+    from backend.models.registry import resolve_model
+    from backend.pricing import pool_one_sample_flops, runs_max_tokens
+
+    max_tokens = runs_max_tokens(con, runs)
+    if max_tokens is None:
+        return None
+    try:
+        arch = resolve_model(model).arch
+    except (TtcError, OSError, ValueError):
+        return None
+    return None if arch is None else pool_one_sample_flops(pool, arch, max_tokens)
+
+
 def study_inputs(
     con: duckdb.DuckDBPyConnection,
     run_ids: str | Sequence[str],
@@ -202,8 +225,16 @@ def study_inputs(
         budgets=budgets,
         draws=draws,
         seed=seed,
+        one_sample_flops=_one_sample(con, runs, model, pool),
     )
     notes.extend(table.notes)
+    stale = old_rule_scores(con, runs, model, verifier) if verifier else 0
+    if stale:
+        notes.append(
+            f"{stale} {verifier} score(s) were charged by the engine's cache report (written before shard layout 9) "
+            "and cannot be re-priced: best-of-N's verifier cost is the old rule's there; delete the run's scores "
+            "folder and run its spec again to re-score them"
+        )
     usable = supported_bins(pool.n_questions, n_bins)
     if usable < n_bins:
         notes.append(

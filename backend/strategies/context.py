@@ -30,6 +30,7 @@ prompt to a slot that holds some other text. Results and charges are the same ei
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -247,9 +248,9 @@ class SearchContext:
             c = comps[0]
             e = exps[ei]
             cache = self.caches[e.qi]
-            cost = self.ledgers[e.qi].charge_generation(
-                self.arch, c.prompt_tokens, cache.cached(e.prompt, c.prompt_tokens), c.completion_tokens
-            )
+            cached = cache.cached(e.prompt, c.prompt_tokens)
+            cost = self.ledgers[e.qi].charge_generation(self.arch, c.prompt_tokens, cached, c.completion_tokens)
+            c = dataclasses.replace(c, ledger_cached_tokens=cached)
             cache.add(e.prompt, c.prompt_tokens)
             cache.add(e.prompt + c.text, c.prompt_tokens + c.completion_tokens)
             if e.parent.kind == "root" and e.prompt == self.trees[e.qi].prompt:
@@ -289,6 +290,7 @@ class SearchContext:
             kind=kind,
             prompt_tokens=c.prompt_tokens,
             cached_prompt_tokens=c.cached_prompt_tokens,
+            ledger_cached_tokens=c.ledger_cached_tokens,
             completion_tokens=c.completion_tokens,
             finish_reason=c.finish_reason,
             generator_flops=cost,

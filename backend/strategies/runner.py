@@ -79,6 +79,7 @@ def nodes_table(
                     "step_score": n.score,
                     "prompt_tokens": n.prompt_tokens,
                     "cached_prompt_tokens": n.cached_prompt_tokens,
+                    "ledger_cached_tokens": n.ledger_cached_tokens,
                     "completion_tokens": n.completion_tokens,
                     "generator_flops": n.generator_flops,
                     "verifier_flops": n.verifier_flops,

@@ -24,7 +24,8 @@ class Node:
     prompt: str = ""  # the prompt this node's text was generated from
     kind: str = "step"  # root | step | rollout | revision | extension | answer
     prompt_tokens: int = 0
-    cached_prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0  # the engine's report
+    ledger_cached_tokens: int | None = None  # what the ledger charged as cached (None: the root, nothing generated)
     completion_tokens: int = 0
     finish_reason: str = ""
     generator_flops: float = 0.0

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from backend.allocation import log_inputs, logged_rounds, policy_of, replay, total_flops
+from backend.allocation import log_inputs, logged_rounds, policy_of, question_prompt_tokens, replay, total_flops
 from backend.config import load_spec
+from backend.pricing import model_token_counter
 from backend.sampling import prepare_run
 from store import Store
 from tests.conftest import ttc
@@ -43,8 +44,16 @@ def test_an_adaptive_run_keeps_its_budget_logs_its_decisions_and_the_run_page_sh
     prepared = prepare_run(load_spec(spec_file))
     model = prepared.models[0][1]
     assert store.get_run(prepared.run_id)["status"] == "done"
-    assert store.query(LEDGER)["spent"][0] <= total_flops(prepared, model)
+    # the model's tokenizer counts each prompt as the engine reported it: the total is priced with real token counts
+    prompts = question_prompt_tokens(prepared, model, model_token_counter(model))
+    stored = store.query("SELECT question_id, max(prompt_tokens) AS p FROM samples GROUP BY 1")
+    assert {q: int(p) for q, p in zip(stored["question_id"], stored["p"])} == {
+        q: prompts[q] for q in stored["question_id"]
+    }
+    total = total_flops(prepared, model, prompts)
+    assert store.query(LEDGER)["spent"][0] <= total
     log = logged_rounds(store, prepared.run_id, model.name)
+    assert float(log.loc[log["round"] == 0, "remaining_flops"].iloc[0]) == total
     n = store.query("SELECT count(*) AS n, count(DISTINCT (question_id, sample_idx)) AS k FROM samples")
     assert int(log["samples"].sum()) == n["n"][0] == n["k"][0]  # every sample decided, each once
     assert set(log.loc[log["round"] == 0, "reason"]) == {"first_round"} and log["round"].max() >= 1

@@ -113,6 +113,31 @@ def test_run_form_queues_a_valid_run(monkeypatch, tmp_path):
     assert runs[0]["run_id"] in at.success[0].value
 
 
+def test_run_form_prices_budgets_with_the_models_tokenizer_as_the_run_does(monkeypatch, tmp_path):
+    """The Run page's "what these budgets buy" is backend.pricing's, on the form's questions counted by the model's
+    tokenizer: a budget of exactly one sample reads 1.00 samples and buys one."""
+    from backend.models.registry import resolve_model
+    from backend.pricing import model_token_counter, one_sample_flops, task_prompt_tokens
+
+    task = {
+        "kind": "reasoning_gym",
+        "datasets": [{"name": "basic_arithmetic", "size": 2, "config": {"min_terms": 2, "max_terms": 2}, "level": 0.0}],
+    }
+    model = resolve_model("gemma-3-270m")
+    one = one_sample_flops(model.arch, task_prompt_tokens(task, 0, model, model_token_counter(model)), 16)
+    at = _app(monkeypatch, tmp_path / "fresh", "app_pages/run.py")
+    at.multiselect(key="models").set_value(["gemma-3-270m"]).run()
+    at.text_area(key="rg_config_basic_arithmetic").set_value(json.dumps({"min_terms": 2, "max_terms": 2})).run()
+    at.number_input(key="rg_size_basic_arithmetic").set_value(2).run()
+    at.number_input(key="max_tokens").set_value(16).run()
+    at.text_input(key="budgets").set_value(f"{one!r}").run()
+    at.toggle(key="price_budgets").set_value(True).run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    table = at.dataframe[0].value
+    assert table["in samples"].tolist() == ["1.00"] and table["samples per question"].tolist() == [1]
+    assert any(f"1 sample = {one:.3g} FLOPs" in c.value for c in at.caption)
+
+
 def test_run_form_queues_an_adaptive_run_and_refuses_a_bad_one(monkeypatch, tmp_path):
     from store import Store
 
@@ -357,7 +382,9 @@ def test_strategies_page_draws_search_curves_on_the_samples_axis(monkeypatch, po
     curves = [t for t in fig["data"] if "beam_search" in (t.get("name") or "")]
     assert curves and curves[0]["mode"] == "lines+markers"
     x = _values(curves[0]["x"])
-    assert len(x) == 3 and np.all(np.diff(x) > 0) and 1 < x[0] < x[-1] < 16  # equivalent samples, within the pool
+    # spend in the spec's samples (one prefill + max_tokens 512 each: the fixture's short completions make a search's
+    # spend a fraction of one), within the pool
+    assert len(x) == 3 and np.all(np.diff(x) > 0) and 0 < x[0] < x[-1] < 16
     for unit in ("tokens", "flops"):
         at.radio(key="x").set_value(unit).run()
         beam = next(t for f in _figures(at) for t in f["data"] if "beam_search" in (t.get("name") or ""))

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from backend.allocation import log_inputs, logged_rounds, policy_of, replay, total_flops
+from backend.allocation import log_inputs, logged_rounds, policy_of, question_prompt_tokens, replay, total_flops
 from backend.config import ModelSpec, parse_spec
 from backend.errors import SpecError
 from backend.sampling import PreparedRun
@@ -63,6 +63,11 @@ def _prepared(tmp_path, **adaptive):
     return PreparedRun(spec, spec.run_id(), task, task.questions(), [(ModelSpec(name="scripted"), FAKE_MODEL)])
 
 
+def _total(prepared):
+    """The total budget as the run priced it: the scripted engine counts one token per character."""
+    return total_flops(prepared, FAKE_MODEL, question_prompt_tokens(prepared, FAKE_MODEL, len))
+
+
 LEDGER = """SELECT sum(p) + sum(d) AS spent FROM (
     SELECT question_id, max(prefill_flops) AS p, sum(decode_flops) AS d FROM samples GROUP BY 1)"""
 
@@ -77,7 +82,7 @@ def _run(tmp_path, name, engine, **adaptive):
 @pytest.mark.parametrize("budget", [4.5, 5, 6])
 def test_the_ledger_never_exceeds_the_total_budget(tmp_path, budget):
     prepared, store = _run(tmp_path, "s", Engine(), total_budget=budget)
-    spent, total = store.query(LEDGER)["spent"][0], total_flops(prepared, FAKE_MODEL)
+    spent, total = store.query(LEDGER)["spent"][0], _total(prepared)
     assert spent <= total
     log = logged_rounds(store, prepared.run_id, "scripted")
     last = log[log["round"] == log["round"].max()]
@@ -88,7 +93,7 @@ def test_the_ledger_never_exceeds_the_total_budget(tmp_path, budget):
 def test_adaptive_run_spends_where_it_pays(tmp_path):
     prepared, store = _run(tmp_path, "s", Engine())
     assert store.get_run(prepared.run_id)["status"] == "done"
-    assert store.query(LEDGER)["spent"][0] <= total_flops(prepared, FAKE_MODEL)
+    assert store.query(LEDGER)["spent"][0] <= _total(prepared)
     per_q = dict(store.query("SELECT question_id, count(*) AS n FROM samples GROUP BY 1").values.tolist())
     assert per_q["easy"] == 4  # unanimous after its first round: settled, no more
     assert per_q["split"] > per_q["easy"] and per_q["lean"] > per_q["easy"]
@@ -190,7 +195,7 @@ def test_replayed_on_a_uniform_pool_of_the_same_seeds_the_allocation_is_the_live
     execute(pool_run, pool, engine_factory=lambda model, options: Engine())
     drawn, decisions = simulate(
         pool_questions(pool, pool_run.run_id, FAKE_MODEL, prepared),
-        total_flops(prepared, FAKE_MODEL),
+        _total(prepared),
         policy_of(prepared.spec),
     )
     log = logged_rounds(live, prepared.run_id, "scripted")
@@ -249,3 +254,37 @@ def test_pool_analyses_refuse_an_adaptive_run_in_one_line_and_the_default_select
     at.run()
     assert not at.exception
     assert [e.value for e in at.error] == [message]
+
+
+class DenseEngine(Engine):
+    """A tokenizer three times denser than one token per character (as real BPEs are on English): the allocator
+    prices with the engine's own count, not a character or byte bound, and still keeps to the budget."""
+
+    def count_tokens(self, text: str) -> int:
+        return (len(text) + 2) // 3
+
+    def generate(self, requests, on_complete=None, should_stop=None):
+        import dataclasses
+
+        def fix(req, comps):
+            return [dataclasses.replace(c, prompt_tokens=self.count_tokens(req.prompt)) for c in comps]
+
+        def relay(ri, req, comps):
+            if on_complete:
+                on_complete(ri, req, fix(req, comps))
+
+        out = super().generate(requests, relay, should_stop)
+        return [fix(req, comps) for req, comps in zip(requests, out)]
+
+
+@pytest.mark.parametrize("budget", [4.5, 6])
+def test_the_allocator_prices_with_the_models_token_counts_and_keeps_the_budget(tmp_path, budget):
+    engine = DenseEngine()
+    prepared, store = _run(tmp_path, "d", engine, total_budget=budget)
+    total = total_flops(prepared, FAKE_MODEL, question_prompt_tokens(prepared, FAKE_MODEL, engine.count_tokens))
+    assert total < _total(prepared)  # the same budget in samples is fewer FLOPs with the denser count
+    stored = store.query("SELECT DISTINCT question_id, prompt_tokens FROM samples")
+    counted = question_prompt_tokens(prepared, FAKE_MODEL, engine.count_tokens)
+    assert all(counted[q] == p for q, p in zip(stored["question_id"], stored["prompt_tokens"]))
+    assert store.query(LEDGER)["spent"][0] <= total
+    assert float(logged_rounds(store, prepared.run_id, "scripted")["remaining_flops"].iloc[0]) == total

@@ -7,7 +7,6 @@ from backend.ledger import (
     decode_flops,
     matched_compute_multiplier,
     prefill_flops,
-    samples_for_budget,
     sampling_flops,
     span_flops,
 )
@@ -50,14 +49,6 @@ def test_pool_pays_one_prefill_and_n_decodes():
     got = sampling_flops(ARCH, 60, 100, n)
     expected = brute(ARCH, 0, 60) + n * brute(ARCH, 60, 160)
     np.testing.assert_allclose(got, expected, rtol=1e-12)
-
-
-def test_budget_to_samples_is_the_inverse():
-    for n in [1, 3, 17, 64]:
-        budget = sampling_flops(ARCH, 60, 100, n)
-        assert samples_for_budget(ARCH, budget, 60, 100) == n
-        assert samples_for_budget(ARCH, budget - 1, 60, 100) == n - 1
-    assert samples_for_budget(ARCH, 0.0, 60, 100) == 0
 
 
 def test_ledger_splits_generator_and_verifier():

@@ -151,13 +151,20 @@ def test_cost_table_names_missing_prices_and_columns():
         cost_table(_rows().drop(columns="success_rate"), PRICES)
 
 
-def test_curve_cost_rows_bill_k_samples():
+def test_curve_cost_rows_bill_the_prompt_once_and_cached_after():
     correct = np.array([[True, False], [False, False]])
     pool = pool_from_arrays(correct, prompt_tokens=np.full((2, 2), 100.0), completion_tokens=np.full((2, 2), 50.0))
+    pool.cached_prompt_tokens[:] = 37  # the engine's cache report: it changes nothing
     rows = curve_cost_rows("small", "coverage", coverage_curve(pool, [1, 2], n_boot=0), pool)
-    assert rows.input_tokens.tolist() == [100.0, 200.0] and rows.output_tokens.tolist() == [50.0, 100.0]
-    table = cost_table(rows, PRICES)
+    assert rows.input_tokens.tolist() == [100.0, 100.0] and rows.cached_input_tokens.tolist() == [0.0, 100.0]
+    assert rows.output_tokens.tolist() == [50.0, 100.0]
+    table = cost_table(rows, PRICES)  # no cached-input price: billed at the input price
     assert table.cost_of_pass.iloc[0] == pytest.approx((100 * 0.1 + 50 * 0.4) / 1e6 / 0.25)
+    assert table.cost.iloc[1] == pytest.approx((200 * 0.1 + 100 * 0.4) / 1e6)
+    discounted = cost_table(rows, {"small": Price(0.1, 0.4, cached_input_per_million=0.025)})
+    assert discounted.cost.iloc[1] == pytest.approx((100 * 0.1 + 100 * 0.025 + 100 * 0.4) / 1e6)
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        Price(0.1, 0.4, cached_input_per_million=-1.0)
 
 
 def test_frontier_per_budget_names_each_column_once():

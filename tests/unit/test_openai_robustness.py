@@ -32,6 +32,7 @@ class StubServer:
     def __init__(self, *script):
         self.script = deque(script)
         self.requests: list[tuple[dict, dict]] = []
+        self.paths: list[str] = []
         self.release = threading.Event()
         self.lock = threading.Lock()
         stub = self
@@ -41,6 +42,7 @@ class StubServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with stub.lock:
                     stub.requests.append((dict(self.headers), body))
+                    stub.paths.append(self.path)
                     step = stub.script.popleft() if stub.script else (200, OK)
                 if step == "hang":
                     stub.release.wait(30)
@@ -222,3 +224,14 @@ def test_backoff_doubles_is_capped_and_honours_retry_after_within_the_cap():
         assert all(full / 2 <= w <= full for w in waits)
     assert eng._delay(1, 3.0) == 3.0
     assert eng._delay(1, 60.0) == 8
+
+
+def test_count_tokens_asks_the_servers_tokenizer_and_falls_back_to_a_byte_bound():
+    """llama.cpp's server answers /tokenize with its tokens, vLLM's with a count; a server without the route gets
+    the UTF-8 byte bound from then on, and says so (exact_token_counts)."""
+    with StubServer((200, {"tokens": [1, 2, 3]}), (200, {"count": 7, "tokens": [0] * 7}), (404, {"error": "no"})) as s:
+        e = engine(s.base_url)
+        assert e.count_tokens("abc") == 3 and e.count_tokens("abcdefg") == 7 and e.exact_token_counts
+        assert s.paths == ["/tokenize", "/tokenize"] and s.requests[0][1]["add_special"] is True
+        assert e.count_tokens("héllo") == len("héllo".encode()) and not e.exact_token_counts
+        assert e.count_tokens("again") == 5 and len(s.paths) == 3  # no more asking

@@ -25,6 +25,7 @@ def test_migrations_are_named_in_order():
         "m009_allocations",
         "m010_question_key",
         "m011_token_confidence_range",
+        "m012_score_pass_tokens",
     ]
 
 

@@ -528,3 +528,36 @@ def test_known_prompt_tokens_price_the_first_round_exactly_where_the_byte_bound_
     )
     assert len(blind.context.trees[0].nodes) == 1  # root only: priced out by the byte bound
     assert len(known.context.trees[0].nodes) > 1 and known.ledgers[0].total <= budget
+
+
+def test_a_nodes_generator_flops_is_recomputed_from_its_stored_tokens(tmp_path):
+    """Every generated node stores the cached tokens its ledger charged: generator_flops is backend.pricing's pass of
+    (prompt_tokens, ledger_cached_tokens, completion_tokens), the formula an audit recomputes with its own SQL."""
+    import numpy as np
+
+    from backend.pricing import pass_flops
+    from backend.strategies.runner import nodes_table, run_search
+
+    task = FakeTask(2)
+    engine = ScriptedEngine([(r".", "step one\n\nAnswer: 1")])
+    result = run_search(
+        "beam_search",
+        task.questions(),
+        task,
+        FAKE_MODEL,
+        engine,
+        ScriptedVerifier(list(BEAM_SCORES.items())),
+        config=dict(n=2, width=2, max_tokens=16, max_rounds=2),
+        budget_flops=None,
+        seed=0,
+    )
+    table = nodes_table("r", "scripted", "beam_search", {}, result.context).to_pandas()
+    gen = table[table["kind"] != "root"]
+    assert (
+        len(gen)
+        and gen["ledger_cached_tokens"].notna().all()
+        and table.loc[table["kind"] == "root", "ledger_cached_tokens"].isna().all()
+    )
+    expected = pass_flops(GEN_ARCH, gen["prompt_tokens"], gen["ledger_cached_tokens"], gen["completion_tokens"])
+    np.testing.assert_allclose(gen["generator_flops"], expected, rtol=1e-12)
+    assert (gen["ledger_cached_tokens"] > 0).any()  # siblings and children find their prompt processed

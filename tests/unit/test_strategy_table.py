@@ -134,7 +134,7 @@ def test_pool_rules_take_the_largest_k_the_ledger_affords_per_question(study_sto
     assert t.status[bon, 0, qd] == UNAFFORDABLE
 
 
-def test_searches_are_cells_at_the_budget_they_ran_with_checked_against_their_ledger(study_store):
+def test_searches_are_placed_at_what_their_ledger_spent(study_store):
     t = _study(study_store).table
     labels = [c for c, k in zip(t.configurations, t.kind) if k == "search"]
     assert labels == sorted(
@@ -163,10 +163,15 @@ def test_searches_are_cells_at_the_budget_they_ran_with_checked_against_their_le
         assert t.accuracy[c, 2, ids.index("qd")] == 1.0
         ran = ~np.isnan(t.accuracy[c])
         assert np.all(t.spent[c][ran] <= t.budgets[:, None].repeat(len(ids), 1)[ran])
-    # the table's spend is the ledger's, as stored on every node
-    row = spent[(spent["strategy"] == "beam_search") & (spent["question_id"] == "qa")].sort_values("f")
+    # the table's spend is the ledger's, as stored on every node; at each budget the cell is the largest-cap run
+    # whose ledger spent at most that budget (a search that stopped early counts at smaller budgets too)
+    row = spent[(spent["strategy"] == "beam_search") & (spent["question_id"] == "qa")]
+    caps = np.array([json.loads(cfg)["budget_flops"] for cfg in row["config"]])
     c = t.index(labels[0])
-    np.testing.assert_allclose(np.sort(t.spent[c, :, ids.index("qa")]), row["f"].to_numpy())
+    for j, budget in enumerate(t.budgets):
+        fits = row["f"].to_numpy() <= budget
+        expected = row["f"].to_numpy()[fits][np.argmax(caps[fits])] if fits.any() else np.nan
+        np.testing.assert_allclose(t.spent[c, j, ids.index("qa")], expected)
     cells = t.cells()
     cell = cells[(cells["configuration"] == labels[0]) & (cells["budget_flops"] == t.budgets[0])].iloc[0]
     assert cell["questions"] == 3 and cell["unaffordable"] == 1 and cell["of_questions"] == 4
@@ -359,3 +364,42 @@ def test_split_attempts_covers_the_ratios_from_all_sequential_to_all_parallel():
     assert split_attempts(16, "4:1") == (8, 2)
     assert split_attempts(16, "1:4") == (2, 8)
     assert split_attempts(1, "1:1") == (1, 1)
+
+
+def _search_rows(rows):
+    import pandas as pd
+
+    df = pd.DataFrame(rows, columns=["question_id", "budget", "spent", "solved"])
+    return df.assign(
+        strategy="beam_search", config="{}", generated=2, tokens=10.0, answered=True, label="beam_search", ratio=""
+    )
+
+
+def test_a_search_counts_at_its_measured_spend_and_an_overspent_run_is_never_a_candidate():
+    from backend.metrics.pools import pool_from_arrays
+    from backend.metrics.strategy_table import NOT_RUN, OVER_BUDGET, strategy_table
+
+    pool = pool_from_arrays(np.ones((3, 2), bool), question_ids=np.array(["q0", "q1", "q2"]))
+    pool.prefill_flops[:] = 10.0
+    pool.decode_flops[:] = 10.0
+    searches = _search_rows(
+        [
+            ("q0", 100.0, 150.0, True),  # broke its ledger at cap 100: never a candidate, at no budget
+            ("q1", 400.0, 90.0, True),  # capped at 400, spent 90: counts at 100 as well
+            ("q1", 100.0, 60.0, False),  # ... where the larger cap's run (the one that fits) is taken
+            ("q2", 400.0, 300.0, True),  # spent 300: a candidate at 400 only
+        ]
+    )
+    t = strategy_table(pool, searches, one_sample_flops=20.0)
+    c = t.index("beam_search")
+    assert t.budgets.tolist() == [100.0, 400.0]
+    at = {
+        q: (t.accuracy[c, :, i].tolist(), [STATUSES[s] for s in t.status[c, :, i]])
+        for i, q in enumerate(t.question_ids)
+    }
+    assert np.isnan(at["q0"][0]).all() and at["q0"][1][0] == STATUSES[OVER_BUDGET]
+    assert at["q0"][1][1] == STATUSES[NOT_RUN]
+    assert at["q1"][0] == [1.0, 1.0] and t.spent[c, :, 1].tolist() == [90.0, 90.0]
+    assert np.isnan(at["q2"][0][0]) and at["q2"][0][1] == 1.0
+    assert any("never a candidate" in n for n in t.notes)
+    assert t.budget_samples.tolist() == [5.0, 20.0]  # the unit given: "≈ x samples" labels are pricing's
