@@ -3,7 +3,7 @@
 
 A comparable selection, not every run of the store:
 - the *reference* is the newest run that finished (status `done`) and is not adaptive;
-- the default is every such run whose questions (their keys, backend/tasks/base.question_key) are exactly the
+- the default is every such run whose questions (their keys, store/keys.question_key) are exactly the
   reference's: other models or more samples of the same study, not a run of other knobs whose ids look the same;
 - left out, each with its reason: runs that did not finish (cancelled, failed, still running: their pools are
   partial), adaptive runs (optional stopping: their samples are not exchangeable, and their own view is the Run

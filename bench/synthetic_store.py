@@ -25,8 +25,8 @@ import numpy as np
 import pyarrow as pa
 
 from backend.ledger import ModelArch, decode_flops, prefill_flops
-from backend.tasks.base import question_key
 from store import Store
+from store.keys import question_key
 from store.schema import NODES, QUESTIONS, SAMPLES, SCORES
 
 # Architecture numbers near the shipped GGUFs (the real ones are read from GGUF metadata at run time).

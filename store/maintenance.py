@@ -32,8 +32,8 @@ import pyarrow.parquet as pq
 from sqlalchemy import text
 
 import store.catalog as catalogs
-from backend.tasks.base import QUESTION_KEY_SQL
 from store.catalog import integrity_problem
+from store.keys import QUESTION_KEY_SQL
 from store.schema import KEYED_BY_QUESTIONS, TABLES
 from store.store import (
     COMPACTED_PREFIX,

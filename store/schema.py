@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from backend.tasks.base import QUESTION_KEY_SQL
+from store.keys import QUESTION_KEY_SQL
 
 SHARD_SCHEMA_VERSION = 9
 
@@ -42,7 +42,7 @@ SAMPLES = pa.schema(
         # per generated token, DeepConf's confidence in 1/16 nats (backend/metrics/confidence.py); NULL before layout 5,
         # one byte (uint8) in layouts 5-7
         ("token_confidence", pa.list_(pa.uint16())),
-        ("question_key", pa.string()),  # the question's identity (backend/tasks/base.question_key); layout 7
+        ("question_key", pa.string()),  # the question's identity (store/keys.question_key); layout 7
     ]
 )
 """One row per generated sample. `flops` = decode_flops + prefill_flops / samples_per_question: the prompt is

@@ -48,7 +48,7 @@ class Pool:
     # (Q, N) int32: code of the sample's reasoning path (its completion text) within its question, -1 on padding;
     # None: every sample its own path
     path_id: np.ndarray | None = None
-    question_keys: np.ndarray | None = None  # (Q,) str: the questions' identities (backend/tasks/base.question_key)
+    question_keys: np.ndarray | None = None  # (Q,) str: the questions' identities (store/keys.question_key)
 
     @property
     def keys(self) -> np.ndarray:

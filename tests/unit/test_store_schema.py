@@ -330,7 +330,7 @@ def test_questions_and_nodes_views_carry_the_question_key(tmp_path):
 def test_the_question_key_in_sql_is_the_one_in_python():
     import duckdb
 
-    from backend.tasks.base import QUESTION_KEY_SQL, question_key
+    from store.keys import QUESTION_KEY_SQL, question_key
 
     rows = [
         ("reasoning_gym", "basic_arithmetic", "-1 / 1 =", "-1"),
