@@ -211,9 +211,8 @@ def test_a_corrupt_shard_is_named_then_quarantined_and_its_run_requeued(sharded,
 
 def test_a_shard_with_a_foreign_layout_is_unreadable_to_check(sharded):
     folder = sharded.shards("scores")[0].parent
-    bogus = pq.read_table(sharded.shards("scores")[0]).rename_columns(
-        ["run_id", "model", "question_id", "sample_idx", "verifier", "score", "step_scores", "surprise"]
-    )
+    table = pq.read_table(sharded.shards("scores")[0])
+    bogus = table.rename_columns([*table.column_names[:-1], "surprise"])
     pq.write_table(bogus, folder / "20990101T000000000000-deadbeef.parquet")
     problems = check(sharded).problems
     assert [p.kind for p in problems] == ["unreadable"] and "unknown column 'surprise'" in problems[0].detail
