@@ -140,7 +140,11 @@ def test_a_store_from_before_keys_is_migrated_and_reads_the_same(two_runs, tmp_p
             pq.write_table(table.drop(["question_key"]), path)
     catalog = Store.open(old, create=False).catalog
     with catalog.begin() as db:
-        db.execute(text("DELETE FROM _migrations WHERE name IN ('m010_question_key', 'm011_token_confidence_range', 'm012_score_pass_tokens')"))
+        db.execute(
+            text(
+                "DELETE FROM _migrations WHERE name IN ('m010_question_key', 'm011_token_confidence_range', 'm012_score_pass_tokens')"
+            )
+        )
         db.execute(text("UPDATE store_meta SET value = '6' WHERE key = 'shard_schema_version'"))
     catalog.dispose()
 

@@ -372,7 +372,13 @@ def _search_rows(rows):
     df = pd.DataFrame(rows, columns=["question_id", "budget", "spent", "solved"])
     return df.assign(
         question_key="~" + df["question_id"],  # a pool built from arrays has no keys: SEARCH_SQL's keyless spelling
-        strategy="beam_search", config="{}", generated=2, tokens=10.0, answered=True, label="beam_search", ratio=""
+        strategy="beam_search",
+        config="{}",
+        generated=2,
+        tokens=10.0,
+        answered=True,
+        label="beam_search",
+        ratio="",
     )
 
 
