@@ -31,7 +31,19 @@ reports as the prompt tokens of every sample of q: the stored `samples.prompt_to
   the verifier reads the generator's cache (self-verification on the generating engine: the idealised cache holds
   the sample's prompt + completion, as a search's does), else 0;
 - a search node's `generator_flops` = span(ledger_cached_tokens, prompt_tokens) + span(prompt_tokens,
-  prompt_tokens + completion_tokens).
+  prompt_tokens + completion_tokens) (0 on a root, which generates nothing);
+- a search node's `verifier_flops` = Σ over the passes i charged to it of span(c_i, p_i) + span(p_i, p_i + d_i) at
+  the verifier's size, (p_i, c_i, d_i) the i-th entries of `verifier_pass_prompt_tokens`,
+  `verifier_pass_cached_tokens`, `verifier_pass_completion_tokens` (a node judged step by step, or a root charged an
+  eager judge nobody asked for, holds several passes; the spans depend on positions, so the passes are stored
+  apart); a free verifier (the oracle) stores no pass and 0;
+- a search's spend on a question = Σ over its nodes of generator_flops + verifier_flops: every engine call a search
+  makes is a node (lookahead rollouts and revisions included: a revision's prompt, the earlier attempts inside it,
+  is its node's prompt_tokens), and a round's `extra_flops` is only an estimate, never charged;
+- a pool rule's spend at k samples of question q = max_s prefill_flops + k · (mean_s decode_flops + the mean
+  verifier_flops of q's scored samples, for best-of-N and weighted best-of-N), over q's samples s;
+- an adaptive run's spend = Σ_q max_s prefill_flops + Σ_s decode_flops over its samples, and its total = the
+  spec's `total_budget` (times its questions when `per_question`) · one sample of its questions.
 """
 
 from __future__ import annotations

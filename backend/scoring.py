@@ -8,7 +8,8 @@ A pass is charged by the ledger's one caching rule, the idealised prefix cache (
 search charges it: a verifier that reads the generator's cache (self-verification on the generating engine) finds
 the sample's prompt and prompt + completion processed, so it pays for the judge's suffix; any other verifier
 finds nothing cached. The engine's cache report is never charged, so a pool's price is the same run to run. Each
-row stores the pass's token counts and the cached tokens charged, from which backend.pricing recomputes it."""
+row stores its one pass's token counts and the cached tokens charged (a whole sample is one step, one pass), from
+which backend.pricing recomputes it."""
 
 from __future__ import annotations
 
@@ -59,11 +60,11 @@ def score_pool(
             if reads_generator_cache:
                 cache.add(prompt or "", int(p))
                 cache.add((prompt or "") + (completion or ""), int(p) + int(d))
-            cached = sum(
-                cache.cached(u.prompt, u.prompt_tokens) if u.prompt else u.cached_prompt_tokens for u in r.usage
-            )
-            passes.append((sum(u.prompt_tokens for u in r.usage), cached, sum(u.completion_tokens for u in r.usage)))
-            flops.append(charge(Ledger(), verifier, r, cache))
+            charged: list[tuple[int, int, int]] = []
+            flops.append(charge(Ledger(), verifier, r, cache, charged))
+            if len(charged) > 1:  # a score row keeps one pass's tokens: more could not be re-priced from them
+                raise ValueError(f"verifier {verifier.name} made {len(charged)} passes on one whole sample, not 1")
+            passes.append(charged[0] if charged else (0, 0, 0))  # a free verifier (the oracle) is charged nothing
         table = pa.table(
             {
                 "run_id": [run_id] * len(part),

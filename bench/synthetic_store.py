@@ -291,6 +291,9 @@ def search_configuration_table(
             "kind": np.where(depth == 0, "root", np.where(final, "answer", "step")),
             "question_key": pa.nulls(n, pa.string()),  # read from the run's questions (store/schema.KEYED_BY_QUESTIONS)
             "ledger_cached_tokens": pa.nulls(n, pa.int32()),  # synthetic FLOPs: not the ledger's
+            "verifier_pass_prompt_tokens": pa.nulls(n, pa.list_(pa.int32())),
+            "verifier_pass_cached_tokens": pa.nulls(n, pa.list_(pa.int32())),
+            "verifier_pass_completion_tokens": pa.nulls(n, pa.list_(pa.int32())),
         },
         schema=NODES,
     )

@@ -144,7 +144,8 @@ def m011_token_confidence_range(db: Connection) -> None:
 def m012_score_pass_tokens(db: Connection) -> None:
     """Shard layout 9: scores gain the pass's token counts (`verifier_prompt_tokens`, `verifier_cached_tokens`,
     `verifier_completion_tokens`) and nodes the prompt tokens their ledger charged as cached
-    (`ledger_cached_tokens`), and pool scoring charges the idealised prefix cache instead of the engine's
+    (`ledger_cached_tokens`) and each verifier pass charged to them (`verifier_pass_prompt_tokens`,
+    `verifier_pass_cached_tokens`, `verifier_pass_completion_tokens`: lists, one entry per pass), and pool scoring charges the idealised prefix cache instead of the engine's
     cache report. Rows written before read the counts as NULL: their `verifier_flops` is the old rule's and cannot be
     re-priced without the judge's token count, so the compute-optimal study says how many it uses and how to
     re-score them (README, "What is stored")."""

@@ -109,6 +109,13 @@ NODES = pa.schema(
         # the prompt tokens the ledger charged as cached (the search's idealised prefix cache; layout 9, NULL before
         # and on roots): generator_flops = backend.pricing.pass_flops(prompt_tokens, this, completion_tokens)
         ("ledger_cached_tokens", pa.int32()),
+        # every verifier pass charged to the node, in charge order (layout 9; NULL before): tokens read, of them
+        # served by the idealised prefix cache, and generated. verifier_flops = the sum over passes of
+        # backend.pricing.pass_flops at the verifier's size (a pass's cost depends on its positions, so the passes
+        # are kept apart, not summed)
+        ("verifier_pass_prompt_tokens", pa.list_(pa.int32())),
+        ("verifier_pass_cached_tokens", pa.list_(pa.int32())),
+        ("verifier_pass_completion_tokens", pa.list_(pa.int32())),
     ]
 )
 """Search trajectories (beam, lookahead, revisions, ...): one row per node of the tree."""

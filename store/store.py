@@ -508,6 +508,7 @@ _DUCKDB_TYPES = {
     pa.list_(pa.float64()): "DOUBLE[]",
     pa.list_(pa.uint8()): "UTINYINT[]",
     pa.list_(pa.uint16()): "USMALLINT[]",
+    pa.list_(pa.int32()): "INTEGER[]",
     pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
 }
 

@@ -266,8 +266,9 @@ class SearchContext:
         if self.verifier is not None:  # only eager verification fills _prescored, and it needs a verifier
             for (qi, *_), results in sorted(self._prescored.items(), key=lambda kv: repr(kv[0])):
                 for result in results:
-                    self.trees[qi].root.verifier_flops += charge(
-                        self.ledgers[qi], self.verifier, result, self.verifier_caches[qi]
+                    root = self.trees[qi].root
+                    root.verifier_flops += charge(
+                        self.ledgers[qi], self.verifier, result, self.verifier_caches[qi], root.verifier_passes
                     )
         self._prescored.clear()
 
@@ -322,7 +323,9 @@ class SearchContext:
         out: list[list[float]] = []
         for (qi, node, _, _), res in zip(items, results):  # charged in item order: the ledger does not depend on timing
             assert res is not None, "every item is scored: prescored, or by the verifier call above"
-            node.verifier_flops += charge(self.ledgers[qi], self.verifier, res, self.verifier_caches[qi])
+            node.verifier_flops += charge(
+                self.ledgers[qi], self.verifier, res, self.verifier_caches[qi], node.verifier_passes
+            )
             out.append(res.scores)
         return out
 

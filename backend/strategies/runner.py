@@ -91,6 +91,9 @@ def nodes_table(
                     "finish_reason": n.finish_reason or None if n.kind != "root" else None,
                     "kind": n.kind,
                     "question_key": tree.question.key,
+                    "verifier_pass_prompt_tokens": [t[0] for t in n.verifier_passes],
+                    "verifier_pass_cached_tokens": [t[1] for t in n.verifier_passes],
+                    "verifier_pass_completion_tokens": [t[2] for t in n.verifier_passes],
                 }
             )
     return pa.Table.from_pylist(rows, schema=NODES)

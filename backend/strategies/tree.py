@@ -30,6 +30,8 @@ class Node:
     finish_reason: str = ""
     generator_flops: float = 0.0
     verifier_flops: float = 0.0
+    # every verifier pass charged to this node, (prompt, cached, completion) tokens: verifier_flops is their sum
+    verifier_passes: list[tuple[int, int, int]] = field(default_factory=list)
     score: float | None = None
     value: float | None = None  # aggregated path score, set by strategies that rank nodes
     is_final: bool = False

@@ -57,10 +57,17 @@ class Verifier(Protocol):
         ...
 
 
-def charge(ledger: Ledger, verifier: Verifier, result: StepScores, cache: PrefixCache | None = None) -> float:
+def charge(
+    ledger: Ledger,
+    verifier: Verifier,
+    result: StepScores,
+    cache: PrefixCache | None = None,
+    passes: list[tuple[int, int, int]] | None = None,
+) -> float:
     """Charge one scored candidate to the ledger; returns the FLOPs charged. With a `cache` (a search's), a pass
     that names its prompt text is charged by the ledger's prefix rule and its texts join the cache; otherwise the
-    engine's cache report is charged."""
+    engine's cache report is charged. `passes` receives each charged pass as (prompt, cached, completion) tokens:
+    what the store keeps so every verifier FLOP is recomputed from tokens (backend.pricing)."""
     if verifier.arch is None:
         return 0.0
     total = 0.0
@@ -72,6 +79,8 @@ def charge(ledger: Ledger, verifier: Verifier, result: StepScores, cache: Prefix
             if u.reusable is not None:
                 cache.add(*u.reusable)
         total += ledger.charge_verifier(verifier.arch, u.prompt_tokens, cached, u.completion_tokens)
+        if passes is not None:
+            passes.append((int(u.prompt_tokens), int(min(cached, u.prompt_tokens)), int(u.completion_tokens)))
     return total
 
 

@@ -350,3 +350,27 @@ def test_the_question_key_in_sql_is_the_one_in_python():
         ).fetchone()
         assert sql is not None and sql[0] == question_key(*row)
     assert len({question_key(*r) for r in rows}) == len(rows)
+
+
+def test_nodes_keep_every_verifier_pass_and_older_shards_read_them_as_null(tmp_path):
+    """Layout 9: a node's ledger-cached prompt tokens and each verifier pass charged to it, as three INTEGER[] of one
+    entry per pass (the spans depend on positions: sums would not re-price them). Shards without them read NULL."""
+    import pyarrow.parquet as pq
+
+    names = ("verifier_pass_prompt_tokens", "verifier_pass_cached_tokens", "verifier_pass_completion_tokens")
+    fields = {f.name: f.type for f in TABLES["nodes"]}
+    assert fields["ledger_cached_tokens"] == pa.int32()
+    assert [fields[n] for n in names] == [pa.list_(pa.int32())] * 3
+    store = Store.open(tmp_path / "s")
+    old = pa.schema([f for f in TABLES["nodes"] if f.name not in (*names, "ledger_cached_tokens")])
+    (tmp_path / "s" / "nodes" / "r").mkdir(parents=True)
+    row = {f.name: None for f in old} | {"run_id": "r", "model": "m", "question_id": "q", "node_id": 0}
+    pq.write_table(pa.Table.from_pylist([row], schema=old), tmp_path / "s" / "nodes" / "r" / "old.parquet")
+    new = {f.name: None for f in TABLES["nodes"]} | {"run_id": "r", "model": "m", "question_id": "q", "node_id": 1}
+    new |= dict(zip(names, ([10, 14], [0, 10], [1, 1]))) | {"ledger_cached_tokens": 3}
+    store.write_shard("nodes", "r", pa.Table.from_pylist([new], schema=TABLES["nodes"]))
+    con = store.connect()
+    types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE nodes)").fetchall())
+    assert [types[n] for n in names] == ["INTEGER[]"] * 3
+    got = con.execute(f"SELECT node_id, {', '.join(names)}, ledger_cached_tokens FROM nodes ORDER BY 1").fetchall()
+    assert got == [(0, None, None, None, None), (1, [10, 14], [0, 10], [1, 1], 3)]

@@ -561,3 +561,38 @@ def test_a_nodes_generator_flops_is_recomputed_from_its_stored_tokens(tmp_path):
     expected = pass_flops(GEN_ARCH, gen["prompt_tokens"], gen["ledger_cached_tokens"], gen["completion_tokens"])
     np.testing.assert_allclose(gen["generator_flops"], expected, rtol=1e-12)
     assert (gen["ledger_cached_tokens"] > 0).any()  # siblings and children find their prompt processed
+
+
+def test_a_nodes_verifier_flops_is_the_sum_of_its_stored_passes(tmp_path):
+    """A node may be judged several times (each new step, or an eager judge charged to the root): it stores every
+    pass's (prompt, cached, completion) tokens, and verifier_flops is the sum of their passes, not a pass of their
+    sums (the span depends on positions)."""
+    import numpy as np
+
+    from backend.pricing import pass_flops
+    from backend.strategies.runner import nodes_table, run_search
+
+    task = FakeTask(2)
+    engine = ScriptedEngine([(r".", "step one\n\nstep two\n\nAnswer: 1")])
+    verifier = ScriptedVerifier(list(BEAM_SCORES.items()))
+    result = run_search(
+        "best_of_n",
+        task.questions(),
+        task,
+        FAKE_MODEL,
+        engine,
+        verifier,
+        config=dict(n=2, max_tokens=16, aggregation="min"),
+        budget_flops=None,
+        seed=0,
+    )
+    table = nodes_table("r", "scripted", "beam_search", {}, result.context).to_pandas()
+    cols = [f"verifier_pass_{c}_tokens" for c in ("prompt", "cached", "completion")]
+    judged = table[table["verifier_flops"] > 0]
+    assert len(judged)
+    for _, row in table.iterrows():
+        p, c, d = (np.asarray(row[k], dtype=np.float64) for k in cols)
+        assert len(p) == len(c) == len(d)
+        expected = float(np.sum(pass_flops(verifier.arch, p, c, d))) if len(p) else 0.0
+        assert row["verifier_flops"] == pytest.approx(expected, rel=1e-12, abs=0)
+    assert (judged[cols[0]].map(len) >= 2).all()  # every step of a whole sample judged: several passes per node
