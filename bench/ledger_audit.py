@@ -41,8 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from backend.allocation import allocation_summary  # noqa: E402
 from backend.config import parse_spec  # noqa: E402
-from backend.metrics.study import compute_optimal_study  # noqa: E402
 from backend.metrics.strategy_table import search_label  # noqa: E402
+from backend.metrics.study import compute_optimal_study  # noqa: E402
 from backend.models.registry import DEFAULT_MODEL, resolve_model  # noqa: E402
 from backend.sampling import prepare_run  # noqa: E402
 from backend.worker import execute  # noqa: E402
@@ -129,7 +129,9 @@ def gguf_arch(path: Path) -> tuple[int, int, int]:
         return bytes(value).decode() if field.types and field.types[0].name == "STRING" else int(value[0])
 
     arch = meta("general.architecture")
-    n_layers, d_model, n_heads = (meta(f"{arch}.{k}") for k in ("block_count", "embedding_length", "attention.head_count"))
+    n_layers, d_model, n_heads = (
+        meta(f"{arch}.{k}") for k in ("block_count", "embedding_length", "attention.head_count")
+    )
     d_k = meta(f"{arch}.attention.key_length") or d_model // n_heads
     d_v = meta(f"{arch}.attention.value_length") or d_model // n_heads
     sizes = {t.name: int(np.prod(t.shape)) for t in reader.tensors}
@@ -308,7 +310,9 @@ def audit_adaptive(audit: Audit, con, store, run_id: str, model: str) -> None:
     )
     log = summary.decisions
     for rnd, rows in log.groupby("round"):
-        audit.check(f"adaptive round {rnd} remaining_flops", rows["remaining_flops"].iloc[0], max(0.0, total - before[rnd]))
+        audit.check(
+            f"adaptive round {rnd} remaining_flops", rows["remaining_flops"].iloc[0], max(0.0, total - before[rnd])
+        )
     for _, row in log.iterrows():
         p = prompts[row["question_id"]]
         one, pre = con.execute("SELECT span(?, ? + ?), span(0, ?)", [p, p, max_tokens, p]).fetchone()

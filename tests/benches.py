@@ -63,6 +63,12 @@ SMOKE: dict[str, Smoke] = {
         + ("--orders", "2", "--fit-orders", "1", "--boot", "20", "--store", "{tmp}/store"),
         ("RESULT accuracy_gain_at_equal_flops={n} [{n}, {n}] flops_saved_at_equal_accuracy={n} [{n}, {n}]",),
     ),
+    "ledger_audit": Smoke(
+        "real_model",
+        ("--per-level", "1", "--samples", "2", "--max-tokens", "8", "--budgets", "2", "4", "--adaptive-budget", "2")
+        + ("--store", "{tmp}/store"),
+        ("RESULT mismatches=0 figures={n}",),
+    ),
     "fanout": Smoke(
         "real_model",
         ("--replicas", "2", "--questions", "1", "--samples", "2", "--max-tokens", "4"),
