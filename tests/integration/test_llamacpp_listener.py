@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import tempfile
 from urllib.parse import urlparse
 
@@ -70,6 +69,8 @@ def tcp_engine_and_key(model):
 
 def _connection(address: str) -> http.client.HTTPConnection:
     url = urlparse(address)
+    if url.scheme == "unix":
+        return llamacpp._UnixConnection(url.path)
     return http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=60)
 
 
@@ -107,13 +108,22 @@ def _tcp_listeners(pid: int) -> list[str]:
     return found
 
 
-def test_nothing_can_connect_to_the_listener(engine):
+def test_only_this_user_reaches_the_socket_and_only_with_the_key(engine):
+    """The engine counts prompt tokens through the listener's /tokenize, so its socket lives as long as the engine,
+    in a directory only this user may enter (another user cannot even connect); a connection without the engine's
+    key is refused on every endpoint but /health, and the socket answers with it."""
+    import stat
+
     address = engine._server.listening_address
     url = urlparse(address)
     assert url.scheme == "unix", address
-    assert not os.path.exists(os.path.dirname(url.path))
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s, pytest.raises(FileNotFoundError):
-        s.connect(url.path)
+    folder = os.stat(os.path.dirname(url.path))
+    assert stat.S_IMODE(folder.st_mode) == 0o700 and folder.st_uid == os.getuid()
+    assert stat.S_ISSOCK(os.stat(url.path).st_mode)
+    body = {"content": "1 + 1"}
+    assert _request(address, "POST", "/tokenize", body, None) == 401
+    assert _request(address, "POST", "/completion", {"prompt": "1", "n_predict": 1}, "sk-" + "0" * 40) == 401
+    assert engine.count_tokens("1 + 1") > 0
 
 
 def test_no_tcp_port_and_no_socket_directory_left_behind(model):
