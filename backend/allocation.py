@@ -246,12 +246,12 @@ def total_flops(prepared, model, prompts: dict[str, int]) -> float:
     """The spec's total budget in FLOPs: in `samples`, each one the question set's "1 sample" (backend.pricing:
     the mean over its questions of one prefill + max_tokens of decode), with `prompts` from
     `question_prompt_tokens`."""
-    from backend.pricing import budget_flops
+    from backend.pricing import budget_flops, distinct_questions
     from backend.sampling import model_arch
 
     spec, a = prepared.spec, prepared.spec.adaptive
     total = a.total_budget * (len(prepared.questions) if a.per_question else 1)
-    counts = [prompts[q.question_id] for q in prepared.questions]
+    counts = [prompts[q.question_id] for q in distinct_questions(prepared.questions)]
     return budget_flops(model_arch(model), [total], a.unit, counts, spec.max_tokens)[0]
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from backend.engines.base import Engine
 from backend.models.registry import ResolvedModel
-from backend.pricing import budget_flops, one_sample_flops, prompt_tokens
+from backend.pricing import budget_flops, distinct_questions, one_sample_flops, prompt_tokens
 from backend.sampling import PreparedRun, PreparedSearch, model_arch
 from backend.scoring import score_pool
 from backend.strategies import get_strategy, validate_config
@@ -27,9 +27,11 @@ from store import Store
 
 
 def run_prompt_tokens(prepared: PreparedRun, model: ResolvedModel, engine: Engine) -> list[int]:
-    """Every question's prompt tokens (the run's order), counted by the model's tokenizer: the same count for every
+    """Every distinct question's prompt tokens (the run's order), counted by the model's tokenizer: the same count for every
     question shard of a fanned-out analysis, so every shard prices a budget alike (backend.pricing)."""
-    return [int(t) for t in prompt_tokens(model, prepared.task, prepared.questions, engine.count_tokens)]
+    return [
+        int(t) for t in prompt_tokens(model, prepared.task, distinct_questions(prepared.questions), engine.count_tokens)
+    ]
 
 
 def _budgets_flops(prepared: PreparedRun, model: ResolvedModel, prompts: list[int]) -> list[float | None]:

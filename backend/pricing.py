@@ -17,6 +17,7 @@ has P_q tokens, with the spec's `max_tokens` = M:
 i.e. the prompt read once (a pool's further samples find it cached) plus the stated per-sample tokens. Over a
 question set the unit is the mean:
     one_sample = mean_q sample_flops(q),     budget b samples = b · one_sample   (FLOPs per question)
+over the question set's distinct questions (`distinct_questions`: a question drawn twice counts once, as in pools)
 P_q is the model's own tokenizer's count of the question's prompt (`Engine.count_tokens`), which is what the engine
 reports as the prompt tokens of every sample of q: the stored `samples.prompt_tokens`.
 
@@ -113,6 +114,18 @@ def runs_max_tokens(con, run_ids: Sequence[str]) -> int | None:
 TokenCounter = Callable[[str], int]
 
 
+def distinct_questions(questions: Sequence) -> list:
+    """The questions "1 sample" averages over: one per identity (`Question.key`), first occurrence kept. A question a
+    task draws twice is one question, as the pools count it, so the unit of a run and of its pool agree."""
+    seen: set[str] = set()
+    out = []
+    for q in questions:
+        if q.key not in seen:
+            seen.add(q.key)
+            out.append(q)
+    return out
+
+
 def prompt_tokens(model, task, questions: Sequence, count: TokenCounter) -> np.ndarray:
     """(Q,) each question's prompt as the model sees it (prompting.build_prompt), counted by the model's tokenizer."""
     from backend.prompting import build_prompt
@@ -159,4 +172,4 @@ def task_prompt_tokens(task: dict, seed: int, model, count: TokenCounter) -> np.
     from backend.tasks import create_task, task_options
 
     made = create_task(task_options(task, "task"), seed=seed)
-    return prompt_tokens(model, made, made.questions(), count)
+    return prompt_tokens(model, made, distinct_questions(made.questions()), count)

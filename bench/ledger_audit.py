@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from backend.allocation import allocation_summary  # noqa: E402
 from backend.config import parse_spec  # noqa: E402
+from backend.metrics.pools import load_pool  # noqa: E402
 from backend.metrics.strategy_table import search_label  # noqa: E402
 from backend.metrics.study import compute_optimal_study  # noqa: E402
 from backend.models.registry import DEFAULT_MODEL, resolve_model  # noqa: E402
@@ -171,28 +172,28 @@ def spec_of(con, run_id: str) -> dict:
 
 
 def unit_of(con, run_id: str, model: str, max_tokens: int) -> float:
-    """'1 sample' of the run's questions: mean over them of span(0, P_q) + span(P_q, P_q + max_tokens), P_q the
-    question's stored prompt tokens."""
+    """'1 sample' of the run's distinct questions (by key: a question drawn twice is one): mean over them of
+    span(0, P_q) + span(P_q, P_q + max_tokens), P_q the question's stored prompt tokens."""
     return con.execute(
         """SELECT avg(span(0, p) + span(p, p + ?)) FROM (
-               SELECT question_id, max(prompt_tokens) AS p FROM samples WHERE run_id = ? AND model = ? GROUP BY 1)""",
+               SELECT question_key, max(prompt_tokens) AS p FROM samples WHERE run_id = ? AND model = ? GROUP BY 1)""",
         [max_tokens, run_id, model],
     ).fetchone()[0]
 
 
 POOL_SQL = """
 WITH s AS (SELECT * FROM samples WHERE run_id = $run AND model = $model),
-     v AS (SELECT question_id, avg(span(verifier_cached_tokens, verifier_prompt_tokens)
-                  + span(verifier_prompt_tokens, verifier_prompt_tokens + verifier_completion_tokens)) AS ver
-           FROM scores WHERE run_id = $run AND model = $model AND verifier = $verifier GROUP BY 1)
-SELECT question_id, count(*) AS n, span(0, max(prompt_tokens)) AS once,
+     v AS (SELECT s.question_key, avg(span(c.verifier_cached_tokens, c.verifier_prompt_tokens)
+                  + span(c.verifier_prompt_tokens, c.verifier_prompt_tokens + c.verifier_completion_tokens)) AS ver
+           FROM scores c JOIN s USING (run_id, model, question_id, sample_idx) WHERE c.verifier = $verifier GROUP BY 1)
+SELECT question_key, count(*) AS n, span(0, max(prompt_tokens)) AS once,
        avg(span(prompt_tokens, prompt_tokens + completion_tokens)) AS dec, coalesce(any_value(v.ver), 0) AS ver
-FROM s LEFT JOIN v USING (question_id) GROUP BY question_id
+FROM s LEFT JOIN v USING (question_key) GROUP BY question_key
 """
 
 NODES_SQL = """
 WITH n AS (SELECT * FROM nodes WHERE run_id = $run AND model = $model),
-     g AS (SELECT strategy, config, question_id, count(*) - 1 AS generated,
+     g AS (SELECT strategy, config, question_id, any_value(question_key) AS question_key, count(*) - 1 AS generated,
                   sum(CASE WHEN kind = 'root' THEN 0.0
                       ELSE span(ledger_cached_tokens, prompt_tokens) + span(prompt_tokens, prompt_tokens + completion_tokens)
                       END) AS gen,
@@ -217,9 +218,11 @@ def audit_study(audit: Audit, con, study, run_id: str, model: str, budgets_sampl
         audit.check(f"report bin={row['bin']} budget_flops", row["budget_flops"], grid[b])
         audit.check(f"report bin={row['bin']} budget_samples", row["budget_samples"], sorted(budgets_samples)[b])
 
-    qids = list(study.table.question_ids)
+    loaded = load_pool(con, [run_id], model, verifiers=[])  # the study's question order and keys, no FLOPs figure
+    assert list(loaded.question_ids) == list(study.table.question_ids)
+    qids = list(loaded.question_keys)
     pos = {q: i for i, q in enumerate(qids)}
-    pool = con.execute(POOL_SQL, {"run": run_id, "model": model, "verifier": VERIFIER}).df().set_index("question_id")
+    pool = con.execute(POOL_SQL, {"run": run_id, "model": model, "verifier": VERIFIER}).df().set_index("question_key")
     pool = pool.reindex(qids)
     once, dec, ver = (pool[c].to_numpy(np.float64) for c in ("once", "dec", "ver"))
     n_min = int(pool["n"].min())
@@ -249,12 +252,14 @@ def audit_study(audit: Audit, con, study, run_id: str, model: str, budgets_sampl
         out = np.full((len(grid), len(qids)), np.nan)
         mine = nodes[(nodes["label"] == label) & (nodes["generated"] > 0)]
         mine = mine[mine["spent"] <= mine["cap"] * (1 + SLACK)]
-        for qid, rows in mine.groupby("question_id"):
+        # a question asked twice (two ids of one key) has two trees per cap: their mean, as runs of several seeds
+        per_cap = mine.groupby(["question_key", "cap"], as_index=False)["spent"].mean()
+        for key, rows in per_cap.groupby("question_key"):
             rows = rows.sort_values("cap")
             for j, budget in enumerate(grid):
                 fit = rows[rows["spent"] <= budget * (1 + SLACK)]
                 if len(fit):
-                    out[j, pos[qid]] = fit["spent"].iloc[-1]
+                    out[j, pos[key]] = fit["spent"].iloc[-1]
         return out
 
     cells = study.cells_by_bin()

@@ -151,7 +151,7 @@ def pool_rule(name: str) -> str:
 
 # ---- searches -------------------------------------------------------------------------------------------------
 SEARCH_SQL = """
-SELECT strategy, config, coalesce(question_key, '~' || question_id) AS question_key, any_value(question_id) AS question_id,
+SELECT strategy, config, run_id, question_id, coalesce(any_value(question_key), '~' || question_id) AS question_key,
        count(*) - 1 AS generated,
        sum(greatest(coalesce(prompt_tokens, 0) - coalesce(ledger_cached_tokens, cached_prompt_tokens, 0), 0)
            + coalesce(completion_tokens, 0)) AS tokens,
@@ -159,8 +159,10 @@ SELECT strategy, config, coalesce(question_key, '~' || question_id) AS question_
        bool_or(coalesce(selected, false)) AS answered,
        coalesce(bool_or(selected AND correct), false) AS solved
 FROM nodes WHERE list_contains($runs, run_id) AND model = $model
-GROUP BY strategy, config, 3
+GROUP BY strategy, config, run_id, question_id
 """
+"""One row per tree: a question asked twice (two ids of one key, or two runs) gives two trees, which the table
+averages like runs of several seeds, never adds up."""
 
 
 def load_searches(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str], model: str) -> pd.DataFrame:
