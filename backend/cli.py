@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
+from typing import NoReturn
 
-from backend.errors import StoreError, TtcError
+from backend.errors import SpecError, StoreError, TtcError
 
 
 def _cmd_run(args) -> int:
@@ -143,61 +145,28 @@ def _cmd_sql(args) -> int:
 
 
 def _cmd_compute_optimal(args) -> int:
-    from backend.errors import SpecError, StoreError
-    from backend.metrics.study import compute_optimal_study
-    from backend.run_selection import default_runs_of
+    from backend.report import check_n_bins, open_study
     from store import Store
 
-    if args.n_bins < 1:
-        raise SpecError("--n-bins", f"{args.n_bins} bins", "a whole number of difficulty bins, at least 1")
+    check_n_bins(args.n_bins)
     store = Store.open(args.store, create=False, catalog=args.catalog)
     con = store.connect()
     try:
-        if args.run:
-            runs = args.run
-        else:  # the comparable default the dashboard starts from (backend/run_selection.py)
-            default = default_runs_of(con)
-            runs = list(default.run_ids)
-            for run_id, why in default.left_out:
-                print(f"note: run {run_id} left out ({why}); name it with --run to include it", file=sys.stderr)
-        if not runs and not args.run and default.left_out:
-            raise StoreError(
-                f"--run: {store.root} holds no finished, non-adaptive run to analyse by default; allowed: name runs "
-                "with --run (the notes above list them)"
-            )
-        if not runs:
-            raise StoreError(
-                f"--store: {store.root} holds no sampling runs; run a spec first (ttc run SPEC --store DIR)"
-            )
-        models = [
-            r[0]
-            for r in con.execute(
-                "SELECT DISTINCT model FROM samples WHERE list_contains(?, run_id) ORDER BY 1", [runs]
-            ).fetchall()
-        ]
-        if not models:
-            raise StoreError(
-                f'--run: no samples in run(s) {", ".join(runs)}; allowed: the run ids that `ttc sql "select distinct run_id from runs"` lists'
-            )
-        if args.model is not None and args.model not in models:
-            raise StoreError(f"--model: {args.model!r} has no samples in these runs; allowed: {', '.join(models)}")
-        if args.model is None and len(models) > 1:
-            raise StoreError(f"--model: these runs hold several models; pick one of: {', '.join(models)}")
-        try:
-            verifier = None if args.verifier == "none" else args.verifier
-            study = compute_optimal_study(
-                con,
-                runs,
-                args.model or models[0],
-                verifier=verifier,
-                bins=args.bins,
-                n_bins=args.n_bins,
-                seed=args.seed,
-            )
-        except ValueError as e:
-            raise StoreError(f"compute-optimal: {e}") from None
+        opened = open_study(
+            con,
+            store.root,
+            args.run,
+            args.model,
+            verifier=None if args.verifier == "none" else args.verifier,
+            bins=args.bins,
+            n_bins=args.n_bins,
+            seed=args.seed,
+        )
     finally:
         con.close()
+    for run_id, why in opened.left_out:
+        print(f"note: run {run_id} left out ({why}); name it with --run to include it", file=sys.stderr)
+    study = opened.study
     t = study.table
     print(
         f"{study.model}: {len(t.question_ids)} questions, {len(study.result.levels)} {study.bins.kind} bins, "
@@ -211,6 +180,78 @@ def _cmd_compute_optimal(args) -> int:
         print(f"note: {note}", file=sys.stderr)
     (study.cells_by_bin() if args.cells else study.report()).to_csv(sys.stdout, index=False)
     return 0
+
+
+def _cmd_report(args) -> int:
+    from backend.report import marked_sections, refresh, resolve_store_argument
+
+    if args.refresh:
+        for path in args.refresh:
+            file = Path(path)
+            if not file.is_file():
+                raise SpecError(
+                    "--refresh", f"{path!r} is not a file", "Markdown files holding `<!-- ttc report ... -->` markers"
+                )
+            text = file.read_text()
+            if not marked_sections(text):
+                raise SpecError("--refresh", f"{path} has no `<!-- ttc report ... -->` marker", "a file with markers")
+            folder = file.resolve().parent
+            new = refresh(text, partial(_marker_body, folder=folder))
+            if new != text:
+                file.write_text(new)
+            print(
+                f"{path}: {len(marked_sections(text))} section(s) {'rewritten' if new != text else 'unchanged'}",
+                file=sys.stderr,
+            )
+        return 0
+    sys.stdout.write(_report_body(args))
+    return 0
+
+
+def _marker_body(argv: list[str], folder: Path) -> str:
+    from backend.report import resolve_store_argument
+
+    return _report_body(_marker_arguments(resolve_store_argument(argv, folder)))
+
+
+class _MarkerParser(argparse.ArgumentParser):
+    """A marker's arguments are checked like the command line's, but a bad one is a typed error, not an exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise SpecError("<!-- ttc report ... -->", message, "the arguments of `ttc report` (see ttc report --help)")
+
+
+def _marker_arguments(argv: list[str]) -> argparse.Namespace:
+    p = _MarkerParser(prog="ttc report", add_help=False)
+    _study_arguments(p)
+    return p.parse_args(argv)
+
+
+def _report_body(args: argparse.Namespace) -> str:
+    """One study's Markdown from `ttc report`'s arguments (a marker's, or the command line's)."""
+    from backend.report import check_n_bins, open_study, study_markdown, study_record
+    from store import Store
+
+    check_n_bins(args.n_bins)
+    store = Store.open(args.store, create=False, catalog=args.catalog)
+    con = store.connect()
+    try:
+        opened = open_study(
+            con,
+            store.root,
+            args.run,
+            args.model,
+            verifier=None if args.verifier == "none" else args.verifier,
+            bins=args.bins,
+            n_bins=args.n_bins,
+            seed=args.seed,
+        )
+        record = study_record(con, opened.runs, opened.study.model)
+    finally:
+        con.close()
+    for run_id, why in opened.left_out:
+        print(f"note: run {run_id} left out ({why}); name it with --run to include it", file=sys.stderr)
+    return study_markdown(opened, record)
 
 
 def _cmd_worker(args) -> int:
@@ -468,6 +509,34 @@ def _store_arguments(p: argparse.ArgumentParser, suppress: bool = False) -> None
     )
 
 
+def _study_arguments(p: argparse.ArgumentParser) -> None:
+    """What selects and bins a compute-optimal study: the same on `ttc compute-optimal`, `ttc report` and a report
+    marker."""
+    _store_arguments(p)
+    p.add_argument(
+        "--run",
+        action="append",
+        default=None,
+        metavar="ID",
+        help="a run id (repeat for several; default: the finished, non-adaptive runs of the newest run's questions)",
+    )
+    p.add_argument("--model", default=None, help="the model whose pool and searches to compare (default: the only one)")
+    p.add_argument(
+        "--bins",
+        choices=["oracle", "predicted"],
+        default="oracle",
+        help="oracle: each question's pass@1 over all its pool's samples; predicted: its mean verifier score over "
+        "them (charged to no budget). Bins use every question; the 2-fold CV holds out the choice of configuration",
+    )
+    p.add_argument("--n-bins", type=int, default=5, help="difficulty bins (fewer when the questions cannot fill them)")
+    p.add_argument(
+        "--verifier",
+        default="auto",
+        help="scores best-of-N uses: a verifier's name, auto (the first that scored the pool) or none (majority is the baseline)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds and vote resampling")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ttc", description="ttc-lab: how should I spend inference compute?")
     sub = p.add_subparsers(dest="command", required=True)
@@ -505,37 +574,27 @@ def build_parser() -> argparse.ArgumentParser:
         "compute-optimal",
         help="the best configuration per difficulty bin and FLOP budget, as CSV (the Compute-optimal page's table)",
     )
-    _store_arguments(co)
-    co.add_argument(
-        "--run",
-        action="append",
-        default=None,
-        metavar="ID",
-        help="a run id (repeat for several; default: the finished, non-adaptive runs of the newest run's questions)",
-    )
-    co.add_argument(
-        "--model", default=None, help="the model whose pool and searches to compare (default: the only one)"
-    )
-    co.add_argument(
-        "--bins",
-        choices=["oracle", "predicted"],
-        default="oracle",
-        help="oracle: each question's pass@1 over all its pool's samples; predicted: its mean verifier score over "
-        "them (charged to no budget). Bins use every question; the 2-fold CV holds out the choice of configuration",
-    )
-    co.add_argument("--n-bins", type=int, default=5, help="difficulty bins (fewer when the questions cannot fill them)")
-    co.add_argument(
-        "--verifier",
-        default="auto",
-        help="scores best-of-N uses: a verifier's name, auto (the first that scored the pool) or none (majority is the baseline)",
-    )
-    co.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds and vote resampling")
+    _study_arguments(co)
     co.add_argument(
         "--cells",
         action="store_true",
         help="print every configuration's accuracy per bin × budget instead of the choice",
     )
     co.set_defaults(fn=_cmd_compute_optimal)
+    rp = sub.add_parser(
+        "report",
+        help="a study's figures as Markdown (its runs, data quality, headline comparison, choice per bin and budget); "
+        "--refresh rewrites the `<!-- ttc report ... -->` sections of Markdown files from the stores they name",
+    )
+    _study_arguments(rp)
+    rp.add_argument(
+        "--refresh",
+        nargs="+",
+        metavar="FILE",
+        default=None,
+        help="re-render every marked section of these files (a marker's --store is relative to its file)",
+    )
+    rp.set_defaults(fn=_cmd_report)
     w = sub.add_parser(
         "worker",
         help="claim and run queued runs (the dashboard submits them); `status` / `stop` show or stop live workers",

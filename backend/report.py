@@ -1,0 +1,290 @@
+"""A stored study's figures as Markdown, written by a command, never typed.
+
+README's and BENCHMARKS' study readings live between markers,
+
+    <!-- ttc report --store examples/studies/compute-optimal --n-bins 4 -->
+    ...generated...
+    <!-- /ttc report -->
+
+and `ttc report --refresh README.md BENCHMARKS.md` re-renders every marked section from the store its marker names
+(paths relative to the file's folder). tests/unit/test_report.py fails when a section differs from what the
+command produces on the committed studies (examples/studies/), so a figure cannot outlive the study it came from.
+The rendering reads only the study (`backend/metrics/study.py`: the numbers the Compute-optimal page and
+`ttc compute-optimal` give) and the store's own record of the runs (sizes, knobs, wall time, data quality)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from backend.errors import SpecError, StoreError
+from backend.metrics.study import AUTO, COMPUTE_OPTIMAL, ComputeOptimalStudy, compute_optimal_study
+from backend.run_selection import default_runs_of
+
+MARKER = re.compile(r"<!-- ttc report (?P<args>[^\n>]*?) -->\n(?P<body>.*?)<!-- /ttc report -->", re.S)
+"""One marked section: the command's arguments in the opening marker, the generated Markdown up to the closing one."""
+
+
+@dataclass(frozen=True)
+class OpenedStudy:
+    """A compute-optimal study with the run selection it was built from."""
+
+    study: ComputeOptimalStudy
+    runs: tuple[str, ...]
+    left_out: tuple[tuple[str, str], ...]  # (run_id, why): runs of the store the default selection did not pool
+
+
+def check_n_bins(n_bins: int) -> None:
+    """Checked before a store is opened, so a bad flag is reported as itself."""
+    if n_bins < 1:
+        raise SpecError("--n-bins", f"{n_bins} bins", "a whole number of difficulty bins, at least 1")
+
+
+def open_study(
+    con: duckdb.DuckDBPyConnection,
+    root: object,
+    runs: Sequence[str] | None = None,
+    model: str | None = None,
+    *,
+    verifier: str | None = AUTO,
+    bins: str = "oracle",
+    n_bins: int = 5,
+    seed: int = 0,
+) -> OpenedStudy:
+    """The study `ttc compute-optimal` and `ttc report` print: the given runs, else the comparable default
+    (backend/run_selection.py); the given model, else the only one. Typed errors name the flag and what is allowed."""
+    check_n_bins(n_bins)
+    left_out: tuple[tuple[str, str], ...] = ()
+    if runs:
+        chosen = list(runs)
+    else:
+        default = default_runs_of(con)
+        chosen, left_out = list(default.run_ids), default.left_out
+        if not chosen and left_out:
+            raise StoreError(
+                f"--run: {root} holds no finished, non-adaptive run to analyse by default; allowed: name runs "
+                "with --run: " + ", ".join(f"{r} ({why})" for r, why in left_out)
+            )
+    if not chosen:
+        raise StoreError(f"--store: {root} holds no sampling runs; run a spec first (ttc run SPEC --store DIR)")
+    models = [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT model FROM samples WHERE list_contains(?, run_id) ORDER BY 1", [chosen]
+        ).fetchall()
+    ]
+    if not models:
+        raise StoreError(
+            f'--run: no samples in run(s) {", ".join(chosen)}; allowed: the run ids that `ttc sql "select distinct run_id from runs"` lists'
+        )
+    if model is not None and model not in models:
+        raise StoreError(f"--model: {model!r} has no samples in these runs; allowed: {', '.join(models)}")
+    if model is None and len(models) > 1:
+        raise StoreError(f"--model: these runs hold several models; pick one of: {', '.join(models)}")
+    try:
+        study = compute_optimal_study(
+            con, chosen, model or models[0], verifier=verifier, bins=bins, n_bins=n_bins, seed=seed
+        )
+    except ValueError as e:
+        raise StoreError(f"compute-optimal: {e}") from None
+    return OpenedStudy(study, tuple(chosen), left_out)
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """What the store recorded of the study's runs, beside the analysis: names, engine, knobs, size and time."""
+
+    names: tuple[str, ...]
+    engines: tuple[str, ...]
+    max_tokens: int | None
+    samples_per_question: int | None
+    pool_samples: int
+    truncated: int  # pool samples stopped at max_tokens
+    no_answer: int  # pool samples with no extracted answer
+    wall_s: float | None  # first run's start to the last run's finish
+
+
+RECORD_SQL = """
+SELECT count(*) AS pool_samples,
+       count(*) FILTER (WHERE finish_reason = 'length') AS truncated,
+       count(*) FILTER (WHERE answer IS NULL OR answer = '') AS no_answer
+FROM samples WHERE list_contains(?, run_id) AND model = ? AND strategy = 'sample'"""
+
+
+def study_record(con: duckdb.DuckDBPyConnection, runs: Sequence[str], model: str) -> StudyRecord:
+    counts = con.execute(RECORD_SQL, [list(runs), model]).fetchone()
+    pool_samples, truncated, no_answer = counts if counts is not None else (0, 0, 0)
+    rows = con.execute(
+        "SELECT name, spec_json, started_at, finished_at FROM runs WHERE list_contains(?, run_id) ORDER BY created_at",
+        [list(runs)],
+    ).fetchall()
+    specs = [json.loads(r[1]) for r in rows if r[1]]
+    engines = tuple(dict.fromkeys(s.get("engine", {}).get("kind", "?") for s in specs))
+    max_tokens = {s.get("max_tokens") for s in specs}
+    per_q = {s.get("samples_per_question") for s in specs}
+    starts = [r[2] for r in rows if r[2] is not None]
+    ends = [r[3] for r in rows if r[3] is not None]
+    wall = (pd.Timestamp(max(ends)) - pd.Timestamp(min(starts))).total_seconds() if starts and ends else None
+    return StudyRecord(
+        names=tuple(dict.fromkeys(r[0] for r in rows)),
+        engines=engines,
+        max_tokens=max_tokens.pop() if len(max_tokens) == 1 else None,
+        samples_per_question=per_q.pop() if len(per_q) == 1 else None,
+        pool_samples=int(pool_samples),
+        truncated=int(truncated),
+        no_answer=int(no_answer),
+        wall_s=wall,
+    )
+
+
+def _acc(x: float) -> str:
+    return "—" if x is None or not np.isfinite(x) else f"{x:.2f}"
+
+
+def _budget(samples: float) -> str:
+    return f"≈ {samples:.3g}"
+
+
+def _efficiency(value: float, lower_bound: bool) -> str:
+    if value is None or not np.isfinite(value):
+        return "—"
+    return f"{'≥ ' if lower_bound else ''}{value:.2g}×"
+
+
+def _difference(row: pd.Series) -> str:
+    if row["vs_baseline_questions_paired"] == 0:
+        return "—"
+    return (
+        f"{row['vs_baseline_difference']:+.2f} [{row['vs_baseline_ci_low']:+.2f}, {row['vs_baseline_ci_high']:+.2f}], "
+        f"p = {row['vs_baseline_p_value']:.2g}"
+    )
+
+
+def _chosen(row: pd.Series) -> str:
+    picks = [p for p in (row["chosen_fold0"], row["chosen_fold1"]) if isinstance(p, str) and p]
+    if not picks:
+        return "—"
+    return f"`{picks[0]}`" if len(set(picks)) == 1 else " / ".join(f"`{p}`" for p in picks)
+
+
+def headline(report: pd.DataFrame, baseline: str) -> str:
+    """The study's headline comparison: the cross-validated policy against the baseline over all questions at the
+    largest budget, with its interval, its paired test and what it would take to settle it."""
+    row = report[report["bin"] == "all"].sort_values("budget_flops").iloc[-1]
+    n = int(row["questions"])
+    if row["vs_baseline_questions_paired"] == 0:
+        return f"At {_budget(row['budget_samples'])} samples' FLOPs no question ran under both."
+    verdict = (
+        f"significant at α = 0.05 ({row['vs_baseline_test']}, p = {row['vs_baseline_p_value']:.2g})"
+        if row["vs_baseline_significant"]
+        else f"not significant at α = 0.05 ({row['vs_baseline_test']}, p = {row['vs_baseline_p_value']:.2g})"
+    )
+    more = row["vs_baseline_more_questions"]
+    if not row["vs_baseline_significant"]:
+        if more is None or (isinstance(more, float) and not np.isfinite(more)):
+            verdict += "; no difference observed, so no number of questions is predicted to separate them"
+        elif more > 0:
+            verdict += f"; at this effect roughly {int(more)} more questions would tell them apart"
+    return (
+        f"**Headline**: at {_budget(row['budget_samples'])} samples' FLOPs per question, {COMPUTE_OPTIMAL} against "
+        f"`{baseline}` over all {n} questions: {_acc(row['held_out_accuracy'])} against "
+        f"{_acc(row['baseline_accuracy'])}, a difference of {row['vs_baseline_difference']:+.2f} (95% paired "
+        f"bootstrap interval {row['vs_baseline_ci_low']:+.2f} to {row['vs_baseline_ci_high']:+.2f}): {verdict}."
+    )
+
+
+def study_markdown(opened: OpenedStudy, record: StudyRecord) -> str:
+    """The marked section's body: what was run, its data quality, the headline, the choice per bin and budget,
+    and every configuration's accuracy over all questions."""
+    study = opened.study
+    table, report = study.table, study.report()
+    baseline = study.result.baseline
+    kinds = pd.Series(table.kind).value_counts()
+    sizes = sorted(set(study.bin_sizes.values()))
+    bins = f"{len(study.bin_sizes)} {study.bins.kind} bins of {'–'.join(str(s) for s in sizes)} questions"
+    knobs = []
+    if record.samples_per_question is not None:
+        knobs.append(f"{record.samples_per_question} samples each")
+    if record.max_tokens is not None:
+        knobs.append(f"max_tokens {record.max_tokens}")
+    wall = (
+        f"; {record.wall_s / 60:.1f} min from the first run's start to the last one's finish" if record.wall_s else ""
+    )
+    scored = f", scored by `{study.verifier}`" if study.verifier else ""
+    lines = [
+        f"**Study** `{', '.join(record.names)}` on {study.model} ({', '.join(record.engines)}): "
+        f"{len(table.question_ids)} questions ({bins}), {', '.join(knobs)}{scored}; "
+        f"{int(kinds.get('pool', 0))} pool rules and {int(kinds.get('search', 0))} search configurations at "
+        f"{', '.join(_budget(s) for s in table.budget_samples)} samples' FLOPs per question{wall}.",
+        "",
+    ]
+    if record.pool_samples:
+        lines += [
+            f"**Data quality**: {record.truncated} of the pool's {record.pool_samples} samples "
+            f"({record.truncated / record.pool_samples:.0%}) stopped at max_tokens, {record.no_answer} "
+            f"({record.no_answer / record.pool_samples:.0%}) without an extracted answer.",
+            "",
+        ]
+    lines += [headline(report, baseline), ""]
+    lines += [
+        f"| bin (questions) | budget (samples' FLOPs) | chosen (fold 0 / fold 1) | held-out accuracy | `{baseline}` "
+        f"| efficiency | difference [95% CI], p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for _, row in report.iterrows():
+        lines.append(
+            f"| {row['bin']} ({int(row['questions'])}) | {_budget(row['budget_samples'])} | {_chosen(row)} | "
+            f"{_acc(row['held_out_accuracy'])} | {_acc(row['baseline_accuracy'])} | "
+            f"{_efficiency(row['efficiency'], bool(row['efficiency_is_lower_bound']))} | {_difference(row)} |"
+        )
+    cells = table.cells()
+    acc = cells.pivot_table(index="configuration", columns="budget_samples", values="accuracy", sort=False)
+    covered = cells.pivot_table(index="configuration", columns="budget_samples", values="questions", sort=False)
+    lines += [
+        "",
+        "Every configuration over all questions (accuracy; a cell covering fewer questions says how many):",
+        "",
+        "| configuration | " + " | ".join(f"{_budget(b)}" for b in acc.columns) + " |",
+        "|---|" + "---|" * len(acc.columns),
+    ]
+    n_q = len(table.question_ids)
+    for name in table.configurations:
+        vals = []
+        for b in acc.columns:
+            a, c = acc.loc[name, b], int(covered.loc[name, b])
+            vals.append(_acc(a) if c == n_q else ("—" if c == 0 else f"{_acc(a)} ({c}/{n_q})"))
+        lines.append(f"| `{name}` | " + " | ".join(vals) + " |")
+    for note in study.notes:
+        lines += ["", f"Note: {note}"]
+    return "\n".join(lines) + "\n"
+
+
+def refresh(text: str, render: Callable[[list[str]], str]) -> str:
+    """`text` with every marked section re-rendered: `render` takes a marker's arguments and returns the body."""
+
+    def one(m: re.Match) -> str:
+        return f"<!-- ttc report {m['args']} -->\n{render(shlex.split(m['args']))}<!-- /ttc report -->"
+
+    return MARKER.sub(one, text)
+
+
+def marked_sections(text: str) -> list[tuple[list[str], str]]:
+    """(arguments, body) of every marked section, in order."""
+    return [(shlex.split(m["args"]), m["body"]) for m in MARKER.finditer(text)]
+
+
+def resolve_store_argument(args: list[str], folder: Path) -> list[str]:
+    """A marker's `--store` path is relative to the marked file's folder."""
+    out = list(args)
+    for i, a in enumerate(out[:-1]):
+        if a == "--store" and not Path(out[i + 1]).is_absolute():
+            out[i + 1] = str(folder / out[i + 1])
+    return out
