@@ -183,7 +183,7 @@ def _cmd_compute_optimal(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from backend.report import marked_sections, refresh, resolve_store_argument
+    from backend.report import marked_sections, refresh
 
     if args.refresh:
         for path in args.refresh:
