@@ -164,3 +164,20 @@ def test_beta_band_is_the_percentile_of_per_resample_refits_and_narrows_with_que
 
 def test_default_reach_is_ten_times_the_pool():
     assert default_k_max(64) == 640 and default_k_max(0) == 10
+
+
+def test_backtest_scores_both_forecasts_against_the_whole_pool():
+    from bench.forecast import backtest
+
+    rng = np.random.default_rng(9)
+    correct = rng.random((400, 64)) < rng.beta(0.5, 2.0, 400)[:, None]  # a beta population: the beta's home ground
+    r = backtest(correct, fraction=8, n_boot=200)
+    assert (r["fitted_on"], r["samples"], r["k"][0], r["k"][-1]) == (8, 64, 8, 64)
+    c = correct.sum(axis=1)
+    np.testing.assert_allclose(r["observed"], pass_at_k_array(64, c[:, None], r["k"][None, :]).mean(axis=0))
+    first = fit_beta_binomial(np.full(400, 8), correct[:, :8].sum(axis=1))  # fitted on the first 8 samples only
+    np.testing.assert_allclose(r["distributional"], first.predict(r["k"]))
+    assert r["distributional_error"] < 0.02 and r["distributional_band_covers_n"] == 1
+    assert r["distributional_error"] == pytest.approx(np.mean(np.abs(r["distributional"] - r["observed"])))
+    short = backtest(correct[:, :16], fraction=8, n_boot=50)  # 2 samples to fit on: too few for a power law
+    assert np.isnan(short["powerlaw_error"]) and np.isfinite(short["distributional_error"])
