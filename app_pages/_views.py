@@ -37,30 +37,71 @@ def _curve_frame(curve, pool, unit: str, label: str, verifier_flops=None, **cols
 class CoverageView:
     curve: pd.DataFrame  # k, x, mean, low, high
     fit: dict | None  # a, b, rmse, max_abs_error
-    fit_line: pd.DataFrame | None  # k, x, coverage, extrapolated
+    fit_line: pd.DataFrame | None  # k, x, coverage, low, high (band on the extrapolated part), extrapolated
     fit_error: str | None
     n_questions: int
     n_samples: int
+    forecast: dict | None = None  # alpha, beta, loglik of the distributional forecast
+    forecast_line: pd.DataFrame | None = None  # k, x, coverage, low, high, extrapolated
+    forecast_error: str | None = None
+
+
+def largest_pool(root: str, fp: tuple, run_ids: tuple, combos: tuple, dataset: str | None) -> int:
+    """The most samples any question has in the selected pools: the Coverage page extrapolates to 10× it."""
+    return max((int(_pool(root, fp, run_ids, m, dataset, s).n.max()) for m, s in combos), default=1)
+
+
+def _forecast_frame(pool, unit: str, ks, pred, low, high, extrapolated) -> pd.DataFrame:
+    band = dict(low=np.where(extrapolated, low, np.nan), high=np.where(extrapolated, high, np.nan))
+    return pd.DataFrame(dict(k=ks, x=x_axis(pool, ks, unit), coverage=pred, **band, extrapolated=extrapolated))
 
 
 @_cache
 def coverage_view(
-    root: str, fp: tuple, run_ids: tuple, model: str, strategy: str | None, dataset: str | None, unit: str, k_max: int
+    root: str,
+    fp: tuple,
+    run_ids: tuple,
+    model: str,
+    strategy: str | None,
+    dataset: str | None,
+    unit: str,
+    k_max: int | None,
 ) -> CoverageView:
-    from backend.metrics.fit import fit_coverage_curve
+    """The coverage curve and both forecasts (power law, beta) to `k_max` (None: 10× the pool), each with its
+    bootstrap band over questions on the part beyond the pool."""
+    from backend.metrics.fit import (
+        beta_forecast_band,
+        default_k_max,
+        fit_beta_binomial,
+        fit_coverage_curve,
+        power_law_band,
+    )
 
     pool = _pool(root, fp, run_ids, model, dataset, strategy)
     curve = coverage_curve(pool)
     frame = _curve_frame(curve, pool, unit, "coverage")
+    k_top = max(k_max or default_k_max(int(pool.n.max())), int(curve.k.max()))
+    ks = np.geomspace(1.0, float(k_top), 50)
+    extrapolated = ks > curve.k.max()
     fit = line = err = None
     try:
         f = fit_coverage_curve(curve)
-        ks, pred, extra = f.extrapolate(max(k_max, int(curve.k.max())))
-        line = pd.DataFrame(dict(k=ks, x=x_axis(pool, ks, unit), coverage=pred, extrapolated=extra))
+        low, high = power_law_band(curve.per_question, curve.k, ks)
+        line = _forecast_frame(pool, unit, ks, f.predict(ks), low, high, extrapolated)
         fit = dict(a=f.a, b=f.b, rmse=f.rmse, max_abs_error=f.max_abs_error)
     except ValueError as e:  # too few points with coverage > 0: show the curve, say why there is no fit
         err = str(e)
-    return CoverageView(frame, fit, line, err, pool.n_questions, int(pool.n.max()))
+    forecast = forecast_line = forecast_err = None
+    try:
+        bf = fit_beta_binomial(pool.n, pool.n_correct)
+        low, high = beta_forecast_band(pool.n, pool.n_correct, ks, start=bf)
+        forecast_line = _forecast_frame(pool, unit, ks, bf.predict(ks), low, high, extrapolated)
+        forecast = dict(alpha=bf.alpha, beta=bf.beta, loglik=bf.loglik)
+    except ValueError as e:  # fewer than 2 questions
+        forecast_err = str(e)
+    return CoverageView(
+        frame, fit, line, err, pool.n_questions, int(pool.n.max()), forecast, forecast_line, forecast_err
+    )
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Coverage: pass@k per model and strategy on a log axis, bootstrap bands, power-law fits extrapolated dashed."""
+"""Coverage: pass@k per model and strategy on a log axis, bootstrap bands, and two forecasts beyond the pool (the
+power law and the beta distribution of per-question pass@1), each with its bootstrap band where it extrapolates."""
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -9,8 +10,50 @@ from app_pages import _page as frame
 from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
+from backend.metrics.fit import EXTRAPOLATION_FACTOR, default_k_max
 
 K_MAX = 10**9  # the farthest extrapolation offered (a number box holds whole numbers up to 2**53)
+FORECAST_CAPTION = (
+    "Bands: 95% bootstrap over questions (for the forecasts: questions resampled and each forecast refitted). "
+    "Dashed: the power law log(coverage) = a·k^b (Brown et al. 2024), fitted to the curve; dash-dot: the beta "
+    "forecast (Schaeffer et al. 2025), pass@k = 1 − B(α, β+k)/B(α, β) with per-question pass@1 ~ Beta(α, β) fitted "
+    "to every question's (samples, correct) counts. The page trusts the beta forecast more: in the backtest "
+    "(bench/forecast.py: fit on each question's first n/8 samples, predict pass@n) the two came about equally "
+    "close at k = n, and the beta reads every question's counts rather than a curve's shape, so it also forecasts "
+    "from pools too small for a power law and its band comes from the questions themselves. Both assume every question is solved eventually: where some never are, both overshoot, "
+    "and the bands do not show it."
+)
+
+
+def _forecast(fig: go.Figure, f: pd.DataFrame, name: str, group: str, color: str, dash: str) -> None:
+    """A forecast line over the whole k range, with its band beyond the pool."""
+    outside = f[f["extrapolated"]]
+    if len(outside):
+        charts.add_band(fig, outside["x"], outside["low"], outside["high"], color, name, group)
+    fig.add_trace(
+        go.Scatter(
+            x=f["x"],
+            y=f["coverage"],
+            mode="lines",
+            name=name,
+            legendgroup=group,
+            line=dict(color=color, width=1.6, dash=dash),
+            customdata=f["k"],
+            hovertemplate="k=%{customdata:.0f}<br>forecast=%{y:.3f}<extra>" + name + "</extra>",
+        )
+    )
+
+
+def _at_k_max(v) -> dict:
+    """Each forecast's value and 95% band at the farthest k drawn."""
+    out: dict = {"k_max": None}
+    for key, f in (("power_law", v.fit_line), ("beta", v.forecast_line)):
+        last = None if f is None else f.iloc[-1]
+        if last is not None:
+            out["k_max"] = round(float(last["k"]))
+        out[f"{key}_at_k_max"] = None if last is None else float(last["coverage"])
+        out[f"{key}_band"] = None if last is None else f"[{last['low']:.3f}, {last['high']:.3f}]"
+    return out
 
 
 def body(store) -> None:
@@ -18,9 +61,23 @@ def body(store) -> None:
     c1, c2 = st.columns([1, 3])
     sel.from_url("fit", "on", options=["on", "off"])
     show_fit = c1.radio("Power-law fit", ["on", "off"], key="fit", horizontal=True) == "on"
-    sel.from_url("kmax", 10_000, cast=int, lo=1, hi=K_MAX)
+    auto = default_k_max(
+        views.largest_pool(str(store.root), stored.fingerprint(store), run_ids, tuple(combos), dataset)
+    )
+    if "_kmax_auto" in st.session_state and st.session_state.get("kmax") == st.session_state["_kmax_auto"]:
+        st.session_state["kmax"] = auto  # not asked further: the default follows the selection
+    st.session_state["_kmax_auto"] = auto
+    sel.from_url("kmax", auto, cast=int, lo=1, hi=K_MAX)
     k_max = int(
-        c2.number_input("Extrapolate to k =", min_value=1, max_value=K_MAX, step=100, key="kmax", disabled=not show_fit)
+        c2.number_input(
+            "Extrapolate to k =",
+            min_value=1,
+            max_value=K_MAX,
+            step=100,
+            key="kmax",
+            disabled=not show_fit,
+            help=f"Default: {EXTRAPOLATION_FACTOR}× the largest pool. Further out the band is mostly the model's assumption.",
+        )
     )
     sel.to_url("fit", "kmax")
     if not combos:
@@ -48,32 +105,10 @@ def body(store) -> None:
                     hovertemplate="k=%{customdata}<br>coverage=%{y:.3f}<extra>" + label + "</extra>",
                 )
             )
-            if show_fit and v.fit_line is not None:
-                f = v.fit_line
-                inside, outside = f[~f["extrapolated"]], f[f["extrapolated"]]
-                fig.add_trace(
-                    go.Scatter(
-                        x=inside["x"],
-                        y=inside["coverage"],
-                        mode="lines",
-                        name=f"{label} fit",
-                        legendgroup=label,
-                        line=dict(color=c, width=1.2, dash="dot"),
-                        showlegend=False,
-                        hoverinfo="skip",
-                    )
-                )
-                if len(outside):
-                    fig.add_trace(
-                        go.Scatter(
-                            x=pd.concat([inside["x"].tail(1), outside["x"]]),
-                            y=pd.concat([inside["coverage"].tail(1), outside["coverage"]]),
-                            mode="lines",
-                            name=f"{label} extrapolated",
-                            legendgroup=label,
-                            line=dict(color=c, width=2, dash="dash"),
-                        )
-                    )
+            if show_fit:
+                for f, name, dash in ((v.fit_line, "power law", "dash"), (v.forecast_line, "beta", "dashdot")):
+                    if f is not None:
+                        _forecast(fig, f, f"{label} {name}", label, c, dash)
             tables.append(d.assign(model=model, strategy=strategy).rename(columns={"mean": "coverage"}))
             fits.append(
                 dict(
@@ -82,19 +117,19 @@ def body(store) -> None:
                     questions=v.n_questions,
                     pool=v.n_samples,
                     **(v.fit or dict(a=None, b=None, rmse=None, max_abs_error=None)),
-                    note=v.fit_error or "",
+                    **(v.forecast or dict(alpha=None, beta=None, loglik=None)),
+                    **_at_k_max(v),
+                    note="; ".join(e for e in (v.fit_error, v.forecast_error) if e),
                 )
             )
     fig.update_xaxes(type="log", title=charts.x_label(unit))
     fig.update_yaxes(title="coverage (pass@k)", range=[0, 1.02])
     charts.style_figure(fig, title="Coverage: the chance that at least one of k samples is correct")
     charts.chart(fig, "coverage")
-    st.caption(
-        "Bands: 95% bootstrap over questions. Dotted: power-law fit log(coverage) = a·k^b; dashed: its extrapolation beyond the pool."
-    )
+    st.caption(FORECAST_CAPTION)
     cols = ["model", "strategy", "k", "x", "coverage", "low", "high"]
     charts.table(pd.concat(tables, ignore_index=True)[cols], "coverage-table", height=240, expander="Coverage data")
-    st.markdown("**Power-law fits**")
+    st.markdown("**Forecasts** (power law a, b; beta α, β; each forecast's value and 95% band at the largest k shown)")
     charts.table(pd.DataFrame(fits), "coverage-fits")
 
 

@@ -69,6 +69,17 @@ SMOKE: dict[str, Smoke] = {
         + ("--store", "{tmp}/store"),
         ("RESULT mismatches=0 figures={n}",),
     ),
+    "forecast": Smoke(  # both pools: the real one at 3 questions x 8 samples of 8 tokens (fit on 4), the synthetic small
+        "real_model",
+        ("--per-level", "1", "--samples", "8", "--fraction", "2", "--max-tokens", "8", "--store", "{tmp}/store")
+        + ("--synthetic-questions", "20", "--synthetic-samples", "64"),
+        tuple(
+            f"RESULT pool={pool} questions={{n}} samples={{n}} fitted_on={{n}} powerlaw_error={{n}} "
+            "distributional_error={n} powerlaw_error_at_n={n} distributional_error_at_n={n} "
+            "powerlaw_band_covers_n={n} distributional_band_covers_n={n}"
+            for pool in ("real", "synthetic:gemma-3-270m", "synthetic:qwen2.5-coder-0.5b-instruct")
+        ),
+    ),
     "fanout": Smoke(
         "real_model",
         ("--replicas", "2", "--questions", "1", "--samples", "2", "--max-tokens", "4"),

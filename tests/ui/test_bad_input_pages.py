@@ -15,9 +15,9 @@ RUNS = "synthetic-gemma-0-0001000000, synthetic-qwen2.5-1-0001000001"
 
 # (page, parameter, value, what the line says is allowed, the default the page falls back to)
 CASES = [
-    ("coverage", "kmax", "abc", "'abc' is not a whole number", "a whole number from 1 to 1e+09", "10000"),
-    ("coverage", "kmax", "0", "'0' is out of range", "a whole number from 1 to 1e+09", "10000"),
-    ("coverage", "kmax", "1e30", "'1e30' is not a whole number", "a whole number from 1 to 1e+09", "10000"),
+    ("coverage", "kmax", "abc", "'abc' is not a whole number", "a whole number from 1 to 1e+09", "160"),
+    ("coverage", "kmax", "0", "'0' is out of range", "a whole number from 1 to 1e+09", "160"),
+    ("coverage", "kmax", "1e30", "'1e30' is not a whole number", "a whole number from 1 to 1e+09", "160"),
     ("coverage", "x", "parsecs", "'parsecs' is not one of the choices", "samples, tokens, flops", "samples"),
     ("coverage", "fit", "maybe", "'maybe' is not one of the choices", "on, off", "on"),
     ("coverage", "runs", "no-such-run", "'no-such-run' is not one of the choices", RUNS, None),

@@ -439,3 +439,39 @@ def test_run_page_shows_an_adaptive_runs_allocation(monkeypatch, tmp_path):
     assert spent <= total
     decisions = next(d.value for d in at.dataframe if "remaining_flops" in d.value.columns)
     assert set(decisions["reason"]) >= {"first_round", "settled", "open"}
+
+
+# ---- coverage forecasts ---------------------------------------------------------------------------------------
+def _forecast_traces(at: AppTest, suffix: str) -> tuple[list[dict], list[dict]]:
+    """(lines, bands) of the Coverage chart whose name ends with `suffix`."""
+    fig = next(f for f in _figures(at) if f["layout"]["title"]["text"].startswith("Coverage"))
+    named = [t for t in fig["data"] if (t.get("name") or "").endswith(suffix)]
+    return [t for t in named if "fill" not in t], [t for t in named if t.get("fill") == "toself"]
+
+
+def test_coverage_page_shows_both_forecasts_with_bands_to_ten_times_the_pool(monkeypatch, populated_store):
+    at = _app(monkeypatch, populated_store, "app_pages/coverage.py")
+    at.multiselect(key="models").set_value(at.multiselect(key="models").options).run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    assert at.number_input(key="kmax").value == 160  # the populated store holds 16 samples per question
+    for suffix in (" power law", " beta"):
+        lines, bands = _forecast_traces(at, suffix)
+        assert len(lines) == len(bands) == 2, suffix  # one per model, each with its band beyond the pool
+        for line, band in zip(lines, bands):
+            k, y = _values(line["customdata"]), _values(line["y"])
+            assert k[0] == pytest.approx(1) and k[-1] == pytest.approx(160)
+            edge = _values(band["y"])  # the band's upper edge out, its lower edge back
+            high, low = edge[: len(edge) // 2], edge[len(edge) // 2 :][::-1]
+            assert np.all(np.isfinite(edge)) and np.all(low <= high)
+            assert low[-1] <= y[-1] <= high[-1] and high[-1] - low[-1] > 0
+            assert _values(band["x"]).min() > _values(line["x"])[0]  # the band covers only the extrapolated part
+    table = next(df.value for df in at.dataframe if "alpha" in df.value.columns)
+    assert {"a", "b", "alpha", "beta", "power_law_at_k_max", "beta_at_k_max"} <= set(table.columns)
+    assert (table["k_max"] == 160).all() and table["alpha"].gt(0).all()
+    caption = " ".join(str(c.value) for c in at.caption)
+    assert "Schaeffer et al. 2025" in caption and "trusts" in caption
+
+    at.number_input(key="kmax").set_value(5000).run()  # asked further
+    lines, _ = _forecast_traces(at, " beta")
+    assert _values(lines[0]["customdata"])[-1] == pytest.approx(5000)
+    assert at.query_params["kmax"] in ("5000", ["5000"])
