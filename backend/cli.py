@@ -144,12 +144,15 @@ def _cmd_sql(args) -> int:
 
 def _cmd_compute_optimal(args) -> int:
     from backend.errors import SpecError, StoreError
+    from backend.metrics.compute_optimal import BAND_BOOT
     from backend.metrics.study import compute_optimal_study
     from backend.run_selection import default_runs_of
     from store import Store
 
     if args.n_bins < 1:
         raise SpecError("--n-bins", f"{args.n_bins} bins", "a whole number of difficulty bins, at least 1")
+    if args.band_boot is not None and args.band_boot < 0:
+        raise SpecError("--band-boot", f"{args.band_boot} resamples", "a whole number of resamples, 0 for no band")
     store = Store.open(args.store, create=False, catalog=args.catalog)
     con = store.connect()
     try:
@@ -193,6 +196,7 @@ def _cmd_compute_optimal(args) -> int:
                 bins=args.bins,
                 n_bins=args.n_bins,
                 seed=args.seed,
+                band_boot=BAND_BOOT if args.band_boot is None else args.band_boot,
             )
         except ValueError as e:
             raise StoreError(f"compute-optimal: {e}") from None
@@ -207,6 +211,12 @@ def _cmd_compute_optimal(args) -> int:
     for name, kind in zip(t.configurations, t.kind):
         print(f"  {kind}\t{name}", file=sys.stderr)
     print(study.held_out, file=sys.stderr)
+    if study.band is not None:
+        print(
+            f"cv_lo/cv_hi, gap_lo/gap_hi: {study.band.confidence:.0%} bootstrap band over questions ({study.band.n_boot} "
+            "resamples within each bin's halves, the choice re-made on each; the bins are the full data's)",
+            file=sys.stderr,
+        )
     for note in study.notes:
         print(f"note: {note}", file=sys.stderr)
     (study.cells_by_bin() if args.cells else study.report()).to_csv(sys.stdout, index=False)
@@ -530,6 +540,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="scores best-of-N uses: a verifier's name, auto (the first that scored the pool) or none (majority is the baseline)",
     )
     co.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds and vote resampling")
+    co.add_argument(
+        "--band-boot",
+        type=int,
+        default=None,
+        metavar="N",
+        help="bootstrap resamples of the questions for the cv_lo/cv_hi and gap_lo/gap_hi columns (95%%; the "
+        "cross-validated choice re-made on each; default: the page's; 0: no band)",
+    )
     co.add_argument(
         "--cells",
         action="store_true",
