@@ -6,7 +6,8 @@ So within each bin the questions are split in two seeded halves: the configurati
 scored on the other, then the halves swap. Each question is thus scored by a configuration picked without
 it, and the compute-optimal curve is the mean of those held-out scores (2-fold cross-validation). Only the
 choice is held out: the bins (`levels`) are given, computed beforehand from every question, scoring half
-included (`backend.metrics.study.held_out_text` says what each bin kind uses).
+included (`backend.metrics.study.held_out_text` says what each bin kind uses). `cv_band` gives the curve, and its
+gap to the baseline, a bootstrap band over questions that re-makes the choice on every resample.
 
 Input is a dense table accuracy[configuration, budget, question] (expected correctness; NaN where a
 configuration cannot run at that budget). `strategy_table.strategy_table` builds it on a FLOPs axis from every
@@ -258,7 +259,9 @@ def band_resamples(levels, n_boot: int = BAND_BOOT, seed: int = 0) -> np.ndarray
     from their own stream of `seed` (not the halves' one)."""
     level_idx = np.unique(np.asarray(levels), return_inverse=True)[1]
     fold = fold_assignment(level_idx, seed)
-    return stratified_resample(level_idx * 2 + fold, n_boot, np.random.SeedSequence([seed, 1]).generate_state(1)[0])
+    return stratified_resample(
+        level_idx * 2 + fold, n_boot, int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])
+    )
 
 
 def cv_band(
