@@ -164,7 +164,7 @@ def _gap_text(study, report) -> str:
     return (
         f" Gap to {r.baseline} over all questions, with its {band.confidence:.0%} bootstrap interval: "
         + "; ".join(parts)
-        + f". The shaded band and these intervals resample the questions {band.n_boot} times within each bin's "
+        + f". The shaded band and these intervals resample the questions {band.n_boot:,} times within each bin's "
         "halves and re-make the choice on every resample, so they include how much the choice itself varies (the "
         "paired interval of 'Is the difference real?' holds the chosen configurations fixed); the bins are the "
         "full data's, as the curve's are."
