@@ -84,6 +84,13 @@ def _heatmap(study, cells, report) -> None:
     shape = (len(r.levels), len(r.budgets))
     verdicts = per_bin["vs_baseline_verdict"].to_numpy(dtype=object).reshape(shape)
     unclear = ~per_bin["vs_baseline_significant"].to_numpy(dtype=bool).reshape(shape) & (fold0 != "")
+    gaps = np.asarray(
+        [
+            "—" if not np.isfinite(g) else f"{g:+.2f}" + ("" if not np.isfinite(lo) else f" ({lo:+.2f} to {hi:+.2f})")
+            for g, lo, hi in zip(per_bin["gap"], per_bin["gap_lo"], per_bin["gap_hi"])
+        ],
+        dtype=object,
+    ).reshape(shape)
     custom = np.stack(
         [
             fold0,
@@ -91,6 +98,7 @@ def _heatmap(study, cells, report) -> None:
             np.repeat(sizes[:, None], len(r.budgets), 1).astype(object),
             _standings(study, cells),
             verdicts,
+            gaps,
         ],
         -1,
     )
@@ -111,7 +119,8 @@ def _heatmap(study, cells, report) -> None:
             hovertemplate=(
                 "%{y} (%{customdata[2]} questions)<br>budget %{x}<br>chosen on fold 0: %{customdata[0]}<br>"
                 "chosen on fold 1: %{customdata[1]}<br>held-out accuracy %{z:.3f}<br>"
-                f"against {r.baseline}: " + "%{customdata[4]}<br>every configuration on the whole bin:<br>"
+                f"against {r.baseline}: " + "%{customdata[4]}<br>gap (bootstrap band, the choice re-made): "
+                "%{customdata[5]}<br>every configuration on the whole bin:<br>"
                 "%{customdata[3]}<extra></extra>"
             ),
         )

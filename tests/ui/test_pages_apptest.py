@@ -366,6 +366,13 @@ def test_compute_optimal_draws_the_cross_validated_curves_bootstrap_band_and_the
     row = whole[ok].iloc[-1]
     assert f"{row.gap:+.2f} ({row.gap_lo:+.2f} to {row.gap_hi:+.2f})" in captions
     assert "re-make the choice on every resample" in captions
+    heat = next(f["data"][0] for f in _figures(at) if f["data"][0]["type"] == "heatmap")
+    assert "gap (bootstrap band" in heat["hovertemplate"]
+    per_bin = table[table["bin"] != "all"].reset_index(drop=True)
+    shown_gaps = [cell[5] for row in heat["customdata"] for cell in row]  # bin-major, as the report's rows
+    assert len(shown_gaps) == len(per_bin) > 0
+    for text, row in zip(shown_gaps, per_bin.itertuples()):
+        assert text == ("—" if np.isnan(row.gap) else f"{row.gap:+.2f} ({row.gap_lo:+.2f} to {row.gap_hi:+.2f})")
 
 
 def test_compute_optimal_says_whether_a_difference_is_real(monkeypatch, populated_store):
