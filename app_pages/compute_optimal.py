@@ -84,6 +84,13 @@ def _heatmap(study, cells, report) -> None:
     shape = (len(r.levels), len(r.budgets))
     verdicts = per_bin["vs_baseline_verdict"].to_numpy(dtype=object).reshape(shape)
     unclear = ~per_bin["vs_baseline_significant"].to_numpy(dtype=bool).reshape(shape) & (fold0 != "")
+    gaps = np.asarray(
+        [
+            "—" if not np.isfinite(g) else f"{g:+.2f}" + ("" if not np.isfinite(lo) else f" ({lo:+.2f} to {hi:+.2f})")
+            for g, lo, hi in zip(per_bin["gap"], per_bin["gap_lo"], per_bin["gap_hi"])
+        ],
+        dtype=object,
+    ).reshape(shape)
     custom = np.stack(
         [
             fold0,
@@ -91,6 +98,7 @@ def _heatmap(study, cells, report) -> None:
             np.repeat(sizes[:, None], len(r.budgets), 1).astype(object),
             _standings(study, cells),
             verdicts,
+            gaps,
         ],
         -1,
     )
@@ -111,7 +119,8 @@ def _heatmap(study, cells, report) -> None:
             hovertemplate=(
                 "%{y} (%{customdata[2]} questions)<br>budget %{x}<br>chosen on fold 0: %{customdata[0]}<br>"
                 "chosen on fold 1: %{customdata[1]}<br>held-out accuracy %{z:.3f}<br>"
-                f"against {r.baseline}: " + "%{customdata[4]}<br>every configuration on the whole bin:<br>"
+                f"against {r.baseline}: " + "%{customdata[4]}<br>gap (bootstrap band, the choice re-made): "
+                "%{customdata[5]}<br>every configuration on the whole bin:<br>"
                 "%{customdata[3]}<extra></extra>"
             ),
         )
@@ -129,15 +138,73 @@ def _heatmap(study, cells, report) -> None:
     )
 
 
-def _against_every_configuration(study, cells) -> None:
+def _band_traces(study) -> list[go.Scatter]:
+    """The cross-validated curve's bootstrap band: its upper edge, then its lower edge filled up to it."""
+    band = study.band
+    if band is None:
+        return []
+    label = f"compute-optimal (cross-validated), {band.confidence:.0%} band"
+    common = dict(x=study.result.budgets, mode="lines", line=dict(width=0), legendgroup="cv-band", hoverinfo="skip")
+    return [
+        go.Scatter(y=band.accuracy_high, showlegend=False, **common),
+        go.Scatter(
+            y=band.accuracy_low,
+            name=label,
+            fill="tonexty",
+            fillcolor="rgba(34, 34, 34, 0.15)",
+            **common,
+        ),
+    ]
+
+
+def _gap_text(study, report) -> str:
+    """The policy's gap to the baseline at each budget over all questions, with its bootstrap interval."""
+    band, r = study.band, study.result
+    if band is None:
+        return ""
+    whole = report[report["bin"] == "all"]
+    parts = [
+        f"≈{row.budget_samples:.1f} samples: {row.gap:+.2f} ({row.gap_lo:+.2f} to {row.gap_hi:+.2f})"
+        for row in whole.itertuples()
+        if np.isfinite(row.gap)
+    ]
+    if not parts:
+        return ""
+    return (
+        f" Gap to {r.baseline} over all questions, with its {band.confidence:.0%} bootstrap interval: "
+        + "; ".join(parts)
+        + f". The shaded band and these intervals resample the questions {band.n_boot:,} times within each bin's "
+        "halves and re-make the choice on every resample, so they include how much the choice itself varies (the "
+        "paired interval of 'Is the difference real?' holds the chosen configurations fixed); the bins are the "
+        "full data's, as the curve's are."
+    )
+
+
+def _against_every_configuration(study, cells, report) -> None:
     r, t = study.result, study.table
     fig = go.Figure()
     for name, d in cells[cells["bin"] == "all"].groupby("configuration", sort=False):
         fig.add_trace(_configuration_trace(t, name, d, name, opacity=0.75))
-    for y, name, style in (
-        (r.in_sample_accuracy, "compute-optimal (in-sample, optimistic)", dict(color="#222", dash="dot", width=2)),
-        (r.accuracy, "compute-optimal (cross-validated)", dict(color="#222", width=4)),
+    for trace in _band_traces(study):
+        fig.add_trace(trace)
+    band = study.band
+    for y, name, style, ends in (
+        (
+            r.in_sample_accuracy,
+            "compute-optimal (in-sample, optimistic)",
+            dict(color="#222", dash="dot", width=2),
+            None,
+        ),
+        (
+            r.accuracy,
+            "compute-optimal (cross-validated)",
+            dict(color="#222", width=4),
+            None if band is None else (band.accuracy_low, band.accuracy_high),
+        ),
     ):
+        hover = name + "<br>%{x:.3g} FLOPs (≈%{customdata[0]:.1f} samples)<br>accuracy %{y:.3f}"
+        if ends is not None:
+            hover += f"<br>{band.confidence:.0%} band " + "%{customdata[1]:.3f} to %{customdata[2]:.3f}"
         fig.add_trace(
             go.Scatter(
                 x=r.budgets,
@@ -145,9 +212,8 @@ def _against_every_configuration(study, cells) -> None:
                 mode="lines+markers",
                 name=name,
                 line=style,
-                customdata=t.budget_samples,
-                hovertemplate=name
-                + "<br>%{x:.3g} FLOPs (≈%{customdata:.1f} samples)<br>accuracy %{y:.3f}<extra></extra>",
+                customdata=np.stack([t.budget_samples, *(ends or ())], -1),
+                hovertemplate=hover + "<extra></extra>",
             )
         )
     fig.update_xaxes(type="log", title=BUDGET_AXIS)
@@ -157,7 +223,7 @@ def _against_every_configuration(study, cells) -> None:
     st.caption(
         "Dashed: pool rules (majority, best-of-N, weighted best-of-N over the samples); solid: searches. A point "
         "is a configuration's accuracy over the questions it covers at that budget (the hover says how many); a "
-        "gap is a budget it could not afford or did not run."
+        "gap is a budget it could not afford or did not run." + _gap_text(study, report)
     )
 
 
@@ -351,7 +417,7 @@ def body(store) -> None:
     cells = study.cells_by_bin()  # every chart and table below reads these
     report = study.report()
     _heatmap(study, cells, report)
-    _against_every_configuration(study, cells)
+    _against_every_configuration(study, cells, report)
     finite = r.efficiency[np.isfinite(r.efficiency)]
     m1, m2 = st.columns(2)
     m1.metric(

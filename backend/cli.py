@@ -145,10 +145,10 @@ def _cmd_sql(args) -> int:
 
 
 def _cmd_compute_optimal(args) -> int:
-    from backend.report import check_n_bins, open_study
+    from backend.report import check_study_arguments, open_study
     from store import Store
 
-    check_n_bins(args.n_bins)
+    check_study_arguments(args.n_bins, args.band_boot)
     store = Store.open(args.store, create=False, catalog=args.catalog)
     con = store.connect()
     try:
@@ -161,6 +161,7 @@ def _cmd_compute_optimal(args) -> int:
             bins=args.bins,
             n_bins=args.n_bins,
             seed=args.seed,
+            band_boot=args.band_boot,
         )
     finally:
         con.close()
@@ -176,6 +177,12 @@ def _cmd_compute_optimal(args) -> int:
     for name, kind in zip(t.configurations, t.kind):
         print(f"  {kind}\t{name}", file=sys.stderr)
     print(study.held_out, file=sys.stderr)
+    if study.band is not None:
+        print(
+            f"cv_lo/cv_hi, gap_lo/gap_hi: {study.band.confidence:.0%} bootstrap band over questions ({study.band.n_boot} "
+            "resamples within each bin's halves, the choice re-made on each; the bins are the full data's)",
+            file=sys.stderr,
+        )
     for note in study.notes:
         print(f"note: {note}", file=sys.stderr)
     (study.cells_by_bin() if args.cells else study.report()).to_csv(sys.stdout, index=False)
@@ -229,10 +236,10 @@ def _marker_arguments(argv: list[str]) -> argparse.Namespace:
 
 def _report_body(args: argparse.Namespace) -> str:
     """One study's Markdown from `ttc report`'s arguments (a marker's, or the command line's)."""
-    from backend.report import check_n_bins, open_study, study_markdown, study_record
+    from backend.report import check_study_arguments, open_study, study_markdown, study_record
     from store import Store
 
-    check_n_bins(args.n_bins)
+    check_study_arguments(args.n_bins, args.band_boot)
     store = Store.open(args.store, create=False, catalog=args.catalog)
     con = store.connect()
     try:
@@ -245,6 +252,7 @@ def _report_body(args: argparse.Namespace) -> str:
             bins=args.bins,
             n_bins=args.n_bins,
             seed=args.seed,
+            band_boot=args.band_boot,
         )
         record = study_record(con, opened.runs, opened.study.model)
     finally:
@@ -535,6 +543,14 @@ def _study_arguments(p: argparse.ArgumentParser) -> None:
         help="scores best-of-N uses: a verifier's name, auto (the first that scored the pool) or none (majority is the baseline)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds and vote resampling")
+    p.add_argument(
+        "--band-boot",
+        type=int,
+        default=None,
+        metavar="N",
+        help="bootstrap resamples of the questions for the cv_lo/cv_hi and gap_lo/gap_hi columns (95%%; the "
+        "cross-validated choice re-made on each; default: the page's; 0: no band)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

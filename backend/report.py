@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from backend.errors import SpecError, StoreError
+from backend.metrics.compute_optimal import BAND_BOOT
 from backend.metrics.study import AUTO, COMPUTE_OPTIMAL, ComputeOptimalStudy, compute_optimal_study
 from backend.run_selection import default_runs_of
 
@@ -42,10 +43,12 @@ class OpenedStudy:
     left_out: tuple[tuple[str, str], ...]  # (run_id, why): runs of the store the default selection did not pool
 
 
-def check_n_bins(n_bins: int) -> None:
+def check_study_arguments(n_bins: int, band_boot: int | None = None) -> None:
     """Checked before a store is opened, so a bad flag is reported as itself."""
     if n_bins < 1:
         raise SpecError("--n-bins", f"{n_bins} bins", "a whole number of difficulty bins, at least 1")
+    if band_boot is not None and band_boot < 0:
+        raise SpecError("--band-boot", f"{band_boot} resamples", "a whole number of resamples, 0 for no band")
 
 
 def open_study(
@@ -58,10 +61,11 @@ def open_study(
     bins: str = "oracle",
     n_bins: int = 5,
     seed: int = 0,
+    band_boot: int | None = None,
 ) -> OpenedStudy:
     """The study `ttc compute-optimal` and `ttc report` print: the given runs, else the comparable default
     (backend/run_selection.py); the given model, else the only one. Typed errors name the flag and what is allowed."""
-    check_n_bins(n_bins)
+    check_study_arguments(n_bins, band_boot)
     left_out: tuple[tuple[str, str], ...] = ()
     if runs:
         chosen = list(runs)
@@ -91,7 +95,14 @@ def open_study(
         raise StoreError(f"--model: these runs hold several models; pick one of: {', '.join(models)}")
     try:
         study = compute_optimal_study(
-            con, chosen, model or models[0], verifier=verifier, bins=bins, n_bins=n_bins, seed=seed
+            con,
+            chosen,
+            model or models[0],
+            verifier=verifier,
+            bins=bins,
+            n_bins=n_bins,
+            seed=seed,
+            band_boot=BAND_BOOT if band_boot is None else band_boot,
         )
     except ValueError as e:
         raise StoreError(f"compute-optimal: {e}") from None
@@ -198,6 +209,22 @@ def headline(report: pd.DataFrame, baseline: str) -> str:
         f"`{baseline}` over all {n} questions: {_acc(row['held_out_accuracy'])} against "
         f"{_acc(row['baseline_accuracy'])}, a difference of {row['vs_baseline_difference']:+.2f} (95% paired "
         f"bootstrap interval {row['vs_baseline_ci_low']:+.2f} to {row['vs_baseline_ci_high']:+.2f}): {verdict}."
+        + _band(row)
+    )
+
+
+def _band(row: pd.Series) -> str:
+    """The cross-validated curve's own band: questions resampled and the choice re-made on each resample."""
+    if "cv_lo" not in row or not np.isfinite(row["cv_lo"]):
+        return ""
+    gap = (
+        f"; its gap to the baseline {row['gap_lo']:+.2f} to {row['gap_hi']:+.2f}"
+        if np.isfinite(row.get("gap_lo", np.nan))
+        else ""
+    )
+    return (
+        f" With the choice re-made on each bootstrap resample of the questions, the policy's accuracy spans "
+        f"{row['cv_lo']:.2f} to {row['cv_hi']:.2f} (95%){gap}."
     )
 
 

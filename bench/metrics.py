@@ -10,8 +10,8 @@ which the output says.
 
 The store also holds a `nodes` view: 12 search configurations × 5 FLOP budgets (the cost of 2, 4, …, 32 of the
 pool's average samples) × every question, with full trees (7–31 nodes each). The whole Compute-optimal view
-(`compute_optimal_study`: pool + searches from the store, the StrategyTable, bins, cross-validated allocation) is
-timed once per bin kind, as the dashboard computes it.
+(`compute_optimal_study`: pool + searches from the store, the StrategyTable, bins, cross-validated allocation and its
+bootstrap band) is timed once per bin kind, as the dashboard computes it, and the band's own share beside it.
 Last line: RESULT seconds=<s> speedup_vs_reference=<x> compute_optimal_view_s=<oracle s> compute_optimal_view_predicted_s=<s>.
 
     python bench/metrics.py [--questions 1000] [--samples 1024] [--reference-questions 40]
@@ -47,6 +47,7 @@ from backend.metrics import (  # noqa: E402
     predicted_bins,
     selection_curves,
 )
+from backend.metrics.compute_optimal import BAND_BOOT, cv_band  # noqa: E402
 from backend.metrics.strategy_table import STATUSES  # noqa: E402
 from backend.metrics.study import compute_optimal_study  # noqa: E402
 from bench.synthetic_store import search_configuration_table  # noqa: E402
@@ -236,7 +237,8 @@ def run_vectorised(con, seed=0):
 
 def time_view(con, repeats: int):
     """The whole Compute-optimal view, one bin kind at a time as the dashboard computes it: a warm-up, then
-    the best of `repeats`. Returns {kind: (best seconds, all seconds, study)}."""
+    the best of `repeats`; and, inside it, the cross-validated curve's bootstrap band alone (best of `repeats`).
+    Returns {kind: (best seconds, all seconds, study, band seconds)}."""
     out = {}
     for kind in ("oracle", "predicted"):
         study = compute_optimal_study(con, ["bench"], "qwen-0.5b", verifier="prm", bins=kind)  # warm-up
@@ -245,7 +247,12 @@ def time_view(con, repeats: int):
             t0 = time.perf_counter()
             study = compute_optimal_study(con, ["bench"], "qwen-0.5b", verifier="prm", bins=kind)
             runs.append(time.perf_counter() - t0)
-        out[kind] = (min(runs), runs, study)
+        t, band = study.table, []
+        for _ in range(max(1, repeats)):
+            t0 = time.perf_counter()
+            cv_band(t.accuracy, t.budgets, t.configurations, study.bins.level, baseline=study.result.baseline)
+            band.append(time.perf_counter() - t0)
+        out[kind] = (min(runs), runs, study, min(band))
     return out
 
 
@@ -396,8 +403,11 @@ def main() -> None:
         seconds, (pool, ks, cov, curves, bins, per_bin, config_table, optimal, parts) = min(runs, key=lambda r: r[0])
         print(f"vectorised runs: {', '.join(f'{r[0]:.3f}' for r in runs)} s (best kept)")
         view = time_view(con, args.repeats)
-    for kind, (best, all_runs, _) in view.items():
-        print(f"compute-optimal view ({kind} bins): {', '.join(f'{r:.3f}' for r in all_runs)} s (best {best:.3f} s)")
+    for kind, (best, all_runs, _, band) in view.items():
+        print(
+            f"compute-optimal view ({kind} bins): {', '.join(f'{r:.3f}' for r in all_runs)} s (best {best:.3f} s; "
+            f"of it the bootstrap band, {BAND_BOOT} resamples: {band:.3f} s)"
+        )
     study = view["oracle"][2]
     t = study.table
     statuses = {name: int((t.status == code).sum()) for code, name in enumerate(STATUSES) if code}

@@ -13,7 +13,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from backend.metrics.compute_optimal import ComputeOptimalResult, compute_optimal
+from backend.metrics.compute_optimal import BAND_BOOT, ComputeOptimalResult, CvBand, compute_optimal, cv_band
 from backend.metrics.difficulty import DifficultyBins, oracle_bins, predicted_bins, supported_bins
 from backend.metrics.paired import compare_at_budgets, difference_row, paired_difference
 from backend.metrics.pools import list_verifiers, load_pool
@@ -63,6 +63,7 @@ class ComputeOptimalStudy:
     bins: DifficultyBins
     result: ComputeOptimalResult
     notes: tuple[str, ...]
+    band: CvBand | None = None  # bootstrap band of the cross-validated curve and its gap (None: not computed)
 
     @property
     def bin_sizes(self) -> dict[int, int]:
@@ -79,8 +80,19 @@ class ComputeOptimalStudy:
         for the same accuracy; `efficiency_is_lower_bound` where compute-optimal matched it at the smallest budget),
         and whether compute-optimal's difference from the baseline is real: paired over the bin's questions, the
         difference's bootstrap interval, the paired test's p-value, and roughly how many more questions would tell
-        them apart (backend/metrics/paired.py)."""
-        r, t = self.result, self.table
+        them apart (backend/metrics/paired.py). `gap` is the held-out accuracy minus the baseline's; `cv_lo`/`cv_hi`
+        and `gap_lo`/`gap_hi` their bootstrap band over questions with the choice re-made on every resample
+        (`compute_optimal.cv_band`: unlike `vs_baseline_ci_*`, which holds the chosen configurations fixed, it
+        carries the selection's variability; NaN when the study was built without a band)."""
+        r, t, band = self.result, self.table, self.band
+        n_l, n_b = len(r.levels), len(r.budgets)
+        # (L + 1, B) each: the bins' rows, then the row over all questions
+        cv_lo, cv_hi, gap_lo, gap_hi = (
+            np.vstack([getattr(band, f"{what}_by_bin_{end}"), getattr(band, f"{what}_{end}")[None]])
+            if band
+            else np.full((n_l + 1, n_b), np.nan)
+            for what, end in (("accuracy", "low"), ("accuracy", "high"), ("gap", "low"), ("gap", "high"))
+        )
         base = t.accuracy[t.index(r.baseline)]  # (B, Q)
         groups: list[tuple[str, np.ndarray, int | None]] = [
             (str(int(lv)), self.bins.level == lv, i) for i, lv in enumerate(r.levels)
@@ -91,6 +103,9 @@ class ComputeOptimalStudy:
             for b in range(len(r.budgets)):
                 paired = paired_difference(r.held_out_by_question[b][mask], base[b][mask])
                 whole = i is None
+                row = n_l if i is None else i
+                held = r.accuracy[b] if whole else r.accuracy_by_bin[i, b]
+                base_acc = r.baseline_accuracy[b] if whole else r.baseline_accuracy_by_bin[i, b]
                 rows.append(
                     dict(
                         bin=label,
@@ -99,14 +114,19 @@ class ComputeOptimalStudy:
                         budget_samples=t.budget_samples[b],
                         chosen_fold0=None if whole else r.chosen_names(0)[i, b] or None,
                         chosen_fold1=None if whole else r.chosen_names(1)[i, b] or None,
-                        held_out_accuracy=r.accuracy[b] if whole else r.accuracy_by_bin[i, b],
+                        held_out_accuracy=held,
                         baseline=r.baseline,
-                        baseline_accuracy=r.baseline_accuracy[b] if whole else r.baseline_accuracy_by_bin[i, b],
+                        baseline_accuracy=base_acc,
                         efficiency=r.efficiency[b] if whole else r.efficiency_by_bin[i, b],
                         efficiency_is_lower_bound=bool(
                             r.efficiency_is_lower_bound[b] if whole else r.efficiency_by_bin_is_lower_bound[i, b]
                         ),
                         **{f"vs_baseline_{k}": v for k, v in difference_row(paired).items()},
+                        cv_lo=cv_lo[row, b],
+                        cv_hi=cv_hi[row, b],
+                        gap=held - base_acc,
+                        gap_lo=gap_lo[row, b],
+                        gap_hi=gap_hi[row, b],
                     )
                 )
         return pd.DataFrame(rows)
@@ -252,8 +272,11 @@ def study_inputs(
     return StudyInputs(model, verifier, table, bins, tuple(notes), tuple(unavailable))
 
 
-def study_from_inputs(inputs: StudyInputs, *, bins: str = "oracle", seed: int = 0) -> ComputeOptimalStudy:
-    """The cross-validated compute-optimal choice for one bin kind (milliseconds)."""
+def study_from_inputs(
+    inputs: StudyInputs, *, bins: str = "oracle", seed: int = 0, band_boot: int = BAND_BOOT
+) -> ComputeOptimalStudy:
+    """The cross-validated compute-optimal choice for one bin kind (milliseconds), with its bootstrap band over
+    `band_boot` resamples of the questions (0: no band)."""
     if bins not in BIN_KINDS:
         raise ValueError(f"bins {bins!r} is unknown; allowed: {', '.join(BIN_KINDS)}")
     notes = list(inputs.notes)
@@ -263,7 +286,14 @@ def study_from_inputs(inputs: StudyInputs, *, bins: str = "oracle", seed: int = 
     b, table = inputs.bins[bins], inputs.table
     baseline = f"best_of_n[{inputs.verifier}]" if inputs.verifier else "majority"
     result = compute_optimal(table.accuracy, table.budgets, table.configurations, b.level, baseline=baseline, seed=seed)
-    return ComputeOptimalStudy(inputs.model, inputs.verifier, table, b, result, tuple(notes))
+    band = (
+        cv_band(
+            table.accuracy, table.budgets, table.configurations, b.level, baseline=baseline, seed=seed, n_boot=band_boot
+        )
+        if band_boot > 0
+        else None
+    )
+    return ComputeOptimalStudy(inputs.model, inputs.verifier, table, b, result, tuple(notes), band)
 
 
 def compute_optimal_study(
@@ -278,16 +308,17 @@ def compute_optimal_study(
     draws: int = 32,
     seed: int = 0,
     budgets=None,
+    band_boot: int = BAND_BOOT,
 ) -> ComputeOptimalStudy:
     """Load the model's pool and searches, build the accuracy table on the FLOPs axis, bin the questions and
     cross-validate the compute-optimal choice per bin (backend.metrics.compute_optimal).
 
     verifier: the pool's scores that best-of-N uses (and predicted bins need); AUTO = the first that scored the
     pool; None (or no verifier in the store) = none, majority vote is the baseline. With fewer questions than `n_bins` × 2 the bins fall back to the most
-    the questions support, and a note says so."""
+    the questions support, and a note says so. band_boot: resamples of the curve's bootstrap band (0: none)."""
     if bins not in BIN_KINDS:
         raise ValueError(f"bins {bins!r} is unknown; allowed: {', '.join(BIN_KINDS)}")
     inputs = study_inputs(
         con, run_ids, model, dataset=dataset, verifier=verifier, n_bins=n_bins, draws=draws, seed=seed, budgets=budgets
     )
-    return study_from_inputs(inputs, bins=bins, seed=seed)
+    return study_from_inputs(inputs, bins=bins, seed=seed, band_boot=band_boot)

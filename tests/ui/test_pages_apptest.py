@@ -340,6 +340,41 @@ def test_compute_optimal_says_what_the_cross_validation_holds_out(monkeypatch, p
     assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
 
 
+def test_compute_optimal_draws_the_cross_validated_curves_bootstrap_band_and_the_gaps_interval(
+    monkeypatch, populated_store
+):
+    at = _app(monkeypatch, populated_store, "app_pages/compute_optimal.py")
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    fig = next(f for f in _figures(at) if f["layout"]["title"]["text"].startswith("Compute-optimal against"))
+    by_name = {t.get("name"): t for t in fig["data"]}
+    cv = _values(by_name["compute-optimal (cross-validated)"]["y"])
+    low = by_name["compute-optimal (cross-validated), 95% band"]
+    assert low["fill"] == "tonexty"
+    high = fig["data"][fig["data"].index(low) - 1]  # the edge the fill reaches up to
+    lo, hi = _values(low["y"]), _values(high["y"])
+    shown = np.isfinite(cv)
+    assert shown.any() and np.array_equal(np.isfinite(lo), shown) and np.array_equal(np.isfinite(hi), shown)
+    assert (lo[shown] <= hi[shown]).all() and (hi[shown] - lo[shown]).max() > 0  # a band, not a line
+    table = next(d.value for d in at.dataframe if "gap_lo" in d.value.columns)
+    whole = table[table["bin"] == "all"]
+    np.testing.assert_allclose(whole["cv_lo"].to_numpy(), lo, equal_nan=True)
+    np.testing.assert_allclose(whole["cv_hi"].to_numpy(), hi, equal_nan=True)
+    ok = whole["gap"].notna()
+    assert ok.any() and (whole["gap_lo"][ok] <= whole["gap_hi"][ok]).all()
+    assert {"vs_baseline_ci_low", "held_out_accuracy", "efficiency"} <= set(table.columns)  # the old columns stay
+    captions = " ".join(str(c.value) for c in at.caption)
+    row = whole[ok].iloc[-1]
+    assert f"{row.gap:+.2f} ({row.gap_lo:+.2f} to {row.gap_hi:+.2f})" in captions
+    assert "re-make the choice on every resample" in captions
+    heat = next(f["data"][0] for f in _figures(at) if f["data"][0]["type"] == "heatmap")
+    assert "gap (bootstrap band" in heat["hovertemplate"]
+    per_bin = table[table["bin"] != "all"].reset_index(drop=True)
+    shown_gaps = [cell[5] for row in heat["customdata"] for cell in row]  # bin-major, as the report's rows
+    assert len(shown_gaps) == len(per_bin) > 0
+    for text, row in zip(shown_gaps, per_bin.itertuples()):
+        assert text == ("—" if np.isnan(row.gap) else f"{row.gap:+.2f} ({row.gap_lo:+.2f} to {row.gap_hi:+.2f})")
+
+
 def test_compute_optimal_says_whether_a_difference_is_real(monkeypatch, populated_store):
     at = _app(monkeypatch, populated_store, "app_pages/compute_optimal.py")
     at.multiselect(key="models").set_value(at.multiselect(key="models").options).run()

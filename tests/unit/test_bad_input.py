@@ -544,6 +544,7 @@ def test_bad_query_is_one_line(tmp_path, capsys):
     [
         (["compute-optimal", "--n-bins", "0"], "error: --n-bins: 0 bins; allowed: a whole number of difficulty bins"),
         (["compute-optimal", "--n-bins", "-3"], "error: --n-bins: -3 bins; allowed: a whole number of difficulty bins"),
+        (["compute-optimal", "--band-boot", "-1"], "error: --band-boot: -1 resamples; allowed: a whole number of"),
         (["store", "compact", "--run", "nope"], "error: --run: no run 'nope' in "),
     ],
 )

@@ -2,16 +2,18 @@
 revisions ratio sweep at three budgets) → worker → store → table → compute-optimal, pinned against values
 computed by hand from the ledger's formula."""
 
+import io
 import json
 from math import comb
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from backend.cli import main as ttc
 from backend.config import ModelSpec, parse_spec
 from backend.ledger import decode_flops, prefill_flops
-from backend.metrics.compute_optimal import fold_assignment
+from backend.metrics.compute_optimal import cv_band, fold_assignment
 from backend.metrics.strategy_table import OK, POOL_EXHAUSTED, STATUSES, UNAFFORDABLE, k_levels, search_label
 from backend.metrics.study import COMPUTE_OPTIMAL, compute_optimal_study
 from backend.prompting import build_prompt
@@ -260,6 +262,34 @@ def test_cli_compute_optimal_lists_pool_and_search_configurations(study_store, c
     assert "sequential_revisions[seq:par=1:1,max_tokens=16] · oracle" in cells and "weighted_best_of_n[oracle]" in cells
     assert ttc(["compute-optimal", "--store", str(study_store["store"].root), "--model", "nope"]) == 2
     assert "--model: 'nope' has no samples in these runs; allowed: scripted" in capsys.readouterr().err
+
+
+def test_cli_compute_optimal_prints_the_cross_validated_curves_bootstrap_band(study_store, capsys):
+    root = str(study_store["store"].root)
+    assert ttc(["compute-optimal", "--store", root, "--band-boot", "300"]) == 0
+    out = capsys.readouterr()
+    report = pd.read_csv(io.StringIO(out.out))
+    assert "95% bootstrap band over questions (300 resamples" in out.err
+    study = _study(study_store, n_bins=5)  # the CLI's defaults: the same study, its band from the same seed
+    band = cv_band(
+        study.table.accuracy,
+        study.table.budgets,
+        study.table.configurations,
+        study.bins.level,
+        baseline=study.result.baseline,
+        n_boot=300,
+    )
+    whole = report[report["bin"] == "all"]
+    np.testing.assert_allclose(whole["cv_lo"], band.accuracy_low, equal_nan=True)
+    np.testing.assert_allclose(whole["gap_hi"], band.gap_high, equal_nan=True)
+    np.testing.assert_allclose(whole["gap"], whole["held_out_accuracy"] - whole["baseline_accuracy"])
+    first_bin = report[report["bin"] == "1"]
+    np.testing.assert_allclose(first_bin["gap_lo"], band.gap_by_bin_low[0], equal_nan=True)
+    assert ttc(["compute-optimal", "--store", root, "--band-boot", "0"]) == 0
+    unbanded = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert unbanded[["cv_lo", "cv_hi", "gap_lo", "gap_hi"]].isna().all().all()
+    same = [c for c in unbanded.columns if c not in ("cv_lo", "cv_hi", "gap_lo", "gap_hi")]
+    pd.testing.assert_frame_equal(unbanded[same], report[same])  # the band adds columns, changes none
 
 
 def test_search_labels_show_what_differs_from_the_defaults():
