@@ -230,12 +230,27 @@ class _MarkerParser(argparse.ArgumentParser):
 
 def _marker_arguments(argv: list[str]) -> argparse.Namespace:
     p = _MarkerParser(prog="ttc report", add_help=False)
-    _study_arguments(p)
+    _report_arguments(p)
     return p.parse_args(argv)
+
+
+def _report_arguments(p: argparse.ArgumentParser) -> None:
+    _study_arguments(p)
+    p.add_argument(
+        "--bench-output",
+        metavar="FILE",
+        type=Path,
+        default=None,
+        help="instead of a study: the RESULT lines of a benchmark's stored output (bench/results/), as a code block",
+    )
 
 
 def _report_body(args: argparse.Namespace) -> str:
     """One study's Markdown from `ttc report`'s arguments (a marker's, or the command line's)."""
+    if args.bench_output is not None:
+        from backend.report import bench_output_markdown
+
+        return bench_output_markdown(args.bench_output)
     from backend.report import check_study_arguments, open_study, study_markdown, study_record
     from store import Store
 
@@ -602,7 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a study's figures as Markdown (its runs, data quality, headline comparison, choice per bin and budget); "
         "--refresh rewrites the `<!-- ttc report ... -->` sections of Markdown files from the stores they name",
     )
-    _study_arguments(rp)
+    _report_arguments(rp)
     rp.add_argument(
         "--refresh",
         nargs="+",

@@ -294,6 +294,17 @@ def study_markdown(opened: OpenedStudy, record: StudyRecord) -> str:
     return "\n".join(lines) + "\n"
 
 
+def bench_output_markdown(path: Path) -> str:
+    """A benchmark's figures from its stored output (the command's printed lines, kept under bench/results/): its
+    `RESULT` lines, verbatim, in a code block."""
+    if not path.is_file():
+        raise SpecError("--bench-output", f"{path} is not a file", "a benchmark's stored output under bench/results/")
+    lines = [line for line in path.read_text().splitlines() if line.startswith("RESULT ")]
+    if not lines:
+        raise SpecError("--bench-output", f"{path} has no RESULT line", "a benchmark's complete stored output")
+    return "```\n" + "\n".join(lines) + "\n```\n"
+
+
 def refresh(text: str, render: Callable[[list[str]], str]) -> str:
     """`text` with every marked section re-rendered: `render` takes a marker's arguments and returns the body."""
 
@@ -309,9 +320,9 @@ def marked_sections(text: str) -> list[tuple[list[str], str]]:
 
 
 def resolve_store_argument(args: list[str], folder: Path) -> list[str]:
-    """A marker's `--store` path is relative to the marked file's folder."""
+    """A marker's `--store` (and `--bench-output`) path is relative to the marked file's folder."""
     out = list(args)
     for i, a in enumerate(out[:-1]):
-        if a == "--store" and not Path(out[i + 1]).is_absolute():
+        if a in ("--store", "--bench-output") and not Path(out[i + 1]).is_absolute():
             out[i + 1] = str(folder / out[i + 1])
     return out
