@@ -311,3 +311,29 @@ def test_a_store_without_a_pilot_of_this_task_and_model_is_refused(tmp_path):
 def test_round_up_is_to_a_multiple_of_16():
     assert [round_up(x) for x in (0, 1, 16, 16.5, 95)] == [16, 16, 16, 32, 96]
     assert math.isclose(round_up(200), 208)
+
+
+# ---- (c) the command --------------------------------------------------------------------------------------------
+def test_ttc_plan_prints_the_example_studys_plan_from_a_pilot_store(tmp_path):
+    from tests.conftest import ttc
+
+    correct, lengths, scores = _mixed()
+    _pilot_store(tmp_path / "pilot", correct, lengths, scores=scores)
+    out = ttc("plan", "examples/compute_optimal.yaml", "--pilot-store", str(tmp_path / "pilot"), check=True).stdout
+    assert out.startswith(f"plan for compute_optimal.yaml on {MODEL}\npilot: 12 questions, 72 samples at max_tokens")
+    for line in ("\nmax_tokens: ", "\nsamples per question: ", "\nquestions needed: ", "\ncost as recommended: "):
+        assert line in out
+    assert "at 4 samples: " in out  # the spec's largest budget, in its own unit
+    data = json.loads(
+        ttc("plan", "examples/compute_optimal.yaml", "--pilot-store", str(tmp_path / "pilot"), "--json").stdout
+    )
+    assert data["spec_questions"] == 11 and data["as_written"]["samples_per_question"] == 8  # one sum drawn twice
+
+
+def test_ttc_plan_on_a_store_without_a_pilot_is_one_error_line(tmp_path):
+    from tests.conftest import ttc
+
+    Store.open(tmp_path / "empty")
+    r = ttc("plan", "examples/compute_optimal.yaml", "--pilot-store", str(tmp_path / "empty"))
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("error: --pilot-store: ") and r.stderr.count("\n") == 1
