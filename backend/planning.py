@@ -282,7 +282,10 @@ def plan(spec: RunSpec, store, spec_name: str | None = None, arch=None) -> Plan:
     con = store.connect()
     try:
         runs, model = pilot_runs(con, spec, store.root)
-        return _plan(con, spec, spec_name or spec.name, runs, model, arch)
+        try:
+            return _plan(con, spec, spec_name or spec.name, runs, model, arch)
+        except ValueError as e:  # the metrics refuse a pool they cannot read (one line, as ttc compute-optimal)
+            raise StoreError(f"--pilot-store: the pilot in {store.root} cannot be planned from: {e}") from None
     finally:
         con.close()
 
@@ -336,8 +339,11 @@ def _plan(con, spec: RunSpec, spec_name: str, runs: list[str], model: str, arch)
     unit_flops = one_sample_flops(arch, prompt, spec.max_tokens)  # budgets shown in the spec's own unit
     leading = _leading(inputs.table, questions_needed, unit_flops)
     top = leading[-1] if leading else None
-    if not leading:
-        notes.append("the pilot evaluates fewer than two configurations over all its questions: nothing to compare")
+    if len(leading) < len(inputs.table.budgets):
+        notes.append(
+            f"at {len(inputs.table.budgets) - len(leading)} of {len(inputs.table.budgets)} budgets fewer than two "
+            "configurations covered every pilot question: nothing to compare there"
+        )
 
     mean_prompt = float(prompt.mean())
     verifier_per_sample = _verifier_flops_per_sample(con, runs, model)
