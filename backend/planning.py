@@ -8,11 +8,13 @@ and estimate what the study costs on this engine.
   asks for a re-pilot at twice the cap.
 - **samples per question**: twice the samples the study's largest budget buys a pool rule (backend.pricing's
   `samples_bought` at the pilot's mean finished length), so that a rule's expected accuracy at that budget averages
-  over many k-subsets of the pool (at exactly k there is one); without budgets, the spec's own.
+  over many k-subsets of the pool (at exactly k there is one); without budgets, the spec's own. The length is the
+  pilot's expected one at the spec's max_tokens (a cut sample counts at the cap).
 - **questions needed**: the study's configurations the pilot can evaluate (pool rules at the spec's budgets, and
   any searches the pilot store holds) go through the compute-optimal table (backend.metrics.study); at each budget
-  the two with the highest mean accuracy over the pilot's questions are the leading pair, and their per-question
-  differences give the paired statistics' sample size (backend.metrics.paired.questions_needed).
+  the one with the highest mean accuracy over the pilot's questions and the best one that differs from it are the
+  leading pair, and their per-question differences give the paired statistics' sample size
+  (backend.metrics.paired.questions_needed).
 - **cost**: FLOPs priced by backend.pricing (prefill once per question, decode per sample at the expected length,
   the pilot's measured verifier passes per sample, and each search at most its budget per question), and wall time
   = FLOPs / the pilot's measured generation throughput (its samples' FLOPs over the span from the first sample's
@@ -151,6 +153,11 @@ class Plan:
             lines.append(
                 f"  {g.dataset}{level}: {g.questions} questions, pass@1 {g.pass_at_1:.2f}, always solved {g.always}, "
                 f"never {g.never}: {g.verdict}"
+            )
+        if self.pilot_flops_per_s is not None:
+            lines.append(
+                f"pilot throughput: {self.pilot_flops_per_s:.3g} FLOP/s generating (wall time scales with it: a pilot "
+                "run beside other work times the study as slowly)"
             )
         for label, c in (("as written", self.as_written), ("as recommended", self.as_recommended)):
             wall = "unknown" if c.wall_s is None else _duration(c.wall_s)
@@ -304,14 +311,13 @@ def _plan(con, spec: RunSpec, spec_name: str, runs: list[str], model: str, arch)
         """SELECT count(*) AS n,
                   avg(CASE WHEN finish_reason = 'length' THEN 1 ELSE 0 END) AS cut,
                   quantile_cont(completion_tokens, ?) FILTER (WHERE finish_reason = 'stop') AS q_finished,
-                  avg(completion_tokens) FILTER (WHERE finish_reason = 'stop') AS mean_finished,
                   sum(flops) AS flops,
                   epoch(max(created_at)) - min(epoch(created_at) - coalesce(latency_s, 0)) AS span_s,
                   count(DISTINCT question_key) AS questions
            FROM samples WHERE list_contains(?, run_id) AND model = ?""",
         [FINISHED_QUANTILE, runs, model],
     ).fetchone()
-    n_samples, cut, q_finished, mean_finished, pilot_flops, span_s, n_questions = s
+    n_samples, cut, q_finished, pilot_flops, span_s, n_questions = s
     pilot_cap = runs_max_tokens(con, runs)
     truncated = float(cut or 0.0)
     lower_bound = truncated > TRUNCATION_THRESHOLD
@@ -320,6 +326,7 @@ def _plan(con, spec: RunSpec, spec_name: str, runs: list[str], model: str, arch)
     if pilot_cap is not None and (lower_bound or rec_tokens is None):
         repilot = 2 * pilot_cap
     expected_tokens = _expected_tokens(con, runs, model, rec_tokens or spec.max_tokens)
+    expected_at_spec = _expected_tokens(con, runs, model, spec.max_tokens)
 
     prompt = np.asarray(
         [
@@ -348,7 +355,7 @@ def _plan(con, spec: RunSpec, spec_name: str, runs: list[str], model: str, arch)
     mean_prompt = float(prompt.mean())
     verifier_per_sample = _verifier_flops_per_sample(con, runs, model)
     if spec.budgets:
-        k_top = int(samples_bought(arch, max(budgets), mean_prompt, float(mean_finished or spec.max_tokens)))
+        k_top = int(samples_bought(arch, max(budgets), mean_prompt, expected_at_spec))
         rec_samples = max(2, 2 * k_top)
     else:
         rec_samples = spec.samples_per_question
@@ -372,7 +379,7 @@ def _plan(con, spec: RunSpec, spec_name: str, runs: list[str], model: str, arch)
         )
         return Cost(questions, samples, max_tokens, flops, None if rate is None else flops / rate)
 
-    written = cost(n_spec, spec.samples_per_question, spec.max_tokens, min(expected_tokens, spec.max_tokens))
+    written = cost(n_spec, spec.samples_per_question, spec.max_tokens, expected_at_spec)
     needed = top.questions_needed if top is not None and top.questions_needed else n_spec
     recommended = cost(needed, rec_samples, rec_tokens or spec.max_tokens, expected_tokens)
     if int(n_questions) < 10:
@@ -407,8 +414,10 @@ def _plan(con, spec: RunSpec, spec_name: str, runs: list[str], model: str, arch)
 
 
 def _leading(table, questions_needed, unit_flops: float) -> list[Leading]:
-    """Per budget, the two configurations with the highest mean accuracy among those that cover every question
-    (`unit_flops`: "1 sample" at the spec's max_tokens, the unit the budgets are shown in)."""
+    """Per budget, among the configurations that cover every question, the one with the highest mean accuracy and
+    the best one that differs from it on some question (on a small pool several rules pick the same answers: a
+    comparison of two identical columns tells nothing). `unit_flops`: "1 sample" at the spec's max_tokens, the unit
+    the budgets are shown in."""
     out = []
     for b in range(len(table.budgets)):
         acc = table.accuracy[:, b, :]  # (C, Q)
@@ -416,8 +425,10 @@ def _leading(table, questions_needed, unit_flops: float) -> list[Leading]:
         if full.sum() < 2:
             continue
         mean = np.where(full, np.nanmean(np.where(full[:, None], acc, 0.0), axis=1), -np.inf)
-        order = np.argsort(-mean, kind="stable")
-        i, j = int(order[0]), int(order[1])
+        order = [int(c) for c in np.argsort(-mean, kind="stable") if full[c]]
+        i = order[0]
+        differ = [c for c in order[1:] if not np.allclose(acc[c], acc[i])]
+        j = differ[0] if differ else order[1]
         d = acc[i] - acc[j]
         out.append(
             Leading(
