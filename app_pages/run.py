@@ -332,6 +332,45 @@ def form(store) -> None:
             _queue(_spec_dict(models, task, sampling, strategies))
     if st.session_state.get("queued_msg"):
         st.success(st.session_state["queued_msg"], icon=":material/check_circle:")
+    plan_panel(store, problems, _spec_dict(models, task, sampling, strategies))
+
+
+def plan_panel(store, problems: list, data: dict) -> None:
+    """`ttc plan` for the form's spec, from this store's runs of the same task and model as the pilot."""
+    with st.container(border=True):
+        st.subheader("Size this study")
+        st.caption(
+            "From a pilot in this store (a finished run of the same task and model: queue this spec with a few "
+            "questions per dataset and a few samples first, or run `ttc plan SPEC`, which runs its own): the "
+            "max_tokens its finished completions need, samples per question, the questions that tell the two "
+            "leading configurations apart (α = 0.05, power 0.8) and the study's FLOPs and wall time on this engine."
+        )
+        if not st.button("Plan from this store's runs", key="plan", icon=":material/straighten:"):
+            return
+        if problems:
+            frame.render_error(problems[0])
+            return
+        try:
+            from backend.planning import plan
+
+            if store is None:
+                raise TtcError(
+                    "--pilot-store: this store holds no runs yet; allowed: a store with a finished pilot run"
+                )
+            with st.spinner("planning from the pilot…"):
+                result = plan(parse_spec(data, "form"), store)
+        except TtcError as e:
+            frame.render_error(e)
+            return
+        cols = st.columns(3)
+        cols[0].metric(
+            "max_tokens", f"{result.max_tokens or '—'}{' (lower bound)' if result.max_tokens_is_lower_bound else ''}"
+        )
+        cols[1].metric("samples per question", result.samples_per_question)
+        cols[2].metric("questions needed", result.questions_needed or "—")
+        if result.separability != "ok":
+            st.warning(f"Question set {result.separability}.", icon=":material/warning:")
+        st.code(result.text(), language=None)
 
 
 def _queue(data: dict) -> None:

@@ -277,6 +277,38 @@ def _report_body(args: argparse.Namespace) -> str:
     return study_markdown(opened, record)
 
 
+def _cmd_plan(args) -> int:
+    from tqdm import tqdm
+
+    from backend.planning import plan_spec
+
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="sample", desc="pilot", disable=args.quiet, file=sys.stderr)
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        result = plan_spec(
+            args.spec,
+            args.pilot_store,
+            keep_pilot=args.keep_pilot,
+            progress=progress,
+            questions=args.pilot_questions,
+            samples=args.pilot_samples,
+            max_tokens=args.pilot_max_tokens,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    print(result.to_json() if args.json else result.text())
+    return 0
+
+
 def _cmd_worker(args) -> int:
     import threading
 
@@ -626,6 +658,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-render every marked section of these files (a marker's --store is relative to its file)",
     )
     rp.set_defaults(fn=_cmd_report)
+    pl = sub.add_parser(
+        "plan",
+        help="size a study before running it: max_tokens, samples per question, questions needed, time and FLOPs",
+    )
+    pl.add_argument("spec", help="YAML run spec (see examples/)")
+    pl.add_argument(
+        "--pilot-store",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="plan from the finished runs of this store (same task and model) instead of running a pilot",
+    )
+    pl.add_argument(
+        "--keep-pilot",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="run the pilot into this store and keep it (default: a temporary store)",
+    )
+    pl.add_argument("--pilot-questions", type=int, default=2, metavar="N", help="pilot questions per dataset")
+    pl.add_argument("--pilot-samples", type=int, default=4, metavar="K", help="pilot samples per question")
+    pl.add_argument(
+        "--pilot-max-tokens", type=int, default=None, metavar="M", help="the pilot's cap (default: the spec's)"
+    )
+    pl.add_argument("--json", action="store_true", help="print the plan as JSON")
+    pl.add_argument("--quiet", action="store_true", help="no progress bar")
+    pl.set_defaults(fn=_cmd_plan)
     w = sub.add_parser(
         "worker",
         help="claim and run queued runs (the dashboard submits them); `status` / `stop` show or stop live workers",

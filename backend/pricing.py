@@ -65,6 +65,13 @@ def sample_flops(arch: ModelArch, prompt_tokens, sample_tokens):
     return pass_flops(arch, prompt_tokens, 0, sample_tokens)
 
 
+def pool_flops(arch: ModelArch, prompt_tokens, sample_tokens, samples: int):
+    """k samples of one question: its prompt prefilled once (the prefix cache serves the rest), then `samples`
+    decodes of `sample_tokens` each (vectorised over questions; a study's size in `backend.planning`)."""
+    p = np.asarray(prompt_tokens, dtype=np.float64)
+    return prefill_flops(arch, p) + samples * decode_flops(arch, p, np.asarray(sample_tokens, dtype=np.float64))
+
+
 def one_sample_flops(arch: ModelArch, prompt_tokens: Iterable[float], sample_tokens: float) -> float:
     """The budget unit "1 sample" of a question set: the mean over its questions of `sample_flops`."""
     p = np.asarray(list(prompt_tokens) if not isinstance(prompt_tokens, np.ndarray) else prompt_tokens, np.float64)

@@ -21,9 +21,13 @@ Beside the test:
 - **the accuracy difference with a paired bootstrap confidence interval**: questions are resampled with
   replacement, each keeping its pair of outcomes, and the interval is the percentile interval of the resampled
   mean differences;
-- **roughly how many questions would tell them apart**: the sample size of the paired z-test of the mean
-  difference, to which both tests converge, n = ((z₁₋α/₂ + z_power) · σ_d / |d̄|)², at the observed mean difference
-  d̄ and spread σ_d of the per-question differences — a planning figure, not a promise.
+- **roughly how many questions would tell them apart**: the normal approximation of both tests, whose null
+  distributions have the same spread: under "no difference" Σ d has variance Σ d² (the sign-flip test's
+  permutation variance; on 0/1 outcomes the discordant count, as in McNemar's test), while under the observed
+  difference it is spread by σ_d around n·d̄. So n = ((z₁₋α/₂ · √mean(d²) + z_power · σ_d) / |d̄|)² (for McNemar's
+  test Connor 1987, "Sample size for testing differences in proportions for the paired-sample design", Biometrics
+  43:207-211) — a planning figure, not a promise (tests/unit/test_planning.py checks it against a simulated power
+  of the exact tests).
 
 All of it is vectorised over the questions (bootstrap resamples and sign patterns in chunks of one matrix each)."""
 
@@ -109,16 +113,18 @@ def bootstrap_ci(
 
 def questions_needed(differences: np.ndarray, alpha: float = ALPHA, power: float = POWER) -> int | None:
     """Questions a paired comparison needs to detect the observed mean difference at `alpha` with `power` (the
-    paired z-test's sample size; never fewer than the exact tests need to reach `alpha` at all: n differences all
-    one way give p = 2 / 2^n). None: no difference observed."""
+    tests' normal approximation, module docstring: the null spread √mean(d²), the alternative's σ_d; never fewer
+    than the exact tests need to reach `alpha` at all: n differences all one way give p = 2 / 2^n). None: no
+    difference observed."""
     d = np.asarray(differences, dtype=np.float64)
     mean = float(d.mean()) if d.size else 0.0
     if d.size == 0 or mean == 0.0:
         return None
     sd = float(d.std(ddof=1)) if d.size > 1 else 0.0
-    z = norm.ppf(1 - alpha / 2) + norm.ppf(power)
+    null_sd = math.sqrt(float(np.mean(d**2)))
+    spread = norm.ppf(1 - alpha / 2) * null_sd + norm.ppf(power) * sd
     fewest = math.ceil(math.log2(2 / alpha))
-    return max(fewest, math.ceil((z * sd / abs(mean)) ** 2))
+    return max(fewest, math.ceil((spread / abs(mean)) ** 2))
 
 
 @dataclass(frozen=True)

@@ -156,8 +156,8 @@ def test_bootstrap_interval_approaches_the_exact_bootstrap_distribution():
 
 def test_questions_needed_is_the_paired_normal_formula():
     d = np.array([1.0, 0.0, 0.0, 1.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0])
-    z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
-    assert questions_needed(d) == math.ceil((z * d.std(ddof=1) / d.mean()) ** 2)
+    spread = stats.norm.ppf(0.975) * np.sqrt(np.mean(d**2)) + stats.norm.ppf(0.8) * d.std(ddof=1)
+    assert questions_needed(d) == math.ceil((spread / d.mean()) ** 2)  # Connor 1987 on 0/1: 4 discordant of 10
     assert questions_needed(np.zeros(5)) is None  # no difference observed: no number of questions finds one
     assert questions_needed(np.ones(3)) == 6  # all one way: the exact test first reaches 0.05 at 6 questions
 
