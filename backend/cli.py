@@ -32,7 +32,37 @@ def _cmd_run(args) -> int:
     finally:
         bar.close()
     print(f"run {result['run_id']}: {result['total']} samples in {store.root} ({result['generated']} generated now)")
+    _print_quality(store, [result["run_id"]], summary=True)
     return 0
+
+
+def _print_quality(store, runs, *, models=None, dataset=None, bins=None, threshold=None, summary=False) -> None:
+    """The data-quality figures of these runs' samples (backend/metrics/quality.py): the one-line summary on stdout
+    (`ttc run`), or one stderr line per group (`ttc compute-optimal`: stdout stays CSV), then each warning on
+    stderr."""
+    from backend.metrics.quality import THRESHOLD, data_quality
+
+    con = store.connect()
+    try:
+        q = data_quality(
+            con,
+            runs,
+            models=models,
+            dataset=dataset,
+            bins=bins,
+            threshold=THRESHOLD if threshold is None else threshold,
+        )
+    finally:
+        con.close()
+    if q.table.empty:
+        return
+    if summary:
+        print(q.summary())
+    else:
+        for line in q.lines():
+            print(f"quality: {line}", file=sys.stderr)
+    for w in q.warnings:
+        print("warning: " + w.replace("**", "").replace("\n", "\n  "), file=sys.stderr)
 
 
 def _cmd_models(args) -> int:
@@ -144,12 +174,15 @@ def _cmd_sql(args) -> int:
 
 def _cmd_compute_optimal(args) -> int:
     from backend.errors import SpecError, StoreError
+    from backend.metrics.quality import bins_by_key, check_threshold
     from backend.metrics.study import compute_optimal_study
     from backend.run_selection import default_runs_of
     from store import Store
 
     if args.n_bins < 1:
         raise SpecError("--n-bins", f"{args.n_bins} bins", "a whole number of difficulty bins, at least 1")
+    if args.quality_threshold is not None:
+        check_threshold(args.quality_threshold, "--quality-threshold")
     store = Store.open(args.store, create=False, catalog=args.catalog)
     con = store.connect()
     try:
@@ -196,6 +229,7 @@ def _cmd_compute_optimal(args) -> int:
             )
         except ValueError as e:
             raise StoreError(f"compute-optimal: {e}") from None
+        bins = bins_by_key(con, runs, study.model, study.table.question_ids, study.bins.level)
     finally:
         con.close()
     t = study.table
@@ -209,6 +243,7 @@ def _cmd_compute_optimal(args) -> int:
     print(study.held_out, file=sys.stderr)
     for note in study.notes:
         print(f"note: {note}", file=sys.stderr)
+    _print_quality(store, runs, models=[study.model], bins=bins, threshold=args.quality_threshold)
     (study.cells_by_bin() if args.cells else study.report()).to_csv(sys.stdout, index=False)
     return 0
 
@@ -534,6 +569,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--cells",
         action="store_true",
         help="print every configuration's accuracy per bin × budget instead of the choice",
+    )
+    co.add_argument(
+        "--quality-threshold",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="warn (on stderr) where the share of samples cut at max_tokens, finished without an answer or not "
+        "graded passes this in a difficulty bin (default: the dashboard's, 0.1)",
     )
     co.set_defaults(fn=_cmd_compute_optimal)
     w = sub.add_parser(
