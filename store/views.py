@@ -14,6 +14,7 @@ longest); beyond it the percentile lies past the cap, where no length was observ
 MAX_FACTOR = 8
 """The largest multiple of the current cap ever suggested (SUGGESTED_SQL)."""
 
+ONE_IN = round(1 / IDENTIFIED)  # c <= 5 % as an exact integer comparison: 20·cut <= samples
 SPEC_MAX_TOKENS = 32768  # RunSpec.max_tokens' upper bound
 ROUND_TO = 32
 SPEC_DEFAULT_MAX_TOKENS = 256  # RunSpec.max_tokens' default: a spec stored without the field ran with it
@@ -27,9 +28,8 @@ same field)."""
 
 SUGGESTED_SQL = f"""CASE
     WHEN max_tokens IS NULL OR samples = 0 THEN NULL
-    WHEN cut <= {IDENTIFIED} * samples THEN greatest(ceil(all_p95), 1)
-    ELSE least({SPEC_MAX_TOKENS}, ceil(max_tokens * least({MAX_FACTOR}, cut / ({IDENTIFIED} * samples)) / {ROUND_TO})
-                                  * {ROUND_TO})
+    WHEN {ONE_IN} * cut <= samples THEN greatest(ceil(all_p95), 1)
+    ELSE least({SPEC_MAX_TOKENS}, ceil(max_tokens * least({MAX_FACTOR}, {ONE_IN} * cut / samples) / {ROUND_TO}) * {ROUND_TO})
 END"""
 """The `max_tokens` to suggest (N), from the cap C, the cut share c and the length percentiles.
 
