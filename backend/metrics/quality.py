@@ -100,7 +100,7 @@ def data_quality(
             "unnest($bin_levels) AS bin) b USING (_key))"
         )
         keys.append("bin")
-    has_runs = bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'runs'").fetchone()[0])
+    has_runs = not con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = 'runs'").df().empty
     caps = RUN_MAX_TOKENS_SQL if has_runs else "SELECT NULL::VARCHAR AS run_id, NULL::INTEGER AS max_tokens"
     table = con.execute(quality_sql(keys, f"{source} AS _selected", caps), params).df()
     return DataQuality(table, threshold, tuple(quality_warnings(table, threshold)))

@@ -283,3 +283,21 @@ def test_compute_optimal_prints_the_figures_on_stderr_and_keeps_its_csv(tmp_path
     assert capsys.readouterr().err.strip() == (
         "error: --quality-threshold: 10.0; allowed: a share between 0 and 1 (exclusive), e.g. 0.1 for 10 %"
     )
+
+
+def test_the_run_summary_gives_the_runs_shares_and_warns_on_stderr(planted, capsys):
+    """What `ttc run` prints after its run line (the real-model smoke test runs the command itself)."""
+    from backend.cli import _print_quality
+
+    store, df, _ = planted
+    _print_quality(store, ["run-a"], summary=True)
+    out, err = capsys.readouterr()
+    a = df[df["run_id"] == "run-a"]
+    cut = int((a["finish_reason"] == "length").sum())
+    assert out.strip().startswith(f"data quality: {cut} of {len(a)} ({cut / len(a):.0%}) cut at max_tokens, ")
+    assert out.strip().endswith("(max_tokens = 128)")
+    assert err.startswith("warning: Samples cut at max_tokens: more than 10% in 1 group(s).")
+    assert "\n  - m1 · arith: " in err and "raise max_tokens to ≈ " in err
+    _print_quality(store, ["run-b"], models=["m2"], summary=True)
+    out, err = capsys.readouterr()
+    assert out.startswith("data quality: 0 of 108 (0%) cut at max_tokens") and err == ""
