@@ -19,7 +19,7 @@ import duckdb
 import pandas as pd
 
 from backend.errors import SpecError
-from store.views import IDENTIFIED, RUN_MAX_TOKENS_SQL, quality_sql
+from store.views import RUN_MAX_TOKENS_SQL, quality_sql
 
 THRESHOLD = 0.10
 """A share of cut, unanswered or ungraded samples above this warns (pages, `ttc compute-optimal`, `ttc run`)."""
@@ -131,7 +131,8 @@ PROBLEMS = (
         "cut_share",
         "Samples cut at max_tokens",
         "A cut sample has no answer and counts as wrong, so accuracy here measures where the model is cut off, not "
-        "what the strategies do.",
+        "what the strategies do. Every finished completion is shorter than the cap, so their 95th percentile "
+        "understates the need: the suggestion allows for the share cut.",
     ),
     (
         "no_answer_share",
@@ -181,8 +182,6 @@ def _advice(r) -> str:
         m = "no completion finished"
     else:
         m = f"the 95th percentile of finished completions is {r.finished_p95:.0f}"
-        if r.cut_share > IDENTIFIED:  # SUGGESTED_SQL: finished ones are all shorter than the cap
-            m += " (an underestimate: every finished completion is shorter than the cap)"
     if pd.isna(r.max_tokens) or r.suggested_max_tokens > r.max_tokens:
         return f" — raise max_tokens to ≈ {int(r.suggested_max_tokens)}: {m}"
     return f" — max_tokens already covers 95 % of completions ({m})"
