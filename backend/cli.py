@@ -62,7 +62,8 @@ def _print_quality(store, runs, *, models=None, dataset=None, bins=None, thresho
         for line in q.lines():
             print(f"quality: {line}", file=sys.stderr)
     for w in q.warnings:
-        print("warning: " + w.replace("**", "").replace("\n", "\n  "), file=sys.stderr)
+        for line in w.replace("**", "").splitlines():  # every line prefixed: stderr's indented lines are the study's
+            print(f"warning: {line}", file=sys.stderr)
 
 
 def _cmd_models(args) -> int:

@@ -276,6 +276,8 @@ def test_compute_optimal_prints_the_figures_on_stderr_and_keeps_its_csv(tmp_path
     assert len(lines) == 4 and all(" · bin " in ln for ln in lines)  # 2 datasets × 2 bins
     assert "warning: Samples cut at max_tokens: more than 10%" in err
     assert "raise max_tokens to ≈ " in err and "the 95th percentile of finished completions is" in err
+    listed = dict(ln.strip().split("\t")[::-1] for ln in err.splitlines() if ln.startswith("  "))
+    assert listed["majority"] == "pool"  # the indented lines are still the configurations, as scripts read them
 
     assert main(["compute-optimal", "--store", str(cut), "--n-bins", "2", "--quality-threshold", "0.9"]) == 0
     assert "warning:" not in capsys.readouterr().err
@@ -297,7 +299,8 @@ def test_the_run_summary_gives_the_runs_shares_and_warns_on_stderr(planted, caps
     assert out.strip().startswith(f"data quality: {cut} of {len(a)} ({cut / len(a):.0%}) cut at max_tokens, ")
     assert out.strip().endswith("(max_tokens = 128)")
     assert err.startswith("warning: Samples cut at max_tokens: more than 10% in 1 group(s).")
-    assert "\n  - m1 · arith: " in err and "raise max_tokens to ≈ " in err
+    assert "\nwarning: - m1 · arith: " in err and "raise max_tokens to ≈ " in err
+    assert not [ln for ln in err.splitlines() if ln.startswith(" ")]  # `ttc compute-optimal` lists its study so
     _print_quality(store, ["run-b"], models=["m2"], summary=True)
     out, err = capsys.readouterr()
     assert out.startswith("data quality: 0 of 108 (0%) cut at max_tokens") and err == ""
