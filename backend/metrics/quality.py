@@ -4,7 +4,7 @@ be graded, and the `max_tokens` that would let them finish.
 Why every analysis reads this first: a sample cut at `max_tokens` (finish_reason = 'length') usually has no answer
 and counts as wrong, so when many are cut, accuracy, coverage and every strategy comparison measure where the model
 is cut off, not how a strategy trades compute for accuracy. The figures are one DuckDB aggregate over the `samples`
-view (QUALITY_SQL), served to the pages, `ttc compute-optimal`, `ttc run`'s summary and, as the `data_quality`
+view (store/views.py's quality_sql, which holds the rule for the suggested max_tokens), served to the pages, `ttc compute-optimal`, `ttc run`'s summary and, as the `data_quality`
 view, to `ttc sql`.
 
 Which samples count: the sampling pools (the `samples` table), whose `max_tokens` is the run's spec's. Search nodes
