@@ -8,6 +8,7 @@ import streamlit as st
 
 from app_pages import _charts as charts
 from app_pages import _page as frame
+from app_pages import _quality as data_quality
 from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
@@ -34,6 +35,7 @@ def body(store) -> None:
     if not combos:
         st.info("Select at least one run and model.")
         return
+    data_quality.strip(store, run_ids, [m for m, _ in combos], dataset)
     c1, c2, c3 = st.columns([3, 2, 1])
     models = sorted({m for m, _ in combos})
     known = _spec_prices(store)

@@ -7,6 +7,7 @@ import streamlit as st
 
 from app_pages import _charts as charts
 from app_pages import _page as frame
+from app_pages import _quality as data_quality
 from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
@@ -83,6 +84,7 @@ def body(store) -> None:
     if not combos:
         st.info("Select at least one run and model.")
         return
+    data_quality.strip(store, run_ids, [m for m, _ in combos], dataset)
     root, fp = str(store.root), stored.fingerprint(store)
     fig = go.Figure()
     tables, fits = [], []

@@ -6,6 +6,7 @@ import streamlit as st
 
 from app_pages import _charts as charts
 from app_pages import _page as frame
+from app_pages import _quality as data_quality
 from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
@@ -36,6 +37,9 @@ def body(store) -> None:
     text = c5.text_input("Completion or answer contains", key="text")
     sel.to_url("run", "model", "question", "correct", "text")
 
+    data_quality.strip(
+        store, [run_id] if run_id else groups["run_id"].unique().tolist(), None if model is None else [model]
+    )
     df = views.samples_page(store, run_id, model, question, correct, text.strip(), limit=500)
     st.caption(f"{len(df)} sample(s) shown (at most 500; narrow the filters to see others)")
     charts.table(

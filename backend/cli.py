@@ -34,7 +34,38 @@ def _cmd_run(args) -> int:
     finally:
         bar.close()
     print(f"run {result['run_id']}: {result['total']} samples in {store.root} ({result['generated']} generated now)")
+    _print_quality(store, [result["run_id"]], summary=True)
     return 0
+
+
+def _print_quality(store, runs, *, models=None, dataset=None, bins=None, threshold=None, summary=False) -> None:
+    """The data-quality figures of these runs' samples (backend/metrics/quality.py): the one-line summary on stdout
+    (`ttc run`), or one stderr line per group (`ttc compute-optimal`: stdout stays CSV), then each warning on
+    stderr."""
+    from backend.metrics.quality import THRESHOLD, data_quality
+
+    con = store.connect()
+    try:
+        q = data_quality(
+            con,
+            runs,
+            models=models,
+            dataset=dataset,
+            bins=bins,
+            threshold=THRESHOLD if threshold is None else threshold,
+        )
+    finally:
+        con.close()
+    if q.table.empty:
+        return
+    if summary:
+        print(q.summary())
+    else:
+        for line in q.lines():
+            print(f"quality: {line}", file=sys.stderr)
+    for w in q.warnings:
+        for line in w.replace("**", "").splitlines():  # every line prefixed: stderr's indented lines are the study's
+            print(f"warning: {line}", file=sys.stderr)
 
 
 def _cmd_models(args) -> int:
@@ -145,10 +176,13 @@ def _cmd_sql(args) -> int:
 
 
 def _cmd_compute_optimal(args) -> int:
+    from backend.metrics.quality import bins_by_key, check_threshold
     from backend.report import check_study_arguments, open_study
     from store import Store
 
     check_study_arguments(args.n_bins, args.band_boot)
+    if args.quality_threshold is not None:
+        check_threshold(args.quality_threshold, "--quality-threshold")
     store = Store.open(args.store, create=False, catalog=args.catalog)
     con = store.connect()
     try:
@@ -163,11 +197,12 @@ def _cmd_compute_optimal(args) -> int:
             seed=args.seed,
             band_boot=args.band_boot,
         )
+        study = opened.study
+        bins = bins_by_key(con, list(opened.runs), study.model, study.table.question_ids, study.bins.level)
     finally:
         con.close()
     for run_id, why in opened.left_out:
         print(f"note: run {run_id} left out ({why}); name it with --run to include it", file=sys.stderr)
-    study = opened.study
     t = study.table
     print(
         f"{study.model}: {len(t.question_ids)} questions, {len(study.result.levels)} {study.bins.kind} bins, "
@@ -185,6 +220,7 @@ def _cmd_compute_optimal(args) -> int:
         )
     for note in study.notes:
         print(f"note: {note}", file=sys.stderr)
+    _print_quality(store, list(opened.runs), models=[study.model], bins=bins, threshold=args.quality_threshold)
     (study.cells_by_bin() if args.cells else study.report()).to_csv(sys.stdout, index=False)
     return 0
 
@@ -642,6 +678,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--cells",
         action="store_true",
         help="print every configuration's accuracy per bin × budget instead of the choice",
+    )
+    co.add_argument(
+        "--quality-threshold",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="warn (on stderr) where the share of samples cut at max_tokens, finished without an answer or not "
+        "graded passes this in a difficulty bin (default: the dashboard's, 0.1)",
     )
     co.set_defaults(fn=_cmd_compute_optimal)
     rp = sub.add_parser(

@@ -27,6 +27,7 @@ import pandas as pd
 
 from backend.errors import SpecError, StoreError
 from backend.metrics.compute_optimal import BAND_BOOT
+from backend.metrics.quality import DataQuality, data_quality
 from backend.metrics.study import AUTO, COMPUTE_OPTIMAL, ComputeOptimalStudy, compute_optimal_study
 from backend.run_selection import default_runs_of
 
@@ -111,28 +112,17 @@ def open_study(
 
 @dataclass(frozen=True)
 class StudyRecord:
-    """What the store recorded of the study's runs, beside the analysis: names, engine, knobs, size and time."""
+    """What the store recorded of the study's runs, beside the analysis: names, engine, knobs, time, data quality."""
 
     names: tuple[str, ...]
     engines: tuple[str, ...]
     max_tokens: int | None
     samples_per_question: int | None
-    pool_samples: int
-    truncated: int  # pool samples stopped at max_tokens
-    no_answer: int  # pool samples with no extracted answer
     wall_s: float | None  # first run's start to the last run's finish
-
-
-RECORD_SQL = """
-SELECT count(*) AS pool_samples,
-       count(*) FILTER (WHERE finish_reason = 'length') AS truncated,
-       count(*) FILTER (WHERE answer IS NULL OR answer = '') AS no_answer
-FROM samples WHERE list_contains(?, run_id) AND model = ? AND strategy = 'sample'"""
+    quality: DataQuality  # the pool's cut, unanswered and ungraded samples (backend/metrics/quality.py)
 
 
 def study_record(con: duckdb.DuckDBPyConnection, runs: Sequence[str], model: str) -> StudyRecord:
-    counts = con.execute(RECORD_SQL, [list(runs), model]).fetchone()
-    pool_samples, truncated, no_answer = counts if counts is not None else (0, 0, 0)
     rows = con.execute(
         "SELECT name, spec_json, started_at, finished_at FROM runs WHERE list_contains(?, run_id) ORDER BY created_at",
         [list(runs)],
@@ -149,10 +139,8 @@ def study_record(con: duckdb.DuckDBPyConnection, runs: Sequence[str], model: str
         engines=engines,
         max_tokens=max_tokens.pop() if len(max_tokens) == 1 else None,
         samples_per_question=per_q.pop() if len(per_q) == 1 else None,
-        pool_samples=int(pool_samples),
-        truncated=int(truncated),
-        no_answer=int(no_answer),
         wall_s=wall,
+        quality=data_quality(con, runs, models=[model]),
     )
 
 
@@ -253,13 +241,11 @@ def study_markdown(opened: OpenedStudy, record: StudyRecord) -> str:
         f"{', '.join(_budget(s) for s in table.budget_samples)} samples' FLOPs per question{wall}.",
         "",
     ]
-    if record.pool_samples:
-        lines += [
-            f"**Data quality**: {record.truncated} of the pool's {record.pool_samples} samples "
-            f"({record.truncated / record.pool_samples:.0%}) stopped at max_tokens, {record.no_answer} "
-            f"({record.no_answer / record.pool_samples:.0%}) without an extracted answer.",
-            "",
-        ]
+    if not record.quality.table.empty:
+        summary = record.quality.summary().removeprefix("data quality: ")
+        lines += [f"**Data quality** of the pool: {summary}.", ""]
+        for warning in record.quality.warnings:
+            lines += ["> " + line for line in warning.splitlines()] + [""]
     lines += [headline(report, baseline), ""]
     lines += [
         f"| bin (questions) | budget (samples' FLOPs) | chosen (fold 0 / fold 1) | held-out accuracy | `{baseline}` "

@@ -71,8 +71,9 @@ def _questions(run_id: str, n_questions: int, rng: np.random.Generator) -> tuple
     return table, level
 
 
-def _sample_tables(run_id, model, qtable, level, n_samples, verifiers, rng, created, inverted=()):
-    """Yield (samples, scores) tables of at most MAX_ROWS_PER_SHARD rows, question-major."""
+def _sample_tables(run_id, model, qtable, level, n_samples, verifiers, rng, created, inverted=(), truncated=0.0):
+    """Yield (samples, scores) tables of at most MAX_ROWS_PER_SHARD rows, question-major; a `truncated` share of
+    the samples is cut at max_tokens (512 tokens, no answer, wrong)."""
     n_q = qtable.num_rows
     arch = _arch(model)
     # per-question pass@1: logistic in (ability - difficulty + noise)
@@ -91,7 +92,8 @@ def _sample_tables(run_id, model, qtable, level, n_samples, verifiers, rng, crea
         rows = (hi - lo) * n_samples
         qi = np.repeat(np.arange(lo, hi), n_samples)
         idx = np.tile(np.arange(n_samples, dtype=np.int32), hi - lo)
-        correct = rng.random(rows) < p[qi]
+        cut = rng.random(rows) < truncated
+        correct = (rng.random(rows) < p[qi]) & ~cut
         # wrong answers: mostly one popular mistake per question, sometimes others, sometimes none at all
         wrong_pick = rng.choice(4, size=rows, p=[0.55, 0.2, 0.15, 0.1])
         ref_arr = np.asarray(refs, dtype=object)[qi]
@@ -99,10 +101,13 @@ def _sample_tables(run_id, model, qtable, level, n_samples, verifiers, rng, crea
             correct,
             ref_arr,
             np.where(
-                wrong_pick == 3, None, np.char.add(ref_arr.astype(str), np.char.add("_w", wrong_pick.astype(str)))
+                (wrong_pick == 3) | cut,
+                None,
+                np.char.add(ref_arr.astype(str), np.char.add("_w", wrong_pick.astype(str))),
             ),
         )
         completion_tokens = np.clip(rng.normal(110 + 25 * level[qi], 30), 5, 512).astype(np.int32)
+        completion_tokens[cut] = 512
         pt = prompt_tokens[qi].astype(np.int32)
         pre = prefill_flops(arch, pt)
         dec = decode_flops(arch, pt, completion_tokens)
@@ -308,10 +313,12 @@ def make_synthetic_store(
     seed: int = 0,
     n_trees: int = 3,
     inverted_verifiers=(),
+    truncated: float = 0.0,
 ) -> Store:
     """Write one done sampling run per model (n_questions × n_samples each) plus search trees; return the store.
     Total samples = len(models) · n_questions · n_samples (2 · 500 · 1000 = 1M by default). Verifiers named in
-    `inverted_verifiers` score wrong answers above correct ones."""
+    `inverted_verifiers` score wrong answers above correct ones; a `truncated` share of samples is cut at
+    max_tokens (the Data-quality warning's case)."""
     store = Store.open(dir)
     rng = np.random.default_rng(seed)
     created = datetime.now(UTC) - timedelta(hours=1)
@@ -337,7 +344,7 @@ def make_synthetic_store(
         qtable, level = _questions(run_id, n_questions, np.random.default_rng(seed))  # same questions per model
         store.write_shard("questions", run_id, qtable)
         for samples, scores in _sample_tables(
-            run_id, model, qtable, level, n_samples, list(verifiers), rng, created, tuple(inverted_verifiers)
+            run_id, model, qtable, level, n_samples, list(verifiers), rng, created, tuple(inverted_verifiers), truncated
         ):
             store.write_shard("samples", run_id, samples)
             for s in scores:

@@ -42,6 +42,7 @@ import store.leases as leases
 from backend.errors import StoreError
 from store.migrations import apply_migrations
 from store.schema import KEYED_BY_QUESTIONS, READ_AS, SHARD_SCHEMA_VERSION, TABLES
+from store.views import VIEWS
 
 CATALOG_FILE = catalogs.SQLITE_FILE
 COMPACTED_PREFIX = "compacted-"
@@ -196,8 +197,8 @@ class Store:
         return out
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """A fresh in-memory DuckDB with views `samples`, `questions`, `scores`, `nodes` over the live shards and a
-        `runs` table copied from the catalog. Cheap: open one per query batch. An unreadable shard raises a
+        """A fresh in-memory DuckDB with views `samples`, `questions`, `scores`, `nodes` over the live shards, a
+        `runs` table copied from the catalog and the views derived from them (store/views.py). Cheap: open one per query batch. An unreadable shard raises a
         StoreError naming it and the repair command."""
         con = duckdb.connect()
         try:
@@ -224,6 +225,8 @@ class Store:
             if self._catalog is not None:  # a shard-only handle (an engine replica) reads shards alone
                 runs = self.runs_arrow()  # noqa: F841
                 con.execute("CREATE TABLE runs AS SELECT * FROM runs")
+                for name, sql in VIEWS.items():  # data_quality, ...
+                    con.execute(f"CREATE VIEW {name} AS {sql}")
         except duckdb.Error as e:
             con.close()
             raise self.read_failed(e) from None

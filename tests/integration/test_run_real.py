@@ -56,6 +56,8 @@ def test_smoke_example_fills_every_sample(tmp_path):
     took = time.monotonic() - t0
     out = ttc("sql", "--store", str(store), "select count(*) as n from samples")
     assert out.stdout.splitlines() == ["n", "12"]  # 3 questions x 4 samples
+    cut = ttc("sql", "--store", str(store), "select sum(cut) as cut from data_quality").stdout.splitlines()[1]
+    assert f"data quality: {int(float(cut))} of 12 (" in proc.stdout, proc.stdout  # the run's summary line
     nulls = ttc(
         "sql",
         "--store",

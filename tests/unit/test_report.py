@@ -45,7 +45,7 @@ def test_the_report_states_the_cli_study_figures(study_store, capsys):
     assert len(rows) == len(report)  # one table row per bin × budget, 'all' included
     for line, (_, r) in zip(rows, report.iterrows()):
         assert line.startswith(f"| {r['bin']} ({int(r['questions'])}) |")
-    assert "**Data quality**" in md and "stopped at max_tokens" in md
+    assert "**Data quality**" in md and "cut at max_tokens" in md
 
 
 def test_refresh_rewrites_only_marked_sections():

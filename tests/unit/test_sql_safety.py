@@ -40,6 +40,11 @@ REVIEWED = {
     ("store/maintenance.py", "_merge.write"): "columns from TABLES, sort keys from SORT",
     ("store/maintenance.py", "check"): "file paths escaped by _sql_str; key columns from KEYS",
     ("backend/metrics/pools.py", "load_pool"): "WHERE clauses chosen from constants; every value a $parameter",
+    ("backend/metrics/quality.py", "data_quality"): "WHERE clauses and group keys chosen from constants; every value a "
+    "$parameter (the bins' keys and levels too)",
+    ("backend/metrics/quality.py", "bins_by_key"): "a constant key expression; every value a $parameter",
+    ("store/views.py", ""): "the suggestion rule from the module's numeric constants",
+    ("store/views.py", "quality_sql"): "group keys, source and caps given by its callers as constants",
     ("store/leases.py", "take"): "a constant statement per catalog dialect (row locks differ); values are :params",
     ("store/leases.py", "next_claimable"): "a constant statement per catalog dialect (SKIP LOCKED); values are :params",
     ("backend/allocation.py", ""): "STATE_SQL interpolates the constant ANSWER_SQL; values are ? parameters",
