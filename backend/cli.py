@@ -252,9 +252,21 @@ def _cmd_report(args) -> int:
 
 
 def _marker_body(argv: list[str], folder: Path) -> str:
+    """A marker's section, read from a temporary copy of the store it names: opening a store writes to it (the
+    catalog's journal), and a committed study must stay byte-identical."""
+    import shutil
+    import tempfile
+
     from backend.report import resolve_store_argument
 
-    return _report_body(_marker_arguments(resolve_store_argument(argv, folder)))
+    args = _marker_arguments(resolve_store_argument(argv, folder))
+    if args.store is None:
+        return _report_body(args)
+    if not Path(args.store).is_dir():
+        raise SpecError("<!-- ttc report ... -->", f"--store {args.store} is not a folder", "a store's folder")
+    with tempfile.TemporaryDirectory(prefix="ttc-report-") as tmp:
+        args.store = Path(shutil.copytree(args.store, Path(tmp) / "store"))
+        return _report_body(args)
 
 
 class _MarkerParser(argparse.ArgumentParser):

@@ -11,7 +11,7 @@ import pytest
 
 from backend.cli import main
 from backend.errors import SpecError
-from backend.report import refresh, resolve_store_argument
+from backend.report import marked_sections, refresh, resolve_store_argument
 from bench.synthetic_store import make_synthetic_store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,3 +85,20 @@ def test_refresh_writes_the_file_and_a_bad_marker_is_a_typed_error(study_store, 
     (tmp_path / "plain.md").write_text("no marker\n")
     assert main(["report", "--refresh", str(tmp_path / "plain.md")]) != 0
     assert "has no `<!-- ttc report ... -->` marker" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", MARKED)
+def test_marked_sections_equal_what_the_command_produces_on_the_committed_studies(name):
+    """The figures of README and BENCHMARKS cannot go stale: each marked section is re-rendered from the committed
+    study its marker names and must be byte-equal; the committed files stay untouched."""
+    text = (ROOT / name).read_text()
+    sections = marked_sections(text)
+    assert sections, f"{name} has no `<!-- ttc report ... -->` section"
+    from backend.cli import _marker_body
+
+    for args, body in sections:
+        fresh = _marker_body(args, ROOT)  # reads a temporary copy: the committed study is never opened in place
+        assert fresh == body, (
+            f"{name}: the section `<!-- ttc report {' '.join(args)} -->` differs from what the command produces; "
+            f"run `ttc report --refresh {name}`"
+        )
