@@ -161,9 +161,10 @@ def _efficiency(value: float, lower_bound: bool) -> str:
 def _difference(row: pd.Series) -> str:
     if row["vs_baseline_questions_paired"] == 0:
         return "—"
+    paired, n = int(row["vs_baseline_questions_paired"]), int(row["questions"])
     return (
         f"{row['vs_baseline_difference']:+.2f} [{row['vs_baseline_ci_low']:+.2f}, {row['vs_baseline_ci_high']:+.2f}], "
-        f"p = {row['vs_baseline_p_value']:.2g}"
+        f"p = {row['vs_baseline_p_value']:.2g}" + (f" (on the {paired} of {n} both ran)" if paired < n else "")
     )
 
 
