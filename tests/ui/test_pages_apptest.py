@@ -323,7 +323,7 @@ def test_compute_optimal_heat_map_chooses_among_searches_and_pool_rules(monkeypa
     }  # n.s.: no clear edge on the baseline
     assert {"beam_search", "sequential_revisions 1:1"} <= picked, picked  # searches ...
     assert picked & {"majority", "best_of_n", "deepconf_weighted", "deepconf_filtered"}, picked  # ... and pool rules
-    assert all("samples" in x for x in heat["x"])  # a budget says what it buys
+    assert all("sample" in x for x in heat["x"])  # a budget says what it buys ("1 sample" is singular)
     sweep = next(f["data"] for f in _figures(at) if "sequential:parallel" in f["layout"]["title"]["text"])
     assert all(t["x"] == ["3:1", "1:1"] for t in sweep)  # one line per bin, more sequential to the left
     assert any("ran without a budget" in str(i.value) for i in at.info)  # the store's unbudgeted trees, said so
@@ -510,3 +510,26 @@ def test_coverage_page_shows_both_forecasts_with_bands_to_ten_times_the_pool(mon
     lines, _ = _forecast_traces(at, " beta")
     assert _values(lines[0]["customdata"])[-1] == pytest.approx(5000)
     assert at.query_params["kmax"] in ("5000", ["5000"])
+
+
+def test_compute_optimal_opens_with_one_answer_per_budget(monkeypatch, populated_store):
+    """The first thing under the controls: one line per budget, largest first, naming the winner, its held-out
+    accuracy and whether its gap to the baseline is significant; the efficiency says why where it is undefined."""
+
+    at = _app(monkeypatch, populated_store, "app_pages/compute_optimal.py")
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    texts = [str(m.value) for m in at.markdown]
+    first = next(i for i, t in enumerate(texts) if t.startswith("**Which configuration wins at each budget"))
+    lines = texts[first + 1].splitlines()
+    table = next(d.value for d in at.dataframe if "gap_lo" in d.value.columns)
+    whole = table[table["bin"] == "all"]
+    assert len(lines) == len(whole) > 1
+    assert all(line.startswith("- **At ") for line in lines)
+    flops = [float(line.removeprefix("- **At ").split(" FLOPs")[0]) for line in lines]
+    assert flops == sorted(flops, reverse=True)  # the largest budget first
+    top = whole.sort_values("budget_flops").iloc[-1]
+    assert f"held-out accuracy {top['held_out_accuracy']:.2f}" in lines[0]
+    assert ("**significant**" if top["vs_baseline_significant"] else "**not significant**") in lines[0]
+    assert "Best efficiency vs" in texts[first + 2]
+    heat = next(f["data"][0] for f in _figures(at) if f["data"][0]["type"] == "heatmap")
+    assert all("FLOPs" in x and "sample" in x for x in heat["x"])
