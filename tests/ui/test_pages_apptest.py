@@ -533,3 +533,28 @@ def test_compute_optimal_opens_with_one_answer_per_budget(monkeypatch, populated
     assert "Best efficiency vs" in texts[first + 2]
     heat = next(f["data"][0] for f in _figures(at) if f["data"][0]["type"] == "heatmap")
     assert all("FLOPs" in x and "sample" in x for x in heat["x"])
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ("1e12,,2e12", "budgets: item 2 of '1e12,,2e12' is empty; allowed: comma-separated positive FLOP counts"),
+        ("1e30", "budgets: 1e+30 FLOPs per question would buy "),
+    ],
+)
+def test_run_form_refuses_an_empty_budget_item_and_a_budget_beyond_the_sample_limit(
+    monkeypatch, tmp_path, raw, message
+):
+    """One line naming the item or the cost, and no "Use … samples per question" offer."""
+    at = _app(monkeypatch, tmp_path / "fresh", "app_pages/run.py")
+    at.multiselect(key="models").set_value(["gemma-3-270m"]).run()
+    at.text_input(key="budgets").set_value("1e12").run()
+    at.toggle(key="price_budgets").set_value(True).run()
+    assert [b for b in at.button if "samples per question" in str(b.label)]  # a good budget offers its pool size
+    at.text_input(key="budgets").set_value(raw).run()
+    errors = [str(e.value) for e in at.error]
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(e.startswith(message) for e in errors), errors
+    if raw == "1e30":
+        assert "samples per question (the samples_per_question limit), i.e. up to" in errors[0]
+    assert not [b for b in at.button if "samples per question" in str(b.label)]
