@@ -558,3 +558,45 @@ def test_run_form_refuses_an_empty_budget_item_and_a_budget_beyond_the_sample_li
     if raw == "1e30":
         assert "samples per question (the samples_per_question limit), i.e. up to" in errors[0]
     assert not [b for b in at.button if "samples per question" in str(b.label)]
+
+
+def _strategies_figure(at: AppTest) -> dict:
+    return next(f for f in _figures(at) if f["layout"]["title"]["text"].startswith("Accuracy against compute"))
+
+
+def test_strategies_page_filters_configurations_and_keeps_the_filter_in_the_url(monkeypatch, populated_store):
+    at = _app(monkeypatch, populated_store, "app_pages/strategies.py")
+    families = at.multiselect(key="families")
+    assert {"coverage (oracle)", "majority", "beam_search", "lookahead", "sequential_revisions"} <= set(
+        families.options
+    )
+    assert families.value == families.options  # every configuration by default
+    families.set_value(["majority", "beam_search"]).run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    names = {t["name"] for t in _strategies_figure(at)["data"] if t.get("name") and t.get("showlegend") is not False}
+    assert names and all(n.split(" · ", 1)[1].split("[")[0] in ("majority", "beam_search") for n in names), names
+    assert any("beam_search" in n for n in names) and any(n.endswith("· majority") for n in names)
+    assert at.query_params["families"] == ["majority", "beam_search"]  # a shareable link
+    table = next(d.value for d in at.dataframe if "configuration" in d.value.columns and "x_samples" in d.value.columns)
+    assert table["strategy"].nunique() > 1  # the tables keep every configuration
+
+
+def test_strategies_page_marks_a_budget_a_search_could_not_afford_on_the_chart(monkeypatch, populated_store):
+    """The fixture's lookahead pays no round at the smallest of its budgets: a hollow star there, at the budget, in
+    the configuration's legend group, saying why; a configuration with a point everywhere gets none."""
+    at = _app(monkeypatch, populated_store, "app_pages/strategies.py")
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    data = _strategies_figure(at)["data"]
+    hollow = [t for t in data if t.get("marker", {}).get("symbol") == "star-open"]
+    assert hollow and all("lookahead" in t["legendgroup"] for t in hollow), [t["legendgroup"] for t in hollow]
+    table = next(d.value for d in at.dataframe if "configuration" in d.value.columns and "x_samples" in d.value.columns)
+    for t in hollow:
+        rows = table[(table["model"] + " · " + table["configuration"]) == t["legendgroup"]]
+        missing = rows[(rows["questions"] == 0) & (rows["unaffordable"] > 0)]
+        np.testing.assert_allclose(_values(t["x"]), missing["budget_samples"].to_numpy())  # at the budget itself
+        assert "unaffordable" in t["hovertemplate"] or any("unaffordable" in str(c) for c in t["customdata"])
+        line = next(x for x in data if x.get("name") == t["legendgroup"])
+        assert line["legendgroup"] == t["legendgroup"] and t["showlegend"] is False  # hidden and shown with its line
+    at.radio(key="x").set_value("flops").run()
+    hollow = [t for t in _strategies_figure(at)["data"] if t.get("marker", {}).get("symbol") == "star-open"]
+    assert hollow and np.isin(_values(hollow[0]["x"]), table["budget_flops"].to_numpy()).all()
