@@ -175,10 +175,11 @@ def _gap_text(study, report) -> str:
     band, r = study.band, study.result
     if band is None:
         return ""
-    whole = report[report["bin"] == "all"]
+    whole = report[report["bin"] == "all"].sort_values("budget_flops")
+    labels = budget_labels(study.table, r.baseline)
     parts = [
-        f"≈{row.budget_samples:.1f} samples: {row.gap:+.2f} ({row.gap_lo:+.2f} to {row.gap_hi:+.2f})"
-        for row in whole.itertuples()
+        f"{label}: {row.gap:+.2f} ({row.gap_lo:+.2f} to {row.gap_hi:+.2f})"
+        for label, row in zip(labels, whole.itertuples())
         if np.isfinite(row.gap)
     ]
     if not parts:
@@ -279,12 +280,13 @@ def _ratio_sweep(study, cells) -> None:
     st.subheader("Sequential vs parallel: the best ratio per difficulty bin")
     t = study.table
     options = list(range(len(t.budgets)))
+    labels = budget_labels(t, study.result.baseline)
     sel.from_url("ratio_budget", options[-1], options=options, cast=int)
     b = st.select_slider(
         "FLOP budget",
         options,
         key="ratio_budget",
-        format_func=lambda i: f"{t.budgets[i]:.2g} FLOPs (≈{t.budget_samples[i]:.1f} samples)",
+        format_func=lambda i: labels[i],
     )
     sel.to_url("ratio_budget")
     at = sweep[sweep["budget_flops"] == t.budgets[b]]
