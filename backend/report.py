@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 
 from backend.errors import SpecError, StoreError
-from backend.metrics.compute_optimal import BAND_BOOT
+from backend.metrics.compute_optimal import BAND_BOOT, ComputeOptimalResult
 from backend.metrics.quality import DataQuality, data_quality
-from backend.metrics.strategy_table import POOL_EXHAUSTED, UNAFFORDABLE
+from backend.metrics.strategy_table import POOL_EXHAUSTED, UNAFFORDABLE, StrategyTable
 from backend.metrics.study import AUTO, COMPUTE_OPTIMAL, ComputeOptimalStudy, compute_optimal_study
 from backend.run_selection import default_runs_of
 
@@ -230,7 +230,7 @@ class BudgetAnswer:
     sentence: str
 
 
-def budget_labels(table, baseline: str, sep: str = " ") -> list[str]:
+def budget_labels(table: StrategyTable, baseline: str, sep: str = " ") -> list[str]:
     """Each budget in FLOPs and in what it buys the baseline: the whole samples per question it draws (mean over
     questions; the prompt is read once, so a budget buys more samples than its size in "samples' FLOPs"), or
     "pool exhausted at n" where the budget would buy more samples than the pool holds."""
@@ -252,7 +252,7 @@ def budget_labels(table, baseline: str, sep: str = " ") -> list[str]:
     return out
 
 
-def policy_choices(result, b: int) -> list[tuple[str, int]]:
+def policy_choices(result: ComputeOptimalResult, b: int) -> list[tuple[str, int]]:
     """(configuration, times picked) at budget index `b` over every bin and selection fold, most-picked first
     (ties in the configurations' order): the cross-validated policy's choice over all questions."""
     picks = np.concatenate([result.chosen_names(0)[:, b], result.chosen_names(1)[:, b]])
@@ -268,7 +268,7 @@ def _p(value: float) -> str:
     return "p = —" if value is None or not np.isfinite(value) else f"p = {value:.2g}"
 
 
-def budget_answers(study, report: pd.DataFrame | None = None) -> list[BudgetAnswer]:
+def budget_answers(study: ComputeOptimalStudy, report: pd.DataFrame | None = None) -> list[BudgetAnswer]:
     """One answer per budget, smallest first, from `study.report()`'s rows over all questions: the policy's
     most-picked configuration (and the others it picks in some bin or fold), its held-out accuracy with the
     bootstrap band (`cv_lo`/`cv_hi`), its gap to the baseline with the paired interval and test
@@ -342,7 +342,7 @@ def efficiency_reading(report: pd.DataFrame, baseline: str) -> tuple[str, str]:
         return (
             f"{'≥ ' if bound else ''}{best['efficiency']:.2f}×",
             f"at {best['budget_flops']:.3g} FLOPs"
-            + (": the policy matches there already at the smallest budget, so at least this" if bound else ""),
+            + ("; a lower bound: the policy already reaches that accuracy at the smallest budget" if bound else ""),
         )
     if not np.isfinite(whole["baseline_accuracy"].astype(float)).any():
         return "—", f"`{baseline}` does not cover every question at any budget: no accuracy to match"

@@ -117,3 +117,15 @@ def test_efficiency_gives_its_budget_or_says_why_it_is_undefined(study):
     assert value == "—" and "scores 0 at every budget" in why
     value, why = efficiency_reading(below.assign(baseline_accuracy=np.nan), "b")
     assert value == "—" and "does not cover every question" in why
+
+
+def test_a_budget_no_configuration_affords_says_so(store, study):
+    tiny = float(study.table.budgets[0]) / 1e3
+    low = _study(store, budgets=[tiny, float(study.table.budgets[-1])])
+    assert budget_labels(low.table, low.result.baseline)[0] == f"{tiny:.3g} FLOPs (not one sample affordable)"
+    first, last = budget_answers(low)
+    assert first.winner is None and not first.significant
+    assert first.sentence.endswith(
+        "no configuration covers every question of a bin here, so the policy has no held-out accuracy."
+    )
+    assert last.winner is not None
