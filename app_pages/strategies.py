@@ -175,12 +175,11 @@ def body(store) -> None:
                     legendgroup=label,
                     line=dict(color=color, width=2),
                     marker=dict(symbol="star", size=11, line=dict(color="#222", width=1)),
-                    customdata=np.stack(
-                        [d["budget_flops"], d["budget_samples"], d["questions"], d["of_questions"]], -1
-                    ),
+                    customdata=np.stack([d["budget_flops"], d["spent_flops"], d["questions"], d["of_questions"]], -1),
                     hovertemplate=(
-                        label + "<br>budget %{customdata[0]:.3g} FLOPs per question (≈%{customdata[1]:.1f} samples)<br>"
-                        "accuracy %{y:.3f} on %{customdata[2]} of %{customdata[3]} questions<extra></extra>"
+                        label + "<br>spent %{customdata[1]:.3g} FLOPs per question (drawn there) of its budget "
+                        "%{customdata[0]:.3g}<br>accuracy %{y:.3f} on %{customdata[2]} of %{customdata[3]} "
+                        "questions<extra></extra>"
                     ),
                 )
             )

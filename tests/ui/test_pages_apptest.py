@@ -600,3 +600,9 @@ def test_strategies_page_marks_a_budget_a_search_could_not_afford_on_the_chart(m
     at.radio(key="x").set_value("flops").run()
     hollow = [t for t in _strategies_figure(at)["data"] if t.get("marker", {}).get("symbol") == "star-open"]
     assert hollow and np.isin(_values(hollow[0]["x"]), table["budget_flops"].to_numpy()).all()
+    star = next(t for t in _strategies_figure(at)["data"] if t.get("marker", {}).get("symbol") == "star")
+    custom = star["customdata"]
+    shape = [int(n) for n in str(custom.get("shape", "")).split(",")] if isinstance(custom, dict) else None
+    spent = (_values(custom).reshape(shape) if shape else np.asarray(custom, dtype=float))[:, 1]
+    np.testing.assert_allclose(spent, _values(star["x"]))  # the hover's "spent" is where the star is drawn
+    assert "spent %{customdata[1]:.3g} FLOPs per question" in star["hovertemplate"]
