@@ -270,7 +270,8 @@ def _p(value: float) -> str:
 
 def budget_answers(study: ComputeOptimalStudy, report: pd.DataFrame | None = None) -> list[BudgetAnswer]:
     """One answer per budget, smallest first, from `study.report()`'s rows over all questions: the policy's
-    most-picked configuration (and the others it picks in some bin or fold), its held-out accuracy with the
+    most-picked configuration (and the others it picks in some bin or fold; where no one is picked most, each
+    bin's pick), its held-out accuracy with the
     bootstrap band (`cv_lo`/`cv_hi`), its gap to the baseline with the paired interval and test
     (`vs_baseline_*`) and the band with the choice re-made (`gap_lo`/`gap_hi`), and the verdict at α = 0.05."""
     report = study.report() if report is None else report
@@ -296,9 +297,16 @@ def budget_answers(study: ComputeOptimalStudy, report: pd.DataFrame | None = Non
                 )
             )
             continue
-        winner, n = picks[0]
+        winner: str | None = picks[0][0]
+        n = picks[0][1]
         if n == picks_total:
             chosen = f"`{winner}` in every bin and fold"
+        elif len(picks) > 1 and picks[1][1] == n:  # no most-picked one: the choice is the bins'
+            winner = None
+            chosen = "no single configuration; per difficulty bin (fold 0 / fold 1 where they differ): " + "; ".join(
+                f"bin {int(lv)} " + (f"`{f0}`" if f0 == f1 else f"`{f0 or '—'}` / `{f1 or '—'}`")
+                for lv, f0, f1 in zip(r.levels, r.chosen_names(0)[:, b], r.chosen_names(1)[:, b])
+            )
         else:
             others = ", ".join(f"`{name}` {k}" for name, k in picks[1:])
             chosen = f"`{winner}` in {n} of {picks_total} bin-and-fold picks" + (f" (also {others})" if others else "")
