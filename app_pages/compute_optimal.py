@@ -20,6 +20,7 @@ from app_pages import _store as stored
 from app_pages import _views as views
 from backend.metrics.compute_optimal import SNELL_R_VALUES, flops_matched_comparison
 from backend.metrics.study import COMPUTE_OPTIMAL
+from backend.report import budget_answers, budget_labels, efficiency_reading
 
 BINS = ["oracle", "predicted"]
 BUDGET_AXIS = "budget (FLOPs per question)"
@@ -33,8 +34,19 @@ def _short(table, name: str) -> str:
     return f"{table.strategy[i]} {table.ratio[i]}" if table.ratio[i] else str(table.strategy[i])
 
 
-def _budget_labels(table) -> list[str]:
-    return [f"{b:.2g}<br>≈{s:.1f} samples" for b, s in zip(table.budgets, table.budget_samples)]
+def _answer(study, report) -> None:
+    """The page's answer, first: one line per budget (backend.report.budget_answers) and the best efficiency."""
+    r = study.result
+    st.markdown(
+        f"**Which configuration wins at each budget, and is it real?** (over all questions, against `{r.baseline}`)"
+    )
+    st.markdown("\n".join(f"- {a.sentence}" for a in reversed(budget_answers(study, report))))
+    value, why = efficiency_reading(report, r.baseline)
+    st.markdown(
+        f"**Best efficiency vs `{r.baseline}`**: {value} ({why}). Samples in a budget's label: what `{r.baseline}` "
+        "draws per question there (the prompt is read once, so a budget buys more samples than its size in one "
+        "sample's FLOPs); 'pool exhausted at n': the budget would buy more than the n samples the pool holds."
+    )
 
 
 def _line(table, name: str) -> dict:
@@ -107,7 +119,7 @@ def _heatmap(study, cells, report) -> None:
     fig = go.Figure(
         go.Heatmap(
             z=r.accuracy_by_bin,
-            x=_budget_labels(t),
+            x=budget_labels(t, r.baseline, sep="<br>"),
             y=[f"bin {lv}" for lv in r.levels],
             text=np.where(unclear, np.char.add(names.astype(str), " (n.s.)"), names),
             customdata=custom,
@@ -163,10 +175,11 @@ def _gap_text(study, report) -> str:
     band, r = study.band, study.result
     if band is None:
         return ""
-    whole = report[report["bin"] == "all"]
+    whole = report[report["bin"] == "all"].sort_values("budget_flops")
+    labels = budget_labels(study.table, r.baseline)
     parts = [
-        f"≈{row.budget_samples:.1f} samples: {row.gap:+.2f} ({row.gap_lo:+.2f} to {row.gap_hi:+.2f})"
-        for row in whole.itertuples()
+        f"{label}: {row.gap:+.2f} ({row.gap_lo:+.2f} to {row.gap_hi:+.2f})"
+        for label, row in zip(labels, whole.itertuples())
         if np.isfinite(row.gap)
     ]
     if not parts:
@@ -267,12 +280,13 @@ def _ratio_sweep(study, cells) -> None:
     st.subheader("Sequential vs parallel: the best ratio per difficulty bin")
     t = study.table
     options = list(range(len(t.budgets)))
+    labels = budget_labels(t, study.result.baseline)
     sel.from_url("ratio_budget", options[-1], options=options, cast=int)
     b = st.select_slider(
         "FLOP budget",
         options,
         key="ratio_budget",
-        format_func=lambda i: f"{t.budgets[i]:.2g} FLOPs (≈{t.budget_samples[i]:.1f} samples)",
+        format_func=lambda i: labels[i],
     )
     sel.to_url("ratio_budget")
     at = sweep[sweep["budget_flops"] == t.budgets[b]]
@@ -411,22 +425,25 @@ def body(store) -> None:
         study = views.compute_optimal_view(
             root, fp, run_ids, model, dataset, verifier, bins, int(n_bins), views.STUDY_DRAWS, views.STUDY_SEED
         )
+    r = study.result
+    report = study.report()
+    _answer(study, report)
     data_quality.strip(store, run_ids, [model], dataset, bins=(study.table.question_ids, study.bins.level))
     for note in study.notes:
         st.info(note)
-    r = study.result
 
     cells = study.cells_by_bin()  # every chart and table below reads these
-    report = study.report()
     _heatmap(study, cells, report)
     _against_every_configuration(study, cells, report)
-    finite = r.efficiency[np.isfinite(r.efficiency)]
+    value, why = efficiency_reading(report, r.baseline)
     m1, m2 = st.columns(2)
     m1.metric(
         f"Best efficiency vs {r.baseline}",
-        f"{finite.max():.2f}×" if len(finite) else "—",
-        help="FLOPs the baseline needs / FLOPs compute-optimal needs for the same accuracy",
+        value,
+        help=f"FLOPs the baseline needs / FLOPs compute-optimal needs for the same accuracy; {why}",
     )
+    if value == "—":
+        m1.caption(f"Undefined: {why}.")
     m2.metric("Questions per bin", ", ".join(str(n) for n in study.bin_sizes.values()))
     charts.table(
         report,

@@ -15,7 +15,7 @@ from app_pages import _page as frame
 from app_pages import _selection as sel
 from app_pages import _store as stored
 from backend.allocation import adaptive_runs, allocation_summary
-from backend.config import parse_spec
+from backend.config import check_budget_samples, parse_budget_list, parse_spec
 from backend.errors import SpecError, TtcError
 from backend.jobs import cancel, ensure_worker, live_workers, progress, submit
 from backend.models.registry import DEFAULT_MODEL, SHIPPED_MODELS, parts_installed
@@ -217,18 +217,21 @@ def _budget_section(models: list[str], task: dict, max_tokens: int, seed: int) -
     """What a FLOP budget buys for the first model on these questions (backend.pricing.budget_preview), with their
     prompts counted by the model's own tokenizer, as the run prices them."""
     raw = st.text_input("FLOP budgets per question (comma separated)", value="5e11, 1e12, 2e12", key="budgets")
-    try:
-        budgets = [float(b) for b in raw.replace(";", ",").split(",") if b.strip()]
-    except ValueError:
-        raise SpecError("budgets", f"{raw!r} is not a list of numbers", "e.g. 1e12, 1e13") from None
+    budgets = parse_budget_list(raw)
     if not budgets or not models:
         return budgets
-    if any(b <= 0 for b in budgets):
-        raise SpecError("budgets", "every budget must be > 0", "positive FLOP counts such as 1e12")
     model = models[0]
     if model in SHIPPED_MODELS and not _installed_models().get(model):
         st.caption(f"Install {model} to see what these budgets buy.")
         return budgets
+    from backend.pricing import budget_preview
+
+    arch = _arch(model)
+    if arch is None:  # a Hugging Face model: its engine knows its architecture, the form does not
+        return budgets
+    # before the prompts are counted: with no prompt a budget buys the most samples it can, the bound to refuse by
+    bound = budget_preview(arch, budgets, [0.0], max_tokens)
+    check_budget_samples(budgets, bound.prefill, bound.per_sample, model)
     if not st.toggle(
         "Show what these budgets buy on this model",
         key="price_budgets",
@@ -236,13 +239,11 @@ def _budget_section(models: list[str], task: dict, max_tokens: int, seed: int) -
         "itself prices with. A sample is one prefill of the prompt + max tokens of decode.",
     ):
         return budgets
-    from backend.pricing import budget_preview
-
-    arch = _arch(model)
     prompts = _prompt_tokens(model, json.dumps(task, sort_keys=True), int(seed))
     if not prompts:
         return budgets
     p = budget_preview(arch, budgets, prompts, max_tokens)
+    check_budget_samples(budgets, p.prefill, p.per_sample, model)
     df = pd.DataFrame(
         {
             "budget (FLOPs)": [f"{b:.3g}" for b in p.budgets],

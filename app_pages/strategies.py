@@ -32,6 +32,63 @@ def _rule(curve_name: str) -> str:
     return curve_name.split("[")[0]
 
 
+SEARCH_MISSING = {
+    "unaffordable": "unaffordable: the budget paid no round",
+    "over_budget": "over budget: spent more than its cap",
+}
+"""Why a search configuration has no point at a budget (the table's statuses), drawn as a hollow star there."""
+
+
+def _families(views_of, searches) -> list[str]:
+    """Every rule family and search strategy on the chart, in drawing order: what the filter offers."""
+    names = [_rule(n) for v in views_of for n in v.curves["curve"].unique()]
+    names += [s for sc in searches for s in sc["strategy"].unique()]
+    return list(dict.fromkeys(names))
+
+
+def _family_filter(views_of, searches) -> set[str]:
+    """The configurations shown, by rule family or search strategy (all by default), kept in the URL."""
+    options = _families(views_of, searches)
+    sel.from_url("families", options, options=options, multi=True)
+    chosen = st.multiselect(
+        "Configurations",
+        options,
+        key="families",
+        help="selection rules (coverage, majority, best-of-N, …) and search strategies to draw; the tables below "
+        "keep every configuration",
+    )
+    sel.to_url("families")
+    return set(chosen)
+
+
+def _missing_marker(d: pd.DataFrame, unit: str, label: str, color: str) -> go.Scatter | None:
+    """A hollow star at each budget where a search configuration has no point because no question could afford it
+    (or it broke its cap), on the x axis at the budget itself and at the bottom of the plot, so a configuration
+    that never fits still shows on the chart, with why in the hover. The tokens axis has no place for a budget."""
+    x_of_budget = {"flops": d["budget_flops"], "samples": d["budget_samples"]}.get(unit)
+    if x_of_budget is None:
+        return None
+    gone = d["questions"] == 0
+    why = pd.Series("", index=d.index)
+    for status, text in SEARCH_MISSING.items():
+        if status in d:
+            why = why.where((why != "") | ~(d[status] > 0), text)
+    gone &= why != ""
+    if not gone.any():
+        return None
+    return go.Scatter(
+        x=x_of_budget[gone],
+        y=np.full(int(gone.sum()), 0.02),
+        mode="markers",
+        name=f"{label} (no point)",
+        legendgroup=label,
+        showlegend=False,
+        marker=dict(symbol="star-open", size=12, color=color, line=dict(width=1.5)),
+        customdata=np.stack([d["budget_flops"][gone], why[gone]], -1),
+        hovertemplate=label + "<br>budget %{customdata[0]:.3g} FLOPs per question<br>%{customdata[1]}<extra></extra>",
+    )
+
+
 def body(store) -> None:
     run_ids, combos, dataset, unit = sel.pool_selection(store)
     c1, c2, c3 = st.columns([2, 2, 1])
@@ -47,75 +104,88 @@ def body(store) -> None:
         return
     data_quality.strip(store, run_ids, [m for m, _ in combos], dataset)
     root, fp = str(store.root), stored.fingerprint(store)
-    fig = go.Figure()
-    frames, quality = [], []
     with st.spinner("computing selection curves…"):
-        for i, (model, strategy) in enumerate(combos):
-            v = views.selection_view(root, fp, run_ids, model, strategy, dataset, unit, verifier, threshold, draws)
-            c = charts.color(i)
-            for name, d in v.curves.groupby("curve", sort=False):
-                label = f"{model} · {name}"
-                if name != "coverage (oracle)":
-                    charts.add_band(fig, d["x"], d["low"], d["high"], c, label, label)
-                fig.add_trace(
-                    go.Scatter(
-                        x=d["x"],
-                        y=d["mean"],
-                        mode="lines+markers",
-                        name=label,
-                        legendgroup=label,
-                        line=dict(
-                            color=c,
-                            dash=DASH.get(_rule(name), "solid"),
-                            width=1.5 if name.startswith("coverage") else 2.5,
-                        ),
-                        marker=dict(size=5),
-                        customdata=d["k"],
-                        hovertemplate="k=%{customdata}<br>accuracy=%{y:.3f}<extra>" + label + "</extra>",
-                    )
-                )
-            frames.append(v.curves.assign(model=model, strategy=strategy))
-            for note in v.notes:
-                st.info(f"{model}: {note}")
-            if not v.verifier_quality.empty:
-                q = v.verifier_quality.assign(model=model)
-                quality.append(q)
-                if verifier is not None:
-                    ceiling = float(q.loc[q["verifier"] == verifier, "ceiling"].iloc[0])
-                    fig.add_hline(
-                        y=ceiling,
-                        line=dict(color=c, dash="longdash", width=1),
-                        annotation_text=f"{model}: {verifier} ceiling {ceiling:.2f}",
-                        annotation_position="bottom right",
-                    )
-    searches, n_search = [], 0
+        views_of = [
+            views.selection_view(root, fp, run_ids, model, strategy, dataset, unit, verifier, threshold, draws)
+            for model, strategy in combos
+        ]
+    searches = []
     with st.spinner("reading search configurations…"):
         for model in sorted({m for m, s in combos if s == "sample"}):  # a search table stands on the model's pool
             sc = views.search_curves(root, fp, run_ids, model, dataset, verifier)
-            if sc.empty:
+            if not sc.empty:
+                searches.append(sc.assign(model=model))
+    shown = _family_filter(views_of, searches)
+    fig = go.Figure()
+    frames, quality = [], []
+    for i, ((model, strategy), v) in enumerate(zip(combos, views_of)):
+        c = charts.color(i)
+        for name, d in v.curves.groupby("curve", sort=False):
+            if _rule(name) not in shown:
                 continue
-            searches.append(sc.assign(model=model))
-            for name, d in sc.groupby("configuration", sort=False):
-                n_search += 1
-                label = f"{model} · {name}"
-                fig.add_trace(
-                    go.Scatter(
-                        x=d[f"x_{unit}"],
-                        y=d["accuracy"],
-                        mode="lines+markers",
-                        name=label,
-                        line=dict(color=charts.color(len(combos) + n_search), width=2),
-                        marker=dict(symbol="star", size=11, line=dict(color="#222", width=1)),
-                        customdata=np.stack(
-                            [d["budget_flops"], d["budget_samples"], d["questions"], d["of_questions"]], -1
-                        ),
-                        hovertemplate=(
-                            label
-                            + "<br>budget %{customdata[0]:.3g} FLOPs per question (≈%{customdata[1]:.1f} samples)<br>"
-                            "accuracy %{y:.3f} on %{customdata[2]} of %{customdata[3]} questions<extra></extra>"
-                        ),
-                    )
+            label = f"{model} · {name}"
+            if name != "coverage (oracle)":
+                charts.add_band(fig, d["x"], d["low"], d["high"], c, label, label)
+            fig.add_trace(
+                go.Scatter(
+                    x=d["x"],
+                    y=d["mean"],
+                    mode="lines+markers",
+                    name=label,
+                    legendgroup=label,
+                    line=dict(
+                        color=c,
+                        dash=DASH.get(_rule(name), "solid"),
+                        width=1.5 if name.startswith("coverage") else 2.5,
+                    ),
+                    marker=dict(size=5),
+                    customdata=d["k"],
+                    hovertemplate="k=%{customdata}<br>accuracy=%{y:.3f}<extra>" + label + "</extra>",
                 )
+            )
+        frames.append(v.curves.assign(model=model, strategy=strategy))
+        for note in v.notes:
+            st.info(f"{model}: {note}")
+        if not v.verifier_quality.empty:
+            q = v.verifier_quality.assign(model=model)
+            quality.append(q)
+            if verifier is not None and "best_of_n" in shown:
+                ceiling = float(q.loc[q["verifier"] == verifier, "ceiling"].iloc[0])
+                fig.add_hline(
+                    y=ceiling,
+                    line=dict(color=c, dash="longdash", width=1),
+                    annotation_text=f"{model}: {verifier} ceiling {ceiling:.2f}",
+                    annotation_position="bottom right",
+                )
+    n_search = 0
+    for sc in searches:
+        model = sc["model"].iloc[0]
+        for name, d in sc.groupby("configuration", sort=False):
+            n_search += 1
+            if d["strategy"].iloc[0] not in shown:
+                continue
+            label = f"{model} · {name}"
+            color = charts.color(len(combos) + n_search)
+            fig.add_trace(
+                go.Scatter(
+                    x=d[f"x_{unit}"],
+                    y=d["accuracy"],
+                    mode="lines+markers",
+                    name=label,
+                    legendgroup=label,
+                    line=dict(color=color, width=2),
+                    marker=dict(symbol="star", size=11, line=dict(color="#222", width=1)),
+                    customdata=np.stack([d["budget_flops"], d["spent_flops"], d["questions"], d["of_questions"]], -1),
+                    hovertemplate=(
+                        label + "<br>spent %{customdata[1]:.3g} FLOPs per question (drawn there) of its budget "
+                        "%{customdata[0]:.3g}<br>accuracy %{y:.3f} on %{customdata[2]} of %{customdata[3]} "
+                        "questions<extra></extra>"
+                    ),
+                )
+            )
+            missing = _missing_marker(d, unit, label, color)
+            if missing is not None:
+                fig.add_trace(missing)
     fig.update_xaxes(type="log", title=charts.x_label(unit))
     fig.update_yaxes(title="accuracy", range=[0, 1.02])
     charts.style_figure(fig, title="Accuracy against compute: selection rules vs coverage", height=520)
@@ -126,7 +196,8 @@ def body(store) -> None:
         "the model's own confidence (DeepConf-weighted and -filtered votes, perplexity consistency). Long dashes: the "
         "imperfect-verifier ceiling (fLaws) that best-of-N approaches as N grows. Stars: search configurations, one "
         "curve across the FLOP budgets they ran with, placed at what they spent (on the samples axis: as many of the "
-        "pool's average samples); a missing star is a budget that paid no round (see the search table)."
+        "pool's average samples); a hollow star at the bottom: a budget where the configuration has no point (it paid no "
+        "round, or broke its cap; the hover says which)."
     )
     cols = ["model", "strategy", "curve", "k", "x", "mean", "low", "high", "exact"]
     charts.table(

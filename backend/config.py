@@ -23,6 +23,46 @@ from backend.tasks import task_options
 
 MAX_SAMPLE_BUDGET = 1e6  # samples per question: beyond it a number is a FLOP count in the wrong unit
 MIN_FLOP_BUDGET = 1e6  # FLOPs per question: below it no model generates a token, so it is a sample count
+MAX_SAMPLES_PER_QUESTION = 100_000  # samples_per_question's bound, and so the most a FLOP budget may buy
+BUDGETS_ALLOWED = "comma-separated positive FLOP counts per question, such as 5e11, 1e12, 2e12"
+
+
+def parse_budget_list(raw: str) -> list[float]:
+    """A form's budget list ("5e11, 1e12"; ';' also separates): every item a positive, finite number. An empty
+    item (`1e12,,2e12`, a trailing comma) is an error naming it, never skipped: a skipped item is a typo kept."""
+    if not raw.strip():
+        return []
+    out = []
+    for i, item in enumerate(raw.replace(";", ",").split(","), 1):
+        text = item.strip()
+        if not text:
+            raise SpecError("budgets", f"item {i} of {raw.strip()!r} is empty", BUDGETS_ALLOWED)
+        try:
+            value = float(text)
+        except ValueError:
+            raise SpecError("budgets", f"item {i} ({text!r}) is not a number", BUDGETS_ALLOWED) from None
+        if not (math.isfinite(value) and value > 0):
+            raise SpecError("budgets", f"item {i} ({text}) is not a positive, finite number", BUDGETS_ALLOWED)
+        out.append(value)
+    return out
+
+
+def check_budget_samples(budgets, prefill: float, per_sample: float, model: str) -> None:
+    """Refuse a FLOP budget that would buy more than MAX_SAMPLES_PER_QUESTION samples per question on `model` (as
+    backend.ledger.samples_affordable counts them: one prefill, then `per_sample` each), naming what it would buy
+    and the largest budget allowed there. Compared in FLOPs, so no sample count has to fit an integer."""
+    cap = prefill + MAX_SAMPLES_PER_QUESTION * per_sample
+    over = [float(b) for b in budgets if b > cap * (1 + 1e-12)]
+    if not over:
+        return
+    budget = max(over)
+    raise SpecError(
+        "budgets",
+        f"{budget:g} FLOPs per question would buy {(budget - prefill) / per_sample:.3g} samples per question on "
+        f"{model}",
+        f"at most {MAX_SAMPLES_PER_QUESTION:,} samples per question (the samples_per_question limit), i.e. up to "
+        f"{cap:.3g} FLOPs per question on {model}",
+    )
 
 
 class Strict(BaseModel):
@@ -122,7 +162,7 @@ class RunSpec(Strict):
         description="registry names (ttc models), paths to local .gguf files, or {name: ..., price_in_per_m: ...}",
     )
     task: SerializeAsAny[KindOptions] = Field(description="the task suite: {kind: ..., <its options>} (ttc tasks)")
-    samples_per_question: int = Field(gt=0, le=100_000)
+    samples_per_question: int = Field(gt=0, le=MAX_SAMPLES_PER_QUESTION)
     temperature: float = Field(0.8, ge=0, le=5)
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(256, gt=0, le=32768)

@@ -119,7 +119,7 @@ def samples_affordable(budget_flops, once, per_sample) -> np.ndarray:
     b, once, per = (np.asarray(x, dtype=np.float64) for x in (budget_flops, once, per_sample))
     with np.errstate(divide="ignore", invalid="ignore"):
         n = np.floor((b - once) / np.maximum(per, 1e-300))
-    return np.maximum(np.nan_to_num(n, nan=0.0, posinf=2.0**62), 0).astype(np.int64)
+    return np.clip(np.nan_to_num(n, nan=0.0, posinf=2.0**62), 0, 2.0**62).astype(np.int64)  # no int64 wrap-around
 
 
 @dataclass

@@ -26,8 +26,9 @@ import numpy as np
 import pandas as pd
 
 from backend.errors import SpecError, StoreError
-from backend.metrics.compute_optimal import BAND_BOOT
+from backend.metrics.compute_optimal import BAND_BOOT, ComputeOptimalResult
 from backend.metrics.quality import DataQuality, data_quality
+from backend.metrics.strategy_table import POOL_EXHAUSTED, UNAFFORDABLE, StrategyTable
 from backend.metrics.study import AUTO, COMPUTE_OPTIMAL, ComputeOptimalStudy, compute_optimal_study
 from backend.run_selection import default_runs_of
 
@@ -214,6 +215,151 @@ def _band(row: pd.Series) -> str:
     return (
         f" With the choice re-made on each bootstrap resample of the questions, the policy's accuracy spans "
         f"{row['cv_lo']:.2f} to {row['cv_hi']:.2f} (95%){gap}."
+    )
+
+
+# ---- the answer per budget: what the Compute-optimal page opens with -----------------------------------------------
+@dataclass(frozen=True)
+class BudgetAnswer:
+    """One budget's answer over all questions: which configuration the cross-validated policy uses, how it scores
+    held out, and whether its gap to the baseline is real. `sentence` is Markdown, one line."""
+
+    budget_flops: float
+    label: str  # the budget in FLOPs and in the samples the baseline draws there
+    winner: str | None  # the most-chosen configuration over bins and folds (None: none covers every question)
+    significant: bool
+    sentence: str
+
+
+def budget_labels(table: StrategyTable, baseline: str, sep: str = " ") -> list[str]:
+    """Each budget in FLOPs and in what it buys the baseline: the whole samples per question it draws (mean over
+    questions; the prompt is read once, so a budget buys more samples than its size in "samples' FLOPs"), or
+    "pool exhausted at n" where the budget would buy more samples than the pool holds."""
+    i = table.index(baseline)
+    out = []
+    for b, flops in enumerate(table.budgets):
+        status = table.status[i, b]
+        k = table.samples[i, b][status != UNAFFORDABLE]
+        if not k.size:
+            drawn = "not one sample affordable"
+        elif (status == POOL_EXHAUSTED).any():
+            drawn = f"pool exhausted at {int(np.nanmax(k))} samples"
+        else:
+            mean = float(np.nanmean(k))
+            drawn = f"{mean:.3g} sample{'' if mean == 1 else 's'}"
+            if k.size < status.size:
+                drawn += f" on {k.size} of {status.size} questions"
+        out.append(f"{flops:.3g} FLOPs{sep}({drawn})")
+    return out
+
+
+def policy_choices(result: ComputeOptimalResult, b: int) -> list[tuple[str, int]]:
+    """(configuration, times picked) at budget index `b` over every bin and selection fold, most-picked first
+    (ties in the configurations' order): the cross-validated policy's choice over all questions."""
+    picks = np.concatenate([result.chosen_names(0)[:, b], result.chosen_names(1)[:, b]])
+    counts: dict[str, int] = {}
+    for name in picks:
+        if name:
+            counts[name] = counts.get(name, 0) + 1
+    order = {n: j for j, n in enumerate(result.configurations)}
+    return sorted(counts.items(), key=lambda kv: (-kv[1], order.get(kv[0], 0)))
+
+
+def _p(value: float) -> str:
+    return "p = —" if value is None or not np.isfinite(value) else f"p = {value:.2g}"
+
+
+def budget_answers(study: ComputeOptimalStudy, report: pd.DataFrame | None = None) -> list[BudgetAnswer]:
+    """One answer per budget, smallest first, from `study.report()`'s rows over all questions: the policy's
+    most-picked configuration (and the others it picks in some bin or fold; where no one is picked most, each
+    bin's pick), its held-out accuracy with the
+    bootstrap band (`cv_lo`/`cv_hi`), its gap to the baseline with the paired interval and test
+    (`vs_baseline_*`) and the band with the choice re-made (`gap_lo`/`gap_hi`), and the verdict at α = 0.05."""
+    report = study.report() if report is None else report
+    r, t = study.result, study.table
+    baseline = r.baseline
+    labels = budget_labels(t, baseline)
+    whole = report[report["bin"] == "all"].sort_values("budget_flops").reset_index(drop=True)
+    picks_total = 2 * len(r.levels)
+    out = []
+    for b, row in whole.iterrows():
+        label = labels[b]
+        picks = policy_choices(r, b)
+        head = f"**At {label}**: "
+        if not picks or not np.isfinite(row["held_out_accuracy"]):
+            out.append(
+                BudgetAnswer(
+                    float(row["budget_flops"]),
+                    label,
+                    None,
+                    False,
+                    head + "no configuration covers every question of a bin here, so the policy has no held-out "
+                    "accuracy.",
+                )
+            )
+            continue
+        winner: str | None = picks[0][0]
+        n = picks[0][1]
+        if n == picks_total:
+            chosen = f"`{winner}` in every bin and fold"
+        elif len(picks) > 1 and picks[1][1] == n:  # no most-picked one: the choice is the bins'
+            winner = None
+            chosen = "no single configuration; per difficulty bin (fold 0 / fold 1 where they differ): " + "; ".join(
+                f"bin {int(lv)} " + (f"`{f0}`" if f0 == f1 else f"`{f0 or '—'}` / `{f1 or '—'}`")
+                for lv, f0, f1 in zip(r.levels, r.chosen_names(0)[:, b], r.chosen_names(1)[:, b])
+            )
+        else:
+            others = ", ".join(f"`{name}` {k}" for name, k in picks[1:])
+            chosen = f"`{winner}` in {n} of {picks_total} bin-and-fold picks" + (f" (also {others})" if others else "")
+        band = f" (95% band {row['cv_lo']:.2f} to {row['cv_hi']:.2f})" if np.isfinite(row.get("cv_lo", np.nan)) else ""
+        significant = bool(row["vs_baseline_significant"])
+        if row["vs_baseline_questions_paired"] == 0:
+            gap = f"no question ran under both it and `{baseline}`"
+            significant = False
+        else:
+            paired = int(row["vs_baseline_questions_paired"])
+            on = (
+                ""
+                if paired == int(row["questions"])
+                else f" on the {paired} of {int(row['questions'])} questions both ran"
+            )
+            gap = (
+                f"{row['vs_baseline_difference']:+.2f} against `{baseline}` ({_acc(row['baseline_accuracy'])}){on}, "
+                f"95% paired interval {row['vs_baseline_ci_low']:+.2f} to {row['vs_baseline_ci_high']:+.2f}, "
+                f"{_p(row['vs_baseline_p_value'])}"
+            )
+            if np.isfinite(row.get("gap_lo", np.nan)):
+                gap += f"; with the choice re-made per resample {row['gap_lo']:+.2f} to {row['gap_hi']:+.2f}"
+        verdict = "**significant**" if significant else "**not significant**"
+        sentence = (
+            f"{head}the policy picks {chosen}; held-out accuracy {_acc(row['held_out_accuracy'])}{band}, "
+            f"{gap}: {verdict} at α = 0.05."
+        )
+        out.append(BudgetAnswer(float(row["budget_flops"]), label, winner, significant, sentence))
+    return out
+
+
+def efficiency_reading(report: pd.DataFrame, baseline: str) -> tuple[str, str]:
+    """(value, why) of the best efficiency over all questions (FLOPs the baseline needs / FLOPs the policy needs
+    for the same accuracy, Snell et al. 2024): the largest finite ratio and its budget, or "—" with the reason no
+    budget has one."""
+    whole = report[report["bin"] == "all"].sort_values("budget_flops")
+    finite = whole[np.isfinite(whole["efficiency"].astype(float))]
+    if len(finite):
+        best = finite.loc[finite["efficiency"].astype(float).idxmax()]
+        bound = bool(best["efficiency_is_lower_bound"])
+        return (
+            f"{'≥ ' if bound else ''}{best['efficiency']:.2f}×",
+            f"at {best['budget_flops']:.3g} FLOPs"
+            + ("; a lower bound: the policy already reaches that accuracy at the smallest budget" if bound else ""),
+        )
+    if not np.isfinite(whole["baseline_accuracy"].astype(float)).any():
+        return "—", f"`{baseline}` does not cover every question at any budget: no accuracy to match"
+    if not (whole["baseline_accuracy"].astype(float) > 0).any():
+        return "—", f"`{baseline}` scores 0 at every budget: no accuracy to match"
+    return "—", (
+        f"the cross-validated policy never reaches `{baseline}`'s accuracy within the measured budgets, so no "
+        "budget of its matches one of the baseline's (it is below the baseline held out)"
     )
 
 

@@ -31,6 +31,7 @@ CASES = [
     ),
     ("strategies", "threshold", "5", "'5' is out of range", "a number from 0 to 1", "0.5"),
     ("strategies", "threshold", "abc", "'abc' is not a number", "a number from 0 to 1", "0.5"),
+    ("strategies", "families", "nope", "'nope' is not one of the choices", "coverage (oracle), majority,", None),
     ("strategies", "draws", "7", "'7' is not one of the choices", "8, 16, 32, 64, 128", "32"),
     (
         "strategies",

@@ -323,7 +323,7 @@ def test_compute_optimal_heat_map_chooses_among_searches_and_pool_rules(monkeypa
     }  # n.s.: no clear edge on the baseline
     assert {"beam_search", "sequential_revisions 1:1"} <= picked, picked  # searches ...
     assert picked & {"majority", "best_of_n", "deepconf_weighted", "deepconf_filtered"}, picked  # ... and pool rules
-    assert all("samples" in x for x in heat["x"])  # a budget says what it buys
+    assert all("sample" in x for x in heat["x"])  # a budget says what it buys ("1 sample" is singular)
     sweep = next(f["data"] for f in _figures(at) if "sequential:parallel" in f["layout"]["title"]["text"])
     assert all(t["x"] == ["3:1", "1:1"] for t in sweep)  # one line per bin, more sequential to the left
     assert any("ran without a budget" in str(i.value) for i in at.info)  # the store's unbudgeted trees, said so
@@ -510,3 +510,99 @@ def test_coverage_page_shows_both_forecasts_with_bands_to_ten_times_the_pool(mon
     lines, _ = _forecast_traces(at, " beta")
     assert _values(lines[0]["customdata"])[-1] == pytest.approx(5000)
     assert at.query_params["kmax"] in ("5000", ["5000"])
+
+
+def test_compute_optimal_opens_with_one_answer_per_budget(monkeypatch, populated_store):
+    """The first thing under the controls: one line per budget, largest first, naming the winner, its held-out
+    accuracy and whether its gap to the baseline is significant; the efficiency says why where it is undefined."""
+
+    at = _app(monkeypatch, populated_store, "app_pages/compute_optimal.py")
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    texts = [str(m.value) for m in at.markdown]
+    first = next(i for i, t in enumerate(texts) if t.startswith("**Which configuration wins at each budget"))
+    lines = texts[first + 1].splitlines()
+    table = next(d.value for d in at.dataframe if "gap_lo" in d.value.columns)
+    whole = table[table["bin"] == "all"]
+    assert len(lines) == len(whole) > 1
+    assert all(line.startswith("- **At ") for line in lines)
+    flops = [float(line.removeprefix("- **At ").split(" FLOPs")[0]) for line in lines]
+    assert flops == sorted(flops, reverse=True)  # the largest budget first
+    top = whole.sort_values("budget_flops").iloc[-1]
+    assert f"held-out accuracy {top['held_out_accuracy']:.2f}" in lines[0]
+    assert ("**significant**" if top["vs_baseline_significant"] else "**not significant**") in lines[0]
+    assert "Best efficiency vs" in texts[first + 2]
+    heat = next(f["data"][0] for f in _figures(at) if f["data"][0]["type"] == "heatmap")
+    assert all("FLOPs" in x and "sample" in x for x in heat["x"])
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ("1e12,,2e12", "budgets: item 2 of '1e12,,2e12' is empty; allowed: comma-separated positive FLOP counts"),
+        ("1e30", "budgets: 1e+30 FLOPs per question would buy "),
+    ],
+)
+def test_run_form_refuses_an_empty_budget_item_and_a_budget_beyond_the_sample_limit(
+    monkeypatch, tmp_path, raw, message
+):
+    """One line naming the item or the cost, and no "Use … samples per question" offer."""
+    at = _app(monkeypatch, tmp_path / "fresh", "app_pages/run.py")
+    at.multiselect(key="models").set_value(["gemma-3-270m"]).run()
+    at.text_input(key="budgets").set_value("1e12").run()
+    at.toggle(key="price_budgets").set_value(True).run()
+    assert [b for b in at.button if "samples per question" in str(b.label)]  # a good budget offers its pool size
+    at.text_input(key="budgets").set_value(raw).run()
+    errors = [str(e.value) for e in at.error]
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(e.startswith(message) for e in errors), errors
+    if raw == "1e30":
+        assert "samples per question (the samples_per_question limit), i.e. up to" in errors[0]
+    assert not [b for b in at.button if "samples per question" in str(b.label)]
+
+
+def _strategies_figure(at: AppTest) -> dict:
+    return next(f for f in _figures(at) if f["layout"]["title"]["text"].startswith("Accuracy against compute"))
+
+
+def test_strategies_page_filters_configurations_and_keeps_the_filter_in_the_url(monkeypatch, populated_store):
+    at = _app(monkeypatch, populated_store, "app_pages/strategies.py")
+    families = at.multiselect(key="families")
+    assert {"coverage (oracle)", "majority", "beam_search", "lookahead", "sequential_revisions"} <= set(
+        families.options
+    )
+    assert families.value == families.options  # every configuration by default
+    families.set_value(["majority", "beam_search"]).run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    names = {t["name"] for t in _strategies_figure(at)["data"] if t.get("name") and t.get("showlegend") is not False}
+    assert names and all(n.split(" · ", 1)[1].split("[")[0] in ("majority", "beam_search") for n in names), names
+    assert any("beam_search" in n for n in names) and any(n.endswith("· majority") for n in names)
+    assert at.query_params["families"] == ["majority", "beam_search"]  # a shareable link
+    table = next(d.value for d in at.dataframe if "configuration" in d.value.columns and "x_samples" in d.value.columns)
+    assert table["strategy"].nunique() > 1  # the tables keep every configuration
+
+
+def test_strategies_page_marks_a_budget_a_search_could_not_afford_on_the_chart(monkeypatch, populated_store):
+    """The fixture's lookahead pays no round at the smallest of its budgets: a hollow star there, at the budget, in
+    the configuration's legend group, saying why; a configuration with a point everywhere gets none."""
+    at = _app(monkeypatch, populated_store, "app_pages/strategies.py")
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    data = _strategies_figure(at)["data"]
+    hollow = [t for t in data if t.get("marker", {}).get("symbol") == "star-open"]
+    assert hollow and all("lookahead" in t["legendgroup"] for t in hollow), [t["legendgroup"] for t in hollow]
+    table = next(d.value for d in at.dataframe if "configuration" in d.value.columns and "x_samples" in d.value.columns)
+    for t in hollow:
+        rows = table[(table["model"] + " · " + table["configuration"]) == t["legendgroup"]]
+        missing = rows[(rows["questions"] == 0) & (rows["unaffordable"] > 0)]
+        np.testing.assert_allclose(_values(t["x"]), missing["budget_samples"].to_numpy())  # at the budget itself
+        assert "unaffordable" in t["hovertemplate"] or any("unaffordable" in str(c) for c in t["customdata"])
+        line = next(x for x in data if x.get("name") == t["legendgroup"])
+        assert line["legendgroup"] == t["legendgroup"] and t["showlegend"] is False  # hidden and shown with its line
+    at.radio(key="x").set_value("flops").run()
+    hollow = [t for t in _strategies_figure(at)["data"] if t.get("marker", {}).get("symbol") == "star-open"]
+    assert hollow and np.isin(_values(hollow[0]["x"]), table["budget_flops"].to_numpy()).all()
+    star = next(t for t in _strategies_figure(at)["data"] if t.get("marker", {}).get("symbol") == "star")
+    custom = star["customdata"]
+    shape = [int(n) for n in str(custom.get("shape", "")).split(",")] if isinstance(custom, dict) else None
+    spent = (_values(custom).reshape(shape) if shape else np.asarray(custom, dtype=float))[:, 1]
+    np.testing.assert_allclose(spent, _values(star["x"]))  # the hover's "spent" is where the star is drawn
+    assert "spent %{customdata[1]:.3g} FLOPs per question" in star["hovertemplate"]
