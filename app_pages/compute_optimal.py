@@ -15,6 +15,7 @@ from app_pages import _charts as charts
 from app_pages import _page as frame
 from app_pages import _paired as paired
 from app_pages import _quality as data_quality
+from app_pages import _report as study_report
 from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
@@ -412,6 +413,7 @@ def body(store) -> None:
             root, fp, run_ids, model, dataset, verifier, bins, int(n_bins), views.STUDY_DRAWS, views.STUDY_SEED
         )
     data_quality.strip(store, run_ids, [model], dataset, bins=(study.table.question_ids, study.bins.level))
+    study_report.download_button(store, run_ids, [model], verifier=verifier, bins=bins, n_bins=int(n_bins))
     for note in study.notes:
         st.info(note)
     r = study.result

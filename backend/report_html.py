@@ -9,6 +9,7 @@ the print stylesheet starts each section on a new A4 page with charts sized to f
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
@@ -124,7 +125,13 @@ def build_report(
 
 
 def _plain(obj):
-    """JSON-ready: arrays to lists, NaN and infinities to null (a gap in the chart)."""
+    """JSON-ready: arrays to lists (plotly's base64 typed arrays decoded, so the file's numbers can be read back as
+    they are), NaN and infinities to null (a gap in the chart)."""
+    if isinstance(obj, dict) and set(obj) >= {"dtype", "bdata"}:
+        values = np.frombuffer(base64.b64decode(obj["bdata"]), dtype=np.dtype(obj["dtype"]))
+        if "shape" in obj:
+            values = values.reshape([int(n) for n in str(obj["shape"]).split(",")])
+        return _plain(values)
     if isinstance(obj, dict):
         return {k: _plain(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
