@@ -224,18 +224,22 @@ def cost_figure(cost: pd.DataFrame) -> go.Figure:
 
 
 def heatmap_figure(report: pd.DataFrame) -> go.Figure:
-    by_bin = report[report["bin"] != "all"]
-    z = by_bin.pivot(index="bin", columns="budget_samples", values="held_out_accuracy")
-    text = by_bin.assign(pick=[_picks(r) for _, r in by_bin.iterrows()]).pivot(
-        index="bin", columns="budget_samples", values="pick"
-    )
+    """Bins (rows, in level order) × budgets: colour the held-out accuracy, text the configuration each fold chose
+    (cut short in the cell; whole in the hover)."""
+    by_bin = report[report["bin"] != "all"].assign(level=lambda d: d["bin"].astype(int))
+    picks = by_bin.assign(pick=[_picks(r) for _, r in by_bin.iterrows()])
+    z = by_bin.pivot(index="level", columns="budget_samples", values="held_out_accuracy")
+    whole = picks.pivot(index="level", columns="budget_samples", values="pick")
+    short = whole.map(lambda t: "<br>".join(p if len(p) <= 22 else p[:21] + "…" for p in t.split(" / ")))
     fig = go.Figure(
         go.Heatmap(
             z=z.to_numpy(),
             x=[f"≈ {b:.3g}" for b in z.columns],
             y=[f"bin {b}" for b in z.index],
-            text=text.to_numpy(),
+            text=short.to_numpy(),
+            hovertext=whole.to_numpy(),
             texttemplate="%{text}",
+            hovertemplate="%{y}, %{x} samples' FLOPs<br>%{hovertext}<br>held-out accuracy %{z:.2f}<extra></extra>",
             textfont=dict(size=8),
             colorscale="Blues",
             zmin=0,
@@ -247,7 +251,7 @@ def heatmap_figure(report: pd.DataFrame) -> go.Figure:
         fig,
         "Chosen configuration per difficulty bin and budget (colour: held-out accuracy)",
         "budget (samples' FLOPs per question)",
-        "difficulty bin (1 = hardest)",
+        "difficulty bin (1 = easiest)",
         log_x=False,
     )
 

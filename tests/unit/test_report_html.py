@@ -132,9 +132,11 @@ def test_the_charts_draw_the_backend_numbers(built):
         np.testing.assert_allclose(_values(t["y"]), c["accuracy"])
 
     heat = figs["fig-heatmap"]["data"][0]
-    by_bin = report[report["bin"] != "all"]
-    z = by_bin.pivot(index="bin", columns="budget_samples", values="held_out_accuracy")
-    np.testing.assert_allclose(np.array([_values(row) for row in heat["z"]]), z.to_numpy())
+    levels = sorted(int(b) for b in report["bin"].unique() if b != "all")
+    assert heat["y"] == [f"bin {lv}" for lv in levels]
+    for lv, row in zip(levels, heat["z"]):
+        r = report[report["bin"] == str(lv)].sort_values("budget_samples")
+        np.testing.assert_allclose(_values(row), r["held_out_accuracy"])
 
     whole = report[report["bin"] == "all"].sort_values("budget_flops")
     np.testing.assert_allclose(
@@ -191,3 +193,25 @@ def test_ttc_report_output_refuses_bad_combinations(store_dir, tmp_path, capsys)
     assert main(["report", "--refresh", str(readme), "-o", str(tmp_path / "s.html")]) == 2
     assert "--output: with --refresh" in capsys.readouterr().err
     assert not (tmp_path / "s.html").exists()
+
+
+def test_the_heat_map_orders_bins_by_level_and_shows_each_folds_pick():
+    from backend.report_html import heatmap_figure
+
+    rows = [
+        dict(
+            bin=str(lv),
+            budget_samples=b,
+            held_out_accuracy=lv / 100 + b,
+            chosen_fold0="majority",
+            chosen_fold1="beam_search[n=4,width=2,verifier=prm-synthetic]" if lv == 10 else "majority",
+        )
+        for lv in range(1, 11)
+        for b in (0.1, 0.2)
+    ] + [dict(bin="all", budget_samples=0.1, held_out_accuracy=0.0, chosen_fold0=None, chosen_fold1=None)]
+    heat = heatmap_figure(pd.DataFrame(rows)).data[0]
+    assert list(heat.y) == [f"bin {lv}" for lv in range(1, 11)]
+    np.testing.assert_allclose(np.asarray(heat.z)[:, 0], [lv / 100 + 0.1 for lv in range(1, 11)])
+    assert heat.text[-1][0] == "majority<br>beam_search[n=4,width…"
+    assert heat.hovertext[-1][0] == "majority / beam_search[n=4,width=2,verifier=prm-synthetic]"
+    assert heat.text[0][0] == "majority"
