@@ -10,6 +10,8 @@ import streamlit as st
 
 from backend.errors import TtcError
 from backend.metrics.cost import Price
+from backend.metrics.study import ComputeOptimalStudy
+from backend.report import OpenedStudy
 
 
 def download_button(
@@ -18,9 +20,12 @@ def download_button(
     models: Sequence[str],
     *,
     prices: Mapping[str, Price] | None = None,
+    study: ComputeOptimalStudy | None = None,
     **study_arguments,
 ) -> None:
-    """One button for the selection (run_ids None: the default runs, as `ttc report`); with several models, a choice of which model's study to report."""
+    """One button for the selection (run_ids None: the default runs, as `ttc report`); with several models, a
+    choice of which model's study to report. `study`: the page's own study of these runs and model, built as the
+    report builds it, so the click does not build it again."""
     models = list(dict.fromkeys(m for m in models if m))
     if not models:
         return
@@ -33,7 +38,8 @@ def download_button(
 
         con = store.connect()
         try:
-            return build_report(con, store.root, runs, model, prices=priced, **study_arguments)
+            opened = None if study is None or runs is None else OpenedStudy(study, tuple(runs), ())
+            return build_report(con, store.root, runs, model, prices=priced, opened=opened, **study_arguments)
         except (TtcError, ValueError) as e:  # the download still arrives, saying why there is no study
             return f"<!DOCTYPE html><html><body><p>No report: {html.escape(str(e))}</p></body></html>"
         finally:

@@ -413,7 +413,15 @@ def body(store) -> None:
             root, fp, run_ids, model, dataset, verifier, bins, int(n_bins), views.STUDY_DRAWS, views.STUDY_SEED
         )
     data_quality.strip(store, run_ids, [model], dataset, bins=(study.table.question_ids, study.bins.level))
-    study_report.download_button(store, run_ids, [model], verifier=verifier, bins=bins, n_bins=int(n_bins))
+    study_report.download_button(  # the study above is the report's when no dataset narrows it
+        store,
+        run_ids,
+        [model],
+        study=study if dataset is None else None,
+        verifier=verifier,
+        bins=bins,
+        n_bins=int(n_bins),
+    )
     for note in study.notes:
         st.info(note)
     r = study.result

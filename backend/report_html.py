@@ -95,11 +95,14 @@ def build_report(
     model: str | None = None,
     *,
     prices: Mapping[str, Price] | None = None,
+    opened: OpenedStudy | None = None,
     **study_arguments,
 ) -> str:
     """The HTML report of the study `ttc report` prints for these runs and model (backend.report.open_study:
-    the same defaults and typed errors). `prices`: USD per 1M tokens per model, default the run specs' prices."""
-    opened = open_study(con, root, runs, model, **study_arguments)
+    the same defaults and typed errors). `prices`: USD per 1M tokens per model, default the run specs' prices.
+    `opened`: that study already built (a page's cached one), not built again."""
+    if opened is None:
+        opened = open_study(con, root, runs, model, **study_arguments)
     record = study_record(con, opened.runs, opened.study.model)
     run_rows = _runs(con, opened.runs)
     specs = [json.loads(s) for s in run_rows["spec_json"].dropna()]

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from streamlit.runtime.media_file_manager import MediaFileManager
 
 from app_pages import PAGES as APP_PAGES
-from tests.ui.conftest import ROOT, app_test
+from tests.ui.conftest import ROOT, SEARCH_VERIFIER, app_test
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 ANALYSIS = [p.path for p in APP_PAGES if p.name != "run"]
@@ -41,13 +42,19 @@ def test_every_analysis_page_offers_the_study_report(monkeypatch, populated_stor
     assert len(buttons) == 1
     text = made[buttons[0].proto.deferred_file_id]()
     assert text.startswith("<!DOCTYPE html>") and 'id="compute-optimal"' in text
-    if page.endswith("coverage.py"):  # its selection: the default runs, both models; the report is on the first
+    # Coverage: the default runs, both models, the report on the first; Compute-optimal hands the report its own
+    # study (its first verifier, oracle bins, 5 of them): either way the file is the one built from scratch
+    arguments = {
+        "coverage.py": {},
+        "compute_optimal.py": dict(verifier=SEARCH_VERIFIER, bins="oracle", n_bins=5),
+    }.get(Path(page).name)
+    if arguments is not None:
         store = Store.open(populated_store, create=False)
         con = store.connect()
         try:
             runs = sorted(store.query("SELECT DISTINCT run_id FROM samples")["run_id"])
             model = sorted(store.query("SELECT DISTINCT model FROM samples")["model"])[0]
-            expected = build_report(con, store.root, runs, model)
+            expected = build_report(con, store.root, runs, model, **arguments)
         finally:
             con.close()
         assert f"on {model}</title>" in text
