@@ -15,6 +15,7 @@ from app_pages import _charts as charts
 from app_pages import _page as frame
 from app_pages import _paired as paired
 from app_pages import _quality as data_quality
+from app_pages import _report as study_report
 from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
@@ -429,6 +430,15 @@ def body(store) -> None:
     report = study.report()
     _answer(study, report)
     data_quality.strip(store, run_ids, [model], dataset, bins=(study.table.question_ids, study.bins.level))
+    study_report.download_button(  # the study above is the report's when no dataset narrows it
+        store,
+        run_ids,
+        [model],
+        study=study if dataset is None else None,
+        verifier=verifier,
+        bins=bins,
+        n_bins=int(n_bins),
+    )
     for note in study.notes:
         st.info(note)
 

@@ -9,6 +9,7 @@ import streamlit as st
 from app_pages import _charts as charts
 from app_pages import _page as frame
 from app_pages import _quality as data_quality
+from app_pages import _report as study_report
 from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
@@ -65,6 +66,7 @@ def body(store) -> None:
         r["model"]: Price(*(read_price(r[col], f"Prices, {r['model']}, {col}") for col in PRICE_COLUMNS))
         for r in edited.to_dict("records")
     }
+    study_report.download_button(store, run_ids, models, prices=prices, verifier=verifier)
     root, fp = str(store.root), stored.fingerprint(store)
     with st.spinner("computing success rates…"):
         rows = pd.concat(

@@ -8,6 +8,7 @@ import streamlit as st
 from app_pages import _charts as charts
 from app_pages import _page as frame
 from app_pages import _quality as data_quality
+from app_pages import _report as study_report
 from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
@@ -85,6 +86,7 @@ def body(store) -> None:
         st.info("Select at least one run and model.")
         return
     data_quality.strip(store, run_ids, [m for m, _ in combos], dataset)
+    study_report.download_button(store, run_ids, [m for m, _ in combos])
     root, fp = str(store.root), stored.fingerprint(store)
     fig = go.Figure()
     tables, fits = [], []

@@ -7,6 +7,7 @@ import streamlit as st
 from app_pages import _charts as charts
 from app_pages import _page as frame
 from app_pages import _quality as data_quality
+from app_pages import _report as study_report
 from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
@@ -39,6 +40,9 @@ def body(store) -> None:
 
     data_quality.strip(
         store, [run_id] if run_id else groups["run_id"].unique().tolist(), None if model is None else [model]
+    )
+    study_report.download_button(
+        store, [run_id] if run_id else None, [model] if model else sorted(models["model"].unique())
     )
     df = views.samples_page(store, run_id, model, question, correct, text.strip(), limit=500)
     st.caption(f"{len(df)} sample(s) shown (at most 500; narrow the filters to see others)")

@@ -12,6 +12,7 @@ from app_pages import _charts as charts
 from app_pages import _page as frame
 from app_pages import _paired as paired
 from app_pages import _quality as data_quality
+from app_pages import _report as study_report
 from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
@@ -103,6 +104,7 @@ def body(store) -> None:
         st.info("Select at least one run and model.")
         return
     data_quality.strip(store, run_ids, [m for m, _ in combos], dataset)
+    study_report.download_button(store, run_ids, [m for m, _ in combos], verifier=verifier)
     root, fp = str(store.root), stored.fingerprint(store)
     with st.spinner("computing selection curves…"):
         views_of = [

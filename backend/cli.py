@@ -228,6 +228,8 @@ def _cmd_compute_optimal(args) -> int:
 def _cmd_report(args) -> int:
     from backend.report import marked_sections, refresh
 
+    if args.refresh and args.output is not None:
+        raise SpecError("--output", "with --refresh", "one of them: -o writes a study's HTML, --refresh rewrites files")
     if args.refresh:
         for path in args.refresh:
             file = Path(path)
@@ -247,7 +249,44 @@ def _cmd_report(args) -> int:
                 file=sys.stderr,
             )
         return 0
+    if args.output is not None:
+        return _write_html_report(args)
     sys.stdout.write(_report_body(args))
+    return 0
+
+
+def _write_html_report(args: argparse.Namespace) -> int:
+    """`ttc report -o FILE`: the study as one self-contained HTML file, written whole or not at all."""
+    if args.bench_output is not None:
+        raise SpecError("--output", "with --bench-output", "an HTML report of a study (drop --bench-output)")
+    from backend.report import check_study_arguments
+    from backend.report_html import build_report
+    from store import Store
+
+    check_study_arguments(args.n_bins, args.band_boot)
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        raise SpecError("--output", f"{out.parent} is not a folder", "a file path in an existing folder")
+    store = Store.open(args.store, create=False, catalog=args.catalog)
+    con = store.connect()
+    try:
+        text = build_report(
+            con,
+            store.root,
+            args.run,
+            args.model,
+            verifier=None if args.verifier == "none" else args.verifier,
+            bins=args.bins,
+            n_bins=args.n_bins,
+            seed=args.seed,
+            band_boot=args.band_boot,
+        )
+    finally:
+        con.close()
+    part = out.with_name(out.name + ".part")
+    part.write_text(text, encoding="utf-8")
+    part.replace(out)
+    print(f"{out}: study report written ({len(text.encode()) / 1e6:.1f} MB, self-contained HTML)", file=sys.stderr)
     return 0
 
 
@@ -712,6 +751,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         default=None,
         help="re-render every marked section of these files (a marker's --store is relative to its file)",
+    )
+    rp.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        default=None,
+        help="write the study as one self-contained HTML file (charts and tables, no network needed; prints to PDF)",
     )
     rp.set_defaults(fn=_cmd_report)
     pl = sub.add_parser(
