@@ -1,0 +1,113 @@
+"""The shared visual language (backend/visual.py): a configuration's colour depends on its name only, legend
+labels fit in 40 characters without two configurations coinciding, ticks and money read as people write them."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import pytest
+
+from backend import visual as v
+
+SEARCH = "qwen2.5-coder-0.5b-instruct · beam_search[max_rounds=6,max_tokens=48,n=4,width=2] · self_verify"
+NAMES = [
+    "majority",
+    "best_of_n[prm]",
+    "weighted_best_of_n[prm]",
+    "deepconf_weighted",
+    "deepconf_filtered",
+    "perplexity_consistency",
+    "beam_search[n=4,width=2] · self_verify",
+    "beam_search[n=8,width=2] · self_verify",
+    "dvts[n=4] · prm",
+    "coverage (oracle)",
+]
+
+
+def test_a_configuration_has_one_colour_whatever_the_order_it_is_drawn_in():
+    first = {n: v.config_color(n) for n in NAMES}
+    again = {n: v.config_color(n) for n in reversed(NAMES)}
+    assert first == again
+    assert all(re.fullmatch(r"#[0-9A-F]{6}", c) for c in first.values()), first
+
+
+def test_colour_follows_the_family_and_families_differ():
+    pool = ["majority", "best_of_n", "weighted_best_of_n", "deepconf_weighted", "deepconf_filtered"]
+    pool += ["perplexity_consistency", "beam_search", "dvts"]
+    colours = [v.config_color(n) for n in pool]
+    assert len(set(colours)) == len(colours)  # the rules the issue saw in one blue are told apart by hue
+    # a configuration of a family is the family's hue or a shade of it
+    shades = {v._shade(v.FAMILY_COLORS["beam_search"], s) for s in v.SHADES}
+    assert v.config_color("beam_search[n=4,width=2] · self_verify") in shades
+    assert v.family("beam_search[n=4,width=2] · self_verify") == "beam_search"
+    assert v.family("best_of_n[prm]") == "best_of_n"
+    assert v.family("coverage (oracle)") == "coverage"
+
+
+def test_an_unknown_family_still_gets_a_stable_palette_colour():
+    c = v.config_color("my_new_search")
+    assert c == v.config_color("my_new_search") and c in v.FALLBACK
+
+
+def test_deepconf_and_perplexity_rules_no_longer_look_identical():
+    styles = {(v.config_color(n), v.config_dash(n)) for n in ["deepconf_weighted", "deepconf_filtered", "perplexity_consistency"]}
+    assert len(styles) == 3
+
+
+def test_model_marker_is_stable():
+    assert v.model_symbol("gemma-3-270m") == v.model_symbol("gemma-3-270m")
+    assert v.model_symbol("gemma-3-270m") in v.MODEL_SYMBOLS
+
+
+def test_short_labels_fit_and_keep_short_ones_whole():
+    assert v.short_label("majority") == "majority"
+    s = v.short_label(SEARCH)
+    assert len(s) <= 40, s
+    assert "beam_search" in s
+    assert v.short_label(SEARCH) == s  # the same on every page
+
+
+def test_cut_labels_of_different_configurations_never_coincide():
+    fulls = [
+        f"a-very-long-model-name-{m} · beam_search[max_rounds={r},max_tokens={t},n=4,width=2] · self_verify"
+        for m, r, t in itertools.product(["x", "y"], [4, 6], [48, 64])
+    ]
+    shorts = [v.short_label(f) for f in fulls]
+    assert all(len(s) <= 40 for s in shorts), shorts
+    assert len(set(shorts)) == len(fulls), shorts
+
+
+@pytest.mark.parametrize(
+    ("x", "text"),
+    [(1e11, "100 G"), (1e12, "1 T"), (2.5e12, "2.5 T"), (1.14e11, "114 G"), (999.9e9, "1 T"), (1, "1"), (0, "0")],
+)
+def test_engineering_notation(x, text):
+    assert v.eng(x) == text
+
+
+@pytest.mark.parametrize(
+    ("usd", "text"),
+    [(7.162e-05, "$0.000072"), (0.43, "$0.43"), (12.5, "$12.50"), (1234.4, "$1,234"), (0, "$0"), (float("inf"), "∞")],
+)
+def test_money_reads_as_dollars(usd, text):
+    assert v.money(usd) == text
+    assert "e" not in v.money(usd)
+
+
+def test_money_scale_goes_per_thousand_answers_below_a_cent():
+    assert v.money_scale([7e-5, 2e-4]) == (1000, "per 1,000 correct answers")
+    assert v.money_scale([0.2, float("inf")]) == (1, "per correct answer")
+
+
+def test_log_axes_are_labelled_at_decades_only():
+    ax = v.decade_ticks(1, 64)
+    assert ax["tickvals"] == [1.0, 10.0]
+    assert ax["ticktext"] == ["1", "10"]
+    assert ax["range"][0] >= -0.1  # nothing far left of k = 1
+    flops = v.decade_ticks(1.1e11, 2.3e12, v.eng)
+    assert flops["ticktext"] == ["100 G", "1 T", "10 T"]  # one decade inside: widened to the ones around it
+    short = v.decade_ticks(1.1e11, 2.3e11, v.eng)  # less than a decade: widened to the decades around it
+    assert short["ticktext"] == ["100 G", "1 T"]
+    money = v.decade_ticks(3e-5, 2e-3, v.money)
+    assert money["ticktext"] == ["$0.0001", "$0.001"]
