@@ -12,6 +12,7 @@ from app_pages import _quality as data_quality
 from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
+from backend import visual as look
 from backend.metrics.cost import HUMAN_EXPERT, Price, cost_table, frontier, read_price
 
 DEFAULT_PRICE = (0.05, 0.20)  # USD per 1M tokens in / out: a small hosted model
@@ -75,36 +76,49 @@ def body(store) -> None:
     # grouped on a copy of the budget column: frontier(by=("budget",)) repeats "budget" in its output columns
     by_budget = frontier(table.assign(k=table["budget"]), by=("k",)).drop(columns=["k"])
 
+    scale, per = look.money_scale(table["cost_of_pass"].astype(float))
     fig = go.Figure()
-    for i, ((model, rule), d) in enumerate(table.groupby(["model", "strategy"], sort=True)):
+    for (model, rule), d in table.groupby(["model", "strategy"], sort=True):
         finite = d[np.isfinite(d["cost_of_pass"])]
+        s = charts.series(rule, model)
         fig.add_trace(
             go.Scatter(
                 x=finite["budget"],
-                y=finite["cost_of_pass"],
+                y=finite["cost_of_pass"] * scale,
                 mode="lines+markers",
-                name=f"{model} · {rule}",
-                line=dict(
-                    color=charts.color(sorted(prices).index(model)), dash=["solid", "dash", "dashdot", "dot"][i % 4]
-                ),
-                customdata=finite["success_rate"],
-                hovertemplate="k=%{x}<br>USD %{y:.3g} per pass<br>success %{customdata:.3f}<extra></extra>",
+                name=s.label,
+                legendgroup=s.full,
+                meta=s.meta,
+                line=dict(color=s.color, dash=s.dash),
+                marker=dict(symbol=s.symbol, size=6),
+                customdata=np.stack(
+                    [[look.money(c) for c in finite["cost_of_pass"]], finite["success_rate"]], -1
+                ).astype(object),
+                hovertemplate=s.full
+                + "<br>k=%{x}<br>%{customdata[0]} per correct answer<br>success %{customdata[1]:.3f}<extra></extra>",
             )
         )
     fin = by_budget[np.isfinite(by_budget["frontier_cost"].astype(float))]
     fig.add_trace(
         go.Scatter(
             x=fin["budget"],
-            y=fin["frontier_cost"],
+            y=fin["frontier_cost"].astype(float) * scale,
             mode="lines",
             name="frontier (cheapest per budget)",
-            line=dict(color="black", width=4),
-            opacity=0.25,
+            line=dict(color=charts.REFERENCE, width=6),
+            opacity=0.35,
+            customdata=[look.money(c) for c in fin["frontier_cost"].astype(float)],
+            hovertemplate="frontier at k=%{x}: %{customdata} per correct answer<extra></extra>",
         )
     )
-    fig.add_hline(y=expert, line=dict(color="#444", dash="longdash"), annotation_text=f"human expert: USD {expert:g}")
-    fig.update_xaxes(type="log", title="samples per question (k)")
-    fig.update_yaxes(type="log", title="cost-of-pass (USD per correct answer)")
+    fig.add_hline(
+        y=expert * scale,
+        line=dict(color=charts.REFERENCE, dash="longdash"),
+        annotation_text=f"human expert: {look.money(expert)} per correct answer",
+    )
+    ys = [y for t in fig.data for y in np.asarray(t.y, float)] + [expert * scale]
+    charts.log_axis(fig, table["budget"], title="samples per question (k)")
+    charts.log_axis(fig, ys, look.money, axis="y", title=f"cost-of-pass (USD {per})")
     charts.style_figure(fig, title="Cost-of-pass: expected spend per correct answer", height=500)
     charts.chart(fig, "cost-of-pass")
     never = table[~np.isfinite(table["cost_of_pass"])]
@@ -116,7 +130,12 @@ def body(store) -> None:
     f = best.iloc[0]
     who = "nobody passes" if f["model"] is None else f"{f['model']} · {f['strategy']} at k={f['budget']}"
     m1, m2 = st.columns(2)
-    m1.metric("Frontier cost-of-pass", "∞" if not np.isfinite(f["frontier_cost"]) else f"USD {f['frontier_cost']:.4g}")
+    cost = float(f["frontier_cost"])
+    m1.metric(
+        "Frontier cost-of-pass",
+        look.money(cost),
+        help=None if not np.isfinite(cost) or cost >= 0.01 else f"{look.money(cost * 1000)} per 1,000 correct answers",
+    )
     m2.metric("Cheapest way to a correct answer", who if f["model"] != HUMAN_EXPERT else "hire the human expert")
     charts.table(
         table.sort_values("cost_of_pass"),

@@ -15,21 +15,8 @@ from app_pages import _quality as data_quality
 from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
+from backend import visual as look
 from backend.metrics.paired import compare_configurations
-
-DASH = {
-    "coverage (oracle)": "dot",
-    "majority": "dash",
-    "best_of_n": "solid",
-    "weighted_best_of_n": "dashdot",
-    "deepconf_weighted": "longdashdot",
-    "deepconf_filtered": "longdashdot",
-    "perplexity_consistency": "longdashdot",
-}
-
-
-def _rule(curve_name: str) -> str:
-    return curve_name.split("[")[0]
 
 
 def body(store) -> None:
@@ -50,28 +37,33 @@ def body(store) -> None:
     fig = go.Figure()
     frames, quality = [], []
     with st.spinner("computing selection curves…"):
-        for i, (model, strategy) in enumerate(combos):
-            v = views.selection_view(root, fp, run_ids, model, strategy, dataset, unit, verifier, threshold, draws)
-            c = charts.color(i)
+        views_ = [
+            (
+                model,
+                strategy,
+                views.selection_view(root, fp, run_ids, model, strategy, dataset, unit, verifier, threshold, draws),
+            )
+            for model, strategy in combos
+        ]
+        alpha = charts.band_alpha(sum(v.curves["curve"].nunique() - 1 for _, _, v in views_))
+        for model, strategy, v in views_:
             for name, d in v.curves.groupby("curve", sort=False):
-                label = f"{model} · {name}"
-                if name != "coverage (oracle)":
-                    charts.add_band(fig, d["x"], d["low"], d["high"], c, label, label)
+                s = charts.series(name, model)
+                oracle = name == "coverage (oracle)"
+                if not oracle:
+                    charts.add_band(fig, d["x"], d["low"], d["high"], s.color, s.label, s.full, alpha=alpha)
                 fig.add_trace(
                     go.Scatter(
                         x=d["x"],
                         y=d["mean"],
                         mode="lines+markers",
-                        name=label,
-                        legendgroup=label,
-                        line=dict(
-                            color=c,
-                            dash=DASH.get(_rule(name), "solid"),
-                            width=1.5 if name.startswith("coverage") else 2.5,
-                        ),
-                        marker=dict(size=5),
+                        name=s.label,
+                        legendgroup=s.full,
+                        meta=s.meta,
+                        line=dict(color=s.color, dash="dot" if oracle else s.dash, width=1.5 if oracle else 2.5),
+                        marker=dict(size=6, symbol=s.symbol),
                         customdata=d["k"],
-                        hovertemplate="k=%{customdata}<br>accuracy=%{y:.3f}<extra>" + label + "</extra>",
+                        hovertemplate=s.full + "<br>k=%{customdata}<br>accuracy=%{y:.3f}<extra></extra>",
                     )
                 )
             frames.append(v.curves.assign(model=model, strategy=strategy))
@@ -84,11 +76,11 @@ def body(store) -> None:
                     ceiling = float(q.loc[q["verifier"] == verifier, "ceiling"].iloc[0])
                     fig.add_hline(
                         y=ceiling,
-                        line=dict(color=c, dash="longdash", width=1),
+                        line=dict(color=charts.series(f"best_of_n[{verifier}]").color, dash="longdash", width=1),
                         annotation_text=f"{model}: {verifier} ceiling {ceiling:.2f}",
-                        annotation_position="bottom right",
+                        annotation_position="bottom left",
                     )
-    searches, n_search = [], 0
+    searches = []
     with st.spinner("reading search configurations…"):
         for model in sorted({m for m, s in combos if s == "sample"}):  # a search table stands on the model's pool
             sc = views.search_curves(root, fp, run_ids, model, dataset, verifier)
@@ -96,34 +88,47 @@ def body(store) -> None:
                 continue
             searches.append(sc.assign(model=model))
             for name, d in sc.groupby("configuration", sort=False):
-                n_search += 1
-                label = f"{model} · {name}"
+                s = charts.series(name, model)
                 fig.add_trace(
                     go.Scatter(
                         x=d[f"x_{unit}"],
                         y=d["accuracy"],
                         mode="lines+markers",
-                        name=label,
-                        line=dict(color=charts.color(len(combos) + n_search), width=2),
-                        marker=dict(symbol="star", size=11, line=dict(color="#222", width=1)),
+                        name=s.label,
+                        legendgroup=s.full,
+                        meta=s.meta,
+                        line=dict(color=s.color, dash=s.dash, width=2),
+                        marker=dict(symbol="star", size=12, line=dict(color=charts.REFERENCE, width=1)),
                         customdata=np.stack(
-                            [d["budget_flops"], d["budget_samples"], d["questions"], d["of_questions"]], -1
+                            [
+                                [look.eng(b) for b in d["budget_flops"]],
+                                [look.eng(b) for b in d["spent_flops"]],
+                                d["budget_samples"],
+                                d["questions"],
+                                d["of_questions"],
+                            ],
+                            -1,
                         ),
                         hovertemplate=(
-                            label
-                            + "<br>budget %{customdata[0]:.3g} FLOPs per question (≈%{customdata[1]:.1f} samples)<br>"
-                            "accuracy %{y:.3f} on %{customdata[2]} of %{customdata[3]} questions<extra></extra>"
+                            s.full + "<br>budget %{customdata[0]}FLOPs per question (≈%{customdata[2]:.1f} samples), "
+                            "spent %{customdata[1]}FLOPs<br>accuracy %{y:.3f} on %{customdata[3]} of "
+                            "%{customdata[4]} questions<extra></extra>"
                         ),
                     )
                 )
-    fig.update_xaxes(type="log", title=charts.x_label(unit))
+    xs = [t.x for t in fig.data if t.x is not None]
+    charts.log_axis(
+        fig,
+        np.concatenate([np.asarray(x, float) for x in xs]) if xs else [],
+        charts.unit_format(unit),
+        title=charts.x_label(unit),
+    )
     fig.update_yaxes(title="accuracy", range=[0, 1.02])
     charts.style_figure(fig, title="Accuracy against compute: selection rules vs coverage", height=520)
     charts.chart(fig, "strategies")
     st.caption(
-        "Dotted: coverage (an oracle picks any correct sample) — the gap to it is what the selection rule loses. "
-        "Dashed: majority vote; solid: best-of-N by verifier score; dash-dot: weighted best-of-N; long dash-dot: "
-        "the model's own confidence (DeepConf-weighted and -filtered votes, perplexity consistency). Long dashes: the "
+        "Colour: the selection rule or search (the same on every page); marker: the model. Grey dotted: coverage "
+        "(an oracle picks any correct sample) — the gap to it is what the selection rule loses. Long dashes: the "
         "imperfect-verifier ceiling (fLaws) that best-of-N approaches as N grows. Stars: search configurations, one "
         "curve across the FLOP budgets they ran with, placed at what they spent (on the samples axis: as many of the "
         "pool's average samples); a missing star is a budget that paid no round (see the search table)."

@@ -113,21 +113,46 @@ def _short_model(model: str) -> str:
     return m if len(m) <= 16 else m[:15] + "…"
 
 
+def _cut(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: max(n - 1, 1)] + "…"
+
+
 def short_label(full: str, limit: int = LABEL_MAX) -> str:
     """A legend label of at most `limit` characters for a configuration label (`model · configuration · verifier`),
-    the same for the same configuration on every page: parameter names abbreviated to their initials, the model's
-    name shortened, and where that is still too long, cut with a short hash of the full label so two cut labels
-    never coincide. The full label belongs in the hover and the key table."""
+    the same for the same configuration on every page. Steps, each taken only while the label is too long:
+    parameter names abbreviated to their initials; the model's name shortened; then, with a short hash of the full
+    label appended so two shortened labels never coincide, the parameter list cut, the verifier's name cut, and
+    the model dropped (its marker still tells it). The strategy's name always survives. The full label belongs in
+    the hover and the key table."""
     if len(full) <= limit:
         return full
-    parts = full.split(" · ")
-    candidate = " · ".join(_abbreviate_params(p) for p in parts)
-    if len(candidate) > limit and len(parts) > 1 and "[" not in parts[0]:
-        candidate = " · ".join([_short_model(parts[0])] + [_abbreviate_params(p) for p in parts[1:]])
-    if len(candidate) <= limit:
-        return candidate
-    tag = f"#{_hash(full) & 0xFFFF:04x}"
-    return candidate[: limit - len(tag) - 1].rstrip() + "…" + tag
+    parts = [_abbreviate_params(p) for p in full.split(" · ")]
+    model = 0 if len(parts) > 1 and "[" not in parts[0] and family(parts[1]) == parts[1].split("[")[0] else None
+    if len(" · ".join(parts)) <= limit:
+        return " · ".join(parts)
+    if model is not None:
+        parts[model] = _short_model(parts[model])
+        if len(" · ".join(parts)) <= limit:
+            return " · ".join(parts)
+    tag = f" #{_hash(full) & 0xFFFF:04x}"
+    room = limit - len(tag)
+    config = 1 if model is not None else 0
+
+    def fits() -> bool:
+        return len(" · ".join(p for p in parts if p)) <= room
+
+    for i in range(config + 1, len(parts)):  # the verifier, and anything after it
+        if not fits():
+            parts[i] = _cut(parts[i], 10)
+    if not fits() and model is not None:
+        parts[model] = ""
+    head, bracket, inner = parts[config].partition("[")
+    if bracket and not fits():
+        inner = inner.rstrip("]")
+        keep = len(inner) - (len(" · ".join(p for p in parts if p)) - room)
+        parts[config] = f"{head}[{_cut(inner, keep)}]" if keep >= 4 else head
+    label = " · ".join(p for p in parts if p)
+    return _cut(label, room) + tag
 
 
 def eng(x: float, unit: str = "") -> str:
@@ -189,7 +214,7 @@ def decade_ticks(lo: float, hi: float, fmt=count_label) -> dict:
     if math.floor(b) - math.ceil(a) < 1:  # fewer than two decades inside: widen to the enclosing ones
         a, b = math.floor(a), max(math.ceil(b), math.floor(a) + 1)
     pad = 0.03 * (b - a)
-    decades = range(math.ceil(a - 1e-9), math.floor(b + 1e-9) + 1)
+    decades = range(math.ceil(a - pad - 1e-9), math.floor(b + pad + 1e-9) + 1)  # every decade the axis shows
     values = [10.0**d for d in decades]
     return dict(
         type="log",
@@ -204,3 +229,14 @@ def decade_ticks(lo: float, hi: float, fmt=count_label) -> dict:
 def legend_labels(fulls: Sequence[str], limit: int = LABEL_MAX) -> dict[str, str]:
     """{full: short} for a chart's configurations (short_label of each)."""
     return {f: short_label(f, limit) for f in fulls}
+
+
+# The light look of an exported chart, the same as the page in Streamlit's light theme (its background, text and
+# grid colours and font), so a PNG, SVG or HTML file looks like what the user saw.
+LIGHT_LAYOUT: dict = dict(
+    template="plotly_white",
+    paper_bgcolor="#FFFFFF",
+    plot_bgcolor="#FFFFFF",
+    font=dict(family="Source Sans Pro, Source Sans 3, Helvetica, Arial, sans-serif", color="#31333F", size=13),
+)
+LIGHT_GRID = "#E6EAF1"
