@@ -38,14 +38,15 @@ class Series:
     meta: dict = field(hash=False)
 
 
-def series(configuration: str, model: str | None = None) -> Series:
-    """The look of `configuration` run by `model` (the model shown by its marker and named in the label)."""
+def series(configuration: str, model: str | None = None, *, name_model: bool = True) -> Series:
+    """The look of `configuration` run by `model`: the model shown by its marker, and named in the label unless
+    `name_model` is False (a chart of one model); the hover and key table always name it."""
     full = f"{model} · {configuration}" if model else configuration
     return Series(
         configuration,
         model,
         full,
-        look.short_label(full),
+        look.short_label(full if name_model else configuration),
         look.config_color(configuration),
         look.config_dash(configuration),
         look.model_symbol(model) if model else "circle",
@@ -65,7 +66,25 @@ def style_figure(fig: go.Figure, *, title: str | None = None, height: int = 460)
     )
     fig.update_xaxes(automargin=True, title_standoff=12)
     fig.update_yaxes(automargin=True, title_standoff=10)
+    number_coinciding_labels(fig)
     return fig
+
+
+def number_coinciding_labels(fig: go.Figure) -> None:
+    """Where shortening gave two configurations of one chart the same legend label, number them (in the order of
+    their full names; the key table under the chart says which is which)."""
+    fulls: dict[str, set] = {}
+    for t in fig.data:
+        if isinstance(t.meta, dict) and t.meta.get("full") and t.name:
+            fulls.setdefault(t.name, set()).add(t.meta["full"])
+    for name, group in fulls.items():
+        if len(group) < 2:
+            continue
+        number = {f: i + 1 for i, f in enumerate(sorted(group))}
+        stem = name if len(name) <= look.LABEL_MAX - 4 else name[: look.LABEL_MAX - 5] + "…"
+        for t in fig.data:
+            if t.name == name and isinstance(t.meta, dict) and t.meta.get("full") in number:
+                t.name = f"{stem} ({number[t.meta['full']]})"
 
 
 def log_axis(fig: go.Figure, values, fmt=look.count_label, axis: str = "x", **kw) -> None:

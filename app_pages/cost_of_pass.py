@@ -77,10 +77,11 @@ def body(store) -> None:
     by_budget = frontier(table.assign(k=table["budget"]), by=("k",)).drop(columns=["k"])
 
     scale, per = look.money_scale(table["cost_of_pass"].astype(float))
+    named = len(models) > 1  # a legend names the model only where the chart has two
     fig = go.Figure()
     for (model, rule), d in table.groupby(["model", "strategy"], sort=True):
         finite = d[np.isfinite(d["cost_of_pass"])]
-        s = charts.series(rule, model)
+        s = charts.series(rule, model, name_model=named)
         fig.add_trace(
             go.Scatter(
                 x=finite["budget"],
@@ -111,16 +112,19 @@ def body(store) -> None:
             hovertemplate="frontier at k=%{x}: %{customdata} per correct answer<extra></extra>",
         )
     )
-    fig.add_hline(
-        y=expert * scale,
-        line=dict(color=charts.REFERENCE, dash="longdash"),
-        annotation_text=f"human expert: {look.money(expert)} per correct answer",
-    )
-    ys = [y for t in fig.data for y in np.asarray(t.y, float)] + [expert * scale]
+    ys = np.asarray([y for t in fig.data for y in np.asarray(t.y, float)])
+    ys = ys[np.isfinite(ys) & (ys > 0)]
+    expert_note = f"human expert: {look.money(expert)} per correct answer"
+    near = len(ys) == 0 or ys.min() / 10 <= expert * scale <= ys.max() * 10
+    if expert > 0 and near:  # a line decades away would squash every curve into a strip
+        ys = np.append(ys, expert * scale)
+        fig.add_hline(y=expert * scale, line=dict(color=charts.REFERENCE, dash="longdash"), annotation_text=expert_note)
     charts.log_axis(fig, table["budget"], title="samples per question (k)")
-    charts.log_axis(fig, ys, look.money, axis="y", title=f"cost-of-pass (USD {per})")
+    charts.log_axis(fig, ys, look.money_tick, axis="y", title=f"cost-of-pass (USD {per})")
     charts.style_figure(fig, title="Cost-of-pass: expected spend per correct answer", height=500)
     charts.chart(fig, "cost-of-pass")
+    if expert > 0 and not near:
+        st.caption(f"The {expert_note} lies more than a decade from every curve and is not drawn.")
     never = table[~np.isfinite(table["cost_of_pass"])]
     if len(never):
         st.caption(

@@ -32,7 +32,7 @@ def _forecast(fig: go.Figure, f: pd.DataFrame, s: charts.Series, kind: str, dash
     """A forecast line over the whole k range (its curve's colour, a lighter weight), with its band beyond the
     pool."""
     name = f"{s.full}, {kind} forecast"
-    label = look.short_label(f"{s.model} · {kind}" if s.model else kind)
+    label = look.short_label(f"{s.model} · {kind}" if s.model and s.label.startswith(s.model) else f"forecast: {kind}")
     outside = f[f["extrapolated"]]
     if len(outside):
         charts.add_band(fig, outside["x"], outside["low"], outside["high"], s.color, label, s.full, alpha=alpha)
@@ -94,11 +94,12 @@ def body(store) -> None:
     root, fp = str(store.root), stored.fingerprint(store)
     fig = go.Figure()
     tables, fits = [], []
+    named = len({m for m, _ in combos}) > 1  # a legend names the model only where the chart has two
     with st.spinner("computing coverage…"):
         shown = [(m, s, views.coverage_view(root, fp, run_ids, m, s, dataset, unit, k_max)) for m, s in combos]
         alpha = charts.band_alpha(len(shown) * (3 if show_fit else 1))
         for model, strategy, v in shown:
-            s = charts.series("coverage (oracle)" if strategy == "sample" else strategy, model)
+            s = charts.series("coverage (oracle)" if strategy == "sample" else strategy, model, name_model=named)
             d = v.curve
             charts.add_band(fig, d["x"], d["low"], d["high"], s.color, s.label, s.full, alpha=alpha)
             fig.add_trace(

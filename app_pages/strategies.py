@@ -36,6 +36,7 @@ def body(store) -> None:
     root, fp = str(store.root), stored.fingerprint(store)
     fig = go.Figure()
     frames, quality = [], []
+    named = len({m for m, _ in combos}) > 1  # a legend names the model only where the chart has two
     with st.spinner("computing selection curves…"):
         views_ = [
             (
@@ -48,7 +49,7 @@ def body(store) -> None:
         alpha = charts.band_alpha(sum(v.curves["curve"].nunique() - 1 for _, _, v in views_))
         for model, strategy, v in views_:
             for name, d in v.curves.groupby("curve", sort=False):
-                s = charts.series(name, model)
+                s = charts.series(name, model, name_model=named)
                 oracle = name == "coverage (oracle)"
                 if not oracle:
                     charts.add_band(fig, d["x"], d["low"], d["high"], s.color, s.label, s.full, alpha=alpha)
@@ -88,7 +89,7 @@ def body(store) -> None:
                 continue
             searches.append(sc.assign(model=model))
             for name, d in sc.groupby("configuration", sort=False):
-                s = charts.series(name, model)
+                s = charts.series(name, model, name_model=named)
                 fig.add_trace(
                     go.Scatter(
                         x=d[f"x_{unit}"],

@@ -110,49 +110,46 @@ def _abbreviate_params(text: str) -> str:
 
 def _short_model(model: str) -> str:
     m = re.sub(r"-(instruct|chat|it|hf|gguf)$", "", model, flags=re.I)
-    return m if len(m) <= 16 else m[:15] + "…"
+    return _cut(m, 18)
 
 
 def _cut(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: max(n - 1, 1)] + "…"
+    return text if len(text) <= n else text[: max(n - 1, 1)].rstrip(",=· ") + "…"
 
 
 def short_label(full: str, limit: int = LABEL_MAX) -> str:
-    """A legend label of at most `limit` characters for a configuration label (`model · configuration · verifier`),
-    the same for the same configuration on every page. Steps, each taken only while the label is too long:
-    parameter names abbreviated to their initials; the model's name shortened; then, with a short hash of the full
-    label appended so two shortened labels never coincide, the parameter list cut, the verifier's name cut, and
-    the model dropped (its marker still tells it). The strategy's name always survives. The full label belongs in
-    the hover and the key table."""
+    """A legend label of at most `limit` characters for a configuration label (`model · configuration · verifier`
+    or `configuration · verifier`), the same for the same configuration on every page. Steps, each taken only
+    while the label is too long: parameter names abbreviated to their initials; the model's name shortened; the
+    verifier's name cut; the model dropped (its marker still tells it); the parameter list cut. The strategy's
+    name survives. The full label belongs in the hover and the key table; two configurations whose labels
+    coincide on one chart are numbered there (see app_pages/_charts.py)."""
     if len(full) <= limit:
         return full
     parts = [_abbreviate_params(p) for p in full.split(" · ")]
-    model = 0 if len(parts) > 1 and "[" not in parts[0] and family(parts[1]) == parts[1].split("[")[0] else None
-    if len(" · ".join(parts)) <= limit:
-        return " · ".join(parts)
-    if model is not None:
-        parts[model] = _short_model(parts[model])
-        if len(" · ".join(parts)) <= limit:
-            return " · ".join(parts)
-    tag = f" #{_hash(full) & 0xFFFF:04x}"
-    room = limit - len(tag)
-    config = 1 if model is not None else 0
+    has_model = (
+        len(parts) > 1
+        and "[" not in parts[0]
+        and "[" in " ".join(parts[1:2])
+        or (len(parts) > 1 and family(parts[1]) in FAMILY_COLORS)
+    )
+    config = 1 if has_model else 0
 
-    def fits() -> bool:
-        return len(" · ".join(p for p in parts if p)) <= room
+    def text() -> str:
+        return " · ".join(p for p in parts if p)
 
+    if has_model and len(text()) > limit:
+        parts[0] = _short_model(parts[0])
     for i in range(config + 1, len(parts)):  # the verifier, and anything after it
-        if not fits():
+        if len(text()) > limit:
             parts[i] = _cut(parts[i], 10)
-    if not fits() and model is not None:
-        parts[model] = ""
+    if has_model and len(text()) > limit:
+        parts[0] = ""
     head, bracket, inner = parts[config].partition("[")
-    if bracket and not fits():
+    if bracket and len(text()) > limit:
         inner = inner.rstrip("]")
-        keep = len(inner) - (len(" · ".join(p for p in parts if p)) - room)
-        parts[config] = f"{head}[{_cut(inner, keep)}]" if keep >= 4 else head
-    label = " · ".join(p for p in parts if p)
-    return _cut(label, room) + tag
+        parts[config] = f"{head}[{_cut(inner, max(len(inner) - (len(text()) - limit), 2))}]"
+    return _cut(text(), limit)
 
 
 def eng(x: float, unit: str = "") -> str:
@@ -198,6 +195,11 @@ def money_scale(values: Iterable[float]) -> tuple[int, str]:
     return 1, "per correct answer"
 
 
+def money_tick(usd: float) -> str:
+    """A money axis label at a decade: `$0.001`, `$1`, `$1,000`."""
+    return f"${usd:,.0f}" if usd >= 1 else money(usd)
+
+
 def count_label(x: float) -> str:
     """A count on an axis: `1`, `10`, `1,000`, then `1 M`."""
     return f"{x:,.0f}" if abs(x) < 1e6 else eng(x)
@@ -205,14 +207,18 @@ def count_label(x: float) -> str:
 
 def decade_ticks(lo: float, hi: float, fmt=count_label) -> dict:
     """A log axis labelled at powers of ten only: tick values and labels, and a range that holds at least two
-    decades (a short range is widened to the decades around it) and begins at `lo`'s decade or later, so no
-    tick or label appears outside the data's decades (no stray tick left of k = 1). Plotly axis properties."""
+    decades (a short range is stretched to the nearer decade, then the next) and never begins left of a `lo`
+    that is itself a decade (no stray tick left of k = 1). Plotly axis properties."""
     if not (lo > 0 and hi > 0 and math.isfinite(lo) and math.isfinite(hi)):
         return dict(type="log")
     lo, hi = min(lo, hi), max(lo, hi)
     a, b = math.log10(lo), math.log10(hi)
-    if math.floor(b) - math.ceil(a) < 1:  # fewer than two decades inside: widen to the enclosing ones
-        a, b = math.floor(a), max(math.ceil(b), math.floor(a) + 1)
+    while math.floor(b + 1e-9) - math.ceil(a - 1e-9) < 1:  # fewer than two decades inside: reach the nearer one
+        below, above = a - math.floor(a), math.ceil(b) - b
+        if below > 0 and (below <= above or above == 0):
+            a = math.floor(a)
+        else:
+            b = math.ceil(b) if b != math.ceil(b) else b + 1
     pad = 0.03 * (b - a)
     decades = range(math.ceil(a - pad - 1e-9), math.floor(b + pad + 1e-9) + 1)  # every decade the axis shows
     values = [10.0**d for d in decades]
@@ -237,6 +243,6 @@ LIGHT_LAYOUT: dict = dict(
     template="plotly_white",
     paper_bgcolor="#FFFFFF",
     plot_bgcolor="#FFFFFF",
-    font=dict(family="Source Sans Pro, Source Sans 3, Helvetica, Arial, sans-serif", color="#31333F", size=13),
+    font=dict(family='"Source Sans Pro", "Source Sans 3", Helvetica, Arial, sans-serif', color="#31333F", size=13),
 )
 LIGHT_GRID = "#E6EAF1"

@@ -71,14 +71,38 @@ def test_short_labels_fit_and_keep_short_ones_whole():
     assert v.short_label(SEARCH) == s  # the same on every page
 
 
-def test_cut_labels_of_different_configurations_never_coincide():
+def test_shortening_keeps_the_strategy_and_abbreviates_before_it_cuts():
+    assert v.short_label("qwen2.5-coder-0.5b-instruct · weighted_best_of_n[prm-synthetic]") == (
+        "weighted_best_of_n[prm-synthetic]"  # the model's marker tells it; the verifier is kept whole
+    )
+    assert v.short_label("qwen2.5-coder-0.5b-instruct · coverage (oracle)") == "qwen2.5-coder-0.5b · coverage (oracle)"
+    s = v.short_label("m · sequential_revisions[chain_length=2,chains=2,ratio=1:1]")
+    assert s == "m · sequential_revisions[cl=2,c=2,r=1:1]"
     fulls = [
-        f"a-very-long-model-name-{m} · beam_search[max_rounds={r},max_tokens={t},n=4,width=2] · self_verify"
-        for m, r, t in itertools.product(["x", "y"], [4, 6], [48, 64])
+        f"a-very-long-model-name-{m} · {fam}[max_rounds={r},max_tokens={t},n=4,width=2] · self_verify"
+        for m, fam, r, t in itertools.product(["x", "y"], ["beam_search", "dvts", "lookahead"], [4, 6], [48, 64])
     ]
-    shorts = [v.short_label(f) for f in fulls]
-    assert all(len(s) <= 40 for s in shorts), shorts
-    assert len(set(shorts)) == len(fulls), shorts
+    for f in fulls:
+        s = v.short_label(f)
+        assert len(s) <= 40 and v.family(f.split(" · ")[1]) in s, s
+
+
+def test_a_chart_numbers_labels_that_coincide():
+    import plotly.graph_objects as go
+
+    from app_pages import _charts as charts
+
+    fig = go.Figure()
+    fulls = [f"m · beam_search[max_rounds={r},max_tokens=48,n=4,width=2] · self_verify" for r in (4, 6)]
+    for f in [*fulls, "m · majority"]:
+        s = charts.series(f.split(" · ", 1)[1], "m", name_model=False)
+        fig.add_trace(go.Scatter(x=[1], y=[1], name=s.label, meta=s.meta))
+    charts.style_figure(fig)
+    names = [t.name for t in fig.data]
+    assert len(set(names)) == 3 and names[2] == "majority" and all(len(n) <= 40 for n in names), names
+    key = charts.key_table(fig)
+    assert sorted(key["configuration"]) == sorted(fulls + ["m · majority"])
+    assert set(key["legend"]) == set(names)
 
 
 @pytest.mark.parametrize(
@@ -109,8 +133,11 @@ def test_log_axes_are_labelled_at_decades_only():
     assert ax["ticktext"] == ["1", "10"]
     assert -0.1 <= ax["range"][0] < 0  # nothing far left of k = 1
     flops = v.decade_ticks(1.1e11, 2.3e12, v.eng)
-    assert flops["ticktext"] == ["100 G", "1 T", "10 T"]  # one decade inside: widened to the ones around it
+    assert flops["ticktext"] == ["100 G", "1 T"]  # one decade inside: stretched to the nearer one
+    assert v.decade_ticks(4e11, 1.3e12, v.eng)["ticktext"] == ["100 G", "1 T"]
+    assert v.decade_ticks(1, 8)["ticktext"] == ["1", "10"]  # never left of k = 1
     short = v.decade_ticks(1.1e11, 2.3e11, v.eng)  # less than a decade: widened to the decades around it
     assert short["ticktext"] == ["100 G", "1 T"]
-    money = v.decade_ticks(3e-5, 2e-3, v.money)
+    money = v.decade_ticks(3e-5, 2e-3, v.money_tick)
     assert money["ticktext"] == ["$0.0001", "$0.001"]
+    assert v.decade_ticks(0.05, 200, v.money_tick)["ticktext"] == ["$0.1", "$1", "$10", "$100"]
