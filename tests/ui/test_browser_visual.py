@@ -1,7 +1,8 @@
 """One visual language, checked where the user sees it: headless Debian Chromium (Playwright) opens every analysis
 page of `streamlit run app.py` and reads the rendered Plotly figures (their `data`, `_fullLayout` and SVG):
 a configuration has one colour on every page, no legend entry is longer than 40 characters, no axis title
-overlaps its tick labels, and log axes carry labels at decades only.
+overlaps its tick labels, log axes carry labels at decades only, FLOPs ticks read "100 G", and the charts follow
+Streamlit's light and dark themes.
 
 Runs on the synthetic store (two models, pool rules and searches); set TTC_VISUAL_STORE to a store of a real study
 to check it too."""
@@ -42,12 +43,14 @@ READ_CHARTS = """() => [...document.querySelectorAll('.js-plotly-plot')].map((p)
         ticks: (ax._vals || []).filter((v) => v.text !== undefined && !v.minor).map((v) => [v.x, v.text]),
         minor: (ax._vals || []).filter((v) => v.minor && v.text).length,
         title: title && title.textContent ? box(title) : null,
+        titleText: title ? title.textContent : '',
         labels: [...p.querySelectorAll('.' + id + 'tick text')].filter((t) => t.textContent).map(box),
       });
     }
   }
   return {
     title: (fl.title && fl.title.text) || '',
+    background: fl.paper_bgcolor, font: fl.font.color,
     traces: p.data.map((t) => ({name: t.name || '', meta: t.meta || null,
                                 color: (t.line && t.line.color) || null, showlegend: t.showlegend})),
     legend: [...p.querySelectorAll('.legendtext')].map((t) => t.textContent),
@@ -71,9 +74,9 @@ def _overlaps(a, b) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def _read_pages(store: Path, logs: Path, query: str) -> dict[str, list[dict]]:
+def _read_pages(store: Path, logs: Path, query: str, env: dict | None = None) -> dict[str, list[dict]]:
     out = {}
-    with streamlit_server(store, logs / "streamlit.log") as base, chromium() as ctx:
+    with streamlit_server(store, logs / "streamlit.log", env=env) as base, chromium() as ctx:
         page = ctx.new_page()
         page.set_default_timeout(120_000)
         for url_path, name in ANALYSIS:
@@ -84,16 +87,29 @@ def _read_pages(store: Path, logs: Path, query: str) -> dict[str, list[dict]]:
     return out
 
 
-@pytest.mark.parametrize("x", ["samples", "flops"])
-def test_every_analysis_page_speaks_one_visual_language(stores, tmp_path_factory, x):
+def _luminance(css: str) -> float:
+    """Relative brightness (0 black .. 1 white) of an `rgb(...)`, `rgba(...)` or `#rrggbb` colour."""
+    if css.startswith("#"):
+        rgb = [int(css[i : i + 2], 16) for i in (1, 3, 5)]
+    else:
+        rgb = [float(v) for v in css[css.index("(") + 1 : css.index(")")].split(",")[:3]]
+    return (0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]) / 255
+
+
+# the light theme on the samples axis (k from 1); the dark theme on the FLOPs axis (engineering-notation ticks)
+@pytest.mark.parametrize(("x", "theme"), [("samples", "light"), ("flops", "dark")])
+def test_every_analysis_page_speaks_one_visual_language(stores, tmp_path_factory, x, theme):
     for store in stores:
-        charts = _read_pages(store, tmp_path_factory.mktemp("logs"), f"x={x}")
+        logs = tmp_path_factory.mktemp("logs")
+        charts = _read_pages(store, logs, f"x={x}", env={"STREAMLIT_THEME_BASE": theme})
         colours: dict[str, set] = {}
         n_log = 0
         for page, figs in charts.items():
             assert figs or page in CHARTLESS, page
             for fig in figs:
                 where = (store.name, page, fig["title"])
+                dark = _luminance(fig["background"]) < 0.5
+                assert dark == (theme == "dark") and dark != (_luminance(fig["font"]) < 0.5), (where, fig)
                 for t in fig["traces"]:
                     meta = t["meta"]
                     if isinstance(meta, dict) and meta.get("configuration") and t["color"]:
@@ -109,11 +125,12 @@ def test_every_analysis_page_speaks_one_visual_language(stores, tmp_path_factory
                         n_log += 1
                         assert ax["minor"] == 0, (where, ax["name"])
                         positions = [v for v, _ in ax["ticks"]]
-                        assert positions and all(abs(v - round(v)) < 1e-9 for v in positions), (
-                            where,
-                            ax["name"],
-                            ax["ticks"],
-                        )  # plotly's log-axis tick positions are log10 values: decades are integers
+                        # plotly's log-axis tick positions are log10 values: decades are whole numbers
+                        assert positions and all(abs(v - round(v)) < 1e-9 for v in positions), (where, ax)
+                        if x == "samples" and page in ("coverage", "cost_of_pass"):
+                            assert min(positions) >= 0, (where, ax["ticks"])  # no tick left of k = 1
+                        if "FLOPs" in ax["titleText"]:
+                            assert all(t.split()[-1] in {"k", "M", "G", "T", "P"} for _, t in ax["ticks"]), ax
         assert n_log >= 4, charts.keys()
         mixed = {c: v for c, v in colours.items() if len(v) != 1}
         assert not mixed, mixed
