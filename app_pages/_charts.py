@@ -202,5 +202,13 @@ def color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
+def ordered_color(i: int, n: int) -> str:
+    """The i-th of n ordered things (difficulty bins, easy to hard) on viridis: ordered in lightness, readable
+    under colour-vision deficiencies, and unlike any configuration's hue."""
+    from plotly.colors import sample_colorscale
+
+    return sample_colorscale("Viridis", [0.85 * i / max(n - 1, 1)])[0]
+
+
 def x_label(unit: str) -> str:
     return {"samples": "samples per question (k)", "tokens": "tokens per question", "flops": "FLOPs per question"}[unit]

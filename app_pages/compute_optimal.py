@@ -280,16 +280,17 @@ def _ratio_sweep(study, cells) -> None:
     at = sweep[sweep["budget_flops"] == t.budgets[b]]
     order = sorted(at["ratio"].unique(), key=lambda x: -_sequential_share(x))
     fig = go.Figure()
-    for i, ((lv, strategy), d) in enumerate(at.groupby(["bin", "strategy"], sort=True)):
+    levels = sorted(at["bin"].unique(), key=int)
+    for (lv, strategy), d in at.groupby(["bin", "strategy"], sort=True):
         d = d.set_index("ratio").reindex(order).reset_index()
-        name = f"bin {lv}" + (f" · {strategy}" if at["strategy"].nunique() > 1 else "")
+        name = look.short_label(f"bin {lv}" + (f" · {strategy}" if at["strategy"].nunique() > 1 else ""))
         fig.add_trace(
             go.Scatter(
                 x=d["ratio"],
                 y=d["accuracy"],
                 mode="lines+markers",
                 name=name,
-                line=dict(color=charts.color(i)),
+                line=dict(color=charts.ordered_color(levels.index(lv), len(levels)), dash=look.config_dash(strategy)),
                 marker=dict(
                     size=np.where(d["best"].fillna(False).astype(bool), 16, 7),
                     symbol=np.where(d["best"].fillna(False).astype(bool), "star", "circle"),
