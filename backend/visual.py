@@ -39,6 +39,7 @@ FAMILY_COLORS: dict[str, str] = {
 }
 FALLBACK = OKABE_ITO + TOL_MUTED  # a family not listed above: a stable hash picks one
 SHADES = (0.0, -0.28, 0.32)  # variants of one family: the hue, darker, lighter
+READABLE = (0.28, 0.68)  # the brightness (0 black, 1 white) a line needs to show on light and dark pages
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 MODEL_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "pentagon", "hexagon", "star-square")
 LABEL_MAX = 40
@@ -64,14 +65,33 @@ def _shade(hex_color: str, amount: float) -> str:
     return "#" + "".join(f"{c:02X}" for c in mixed)
 
 
+def _luma(hex_color: str) -> float:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
+
+
+def readable(hex_color: str) -> str:
+    """The colour moved towards white or black just enough that its brightness lies in READABLE: a line that
+    shows on a white page and on Streamlit's dark one alike (Tol's indigo and wine vanish on dark, sand on
+    white)."""
+    lo, hi = READABLE
+    out = hex_color.upper()
+    for step in range(1, 11):
+        if lo <= _luma(out) <= hi:
+            break
+        out = _shade(hex_color, (0.08 if _luma(hex_color) < lo else -0.08) * step)
+    return out
+
+
 def config_color(configuration: str) -> str:
     """The colour of a configuration everywhere: its family's hue; a configuration with parameters or a verifier
     (`beam_search[n=4]`, `best_of_n[prm]`) one of the family's shades, picked from its full name."""
     fam = family(configuration)
     base = FAMILY_COLORS.get(fam) or FALLBACK[_hash(fam) % len(FALLBACK)]
     if configuration.strip() == fam or fam in ("coverage", "sample"):
-        return base
-    return _shade(base, SHADES[_hash(configuration) % len(SHADES)])
+        return readable(base)
+    return readable(_shade(base, SHADES[_hash(configuration) % len(SHADES)]))
 
 
 def config_dash(configuration: str) -> str:

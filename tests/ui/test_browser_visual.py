@@ -51,6 +51,7 @@ READ_CHARTS = """() => [...document.querySelectorAll('.js-plotly-plot')].map((p)
   return {
     title: (fl.title && fl.title.text) || '',
     background: fl.paper_bgcolor, font: fl.font.color,
+    page: getComputedStyle(document.querySelector('.stApp') || document.body).backgroundColor,
     traces: p.data.map((t) => ({name: t.name || '', meta: t.meta || null,
                                 color: (t.line && t.line.color) || null, showlegend: t.showlegend})),
     legend: [...p.querySelectorAll('.legendtext')].map((t) => t.textContent),
@@ -87,13 +88,17 @@ def _read_pages(store: Path, logs: Path, query: str, env: dict | None = None) ->
     return out
 
 
+def _rgba(css: str) -> list[float]:
+    if css.startswith("#"):
+        return [int(css[i : i + 2], 16) for i in (1, 3, 5)] + [1.0]
+    values = [float(v) for v in css[css.index("(") + 1 : css.index(")")].split(",")]
+    return values + [1.0] * (4 - len(values))
+
+
 def _luminance(css: str) -> float:
     """Relative brightness (0 black .. 1 white) of an `rgb(...)`, `rgba(...)` or `#rrggbb` colour."""
-    if css.startswith("#"):
-        rgb = [int(css[i : i + 2], 16) for i in (1, 3, 5)]
-    else:
-        rgb = [float(v) for v in css[css.index("(") + 1 : css.index(")")].split(",")[:3]]
-    return (0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]) / 255
+    r, g, b, _ = _rgba(css)
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
 
 
 # the light theme on the samples axis (k from 1); the dark theme on the FLOPs axis (engineering-notation ticks)
@@ -108,7 +113,8 @@ def test_every_analysis_page_speaks_one_visual_language(stores, tmp_path_factory
             assert figs or page in CHARTLESS, page
             for fig in figs:
                 where = (store.name, page, fig["title"])
-                dark = _luminance(fig["background"]) < 0.5
+                shown = fig["background"] if _rgba(fig["background"])[3] > 0 else fig["page"]  # transparent: the page's
+                dark = _luminance(shown) < 0.5
                 assert dark == (theme == "dark") and dark != (_luminance(fig["font"]) < 0.5), (where, fig)
                 for t in fig["traces"]:
                     meta = t["meta"]

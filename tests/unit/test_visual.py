@@ -38,7 +38,7 @@ def test_colour_follows_the_family_and_families_differ():
     colours = [v.config_color(n) for n in pool]
     assert len(set(colours)) == len(colours)  # the rules the issue saw in one blue are told apart by hue
     # a configuration of a family is the family's hue or a shade of it
-    shades = {v._shade(v.FAMILY_COLORS["beam_search"], s) for s in v.SHADES}
+    shades = {v.readable(v._shade(v.FAMILY_COLORS["beam_search"], s)) for s in v.SHADES}
     assert v.config_color("beam_search[n=4,width=2] · self_verify") in shades
     assert v.family("beam_search[n=4,width=2] · self_verify") == "beam_search"
     assert v.family("best_of_n[prm]") == "best_of_n"
@@ -47,7 +47,16 @@ def test_colour_follows_the_family_and_families_differ():
 
 def test_an_unknown_family_still_gets_a_stable_palette_colour():
     c = v.config_color("my_new_search")
-    assert c == v.config_color("my_new_search") and c in v.FALLBACK
+    assert c == v.config_color("my_new_search") and c in {v.readable(f) for f in v.FALLBACK}
+
+
+def test_every_colour_shows_on_a_light_and_a_dark_page():
+    names = [*v.FAMILY_COLORS, *NAMES, *(f"beam_search[n={n}]" for n in range(12)), "my_new_search"]
+    names += [f"lookahead[n={n}] · prm" for n in range(12)] + [f"first_finish[n={n}]" for n in range(12)]
+    for n in names:
+        lum = v._luma(v.config_color(n))
+        assert v.READABLE[0] <= lum <= v.READABLE[1], (n, v.config_color(n), lum)
+    assert v.readable("#332288") != "#332288" and v.readable("#0072B2") == "#0072B2"
 
 
 def test_deepconf_and_perplexity_rules_no_longer_look_identical():
