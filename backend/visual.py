@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 # Okabe–Ito without black (invisible on a dark theme) and yellow (unreadable on white).
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7")
@@ -139,7 +139,7 @@ def _cut(text: str, n: int) -> str:
 
 def short_label(full: str, limit: int = LABEL_MAX) -> str:
     """A legend label of at most `limit` characters for a configuration label (`model · configuration · verifier`
-    or `configuration · verifier`), the same for the same configuration on every page. Steps, each taken only
+    or `configuration · verifier`), a function of the label alone (so the same on every page). Steps, each taken only
     while the label is too long: parameter names abbreviated to their initials; the model's name shortened; the
     verifier's name cut; the model dropped (its marker still tells it); the parameter list cut. The strategy's
     name survives. The full label belongs in the hover and the key table; two configurations whose labels
@@ -147,12 +147,7 @@ def short_label(full: str, limit: int = LABEL_MAX) -> str:
     if len(full) <= limit:
         return full
     parts = [_abbreviate_params(p) for p in full.split(" · ")]
-    has_model = (
-        len(parts) > 1
-        and "[" not in parts[0]
-        and "[" in " ".join(parts[1:2])
-        or (len(parts) > 1 and family(parts[1]) in FAMILY_COLORS)
-    )
+    has_model = len(parts) > 1 and "[" not in parts[0] and ("[" in parts[1] or family(parts[1]) in FAMILY_COLORS)
     config = 1 if has_model else 0
 
     def text() -> str:
@@ -250,11 +245,6 @@ def decade_ticks(lo: float, hi: float, fmt=count_label) -> dict:
         range=[a - pad, b + pad],
         minor=dict(ticks="", showgrid=False),
     )
-
-
-def legend_labels(fulls: Sequence[str], limit: int = LABEL_MAX) -> dict[str, str]:
-    """{full: short} for a chart's configurations (short_label of each)."""
-    return {f: short_label(f, limit) for f in fulls}
 
 
 # The light look of an exported chart, the same as the page in Streamlit's light theme (its background, text and
