@@ -1,7 +1,14 @@
 """Charts and tables with their exports: one look for every figure, and PNG / SVG / HTML and CSV / Parquet
-download buttons under every chart and table."""
+download buttons under every chart and table.
+
+The look itself — a configuration's colour, legend labels, ticks, money — lives in backend/visual.py, shared with
+the HTML report. On the page a chart follows Streamlit's light or dark theme; its exports take the light theme's
+colours and font, so the file looks like the page."""
 
 from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -9,21 +16,110 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from backend import export
+from backend import visual as look
 
-PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f"]
+PALETTE = list(look.OKABE_ITO + look.TOL_MUTED)  # for things that are not configurations (bins, two bars)
+REFERENCE = look.NEUTRAL  # reference lines and the compute-optimal policy: readable on light and dark
+POLICY = "#6E6E6E"
+
+
+@dataclass(frozen=True)
+class Series:
+    """How one configuration (of one model) is drawn, the same on every chart: `label` (≤ 40 characters) in the
+    legend, `full` in the hover and the key table."""
+
+    configuration: str
+    model: str | None
+    full: str
+    label: str
+    color: str
+    dash: str
+    symbol: str
+    meta: dict = field(hash=False)
+
+
+def series(configuration: str, model: str | None = None, *, name_model: bool = True) -> Series:
+    """The look of `configuration` run by `model`: the model shown by its marker, and named in the label unless
+    `name_model` is False (a chart of one model); the hover and key table always name it."""
+    full = f"{model} · {configuration}" if model else configuration
+    return Series(
+        configuration,
+        model,
+        full,
+        look.short_label(full if name_model else configuration),
+        look.config_color(configuration),
+        look.config_dash(configuration),
+        look.model_symbol(model) if model else "circle",
+        {"configuration": configuration, "model": model, "full": full},
+    )
 
 
 def style_figure(fig: go.Figure, *, title: str | None = None, height: int = 460) -> go.Figure:
-    """One look for every chart: white background, readable in print, legend below."""
+    """One look for every chart: the legend beside the plot (short labels), axis titles set off from their tick
+    labels with margins that grow to hold both, no plotly template (Streamlit's theme draws the page)."""
     fig.update_layout(
-        template="plotly_white",
         height=height,
         title=title,
-        margin=dict(l=60, r=20, t=50 if title else 20, b=60),
-        legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0),
+        margin=dict(l=10, r=10, t=50 if title else 20, b=10),
+        legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.02, font=dict(size=12)),
         font=dict(size=13),
     )
+    fig.update_xaxes(automargin=True, title_standoff=12)
+    fig.update_yaxes(automargin=True, title_standoff=10)
+    number_coinciding_labels(fig)
     return fig
+
+
+def number_coinciding_labels(fig: go.Figure) -> None:
+    """Where shortening gave two configurations of one chart the same legend label, number them (in the order of
+    their full names; the key table under the chart says which is which)."""
+    fulls: dict[str, set] = {}
+    for t in fig.data:
+        if isinstance(t.meta, dict) and t.meta.get("full") and t.name:
+            fulls.setdefault(t.name, set()).add(t.meta["full"])
+    for name, group in fulls.items():
+        if len(group) < 2:
+            continue
+        number = {f: i + 1 for i, f in enumerate(sorted(group))}
+        stem = name if len(name) <= look.LABEL_MAX - 4 else name[: look.LABEL_MAX - 5] + "…"
+        for t in fig.data:
+            if t.name == name and isinstance(t.meta, dict) and t.meta.get("full") in number:
+                t.name = f"{stem} ({number[t.meta['full']]})"
+
+
+def log_axis(fig: go.Figure, values, fmt=look.count_label, axis: str = "x", **kw) -> None:
+    """A log axis over `values` labelled at decades only (backend.visual.decade_ticks)."""
+    v = np.asarray(pd.to_numeric(pd.Series(np.ravel(np.asarray(values, dtype=object))), errors="coerce"), float)
+    v = v[np.isfinite(v) & (v > 0)]
+    props = look.decade_ticks(float(v.min()), float(v.max()), fmt) if len(v) else dict(type="log")
+    (fig.update_xaxes if axis == "x" else fig.update_yaxes)(**props, **kw)
+
+
+def unit_format(unit: str):
+    """The tick format of an x unit: FLOPs in engineering notation, counts with separators."""
+    return look.eng if unit == "flops" else look.count_label
+
+
+def for_export(fig: go.Figure) -> go.Figure:
+    """The figure as the page shows it in the light theme: Streamlit's background, text, grid and font."""
+    out = go.Figure(copy.deepcopy(fig.to_dict()))
+    out.update_layout(**look.LIGHT_LAYOUT)
+    out.update_xaxes(gridcolor=look.LIGHT_GRID, zerolinecolor=look.LIGHT_GRID)
+    out.update_yaxes(gridcolor=look.LIGHT_GRID, zerolinecolor=look.LIGHT_GRID)
+    return out
+
+
+def key_table(fig: go.Figure) -> pd.DataFrame:
+    """Legend label -> full configuration for every trace whose label was shortened."""
+    rows, seen = [], set()
+    for t in fig.data:
+        meta = t.meta if isinstance(t.meta, dict) else None
+        if not meta or not meta.get("full") or t.showlegend is False or t.name in seen:
+            continue
+        seen.add(t.name)
+        if t.name != meta["full"]:
+            rows.append({"legend": t.name, "configuration": meta["full"]})
+    return pd.DataFrame(rows, columns=["legend", "configuration"])
 
 
 def _slug(name: str) -> str:
@@ -32,8 +128,14 @@ def _slug(name: str) -> str:
 
 def chart(fig: go.Figure, name: str) -> None:
     """Draw a plotly figure with PNG / SVG / HTML download buttons (rendered server-side on click)."""
-    st.plotly_chart(fig, width="stretch", key=f"chart_{name}", config={"displaylogo": False})
-    _download_buttons(name, export.CHART_FORMATS, lambda fmt: export.export_figure(fig, fmt), spare_columns=1)
+    st.plotly_chart(fig, width="stretch", key=f"chart_{name}", config={"displaylogo": False}, theme="streamlit")
+    _download_buttons(
+        name, export.CHART_FORMATS, lambda fmt: export.export_figure(for_export(fig), fmt), spare_columns=1
+    )
+    key = key_table(fig)
+    if len(key):
+        with st.expander("Legend key: the full configuration of each shortened label", icon=":material/key:"):
+            st.dataframe(key, hide_index=True, width="stretch", key=f"key_{name}")
 
 
 def _download_buttons(name: str, formats: dict, render, spare_columns: int) -> None:
@@ -70,15 +172,16 @@ def table(
     _download_buttons(name, export.TABLE_FORMATS, lambda fmt: export.export_table(df, fmt), spare_columns=2)
 
 
-def add_band(fig: go.Figure, x, low, high, color: str, name: str, legendgroup: str) -> None:
-    """A translucent confidence band between low and high."""
+def add_band(fig: go.Figure, x, low, high, color: str, name: str, legendgroup: str, *, alpha: float = 0.1) -> None:
+    """A confidence band between low and high, light enough to read the other curves through; it belongs to its
+    curve's legend group, so hiding the curve hides the band."""
     x = np.asarray(x, dtype=float)
     fig.add_trace(
         go.Scatter(
             x=np.concatenate([x, x[::-1]]),
             y=np.concatenate([np.asarray(high, float), np.asarray(low, float)[::-1]]),
             fill="toself",
-            fillcolor=_rgba(color, 0.15),
+            fillcolor=look.rgba(color, alpha),
             mode="lines",  # plotly adds markers to traces of < 20 points unless told otherwise
             line=dict(width=0),
             hoverinfo="skip",
@@ -89,14 +192,22 @@ def add_band(fig: go.Figure, x, low, high, color: str, name: str, legendgroup: s
     )
 
 
-def _rgba(hex_color: str, alpha: float) -> str:
-    h = hex_color.lstrip("#")
-    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
-    return f"rgba({r},{g},{b},{alpha})"
+def band_alpha(n_bands: int) -> float:
+    """Fainter bands as more overlap: five 95% bands must not merge into one block."""
+    return 0.12 if n_bands <= 2 else max(0.04, 0.24 / n_bands)
 
 
 def color(i: int) -> str:
+    """A colour for the i-th thing that is not a configuration (a difficulty bin, one of two bars)."""
     return PALETTE[i % len(PALETTE)]
+
+
+def ordered_color(i: int, n: int) -> str:
+    """The i-th of n ordered things (difficulty bins, easy to hard) on viridis: ordered in lightness, readable
+    under colour-vision deficiencies, and unlike any configuration's hue."""
+    from plotly.colors import sample_colorscale
+
+    return sample_colorscale("Viridis", [0.85 * i / max(n - 1, 1)])[0]
 
 
 def x_label(unit: str) -> str:

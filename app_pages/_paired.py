@@ -13,6 +13,7 @@ import streamlit as st
 
 from app_pages import _charts as charts
 from app_pages import _selection as sel
+from backend import visual as look
 
 
 def section(
@@ -52,7 +53,7 @@ def draw(df: pd.DataFrame, name: str) -> None:
         st.info("No question ran under both configurations at any budget.")
         return
     fig = go.Figure()
-    fig.add_hline(y=0, line=dict(color="#888", width=1))
+    fig.add_hline(y=0, line=dict(color=charts.REFERENCE, width=1))
     for significant, label, symbol in ((True, "significant", "circle"), (False, "not significant", "circle-open")):
         d = ran[ran["significant"] == significant]
         if d.empty:
@@ -71,11 +72,11 @@ def draw(df: pd.DataFrame, name: str) -> None:
                     arrayminus=d["difference"] - d["ci_low"],
                 ),
                 customdata=np.stack([d["budget_samples"], d["questions_paired"], d["verdict"]], -1),
-                hovertemplate="%{x:.3g} FLOPs (≈%{customdata[0]:.1f} samples) · %{customdata[1]} questions<br>"
+                hovertemplate="%{x:.3s}FLOPs (≈%{customdata[0]:.1f} samples) · %{customdata[1]} questions<br>"
                 "A − B = %{y:.3f}<br>%{customdata[2]}<extra></extra>",
             )
         )
-    fig.update_xaxes(type="log", title="budget (FLOPs per question)")
+    charts.log_axis(fig, ran["budget_flops"], look.eng, title="budget (FLOPs per question)")
     fig.update_yaxes(title="accuracy difference A − B")
     a, b = df["a"].iloc[0], df["b"].iloc[0]
     charts.style_figure(fig, title=f"A − B at matched compute: {a} − {b}", height=380)

@@ -19,6 +19,7 @@ from app_pages import _report as study_report
 from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
+from backend import visual as look
 from backend.metrics.compute_optimal import SNELL_R_VALUES, flops_matched_comparison
 from backend.metrics.study import COMPUTE_OPTIMAL
 from backend.report import budget_answers, budget_labels, efficiency_reading
@@ -50,24 +51,22 @@ def _answer(study, report) -> None:
     )
 
 
-def _line(table, name: str) -> dict:
-    """Pool rules dashed, searches solid: one colour per configuration on every chart of the page."""
-    i = table.index(name)
-    return dict(color=charts.color(i), dash="dash" if table.kind[i] == "pool" else "solid", width=1.8)
-
-
 def _configuration_trace(table, name: str, d, label: str, **kw) -> go.Scatter:
-    """One configuration's accuracy across FLOP budgets (rows of `cells_by_bin()`), its hover saying the budget in
-    samples and how many questions each point covers."""
+    """One configuration's accuracy across FLOP budgets (rows of `cells_by_bin()`) in its colour of every page,
+    its hover saying the budget in samples and how many questions each point covers."""
+    s = charts.series(name)
     return go.Scatter(
         x=d["budget_flops"],
         y=d["accuracy"],
         mode="lines+markers",
-        name=name,
-        line=_line(table, name),
-        marker=dict(size=5),
-        customdata=np.stack([d["budget_samples"], d["questions"], d["of_questions"]], -1),
-        hovertemplate=label + "<br>%{x:.3g} FLOPs (≈%{customdata[0]:.1f} samples)<br>"
+        name=s.label,
+        meta=s.meta,
+        line=dict(color=s.color, dash=s.dash, width=1.8),
+        marker=dict(size=6, symbol="circle" if table.kind[table.index(name)] == "pool" else "star"),
+        customdata=np.stack(
+            [d["budget_samples"], d["questions"], d["of_questions"], [look.eng(b) for b in d["budget_flops"]]], -1
+        ).astype(object),
+        hovertemplate=label + "<br>%{customdata[3]}FLOPs (≈%{customdata[0]:.1f} samples)<br>"
         "accuracy %{y:.3f} on %{customdata[1]} of %{customdata[2]} questions<extra></extra>",
         **kw,
     )
@@ -157,15 +156,15 @@ def _band_traces(study) -> list[go.Scatter]:
     band = study.band
     if band is None:
         return []
-    label = f"compute-optimal (cross-validated), {band.confidence:.0%} band"
-    common = dict(x=study.result.budgets, mode="lines", line=dict(width=0), legendgroup="cv-band", hoverinfo="skip")
+    label = f"compute-optimal, {band.confidence:.0%} band"
+    common = dict(x=study.result.budgets, mode="lines", line=dict(width=0), legendgroup="cv", hoverinfo="skip")
     return [
         go.Scatter(y=band.accuracy_high, showlegend=False, **common),
         go.Scatter(
             y=band.accuracy_low,
             name=label,
             fill="tonexty",
-            fillcolor="rgba(34, 34, 34, 0.15)",
+            fillcolor=look.rgba(charts.POLICY, 0.15),
             **common,
         ),
     ]
@@ -207,17 +206,17 @@ def _against_every_configuration(study, cells, report) -> None:
         (
             r.in_sample_accuracy,
             "compute-optimal (in-sample, optimistic)",
-            dict(color="#222", dash="dot", width=2),
+            dict(color=charts.POLICY, dash="dot", width=2),
             None,
         ),
         (
             r.accuracy,
             "compute-optimal (cross-validated)",
-            dict(color="#222", width=4),
+            dict(color=charts.POLICY, width=4),
             None if band is None else (band.accuracy_low, band.accuracy_high),
         ),
     ):
-        hover = name + "<br>%{x:.3g} FLOPs (≈%{customdata[0]:.1f} samples)<br>accuracy %{y:.3f}"
+        hover = name + "<br>%{x:.3s}FLOPs (≈%{customdata[0]:.1f} samples)<br>accuracy %{y:.3f}"
         if ends is not None:
             hover += f"<br>{band.confidence:.0%} band " + "%{customdata[1]:.3f} to %{customdata[2]:.3f}"
         fig.add_trace(
@@ -225,18 +224,21 @@ def _against_every_configuration(study, cells, report) -> None:
                 x=r.budgets,
                 y=y,
                 mode="lines+markers",
-                name=name,
+                name=look.short_label(name),
+                legendgroup="cv" if ends is not None else None,
+                meta={"configuration": name, "model": None, "full": name},
                 line=style,
                 customdata=np.stack([t.budget_samples, *(ends or ())], -1),
                 hovertemplate=hover + "<extra></extra>",
             )
         )
-    fig.update_xaxes(type="log", title=BUDGET_AXIS)
+    charts.log_axis(fig, r.budgets, look.eng, title=BUDGET_AXIS)
     fig.update_yaxes(title="accuracy", range=[0, 1.02])
     charts.style_figure(fig, title=f"Compute-optimal against {r.baseline} and every single configuration", height=520)
     charts.chart(fig, "compute-optimal-vs-configurations")
     st.caption(
-        "Dashed: pool rules (majority, best-of-N, weighted best-of-N over the samples); solid: searches. A point "
+        "Colour: the configuration's family, as on every page; circles: pool rules (majority, best-of-N, weighted "
+        "best-of-N over the samples); stars: searches. A point "
         "is a configuration's accuracy over the questions it covers at that budget (the hover says how many); a "
         "gap is a budget it could not afford or did not run." + _gap_text(study, report)
     )
@@ -261,7 +263,7 @@ def _by_bin(study, cells) -> None:
                 row=j // cols + 1,
                 col=j % cols + 1,
             )
-    fig.update_xaxes(type="log")
+    charts.log_axis(fig, t.budgets, look.eng)
     fig.update_yaxes(range=[0, 1.02])
     fig.update_xaxes(title=BUDGET_AXIS, row=math.ceil(len(levels) / cols))
     fig.update_yaxes(title="accuracy", col=1)
@@ -293,16 +295,17 @@ def _ratio_sweep(study, cells) -> None:
     at = sweep[sweep["budget_flops"] == t.budgets[b]]
     order = sorted(at["ratio"].unique(), key=lambda x: -_sequential_share(x))
     fig = go.Figure()
-    for i, ((lv, strategy), d) in enumerate(at.groupby(["bin", "strategy"], sort=True)):
+    levels = sorted(at["bin"].unique(), key=int)
+    for (lv, strategy), d in at.groupby(["bin", "strategy"], sort=True):
         d = d.set_index("ratio").reindex(order).reset_index()
-        name = f"bin {lv}" + (f" · {strategy}" if at["strategy"].nunique() > 1 else "")
+        name = look.short_label(f"bin {lv}" + (f" · {strategy}" if at["strategy"].nunique() > 1 else ""))
         fig.add_trace(
             go.Scatter(
                 x=d["ratio"],
                 y=d["accuracy"],
                 mode="lines+markers",
                 name=name,
-                line=dict(color=charts.color(i)),
+                line=dict(color=charts.ordered_color(levels.index(lv), len(levels)), dash=look.config_dash(strategy)),
                 marker=dict(
                     size=np.where(d["best"].fillna(False).astype(bool), 16, 7),
                     symbol=np.where(d["best"].fillna(False).astype(bool), "star", "circle"),
@@ -370,17 +373,18 @@ def _flops_matched(study, root, fp, run_ids, model, dataset, combos) -> None:
         go.Bar(
             x=labels,
             y=cmp["small_model_accuracy"],
-            name=f"{model}, compute-optimal at matched FLOPs",
+            name=look.short_label(f"{model} · compute-optimal"),
             marker_color=charts.color(0),
             customdata=np.stack([cmp["small_model_budget"], cmp["small_model_budget_samples"]], -1),
-            hovertemplate="%{x}<br>%{customdata[0]:.3g} FLOPs per question (≈%{customdata[1]:.1f} samples)<br>accuracy %{y:.3f}<extra></extra>",
+            hovertemplate=f"{model}, compute-optimal at matched FLOPs<br>"
+            + "%{x}<br>%{customdata[0]:.3s}FLOPs per question (≈%{customdata[1]:.1f} samples)<br>accuracy %{y:.3f}<extra></extra>",
         )
     )
     fig.add_trace(
         go.Bar(
             x=labels,
             y=cmp["large_model_accuracy"],
-            name=f"{large if large in others else 'larger model'} (pass@1)",
+            name=look.short_label(f"{large if large in others else 'larger model'} · pass@1"),
             marker_color=charts.color(1),
         )
     )

@@ -13,6 +13,7 @@ from app_pages import _report as study_report
 from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
+from backend import visual as look
 from backend.metrics.cost import HUMAN_EXPERT, Price, cost_table, frontier, read_price
 
 DEFAULT_PRICE = (0.05, 0.20)  # USD per 1M tokens in / out: a small hosted model
@@ -77,38 +78,55 @@ def body(store) -> None:
     # grouped on a copy of the budget column: frontier(by=("budget",)) repeats "budget" in its output columns
     by_budget = frontier(table.assign(k=table["budget"]), by=("k",)).drop(columns=["k"])
 
+    scale, per = look.money_scale(table["cost_of_pass"].astype(float))
+    named = len(models) > 1  # a legend names the model only where the chart has two
     fig = go.Figure()
-    for i, ((model, rule), d) in enumerate(table.groupby(["model", "strategy"], sort=True)):
+    for (model, rule), d in table.groupby(["model", "strategy"], sort=True):
         finite = d[np.isfinite(d["cost_of_pass"])]
+        s = charts.series(rule, model, name_model=named)
         fig.add_trace(
             go.Scatter(
                 x=finite["budget"],
-                y=finite["cost_of_pass"],
+                y=finite["cost_of_pass"] * scale,
                 mode="lines+markers",
-                name=f"{model} · {rule}",
-                line=dict(
-                    color=charts.color(sorted(prices).index(model)), dash=["solid", "dash", "dashdot", "dot"][i % 4]
-                ),
-                customdata=finite["success_rate"],
-                hovertemplate="k=%{x}<br>USD %{y:.3g} per pass<br>success %{customdata:.3f}<extra></extra>",
+                name=s.label,
+                legendgroup=s.full,
+                meta=s.meta,
+                line=dict(color=s.color, dash=s.dash),
+                marker=dict(symbol=s.symbol, size=6),
+                customdata=np.stack(
+                    [[look.money(c) for c in finite["cost_of_pass"]], finite["success_rate"]], -1
+                ).astype(object),
+                hovertemplate=s.full
+                + "<br>k=%{x}<br>%{customdata[0]} per correct answer<br>success %{customdata[1]:.3f}<extra></extra>",
             )
         )
     fin = by_budget[np.isfinite(by_budget["frontier_cost"].astype(float))]
     fig.add_trace(
         go.Scatter(
             x=fin["budget"],
-            y=fin["frontier_cost"],
+            y=fin["frontier_cost"].astype(float) * scale,
             mode="lines",
             name="frontier (cheapest per budget)",
-            line=dict(color="black", width=4),
-            opacity=0.25,
+            line=dict(color=charts.REFERENCE, width=6),
+            opacity=0.35,
+            customdata=[look.money(c) for c in fin["frontier_cost"].astype(float)],
+            hovertemplate="frontier at k=%{x}: %{customdata} per correct answer<extra></extra>",
         )
     )
-    fig.add_hline(y=expert, line=dict(color="#444", dash="longdash"), annotation_text=f"human expert: USD {expert:g}")
-    fig.update_xaxes(type="log", title="samples per question (k)")
-    fig.update_yaxes(type="log", title="cost-of-pass (USD per correct answer)")
+    ys = np.asarray([y for t in fig.data for y in np.asarray(t.y, float)])
+    ys = ys[np.isfinite(ys) & (ys > 0)]
+    expert_note = f"human expert: {look.money(expert)} per correct answer"
+    near = len(ys) == 0 or ys.min() / 10 <= expert * scale <= ys.max() * 10
+    if expert > 0 and near:  # a line decades away would squash every curve into a strip
+        ys = np.append(ys, expert * scale)
+        fig.add_hline(y=expert * scale, line=dict(color=charts.REFERENCE, dash="longdash"), annotation_text=expert_note)
+    charts.log_axis(fig, table["budget"], title="samples per question (k)")
+    charts.log_axis(fig, ys, look.money_tick, axis="y", title=f"cost-of-pass (USD {per})")
     charts.style_figure(fig, title="Cost-of-pass: expected spend per correct answer", height=500)
     charts.chart(fig, "cost-of-pass")
+    if expert > 0 and not near:
+        st.caption(f"The {expert_note} lies more than a decade from every curve and is not drawn.")
     never = table[~np.isfinite(table["cost_of_pass"])]
     if len(never):
         st.caption(
@@ -118,7 +136,12 @@ def body(store) -> None:
     f = best.iloc[0]
     who = "nobody passes" if f["model"] is None else f"{f['model']} · {f['strategy']} at k={f['budget']}"
     m1, m2 = st.columns(2)
-    m1.metric("Frontier cost-of-pass", "∞" if not np.isfinite(f["frontier_cost"]) else f"USD {f['frontier_cost']:.4g}")
+    cost = float(f["frontier_cost"])
+    m1.metric(
+        "Frontier cost-of-pass",
+        look.money(cost),
+        help=None if not np.isfinite(cost) or cost >= 0.01 else f"{look.money(cost * 1000)} per 1,000 correct answers",
+    )
     m2.metric("Cheapest way to a correct answer", who if f["model"] != HUMAN_EXPERT else "hire the human expert")
     charts.table(
         table.sort_values("cost_of_pass"),

@@ -1,6 +1,7 @@
 """Coverage: pass@k per model and strategy on a log axis, bootstrap bands, and two forecasts beyond the pool (the
 power law and the beta distribution of per-question pass@1), each with its bootstrap band where it extrapolates."""
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -12,6 +13,7 @@ from app_pages import _report as study_report
 from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
+from backend import visual as look
 from backend.metrics.fit import EXTRAPOLATION_FACTOR, default_k_max
 
 K_MAX = 10**9  # the farthest extrapolation offered (a number box holds whole numbers up to 2**53)
@@ -27,21 +29,25 @@ FORECAST_CAPTION = (
 )
 
 
-def _forecast(fig: go.Figure, f: pd.DataFrame, name: str, group: str, color: str, dash: str) -> None:
-    """A forecast line over the whole k range, with its band beyond the pool."""
+def _forecast(fig: go.Figure, f: pd.DataFrame, s: charts.Series, kind: str, dash: str, alpha: float) -> None:
+    """A forecast line over the whole k range (its curve's colour, a lighter weight), with its band beyond the
+    pool."""
+    name = f"{s.full}, {kind} forecast"
+    label = look.short_label(f"{s.model} · {kind}" if s.model and s.label.startswith(s.model) else f"forecast: {kind}")
     outside = f[f["extrapolated"]]
     if len(outside):
-        charts.add_band(fig, outside["x"], outside["low"], outside["high"], color, name, group)
+        charts.add_band(fig, outside["x"], outside["low"], outside["high"], s.color, label, s.full, alpha=alpha)
     fig.add_trace(
         go.Scatter(
             x=f["x"],
             y=f["coverage"],
             mode="lines",
-            name=name,
-            legendgroup=group,
-            line=dict(color=color, width=1.6, dash=dash),
+            name=label,
+            legendgroup=s.full,
+            meta={**s.meta, "full": name, "forecast": kind},
+            line=dict(color=s.color, width=1.6, dash=dash),
             customdata=f["k"],
-            hovertemplate="k=%{customdata:.0f}<br>forecast=%{y:.3f}<extra>" + name + "</extra>",
+            hovertemplate=name + "<br>k=%{customdata:.0f}<br>forecast=%{y:.3f}<extra></extra>",
         )
     )
 
@@ -90,29 +96,32 @@ def body(store) -> None:
     root, fp = str(store.root), stored.fingerprint(store)
     fig = go.Figure()
     tables, fits = [], []
+    named = len({m for m, _ in combos}) > 1  # a legend names the model only where the chart has two
     with st.spinner("computing coverage…"):
-        for i, (model, strategy) in enumerate(combos):
-            v = views.coverage_view(root, fp, run_ids, model, strategy, dataset, unit, k_max)
-            label = f"{model} · {strategy}"
-            c = charts.color(i)
+        shown = [(m, s, views.coverage_view(root, fp, run_ids, m, s, dataset, unit, k_max)) for m, s in combos]
+        alpha = charts.band_alpha(len(shown) * (3 if show_fit else 1))
+        for model, strategy, v in shown:
+            s = charts.series("coverage (oracle)" if strategy == "sample" else strategy, model, name_model=named)
             d = v.curve
-            charts.add_band(fig, d["x"], d["low"], d["high"], c, label, label)
+            charts.add_band(fig, d["x"], d["low"], d["high"], s.color, s.label, s.full, alpha=alpha)
             fig.add_trace(
                 go.Scatter(
                     x=d["x"],
                     y=d["mean"],
                     mode="lines+markers",
-                    name=label,
-                    legendgroup=label,
-                    line=dict(color=c, width=2.5),
+                    name=s.label,
+                    legendgroup=s.full,
+                    meta=s.meta,
+                    line=dict(color=s.color, width=2.5),
+                    marker=dict(symbol=s.symbol, size=6),
                     customdata=d["k"],
-                    hovertemplate="k=%{customdata}<br>coverage=%{y:.3f}<extra>" + label + "</extra>",
+                    hovertemplate=s.full + "<br>k=%{customdata}<br>coverage=%{y:.3f}<extra></extra>",
                 )
             )
             if show_fit:
-                for f, name, dash in ((v.fit_line, "power law", "dash"), (v.forecast_line, "beta", "dashdot")):
+                for f, kind, dash in ((v.fit_line, "power law", "dash"), (v.forecast_line, "beta", "dashdot")):
                     if f is not None:
-                        _forecast(fig, f, f"{label} {name}", label, c, dash)
+                        _forecast(fig, f, s, kind, dash, alpha)
             tables.append(d.assign(model=model, strategy=strategy).rename(columns={"mean": "coverage"}))
             fits.append(
                 dict(
@@ -126,7 +135,8 @@ def body(store) -> None:
                     note="; ".join(e for e in (v.fit_error, v.forecast_error) if e),
                 )
             )
-    fig.update_xaxes(type="log", title=charts.x_label(unit))
+    xs = [np.asarray(t.x, float) for t in fig.data if t.x is not None]
+    charts.log_axis(fig, np.concatenate(xs) if xs else [], charts.unit_format(unit), title=charts.x_label(unit))
     fig.update_yaxes(title="coverage (pass@k)", range=[0, 1.02])
     charts.style_figure(fig, title="Coverage: the chance that at least one of k samples is correct")
     charts.chart(fig, "coverage")

@@ -16,20 +16,12 @@ from app_pages import _report as study_report
 from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
+from backend import visual as look
 from backend.metrics.paired import compare_configurations
-
-DASH = {
-    "coverage (oracle)": "dot",
-    "majority": "dash",
-    "best_of_n": "solid",
-    "weighted_best_of_n": "dashdot",
-    "deepconf_weighted": "longdashdot",
-    "deepconf_filtered": "longdashdot",
-    "perplexity_consistency": "longdashdot",
-}
 
 
 def _rule(curve_name: str) -> str:
+    """A curve's rule family (the filter's unit): its name before any bracketed parameters."""
     return curve_name.split("[")[0]
 
 
@@ -120,29 +112,28 @@ def body(store) -> None:
     shown = _family_filter(views_of, searches)
     fig = go.Figure()
     frames, quality = [], []
-    for i, ((model, strategy), v) in enumerate(zip(combos, views_of)):
-        c = charts.color(i)
+    named = len({m for m, _ in combos}) > 1  # a legend names the model only where the chart has two
+    alpha = charts.band_alpha(sum(v.curves["curve"].nunique() - 1 for v in views_of))
+    for (model, strategy), v in zip(combos, views_of):
         for name, d in v.curves.groupby("curve", sort=False):
             if _rule(name) not in shown:
                 continue
-            label = f"{model} · {name}"
-            if name != "coverage (oracle)":
-                charts.add_band(fig, d["x"], d["low"], d["high"], c, label, label)
+            s = charts.series(name, model, name_model=named)
+            oracle = name == "coverage (oracle)"
+            if not oracle:
+                charts.add_band(fig, d["x"], d["low"], d["high"], s.color, s.label, s.full, alpha=alpha)
             fig.add_trace(
                 go.Scatter(
                     x=d["x"],
                     y=d["mean"],
                     mode="lines+markers",
-                    name=label,
-                    legendgroup=label,
-                    line=dict(
-                        color=c,
-                        dash=DASH.get(_rule(name), "solid"),
-                        width=1.5 if name.startswith("coverage") else 2.5,
-                    ),
-                    marker=dict(size=5),
+                    name=s.label,
+                    legendgroup=s.full,
+                    meta=s.meta,
+                    line=dict(color=s.color, dash="dot" if oracle else s.dash, width=1.5 if oracle else 2.5),
+                    marker=dict(size=6, symbol=s.symbol),
                     customdata=d["k"],
-                    hovertemplate="k=%{customdata}<br>accuracy=%{y:.3f}<extra>" + label + "</extra>",
+                    hovertemplate=s.full + "<br>k=%{customdata}<br>accuracy=%{y:.3f}<extra></extra>",
                 )
             )
         frames.append(v.curves.assign(model=model, strategy=strategy))
@@ -155,47 +146,59 @@ def body(store) -> None:
                 ceiling = float(q.loc[q["verifier"] == verifier, "ceiling"].iloc[0])
                 fig.add_hline(
                     y=ceiling,
-                    line=dict(color=c, dash="longdash", width=1),
+                    line=dict(color=charts.series(f"best_of_n[{verifier}]").color, dash="longdash", width=1),
                     annotation_text=f"{model}: {verifier} ceiling {ceiling:.2f}",
-                    annotation_position="bottom right",
+                    annotation_position="bottom left",
                 )
-    n_search = 0
     for sc in searches:
         model = sc["model"].iloc[0]
         for name, d in sc.groupby("configuration", sort=False):
-            n_search += 1
             if d["strategy"].iloc[0] not in shown:
                 continue
-            label = f"{model} · {name}"
-            color = charts.color(len(combos) + n_search)
+            s = charts.series(name, model, name_model=named)
             fig.add_trace(
                 go.Scatter(
                     x=d[f"x_{unit}"],
                     y=d["accuracy"],
                     mode="lines+markers",
-                    name=label,
-                    legendgroup=label,
-                    line=dict(color=color, width=2),
-                    marker=dict(symbol="star", size=11, line=dict(color="#222", width=1)),
-                    customdata=np.stack([d["budget_flops"], d["spent_flops"], d["questions"], d["of_questions"]], -1),
+                    name=s.label,
+                    legendgroup=s.full,
+                    meta=s.meta,
+                    line=dict(color=s.color, dash=s.dash, width=2),
+                    marker=dict(symbol="star", size=12, line=dict(color=charts.REFERENCE, width=1)),
+                    customdata=np.stack(
+                        [
+                            [look.eng(b) for b in d["budget_flops"]],
+                            [look.eng(b) for b in d["spent_flops"]],
+                            d["budget_samples"],
+                            d["questions"],
+                            d["of_questions"],
+                        ],
+                        -1,
+                    ),
                     hovertemplate=(
-                        label + "<br>spent %{customdata[1]:.3g} FLOPs per question (drawn there) of its budget "
-                        "%{customdata[0]:.3g}<br>accuracy %{y:.3f} on %{customdata[2]} of %{customdata[3]} "
-                        "questions<extra></extra>"
+                        s.full + "<br>budget %{customdata[0]}FLOPs per question (≈%{customdata[2]:.1f} samples), "
+                        "spent %{customdata[1]}FLOPs (drawn there)<br>accuracy %{y:.3f} on %{customdata[3]} of "
+                        "%{customdata[4]} questions<extra></extra>"
                     ),
                 )
             )
-            missing = _missing_marker(d, unit, label, color)
+            missing = _missing_marker(d, unit, s.full, s.color)
             if missing is not None:
                 fig.add_trace(missing)
-    fig.update_xaxes(type="log", title=charts.x_label(unit))
+    xs = [t.x for t in fig.data if t.x is not None and len(t.x)]
+    charts.log_axis(
+        fig,
+        np.concatenate([np.asarray(x, float) for x in xs]) if xs else [],
+        charts.unit_format(unit),
+        title=charts.x_label(unit),
+    )
     fig.update_yaxes(title="accuracy", range=[0, 1.02])
     charts.style_figure(fig, title="Accuracy against compute: selection rules vs coverage", height=520)
     charts.chart(fig, "strategies")
     st.caption(
-        "Dotted: coverage (an oracle picks any correct sample) — the gap to it is what the selection rule loses. "
-        "Dashed: majority vote; solid: best-of-N by verifier score; dash-dot: weighted best-of-N; long dash-dot: "
-        "the model's own confidence (DeepConf-weighted and -filtered votes, perplexity consistency). Long dashes: the "
+        "Colour: the selection rule or search (the same on every page); marker: the model. Grey dotted: coverage "
+        "(an oracle picks any correct sample) — the gap to it is what the selection rule loses. Long dashes: the "
         "imperfect-verifier ceiling (fLaws) that best-of-N approaches as N grows. Stars: search configurations, one "
         "curve across the FLOP budgets they ran with, placed at what they spent (on the samples axis: as many of the "
         "pool's average samples); a hollow star at the bottom: a budget where the configuration has no point (it paid no "

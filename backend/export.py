@@ -39,8 +39,11 @@ def _ensure_kaleido() -> None:
         _kaleido_started = True
 
 
-def figure_image(fig: go.Figure, fmt: str, *, width: int = 1000, height: int = 600, scale: float = 2.0) -> bytes:
-    """PNG (scaled for print) or SVG bytes of a plotly figure."""
+def figure_image(
+    fig: go.Figure, fmt: str, *, width: int = 1000, height: int | None = None, scale: float = 2.0
+) -> bytes:
+    """PNG (scaled for print) or SVG bytes of a plotly figure, as tall as the figure is drawn on the page."""
+    height = height or fig.layout.height or 600
     if fmt not in ("png", "svg"):
         raise ExportError(f"format: {fmt!r} is not an image format; allowed: png, svg")
     try:

@@ -348,7 +348,7 @@ def test_compute_optimal_draws_the_cross_validated_curves_bootstrap_band_and_the
     fig = next(f for f in _figures(at) if f["layout"]["title"]["text"].startswith("Compute-optimal against"))
     by_name = {t.get("name"): t for t in fig["data"]}
     cv = _values(by_name["compute-optimal (cross-validated)"]["y"])
-    low = by_name["compute-optimal (cross-validated), 95% band"]
+    low = by_name["compute-optimal, 95% band"]
     assert low["fill"] == "tonexty"
     high = fig["data"][fig["data"].index(low) - 1]  # the edge the fill reaches up to
     lo, hi = _values(low["y"]), _values(high["y"])
