@@ -16,7 +16,6 @@ from app_pages import _report as study_report
 from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
-from backend import visual as look
 from backend.metrics.paired import compare_configurations
 
 
@@ -166,19 +165,13 @@ def body(store) -> None:
                     meta=s.meta,
                     line=dict(color=s.color, dash=s.dash, width=2),
                     marker=dict(symbol="star", size=12, line=dict(color=charts.REFERENCE, width=1)),
-                    customdata=np.stack(
-                        [
-                            [look.eng(b) for b in d["budget_flops"]],
-                            [look.eng(b) for b in d["spent_flops"]],
-                            d["budget_samples"],
-                            d["questions"],
-                            d["of_questions"],
-                        ],
+                    customdata=np.stack(  # numbers, formatted by the hover in SI (engineering) notation
+                        [d["budget_flops"], d["spent_flops"], d["budget_samples"], d["questions"], d["of_questions"]],
                         -1,
                     ),
                     hovertemplate=(
-                        s.full + "<br>budget %{customdata[0]}FLOPs per question (≈%{customdata[2]:.1f} samples), "
-                        "spent %{customdata[1]}FLOPs (drawn there)<br>accuracy %{y:.3f} on %{customdata[3]} of "
+                        s.full + "<br>budget %{customdata[0]:.3~s}FLOPs per question (≈%{customdata[2]:.1f} samples), "
+                        "spent %{customdata[1]:.3~s}FLOPs (drawn there)<br>accuracy %{y:.3f} on %{customdata[3]} of "
                         "%{customdata[4]} questions<extra></extra>"
                     ),
                 )

@@ -573,7 +573,11 @@ def test_strategies_page_filters_configurations_and_keeps_the_filter_in_the_url(
     assert families.value == families.options  # every configuration by default
     families.set_value(["majority", "beam_search"]).run()
     assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
-    names = {t["name"] for t in _strategies_figure(at)["data"] if t.get("name") and t.get("showlegend") is not False}
+    names = {  # a legend label is short (backend/visual.py); its group is the full "model · configuration"
+        t["legendgroup"]
+        for t in _strategies_figure(at)["data"]
+        if t.get("legendgroup") and t.get("showlegend") is not False
+    }
     assert names and all(n.split(" · ", 1)[1].split("[")[0] in ("majority", "beam_search") for n in names), names
     assert any("beam_search" in n for n in names) and any(n.endswith("· majority") for n in names)
     assert at.query_params["families"] == ["majority", "beam_search"]  # a shareable link
@@ -595,7 +599,7 @@ def test_strategies_page_marks_a_budget_a_search_could_not_afford_on_the_chart(m
         missing = rows[(rows["questions"] == 0) & (rows["unaffordable"] > 0)]
         np.testing.assert_allclose(_values(t["x"]), missing["budget_samples"].to_numpy())  # at the budget itself
         assert "unaffordable" in t["hovertemplate"] or any("unaffordable" in str(c) for c in t["customdata"])
-        line = next(x for x in data if x.get("name") == t["legendgroup"])
+        line = next(x for x in data if x.get("legendgroup") == t["legendgroup"] and x.get("showlegend") is not False)
         assert line["legendgroup"] == t["legendgroup"] and t["showlegend"] is False  # hidden and shown with its line
     at.radio(key="x").set_value("flops").run()
     hollow = [t for t in _strategies_figure(at)["data"] if t.get("marker", {}).get("symbol") == "star-open"]
@@ -605,4 +609,4 @@ def test_strategies_page_marks_a_budget_a_search_could_not_afford_on_the_chart(m
     shape = [int(n) for n in str(custom.get("shape", "")).split(",")] if isinstance(custom, dict) else None
     spent = (_values(custom).reshape(shape) if shape else np.asarray(custom, dtype=float))[:, 1]
     np.testing.assert_allclose(spent, _values(star["x"]))  # the hover's "spent" is where the star is drawn
-    assert "spent %{customdata[1]:.3g} FLOPs per question" in star["hovertemplate"]
+    assert "spent %{customdata[1]:.3~s}FLOPs (drawn there)" in star["hovertemplate"]
