@@ -189,13 +189,7 @@ def _cmd_compute_optimal(args) -> int:
         opened = open_study(
             con,
             store.root,
-            args.run,
-            args.model,
-            verifier=None if args.verifier == "none" else args.verifier,
-            bins=args.bins,
-            n_bins=args.n_bins,
-            seed=args.seed,
-            band_boot=args.band_boot,
+            **_study_options(args),
         )
         study = opened.study
         bins = bins_by_key(con, list(opened.runs), study.model, study.table.question_ids, study.bins.level)
@@ -273,13 +267,7 @@ def _write_html_report(args: argparse.Namespace) -> int:
         text = build_report(
             con,
             store.root,
-            args.run,
-            args.model,
-            verifier=None if args.verifier == "none" else args.verifier,
-            bins=args.bins,
-            n_bins=args.n_bins,
-            seed=args.seed,
-            band_boot=args.band_boot,
+            **_study_options(args),
         )
     finally:
         con.close()
@@ -348,13 +336,7 @@ def _report_body(args: argparse.Namespace) -> str:
         opened = open_study(
             con,
             store.root,
-            args.run,
-            args.model,
-            verifier=None if args.verifier == "none" else args.verifier,
-            bins=args.bins,
-            n_bins=args.n_bins,
-            seed=args.seed,
-            band_boot=args.band_boot,
+            **_study_options(args),
         )
         record = study_record(con, opened.runs, opened.study.model)
     finally:
@@ -648,6 +630,19 @@ def _store_arguments(p: argparse.ArgumentParser, suppress: bool = False) -> None
         default=default,
         help="the store's queue on a PostgreSQL server, postgresql://USER@HOST[:PORT]/DB (default: $TTC_CATALOG_URL, "
         "else what the store was created with; a new store: its own SQLite file). Password: PGPASSWORD or ~/.pgpass",
+    )
+
+
+def _study_options(args: argparse.Namespace) -> dict:
+    """The study `_study_arguments` select, as backend.report.open_study's keywords (one place for all three users)."""
+    return dict(
+        runs=args.run,
+        model=args.model,
+        verifier=None if args.verifier == "none" else args.verifier,
+        bins=args.bins,
+        n_bins=args.n_bins,
+        seed=args.seed,
+        band_boot=args.band_boot,
     )
 
 
