@@ -187,7 +187,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--pools", nargs="+", choices=["real", "synthetic"], default=["real", "synthetic"])
     ap.add_argument("--fraction", type=int, default=8, help="fit on the first n/FRACTION samples of each question")
-    ap.add_argument("--per-level", type=int, default=16, help="real pool: questions per arithmetic level (3 levels)")
+    ap.add_argument("--per-level", type=int, default=4, help="real pool: questions per arithmetic level (3 levels)")
     ap.add_argument("--samples", type=int, default=64, help="real pool: samples per question")
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--store", default=str(ROOT / ".bench-cache" / "forecast"))
