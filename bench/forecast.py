@@ -16,7 +16,7 @@ refitted) holds the observed pass@n. Two pools:
 - `synthetic`: the synthetic store bench/ui.py and bench/synthetic_store.py build (two models ×
   `--synthetic-questions` × `--synthetic-samples`, 1M samples by default), one line per model.
 
-    python -m bench.forecast [--pools real synthetic] [--per-level 16] [--samples 64] [--store DIR]
+    python -m bench.forecast [--pools real synthetic] [--per-level 4] [--samples 64] [--store DIR]
 
 Prints one line per pool (`pool=real`, `pool=synthetic:<model>`):
 `RESULT pool=<name> questions=<Q> samples=<n> fitted_on=<m> powerlaw_error=<MAE> distributional_error=<MAE>
