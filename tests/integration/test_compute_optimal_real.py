@@ -112,6 +112,7 @@ def test_the_heat_map_in_headless_chromium(small_store):
         heat = page.locator(".js-plotly-plot").first
         cell = heat.locator(".heatmaplayer").first
         cell.wait_for(state="attached")
+        cell.scroll_into_view_if_needed()  # the page opens with its answer per budget; the heat map is below it
         box = cell.bounding_box()
         page.mouse.move(
             box["x"] + box["width"] * 0.9, box["y"] + box["height"] * 0.5
