@@ -190,13 +190,12 @@ def _cmd_compute_optimal(args) -> int:
             con,
             store.root,
             **_study_options(args),
+            on_left_out=_note_left_out,
         )
         study = opened.study
         bins = bins_by_key(con, list(opened.runs), study.model, study.table.question_ids, study.bins.level)
     finally:
         con.close()
-    for run_id, why in opened.left_out:
-        print(f"note: run {run_id} left out ({why}); name it with --run to include it", file=sys.stderr)
     t = study.table
     print(
         f"{study.model}: {len(t.question_ids)} questions, {len(study.result.levels)} {study.bins.kind} bins, "
@@ -268,6 +267,7 @@ def _write_html_report(args: argparse.Namespace) -> int:
             con,
             store.root,
             **_study_options(args),
+            on_left_out=_note_left_out,
         )
     finally:
         con.close()
@@ -337,12 +337,11 @@ def _report_body(args: argparse.Namespace) -> str:
             con,
             store.root,
             **_study_options(args),
+            on_left_out=_note_left_out,
         )
         record = study_record(con, opened.runs, opened.study.model)
     finally:
         con.close()
-    for run_id, why in opened.left_out:
-        print(f"note: run {run_id} left out ({why}); name it with --run to include it", file=sys.stderr)
     return study_markdown(opened, record)
 
 
@@ -631,6 +630,10 @@ def _store_arguments(p: argparse.ArgumentParser, suppress: bool = False) -> None
         help="the store's queue on a PostgreSQL server, postgresql://USER@HOST[:PORT]/DB (default: $TTC_CATALOG_URL, "
         "else what the store was created with; a new store: its own SQLite file). Password: PGPASSWORD or ~/.pgpass",
     )
+
+
+def _note_left_out(run_id: str, why: str) -> None:
+    print(f"note: run {run_id} left out ({why}); name it with --run to include it", file=sys.stderr)
 
 
 def _study_options(args: argparse.Namespace) -> dict:

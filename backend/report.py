@@ -64,6 +64,7 @@ def open_study(
     n_bins: int = 5,
     seed: int = 0,
     band_boot: int | None = None,
+    on_left_out: Callable[[str, str], None] | None = None,
 ) -> OpenedStudy:
     """The study `ttc compute-optimal` and `ttc report` print: the given runs, else the comparable default
     (backend/run_selection.py); the given model, else the only one. Typed errors name the flag and what is allowed."""
@@ -74,6 +75,9 @@ def open_study(
     else:
         default = default_runs_of(con)
         chosen, left_out = list(default.run_ids), default.left_out
+        if on_left_out is not None:  # said before any error below
+            for run_id, why in left_out:
+                on_left_out(run_id, why)
         if not chosen and left_out:
             raise StoreError(
                 f"--run: {root} holds no finished, non-adaptive run to analyse by default; allowed: name runs "
