@@ -287,6 +287,9 @@ def _marker_body(argv: list[str], folder: Path) -> str:
     from backend.report import resolve_store_argument
 
     args = _marker_arguments(resolve_store_argument(argv, folder))
+    raw = _marker_arguments(argv)
+    if raw.plan is not None:
+        args.shown = (str(raw.plan), str(raw.store))
     if args.store is None:
         return _report_body(args)
     if not Path(args.store).is_dir():
@@ -318,6 +321,13 @@ def _report_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="instead of a study: the RESULT lines of a benchmark's stored output (bench/results/), as a code block",
     )
+    p.add_argument(
+        "--plan",
+        metavar="SPEC",
+        type=Path,
+        default=None,
+        help="instead of a study: `ttc plan SPEC --pilot-store STORE` from --store's runs, as a code block",
+    )
 
 
 def _report_body(args: argparse.Namespace) -> str:
@@ -326,6 +336,8 @@ def _report_body(args: argparse.Namespace) -> str:
         from backend.report import bench_output_markdown
 
         return bench_output_markdown(args.bench_output)
+    if args.plan is not None:
+        return _plan_body(args)
     from backend.report import check_study_arguments, open_study, study_markdown, study_record
     from store import Store
 
@@ -343,6 +355,20 @@ def _report_body(args: argparse.Namespace) -> str:
     finally:
         con.close()
     return study_markdown(opened, record)
+
+
+def _plan_body(args: argparse.Namespace) -> str:
+    """`ttc plan` from a stored study's runs as a Markdown code block, headed by the command a reader can re-run
+    (the paths as the marker or the command line gave them)."""
+    from backend.planning import plan_spec
+
+    if args.store is None:
+        raise SpecError("--plan", "without --store", "--store DIR: the study whose runs are the pilot")
+    if not Path(args.plan).is_file():
+        raise SpecError("--plan", f"{args.plan} is not a file", "a YAML run spec (see examples/)")
+    shown = getattr(args, "shown", None) or (str(args.plan), str(args.store))
+    text = plan_spec(args.plan, args.store).text()
+    return f"```\n$ ttc plan {shown[0]} --pilot-store {shown[1]}\n{text}\n```\n"
 
 
 def _cmd_plan(args) -> int:

@@ -457,9 +457,9 @@ def marked_sections(text: str) -> list[tuple[list[str], str]]:
 
 
 def resolve_store_argument(args: list[str], folder: Path) -> list[str]:
-    """A marker's `--store` (and `--bench-output`) path is relative to the marked file's folder."""
+    """A marker's `--store` (and `--bench-output`, `--plan`) path is relative to the marked file's folder."""
     out = list(args)
     for i, a in enumerate(out[:-1]):
-        if a in ("--store", "--bench-output") and not Path(out[i + 1]).is_absolute():
+        if a in ("--store", "--bench-output", "--plan") and not Path(out[i + 1]).is_absolute():
             out[i + 1] = str(folder / out[i + 1])
     return out

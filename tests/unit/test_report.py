@@ -102,3 +102,20 @@ def test_marked_sections_equal_what_the_command_produces_on_the_committed_studie
             f"{name}: the section `<!-- ttc report {' '.join(args)} -->` differs from what the command produces; "
             f"run `ttc report --refresh {name}`"
         )
+
+
+def test_a_plan_marker_prints_the_plan_from_the_study_runs_with_the_command_as_given(study_store, tmp_path, capsys):
+    """`--plan SPEC` renders `ttc plan SPEC --pilot-store STORE` from the study's runs, headed by the command with the
+    marker's own (relative) paths; without --store, or with a missing spec, it is a typed error naming --plan."""
+    from backend.cli import _marker_body
+
+    shutil.copytree(study_store, tmp_path / "study")
+    shutil.copy(ROOT / "examples" / "compute_optimal.yaml", tmp_path / "spec.yaml")
+    body = _marker_body(["--plan", "spec.yaml", "--store", "study"], tmp_path)
+    assert body.startswith("```\n$ ttc plan spec.yaml --pilot-store study\nplan for spec.yaml on ")
+    assert "questions needed" in body and body.endswith("```\n")
+    assert main(["report", "--plan", str(tmp_path / "spec.yaml")]) == SpecError("a", "b", "c").exit_code
+    assert "error: --plan: without --store" in capsys.readouterr().err
+    assert main(["report", "--plan", str(tmp_path / "nope.yaml"), "--store", str(tmp_path / "study")]) != 0
+    err = capsys.readouterr().err
+    assert "error: --plan: " in err and "nope.yaml is not a file" in err
