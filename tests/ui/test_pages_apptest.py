@@ -456,7 +456,7 @@ def test_run_form_offers_a_registered_task_engine_and_verifier_with_their_option
             str(e.value).startswith("verifiers[0].score: Input should be less than or equal to 1") for e in at.error
         )
     finally:
-        TASKS.pop("toy"), ENGINES.pop("toy_engine"), VERIFIERS.pop("toy_verifier")
+        TASKS.unregister("toy"), ENGINES.unregister("toy_engine"), VERIFIERS.unregister("toy_verifier")
 
 
 def test_run_page_shows_an_adaptive_runs_allocation(monkeypatch, tmp_path):

@@ -14,6 +14,7 @@ from backend.config import parse_spec
 from backend.engines import ENGINES, EngineEntry, create_engine, engine_options, register_engine
 from backend.errors import SpecError
 from backend.options import KindOptions, Options
+from backend.registry import Entry, Registry
 from backend.tasks import TASKS, TaskEntry, create_task, register_task, task_options
 from backend.verifiers import VERIFIERS, ScoreRequest, VerifierEntry, create_verifier, register_verifier
 from tests.fakes import FAKE_MODEL, GEN_ARCH, FakeTask, ScriptedEngine, ScriptedVerifier
@@ -47,7 +48,7 @@ def toys():
     """The three toys registered for one test, and gone afterwards (registries are process-wide)."""
     register_task(TOY_TASK), register_engine(TOY_ENGINE), register_verifier(TOY_VERIFIER)
     yield
-    TASKS.pop("toy"), ENGINES.pop("toy_engine"), VERIFIERS.pop("toy_verifier")
+    TASKS.unregister("toy"), ENGINES.unregister("toy_engine"), VERIFIERS.unregister("toy_verifier")
 
 
 def _spec(**kw):
@@ -88,6 +89,21 @@ def test_the_cli_lists_them(toys, capsys):
     assert "  toy_engine: a scripted engine" in capsys.readouterr().out
     main(["verifiers"])
     assert "  toy_verifier: a constant judge\n    score = 0.5  the score of every step" in capsys.readouterr().out
+
+
+# ---- one registry shape -------------------------------------------------------------------------------------------
+def test_a_name_registers_once_per_kind(toys):
+    for registry, entry in ((TASKS, TOY_TASK), (ENGINES, TOY_ENGINE), (VERIFIERS, TOY_VERIFIER)):
+        with pytest.raises(ValueError, match=f"^{registry.what} '{entry.name}' is registered already$"):
+            registry.register(entry)
+        assert registry[entry.name] is entry  # the first registration stands
+
+
+def test_an_entry_chosen_by_kind_pins_it_in_its_options():
+    registry: Registry[Entry] = Registry("engine", by_kind=True)
+    with pytest.raises(ValueError, match=r"engine 'other': its options need `kind: Literal\['other'\] = 'other'`"):
+        registry.register(Entry("other", "a toy", ToyEngineOptions, lambda model, o: None))
+    assert "other" not in registry
 
 
 # ---- conformance: the same contract for every registered entry of a kind ---------------------------------------
