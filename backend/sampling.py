@@ -21,7 +21,6 @@ from backend.models.registry import ResolvedModel, resolve_model
 from backend.options import Options
 from backend.prompting import build_prompt, stop_sequences
 from backend.strategies import STRATEGIES, get_strategy, validate_config
-from backend.strategies.base import sweeps_ratio
 from backend.strategies.context import seed_for
 from backend.tasks import Question, Task, create_task
 from backend.tasks.base import grade_or_error
@@ -85,12 +84,8 @@ def prepare_run(spec: RunSpec) -> PreparedRun:
 
 def _prepare_search(i: int, s, spec: RunSpec) -> PreparedSearch:
     where = f"strategies[{i}]"
-    try:
-        strategy = get_strategy(s.name)
-        cfg = validate_config(s.name, s.config)
-    except SpecError as e:  # name the entry of the list, not just "strategy"
-        rest = e.field.removeprefix("strategy.")
-        raise SpecError(f"{where}.name" if rest == "name" else f"{where}.config.{rest}", e.problem, e.allowed) from None
+    strategy = get_strategy(s.name, f"{where}.name")
+    cfg = validate_config(s.name, s.config, f"{where}.config", f"{where}.name")
     names = spec.verifier_names()
     verifier = s.verifier or (names[0] if names else None)
     if verifier is not None:
@@ -99,8 +94,8 @@ def _prepare_search(i: int, s, spec: RunSpec) -> PreparedSearch:
             verifier_options(verifier, None, f"{where}.verifier")
     elif strategy.requires_verifier(cfg):
         raise SpecError(f"{where}.verifier", f"{s.name} needs a verifier and the spec lists none", ", ".join(VERIFIERS))
-    if s.ratios and not sweeps_ratio(strategy):
-        sweepers = ", ".join(n for n, st in STRATEGIES.items() if sweeps_ratio(st))
+    if s.ratios and not strategy.takes_ratios:
+        sweepers = ", ".join(n for n, e in STRATEGIES.items() if e.takes_ratios)
         raise SpecError(f"{where}.ratios", f"{s.name} has no sequential:parallel sweep", f"ratios on {sweepers}")
     return PreparedSearch(s.name, cfg, verifier, tuple(s.ratios or ()))
 
