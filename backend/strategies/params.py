@@ -3,9 +3,10 @@ per field, so the spec check, the CLI listing, README's table and the dashboard'
 parameters several strategies share are defined once here, as annotated types.
 
 A strategy's parameters are strict (an int is not given as 2.0 or "8", a bool is no number) and a bad value reads
-as it always has: `must be int, got '8'`, `41 is out of range`, `'max' is not allowed`, each with what is allowed.
-Those words are part of the stored errors users see, and the stored configuration of a search (nodes.config) is
-the validated model's values, so a parameter's name, type and default must not change under it."""
+`must be int, got '8'`, `41 is out of range` or `'max' is not allowed`, each with what is allowed. A search stores
+the validated model's values as its configuration (nodes.config, strategies/runner.py `search_record`) and is found
+again by them, so a parameter's name, type and default must not change under stored searches
+(tests/unit/test_strategies.py pins them)."""
 
 from __future__ import annotations
 
