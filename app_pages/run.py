@@ -190,7 +190,7 @@ def _engine_section(problems: list) -> dict:
 
 def _strategies_section(problems: list) -> dict:
     """Controls built from the strategy registry's parameter table (so a new strategy appears here untouched)."""
-    from app_pages._strategy_form import strategy_controls
+    from app_pages._options_form import strategy_controls
     from backend.strategies import STRATEGIES
 
     chosen = strategy_controls(STRATEGIES, problems)

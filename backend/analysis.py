@@ -19,7 +19,7 @@ from backend.models.registry import ResolvedModel
 from backend.pricing import budget_flops, distinct_questions, one_sample_flops, prompt_tokens
 from backend.sampling import PreparedRun, PreparedSearch, model_arch
 from backend.scoring import score_pool
-from backend.strategies import get_strategy, validate_config
+from backend.strategies import create_strategy, validate_config
 from backend.strategies.base import RatioSweep
 from backend.strategies.runner import SearchResult, nodes_table, run_search, search_record
 from backend.verifiers import create_verifier
@@ -51,7 +51,7 @@ def _search_points(
     that ratio; without a budget the configured chains × chain_length attempts are split."""
     if not search.ratios:
         return [(search.config, None)]
-    strategy = get_strategy(search.strategy)
+    strategy = create_strategy(search.strategy)
     assert isinstance(strategy, RatioSweep), f"{search.strategy} has no ratio sweep (_prepare_search refuses ratios)"
     cfg = search.config
     if budget is None:

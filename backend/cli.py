@@ -158,8 +158,8 @@ def _cmd_verifiers(args) -> int:
 def _cmd_strategies(args) -> int:
     from backend.strategies import STRATEGIES, param_table
 
-    for name, strategy in STRATEGIES.items():
-        print(f"{name}: {strategy.help}" + ("" if strategy.needs_verifier else " (no verifier needed)"))
+    for name, entry in STRATEGIES.items():
+        print(f"{name}: {entry.help}" + ("" if entry.needs_verifier else " (no verifier needed)"))
         for row in param_table(name):
             print(f"  {row['name']} = {row['default']!r}  [{row['allowed']}]  {row['help']}")
     return _cmd_verifiers(args)

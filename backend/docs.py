@@ -17,14 +17,12 @@ def _cell(text: object) -> str:
 
 def strategies_table() -> str:
     from backend.strategies import STRATEGIES
-    from backend.strategies.base import sweeps_ratio
 
     rows = ["| strategy | what it does | parameters (default) | verifier |", "|---|---|---|---|"]
-    for name, s in STRATEGIES.items():
-        params = ", ".join(f"`{p.name}`={_cell(repr(p.default))}" for p in s.params)
-        sweep = " Takes a sequential:parallel `ratios` sweep." if sweeps_ratio(s) else ""
+    for name, e in STRATEGIES.items():
+        sweep = " Takes a sequential:parallel `ratios` sweep." if e.takes_ratios else ""
         rows.append(
-            f"| `{name}` | {_cell(s.help)}{sweep} | {params} | {'needed' if s.needs_verifier else 'optional'} |"
+            f"| `{name}` | {_cell(e.help)}{sweep} | {_options(e.options)} | {'needed' if e.needs_verifier else 'optional'} |"
         )
     return "\n".join(rows)
 

@@ -4,7 +4,7 @@ and what is allowed. The CLI and the dashboard render them in one place each (`b
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 
 class TtcError(Exception):
@@ -68,7 +68,7 @@ class AdaptiveRunError(TtcError):
         )
 
 
-def require(registry: dict, name: str, *, field: str, kind: str, extra: str | None = None):
+def require(registry: Mapping, name: str, *, field: str, kind: str, extra: str | None = None):
     """Registry lookup that fails with `UnknownNameError` instead of a bare KeyError."""
     try:
         return registry[name]

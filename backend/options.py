@@ -1,16 +1,20 @@
-"""Typed options, the one shape every extension point's configuration takes (a task suite, an engine, a verifier):
-a pydantic model with `extra="forbid"` and fields that carry defaults, ranges and help. A validation failure
-becomes one `SpecError` naming the field by its path in the spec, what was wrong and what is allowed."""
+"""Typed options, the one shape every extension point's configuration takes (a task suite, an engine, a verifier, a
+search strategy): a pydantic model with `extra="forbid"` and fields that carry defaults, ranges and help. A
+validation failure becomes one `SpecError` naming the field by its path in the spec, what was wrong and what is
+allowed. The registries that hold the models are backend/registry.py."""
 
 from __future__ import annotations
 
 import re
+import types
+import typing
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic.json_schema import JsonDict
 
-from backend.errors import SpecError, require
+from backend.errors import SpecError
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
@@ -19,6 +23,17 @@ class Options(BaseModel):
     """Base of every options model: unknown keys are errors, values are frozen once checked."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def explain(cls, error: dict, field: FieldInfo) -> tuple[str, str | None] | None:
+        """(what was wrong, what is allowed) for a bad value of `field`, pydantic's error `error`; None: pydantic's
+        own words. A kind whose errors read otherwise overrides it (strategies: backend/strategies/params.py)."""
+        return None
+
+
+class RuleError(SpecError):
+    """A cross-field rule of an options model is broken (e.g. beam width must divide n). Raised from a model
+    validator with `field` the option to blame; `validate_options` puts it under the options' path in the spec."""
 
 
 class KindOptions(Options):
@@ -79,12 +94,40 @@ def allowed_keys(model: type[BaseModel], loc: tuple) -> str | None:
     return None if holder is None else ", ".join(holder.model_fields) or "none"
 
 
-def _description(model: type[BaseModel], loc: tuple) -> str | None:
-    """The help of the field at `loc` (what a value there may be), for errors whose message does not say it."""
+def _field_at(model: type[BaseModel], loc: tuple) -> tuple[Any, FieldInfo | None]:
+    """(the model holding it, the field) at `loc`, or (None, None)."""
     keys = tuple(p for p in loc if not isinstance(p, int) and not _is_tag(p))
     holder = _model_at(model, keys)
-    fld = holder.model_fields.get(keys[-1]) if holder is not None and keys else None
+    return (holder, holder.model_fields.get(keys[-1])) if holder is not None and keys else (None, None)
+
+
+def _description(model: type[BaseModel], loc: tuple) -> str | None:
+    """The help of the field at `loc` (what a value there may be), for errors whose message does not say it."""
+    fld = _field_at(model, loc)[1]
     return fld.description if fld is not None else None
+
+
+def base_type(annotation: Any) -> Any:
+    """The type a form widget or an error message speaks of: `int` for `Annotated[int, ...] | None`, the
+    `Literal[...]` itself for a choice."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    base = args[0] if args and typing.get_origin(annotation) in (typing.Union, types.UnionType) else annotation
+    return typing.get_args(base)[0] if typing.get_origin(base) is typing.Annotated else base
+
+
+def allowed_values(fld: FieldInfo) -> str | None:
+    """What a field allows, from its type and constraints: `'last', 'min'` for a choice, `int in [1, 4096]` for a
+    bounded number, `any text` for a string; None where the help has to say it (a union, a list, a model)."""
+    base = base_type(fld.annotation)
+    if typing.get_origin(base) is typing.Literal:
+        return ", ".join(repr(c) for c in typing.get_args(base))
+    if base is str:
+        return "any text"
+    if base in (int, float):
+        lo = next((getattr(m, k) for m in fld.metadata for k in ("ge", "gt") if getattr(m, k, None) is not None), None)
+        hi = next((getattr(m, k) for m in fld.metadata for k in ("le", "lt") if getattr(m, k, None) is not None), None)
+        return f"{base.__name__} in [{'-inf' if lo is None else f'{lo:g}'}, {'inf' if hi is None else f'{hi:g}'}]"
+    return None
 
 
 def _first_model(ann) -> Any:
@@ -132,15 +175,22 @@ def first_problem(errors: list) -> dict:
     return chosen
 
 
-def options_error(err: ValidationError, model: type[BaseModel], prefix: str = "") -> SpecError:
-    """One line for the first problem pydantic found (the one a user must fix first)."""
+def options_error(
+    err: ValidationError, model: type[BaseModel], prefix: str = "", unknown: str = "unknown key"
+) -> SpecError:
+    """One line for the first problem pydantic found (the one a user must fix first); `unknown` says what a key the
+    model lacks is (`not a parameter of beam_search`)."""
     e = first_problem(err.errors())
     loc = tuple(e["loc"])
     field = field_path(loc, prefix)
     if e["type"] == "extra_forbidden":
-        return SpecError(field, "unknown key", allowed_keys(model, loc))
+        return SpecError(field, unknown, allowed_keys(model, loc))
     if e["type"] == "missing":
         return SpecError(field, "required but missing", _description(model, loc))
+    holder, fld = _field_at(model, loc)
+    explained = holder.explain(e, fld) if fld is not None and issubclass(holder, Options) else None
+    if explained is not None:
+        return SpecError(field, *explained)
     msg = str(e["msg"]).removeprefix("Value error, ")
     shown = "input" in e and not isinstance(e.get("input"), dict) and not field.endswith(WITHHELD)
     # a value of the wrong type: pydantic says which type, the field's help says what it is for
@@ -148,42 +198,21 @@ def options_error(err: ValidationError, model: type[BaseModel], prefix: str = ""
     return SpecError(field, f"{msg} (got {echoed(e.get('input'))})" if shown else msg, allowed)
 
 
-def validate_options(model: type[OptionsT], data: Any, field: str) -> OptionsT:
-    """`data` checked against an options model; a failure names `field`.<path>."""
+def validate_options(model: type[OptionsT], data: Any, field: str, unknown: str = "unknown key") -> OptionsT:
+    """`data` checked against an options model; a failure names `field`.<path>. A key the model lacks is reported
+    before any other problem: a misspelt key leaves the value meant for it unchecked."""
     if isinstance(data, model):
         return data
     if not isinstance(data, dict):
         raise SpecError(
             field, f"must be a mapping of options, got {type(data).__name__}", ", ".join(model.model_fields)
         )
+    stray = next((k for k in data if k not in model.model_fields), None)
+    if stray is not None:
+        raise SpecError(f"{field}.{stray}", unknown, ", ".join(model.model_fields) or "none")
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise options_error(err, model, field) from None
-
-
-def register_kind(registry: dict, entry: Any, what: str) -> Any:
-    """Add an entry chosen by `kind` (a task suite, an engine) to its registry: the one place that checks its options
-    pin the kind, so a spec's `kind:` and the registry name cannot drift apart."""
-    kind_field = entry.options.model_fields.get("kind")
-    if kind_field is None or kind_field.default != entry.kind:
-        raise ValueError(f"{what} {entry.kind!r}: its options need `kind: Literal[{entry.kind!r}] = {entry.kind!r}`")
-    registry[entry.kind] = entry
-    return entry
-
-
-def kind_options(registry: dict[str, Any], data: Any, field: str, what: str, default: str | None = None) -> KindOptions:
-    """A spec's `{kind: ..., <options>}` mapping checked against that kind's options model (no kind: `default`)."""
-    if isinstance(data, KindOptions) and data.kind in registry:
-        return data
-    if not isinstance(data, dict):
-        raise SpecError(
-            field,
-            f"must be a mapping of options, got {type(data).__name__}",
-            f"kind ({', '.join(registry)}) and its options",
-        )
-    kind = data.get("kind", default)
-    if kind is None:
-        raise SpecError(f"{field}.kind", "required but missing", ", ".join(registry))
-    entry = require(registry, kind, field=f"{field}.kind", kind=what)
-    return validate_options(entry.options, data, field)
+        raise options_error(err, model, field, unknown) from None
+    except RuleError as err:
+        raise SpecError(f"{field}.{err.field}", err.problem, err.allowed) from None

@@ -13,18 +13,18 @@ from datetime import UTC, datetime
 from backend.config import ModelSpec, RunSpec
 from backend.engines import ENGINES, GenerationRequest, SamplingParams
 from backend.engines.base import Completion, Engine
-from backend.errors import SpecError, TtcError, require
+from backend.errors import SpecError, TtcError
 from backend.ledger import ModelArch, decode_flops, prefill_flops
 from backend.metrics.confidence import TOP_K as CONFIDENCE_TOP_K
 from backend.metrics.confidence import encode_token_confidence
 from backend.models.registry import ResolvedModel, resolve_model
+from backend.options import Options
 from backend.prompting import build_prompt, stop_sequences
 from backend.strategies import STRATEGIES, get_strategy, validate_config
-from backend.strategies.base import sweeps_ratio
 from backend.strategies.context import seed_for
 from backend.tasks import Question, Task, create_task
 from backend.tasks.base import grade_or_error
-from backend.verifiers import VERIFIERS, VerifierOptions, verifier_options
+from backend.verifiers import VERIFIERS, verifier_options
 from store import Store
 from store.rows import ShardWriter
 
@@ -55,7 +55,7 @@ class PreparedRun:
     questions: list[Question]
     models: list[tuple[ModelSpec, ResolvedModel]]
     searches: list[PreparedSearch] = field(default_factory=list)
-    verifier_options: dict[str, VerifierOptions] = field(default_factory=dict)  # the listed verifiers', checked
+    verifier_options: dict[str, Options] = field(default_factory=dict)  # the listed verifiers', checked
 
     @property
     def total_samples(self) -> int:
@@ -84,22 +84,18 @@ def prepare_run(spec: RunSpec) -> PreparedRun:
 
 def _prepare_search(i: int, s, spec: RunSpec) -> PreparedSearch:
     where = f"strategies[{i}]"
-    try:
-        strategy = get_strategy(s.name)
-        cfg = validate_config(s.name, s.config)
-    except SpecError as e:  # name the entry of the list, not just "strategy"
-        rest = e.field.removeprefix("strategy.")
-        raise SpecError(f"{where}.name" if rest == "name" else f"{where}.config.{rest}", e.problem, e.allowed) from None
+    strategy = get_strategy(s.name, f"{where}.name")
+    cfg = validate_config(s.name, s.config, f"{where}.config", f"{where}.name")
     names = spec.verifier_names()
     verifier = s.verifier or (names[0] if names else None)
     if verifier is not None:
-        require(VERIFIERS, verifier, field=f"{where}.verifier", kind="verifier")
+        VERIFIERS.lookup(verifier, f"{where}.verifier")
         if verifier not in names:  # a verifier only this strategy uses: it takes its default options
             verifier_options(verifier, None, f"{where}.verifier")
     elif strategy.requires_verifier(cfg):
         raise SpecError(f"{where}.verifier", f"{s.name} needs a verifier and the spec lists none", ", ".join(VERIFIERS))
-    if s.ratios and not sweeps_ratio(strategy):
-        sweepers = ", ".join(n for n, st in STRATEGIES.items() if sweeps_ratio(st))
+    if s.ratios and not strategy.takes_ratios:
+        sweepers = ", ".join(n for n, e in STRATEGIES.items() if e.takes_ratios)
         raise SpecError(f"{where}.ratios", f"{s.name} has no sequential:parallel sweep", f"ratios on {sweepers}")
     return PreparedSearch(s.name, cfg, verifier, tuple(s.ratios or ()))
 

@@ -1,11 +1,10 @@
-"""Engines behind one `Engine` protocol (backend/engines/base.py) and one registry keyed by the spec's `engine.kind`.
-An entry declares the engine's typed options (the spec's `engine:` mapping), a factory `(model, options) -> Engine`
-and what it can do; built-ins register exactly as a plug-in would (`register_engine`)."""
+"""Engines behind one `Engine` protocol (backend/engines/base.py) and one registry (backend/registry.py) keyed by
+the spec's `engine.kind`. An entry declares the engine's typed options (the spec's `engine:` mapping), a factory
+`(model, options) -> Engine` and what it can do; built-ins register exactly as a plug-in would (`register_engine`)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -18,8 +17,8 @@ from backend.engines.base import (
     SamplingParams,
     TokenLogprob,
 )
-from backend.errors import require
-from backend.options import EXECUTION, KindOptions, kind_options, register_kind
+from backend.options import EXECUTION, KindOptions
+from backend.registry import Entry, Registry
 
 AUTO: Literal["auto"] = "auto"
 # llama.cpp's best slot count for the default model on this kind of CPU machine (bench/throughput.py --best):
@@ -116,11 +115,9 @@ class VLLMOptions(EngineOptions):
 
 
 @dataclass(frozen=True)
-class EngineEntry:
-    kind: str
-    help: str
-    options: type[KindOptions]  # pins `kind: Literal[<kind>]`
-    factory: Callable[[Any, Any], Engine]
+class EngineEntry(Entry):
+    """name: the spec's `engine.kind` (its options pin it); factory(model, options) -> Engine."""
+
     supports_logprobs: bool = True
     supports_prefix_cache: bool = True
     loads_hub_ids: bool = False  # a model may be a Hugging Face id, loaded by the engine itself
@@ -173,12 +170,12 @@ def _vllm(model, options: VLLMOptions) -> Engine:
     )
 
 
-ENGINES: dict[str, EngineEntry] = {}
+ENGINES: Registry[EngineEntry] = Registry("engine", by_kind=True)
 
 
 def register_engine(entry: EngineEntry) -> EngineEntry:
-    """Add an engine to the registry; the spec check, `ttc engines` and the Run form read it from here."""
-    return register_kind(ENGINES, entry, "engine")
+    """Add an engine to the registry; the spec check, `ttc engines`, README and the Run form read it from here."""
+    return ENGINES.register(entry)
 
 
 register_engine(
@@ -203,7 +200,7 @@ DEFAULT_ENGINE = "llamacpp"
 
 def engine_options(data: Any, field: str = "engine") -> KindOptions:
     """The spec's `engine:` mapping checked against its kind's options model (no kind: the default engine)."""
-    return kind_options(ENGINES, data, field, "engine", default=DEFAULT_ENGINE)
+    return ENGINES.kind_options(data, field, default=DEFAULT_ENGINE)
 
 
 def with_parallelism(options: KindOptions, n_requests: int | None) -> KindOptions:
@@ -218,7 +215,7 @@ def with_parallelism(options: KindOptions, n_requests: int | None) -> KindOption
 
 def create_engine(model, options, n_requests: int | None = None) -> Engine:
     options = with_parallelism(options, n_requests)
-    return require(ENGINES, options.kind, field="engine.kind", kind="engine").factory(model, options)
+    return ENGINES.lookup(options.kind, "engine.kind").factory(model, options)
 
 
 __all__ = [

@@ -129,7 +129,7 @@ def search_label(strategy: str, record: dict) -> str:
     from backend.strategies import STRATEGIES
 
     known = STRATEGIES.get(strategy)
-    defaults = {p.name: p.default for p in known.params} if known is not None else {}
+    defaults = {k: f.default for k, f in known.options.model_fields.items()} if known is not None else {}
     ratio = record.get("ratio")
     skip = set(RECORD_KEYS) | ({"chains", "chain_length"} if ratio else set())
     parts = [f"{k}={_short(v)}" for k, v in sorted(record.items()) if k not in skip and defaults.get(k, object()) != v]

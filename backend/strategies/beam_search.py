@@ -11,15 +11,42 @@ new step judged on its slot as soon as it is generated (strategies/context.py, "
 
 from __future__ import annotations
 
+from pydantic import model_validator
+
 from backend.engines.base import SamplingParams
-from backend.errors import SpecError
-from backend.strategies.base import BaseStrategy
+from backend.options import RuleError
 from backend.strategies.context import TOKEN_MARGIN, SearchContext, last_step_of
-from backend.strategies.params import AGGREGATION, DELIMITER, MAX_ROUNDS, STEP_TOKENS, TEMPERATURE, WIDTH, Param
+from backend.strategies.params import (
+    Aggregation,
+    Beams,
+    Delimiter,
+    MaxRounds,
+    StepTokens,
+    StrategyOptions,
+    Temperature,
+    Width,
+)
 from backend.strategies.selectors import select
 from backend.strategies.tree import Node, is_final_step, path_value
 
-BEAMS = Param("n", 16, "number of beams N (candidates per round)", int, 1, 4096)
+
+class StepSearchOptions(StrategyOptions):
+    """A step-level tree search's parameters (beam search, DVTS)."""
+
+    n: Beams
+    width: Width
+    max_rounds: MaxRounds
+    max_tokens: StepTokens
+    delimiter: Delimiter
+    aggregation: Aggregation
+    temperature: Temperature
+
+    @model_validator(mode="after")
+    def _width_divides_n(self):
+        # N/M beams (or DVTS subtrees) of width M: checked once every field is valid, as its own rule
+        if self.n % self.width != 0 or self.width > self.n:
+            raise RuleError("width", f"N={self.n} is not a multiple of width M={self.width}", "a divisor of n")
+        return self
 
 
 def ranked(nodes: list[Node]) -> list[Node]:
@@ -117,17 +144,7 @@ def step_search(ctx: SearchContext, cfg: dict, plan_next) -> None:
         select(tree.finals, "weighted")
 
 
-class BeamSearch(BaseStrategy):
-    name = "beam_search"
-    help = "Step-level beam search guided by the verifier: keep the top N/M beams, expand each M times."
-    params: tuple[Param, ...] = (BEAMS, WIDTH, MAX_ROUNDS, STEP_TOKENS, DELIMITER, AGGREGATION, TEMPERATURE)
-
-    def check(self, cfg: dict) -> None:
-        if cfg["n"] % cfg["width"] != 0 or cfg["width"] > cfg["n"]:
-            raise SpecError(
-                "strategy.width", f"N={cfg['n']} is not a multiple of width M={cfg['width']}", "a divisor of n"
-            )
-
+class BeamSearch:
     def run(self, ctx: SearchContext, cfg: dict) -> None:
         n, m = cfg["n"], cfg["width"]
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from backend.engines.base import SamplingParams
-from backend.strategies.base import BaseStrategy
 from backend.strategies.context import SearchContext, whole_sample_of
-from backend.strategies.params import AGGREGATION, DELIMITER, SAMPLE_TOKENS, TEMPERATURE, N, Param
 from backend.strategies.selectors import select
 from backend.strategies.tree import MAX_SCORED_STEPS, split_steps
 from backend.verifiers.base import aggregate
@@ -36,11 +34,7 @@ def sample_pool(ctx: SearchContext, cfg: dict, scored: bool) -> None:
             n.value = n.score = aggregate(s, agg) if s else 0.5
 
 
-class BestOfN(BaseStrategy):
-    name = "best_of_n"
-    help = "Sample N solutions, keep the one the verifier scores highest."
-    params: tuple[Param, ...] = (N, SAMPLE_TOKENS, TEMPERATURE, AGGREGATION, DELIMITER)
-
+class BestOfN:
     def run(self, ctx: SearchContext, cfg: dict) -> None:
         sample_pool(ctx, cfg, scored=True)
         for tree in ctx.trees:

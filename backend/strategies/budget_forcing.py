@@ -6,28 +6,32 @@ chains and questions; the pick is by majority (or the verifier)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
 from backend.engines.base import SamplingParams
-from backend.strategies.base import BaseStrategy
 from backend.strategies.context import TOKEN_MARGIN, Expansion, SearchContext
-from backend.strategies.params import TEMPERATURE, Param
+from backend.strategies.params import StrategyOptions, Temperature
 from backend.strategies.selectors import select
 from backend.tasks.base import extract_answer
 
-CHAINS = Param("n", 1, "parallel chains, each forced on its own", int, 1, 1024)
-CAP = Param("thinking_tokens", 512, "cap on a chain's thinking tokens (all extensions together)", int, 1, 32768)
-EXTENSIONS = Param("extensions", 2, "times a chain that stops early is made to continue", int, 0, 16)
-WAIT = Param("wait_word", "Wait", "text appended to suppress the end of thinking", str)
-ANSWER_TOKENS = Param("answer_tokens", 32, "tokens allowed for the forced answer after the cap", int, 1, 1024)
-SELECT = Param("select", "majority", "final pick among the chains", str, choices=("majority", "weighted", "best"))
 ANSWER_CUE = "\n\nAnswer:"
 
 
-class BudgetForcing(BaseStrategy):
-    name = "budget_forcing"
-    help = "s1 budget forcing: append 'Wait' when the model stops early, force an answer at the thinking cap."
-    params: tuple[Param, ...] = (CHAINS, CAP, EXTENSIONS, WAIT, ANSWER_TOKENS, TEMPERATURE, SELECT)
-    needs_verifier = False
+class BudgetForcingOptions(StrategyOptions):
+    n: int = Field(1, ge=1, le=1024, description="parallel chains, each forced on its own")
+    thinking_tokens: int = Field(
+        512, ge=1, le=32768, description="cap on a chain's thinking tokens (all extensions together)"
+    )
+    extensions: int = Field(2, ge=0, le=16, description="times a chain that stops early is made to continue")
+    wait_word: str = Field("Wait", description="text appended to suppress the end of thinking")
+    answer_tokens: int = Field(32, ge=1, le=1024, description="tokens allowed for the forced answer after the cap")
+    temperature: Temperature
+    select: Literal["majority", "weighted", "best"] = Field("majority", description="final pick among the chains")
 
+
+class BudgetForcing:
     def run(self, ctx: SearchContext, cfg: dict) -> None:
         cap = cfg["thinking_tokens"]
         # chain state: (tip, thinking tokens used, extensions used, what to do next)

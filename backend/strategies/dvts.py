@@ -5,20 +5,12 @@ weighted best-of-N over all finished leaves."""
 
 from __future__ import annotations
 
-from backend.strategies.base import BaseStrategy
-from backend.strategies.beam_search import BEAMS, BeamSearch, ranked, step_search
+from backend.strategies.beam_search import ranked, step_search
 from backend.strategies.context import SearchContext
-from backend.strategies.params import AGGREGATION, DELIMITER, MAX_ROUNDS, STEP_TOKENS, TEMPERATURE, WIDTH, Param
 from backend.strategies.tree import Node
 
 
-class DVTS(BaseStrategy):
-    name = "dvts"
-    help = "Diverse verifier tree search: N/M independent greedy subtrees of width M."
-    params: tuple[Param, ...] = (BEAMS, WIDTH, MAX_ROUNDS, STEP_TOKENS, DELIMITER, AGGREGATION, TEMPERATURE)
-
-    check = BeamSearch.check  # the same N/M rule: N/M subtrees of width M
-
+class DVTS:
     def run(self, ctx: SearchContext, cfg: dict) -> None:
         n, m = cfg["n"], cfg["width"]
 

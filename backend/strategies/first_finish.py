@@ -6,18 +6,11 @@ all n; an engine that cancels the rest once the first finishes would cost less."
 
 from __future__ import annotations
 
-from backend.strategies.base import BaseStrategy
 from backend.strategies.best_of_n import sample_pool
 from backend.strategies.context import SearchContext
-from backend.strategies.params import SAMPLE_TOKENS, TEMPERATURE, N, Param
 
 
-class FirstFinish(BaseStrategy):
-    name = "first_finish"
-    help = "Launch n samples, keep the first to finish (fewest tokens among those that ended on their own)."
-    params: tuple[Param, ...] = (N, SAMPLE_TOKENS, TEMPERATURE)
-    needs_verifier = False
-
+class FirstFinish:
     def run(self, ctx: SearchContext, cfg: dict) -> None:
         sample_pool(ctx, cfg, scored=False)
         for tree in ctx.trees:

@@ -3,13 +3,16 @@ temperature 0 and scored at the END of the rollout, keeping only the candidate's
 
 from __future__ import annotations
 
-from backend.strategies.beam_search import BeamSearch
-from backend.strategies.params import Param
+from pydantic import Field
 
-LOOKAHEAD = Param("lookahead", 2, "k: greedy steps rolled out after each candidate before it is scored", int, 0, 16)
+from backend.strategies.beam_search import BeamSearch, StepSearchOptions
+
+
+class LookaheadOptions(StepSearchOptions):
+    lookahead: int = Field(
+        2, ge=0, le=16, description="k: greedy steps rolled out after each candidate before it is scored"
+    )
 
 
 class Lookahead(BeamSearch):
-    name = "lookahead"
-    help = "Beam search that scores each candidate by the verifier's score at the end of a k-step greedy rollout."
-    params: tuple[Param, ...] = BeamSearch.params + (LOOKAHEAD,)
+    """Beam search's loop: `step_search` rolls out `lookahead` steps when the configuration sets it."""

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from backend.strategies.base import BaseStrategy
 from backend.strategies.best_of_n import sample_pool
 from backend.strategies.context import SearchContext
-from backend.strategies.params import SAMPLE_TOKENS, TEMPERATURE, N, Param
 from backend.strategies.selectors import select
 
 
-class Majority(BaseStrategy):
-    name = "majority"
-    help = "Sample N solutions; the most frequent answer wins (ties: the earliest sampled)."
-    params: tuple[Param, ...] = (N, SAMPLE_TOKENS, TEMPERATURE)
-    needs_verifier = False
-
+class Majority:
     def run(self, ctx: SearchContext, cfg: dict) -> None:
         sample_pool(ctx, cfg, scored=False)
         for tree in ctx.trees:

@@ -8,9 +8,17 @@ from __future__ import annotations
 import numpy as np
 
 from backend.engines.base import SamplingParams
-from backend.strategies.base import BaseStrategy
 from backend.strategies.context import SearchContext, last_step_of, seed_for
-from backend.strategies.params import AGGREGATION, DELIMITER, MAX_ROUNDS, SOFTMAX_T, STEP_TOKENS, TEMPERATURE, N, Param
+from backend.strategies.params import (
+    Aggregation,
+    Candidates,
+    Delimiter,
+    MaxRounds,
+    SoftmaxTemperature,
+    StepTokens,
+    StrategyOptions,
+    Temperature,
+)
 from backend.strategies.selectors import select
 from backend.strategies.tree import Node, is_final_step, path_value
 
@@ -22,11 +30,17 @@ def resample(particles: list[Node], temperature: float, n: int, rng: np.random.G
     return [particles[i] for i in sorted(idx)]
 
 
-class ParticleFiltering(BaseStrategy):
-    name = "particle_filtering"
-    help = "Extend every particle one step, weight by softmax(score / T), resample N particles by weight."
-    params: tuple[Param, ...] = (N, MAX_ROUNDS, STEP_TOKENS, DELIMITER, AGGREGATION, TEMPERATURE, SOFTMAX_T)
+class ParticleFilteringOptions(StrategyOptions):
+    n: Candidates
+    max_rounds: MaxRounds
+    max_tokens: StepTokens
+    delimiter: Delimiter
+    aggregation: Aggregation
+    temperature: Temperature
+    softmax_temperature: SoftmaxTemperature
 
+
+class ParticleFiltering:
     def run(self, ctx: SearchContext, cfg: dict) -> None:
         n, delim, agg = cfg["n"], cfg["delimiter"], cfg["aggregation"]
         population = {qi: [t.root] * n for qi, t in enumerate(ctx.trees)}

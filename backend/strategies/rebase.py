@@ -7,21 +7,32 @@ from __future__ import annotations
 
 import math
 
-from backend.strategies.base import BaseStrategy
-from backend.strategies.beam_search import BEAMS, ranked, step_search
+from pydantic import Field
+
+from backend.strategies.beam_search import ranked, step_search
 from backend.strategies.context import SearchContext
-from backend.strategies.params import AGGREGATION, DELIMITER, MAX_ROUNDS, SOFTMAX_T, STEP_TOKENS, TEMPERATURE, Param
+from backend.strategies.params import (
+    Aggregation,
+    Beams,
+    Delimiter,
+    MaxRounds,
+    StepTokens,
+    StrategyOptions,
+    Temperature,
+)
 from backend.strategies.tree import Node
 
-REBASE_T = Param(
-    "softmax_temperature",
-    0.2,
-    "T of softmax(reward / T) that shares the width out (lower = greedier)",
-    float,
-    1e-3,
-    100.0,
-)
-assert REBASE_T.name == SOFTMAX_T.name
+
+class RebaseOptions(StrategyOptions):
+    n: Beams
+    max_rounds: MaxRounds
+    max_tokens: StepTokens
+    delimiter: Delimiter
+    aggregation: Aggregation
+    temperature: Temperature
+    softmax_temperature: float = Field(
+        0.2, ge=1e-3, le=100.0, description="T of softmax(reward / T) that shares the width out (lower = greedier)"
+    )
 
 
 def allocate(values: list[float], budget: int, temperature: float) -> list[int]:
@@ -37,11 +48,7 @@ def allocate(values: list[float], budget: int, temperature: float) -> list[int]:
     return counts
 
 
-class Rebase(BaseStrategy):
-    name = "rebase"
-    help = "Reward-balanced tree search: share each round's width among open nodes by softmax of their reward."
-    params: tuple[Param, ...] = (BEAMS, MAX_ROUNDS, STEP_TOKENS, DELIMITER, AGGREGATION, TEMPERATURE, REBASE_T)
-
+class Rebase:
     def run(self, ctx: SearchContext, cfg: dict) -> None:
         def plan_next(qi: int, fresh: list[Node], finals: list[Node]) -> list[tuple[Node, int]]:
             order = ranked(fresh)

@@ -121,8 +121,8 @@ def run_search(
     {question_id: tokens of its prompt} as the engine counted them (the pool's samples), so the first round is
     priced exactly rather than by the prompt's byte length."""
     cfg = validate_config(strategy, config)
-    strat = get_strategy(strategy)
-    if verifier is None and strat.requires_verifier(cfg):
+    entry = get_strategy(strategy)
+    if verifier is None and entry.requires_verifier(cfg):
         raise SpecError("verifier", f"{strategy} needs a verifier", ", ".join(VERIFIERS))
     if budget_flops is not None and budget_flops <= 0:
         raise SpecError("budget_flops", f"must be > 0, got {budget_flops!r}")
@@ -140,7 +140,7 @@ def run_search(
         Prompter(model, task),
         known,
     )
-    strat.run(ctx, cfg)
+    entry.factory().run(ctx, cfg)
     run_id = run_id or f"search-{strategy}-{seed}"
     record = search_record(cfg, budget_flops, getattr(verifier, "name", None), seed, ratio)
     table = nodes_table(run_id, model.name, strategy, record, ctx)

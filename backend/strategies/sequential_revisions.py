@@ -7,13 +7,15 @@ question text stays at the front of the prompt so the prefix cache keeps serving
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
+
+from pydantic import Field
 
 from backend.engines.base import SamplingParams
 from backend.models.registry import ResolvedModel
 from backend.prompting import build_prompt, chat_messages, chat_template_in_use, render_chat
-from backend.strategies.base import BaseStrategy
 from backend.strategies.context import TOKEN_MARGIN, Expansion, SearchContext, whole_sample_of
-from backend.strategies.params import AGGREGATION, DELIMITER, SAMPLE_TOKENS, TEMPERATURE, Param
+from backend.strategies.params import Aggregation, Delimiter, SampleTokens, StrategyOptions, Temperature
 from backend.strategies.selectors import pick_best, pick_majority, pick_weighted
 from backend.strategies.tree import MAX_SCORED_STEPS, Node, split_steps
 from backend.tasks.base import Question, Task
@@ -25,20 +27,24 @@ MAX_CHAIN_LENGTH = 64
 ATTEMPT_OVERHEAD_TOKENS = 16  # "Attempt k:" header and blank lines, per attempt (estimate)
 REVISION_OVERHEAD_TOKENS = 48  # the revision instruction
 
-CHAINS = Param("chains", 2, "parallel chains (the parallel side of the sequential:parallel ratio)", int, 1, MAX_CHAINS)
-CHAIN_LENGTH = Param(
-    "chain_length", 4, "attempts per chain, the first included (the sequential side)", int, 1, MAX_CHAIN_LENGTH
-)
-CONTEXT = Param(
-    "context_attempts", 4, "previous attempts of the chain shown in each revision prompt", int, 1, MAX_CONTEXT_ATTEMPTS
-)
-SELECT = Param(
-    "select",
-    "verifier",
-    "final pick: verifier (within, then across chains) or majority over all attempts",
-    str,
-    choices=("verifier", "majority"),
-)
+
+class SequentialRevisionsOptions(StrategyOptions):
+    chains: int = Field(
+        2, ge=1, le=MAX_CHAINS, description="parallel chains (the parallel side of the sequential:parallel ratio)"
+    )
+    chain_length: int = Field(
+        4, ge=1, le=MAX_CHAIN_LENGTH, description="attempts per chain, the first included (the sequential side)"
+    )
+    context_attempts: int = Field(
+        4, ge=1, le=MAX_CONTEXT_ATTEMPTS, description="previous attempts of the chain shown in each revision prompt"
+    )
+    max_tokens: SampleTokens
+    temperature: Temperature
+    select: Literal["verifier", "majority"] = Field(
+        "verifier", description="final pick: verifier (within, then across chains) or majority over all attempts"
+    )
+    aggregation: Aggregation
+    delimiter: Delimiter
 
 
 class Prompter:
@@ -74,21 +80,7 @@ def chain_attempts(node: Node, window: int) -> list[Node]:
     return [n for n in node.path() if n.kind == "revision"][-window:]
 
 
-class SequentialRevisions(BaseStrategy):
-    name = "sequential_revisions"
-    help = "Chains of revisions, each seeing the chain's last attempts; pick by verifier or majority."
-    params: tuple[Param, ...] = (
-        CHAINS,
-        CHAIN_LENGTH,
-        CONTEXT,
-        SAMPLE_TOKENS,
-        TEMPERATURE,
-        SELECT,
-        AGGREGATION,
-        DELIMITER,
-    )
-    needs_verifier = True
-
+class SequentialRevisions:
     def ratio_config(self, cfg: dict, n_attempts: int, ratio: str) -> dict:
         """The configuration of one point of a sequential:parallel sweep at a budget of `n_attempts`."""
         length, chains = split_attempts(n_attempts, ratio)

@@ -1,15 +1,14 @@
-"""Task suites behind one `Task` protocol (backend/tasks/base.py) and one registry keyed by the spec's
-`task.kind`. An entry declares the suite's typed options (the spec's `task:` mapping), a factory
+"""Task suites behind one `Task` protocol (backend/tasks/base.py) and one registry (backend/registry.py) keyed by
+the spec's `task.kind`. An entry declares the suite's typed options (the spec's `task:` mapping), a factory
 `(options, run seed) -> Task`, and how it grades; a new suite is one file and one `register_task` line."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from backend.errors import require
-from backend.options import KindOptions, kind_options, register_kind
+from backend.options import KindOptions
+from backend.registry import Entry, Registry
 from backend.tasks.base import Grade, Question, Task, extract_answer
 from backend.tasks.humaneval import HumanEvalSuite
 from backend.tasks.math_jsonl import MathJsonlSuite
@@ -17,12 +16,10 @@ from backend.tasks.reasoning_gym_task import ReasoningGymSuite
 
 
 @dataclass(frozen=True)
-class TaskEntry:
-    kind: str
-    help: str
-    options: type[KindOptions]  # pins `kind: Literal[<kind>]`
-    factory: Callable[[Any, int], Task]
-    grading: str = ""
+class TaskEntry(Entry):
+    """name: the spec's `task.kind` (its options pin it); factory(options, run seed) -> Task."""
+
+    grading: str = ""  # how answers are graded, in README's and `ttc tasks`' words
 
 
 def _reasoning_gym(suite: ReasoningGymSuite, seed: int) -> Task:
@@ -43,13 +40,13 @@ def _math_jsonl(suite: MathJsonlSuite, seed: int) -> Task:
     return MathJsonlTask(suite.path, size=suite.size)
 
 
-TASKS: dict[str, TaskEntry] = {}
+TASKS: Registry[TaskEntry] = Registry("task kind", by_kind=True)
 
 
 def register_task(entry: TaskEntry) -> TaskEntry:
-    """Add a suite to the registry (built-ins and plug-ins alike); the spec check, `ttc tasks` and the Run form
-    read it from here."""
-    return register_kind(TASKS, entry, "task")
+    """Add a suite to the registry (built-ins and plug-ins alike); the spec check, `ttc tasks`, README and the Run
+    form read it from here."""
+    return TASKS.register(entry)
 
 
 register_task(
@@ -83,11 +80,11 @@ register_task(
 
 def task_options(data: Any, field: str = "task") -> KindOptions:
     """The spec's `task:` mapping checked against its kind's options model."""
-    return kind_options(TASKS, data, field, "task kind")
+    return TASKS.kind_options(data, field)
 
 
 def create_task(suite, seed: int = 0) -> Task:
-    return require(TASKS, suite.kind, field="task.kind", kind="task").factory(suite, seed)
+    return TASKS.lookup(suite.kind, "task.kind").factory(suite, seed)
 
 
 __all__ = [

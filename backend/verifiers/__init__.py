@@ -1,5 +1,5 @@
-"""Verifiers behind one `Verifier` protocol (backend/verifiers/base.py) and one registry. An entry declares the
-verifier's name, its typed options (what a spec may set: `verifiers: [self_verify, {name: prm_vllm, model: ...}]`),
+"""Verifiers behind one `Verifier` protocol (backend/verifiers/base.py) and one registry (backend/registry.py). An
+entry declares the verifier's name, its typed options (what a spec may set: `verifiers: [self_verify, {name: prm_vllm, model: ...}]`),
 a factory, and what it needs: ground truth (the oracle), the generator's own engine (LM self-judges), a GPU."""
 
 from __future__ import annotations
@@ -8,17 +8,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from backend.errors import SpecError, require
-from backend.options import first_problem
+from backend.options import Options
+from backend.registry import Entry, Registry
 from backend.verifiers.base import AGGREGATIONS, ScoreRequest, StepScores, Usage, Verifier, aggregate, charge
 
 
-class VerifierOptions(BaseModel):
+class VerifierOptions(Options):
     """No options: the verifier is fully named by its registry name."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class PRMOptions(VerifierOptions):
@@ -31,11 +29,9 @@ class PRMOptions(VerifierOptions):
 
 
 @dataclass(frozen=True)
-class VerifierEntry:
-    name: str
-    help: str
-    options: type[VerifierOptions]
-    factory: Callable[..., Verifier]  # factory(options, *, task, engine, model) -> Verifier
+class VerifierEntry(Entry):
+    """factory(options, *, task, engine, model) -> Verifier."""
+
     needs_ground_truth: bool = False
     scores_steps: bool = True
     reads_generator: bool = False  # runs on the generator's engine and shares its prefix cache
@@ -73,13 +69,12 @@ def _prm_vllm(options: PRMOptions, *, scorer=None, **_):
     return PRMVerifier(options.model, step_separator=options.step_separator, scorer=scorer)
 
 
-VERIFIERS: dict[str, VerifierEntry] = {}
+VERIFIERS: Registry[VerifierEntry] = Registry("verifier", unknown="not an option of {name}")
 
 
 def register_verifier(entry: VerifierEntry) -> VerifierEntry:
     """Add a verifier to the registry; the spec check, `ttc verifiers`, the Run form and README read it from here."""
-    VERIFIERS[entry.name] = entry
-    return entry
+    return VERIFIERS.register(entry)
 
 
 for _entry in (
@@ -114,31 +109,15 @@ for _entry in (
     register_verifier(_entry)
 
 
-def verifier_options(name: str, options: dict[str, Any] | None, field: str) -> VerifierOptions:
+def verifier_options(name: str, options: dict[str, Any] | None, field: str) -> Options:
     """A verifier's options checked against its entry; a bad one fails naming `field`.<option> and what is allowed."""
-    entry = require(VERIFIERS, name, field=f"{field}.name" if options else field, kind="verifier")
-    try:
-        return entry.options.model_validate(options or {})
-    except ValidationError as err:
-        e = first_problem(err.errors())
-        where = ".".join(str(p) for p in e["loc"]) or "options"
-        if e["type"] == "extra_forbidden":
-            return _raise(
-                f"{field}.{where}", f"not an option of {name}", ", ".join(entry.options.model_fields) or "none"
-            )
-        if e["type"] == "missing":
-            return _raise(f"{field}.{where}", "required but missing", entry.options.model_fields[where].description)
-        return _raise(f"{field}.{where}", e["msg"].removeprefix("Value error, "))
+    return VERIFIERS.options(name, options or {}, field, f"{field}.name" if options else field)
 
 
-def _raise(field: str, problem: str, allowed: str | None = None):
-    raise SpecError(field, problem, allowed)
-
-
-def create_verifier(name: str, options: VerifierOptions | dict | None = None, **context) -> Verifier:
+def create_verifier(name: str, options: Options | dict | None = None, **context) -> Verifier:
     """The verifier `name` with its options; `context`: task always, engine and model for judges on the generator."""
-    entry = require(VERIFIERS, name, field="verifier", kind="verifier")
-    opts = options if isinstance(options, VerifierOptions) else verifier_options(name, options, "verifier")
+    entry = VERIFIERS.lookup(name, "verifier")
+    opts = options if isinstance(options, Options) else verifier_options(name, options, "verifier")
     return entry.factory(opts, **context)
 
 

@@ -221,21 +221,20 @@ def test_exports_are_valid_files(monkeypatch, populated_store, captured_download
 
 
 def test_strategy_controls_come_from_the_registry_table(monkeypatch, populated_store):
+    """The strategies' controls are generated from their options models by the form generator every kind uses."""
     from backend.strategies import STRATEGIES as table
 
     name = next(iter(table))
     at = _app(monkeypatch, populated_store, "app_pages/run.py")
     at.multiselect(key="strategies").set_value([name]).run()
     assert not at.exception
-    for p in table[name].params:  # one widget per parameter of the table, keyed by it
+    for key in table[name].options.model_fields:  # one widget per parameter of the model, keyed by it
         assert any(
-            w.key == f"strat_{name}_{p.name}"
-            for w in at.get("number_input") + at.get("selectbox") + at.get("text_input") + at.get("checkbox")
+            w.key == f"strat_{name}_{key}" for w in at.get("selectbox") + at.get("text_input") + at.get("checkbox")
         )
-    numeric = next((p for p in table[name].params if p.type is int and p.min is not None), None)
-    if numeric is not None:
-        at.number_input(key=f"strat_{name}_{numeric.name}").set_value(int(numeric.min) - 1).run()
-        assert any(e.value.startswith(f"strategy.{numeric.name}:") for e in at.error), [e.value for e in at.error]
+    assert at.text_input(key=f"strat_{name}_delimiter").value == "\\n\\n"  # a blank line, shown on one line
+    at.text_input(key=f"strat_{name}_n").set_value("0").run()
+    assert [e.value for e in at.error] == ["strategy.n: 0 is out of range; allowed: int in [1, 4096]"]
 
 
 def test_empty_store_panel_leads_to_the_run_page(monkeypatch, empty_store):
@@ -428,15 +427,19 @@ def test_strategies_page_draws_search_curves_on_the_samples_axis(monkeypatch, po
         )  # the fixture's nodes: equal tokens per budget
 
 
-def test_run_form_offers_a_registered_task_engine_and_verifier_with_their_options(monkeypatch, populated_store):
+def test_run_form_offers_a_registered_task_engine_verifier_and_strategy_with_their_options(
+    monkeypatch, populated_store
+):
     """The toys of tests/unit/test_extensions.py, registered through the public registries, appear in the Run form
     with widgets generated from their options models, and a bad option is refused naming its field."""
-    from backend.engines import ENGINES, register_engine
-    from backend.tasks import TASKS, register_task
-    from backend.verifiers import VERIFIERS, register_verifier
-    from tests.unit.test_extensions import TOY_ENGINE, TOY_TASK, TOY_VERIFIER
+    from backend.engines import register_engine
+    from backend.strategies import register_strategy
+    from backend.tasks import register_task
+    from backend.verifiers import register_verifier
+    from tests.unit.test_extensions import TOY_ENGINE, TOY_STRATEGY, TOY_TASK, TOY_VERIFIER, TOYS
 
     register_task(TOY_TASK), register_engine(TOY_ENGINE), register_verifier(TOY_VERIFIER)
+    register_strategy(TOY_STRATEGY)
     try:
         at = _app(monkeypatch, populated_store, "app_pages/run.py")
         assert "toy" in at.radio(key="suite").options and "toy_engine" in at.radio(key="engine").options
@@ -455,8 +458,15 @@ def test_run_form_offers_a_registered_task_engine_and_verifier_with_their_option
         assert any(
             str(e.value).startswith("verifiers[0].score: Input should be less than or equal to 1") for e in at.error
         )
+        at.text_input(key="verifier_toy_verifier_score").set_value("0.5").run()
+        at.multiselect(key="strategies").set_value(["toy_strategy"]).run()
+        assert at.text_input(key="strat_toy_strategy_n").value == "2"
+        assert at.selectbox(key="strat_toy_strategy_pick").options == ["last", "first"]
+        at.text_input(key="strat_toy_strategy_n").set_value("9").run()
+        assert [e.value for e in at.error] == ["strategy.n: 9 is out of range; allowed: int in [1, 8]"]
     finally:
-        TASKS.pop("toy"), ENGINES.pop("toy_engine"), VERIFIERS.pop("toy_verifier")
+        for registry, entry in TOYS:
+            registry.unregister(entry.name)
 
 
 def test_run_page_shows_an_adaptive_runs_allocation(monkeypatch, tmp_path):

@@ -1,6 +1,6 @@
-"""Every extension point is a typed plug-in: a toy task suite, engine and verifier registered through the public
-registries (fakes, not patches) are found by the spec check and the CLI listings (the Run form: tests/ui), and
-every registered entry of each kind passes the same contract (conformance)."""
+"""Every extension point is a typed plug-in: a toy task suite, engine, verifier and strategy, one registration each
+through the public registries (fakes, not patches), are found by the spec check, the CLI listings and README's
+tables (the Run form: tests/ui), and every registered entry of each kind passes the same contract (conformance)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,14 @@ from pydantic import Field
 
 from backend.cli import main
 from backend.config import parse_spec
+from backend.docs import TABLES
 from backend.engines import ENGINES, EngineEntry, create_engine, engine_options, register_engine
 from backend.errors import SpecError
 from backend.options import KindOptions, Options
+from backend.registry import Entry, Registry
+from backend.sampling import prepare_run
+from backend.strategies import STRATEGIES, StrategyEntry, StrategyOptions, register_strategy, validate_config
+from backend.strategies.runner import run_search
 from backend.tasks import TASKS, TaskEntry, create_task, register_task, task_options
 from backend.verifiers import VERIFIERS, ScoreRequest, VerifierEntry, create_verifier, register_verifier
 from tests.fakes import FAKE_MODEL, GEN_ARCH, FakeTask, ScriptedEngine, ScriptedVerifier
@@ -33,21 +38,48 @@ class ToyVerifierOptions(Options):
     score: float = Field(0.5, ge=0, le=1, description="the score of every step")
 
 
+class ToyStrategyOptions(StrategyOptions):
+    n: int = Field(2, ge=1, le=8, description="samples drawn, the last one kept")
+    pick: Literal["last", "first"] = Field("last", description="which sample is kept")
+
+
+class KeepOne:
+    """A toy strategy: n whole samples per question, the first or the last kept."""
+
+    def run(self, ctx, cfg: dict) -> None:
+        from backend.strategies.best_of_n import sample_pool
+
+        sample_pool(ctx, {**cfg, "temperature": 0.0, "max_tokens": 16}, scored=False)
+        for tree in ctx.trees:
+            tree.finals[-1 if cfg["pick"] == "last" else 0].selected = True
+
+
 TOY_TASK = TaskEntry("toy", "a fake suite of n questions", ToySuite, lambda o, seed: FakeTask(o.n), "exact answer")
 TOY_ENGINE = EngineEntry(
-    "toy_engine", "a scripted engine", ToyEngineOptions, lambda model, o: ScriptedEngine([], default=o.reply)
+    "toy_engine",
+    "a scripted engine",
+    ToyEngineOptions,
+    lambda model, o: ScriptedEngine([], default=o.reply),
+    loads_hub_ids=True,  # its model is a name, not a file
 )
 TOY_VERIFIER = VerifierEntry(
     "toy_verifier", "a constant judge", ToyVerifierOptions, lambda o, **_: ScriptedVerifier(default=o.score)
 )
+TOY_STRATEGY = StrategyEntry(
+    "toy_strategy", "keeps one of n samples", ToyStrategyOptions, KeepOne, needs_verifier=False
+)
+TOYS = ((TASKS, TOY_TASK), (ENGINES, TOY_ENGINE), (VERIFIERS, TOY_VERIFIER), (STRATEGIES, TOY_STRATEGY))
 
 
 @pytest.fixture
 def toys():
-    """The three toys registered for one test, and gone afterwards (registries are process-wide)."""
+    """The four toys registered for one test, one registration each, and gone afterwards (registries are
+    process-wide)."""
     register_task(TOY_TASK), register_engine(TOY_ENGINE), register_verifier(TOY_VERIFIER)
+    register_strategy(TOY_STRATEGY)
     yield
-    TASKS.pop("toy"), ENGINES.pop("toy_engine"), VERIFIERS.pop("toy_verifier")
+    for registry, entry in TOYS:
+        registry.unregister(entry.name)
 
 
 def _spec(**kw):
@@ -72,6 +104,34 @@ def test_a_registered_task_engine_and_verifier_pass_the_spec_check(toys):
         verifier_options("toy_verifier", {"score": 2}, "verifiers[0]")
 
 
+def _searches(*strategies: dict):
+    """The searches of a toy spec as the run prepares them (the check of each strategy's config)."""
+    spec = _spec(models=["org/toy-model"], engine=dict(kind="toy_engine"), strategies=list(strategies))
+    return prepare_run(parse_spec(spec)).searches
+
+
+def test_a_registered_strategy_passes_the_spec_check_and_runs(toys):
+    [search] = _searches(dict(name="toy_strategy", config=dict(n=3)))
+    assert (search.strategy, search.config, search.verifier) == ("toy_strategy", {"n": 3, "pick": "last"}, None)
+    for config, message in (
+        ({"n": 9}, r"^strategies\[0\]\.config\.n: 9 is out of range; allowed: int in \[1, 8\]$"),
+        ({"n": "3"}, r"^strategies\[0\]\.config\.n: must be int, got '3'; allowed: int in \[1, 8\]$"),
+        ({"pick": "middle"}, r"^strategies\[0\]\.config\.pick: 'middle' is not allowed; allowed: 'last', 'first'$"),
+        ({"size": 3}, r"^strategies\[0\]\.config\.size: not a parameter of toy_strategy; allowed: n, pick$"),
+    ):
+        with pytest.raises(SpecError, match=message):
+            _searches(dict(name="toy_strategy", config=config))
+    engine = ScriptedEngine([(r"Q: What is 0", "Answer: 0"), (r"Q: What is 1", "Answer: 1")], default="Answer: 5")
+    task = FakeTask(2)
+    result = run_search("toy_strategy", task.questions(), task, FAKE_MODEL, engine, config={"pick": "first"})
+    assert result.config == {"n": 2, "pick": "first"} and all(n.selected for n in result.selected)
+
+
+def test_the_spec_check_forgets_a_strategy_when_it_is_gone():
+    with pytest.raises(SpecError, match=r"^strategy\.name: unknown strategy 'toy_strategy'; allowed: beam_search,"):
+        validate_config("toy_strategy")
+
+
 def test_the_spec_check_forgets_them_when_they_are_gone():
     with pytest.raises(
         SpecError, match=r"task\.kind: unknown task kind 'toy'; allowed: humaneval, math_jsonl, reasoning_gym"
@@ -88,6 +148,46 @@ def test_the_cli_lists_them(toys, capsys):
     assert "  toy_engine: a scripted engine" in capsys.readouterr().out
     main(["verifiers"])
     assert "  toy_verifier: a constant judge\n    score = 0.5  the score of every step" in capsys.readouterr().out
+    main(["strategies"])
+    out = capsys.readouterr().out
+    assert (
+        "toy_strategy: keeps one of n samples (no verifier needed)\n"
+        "  n = 2  [int in [1, 8]]  samples drawn, the last one kept\n"
+        "  pick = 'last'  ['last', 'first']  which sample is kept\n"
+    ) in out
+
+
+def test_readme_tables_list_them(toys):
+    tables = {name: table() for name, table in TABLES.items()}
+    assert "| `toy` | a fake suite of n questions | `n`=2 | exact answer |" in tables["tasks"]
+    assert "| `toy_engine` | a scripted engine | `reply`='Answer: 1' |" in tables["engines"]
+    assert "| `toy_verifier` | a constant judge | `score`=0.5 | — |" in tables["verifiers"]
+    assert "| `toy_strategy` | keeps one of n samples | `n`=2, `pick`='last' | optional |" in tables["strategies"]
+
+
+# ---- one registry shape -------------------------------------------------------------------------------------------
+def test_a_name_registers_once_per_kind(toys):
+    for registry, entry in TOYS:
+        with pytest.raises(ValueError, match=f"^{registry.what} '{entry.name}' is registered already$"):
+            registry.register(entry)
+        assert registry[entry.name] is entry  # the first registration stands
+
+
+def test_an_entry_chosen_by_kind_pins_it_in_its_options():
+    registry: Registry[Entry] = Registry("engine", by_kind=True)
+    with pytest.raises(ValueError, match=r"engine 'other': its options need `kind: Literal\['other'\] = 'other'`"):
+        registry.register(Entry("other", "a toy", ToyEngineOptions, lambda model, o: None))
+    assert "other" not in registry
+
+
+def test_every_kind_is_one_registry_of_one_entry_shape():
+    for registry in (TASKS, ENGINES, VERIFIERS, STRATEGIES):
+        assert isinstance(registry, Registry) and registry
+        for name, entry in registry.items():
+            assert isinstance(entry, Entry) and entry.name == name and entry.help, name
+            assert issubclass(entry.options, Options) and entry.options.model_config["extra"] == "forbid", name
+            described = all(f.description for k, f in entry.options.model_fields.items() if k != "kind")
+            assert described, name  # every option has help: the form, the listing and README show it
 
 
 # ---- conformance: the same contract for every registered entry of a kind ---------------------------------------

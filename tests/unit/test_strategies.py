@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -9,7 +10,8 @@ import pytest
 
 from backend.errors import SpecError, UnknownNameError
 from backend.ledger import sampling_flops
-from backend.strategies import STRATEGIES, get_strategy, param_table, validate_config
+from backend.strategies import STRATEGIES, StrategyOptions, create_strategy, get_strategy, param_table, validate_config
+from backend.strategies.base import RatioSweep
 from backend.strategies.rebase import allocate
 from backend.strategies.runner import run_search
 from tests.fakes import FAKE_MODEL, GEN_ARCH, FakeTask, ScriptedEngine, ScriptedReply, ScriptedVerifier
@@ -28,15 +30,61 @@ def nodes_by_text(result, qi=0):
 
 # ---- the registry and the parameter table ---------------------------------------------------------------------
 def test_every_parameter_has_help_and_a_valid_default():
-    for name, strategy in STRATEGIES.items():
-        assert strategy.help, name
-        names = [p.name for p in strategy.params]
-        assert len(names) == len(set(names)), name
-        for p in strategy.params:
-            assert p.help and len(p.help) > 10, (name, p.name)
-            assert p.check(p.default, p.name) == p.default
-        validate_config(name)  # defaults pass the cross-field rules too
-        assert [row["name"] for row in param_table(name)] == names
+    for name, entry in STRATEGIES.items():
+        assert entry.help, name
+        assert issubclass(entry.options, StrategyOptions), name  # strict, and its errors read as the table's
+        fields = entry.options.model_fields
+        for key, f in fields.items():
+            assert f.description and len(f.description) > 10, (name, key)
+            assert validate_config(name, {key: f.default})[key] == f.default
+        assert validate_config(name) == {k: f.default for k, f in fields.items()}  # defaults pass the cross-field rules
+        assert [row["name"] for row in param_table(name)] == list(fields)
+        assert entry.takes_ratios == isinstance(create_strategy(name), RatioSweep)
+
+
+def test_aggregation_choices_are_the_verifiers_aggregations():
+    from backend.verifiers import AGGREGATIONS
+
+    rows = [row for name in STRATEGIES for row in param_table(name) if row["name"] == "aggregation"]
+    assert rows and all(row["allowed"] == ", ".join(repr(a) for a in AGGREGATIONS) for row in rows)
+
+
+# What a search stores as its configuration (nodes.config) for each strategy's defaults: the store and the
+# analysis find a search by this text, so a change here would split old and new searches of one configuration.
+STORED_DEFAULTS = {
+    "best_of_n": '{"aggregation": "last", "delimiter": "\\n\\n", "max_tokens": 512, "n": 8, "temperature": 0.8}',
+    "weighted_best_of_n": '{"aggregation": "last", "delimiter": "\\n\\n", "max_tokens": 512, "n": 8, "temperature": 0.8}',
+    "majority": '{"max_tokens": 512, "n": 8, "temperature": 0.8}',
+    "beam_search": '{"aggregation": "last", "delimiter": "\\n\\n", "max_rounds": 40, "max_tokens": 256, "n": 16, '
+    '"temperature": 0.8, "width": 4}',
+    "lookahead": '{"aggregation": "last", "delimiter": "\\n\\n", "lookahead": 2, "max_rounds": 40, "max_tokens": 256, '
+    '"n": 16, "temperature": 0.8, "width": 4}',
+    "dvts": '{"aggregation": "last", "delimiter": "\\n\\n", "max_rounds": 40, "max_tokens": 256, "n": 16, '
+    '"temperature": 0.8, "width": 4}',
+    "sequential_revisions": '{"aggregation": "last", "chain_length": 4, "chains": 2, "context_attempts": 4, '
+    '"delimiter": "\\n\\n", "max_tokens": 512, "select": "verifier", "temperature": 0.8}',
+    "budget_forcing": '{"answer_tokens": 32, "extensions": 2, "n": 1, "select": "majority", "temperature": 0.8, '
+    '"thinking_tokens": 512, "wait_word": "Wait"}',
+    "particle_filtering": '{"aggregation": "last", "delimiter": "\\n\\n", "max_rounds": 40, "max_tokens": 256, '
+    '"n": 8, "softmax_temperature": 1.0, "temperature": 0.8}',
+    "first_finish": '{"max_tokens": 512, "n": 8, "temperature": 0.8}',
+    "rebase": '{"aggregation": "last", "delimiter": "\\n\\n", "max_rounds": 40, "max_tokens": 256, "n": 16, '
+    '"softmax_temperature": 0.2, "temperature": 0.8}',
+}
+
+
+def test_stored_configurations_are_those_searches_were_stored_under():
+    from backend.strategies.runner import search_record
+
+    assert set(STORED_DEFAULTS) == set(STRATEGIES)
+    for name, text in STORED_DEFAULTS.items():
+        assert json.dumps(validate_config(name), sort_keys=True) == text, name
+    # a float parameter given as a whole number is stored as a float, as it always was
+    record = search_record(validate_config("best_of_n", {"temperature": 1}), 1e12, "self_verify", 0)
+    assert json.dumps(record, sort_keys=True) == (
+        '{"aggregation": "last", "budget_flops": 1000000000000.0, "delimiter": "\\n\\n", "max_tokens": 512, "n": 8, '
+        '"seed": 0, "temperature": 1.0, "verifier": "self_verify"}'
+    )
 
 
 def test_unknown_strategy_lists_the_known_ones():
@@ -54,7 +102,31 @@ def test_unknown_strategy_lists_the_known_ones():
         ("beam_search", {"max_rounds": 41}, "strategy.max_rounds: 41 is out of range"),
         ("beam_search", {"aggregation": "max"}, "strategy.aggregation: 'max' is not allowed"),
         ("sequential_revisions", {"context_attempts": 5}, "strategy.context_attempts: 5 is out of range"),
-        ("best_of_n", {"n": "8"}, "strategy.n: must be int"),
+        ("best_of_n", {"n": "8"}, "strategy.n: must be int, got '8'; allowed: int in [1, 4096]"),
+        ("best_of_n", {"n": 8.0}, "strategy.n: must be int, got 8.0; allowed: int in [1, 4096]"),
+        ("best_of_n", {"n": True}, "strategy.n: must be int, got True; allowed: int in [1, 4096]"),
+        ("best_of_n", {"temperature": 3}, "strategy.temperature: 3.0 is out of range; allowed: float in [0, 2]"),
+        (
+            "best_of_n",
+            {"temperature": "hot"},
+            "strategy.temperature: must be float, got 'hot'; allowed: float in [0, 2]",
+        ),
+        (
+            "best_of_n",
+            {"aggregation": 1},
+            "strategy.aggregation: must be str, got 1; allowed: 'last', 'min', 'product'",
+        ),
+        ("best_of_n", {"delimiter": None}, "strategy.delimiter: must be str, got None; allowed: any text"),
+        # a misspelt key first, then the parameters in their table's order, then the cross-field rules
+        ("beam_search", {"n": 0, "widht": 4}, "strategy.widht: not a parameter of beam_search; allowed: n, width,"),
+        ("beam_search", {"width": 0, "n": 0}, "strategy.n: 0 is out of range; allowed: int in [1, 4096]"),
+        ("beam_search", {"width": 5, "max_rounds": 41}, "strategy.max_rounds: 41 is out of range"),
+        (
+            "dvts",
+            {"n": 16, "width": 32},
+            "strategy.width: N=16 is not a multiple of width M=32; allowed: a divisor of n",
+        ),
+        ("lookahead", {"width": 3}, "strategy.width: N=16 is not a multiple of width M=3; allowed: a divisor of n"),
     ],
 )
 def test_bad_config_names_the_field(name, config, message):
