@@ -322,6 +322,11 @@ def _report_arguments(p: argparse.ArgumentParser) -> None:
         help="instead of a study: the RESULT lines of a benchmark's stored output (bench/results/), as a code block",
     )
     p.add_argument(
+        "--bench-whole",
+        action="store_true",
+        help="with --bench-output: every line of the stored output, not only its RESULT lines",
+    )
+    p.add_argument(
         "--plan",
         metavar="SPEC",
         type=Path,
@@ -335,7 +340,7 @@ def _report_body(args: argparse.Namespace) -> str:
     if args.bench_output is not None:
         from backend.report import bench_output_markdown
 
-        return bench_output_markdown(args.bench_output)
+        return bench_output_markdown(args.bench_output, whole=args.bench_whole)
     if args.plan is not None:
         return _plan_body(args)
     from backend.report import check_study_arguments, open_study, study_markdown, study_record

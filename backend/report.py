@@ -431,12 +431,16 @@ def study_markdown(opened: OpenedStudy, record: StudyRecord) -> str:
     return "\n".join(lines) + "\n"
 
 
-def bench_output_markdown(path: Path) -> str:
+def bench_output_markdown(path: Path, whole: bool = False) -> str:
     """A benchmark's figures from its stored output (the command's printed lines, kept under bench/results/): its
-    `RESULT` lines, verbatim, in a code block."""
+    `RESULT` lines (or, `whole`, every line: a per-budget table a benchmark prints), verbatim, in a code block."""
     if not path.is_file():
         raise SpecError("--bench-output", f"{path} is not a file", "a benchmark's stored output under bench/results/")
-    lines = [line for line in path.read_text().splitlines() if line.startswith("RESULT ")]
+    lines = path.read_text().splitlines()
+    if not any(line.startswith("RESULT ") for line in lines):
+        lines = []
+    elif not whole:
+        lines = [line for line in lines if line.startswith("RESULT ")]
     if not lines:
         raise SpecError("--bench-output", f"{path} has no RESULT line", "a benchmark's complete stored output")
     return "```\n" + "\n".join(lines) + "\n```\n"

@@ -119,3 +119,21 @@ def test_a_plan_marker_prints_the_plan_from_the_study_runs_with_the_command_as_g
     assert main(["report", "--plan", str(tmp_path / "nope.yaml"), "--store", str(tmp_path / "study")]) != 0
     err = capsys.readouterr().err
     assert "error: --plan: " in err and "nope.yaml is not a file" in err
+
+
+def test_a_bench_output_marker_quotes_the_result_lines_or_the_whole_stored_output(tmp_path):
+    """`--bench-output FILE` quotes a benchmark's RESULT lines verbatim; `--bench-whole` every line (a per-budget table
+    the benchmark printed); a file without a RESULT line (a crashed or cut run) is refused, naming --bench-output."""
+    from backend.report import bench_output_markdown
+
+    out = tmp_path / "b.txt"
+    out.write_text("sampling: 3 to go\nbudget k=2: adaptive 0.5\nRESULT gain=0.1 [0.0, 0.2]\n")
+    assert bench_output_markdown(out) == "```\nRESULT gain=0.1 [0.0, 0.2]\n```\n"
+    whole = bench_output_markdown(out, whole=True)
+    assert whole == "```\nsampling: 3 to go\nbudget k=2: adaptive 0.5\nRESULT gain=0.1 [0.0, 0.2]\n```\n"
+    out.write_text("sampling: 3 to go\nbudget k=2: adaptive 0.5\n")
+    for whole in (False, True):
+        with pytest.raises(SpecError, match="--bench-output.*has no RESULT line"):
+            bench_output_markdown(out, whole=whole)
+    with pytest.raises(SpecError, match="is not a file"):
+        bench_output_markdown(tmp_path / "missing.txt")
