@@ -167,7 +167,8 @@ def main() -> None:
     fold = fold_assignment(np.array([level[i] for i in pool.question_ids]), seed=0)
     halves = [(pool.subset(fold == h), [q for q, f in zip(qs, fold) if f == h]) for h in (0, 1)]
     print(
-        f"{len(qs)} questions x {args.cap} samples (mean accuracy {pool.correct.mean():.3f}); fitting on "
+        f"{len(qs)} questions, {int(pool.valid.sum())} samples (mean accuracy {pool.correct[pool.valid].mean():.3f}, "
+        f"up to {args.cap} drawn per question); fitting on "
         f"{len(halves[0][1])}, scoring on {len(halves[1][1])}, each over {args.orders} sample orders",
         flush=True,
     )
