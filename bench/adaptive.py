@@ -94,7 +94,7 @@ def _flops_saved(idx, acc_u, flops_u, acc_a, spent_a) -> float:
 def _reordered(pool, questions, rng):
     """The pool and its questions with each question's samples in a random order: another equally likely draw
     of the samples an adaptive run takes as a prefix (the samples are independent given the question)."""
-    order = np.argsort(rng.random(pool.valid.shape), axis=1)
+    order = np.argsort(np.where(pool.valid, rng.random(pool.valid.shape), np.inf), axis=1)  # padding stays last
 
     def take(a):
         return None if a is None else np.take_along_axis(a, order, axis=1)
@@ -109,10 +109,31 @@ def _reordered(pool, questions, rng):
         scores={k: take(v) for k, v in pool.scores.items()},
     )
     qs = [
-        replace(q, answers=tuple(q.answers[j] for j in row), decode_flops=tuple(q.decode_flops[j] for j in row))
+        replace(
+            q,
+            answers=tuple(q.answers[j] for j in row[: len(q.answers)]),
+            decode_flops=tuple(q.decode_flops[j] for j in row[: len(q.answers)]),
+        )
         for q, row in zip(questions, order)
     ]
     return p, qs
+
+
+def _pool_rows(pool, by_id: dict) -> list:
+    """One PoolQuestion per pool row, its samples the row's cells in order: a question the dataset drew twice is one
+    question (one key) holding both draws' samples, as every pool analysis counts it, and its prompt is priced as
+    its first draw's (the same text). Answers are the pool's answer codes (equal codes: equal normalised answers)."""
+    out = []
+    for i, qid in enumerate(pool.question_ids):
+        cells = pool.valid[i]
+        out.append(
+            replace(
+                by_id[qid],
+                answers=tuple(None if a < 0 else int(a) for a in pool.answer_id[i, cells]),
+                decode_flops=tuple(float(x) for x in pool.decode_flops[i, cells]),
+            )
+        )
+    return out
 
 
 def _at_k(table: np.ndarray, k: float) -> np.ndarray:
@@ -160,8 +181,7 @@ def main() -> None:
     finally:
         con.close()
     pool = replace(pool, scores={"confidence": pool.confidence})  # best-of-N by trace confidence
-    by_id = {q.question_id: q for q in pool_questions(store, uniform.run_id, model, uniform)}
-    qs = [by_id[i] for i in pool.question_ids]  # the pool's question order
+    qs = _pool_rows(pool, {q.question_id: q for q in pool_questions(store, uniform.run_id, model, uniform)})
     levels = store.query("SELECT question_id, level FROM questions WHERE run_id = ?", [uniform.run_id])
     level = dict(zip(levels["question_id"], levels["level"]))
     fold = fold_assignment(np.array([level[i] for i in pool.question_ids]), seed=0)
