@@ -41,6 +41,7 @@ from backend.config import parse_spec  # noqa: E402
 from backend.metrics import best_of_n_curve, load_pool, majority_curve, prefix_vote  # noqa: E402
 from backend.metrics.compute_optimal import fold_assignment  # noqa: E402
 from backend.metrics.paired import paired_difference  # noqa: E402
+from backend.metrics.quality import data_quality  # noqa: E402
 from backend.models.registry import DEFAULT_MODEL  # noqa: E402
 from backend.sampling import prepare_run  # noqa: E402
 from backend.worker import execute  # noqa: E402
@@ -184,6 +185,13 @@ def main() -> None:
     qs = _pool_rows(pool, {q.question_id: q for q in pool_questions(store, uniform.run_id, model, uniform)})
     levels = store.query("SELECT question_id, level FROM questions WHERE run_id = ?", [uniform.run_id])
     level = dict(zip(levels["question_id"], levels["level"]))
+    con = store.connect()
+    try:  # what the pool measures at its cap: per level (as bins), the samples cut or unanswered
+        bins = {k: int(level[i]) for k, i in zip(pool.keys, pool.question_ids)}
+        quality = data_quality(con, [uniform.run_id], bins=bins)
+    finally:
+        con.close()
+    print(quality.summary(), *("  " + line for line in quality.lines()), sep="\n", flush=True)
     fold = fold_assignment(np.array([level[i] for i in pool.question_ids]), seed=0)
     halves = [(pool.subset(fold == h), [q for q, f in zip(qs, fold) if f == h]) for h in (0, 1)]
     print(
