@@ -121,9 +121,9 @@ def _cmd_tasks(args) -> int:
         print(f"  {kind}: {entry.help}" + (f" (graded by {entry.grading})" if entry.grading else ""))
         _print_options(entry.options)
     if args.all:
-        from backend.tasks.reasoning_gym_task import _datasets, config_fields
+        from backend.tasks.reasoning_gym_task import config_fields, gym_datasets
 
-        for name in sorted(_datasets()):
+        for name in sorted(gym_datasets()):
             print(f"reasoning_gym/{name}\tconfig: {', '.join(config_fields(name))}")
     else:
         print("(ttc tasks --all lists the reasoning-gym datasets and their difficulty knobs)")

@@ -39,7 +39,7 @@ from sqlalchemy.engine import Engine as SqlEngine
 
 import store.catalog as catalogs
 import store.leases as leases
-from backend.errors import StoreError
+from store.errors import StoreError
 from store.migrations import apply_migrations
 from store.schema import KEYED_BY_QUESTIONS, READ_AS, SHARD_SCHEMA_VERSION, TABLES
 from store.views import VIEWS
