@@ -1,5 +1,6 @@
 """Any reasoning-gym dataset, several configurations mixed into one suite so a demo spans difficulty
-(DESIGN.md §4: the default configs are mostly too hard for 0.5B models; mixing easy knobs gives a spread)."""
+(reasoning-gym's default configs are mostly too hard for 0.5B models; mixing easy knobs gives a spread:
+docs/ARCHITECTURE.md, "Facts the design rests on")."""
 
 from __future__ import annotations
 
