@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import streamlit as st
 
 from app_pages import _charts as charts
-from app_pages._store import CACHE_TTL_S, _open_store, fingerprint
+from app_pages._store import CACHE_TTL_S, cached_store, fingerprint
 from backend.metrics.quality import THRESHOLD, DataQuality
 
 
@@ -26,7 +26,7 @@ def _quality(
 ) -> DataQuality:
     from backend.metrics.quality import bins_by_key, data_quality
 
-    con = _open_store(root).connect()
+    con = cached_store(root).connect()
     try:
         bins = None
         if bin_labels is not None and models is not None and len(models) == 1:

@@ -27,7 +27,9 @@ def store_dir() -> Path:
 
 
 @st.cache_resource(show_spinner=False)
-def _open_store(root: str) -> Store:
+def cached_store(root: str) -> Store:
+    """One read handle per store folder for the whole dashboard process (a `Store` opens a fresh DuckDB connection
+    per query, so sharing it is safe)."""
     return Store.open(root, create=False)
 
 
@@ -38,7 +40,7 @@ def open_store(create: bool = False) -> Store | None:
         if not create:
             return None
         Store.open(root, create=True)
-    return _open_store(str(root))
+    return cached_store(str(root))
 
 
 def fingerprint(store: Store) -> tuple:
@@ -61,7 +63,7 @@ def fingerprint(store: Store) -> tuple:
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=256)
 def _cached_query(root: str, fp: tuple, sql: str, params: tuple) -> pd.DataFrame:
-    return _open_store(root).query(sql, list(params))
+    return cached_store(root).query(sql, list(params))
 
 
 def query(store: Store, sql: str, params: Sequence = ()) -> pd.DataFrame:
@@ -71,7 +73,7 @@ def query(store: Store, sql: str, params: Sequence = ()) -> pd.DataFrame:
 
 @st.cache_data(ttl=2, show_spinner=False)
 def _runs(root: str) -> pd.DataFrame:
-    return _open_store(root).runs_arrow().to_pandas()
+    return cached_store(root).runs_arrow().to_pandas()
 
 
 def runs(store: Store) -> pd.DataFrame:
@@ -106,10 +108,11 @@ def has_samples(store: Store | None) -> bool:
 
 # ---- pools and metrics (cached; computed by backend.metrics) -----------------------------------------------------
 @st.cache_resource(show_spinner=False, max_entries=16, ttl=CACHE_TTL_S)
-def _pool(root: str, fp: tuple, run_ids: tuple, model: str, dataset: str | None, strategy: str | None):
+def cached_pool(root: str, fp: tuple, run_ids: tuple, model: str, dataset: str | None, strategy: str | None):
+    """The pool of (runs, model, dataset, strategy), loaded once per shard fingerprint `fp`."""
     from backend.metrics import load_pool
 
-    con = _open_store(root).connect()
+    con = cached_store(root).connect()
     try:
         return load_pool(con, list(run_ids), model, dataset=dataset, strategy=strategy)
     finally:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages._store import CACHE_TTL_S, _open_store, _pool, fingerprint, query
+from app_pages._store import CACHE_TTL_S, cached_pool, cached_store, query
 from backend.metrics import coverage_curve, selection_curves
 from backend.metrics.budget import x_axis
 from backend.metrics.confidence import missing_signals
@@ -48,7 +48,7 @@ class CoverageView:
 
 def largest_pool(root: str, fp: tuple, run_ids: tuple, combos: tuple, dataset: str | None) -> int:
     """The most samples any question has in the selected pools: the Coverage page extrapolates to 10× it."""
-    return max((int(_pool(root, fp, run_ids, m, dataset, s).n.max()) for m, s in combos), default=1)
+    return max((int(cached_pool(root, fp, run_ids, m, dataset, s).n.max()) for m, s in combos), default=1)
 
 
 def _forecast_frame(pool, unit: str, ks, pred, low, high, extrapolated) -> pd.DataFrame:
@@ -77,7 +77,7 @@ def coverage_view(
         power_law_band,
     )
 
-    pool = _pool(root, fp, run_ids, model, dataset, strategy)
+    pool = cached_pool(root, fp, run_ids, model, dataset, strategy)
     curve = coverage_curve(pool)
     frame = _curve_frame(curve, pool, unit, "coverage")
     k_top = max(k_max or default_k_max(int(pool.n.max())), int(curve.k.max()))
@@ -127,7 +127,7 @@ def selection_view(
 ) -> SelectionView:
     from backend.metrics.verifier_quality import verifier_quality_table
 
-    pool = _pool(root, fp, run_ids, model, dataset, strategy)
+    pool = cached_pool(root, fp, run_ids, model, dataset, strategy)
     verifiers = sorted(pool.scores)
     if verifier is not None and verifier not in verifiers:
         verifier = None
@@ -136,7 +136,7 @@ def selection_view(
     if verifier is not None and unit == "flops":  # best-of-N pays a verifier pass per sample, on the one ledger
         from backend.metrics.strategy_table import verifier_flops_per_question
 
-        con = _open_store(root).connect()
+        con = cached_store(root).connect()
         try:
             vflops = verifier_flops_per_question(con, list(run_ids), model, verifier, pool)
         finally:
@@ -162,7 +162,7 @@ def cost_rows(
     """(model, strategy, budget, input_tokens, output_tokens, success_rate) for each selection rule at each k."""
     from backend.metrics.cost import curve_cost_rows
 
-    pool = _pool(root, fp, run_ids, model, dataset, strategy)
+    pool = cached_pool(root, fp, run_ids, model, dataset, strategy)
     if verifier is not None and verifier not in pool.scores:
         verifier = None
     rows = [
@@ -189,7 +189,7 @@ def study_inputs(
     page draws the searches from the same table, so with the pages' defaults the two share it."""
     from backend.metrics.study import study_inputs as build
 
-    con = _open_store(root).connect()
+    con = cached_store(root).connect()
     try:
         return build(
             con, list(run_ids), model, dataset=dataset, verifier=verifier, n_bins=n_bins, draws=draws, seed=seed
@@ -221,7 +221,7 @@ def compute_optimal_view(
 
 @_cache
 def pass_at_1(root: str, fp: tuple, run_ids: tuple, model: str, dataset: str | None) -> float:
-    pool = _pool(root, fp, run_ids, model, dataset, "sample")
+    pool = cached_pool(root, fp, run_ids, model, dataset, "sample")
     return float(coverage_curve(pool, [1], n_boot=0).mean[0])
 
 
@@ -229,7 +229,7 @@ def pass_at_1(root: str, fp: tuple, run_ids: tuple, model: str, dataset: str | N
 def decode_flops_per_token(root: str, fp: tuple, run_ids: tuple) -> dict:
     """Per model, decode FLOPs per generated token: their ratio between two models is the size ratio M of the
     FLOPs-matched comparison, read from the ledger instead of typed in."""
-    df = _open_store(root).query(
+    df = cached_store(root).query(
         """SELECT model, sum(decode_flops) / sum(completion_tokens) AS f FROM samples
            WHERE list_contains(?, run_id) AND completion_tokens > 0 AND decode_flops IS NOT NULL GROUP BY model""",
         [list(run_ids)],
@@ -246,7 +246,7 @@ def search_curves(
     samples = FLOPs spent / one pooled sample's FLOPs (the table's equivalent samples), flops = FLOPs spent, and
     tokens = uncached prompt + generated tokens of a search's nodes (the table's `tokens`), what the pool curves
     count for one prompt and k completions."""
-    store = _open_store(root)
+    store = cached_store(root)
     if store.query(
         "SELECT 1 FROM nodes WHERE list_contains(?, run_id) AND model = ? LIMIT 1", [list(run_ids), model]
     ).empty:
@@ -326,6 +326,3 @@ def question_choices(store, run_id: str | None, model: str | None) -> dict[str, 
     df = query(store, QUESTION_IDS_SQL, [run_id or None, model or None])
     labels = question_labels(df["question_id"].tolist(), df["question_key"].tolist())
     return dict(zip(labels.tolist(), df["question_key"]))
-
-
-__all__ = ["_open_store", "fingerprint"]

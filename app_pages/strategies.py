@@ -83,14 +83,7 @@ def _missing_marker(d: pd.DataFrame, unit: str, label: str, color: str) -> go.Sc
 
 def body(store) -> None:
     run_ids, combos, dataset, unit = sel.pool_selection(store)
-    c1, c2, c3 = st.columns([2, 2, 1])
-    with c1:
-        verifier = sel.verifier_choice(store)
-    sel.from_url("threshold", 0.5, cast=float, lo=0, hi=1)
-    threshold = c2.slider("Verifier accepts at score ≥", 0.0, 1.0, step=0.05, key="threshold")
-    sel.from_url("draws", 32, options=[8, 16, 32, 64, 128], cast=int)
-    draws = c3.select_slider("Resampling draws", [8, 16, 32, 64, 128], key="draws")
-    sel.to_url("threshold", "draws")
+    verifier, threshold, draws = _controls(store)
     if not combos:
         st.info("Select at least one run and model.")
         return
@@ -110,8 +103,46 @@ def body(store) -> None:
                 searches.append(sc.assign(model=model))
     shown = _family_filter(views_of, searches)
     fig = go.Figure()
-    frames, quality = [], []
     named = len({m for m, _ in combos}) > 1  # a legend names the model only where the chart has two
+    frames, quality = _draw_rules(fig, combos, views_of, shown, named, verifier)
+    _draw_searches(fig, searches, shown, named, unit)
+    _show_chart(fig, unit)
+    cols = ["model", "strategy", "curve", "k", "x", "mean", "low", "high", "exact"]
+    charts.table(
+        pd.concat(frames, ignore_index=True)[cols].rename(columns={"mean": "accuracy"}),
+        "strategies-table",
+        height=240,
+        expander="Curve data",
+    )
+    if searches:
+        charts.table(
+            pd.concat(searches, ignore_index=True).drop(columns=["kind"]),
+            "strategies-search-table",
+            height=240,
+            expander="Search configurations per FLOP budget (coverage and status counts)",
+        )
+    _paired(root, fp, run_ids, combos, dataset, verifier)
+    if quality:
+        _verifier_quality(pd.concat(quality, ignore_index=True))
+
+
+def _controls(store) -> tuple[str | None, float, int]:
+    """The verifier, its acceptance threshold and the resampling draws, kept in the URL."""
+    c1, c2, c3 = st.columns([2, 2, 1])
+    with c1:
+        verifier = sel.verifier_choice(store)
+    sel.from_url("threshold", 0.5, cast=float, lo=0, hi=1)
+    threshold = c2.slider("Verifier accepts at score ≥", 0.0, 1.0, step=0.05, key="threshold")
+    sel.from_url("draws", 32, options=[8, 16, 32, 64, 128], cast=int)
+    draws = c3.select_slider("Resampling draws", [8, 16, 32, 64, 128], key="draws")
+    sel.to_url("threshold", "draws")
+    return verifier, threshold, draws
+
+
+def _draw_rules(fig, combos, views_of, shown: set[str], named: bool, verifier) -> tuple[list, list]:
+    """The selection rules' curves (with their bands) and each verifier's ceiling; returns the curves' frames and the
+    verifier-quality tables, and shows each view's notes."""
+    frames, quality = [], []
     alpha = charts.band_alpha(sum(v.curves["curve"].nunique() - 1 for v in views_of))
     for (model, strategy), v in zip(combos, views_of):
         for name, d in v.curves.groupby("curve", sort=False):
@@ -149,6 +180,11 @@ def body(store) -> None:
                     annotation_text=f"{model}: {verifier} ceiling {ceiling:.2f}",
                     annotation_position="bottom left",
                 )
+    return frames, quality
+
+
+def _draw_searches(fig, searches: list[pd.DataFrame], shown: set[str], named: bool, unit: str) -> None:
+    """Every search configuration as a curve of stars across its budgets, placed at what it spent."""
     for sc in searches:
         model = sc["model"].iloc[0]
         for name, d in sc.groupby("configuration", sort=False):
@@ -179,6 +215,9 @@ def body(store) -> None:
             missing = _missing_marker(d, unit, s.full, s.color)
             if missing is not None:
                 fig.add_trace(missing)
+
+
+def _show_chart(fig, unit: str) -> None:
     xs = [t.x for t in fig.data if t.x is not None and len(t.x)]
     charts.log_axis(
         fig,
@@ -197,34 +236,20 @@ def body(store) -> None:
         "pool's average samples); a hollow star at the bottom: a budget where the configuration has no point (it paid no "
         "round, or broke its cap; the hover says which)."
     )
-    cols = ["model", "strategy", "curve", "k", "x", "mean", "low", "high", "exact"]
-    charts.table(
-        pd.concat(frames, ignore_index=True)[cols].rename(columns={"mean": "accuracy"}),
-        "strategies-table",
-        height=240,
-        expander="Curve data",
+
+
+def _verifier_quality(table: pd.DataFrame) -> None:
+    st.markdown("**Verifier quality against the oracle grader**")
+    charts.table(table, "verifier-quality")
+    st.caption(
+        "AUROC: the chance that the verifier scores a correct sample above a wrong one (0.5 is a coin). "
+        "False-positive rate, precision and the ceiling are at the acceptance threshold set above."
     )
-    if searches:
-        charts.table(
-            pd.concat(searches, ignore_index=True).drop(columns=["kind"]),
-            "strategies-search-table",
-            height=240,
-            expander="Search configurations per FLOP budget (coverage and status counts)",
+    for row in table[table["auroc"] < 0.5].itertuples():
+        st.warning(
+            f"{row.verifier} on {row.model} scores wrong answers above correct ones (AUROC {row.auroc:.2f}): "
+            "selecting by it does worse than picking at random; compare against majority vote."
         )
-    _paired(root, fp, run_ids, combos, dataset, verifier)
-    if quality:
-        st.markdown("**Verifier quality against the oracle grader**")
-        table = pd.concat(quality, ignore_index=True)
-        charts.table(table, "verifier-quality")
-        st.caption(
-            "AUROC: the chance that the verifier scores a correct sample above a wrong one (0.5 is a coin). "
-            "False-positive rate, precision and the ceiling are at the acceptance threshold set above."
-        )
-        for row in table[table["auroc"] < 0.5].itertuples():
-            st.warning(
-                f"{row.verifier} on {row.model} scores wrong answers above correct ones (AUROC {row.auroc:.2f}): "
-                "selecting by it does worse than picking at random; compare against majority vote."
-            )
 
 
 def _paired(root, fp, run_ids, combos, dataset, verifier) -> None:

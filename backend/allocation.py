@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.special import betainc
@@ -33,7 +34,8 @@ from scipy.special import betainc
 from backend.errors import SpecError
 from backend.tasks.base import ANSWER_SQL
 
-STOP_RULES = ("beta", "supermajority")
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def beta_settled_probability(leader_votes, runner_up_votes) -> np.ndarray:
@@ -328,20 +330,6 @@ def logged_rounds(store, run_id: str, model: str):
     )
 
 
-def log_inputs(log) -> list[tuple[int, float, list[QuestionState]]]:
-    """What `replay` takes, from a logged table: each round's remaining budget and question states."""
-    out = []
-    for round_, g in log.groupby("round", sort=True):
-        states = [
-            QuestionState(
-                r.question_id, r.samples_before, r.votes, r.leader, r.runner_up, r.prefill_bound, r.sample_bound
-            )
-            for r in g.itertuples()
-        ]
-        out.append((int(round_), float(g["remaining_flops"].iloc[0]), states))
-    return out
-
-
 def allocation_finished(prepared, store, model_name: str) -> bool:
     """The last logged round gave no sample (the budget is spent or every question stopped) and every sample of
     the rounds before it is stored."""
@@ -403,8 +391,8 @@ def sample_adaptively(prepared, store, model, engine, done: int, progress, cance
 class AllocationSummary:
     """An adaptive run's allocation as the dashboard shows it."""
 
-    decisions: object  # pandas DataFrame: the logged rows, in round and question order
-    per_question: object  # DataFrame: question_id, samples, rounds, last reason, predicted difficulty, settled stat
+    decisions: pd.DataFrame  # the logged rows, in round and question order
+    per_question: pd.DataFrame  # question_id, samples, rounds, last reason, predicted difficulty, settled stat
     total_flops: float  # the budget in FLOPs (what round 0 had left)
     spent_flops: float  # what the ledger charged: each prompt's prefill once, every decode
     rounds: int

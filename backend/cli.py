@@ -121,9 +121,9 @@ def _cmd_tasks(args) -> int:
         print(f"  {kind}: {entry.help}" + (f" (graded by {entry.grading})" if entry.grading else ""))
         _print_options(entry.options)
     if args.all:
-        from backend.tasks.reasoning_gym_task import _datasets, config_fields
+        from backend.tasks.reasoning_gym_task import config_fields, gym_datasets
 
-        for name in sorted(_datasets()):
+        for name in sorted(gym_datasets()):
             print(f"reasoning_gym/{name}\tconfig: {', '.join(config_fields(name))}")
     else:
         print("(ttc tasks --all lists the reasoning-gym datasets and their difficulty knobs)")
@@ -719,11 +719,29 @@ def _study_arguments(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ttc", description="ttc-lab: how should I spend inference compute?")
     sub = p.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_listings(sub)
+    _add_sql(sub)
+    _add_compute_optimal(sub)
+    _add_report(sub)
+    _add_plan(sub)
+    _add_worker(sub)
+    _add_dashboard(sub)
+    _add_store(sub)
+    return p
+
+
+def _add_run(sub) -> None:
+    """`ttc run SPEC`."""
     r = sub.add_parser("run", help="run a spec: generate and grade every sample into the store")
     r.add_argument("spec", help="YAML run spec (see examples/)")
     _store_arguments(r)
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(fn=_cmd_run)
+
+
+def _add_listings(sub) -> None:
+    """The listings: models, tasks, strategies, engines, verifiers."""
     m = sub.add_parser("models", help="list the registry's models")
     m.add_argument("--prepare", action="store_true", help="assemble installed models into the cache")
     m.add_argument("--verify", action="store_true", help="with --prepare: re-hash the assembled files")
@@ -745,10 +763,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(fn=_cmd_engines)
     v = sub.add_parser("verifiers", help="list the verifiers and their options")
     v.set_defaults(fn=_cmd_verifiers)
+
+
+def _add_sql(sub) -> None:
+    """`ttc sql QUERY`."""
     s = sub.add_parser("sql", help="run a SQL query on the store, print CSV")
     s.add_argument("query")
     _store_arguments(s)
     s.set_defaults(fn=_cmd_sql)
+
+
+def _add_compute_optimal(sub) -> None:
+    """`ttc compute-optimal`."""
     co = sub.add_parser(
         "compute-optimal",
         help="the best configuration per difficulty bin and FLOP budget, as CSV (the Compute-optimal page's table)",
@@ -768,6 +794,10 @@ def build_parser() -> argparse.ArgumentParser:
         "graded passes this in a difficulty bin (default: the dashboard's, 0.1)",
     )
     co.set_defaults(fn=_cmd_compute_optimal)
+
+
+def _add_report(sub) -> None:
+    """`ttc report`."""
     rp = sub.add_parser(
         "report",
         help="a study's figures as Markdown (its runs, data quality, headline comparison, choice per bin and budget); "
@@ -789,6 +819,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the study as one self-contained HTML file (charts and tables, no network needed; prints to PDF)",
     )
     rp.set_defaults(fn=_cmd_report)
+
+
+def _add_plan(sub) -> None:
+    """`ttc plan SPEC`."""
     pl = sub.add_parser(
         "plan",
         help="size a study before running it: max_tokens, samples per question, questions needed, time and FLOPs",
@@ -816,6 +850,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--json", action="store_true", help="print the plan as JSON")
     pl.add_argument("--quiet", action="store_true", help="no progress bar")
     pl.set_defaults(fn=_cmd_plan)
+
+
+def _add_worker(sub) -> None:
+    """`ttc worker [status|stop]`."""
     w = sub.add_parser(
         "worker",
         help="claim and run queued runs (the dashboard submits them); `status` / `stop` show or stop live workers",
@@ -840,6 +878,10 @@ def build_parser() -> argparse.ArgumentParser:
     wt.add_argument("targets", nargs="*", metavar="WORKER_ID|PID", help="default: the only live worker")
     wt.add_argument("--all", action="store_true", help="every live worker of this host")
     wt.add_argument("--wait", type=float, default=60.0, metavar="S", help="seconds to wait for them to exit (0: none)")
+
+
+def _add_dashboard(sub) -> None:
+    """`ttc dashboard`."""
     d = sub.add_parser("dashboard", help="start a worker (if none is alive) and the dashboard on http://localhost:PORT")
     _store_arguments(d)
     d.add_argument("--port", type=int, default=8501)
@@ -852,6 +894,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="listen on ADDRESS (e.g. 0.0.0.0) instead of 127.0.0.1: an explicit opt-in, the dashboard has no login",
     )
     d.set_defaults(fn=_cmd_dashboard)
+
+
+def _add_store(sub) -> None:
+    """`ttc store check|repair|compact`."""
     st = sub.add_parser("store", help="check, repair or compact a store")
     st.add_argument(
         "action",
@@ -867,7 +913,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="compact: do not wait for readers before removing replaced shards (they go at the next compaction)",
     )
     st.set_defaults(fn=_cmd_store)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

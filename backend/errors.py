@@ -6,11 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-
-class TtcError(Exception):
-    """Base class; `str(err)` is the one-line message shown to the user."""
-
-    exit_code = 2
+from store.errors import StoreError, TtcError  # defined in the lowest layer, which imports nothing of backend/
 
 
 class SpecError(TtcError):
@@ -38,10 +34,6 @@ class ModelFileError(TtcError):
     """A GGUF file is missing, corrupt, truncated or fails its checksum."""
 
 
-class StoreError(TtcError):
-    """The store directory cannot be used (unwritable, not a ttc store, bad query)."""
-
-
 class EngineError(TtcError):
     """The inference engine failed to load or to generate."""
 
@@ -66,6 +58,20 @@ class AdaptiveRunError(TtcError):
             "k-subsets would be biased; read its result on the Run page (adaptive allocation), or leave it out of "
             "the selection"
         )
+
+
+__all__ = [
+    "AdaptiveRunError",
+    "EngineError",
+    "ModelFileError",
+    "SpecError",
+    "StoreError",
+    "TaskError",
+    "TtcError",
+    "UnknownNameError",
+    "WorkerError",
+    "require",
+]
 
 
 def require(registry: Mapping, name: str, *, field: str, kind: str, extra: str | None = None):

@@ -14,7 +14,7 @@ import json
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from backend.allocation import allocation_finished, sample_adaptively
 from backend.analysis import analyse, questions_left
@@ -73,76 +73,26 @@ def execute(
     lease = store.claim_run(run_id, spec.name, spec.model_dump(mode="json"), total, holder)
     cancelled = threading.Event()  # stop generating: a cancel request, the worker is stopping, or the lease is lost
     cancel_requested = threading.Event()
-    stop_beat = threading.Event()
-
-    def beat() -> None:
-        while not stop_beat.wait(heartbeat_s):
-            try:
-                if lease.renew():
-                    cancel_requested.set()
-                    cancelled.set()
-            except Exception:  # noqa: BLE001 - the catalog unreachable for a moment: Lease.check stops writes in time
-                pass
-            if lease.lost.is_set() or (stop is not None and stop.is_set()):
-                cancelled.set()
-
-    beater = threading.Thread(target=beat, name="ttc-heartbeat", daemon=True)
-    beater.start()
+    stop_beat = _start_heartbeat(lease, heartbeat_s, stop, cancelled, cancel_requested)
     generated = 0
     try:
         with store.fenced(run_id, lease.check):
-            store.remove_stale_temp_files(run_id)
-            if not store.has_questions(run_id):
-                store.write_shard("questions", run_id, questions_table(run_id, prepared.questions))
-            done = int(store.query("SELECT count(*) AS n FROM samples WHERE run_id = ?", [run_id])["n"][0])
+            done = _register_questions(prepared, store)
             if progress:
                 progress(done, total)
             for model_index, (_model_spec, model) in enumerate(prepared.models):
-                existing = store.existing_sample_keys(run_id, model.name)
-                adaptive = spec.adaptive is not None and not allocation_finished(prepared, store, model.name)
-                missing = (
-                    []  # an adaptive run's rounds decide its keys (backend/allocation.py)
-                    if spec.adaptive is not None
-                    else [
-                        (q, i)
-                        for q in prepared.questions
-                        for i in range(spec.samples_per_question)
-                        if (q.question_id, i) not in existing
-                    ]
+                written = _run_model(
+                    prepared,
+                    store,
+                    model_index,
+                    model,
+                    _ModelRun(done, progress, cancelled, lambda: _halt(run_id, cancel_requested, lease)),
+                    lease,
+                    engine_factory,
+                    ray_address,
                 )
-                if not (missing or adaptive or questions_left(prepared, store, model.name)):
-                    continue
-                fanned = ray_address is not None or spec.engine.replicas != 1  # type: ignore[attr-defined]
-                if fanned and spec.adaptive is None:  # an adaptive run decides round by round on this engine
-                    written = _fan_out(
-                        prepared, store, model_index, missing, done, progress, cancelled, lease, ray_address
-                    )
-                    generated += written
-                    done += written
-                    if cancelled.is_set():
-                        raise _halt(run_id, cancel_requested, lease)
-                    continue
-                # searches come after the samples with batches of their own: then the machine's best, else the run's size
-                options = with_parallelism(spec.engine, len(missing) if missing and not prepared.searches else None)
-                engine = (engine_factory or create_engine)(model, options)
-                try:
-                    if model.is_hub_id:  # vLLM read the architecture and chat template when it loaded the model
-                        model = replace(model, arch=engine.arch, chat_template=getattr(engine, "chat_template", None))
-                    if missing:
-                        written = sample_model(prepared, store, model, engine, missing, done, progress, cancelled)
-                        generated += written
-                        done += written
-                    if adaptive:
-                        written = sample_adaptively(prepared, store, model, engine, done, progress, cancelled)
-                        generated += written
-                        done += written
-                    if cancelled.is_set():
-                        raise _halt(run_id, cancel_requested, lease)
-                    analyse(prepared, store, model, engine, cancelled)
-                finally:
-                    engine.close()
-                if cancelled.is_set():
-                    raise _halt(run_id, cancel_requested, lease)
+                generated += written
+                done += written
             store.finish_run(run_id, "done", holder=holder)
         compact_finished(store, run_id)
         return {"run_id": run_id, "generated": generated, "total": total}
@@ -163,6 +113,105 @@ def execute(
         raise
     finally:
         stop_beat.set()
+
+
+def _start_heartbeat(
+    lease,
+    heartbeat_s: float,
+    stop: threading.Event | None,
+    cancelled: threading.Event,
+    cancel_requested: threading.Event,
+) -> threading.Event:
+    """Renew the lease every `heartbeat_s` on a daemon thread; a cancel request sets both events, a lost lease or
+    the worker's `stop` sets `cancelled`. Returns the event that ends the thread."""
+    stop_beat = threading.Event()
+
+    def beat() -> None:
+        while not stop_beat.wait(heartbeat_s):
+            try:
+                if lease.renew():
+                    cancel_requested.set()
+                    cancelled.set()
+            except Exception:  # noqa: BLE001 - the catalog unreachable for a moment: Lease.check stops writes in time
+                pass
+            if lease.lost.is_set() or (stop is not None and stop.is_set()):
+                cancelled.set()
+
+    threading.Thread(target=beat, name="ttc-heartbeat", daemon=True).start()
+    return stop_beat
+
+
+def _register_questions(prepared: PreparedRun, store: Store) -> int:
+    """Write the run's questions once (before any sample) and return how many samples it already has."""
+    run_id = prepared.run_id
+    store.remove_stale_temp_files(run_id)
+    if not store.has_questions(run_id):
+        store.write_shard("questions", run_id, questions_table(run_id, prepared.questions))
+    return int(store.query("SELECT count(*) AS n FROM samples WHERE run_id = ?", [run_id])["n"][0])
+
+
+@dataclass(frozen=True)
+class _ModelRun:
+    """What one model's part of a run reports to and stops on."""
+
+    done: int  # samples of the run stored before this model's part
+    progress: Callable[[int, int], None] | None
+    cancelled: threading.Event
+    halt: Callable[[], TtcError]  # the error that says why generation stopped
+
+
+def _run_model(
+    prepared: PreparedRun,
+    store: Store,
+    model_index: int,
+    model: ResolvedModel,
+    run: _ModelRun,
+    lease,
+    engine_factory: Callable[[ResolvedModel, object], Engine] | None,
+    ray_address: str | None,
+) -> int:
+    """One model's missing samples (or its adaptive rounds), then its analysis; returns the samples it wrote and
+    raises `run.halt()` when generation was stopped."""
+    spec, done, cancelled = prepared.spec, run.done, run.cancelled
+    existing = store.existing_sample_keys(prepared.run_id, model.name)
+    adaptive = spec.adaptive is not None and not allocation_finished(prepared, store, model.name)
+    missing = (
+        []  # an adaptive run's rounds decide its keys (backend/allocation.py)
+        if spec.adaptive is not None
+        else [
+            (q, i)
+            for q in prepared.questions
+            for i in range(spec.samples_per_question)
+            if (q.question_id, i) not in existing
+        ]
+    )
+    if not (missing or adaptive or questions_left(prepared, store, model.name)):
+        return 0
+    fanned = ray_address is not None or spec.engine.replicas != 1  # type: ignore[attr-defined]
+    if fanned and spec.adaptive is None:  # an adaptive run decides round by round on this engine
+        written = _fan_out(prepared, store, model_index, missing, done, run.progress, cancelled, lease, ray_address)
+        if cancelled.is_set():
+            raise run.halt()
+        return written
+    generated = 0
+    # searches come after the samples with batches of their own: then the machine's best, else the run's size
+    options = with_parallelism(spec.engine, len(missing) if missing and not prepared.searches else None)
+    engine = (engine_factory or create_engine)(model, options)
+    try:
+        if model.is_hub_id:  # vLLM read the architecture and chat template when it loaded the model
+            model = replace(model, arch=engine.arch, chat_template=getattr(engine, "chat_template", None))
+        if missing:
+            generated += sample_model(prepared, store, model, engine, missing, done, run.progress, cancelled)
+        if adaptive:
+            generated += sample_adaptively(prepared, store, model, engine, done + generated, run.progress, cancelled)
+        if cancelled.is_set():
+            raise run.halt()
+        analyse(prepared, store, model, engine, cancelled)
+    finally:
+        engine.close()
+    if cancelled.is_set():
+        raise run.halt()
+    return generated
 
 
 def _fan_out(

@@ -1,8 +1,8 @@
 """A synthetic store with the real schema, for dashboard benchmarks, UI tests and metric experiments.
 
 Nothing here pretends to be a model: every number is drawn from a seeded generator shaped like what sampling
-runs produce (DESIGN.md §4): questions of graded difficulty, a per-question success probability that falls with
-difficulty and rises with model size, a few distinct wrong answers per question (so majority vote differs from
+runs produce (docs/ARCHITECTURE.md, "Facts the design rests on"): questions of graded difficulty, a per-question
+success probability that falls with difficulty and rises with model size, a few distinct wrong answers per question (so majority vote differs from
 coverage), verifier scores correlated with correctness but with false positives (so the imperfect-verifier
 ceiling shows), token counts and FLOPs from the real ledger with architecture numbers close to the shipped
 models, and a few search trees (nodes table) for the tree view. Shards go through `Store.write_shard`, runs

@@ -1,4 +1,5 @@
-"""The store: Parquet shards read through DuckDB, plus a SQLite catalog of runs (see store/store.py)."""
+"""The store: Parquet shards read through DuckDB, plus a catalog of runs (SQLite in the store, or a PostgreSQL server;
+see store/store.py and store/catalog.py)."""
 
 from store.store import Store, default_store_dir
 

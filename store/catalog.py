@@ -24,7 +24,7 @@ from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
-from backend.errors import StoreError
+from store.errors import StoreError
 
 SQLITE_FILE = "catalog.sqlite"
 POINTER_FILE = "catalog.url"

@@ -24,7 +24,7 @@ from pathlib import Path
 from sqlalchemy import Connection, text
 
 import store.catalog as catalogs
-from backend.errors import TtcError
+from store.errors import TtcError
 
 LEASE_S = 15.0
 """How long a claim holds without renewal. Heartbeats renew every 2 s, so a live worker is never near it."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from backend.errors import StoreError
+from store.errors import StoreError
 from store.schema import TABLES
 from store.store import Store, vanished_shard
 

@@ -1,8 +1,8 @@
 """The store: every sample, question, verifier score and search node of every run, under one directory.
 
 Why Parquet shards and not one DuckDB file: DuckDB lets one process hold a database file read-write and then
-refuses every other process, even read-only (DESIGN.md §2). The dashboard must read while workers write, several
-workers may run, and a killed worker must lose nothing and duplicate nothing. So:
+refuses every other process, even read-only (docs/ARCHITECTURE.md, "The store"). The dashboard must read while
+workers write, several workers may run, and a killed worker must lose nothing and duplicate nothing. So:
 
 - workers append immutable Parquet shards, `DIR/<table>/<run_id>/<time>-<uuid>.parquet`, each written to a
   hidden temp name, fsynced and atomically renamed: a reader sees a whole shard or none;
@@ -11,8 +11,9 @@ workers may run, and a killed worker must lose nothing and duplicate nothing. So
   later, so a reader sees either the shards or their merge, never both or neither;
 - readers get a fresh in-process DuckDB connection whose views read the live shards (`read_parquet`, union by
   name, so older shards read newer columns as NULL): any number of readers, no locks, always up to date;
-- runs and their states (the job queue) live in a small SQLite catalog through SQLAlchemy (WAL mode, immediate
-  transactions), migrated by named migrations (store/migrations.py);
+- runs and their states (the job queue) live in a small catalog through SQLAlchemy: the store's own SQLite file (WAL
+  mode, immediate transactions) or a PostgreSQL server shared by several machines (store/catalog.py), migrated by
+  named migrations (store/migrations.py);
 - a sample's identity (run_id, model, question_id, sample_idx) makes resumption exact: a restarted worker asks
   which keys exist and generates only the rest.
 """
@@ -39,7 +40,7 @@ from sqlalchemy.engine import Engine as SqlEngine
 
 import store.catalog as catalogs
 import store.leases as leases
-from backend.errors import StoreError
+from store.errors import StoreError
 from store.migrations import apply_migrations
 from store.schema import KEYED_BY_QUESTIONS, READ_AS, SHARD_SCHEMA_VERSION, TABLES
 from store.views import VIEWS

@@ -1,4 +1,4 @@
-"""Test doubles that implement the real protocols (fakes over patches, STYLE.md 8).
+"""Test doubles that implement the real protocols: fakes registered through the real hooks, not patches.
 
 `ScriptedEngine` is an `Engine`: it answers each prompt from a list of (regex, reply) rules — a string, a list
 cycled per rule, or a callable(prompt, params) — counts one token per character, honours stop strings and

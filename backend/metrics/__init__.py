@@ -1,4 +1,4 @@
-"""Metrics over stored sample pools (DESIGN.md §5). Every function is numpy or DuckDB over columns; each
+"""Metrics over stored sample pools (docs/ARCHITECTURE.md, "Metrics"). Every function is numpy or DuckDB over columns; each
 docstring names its formula."""
 
 from backend.metrics.budget import X_UNITS, flops_for_samples, samples_for_flops, x_axis

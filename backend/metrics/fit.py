@@ -38,14 +38,6 @@ class PowerLawFit:
         """exp(a · k^b) at any k (extrapolation beyond the pool included)."""
         return np.exp(_model(np.asarray(k, dtype=np.float64), self.a, self.b))
 
-    def extrapolate(self, k_max: float, points: int = 50) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(k, predicted coverage, is_extrapolated) on a log grid from 1 to k_max; the flag marks k beyond
-        the largest fitted k, which the dashboard draws dashed."""
-        if k_max < 1:
-            raise ValueError(f"k_max must be >= 1, got {k_max}")
-        ks = np.geomspace(1.0, float(k_max), points)
-        return ks, self.predict(ks), ks > self.k.max()
-
 
 def fit_power_law(k, coverage) -> PowerLawFit:
     """Fit log(coverage) = a · k^b by least squares (scipy curve_fit). Needs >= 3 points with 0 < coverage;

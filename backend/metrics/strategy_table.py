@@ -34,7 +34,6 @@ import pandas as pd
 
 from backend.ledger import samples_affordable
 from backend.metrics.budget import question_costs
-from backend.metrics.confidence import RULES as CONFIDENCE_RULES
 from backend.metrics.confidence import available_rules
 from backend.metrics.pools import KEY_OR_LABEL_SQL, Pool
 from backend.metrics.selection import selection_curves
@@ -48,7 +47,6 @@ OVER_BUDGET_RTOL = 1e-6  # float summation slack on a ledger that is a hard limi
 BUDGET_MERGE_RTOL = 1e-3  # searches of several runs at "the same" budget land on one grid point
 EXACT_K = 64
 K_PER_DOUBLING = 8
-POOL_RULES = ("majority", "best_of_n", "weighted_best_of_n", *CONFIDENCE_RULES)
 RECORD_KEYS = ("budget_flops", "verifier", "seed", "ratio")  # parts of a stored search record that are not parameters
 
 
@@ -258,6 +256,20 @@ def default_budgets(once, per_sample, n_max: int, points: int = 6) -> np.ndarray
 
 
 # ---- the table ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Cells:
+    """The rows of one source of configurations (the pool rules, or the searches), each (C, B, Q) but the names."""
+
+    names: list[str]
+    strategy: list[str]
+    ratio: list[str]
+    accuracy: np.ndarray
+    spent: np.ndarray
+    samples: np.ndarray
+    tokens: np.ndarray
+    status: np.ndarray
+
+
 def strategy_table(
     pool: Pool,
     searches: pd.DataFrame | None = None,
@@ -278,11 +290,6 @@ def strategy_table(
     searches = searches if searches is not None else pd.DataFrame(columns=["label", "budget"])
     notes: list[str] = []
     once, per_sample = question_costs(pool, "flops")
-    prompt_tokens, completion_tokens = question_costs(pool, "tokens")
-    per_verified = np.zeros(pool.n_questions)
-    if verifier is not None and verifier_flops is not None:
-        per_verified = np.nan_to_num(np.asarray(verifier_flops, dtype=np.float64))
-    n_min = int(pool.n.min())
     capped = searches[searches["budget"].notna()] if len(searches) else searches
     if len(searches) and len(capped) < len(searches):
         n_unc = searches.loc[searches["budget"].isna(), "label"].nunique()
@@ -290,13 +297,47 @@ def strategy_table(
             f"{n_unc} search configuration(s) ran without a budget; they have no place on a budget axis and are left out of the table"
         )
     if budgets is None:
-        budgets = merge_budgets(capped["budget"]) if len(capped) else default_budgets(once, per_sample, n_min)
+        budgets = (
+            merge_budgets(capped["budget"]) if len(capped) else default_budgets(once, per_sample, int(pool.n.min()))
+        )
     budgets = np.asarray(budgets, dtype=np.float64)
     if budgets.ndim != 1 or budgets.size == 0 or np.any(budgets <= 0) or np.any(np.diff(budgets) <= 0):
         raise ValueError(f"budgets must be positive, strictly increasing FLOPs per question, got {budgets.tolist()}")
-    n_q, n_b = pool.n_questions, len(budgets)
+    per_verified = np.zeros(pool.n_questions)
+    if verifier is not None and verifier_flops is not None:
+        per_verified = np.nan_to_num(np.asarray(verifier_flops, dtype=np.float64))
+    rules = _pool_cells(pool, verifier, per_verified, budgets, draws, seed)
+    found = _search_cells(pool, capped, budgets, notes)
+    if one_sample_flops is None:
+        one = float(np.mean(once + per_sample))
+        notes.append("≈ samples: the pool's mean measured sample (no model architecture and max_tokens to price one)")
+    else:
+        one = float(one_sample_flops)
+    return StrategyTable(
+        configurations=rules.names + found.names,
+        kind=np.asarray(["pool"] * len(rules.names) + ["search"] * len(found.names), dtype=object),
+        strategy=np.asarray(rules.strategy + found.strategy, dtype=object),
+        ratio=np.asarray(rules.ratio + found.ratio, dtype=object),
+        budgets=budgets,
+        question_ids=pool.question_ids,
+        accuracy=np.concatenate([rules.accuracy, found.accuracy]),
+        spent=np.concatenate([rules.spent, found.spent]),
+        samples=np.concatenate([rules.samples, found.samples]),
+        tokens=np.concatenate([rules.tokens, found.tokens]),
+        status=np.concatenate([rules.status, found.status]),
+        one_sample_flops=one,
+        notes=tuple(notes),
+    )
 
-    # pool rules: k per (rule, budget, question), curves evaluated on the k levels actually needed
+
+def _pool_cells(
+    pool: Pool, verifier: str | None, per_verified: np.ndarray, budgets: np.ndarray, draws: int, seed: int
+) -> _Cells:
+    """Pool rules: k per (rule, budget, question), curves evaluated on the k levels actually needed."""
+    once, per_sample = question_costs(pool, "flops")
+    prompt_tokens, completion_tokens = question_costs(pool, "tokens")
+    n_min = int(pool.n.min())
+    n_q, n_b = pool.n_questions, len(budgets)
     with_verifier = verifier is not None
     own = available_rules(pool)  # confidence-aware rules read the samples' own logprobs: a sample's cost, no verifier
     names = ["majority", *own] + (
@@ -319,110 +360,112 @@ def strategy_table(
     pool_spent = np.where(on_grid > 0, once[None, None, :] + on_grid * np.stack(cost_per)[:, None, :], np.nan)
     # a budget that would buy more than the pool holds: the whole pool, flagged
     pool_status = np.where(affordable > n_min, POOL_EXHAUSTED, np.where(on_grid == 0, UNAFFORDABLE, OK)).astype(np.int8)
-
-    # searches: one configuration per label, its runs placed at what they spent (module docstring)
-    labels = sorted(capped["label"].unique()) if len(capped) else []
-    s_acc = np.full((len(labels), n_b, n_q), np.nan)
-    s_spent = np.full_like(s_acc, np.nan)
-    s_gen = np.full_like(s_acc, np.nan)
-    s_tok = np.full_like(s_acc, np.nan)
-    s_status = np.full(s_acc.shape, NOT_RUN, dtype=np.int8)
-    s_strategy, s_ratio = [], []
-    if labels:
-        qpos = pd.Series(np.arange(n_q), index=pd.Index(_search_keys(pool), dtype=object))
-        qpos = qpos[~qpos.index.duplicated()]  # a keyless id in two datasets of a pool: its searches go to the first
-        q = qpos.reindex(capped["question_key"].astype(object)).to_numpy()  # a search finds its question by key
-        outside = np.isnan(q)
-        if outside.any():
-            notes.append(
-                f"{capped.loc[outside, 'question_id'].nunique()} searched question(s) are not in the pool and are left out"
-            )
-        rows = capped[~outside]
-        q = q[~outside].astype(np.int64)
-        c = np.searchsorted(labels, rows["label"].to_numpy())
-        bud = rows["budget"].to_numpy(dtype=np.float64)
-        b = np.searchsorted(budgets * (1 + BUDGET_MERGE_RTOL), bud)
-        on = (b < n_b) & (
-            np.abs(bud - budgets[np.minimum(b, n_b - 1)]) <= budgets[np.minimum(b, n_b - 1)] * BUDGET_MERGE_RTOL
-        )
-        if (~on).any():
-            notes.append(
-                f"{rows.loc[~on, 'label'].nunique()} search configuration(s) ran at budgets outside the chosen grid and are left out there"
-            )
-        rows, q, c, b, bud = rows[on], q[on], c[on], b[on], bud[on]
-        generated = rows["generated"].to_numpy(dtype=np.float64)
-        spent = rows["spent"].to_numpy(dtype=np.float64)
-        solved = rows["solved"].to_numpy(dtype=np.float64)
-        over_row = spent > bud * (1 + OVER_BUDGET_RTOL)  # broke its own ledger: never a candidate anywhere
-        ran = (generated > 0) & ~over_row
-        # each (configuration, cap, question): the mean over its runs (seeds) that kept to their cap
-        flat = (c * n_b + b) * n_q + q
-        size = len(labels) * n_b * n_q
-        shape = (len(labels), n_b, n_q)
-        cnt = np.bincount(flat[ran], minlength=size)
-        seen = np.bincount(flat, minlength=size).reshape(shape) > 0
-        over = np.bincount(flat[over_row], minlength=size).reshape(shape) > 0
-        with np.errstate(invalid="ignore", divide="ignore"):
-
-            def mean(values):
-                return (np.bincount(flat[ran], weights=values[ran], minlength=size) / cnt).reshape(shape)
-
-            g_acc, g_spent, g_gen = mean(solved), mean(spent), mean(generated)
-            g_tok = mean(rows["tokens"].to_numpy(dtype=np.float64))
-        g_ok = cnt.reshape(shape) > 0
-        # placed at measured spend: at budget j a question's cell is the configuration's run (the largest cap among
-        # its runs on that question) whose ledger spent at most budgets[j], as a pool rule's k is chosen per question
-        fits = g_ok[..., None] & (g_spent[..., None] <= budgets[None, None, None, :] * (1 + OVER_BUDGET_RTOL))
-        any_fit = fits.any(axis=1)  # (C, Q, B)
-        pick = n_b - 1 - np.argmax(fits[:, ::-1], axis=1)  # (C, Q, B): the largest fitting cap
-        ci, qi = np.meshgrid(np.arange(len(labels)), np.arange(n_q), indexing="ij")
-        at = (ci[..., None], pick, qi[..., None])  # indexes (C, Q, B)
-
-        def placed(values):
-            return np.where(any_fit, values[at], np.nan).transpose(0, 2, 1)  # (C, B, Q)
-
-        s_acc, s_spent, s_gen, s_tok = placed(g_acc), placed(g_spent), placed(g_gen), placed(g_tok)
-        budget_cells = budgets[None, :, None]
-        covered = any_fit.transpose(0, 2, 1)
-        status = np.where(covered, OK, NOT_RUN)
-        status = np.where(covered & (s_spent < STOPPED_EARLY_FRACTION * budget_cells), STOPPED_EARLY, status)
-        status = np.where(~covered & seen & ~g_ok, UNAFFORDABLE, status)
-        status = np.where(~covered & over, OVER_BUDGET, status)
-        s_status = status.astype(np.int8)
-        meta = capped.drop_duplicates("label").set_index("label")
-        s_strategy = [meta.at[lb, "strategy"] for lb in labels]
-        s_ratio = [meta.at[lb, "ratio"] for lb in labels]
-        n_over = int(over.sum())
-        if n_over:
-            notes.append(
-                f"{n_over} search cell(s) spent more than their budget and are never a candidate (status over_budget; "
-                "the ledger is a hard limit: a store from an older version?)"
-            )
-
-    if one_sample_flops is None:
-        one = float(np.mean(once + per_sample))
-        notes.append("≈ samples: the pool's mean measured sample (no model architecture and max_tokens to price one)")
-    else:
-        one = float(one_sample_flops)
-    return StrategyTable(
-        configurations=names + labels,
-        kind=np.asarray(["pool"] * len(names) + ["search"] * len(labels), dtype=object),
-        strategy=np.asarray([pool_rule(n) for n in names] + s_strategy, dtype=object),
-        ratio=np.asarray([""] * len(names) + s_ratio, dtype=object),
-        budgets=budgets,
-        question_ids=pool.question_ids,
-        accuracy=np.concatenate([pool_acc, s_acc]),
-        spent=np.concatenate([pool_spent, s_spent]),
-        samples=np.concatenate([on_grid.astype(np.float64), s_gen]),
-        tokens=np.concatenate(
-            [
-                np.where(
-                    on_grid > 0, prompt_tokens[None, None, :] + on_grid * completion_tokens[None, None, :], np.nan
-                ),
-                s_tok,
-            ]
-        ),
-        status=np.concatenate([pool_status, s_status]),
-        one_sample_flops=one,
-        notes=tuple(notes),
+    tokens = np.where(on_grid > 0, prompt_tokens[None, None, :] + on_grid * completion_tokens[None, None, :], np.nan)
+    return _Cells(
+        names,
+        [pool_rule(n) for n in names],
+        [""] * len(names),
+        pool_acc,
+        pool_spent,
+        on_grid.astype(np.float64),
+        tokens,
+        pool_status,
     )
+
+
+def _search_cells(pool: Pool, capped: pd.DataFrame, budgets: np.ndarray, notes: list[str]) -> _Cells:
+    """Searches: one configuration per label, its runs placed at what they spent (module docstring); what is left out
+    is said in `notes`."""
+    n_q, n_b = pool.n_questions, len(budgets)
+    labels = sorted(capped["label"].unique()) if len(capped) else []
+    empty = np.full((len(labels), n_b, n_q), np.nan)
+    if not labels:
+        return _Cells(
+            [], [], [], empty, empty.copy(), empty.copy(), empty.copy(), np.full(empty.shape, NOT_RUN, np.int8)
+        )
+    rows, q, c, b = _search_rows_on_grid(pool, capped, labels, budgets, notes)
+    bud = rows["budget"].to_numpy(dtype=np.float64)
+    generated = rows["generated"].to_numpy(dtype=np.float64)
+    spent = rows["spent"].to_numpy(dtype=np.float64)
+    solved = rows["solved"].to_numpy(dtype=np.float64)
+    over_row = spent > bud * (1 + OVER_BUDGET_RTOL)  # broke its own ledger: never a candidate anywhere
+    ran = (generated > 0) & ~over_row
+    # each (configuration, cap, question): the mean over its runs (seeds) that kept to their cap
+    flat = (c * n_b + b) * n_q + q
+    size = len(labels) * n_b * n_q
+    shape = (len(labels), n_b, n_q)
+    cnt = np.bincount(flat[ran], minlength=size)
+    seen = np.bincount(flat, minlength=size).reshape(shape) > 0
+    over = np.bincount(flat[over_row], minlength=size).reshape(shape) > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+
+        def mean(values):
+            return (np.bincount(flat[ran], weights=values[ran], minlength=size) / cnt).reshape(shape)
+
+        g_acc, g_spent, g_gen = mean(solved), mean(spent), mean(generated)
+        g_tok = mean(rows["tokens"].to_numpy(dtype=np.float64))
+    g_ok = cnt.reshape(shape) > 0
+    # placed at measured spend: at budget j a question's cell is the configuration's run (the largest cap among
+    # its runs on that question) whose ledger spent at most budgets[j], as a pool rule's k is chosen per question
+    fits = g_ok[..., None] & (g_spent[..., None] <= budgets[None, None, None, :] * (1 + OVER_BUDGET_RTOL))
+    any_fit = fits.any(axis=1)  # (C, Q, B)
+    pick = n_b - 1 - np.argmax(fits[:, ::-1], axis=1)  # (C, Q, B): the largest fitting cap
+    ci, qi = np.meshgrid(np.arange(len(labels)), np.arange(n_q), indexing="ij")
+    at = (ci[..., None], pick, qi[..., None])  # indexes (C, Q, B)
+
+    def placed(values):
+        return np.where(any_fit, values[at], np.nan).transpose(0, 2, 1)  # (C, B, Q)
+
+    s_acc, s_spent, s_gen, s_tok = placed(g_acc), placed(g_spent), placed(g_gen), placed(g_tok)
+    budget_cells = budgets[None, :, None]
+    covered = any_fit.transpose(0, 2, 1)
+    status = np.where(covered, OK, NOT_RUN)
+    status = np.where(covered & (s_spent < STOPPED_EARLY_FRACTION * budget_cells), STOPPED_EARLY, status)
+    status = np.where(~covered & seen & ~g_ok, UNAFFORDABLE, status)
+    status = np.where(~covered & over, OVER_BUDGET, status)
+    meta = capped.drop_duplicates("label").set_index("label")
+    n_over = int(over.sum())
+    if n_over:
+        notes.append(
+            f"{n_over} search cell(s) spent more than their budget and are never a candidate (status over_budget; "
+            "the ledger is a hard limit: a store from an older version?)"
+        )
+    return _Cells(
+        labels,
+        [meta.at[lb, "strategy"] for lb in labels],
+        [meta.at[lb, "ratio"] for lb in labels],
+        s_acc,
+        s_spent,
+        s_gen,
+        s_tok,
+        status.astype(np.int8),
+    )
+
+
+def _search_rows_on_grid(
+    pool: Pool, capped: pd.DataFrame, labels: list[str], budgets: np.ndarray, notes: list[str]
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+    """The search rows that land in the table, with their question, configuration and budget indexes; rows of a
+    question outside the pool or of a budget off the grid are left out, and `notes` says so."""
+    n_b = len(budgets)
+    qpos = pd.Series(np.arange(pool.n_questions), index=pd.Index(_search_keys(pool), dtype=object))
+    qpos = qpos[~qpos.index.duplicated()]  # a keyless id in two datasets of a pool: its searches go to the first
+    q = qpos.reindex(capped["question_key"].astype(object)).to_numpy()  # a search finds its question by key
+    outside = np.isnan(q)
+    if outside.any():
+        notes.append(
+            f"{capped.loc[outside, 'question_id'].nunique()} searched question(s) are not in the pool and are left out"
+        )
+    rows = capped[~outside]
+    q = q[~outside].astype(np.int64)
+    c = np.searchsorted(labels, rows["label"].to_numpy())
+    bud = rows["budget"].to_numpy(dtype=np.float64)
+    b = np.searchsorted(budgets * (1 + BUDGET_MERGE_RTOL), bud)
+    on = (b < n_b) & (
+        np.abs(bud - budgets[np.minimum(b, n_b - 1)]) <= budgets[np.minimum(b, n_b - 1)] * BUDGET_MERGE_RTOL
+    )
+    if (~on).any():
+        notes.append(
+            f"{rows.loc[~on, 'label'].nunique()} search configuration(s) ran at budgets outside the chosen grid and are left out there"
+        )
+    return rows[on], q[on], c[on], b[on]

@@ -106,7 +106,8 @@ _MATH_DELIMITERS = re.compile(r"^\\[(\[]\s*(.*?)\s*\\[)\]]$", re.S)
 def extract_answer(completion: str) -> str | None:
     """The final answer of a free-text solution: the last "Answer: X" line, else the last \\boxed{X}.
 
-    DESIGN.md §4: the default Qwen often ignores the requested "Answer:" line and writes \\boxed{}, so both."""
+    The default Qwen often ignores the requested "Answer:" line and writes \\boxed{}, so both (docs/ARCHITECTURE.md,
+    "Facts the design rests on")."""
     marks = list(_ANSWER_MARK.finditer(completion))
     if marks:  # the text after the last "Answer:" (also "the final answer is: Answer: 5"), to the end of its line
         rest = completion[marks[-1].end() :].split("\n", 1)[0]

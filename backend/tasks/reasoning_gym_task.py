@@ -1,5 +1,6 @@
 """Any reasoning-gym dataset, several configurations mixed into one suite so a demo spans difficulty
-(DESIGN.md §4: the default configs are mostly too hard for 0.5B models; mixing easy knobs gives a spread)."""
+(reasoning-gym's default configs are mostly too hard for 0.5B models; mixing easy knobs gives a spread:
+docs/ARCHITECTURE.md, "Facts the design rests on")."""
 
 from __future__ import annotations
 
@@ -32,20 +33,24 @@ SYSTEM_PROMPT = "You are a careful assistant who solves problems step by step."
 INSTRUCTION = "Solve the problem. Think briefly, then give the final answer on its own last line as 'Answer: <answer>'."
 
 
-def _datasets() -> dict:
+def gym_datasets() -> dict:
+    """reasoning-gym's own registry, {dataset name: (dataset class, config class)}: what a suite may draw from."""
     from reasoning_gym.factory import DATASETS
 
     return DATASETS
 
 
+_datasets = gym_datasets  # the old private name, still imported by app_pages/run.py until it imports `gym_datasets`
+
+
 def config_fields(name: str) -> list[str]:
-    _, config_cls = _datasets()[name]
+    _, config_cls = gym_datasets()[name]
     return [f.name for f in dataclasses.fields(config_cls) if f.name not in ("seed", "size")]
 
 
 def knob_defaults(name: str) -> dict[str, Any]:
     """The dataset's difficulty knobs with reasoning-gym's defaults (a knob without one is left out)."""
-    _, config_cls = _datasets()[name]
+    _, config_cls = gym_datasets()[name]
     out = {}
     for f in dataclasses.fields(config_cls):
         if f.name in ("seed", "size"):
@@ -91,7 +96,7 @@ class ReasoningGymTask:
         """`datasets`: [{"name", "size", "config", "level"}]; validated here, before anything runs."""
         import reasoning_gym
 
-        known = _datasets()
+        known = gym_datasets()
         self._sets = []
         for i, d in enumerate(datasets):
             where = f"{field}.datasets[{i}]"

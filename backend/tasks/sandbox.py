@@ -84,7 +84,6 @@ SANDBOX_UID_SPAN = 1_000_000
 _DETAIL_CHARS = 600
 _EXIT_SYNTAX = 65  # the runner could not compile the program (EX_DATAERR)
 _TEARDOWN_S = 10.0  # longest wait for a killed PID namespace to empty (seconds; it takes milliseconds idle)
-_EXIT_SETUP = 71  # the bootstrap failed before the program started (EX_OSERR); confirmed via the status pipe
 _NAMESPACES = ("--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--ipc", "--uts")
 _HIDDEN = ("/tmp", "/var/tmp", "/dev/shm", "/run")  # plus tempfile's dir and the grader's HOME
 
@@ -227,7 +226,7 @@ def drop_caps():
 
 def fail(msg):
     os.write(status_fd, ("setup: " + msg).encode()[:2000])
-    os._exit(71)
+    os._exit(71)  # EX_OSERR: the set-up failed before the program started; the status pipe says so
 
 def sweep():
     # kill whatever the program left running (orphans come back to us, the subreaper), then reap it

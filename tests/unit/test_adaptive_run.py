@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from backend.allocation import log_inputs, logged_rounds, policy_of, question_prompt_tokens, replay, total_flops
+from backend.allocation import QuestionState, logged_rounds, policy_of, question_prompt_tokens, replay, total_flops
 from backend.config import ModelSpec, parse_spec
 from backend.errors import SpecError
 from backend.sampling import PreparedRun
@@ -15,6 +15,22 @@ from backend.tasks import create_task
 from backend.worker import execute
 from store import Store
 from tests.fakes import FAKE_MODEL, ScriptedEngine
+
+
+def log_inputs(log) -> list[tuple[int, float, list[QuestionState]]]:
+    """What `backend.allocation.replay` takes, from a logged `allocations` table: each round's remaining budget and
+    question states (the inverse of `decisions_table`)."""
+    out = []
+    for round_, g in log.groupby("round", sort=True):
+        states = [
+            QuestionState(
+                r.question_id, r.samples_before, r.votes, r.leader, r.runner_up, r.prefill_bound, r.sample_bound
+            )
+            for r in g.itertuples()
+        ]
+        out.append((int(round_), float(g["remaining_flops"].iloc[0]), states))
+    return out
+
 
 PROBLEMS = [
     dict(id="easy", problem="alpha: 1+1", answer="2"),  # unanimous and right: settles after the first round
