@@ -56,7 +56,8 @@ def worker(store_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(store_dir, worker, tmp_path_factory):
-    with streamlit_server(store_dir, tmp_path_factory.mktemp("logs") / "streamlit.log") as base:
+    log = tmp_path_factory.mktemp("logs") / "streamlit.log"
+    with streamlit_server(store_dir, log, start_timeout_s=600) as base:  # a busy machine starts it slowly
         yield base
 
 
