@@ -47,10 +47,7 @@ def _worker_banner(store: Store) -> None:
     if live:
         st.caption(
             "  \n".join(
-                f":material/memory: Worker {w.label}: "
-                + (f"running {w.run_name or w.current_run_id}" if w.current_run_id else "idle")
-                + f" · heartbeat {w.heartbeat_age_s:.0f} s ago"
-                for w in live
+                f":material/memory: Worker {w.label}: {w.state} · heartbeat {w.heartbeat_age_s:.0f} s ago" for w in live
             )
         )
         return

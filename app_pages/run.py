@@ -17,7 +17,7 @@ from app_pages import _store as stored
 from backend.allocation import adaptive_runs, allocation_summary
 from backend.config import check_budget_samples, parse_budget_list, parse_spec
 from backend.errors import SpecError, TtcError
-from backend.jobs import cancel, ensure_worker, live_workers, progress, submit
+from backend.jobs import cancel, ensure_worker, progress, samples_kept, submit, worker_table
 from backend.models.registry import DEFAULT_MODEL, SHIPPED_MODELS, parts_installed
 
 ACTIVE = ("queued", "running")
@@ -64,14 +64,44 @@ def _arch(model: str):
 
 
 # ---- the form ---------------------------------------------------------------------------------------------------
+# The form's widgets. Streamlit forgets a widget's value once a page without it has run, so the form keeps its
+# values under a key no widget owns and gives them back before drawing (`_restore_form`); a new session (a reload)
+# reads the URL, where the choices are mirrored. The models have their own key: the analysis pages' "models" is a
+# selection of the store's models, and sharing it let each page overwrite the other's choice.
+FORM_KEYS = frozenset(
+    (
+        "run_models", "gguf_paths", "suite", "datasets", "run_name", "spq", "temperature", "top_p", "max_tokens",
+        "seed", "adaptive", "adaptive_budget", "adaptive_stop", "adaptive_level", "engine", "verifiers", "strategies",
+        "budgets", "price_budgets",
+    )
+)  # fmt: skip
+FORM_PREFIXES = ("rg_", "task_", "engine_", "verifier_", "strat_")  # the generated controls' keys
+KEPT = "_run_form"
+URL_NUMBERS = {"spq": int, "temperature": float, "top_p": float, "max_tokens": int, "seed": int}
+
+
+def _restore_form() -> None:
+    for key, value in st.session_state.get(KEPT, {}).items():
+        if key not in st.session_state:
+            st.session_state[key] = value
+
+
+def _remember_form() -> None:
+    st.session_state[KEPT] = {
+        k: v for k, v in st.session_state.items() if k in FORM_KEYS or str(k).startswith(FORM_PREFIXES)
+    }
+
+
 def _models_section() -> list[str]:
     installed = _installed_models()
     names = list(SHIPPED_MODELS)
-    sel.from_url("models", [DEFAULT_MODEL], options=names, multi=True)
+    if "run_models" not in st.session_state:  # a new session: a link's (or a reload's) ?models=, else the default
+        asked = [m for raw in st.query_params.get_all("models") for m in raw.split(",") if m in names]
+        st.session_state["run_models"] = asked or [DEFAULT_MODEL]
     chosen = st.multiselect(
         "Models",
         names,
-        key="models",
+        key="run_models",
         format_func=lambda n: n + ("" if installed.get(n) else " (not installed)"),
         help="Shipped GGUF models (ttc models). Add local .gguf files below.",
     )
@@ -131,16 +161,19 @@ def _parse_config(raw: str, field: str, problems: list) -> dict:
 
 
 def _sampling_section() -> dict:
+    sel.from_url("run_name", "dashboard-run")
+    for key, default in (("spq", 8), ("temperature", 0.8), ("top_p", 1.0), ("max_tokens", 256), ("seed", 0)):
+        sel.from_url(key, default, cast=URL_NUMBERS[key])
     c1, c2, c3, c4 = st.columns(4)
-    name = c1.text_input("Run name", value="dashboard-run", key="run_name")
+    name = c1.text_input("Run name", key="run_name")
     spq = c2.number_input(
-        "Samples per question", value=8, step=1, key="spq", help="The pool size N: every k <= N is analysed from it."
+        "Samples per question", step=1, key="spq", help="The pool size N: every k <= N is analysed from it."
     )
-    temperature = c3.number_input("Temperature", value=0.8, step=0.1, key="temperature")
-    top_p = c4.number_input("top_p", value=1.0, step=0.05, key="top_p")
+    temperature = c3.number_input("Temperature", step=0.1, key="temperature")
+    top_p = c4.number_input("top_p", step=0.05, key="top_p")
     c5, c6 = st.columns(2)
-    max_tokens = c5.number_input("Max tokens", value=256, step=16, key="max_tokens")
-    seed = c6.number_input("Seed", value=0, step=1, key="seed")
+    max_tokens = c5.number_input("Max tokens", step=16, key="max_tokens")
+    seed = c6.number_input("Seed", step=1, key="seed")
     out = {
         "name": name,
         "samples_per_question": int(spq),
@@ -216,7 +249,8 @@ def _prompt_tokens(model: str, task_json: str, seed: int) -> list[float]:
 def _budget_section(models: list[str], task: dict, max_tokens: int, seed: int) -> list[float]:
     """What a FLOP budget buys for the first model on these questions (backend.pricing.budget_preview), with their
     prompts counted by the model's own tokenizer, as the run prices them."""
-    raw = st.text_input("FLOP budgets per question (comma separated)", value="5e11, 1e12, 2e12", key="budgets")
+    sel.from_url("budgets", "5e11, 1e12, 2e12")
+    raw = st.text_input("FLOP budgets per question (comma separated)", key="budgets")
     budgets = parse_budget_list(raw)
     if not budgets or not models:
         return budgets
@@ -302,6 +336,7 @@ def _spec_dict(models, task, sampling, strategies) -> dict:
 
 
 def form(store) -> None:
+    _restore_form()
     with st.container(border=True):
         st.subheader("1 · Models and task suite")
         problems: list[TtcError] = []
@@ -324,7 +359,10 @@ def form(store) -> None:
             strategies = {**strategies, "verifiers": verifiers}
         if strategies.get("strategies") and budgets:
             strategies = {**strategies, "budgets": budgets, "budget_unit": "flops"}
-    sel.to_url("models", "suite", "engine", *(["datasets"] if task["kind"] == "reasoning_gym" else []))
+    _remember_form()
+    st.query_params["models"] = list(st.session_state["run_models"])
+    sel.to_url("suite", "engine", *(["datasets"] if task["kind"] == "reasoning_gym" else []))
+    sel.to_url("run_name", "spq", "temperature", "top_p", "max_tokens", "seed", "budgets")
     if st.button("Queue run", type="primary", key="queue", icon=":material/send:"):
         if problems:  # the form's own checks (JSON boxes) come first: queue nothing
             st.session_state.pop("queued_msg", None)
@@ -396,41 +434,61 @@ def _fmt_eta(eta) -> str:
     return f"{eta // 60}m {eta % 60:02d}s" if eta >= 60 else f"{eta}s"
 
 
-@st.fragment(run_every="2s")
+REFRESH_S = 1
+
+
+def live_panel() -> None:
+    """The workers and the runs, in the sidebar so that they stay in view while the form scrolls."""
+    with st.sidebar:
+        progress_panel()
+
+
+@st.fragment(run_every=f"{REFRESH_S}s")
 def progress_panel() -> None:
     st.subheader("Runs")
     store = stored.open_store()
     if store is None:
         st.caption("No runs yet.")
         return
-    try:
-        workers = live_workers(store)
-    except Exception:  # noqa: BLE001 - catalog from before the workers table
-        workers = []
     df = store.runs_arrow().to_pandas()
-    active = df[df["status"].isin(ACTIVE)]
-    c1, c2 = st.columns([3, 1], vertical_alignment="center")
-    if workers:
-        c1.success(
-            f"{len(workers)} worker(s) alive: " + ", ".join(f"pid {w['pid']}" for w in workers),
-            icon=":material/memory:",
-        )
-    else:
-        c1.warning("No worker is running: queued runs wait until one starts.", icon=":material/warning:")
-        if c2.button("Start worker", key="start_worker", icon=":material/play_arrow:"):
-            try:
-                start = ensure_worker(store)  # a second click, or another dashboard's, finds the first worker
-            except TtcError as e:
-                frame.render_error(e)
-            else:
-                st.toast(f"worker {start.worker.label} " + ("started" if start.started else "was already running"))
+    _worker_header(store, df)
     if df.empty:
         st.caption("No runs yet.")
         return
+    active = df[df["status"].isin(ACTIVE)]
     recent = df[~df["status"].isin(ACTIVE)].sort_values("updated_at", ascending=False).head(5)
-    for row in pd.concat([active, recent]).itertuples():
-        _run_row(store, row)
-    st.caption(f"updated {datetime.now(UTC).strftime('%H:%M:%S')} UTC · refreshes every 2 s")
+    kept = samples_kept(store, list(recent["run_id"]))
+    for row in active.itertuples():
+        _active_row(store, row)
+    for row in recent.itertuples():
+        _final_card(row, kept[row.run_id])
+    st.caption(f"updated {datetime.now(UTC).strftime('%H:%M:%S')} UTC · refreshes every {REFRESH_S} s")
+
+
+def _worker_header(store, runs: pd.DataFrame) -> None:
+    """What each live worker is doing (idle, running or cancelling a run: backend.jobs.WorkerRow.state), or a
+    warning with a button when none is alive."""
+    try:
+        live = [w for w in worker_table(store) if w.live]
+    except Exception:  # noqa: BLE001 - catalog from before the workers table
+        live = []
+    for w in live:
+        busy = not w.state.startswith("idle")
+        text = f"Worker {w.label}: {w.state}"
+        if busy and w.current_run_id:
+            p = progress(store, w.current_run_id)
+            text += f" · {p.done}/{p.total} samples" if p is not None else ""
+        (st.info if busy else st.success)(text, icon=":material/memory:")
+    if live:
+        return
+    st.warning("No worker is running: queued runs wait until one starts.", icon=":material/warning:")
+    if st.button("Start worker", key="start_worker", icon=":material/play_arrow:"):
+        try:
+            start = ensure_worker(store)  # a second click, or another dashboard's, finds the first worker
+        except TtcError as e:
+            frame.render_error(e)
+        else:
+            st.toast(f"worker {start.worker.label} " + ("started" if start.started else "was already running"))
 
 
 def _holder(p) -> str:
@@ -443,26 +501,56 @@ def _holder(p) -> str:
     return f" · worker {p.worker_id} · {lease}{resumed}"
 
 
-def _run_row(store, row) -> None:
+def _request_cancel(store, run_id: str) -> None:
+    cancel(store, run_id)
+    st.toast(f"cancelling {run_id}: the samples finished so far are kept")
+
+
+def _active_row(store, row) -> None:
+    """A queued or running run: live done/total, and a labelled cancel that turns into "Cancelling…" once asked."""
+    p = progress(store, row.run_id)
+    if p is None:
+        return
+    cancelling = p.status == "running" and bool(row.cancel_requested)
+    status = "cancelling" if cancelling else p.status
     with st.container(border=True):
-        c1, c2 = st.columns([6, 1])
-        if row.status in ACTIVE:
-            p = progress(store, row.run_id)
-            text = (
-                f"`{row.run_id}` · {row.status} · {p.done}/{p.total} samples · "
+        st.progress(
+            p.fraction,
+            text=(
+                f"`{row.run_id}` · {status} · {p.done}/{p.total} samples · "
                 f"{p.tokens_per_s:.1f} tokens/s · ETA {_fmt_eta(p.eta_s)}"
-            ) + _holder(p)
-            c1.progress(p.fraction, text=text)
-            if c2.button("Cancel", key=f"cancel_{row.run_id}", icon=":material/stop_circle:"):
-                cancel(store, row.run_id)
-                st.toast(f"cancel requested for {row.run_id}")
+            )
+            + _holder(p),
+        )
+        if cancelling:
+            st.button("Cancelling…", key=f"cancelling_{row.run_id}", icon=":material/hourglass_top:", disabled=True)
         else:
-            total = int(row.total_samples or 0)
-            done = total if row.status == "done" else None
-            label = f"{done}/{total} samples" if done is not None else f"{total} samples planned"
-            c1.progress(1.0 if row.status == "done" else 0.0, text=f"`{row.run_id}` · {row.status} · {label}")
-            if isinstance(row.error, str) and row.error:
-                c1.error(f"{row.run_id}: {row.error}")
+            st.button(
+                "Cancel run",
+                key=f"cancel_{row.run_id}",
+                icon=":material/stop_circle:",
+                on_click=_request_cancel,
+                args=(store, row.run_id),
+                help="Stops generating within seconds; the samples finished so far are kept.",
+            )
+
+
+def _final_card(row, kept: int) -> None:
+    """A run that ended: how it ended and how many samples it kept."""
+    total = int(row.total_samples or 0)
+    with st.container(border=True):
+        if row.status == "done":
+            text = f"`{row.run_id}` · done · {kept}/{total} samples"
+        else:
+            text = f"`{row.run_id}` · {row.status} · {kept}/{total} samples kept"
+        st.progress(min(1.0, kept / total) if total else 0.0, text=text)
+        if row.status == "cancelled":
+            st.caption(
+                f"Cancelled: {kept} finished sample{'s' if kept != 1 else ''} kept; the ones being generated at the "
+                "cancel were discarded. Queue the same spec again to generate only the missing samples."
+            )
+        if isinstance(row.error, str) and row.error:
+            st.error(f"{row.run_id}: {row.error}")
 
 
 def allocation_section(store) -> None:
@@ -517,11 +605,8 @@ def allocation_section(store) -> None:
 
 
 def body(store) -> None:
-    left, right = st.columns([3, 2], gap="large")
-    with left:
-        form(store)
-    with right:
-        progress_panel()
+    live_panel()
+    form(store)
     if store is not None:
         allocation_section(store)
 

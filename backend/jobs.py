@@ -41,7 +41,8 @@ def submit(store: Store, spec: RunSpec) -> str:
 
 
 def cancel(store: Store, run_id: str) -> None:
-    """Queued runs are cancelled at once; a running one stops at its worker's next heartbeat."""
+    """Queued runs are cancelled at once; a running one stops within a second or two (backend/worker.py: its worker
+    looks for the request every CANCEL_POLL_S and gives up the completions in flight), keeping its finished samples."""
     with store.catalog.begin() as db:
         db.execute(
             text("UPDATE runs SET status='cancelled', updated_at=:now WHERE run_id=:r AND status='queued'"),
@@ -98,6 +99,18 @@ class Progress:
         return min(1.0, self.done / self.total) if self.total else 0.0
 
 
+def samples_kept(store: Store, run_ids: Sequence[str]) -> dict[str, int]:
+    """How many samples each run has in the store (0 for one with none): what a finished, cancelled or failed run
+    kept."""
+    if not run_ids:
+        return {}
+    df = store.query(
+        "SELECT run_id, count(*) AS n FROM samples WHERE list_contains(?, run_id) GROUP BY run_id", [list(run_ids)]
+    )
+    counts = dict(zip(df["run_id"], df["n"].astype(int)))
+    return {r: int(counts.get(r, 0)) for r in run_ids}
+
+
 def progress(store: Store, run_id: str, window_s: float = 30.0) -> Progress | None:
     """Done / total, recent tokens per second and an ETA, read from the shards while the worker writes."""
     run = store.get_run(run_id)
@@ -150,6 +163,15 @@ class WorkerRow:
     current_run_id: str | None
     run_name: str | None
     run_status: str | None
+    cancel_requested: bool = False  # the current run's cancel was asked for
+
+    @property
+    def state(self) -> str:
+        """What the worker is doing, in the words the dashboard's headers use: idle, running RUN or cancelling RUN.
+        A run counts while it is running: one that has just ended (its worker not yet beaten since) is not."""
+        if self.current_run_id is None or self.run_status != "running":
+            return "idle"
+        return f"{'cancelling' if self.cancel_requested else 'running'} {self.run_name or self.current_run_id}"
 
     @property
     def live(self) -> bool:
@@ -172,7 +194,7 @@ def worker_table(store: Store) -> list[WorkerRow]:
         rows = (
             db.execute(
                 text(
-                    "SELECT w.*, r.name AS run_name, r.status AS run_status FROM workers w"
+                    "SELECT w.*, r.name AS run_name, r.status AS run_status, r.cancel_requested FROM workers w"
                     " LEFT JOIN runs r ON r.run_id = w.current_run_id ORDER BY w.heartbeat_at DESC"
                 )
             )
@@ -191,6 +213,7 @@ def worker_table(store: Store) -> list[WorkerRow]:
             current_run_id=r["current_run_id"],
             run_name=r["run_name"],
             run_status=r["run_status"],
+            cancel_requested=bool(r["cancel_requested"]),
         )
         for r in rows
     ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -28,6 +29,8 @@ from store import Store
 from store.leases import LeaseLost, process_holder
 from store.maintenance import compact_run, purge_replaced
 from store.rows import questions_table
+
+CANCEL_POLL_S = 0.5  # how often a run looks for a cancel between heartbeats: a cancel stops it within seconds
 
 
 class RunCancelled(TtcError):
@@ -58,8 +61,10 @@ def execute(
     ray_address: str | None = None,
 ) -> dict:
     """Generate every missing sample of the run. `progress(done, total)` is called as shards land. When `stop` is
-    set (the worker is stopping) generation ends at the next heartbeat, what was generated is kept, and the run is
-    queued again instead of being marked cancelled or failed, so stopping a worker never loses a run.
+    set (the worker is stopping) generation ends within CANCEL_POLL_S, what was generated is kept, and the run is
+    queued again instead of being marked cancelled or failed, so stopping a worker never loses a run. A cancel is
+    seen as soon: the engine gives up the completions in flight (their partial text is discarded), the samples
+    already finished are kept, and the run is marked cancelled.
 
     The run is held by a lease for `holder` (a worker's id; `ttc run` makes one) renewed at every heartbeat; every
     shard is written under it (store/leases.py). A worker whose lease was taken over stops and leaves the run's
@@ -73,7 +78,9 @@ def execute(
     lease = store.claim_run(run_id, spec.name, spec.model_dump(mode="json"), total, holder)
     cancelled = threading.Event()  # stop generating: a cancel request, the worker is stopping, or the lease is lost
     cancel_requested = threading.Event()
-    stop_beat = _start_heartbeat(lease, heartbeat_s, stop, cancelled, cancel_requested)
+    stop_beat = _start_heartbeat(
+        lease, heartbeat_s, stop, cancelled, cancel_requested, asked=lambda: store.get_run(run_id) or {}
+    )
     generated = 0
     try:
         with store.fenced(run_id, lease.check):
@@ -121,15 +128,23 @@ def _start_heartbeat(
     stop: threading.Event | None,
     cancelled: threading.Event,
     cancel_requested: threading.Event,
+    asked: Callable[[], dict],
 ) -> threading.Event:
-    """Renew the lease every `heartbeat_s` on a daemon thread; a cancel request sets both events, a lost lease or
-    the worker's `stop` sets `cancelled`. Returns the event that ends the thread."""
+    """Renew the lease every `heartbeat_s` on a daemon thread and, between renewals, read the run's row (`asked`)
+    for a cancel every CANCEL_POLL_S; a cancel request sets both events, a lost lease or the worker's `stop` sets
+    `cancelled`. Returns the event that ends the thread."""
     stop_beat = threading.Event()
 
     def beat() -> None:
-        while not stop_beat.wait(heartbeat_s):
+        renew_at = time.monotonic() + heartbeat_s
+        while not stop_beat.wait(min(heartbeat_s, CANCEL_POLL_S)):
             try:
-                if lease.renew():
+                if time.monotonic() >= renew_at:
+                    renew_at = time.monotonic() + heartbeat_s
+                    requested = lease.renew()
+                else:
+                    requested = bool(asked().get("cancel_requested"))
+                if requested:
                     cancel_requested.set()
                     cancelled.set()
             except Exception:  # noqa: BLE001 - the catalog unreachable for a moment: Lease.check stops writes in time

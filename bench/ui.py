@@ -65,7 +65,9 @@ def wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None) 
 
 
 @contextmanager
-def streamlit_server(store_dir: Path, log_path: Path | None = None, env: dict | None = None):
+def streamlit_server(
+    store_dir: Path, log_path: Path | None = None, env: dict | None = None, start_timeout_s: float = 60
+):
     """`streamlit run app.py` on a free loopback port against `store_dir`; yields the base URL; killed after."""
     port = free_port()
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
@@ -96,7 +98,7 @@ def streamlit_server(store_dir: Path, log_path: Path | None = None, env: dict | 
         start_new_session=True,
     )
     try:
-        wait_http(f"http://127.0.0.1:{port}/_stcore/health", 60, proc)
+        wait_http(f"http://127.0.0.1:{port}/_stcore/health", start_timeout_s, proc)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()

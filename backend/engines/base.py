@@ -88,7 +88,8 @@ class Engine(Protocol):
         should_stop: Callable[[], bool] | None = None,
     ) -> list[list[Completion]]:
         """Run every request concurrently; return completions in request order. If `should_stop()` turns true,
-        requests not yet started are skipped (their entries stay None) and the call returns early."""
+        requests not yet started are skipped (their entries stay None), an engine that can stop a completion mid-way
+        (llama.cpp) gives up those in flight too (their entries stay None as well), and the call returns early."""
         ...
 
     def close(self) -> None: ...

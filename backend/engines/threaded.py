@@ -33,6 +33,10 @@ from backend.errors import EngineError
 _NO_AFFINITY = object()
 
 
+class GenerationAborted(Exception):
+    """An in-flight completion given up because `should_stop()` turned true: its partial text is discarded."""
+
+
 def parse_choice(
     choice: dict, usage: dict, latency_s: float, seed: int | None, want_logprobs: bool, top_k: int | None = None
 ) -> Completion:
@@ -136,6 +140,11 @@ class ThreadedEngineMixin:
     def _complete_one(self, body: dict, slot: int) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _complete_abortable(self, body: dict, slot: int, should_stop: Callable[[], bool] | None) -> dict:
+        """`_complete_one`, given up (GenerationAborted) once `should_stop()` turns true where the engine can stop a
+        completion mid-way (engines/llamacpp.py); by default the completion runs to its end."""
+        return self._complete_one(body, slot)
+
     def generate(
         self,
         requests: Sequence[GenerationRequest],
@@ -151,7 +160,10 @@ class ThreadedEngineMixin:
             req = requests[ri]
             seed = None if req.params.seed is None else req.params.seed + i
             t0 = time.perf_counter()
-            resp = self._complete_one(completion_body(req.prompt, req.params, seed), slot)
+            try:
+                resp = self._complete_abortable(completion_body(req.prompt, req.params, seed), slot, should_stop)
+            except GenerationAborted:  # stopped mid-way: no completion, no callback
+                return
             latency = time.perf_counter() - t0
             if not isinstance(resp, dict) or "choices" not in resp:
                 raise EngineError(f"{self.name}: engine returned an error: {str(resp)[:300]}")

@@ -98,7 +98,7 @@ def test_run_form_queues_a_valid_run(monkeypatch, tmp_path):
 
     store_dir = tmp_path / "fresh"
     at = _app(monkeypatch, store_dir, "app_pages/run.py")
-    at.multiselect(key="models").set_value(["gemma-3-270m"]).run()
+    at.multiselect(key="run_models").set_value(["gemma-3-270m"]).run()
     at.text_area(key="rg_config_basic_arithmetic").set_value(
         json.dumps({"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1})
     ).run()
@@ -126,7 +126,7 @@ def test_run_form_prices_budgets_with_the_models_tokenizer_as_the_run_does(monke
     model = resolve_model("gemma-3-270m")
     one = one_sample_flops(model.arch, task_prompt_tokens(task, 0, model, model_token_counter(model)), 16)
     at = _app(monkeypatch, tmp_path / "fresh", "app_pages/run.py")
-    at.multiselect(key="models").set_value(["gemma-3-270m"]).run()
+    at.multiselect(key="run_models").set_value(["gemma-3-270m"]).run()
     at.text_area(key="rg_config_basic_arithmetic").set_value(json.dumps({"min_terms": 2, "max_terms": 2})).run()
     at.number_input(key="rg_size_basic_arithmetic").set_value(2).run()
     at.number_input(key="max_tokens").set_value(16).run()
@@ -143,7 +143,7 @@ def test_run_form_queues_an_adaptive_run_and_refuses_a_bad_one(monkeypatch, tmp_
 
     store_dir = tmp_path / "fresh"
     at = _app(monkeypatch, store_dir, "app_pages/run.py")
-    at.multiselect(key="models").set_value(["gemma-3-270m"]).run()
+    at.multiselect(key="run_models").set_value(["gemma-3-270m"]).run()
     at.number_input(key="rg_size_basic_arithmetic").set_value(3).run()
     at.number_input(key="spq").set_value(16).run()
     at.toggle(key="adaptive").set_value(True).run()
@@ -249,7 +249,7 @@ def test_run_form_queues_strategies_with_verifiers_and_budgets(monkeypatch, tmp_
 
     store_dir = tmp_path / "fresh"
     at = _app(monkeypatch, store_dir, "app_pages/run.py")
-    at.multiselect(key="models").set_value(["gemma-3-270m"]).run()
+    at.multiselect(key="run_models").set_value(["gemma-3-270m"]).run()
     at.number_input(key="rg_size_basic_arithmetic").set_value(2).run()
     at.number_input(key="spq").set_value(2).run()
     at.multiselect(key="verifiers").set_value(["self_verify"]).run()
@@ -265,7 +265,7 @@ def test_run_form_queues_strategies_with_verifiers_and_budgets(monkeypatch, tmp_
 def test_run_form_strategy_without_verifier_is_refused(monkeypatch, tmp_path):
     store_dir = tmp_path / "fresh"
     at = _app(monkeypatch, store_dir, "app_pages/run.py")
-    at.multiselect(key="models").set_value(["gemma-3-270m"]).run()
+    at.multiselect(key="run_models").set_value(["gemma-3-270m"]).run()
     at.multiselect(key="strategies").set_value(["beam_search"]).run()
     at.button(key="queue").click().run()
     assert any(e.value.startswith("strategies[0].verifier: beam_search needs a verifier") for e in at.error), [
@@ -557,7 +557,7 @@ def test_run_form_refuses_an_empty_budget_item_and_a_budget_beyond_the_sample_li
 ):
     """One line naming the item or the cost, and no "Use … samples per question" offer."""
     at = _app(monkeypatch, tmp_path / "fresh", "app_pages/run.py")
-    at.multiselect(key="models").set_value(["gemma-3-270m"]).run()
+    at.multiselect(key="run_models").set_value(["gemma-3-270m"]).run()
     at.text_input(key="budgets").set_value("1e12").run()
     at.toggle(key="price_budgets").set_value(True).run()
     assert [b for b in at.button if "samples per question" in str(b.label)]  # a good budget offers its pool size

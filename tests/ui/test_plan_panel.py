@@ -23,7 +23,7 @@ def test_plan_panel_recommends_from_the_stores_pilot(monkeypatch, tmp_path):
     correct, lengths, scores = _mixed()
     _pilot_store(tmp_path, correct, lengths, scores=scores)
     at = _run_page(monkeypatch, tmp_path)
-    at.multiselect(key="models").set_value([MODEL]).run()
+    at.multiselect(key="run_models").set_value([MODEL]).run()
     at.button(key="plan").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     metrics = {m.label: m.value for m in at.metric}
