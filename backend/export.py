@@ -14,6 +14,7 @@ layout's `meta`."""
 
 from __future__ import annotations
 
+import base64
 import io
 import re
 import threading
@@ -174,14 +175,26 @@ def _axis_columns(fig: go.Figure) -> dict[str, str]:
     }
 
 
+def _array(v, dtype=object) -> np.ndarray:
+    """A trace's data as an array, also when it arrives as plotly's base64 typed array (a figure read back from
+    the JSON the browser gets: `{"dtype": "f8", "bdata": ..., "shape": ...}`)."""
+    if isinstance(v, dict) and "bdata" in v:
+        out = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        shape = v.get("shape")
+        if shape:
+            out = out.reshape([int(n) for n in str(shape).split(",")])
+        return out.astype(dtype)
+    return np.asarray([] if v is None else v, dtype=dtype)
+
+
 def _values(v) -> np.ndarray:
-    return np.asarray([] if v is None else v, dtype=object).ravel()
+    return _array(v).ravel()
 
 
 def _trace_rows(t, cols: dict[str, str]) -> pd.DataFrame:
     meta = t.meta if isinstance(t.meta, dict) else {}
     if isinstance(t, go.Heatmap):
-        z = np.asarray(t.z, dtype=object)
+        z = _array(t.z)
         xs, ys = _values(t.x), _values(t.y)
         xs = xs if len(xs) == z.shape[1] else np.arange(z.shape[1])
         ys = ys if len(ys) == z.shape[0] else np.arange(z.shape[0])
@@ -196,7 +209,7 @@ def _trace_rows(t, cols: dict[str, str]) -> pd.DataFrame:
         frame = pd.DataFrame({cols["x"]: x, cols["y"]: y})
     names = meta.get("customdata")
     if names and t.customdata is not None:
-        data = np.asarray(t.customdata, dtype=object).reshape(len(frame), -1)
+        data = _array(t.customdata).reshape(len(frame), -1)
         for i, name in enumerate(names[: data.shape[1]]):
             frame[name] = data[:, i]
     full = meta.get("full") or t.name or ""
@@ -216,7 +229,7 @@ def _trace_rows(t, cols: dict[str, str]) -> pd.DataFrame:
 
 def _band_columns(t, cols: dict[str, str]) -> pd.DataFrame:
     """A band trace (x forward then back; its upper edge then its lower) as x, low, high."""
-    x, y = np.asarray(t.x, float), np.asarray(t.y, float)
+    x, y = _array(t.x, float), _array(t.y, float)
     n = len(x) // 2
     return pd.DataFrame({cols["x"]: x[:n], f"{cols['y']}_low": y[n:][::-1], f"{cols['y']}_high": y[:n]})
 
