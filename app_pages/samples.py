@@ -118,7 +118,8 @@ def _tree_section(store, sample) -> None:
         del st.query_params["tree"]
         st.caption(POSITIONAL_TREE.format(raw=raw))
     ours = views.trees_of_sample(trees, sample) if sample is not None else trees.iloc[0:0]
-    order = list(ours["ref"]) + [r for r in trees["ref"] if r not in set(ours["ref"])]
+    first = set(ours["ref"])
+    order = list(ours["ref"]) + [r for r in trees["ref"] if r not in first]
     follows = None if sample is None else views.sample_ref(*sample[["run_id", "model", "question_key", "sample_idx"]])
     if follows != st.session_state.get("_tree_follows", follows) and len(ours):
         st.session_state["tree"] = order[0]  # another sample was chosen: its question's tree
