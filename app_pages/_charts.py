@@ -127,20 +127,43 @@ def _slug(name: str) -> str:
 
 
 def chart(fig: go.Figure, name: str) -> None:
-    """Draw a plotly figure with PNG / SVG / HTML download buttons (rendered server-side on click)."""
-    st.plotly_chart(fig, width="stretch", key=f"chart_{name}", config={"displaylogo": False}, theme="streamlit")
-    _download_buttons(
+    """Draw a plotly figure with PNG / SVG / HTML / CSV download buttons (rendered server-side on click) and a
+    "Lines" choice: a line hidden there is greyed in the legend and left out of every export, which hold what the
+    page draws. (A click on the legend hides a line in the browser only; the toolbar's camera saves that view.)"""
+    entries = export.legend_entries(fig)
+    key = f"hide_{name}"
+    chosen = [e for e in st.session_state.get(key, []) if e in entries]
+    fig = export.hide_lines(fig, chosen)
+    st.plotly_chart(
+        fig,
+        width="stretch",
+        key=f"chart_{name}",
+        config={"displaylogo": False, "toImageButtonOptions": {"filename": _slug(name), "scale": 2}},
+        theme="streamlit",
+    )
+    cols = _download_buttons(
         name, export.CHART_FORMATS, lambda fmt: export.export_figure(for_export(fig), fmt), spare_columns=1
     )
-    key = key_table(fig)
-    if len(key):
+    if entries:
+        with cols[-1].popover("Lines", icon=":material/visibility:", help="Hide lines from the chart and its exports"):
+            st.session_state[key] = chosen  # lines that left the chart (another selection) leave the choice
+            st.multiselect(
+                "Hidden lines",
+                list(entries),
+                key=key,
+                help="Left out of the PNG, SVG, HTML and CSV too. A click on the legend hides a line in the browser "
+                "only (the toolbar's camera saves that view).",
+            )
+    table = key_table(fig)
+    if len(table):
         with st.expander("Legend key: the full configuration of each shortened label", icon=":material/key:"):
-            st.dataframe(key, hide_index=True, width="stretch", key=f"key_{name}")
+            st.dataframe(table, hide_index=True, width="stretch", key=f"key_{name}")
 
 
-def _download_buttons(name: str, formats: dict, render, spare_columns: int) -> None:
-    """One download button per format; `render(fmt)` builds the file on the server only when clicked."""
-    cols = st.columns(len(formats) + spare_columns, gap="small", width=420)
+def _download_buttons(name: str, formats: dict, render, spare_columns: int) -> list:
+    """One download button per format; `render(fmt)` builds the file on the server only when clicked. Returns the
+    row's columns (the spare ones are last)."""
+    cols = st.columns(len(formats) + spare_columns, gap="small", width=105 * (len(formats) + spare_columns))
     for col, (fmt, mime) in zip(cols, formats.items()):
         with col:
             st.download_button(
@@ -152,6 +175,7 @@ def _download_buttons(name: str, formats: dict, render, spare_columns: int) -> N
                 on_click="ignore",
                 icon=":material/download:",
             )
+    return cols
 
 
 def table(
@@ -172,9 +196,21 @@ def table(
     _download_buttons(name, export.TABLE_FORMATS, lambda fmt: export.export_table(df, fmt), spare_columns=2)
 
 
-def add_band(fig: go.Figure, x, low, high, color: str, name: str, legendgroup: str, *, alpha: float = 0.1) -> None:
+def add_band(
+    fig: go.Figure,
+    x,
+    low,
+    high,
+    color: str,
+    name: str,
+    legendgroup: str,
+    *,
+    alpha: float = 0.1,
+    of: str | None = None,
+) -> None:
     """A confidence band between low and high, light enough to read the other curves through; it belongs to its
-    curve's legend group, so hiding the curve hides the band."""
+    curve's legend group, so hiding the curve hides the band. `of`: the full label of its curve (default: the
+    legend group), whose CSV rows carry the band as low and high columns."""
     x = np.asarray(x, dtype=float)
     fig.add_trace(
         go.Scatter(
@@ -188,6 +224,7 @@ def add_band(fig: go.Figure, x, low, high, color: str, name: str, legendgroup: s
             name=name,
             legendgroup=legendgroup,
             showlegend=False,
+            meta={"band_of": of or legendgroup},
         )
     )
 
@@ -210,5 +247,101 @@ def ordered_color(i: int, n: int) -> str:
     return sample_colorscale("Viridis", [0.85 * i / max(n - 1, 1)])[0]
 
 
+def x_column(unit: str) -> str:
+    """The CSV column of an x unit, its unit in its name."""
+    return {"samples": "samples_per_question", "tokens": "tokens_per_question", "flops": "flops_per_question"}[unit]
+
+
 def x_label(unit: str) -> str:
     return {"samples": "samples per question (k)", "tokens": "tokens per question", "flops": "FLOPs per question"}[unit]
+
+
+NODE_TEXT_MAX_NODES = 60  # beyond this many nodes the labels would overlap: the text is in the table below
+NODE_TEXT_CHARS = 18
+
+
+def _node_text(text, chars: int = NODE_TEXT_CHARS) -> str:
+    t = " ".join(str(text or "").split())
+    return t if len(t) <= chars else t[: chars - 1] + "…"
+
+
+def search_tree_figure(nodes) -> go.Figure:
+    """Nodes laid out by depth (x) and order within depth (y); edges parent → child; colour = step score, a node
+    without one (the root, an unscored step) in neutral grey rather than as a score of 0; each node's text beside
+    it on trees small enough to read."""
+    pos = {}
+    for depth, grp in nodes.groupby("depth"):
+        n = len(grp)
+        for j, node_id in enumerate(grp["node_id"]):
+            pos[int(node_id)] = (int(depth), (j - (n - 1) / 2.0))
+    ex, ey = [], []
+    for r in nodes.itertuples():
+        if int(r.parent_id) in pos:
+            (x0, y0), (x1, y1) = pos[int(r.parent_id)], pos[int(r.node_id)]
+            ex += [x0, x1, None]
+            ey += [y0, y1, None]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=ex,
+            y=ey,
+            mode="lines",
+            line=dict(color="#bbbbbb", width=1.5),
+            hoverinfo="skip",
+            showlegend=False,
+            meta={"export": False},
+        )
+    )
+    score = nodes["step_score"].to_numpy(float)
+    scored = np.isfinite(score)
+    labelled = len(nodes) <= NODE_TEXT_MAX_NODES
+    for part, colour in ((scored, None), (~scored, look.NEUTRAL)):
+        d = nodes[part]
+        if d.empty:
+            continue
+        selected = d["selected"].fillna(False).astype(bool)
+        final = d["is_final"].fillna(False).astype(bool)
+        hover = [
+            f"node {r.node_id} (depth {r.depth})<br>"
+            + ("no score" if r.step_score != r.step_score else f"score {r.step_score:.3f}")
+            + f"<br>{(r.step_text or '')[:80]}"
+            + (f"<br>answer {r.answer} ({'correct' if r.correct else 'wrong'})" if r.is_final else "")
+            for r in d.itertuples()
+        ]
+        marker = dict(
+            size=np.where(selected, 22, 14),
+            symbol=np.where(selected, "star", np.where(final, "diamond", "circle")),
+            line=dict(color="#333", width=1),
+        )
+        if colour is None:
+            marker |= dict(
+                color=d["step_score"].to_numpy(float),
+                colorscale="Viridis",
+                cmin=0,
+                cmax=1,
+                colorbar=dict(title="step score"),
+            )
+        else:
+            marker |= dict(color=colour)
+        fig.add_trace(
+            go.Scatter(
+                x=[pos[int(i)][0] for i in d["node_id"]],
+                y=[pos[int(i)][1] for i in d["node_id"]],
+                mode="markers+text" if labelled else "markers",
+                text=[_node_text(t) for t in d["step_text"]] if labelled else None,
+                textposition="middle right",
+                textfont=dict(size=10),
+                hovertext=hover,
+                hoverinfo="text",
+                name="scored" if colour is None else "no score",
+                showlegend=colour is not None,
+                marker=marker,
+                meta={"kind": "node", "customdata": ["node_id", "step_score"]},
+                customdata=np.stack([d["node_id"], d["step_score"]], -1),
+            )
+        )
+    deepest = int(nodes["depth"].max()) if len(nodes) else 0
+    fig.update_xaxes(title="depth (step)", dtick=1, range=[-0.4, deepest + (0.9 if labelled else 0.4)])
+    fig.update_yaxes(visible=False)
+    fig.update_layout(meta=dict(x="depth", y="position"))
+    return style_figure(fig, title="Search tree (★ selected, ◆ final candidates, grey: no score)", height=420)

@@ -88,18 +88,70 @@ def how_to_start(store: Store | None) -> None:
             st.switch_page("app_pages/run.py")
 
 
+COPY_LINK_HTML = """
+<button id="ttc-copy-link" class="ttc-copy-link" type="button"
+  title="Copy the link of this view: the page with every selection in its URL"
+  style="font: inherit; font-size: 0.875rem; color: inherit; background: transparent; cursor: pointer;
+         border: 1px solid rgba(128, 132, 149, 0.4); border-radius: 0.5rem; padding: 0.25rem 0.75rem;">
+  Copy link
+</button>
+<script>
+(() => {
+  const button = document.getElementById("ttc-copy-link");
+  if (!button) return;
+  const copy = async (text) => {
+    try {  // the Clipboard API needs a secure context (https or localhost) ...
+      await navigator.clipboard.writeText(text);
+      return true;
+    } catch (e) {  // ... elsewhere the older way
+      const area = document.createElement("textarea");
+      area.value = text;
+      document.body.appendChild(area);
+      area.select();
+      const ok = document.execCommand("copy");
+      area.remove();
+      return ok;
+    }
+  };
+  button.onclick = async () => {
+    const link = window.location.href;  // read at the click: the URL holds the selections made since
+    const ok = await copy(link);
+    button.dataset.copied = ok ? link : "";
+    button.textContent = ok ? "Link copied" : "Copy failed: take the link from the address bar";
+    setTimeout(() => { button.textContent = "Copy link"; }, 2500);
+  };
+})();
+</script>
+"""
+"""A button that copies the page's URL, read in the browser at the click (the server does not know the address
+the user reached it by), query parameters and all: every selection the page keeps in the URL."""
+
+
+def copy_link_button() -> None:
+    st.html(COPY_LINK_HTML, width="content", unsafe_allow_javascript=True)
+
+
 def ready_marker(name: str) -> None:
     """An invisible element the browser tests and bench wait for: the page script ran to its end."""
     st.html(f'<div class="ttc-page-ready" data-page="{name}" style="display:none"></div>')
 
 
 def run_page(
-    name: str, title: str, body: Callable[[Store], None], *, needs_samples: bool = True, caption: str = ""
+    name: str,
+    title: str,
+    body: Callable[[Store], None],
+    *,
+    needs_samples: bool = True,
+    caption: str = "",
+    share: bool = False,
 ) -> None:
-    """Title, banner, empty-store panel, then `body(store)`; every exception ends as one st.error."""
+    """Title, banner, empty-store panel, then `body(store)`; every exception ends as one st.error. `share`: a
+    copy-link button under the title (the pages whose selections live in the URL)."""
     st.title(title)
     if caption:
         st.caption(caption)
+    if share:
+        copy_link_button()
     try:
         store = open_store()
         if store is not None:

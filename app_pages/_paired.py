@@ -47,11 +47,16 @@ def section(
     charts.table(df, f"{a_key}-table", height=min(400, 38 * (len(df) + 1)))
 
 
+PAIRED_COLUMNS = ("budget_samples_equivalent", "questions_paired", "verdict", "difference_low_95", "difference_high_95")
+"""The columns of a paired difference's customdata, as the chart's CSV names them."""
+
+
 def draw(df: pd.DataFrame, name: str) -> None:
     ran = df[df["questions_paired"] > 0]
     if ran.empty:
         st.info("No question ran under both configurations at any budget.")
         return
+    a, b = df["a"].iloc[0], df["b"].iloc[0]
     fig = go.Figure()
     fig.add_hline(y=0, line=dict(color=charts.REFERENCE, width=1))
     for significant, label, symbol in ((True, "significant", "circle"), (False, "not significant", "circle-open")):
@@ -71,14 +76,21 @@ def draw(df: pd.DataFrame, name: str) -> None:
                     array=d["ci_high"] - d["difference"],
                     arrayminus=d["difference"] - d["ci_low"],
                 ),
-                customdata=np.stack([d["budget_samples"], d["questions_paired"], d["verdict"]], -1),
+                meta={
+                    "kind": "paired difference",
+                    "customdata": [*PAIRED_COLUMNS],
+                    "columns": {"a": a, "b": b, "significant": significant},
+                },
+                customdata=np.stack(
+                    [d["budget_samples"], d["questions_paired"], d["verdict"], d["ci_low"], d["ci_high"]], -1
+                ),
                 hovertemplate="%{x:.3s}FLOPs (≈%{customdata[0]:.1f} samples) · %{customdata[1]} questions<br>"
                 "A − B = %{y:.3f}<br>%{customdata[2]}<extra></extra>",
             )
         )
     charts.log_axis(fig, ran["budget_flops"], look.eng, title="budget (FLOPs per question)")
     fig.update_yaxes(title="accuracy difference A − B")
-    a, b = df["a"].iloc[0], df["b"].iloc[0]
+    fig.update_layout(meta=dict(x="budget_flops_per_question", y="accuracy_difference_a_minus_b"))
     charts.style_figure(fig, title=f"A − B at matched compute: {a} − {b}", height=380)
     charts.chart(fig, name)
     st.caption(

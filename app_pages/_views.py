@@ -4,6 +4,8 @@ metrics core, cached on (store root, shard fingerprint, selection) so a page red
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -268,7 +270,7 @@ def search_curves(
 # The text filter is a literal, case-insensitive substring (`contains`, not LIKE: a typed % or _ is a character).
 SAMPLES_SQL = f"""
 SELECT run_id, model, dataset, question_id, sample_idx, strategy, answer, correct, score,
-       completion_tokens, finish_reason, prompt, completion
+       completion_tokens, finish_reason, prompt, completion, {KEY_OR_LABEL_SQL} AS question_key
 FROM samples
 WHERE ($1::VARCHAR IS NULL OR run_id = $1)
   AND ($2::VARCHAR IS NULL OR model = $2)
@@ -306,18 +308,82 @@ def question_row(store, run_id: str, question_id: str) -> pd.DataFrame:
     return query(store, "SELECT * FROM questions WHERE run_id=? AND question_id=? LIMIT 1", [run_id, question_id])
 
 
+REF_SEP = "|"  # joins the parts of a sample's or a tree's identity in the URL (`%7C` there)
+
+TREES_SQL = """
+SELECT DISTINCT run_id, model, strategy, config, question_id, coalesce(question_key, '~' || question_id) AS question_key
+FROM nodes ORDER BY ALL"""
+
+
+def sample_ref(run_id: str, model: str, question_key: str, sample_idx: int) -> str:
+    """A sample's identity in the URL: its run, model, question (by key, store/keys.py) and index in the pool.
+    Positions in a list shift as runs are added; these do not."""
+    return REF_SEP.join((str(run_id), str(model), str(question_key), str(int(sample_idx))))
+
+
+def tree_ref(run_id: str, model: str, strategy: str, question_key: str, config: str) -> str:
+    """A search tree's identity in the URL: run, model, strategy, question key, and a digest of its stored
+    configuration (parameters, budget, verifier, seed: the JSON is too long for a link)."""
+    digest = hashlib.sha256(config.encode("utf-8")).hexdigest()[:10]
+    return REF_SEP.join((str(run_id), str(model), str(strategy), str(question_key), digest))
+
+
+def _tree_label(question_id: str, strategy: str, config: str, model: str, run_id: str) -> str:
+    """`q7 · beam_search[n=4,width=2] · prm · budget 1.2 TFLOPs · model · run`: the search's label as the
+    analysis pages write it (backend.metrics.strategy_table.search_label), its budget, where it ran."""
+    from backend.metrics.strategy_table import search_label
+    from backend.visual import eng
+
+    record = json.loads(config)
+    budget = record.get("budget_flops")
+    spend = "no budget" if budget is None else f"budget {eng(float(budget), 'FLOPs')}"
+    return f"{question_id} · {search_label(strategy, record)} · {spend} · {model} · {run_id}"
+
+
 def tree_choices(store) -> pd.DataFrame:
-    return query(store, "SELECT DISTINCT run_id, model, strategy, config, question_id FROM nodes ORDER BY ALL")
+    """Every stored search tree: its identity (`ref`, for the URL), its question's key and a label naming the
+    search, its budget, model and run."""
+    df = query(store, TREES_SQL)
+    refs = pd.Series([tree_ref(r.run_id, r.model, r.strategy, r.question_key, r.config) for r in df.itertuples()])
+    twice = refs.duplicated(keep=False)  # one question under two ids of a run: the id tells the trees apart
+    refs = refs.where(~twice, refs + REF_SEP + df["question_id"].astype(str))
+    labels = [_tree_label(r.question_id, r.strategy, r.config, r.model, r.run_id) for r in df.itertuples()]
+    return df.assign(ref=refs.to_numpy(), label=labels)
+
+
+def trees_of_sample(trees: pd.DataFrame, sample) -> pd.DataFrame:
+    """The trees of a sample's question (by key; a store without keys: by run and id), the sample's model and run
+    first: the searches that answered the question the sample answers."""
+    same = (trees["question_key"] == sample["question_key"]) | (
+        (trees["run_id"] == sample["run_id"]) & (trees["question_id"] == sample["question_id"])
+    )
+    out = trees[same]
+    rank = (out["model"] != sample["model"]).astype(int) * 2 + (out["run_id"] != sample["run_id"]).astype(int)
+    return out.assign(_rank=rank).sort_values("_rank", kind="stable").drop(columns=["_rank"])
 
 
 def tree_nodes(store, run_id: str, model: str, strategy: str, config: str, question_id: str) -> pd.DataFrame:
     return query(
         store,
-        """SELECT node_id, parent_id, depth, step_score, is_final, selected, answer, correct, completion_tokens,
+        """SELECT node_id, parent_id, depth, kind, step_score, is_final, selected, answer, correct, completion_tokens,
                   generator_flops, verifier_flops, step_text
            FROM nodes WHERE run_id=? AND model=? AND strategy=? AND config=? AND question_id=? ORDER BY depth, node_id""",
         [run_id, model, strategy, config, question_id],
     )
+
+
+def selected_path(nodes: pd.DataFrame) -> pd.DataFrame:
+    """The nodes from the root to the search's pick (★), in order: the answer's reasoning step by step (empty when
+    the search picked nothing)."""
+    picked = nodes[nodes["selected"].fillna(False).astype(bool)]
+    if picked.empty:
+        return nodes.iloc[0:0]
+    parent = dict(zip(nodes["node_id"].astype(int), nodes["parent_id"].astype(int)))
+    chain, node = [], int(picked["node_id"].iloc[0])
+    while node in parent and node not in chain:
+        chain.append(node)
+        node = parent[node]
+    return nodes.set_index("node_id").loc[chain[::-1]].reset_index()
 
 
 def question_choices(store, run_id: str | None, model: str | None) -> dict[str, str]:

@@ -51,7 +51,7 @@ def _answer(study, report) -> None:
     )
 
 
-def _configuration_trace(table, name: str, d, label: str, **kw) -> go.Scatter:
+def _configuration_trace(table, name: str, d, label: str, *, bin: str = "all", **kw) -> go.Scatter:
     """One configuration's accuracy across FLOP budgets (rows of `cells_by_bin()`) in its colour of every page,
     its hover saying the budget in samples and how many questions each point covers."""
     s = charts.series(name)
@@ -60,7 +60,12 @@ def _configuration_trace(table, name: str, d, label: str, **kw) -> go.Scatter:
         y=d["accuracy"],
         mode="lines+markers",
         name=s.label,
-        meta=s.meta,
+        meta={
+            **s.meta,
+            "kind": table.kind[table.index(name)],
+            "customdata": ["budget_samples_equivalent", "questions", "of_questions", "budget"],
+            "columns": {"bin": bin},
+        },
         line=dict(color=s.color, dash=s.dash, width=1.8),
         marker=dict(size=6, symbol="circle" if table.kind[table.index(name)] == "pool" else "star"),
         customdata=np.stack(
@@ -129,6 +134,18 @@ def _heatmap(study, cells, report) -> None:
             zmin=0,
             zmax=1,
             colorbar=dict(title="held-out<br>accuracy"),
+            meta={
+                "kind": "policy",
+                "text": "chosen",
+                "customdata": [
+                    "chosen_on_fold_0",
+                    "chosen_on_fold_1",
+                    "bin_questions",
+                    "every_configuration_on_the_bin",
+                    "vs_baseline",
+                    "gap_to_baseline",
+                ],
+            },
             hovertemplate=(
                 "%{y} (%{customdata[2]} questions)<br>budget %{x}<br>chosen on fold 0: %{customdata[0]}<br>"
                 "chosen on fold 1: %{customdata[1]}<br>held-out accuracy %{z:.3f}<br>"
@@ -140,6 +157,7 @@ def _heatmap(study, cells, report) -> None:
     )
     fig.update_xaxes(title=BUDGET_AXIS, type="category")
     fig.update_yaxes(title=f"difficulty ({study.bins.kind}; bin 1 = easiest)", autorange="reversed")
+    fig.update_layout(meta=dict(x="budget", y="difficulty_bin", z="held_out_accuracy"))
     charts.style_figure(fig, title="Best configuration per difficulty bin and FLOP budget (all strategies)", height=440)
     charts.chart(fig, "compute-optimal-heatmap")
     st.caption(
@@ -157,7 +175,14 @@ def _band_traces(study) -> list[go.Scatter]:
     if band is None:
         return []
     label = f"compute-optimal, {band.confidence:.0%} band"
-    common = dict(x=study.result.budgets, mode="lines", line=dict(width=0), legendgroup="cv", hoverinfo="skip")
+    common = dict(
+        x=study.result.budgets,
+        mode="lines",
+        line=dict(width=0),
+        legendgroup="cv",
+        hoverinfo="skip",
+        meta={"export": False},  # in the CSV as the cross-validated curve's low and high columns
+    )
     return [
         go.Scatter(y=band.accuracy_high, showlegend=False, **common),
         go.Scatter(
@@ -226,7 +251,12 @@ def _against_every_configuration(study, cells, report) -> None:
                 mode="lines+markers",
                 name=look.short_label(name),
                 legendgroup="cv" if ends is not None else None,
-                meta={"configuration": name, "model": None, "full": name},
+                meta={
+                    "full": name,
+                    "kind": "policy",
+                    "customdata": ["budget_samples_equivalent"]
+                    + ([] if ends is None else ["accuracy_low", "accuracy_high"]),
+                },
                 line=style,
                 customdata=np.stack([t.budget_samples, *(ends or ())], -1),
                 hovertemplate=hover + "<extra></extra>",
@@ -234,6 +264,7 @@ def _against_every_configuration(study, cells, report) -> None:
         )
     charts.log_axis(fig, r.budgets, look.eng, title=BUDGET_AXIS)
     fig.update_yaxes(title="accuracy", range=[0, 1.02])
+    fig.update_layout(meta=dict(x="budget_flops_per_question", y="accuracy"))
     charts.style_figure(fig, title=f"Compute-optimal against {r.baseline} and every single configuration", height=520)
     charts.chart(fig, "compute-optimal-vs-configurations")
     st.caption(
@@ -259,7 +290,7 @@ def _by_bin(study, cells) -> None:
     for j, lv in enumerate(levels):
         for name, d in cells[cells["bin"] == lv].groupby("configuration", sort=False):
             fig.add_trace(
-                _configuration_trace(t, name, d, f"{name} · bin {lv}", legendgroup=name, showlegend=j == 0),
+                _configuration_trace(t, name, d, f"{name} · bin {lv}", bin=lv, legendgroup=name, showlegend=j == 0),
                 row=j // cols + 1,
                 col=j % cols + 1,
             )
@@ -267,6 +298,7 @@ def _by_bin(study, cells) -> None:
     fig.update_yaxes(range=[0, 1.02])
     fig.update_xaxes(title=BUDGET_AXIS, row=math.ceil(len(levels) / cols))
     fig.update_yaxes(title="accuracy", col=1)
+    fig.update_layout(meta=dict(x="budget_flops_per_question", y="accuracy"))
     charts.style_figure(
         fig,
         title="Accuracy against FLOPs per difficulty bin: which strategy wins where",
@@ -310,6 +342,11 @@ def _ratio_sweep(study, cells) -> None:
                     size=np.where(d["best"].fillna(False).astype(bool), 16, 7),
                     symbol=np.where(d["best"].fillna(False).astype(bool), "star", "circle"),
                 ),
+                meta={
+                    "kind": "search",
+                    "customdata": ["questions", "of_questions"],
+                    "columns": {"strategy": strategy, "bin": lv, "budget_flops_per_question": t.budgets[b]},
+                },
                 customdata=np.stack([d["questions"], d["of_questions"]], -1),
                 hovertemplate=name
                 + "<br>seq:par %{x}<br>accuracy %{y:.3f} on %{customdata[0]} of %{customdata[1]} questions<extra></extra>",
@@ -322,6 +359,7 @@ def _ratio_sweep(study, cells) -> None:
         categoryarray=order,
     )
     fig.update_yaxes(title="accuracy", range=[0, 1.02])
+    fig.update_layout(meta=dict(x="sequential_parallel_ratio", y="accuracy"))
     charts.style_figure(fig, title="Accuracy against the sequential:parallel ratio (star: the bin's best)")
     charts.chart(fig, "ratio-sweep")
     charts.table(at.drop(columns=["kind"]), "ratio-sweep-table", expander="Ratio sweep data")
@@ -375,6 +413,7 @@ def _flops_matched(study, root, fp, run_ids, model, dataset, combos) -> None:
             y=cmp["small_model_accuracy"],
             name=look.short_label(f"{model} · compute-optimal"),
             marker_color=charts.color(0),
+            meta={"kind": "policy", "customdata": ["flops_per_question", "samples_equivalent"]},
             customdata=np.stack([cmp["small_model_budget"], cmp["small_model_budget_samples"]], -1),
             hovertemplate=f"{model}, compute-optimal at matched FLOPs<br>"
             + "%{x}<br>%{customdata[0]:.3s}FLOPs per question (≈%{customdata[1]:.1f} samples)<br>accuracy %{y:.3f}<extra></extra>",
@@ -386,10 +425,12 @@ def _flops_matched(study, root, fp, run_ids, model, dataset, combos) -> None:
             y=cmp["large_model_accuracy"],
             name=look.short_label(f"{large if large in others else 'larger model'} · pass@1"),
             marker_color=charts.color(1),
+            meta={"kind": "pass@1"},
         )
     )
     fig.update_yaxes(title="accuracy", range=[0, 1.02])
     fig.update_xaxes(title="R (inference tokens / pretraining tokens)")
+    fig.update_layout(meta=dict(x="R_inference_over_pretraining_tokens", y="accuracy"))
     charts.style_figure(
         fig, title=f"Same total FLOPs: {model} with test-time compute vs a {size_ratio:.3g}× larger model"
     )
@@ -488,4 +529,5 @@ frame.run_page(
     body,
     caption="Snell et al. 2024: the best strategy per difficulty and FLOP budget, chosen on one half of each "
     "difficulty bin's questions and scored on the other (2-fold CV).",
+    share=True,
 )

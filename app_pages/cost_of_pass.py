@@ -91,14 +91,13 @@ def body(store) -> None:
                 mode="lines+markers",
                 name=s.label,
                 legendgroup=s.full,
-                meta=s.meta,
+                meta={**s.meta, "kind": "pool", "customdata": ["usd_per_correct_answer", "success_rate"]},
                 line=dict(color=s.color, dash=s.dash),
                 marker=dict(symbol=s.symbol, size=6),
-                customdata=np.stack(
-                    [[look.money(c) for c in finite["cost_of_pass"]], finite["success_rate"]], -1
-                ).astype(object),
+                customdata=np.stack([finite["cost_of_pass"], finite["success_rate"]], -1),
+                text=[look.money(c) for c in finite["cost_of_pass"]],
                 hovertemplate=s.full
-                + "<br>k=%{x}<br>%{customdata[0]} per correct answer<br>success %{customdata[1]:.3f}<extra></extra>",
+                + "<br>k=%{x}<br>%{text} per correct answer<br>success %{customdata[1]:.3f}<extra></extra>",
             )
         )
     fin = by_budget[np.isfinite(by_budget["frontier_cost"].astype(float))]
@@ -110,8 +109,10 @@ def body(store) -> None:
             name="frontier (cheapest per budget)",
             line=dict(color=charts.REFERENCE, width=6),
             opacity=0.35,
-            customdata=[look.money(c) for c in fin["frontier_cost"].astype(float)],
-            hovertemplate="frontier at k=%{x}: %{customdata} per correct answer<extra></extra>",
+            meta={"kind": "frontier", "customdata": ["usd_per_correct_answer"]},
+            customdata=fin["frontier_cost"].astype(float),
+            text=[look.money(c) for c in fin["frontier_cost"].astype(float)],
+            hovertemplate="frontier at k=%{x}: %{text} per correct answer<extra></extra>",
         )
     )
     ys = np.asarray([y for t in fig.data for y in np.asarray(t.y, float)])
@@ -120,9 +121,16 @@ def body(store) -> None:
     near = len(ys) == 0 or ys.min() / 10 <= expert * scale <= ys.max() * 10
     if expert > 0 and near:  # a line decades away would squash every curve into a strip
         ys = np.append(ys, expert * scale)
-        fig.add_hline(y=expert * scale, line=dict(color=charts.REFERENCE, dash="longdash"), annotation_text=expert_note)
+        fig.add_hline(
+            y=expert * scale,
+            line=dict(color=charts.REFERENCE, dash="longdash"),
+            annotation_text=expert_note,
+            name=f"human expert ({look.money(expert)} per correct answer)",
+        )
     charts.log_axis(fig, table["budget"], title="samples per question (k)")
     charts.log_axis(fig, ys, look.money_tick, axis="y", title=f"cost-of-pass (USD {per})")
+    y_column = "usd_per_correct_answer" if scale == 1 else f"usd_per_{scale}_correct_answers"
+    fig.update_layout(meta=dict(x="samples_per_question", y=y_column))
     charts.style_figure(fig, title="Cost-of-pass: expected spend per correct answer", height=500)
     charts.chart(fig, "cost-of-pass")
     if expert > 0 and not near:
@@ -157,4 +165,5 @@ frame.run_page(
     "Cost-of-pass",
     body,
     caption="v = cost per attempt / success rate (Erol et al. 2025); ∞ when nothing passes.",
+    share=True,
 )

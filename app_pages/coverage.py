@@ -36,7 +36,9 @@ def _forecast(fig: go.Figure, f: pd.DataFrame, s: charts.Series, kind: str, dash
     label = look.short_label(f"{s.model} · {kind}" if s.model and s.label.startswith(s.model) else f"forecast: {kind}")
     outside = f[f["extrapolated"]]
     if len(outside):
-        charts.add_band(fig, outside["x"], outside["low"], outside["high"], s.color, label, s.full, alpha=alpha)
+        charts.add_band(
+            fig, outside["x"], outside["low"], outside["high"], s.color, label, s.full, alpha=alpha, of=name
+        )
     fig.add_trace(
         go.Scatter(
             x=f["x"],
@@ -44,7 +46,7 @@ def _forecast(fig: go.Figure, f: pd.DataFrame, s: charts.Series, kind: str, dash
             mode="lines",
             name=label,
             legendgroup=s.full,
-            meta={**s.meta, "full": name, "forecast": kind},
+            meta={**s.meta, "full": name, "kind": "forecast", "customdata": ["k"], "columns": {"forecast": kind}},
             line=dict(color=s.color, width=1.6, dash=dash),
             customdata=f["k"],
             hovertemplate=name + "<br>k=%{customdata:.0f}<br>forecast=%{y:.3f}<extra></extra>",
@@ -111,7 +113,7 @@ def body(store) -> None:
                     mode="lines+markers",
                     name=s.label,
                     legendgroup=s.full,
-                    meta=s.meta,
+                    meta={**s.meta, "kind": "pool", "customdata": ["k"]},
                     line=dict(color=s.color, width=2.5),
                     marker=dict(symbol=s.symbol, size=6),
                     customdata=d["k"],
@@ -138,6 +140,7 @@ def body(store) -> None:
     xs = [np.asarray(t.x, float) for t in fig.data if t.x is not None]
     charts.log_axis(fig, np.concatenate(xs) if xs else [], charts.unit_format(unit), title=charts.x_label(unit))
     fig.update_yaxes(title="coverage (pass@k)", range=[0, 1.02])
+    fig.update_layout(meta=dict(x=charts.x_column(unit), y="coverage"))
     charts.style_figure(fig, title="Coverage: the chance that at least one of k samples is correct")
     charts.chart(fig, "coverage")
     st.caption(FORECAST_CAPTION)
@@ -147,4 +150,6 @@ def body(store) -> None:
     charts.table(pd.DataFrame(fits), "coverage-fits")
 
 
-frame.run_page("coverage", "Coverage", body, caption="pass@k per model and strategy, from the stored pools.")
+frame.run_page(
+    "coverage", "Coverage", body, caption="pass@k per model and strategy, from the stored pools.", share=True
+)

@@ -1,7 +1,5 @@
 """Samples: filter and read every stored sample, and a search trajectory as a tree."""
 
-import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import _charts as charts
@@ -47,17 +45,32 @@ def body(store) -> None:
     df = views.samples_page(store, run_id, model, question, correct, text.strip(), limit=500)
     st.caption(f"{len(df)} sample(s) shown (at most 500; narrow the filters to see others)")
     charts.table(
-        df.drop(columns=["prompt"]),
+        df.drop(columns=["prompt", "question_key"]),
         "samples",
         height=320,
         column_config={"completion": st.column_config.TextColumn(width="large")},
     )
-    if not df.empty:
-        labels = [f"{r.question_id} #{r.sample_idx} · {r.model} · {'✓' if r.correct else '✗'}" for r in df.itertuples()]
-        pick = st.selectbox("Read a sample", range(len(df)), format_func=lambda i: labels[i], key="pick")
-        row = df.iloc[int(pick)]
-        _sample_detail(store, row)
-    _tree_section(store)
+    sample = _pick_sample(df)
+    if sample is not None:
+        _sample_detail(store, sample)
+    _tree_section(store, sample)
+
+
+def _pick_sample(df):
+    """The sample to read, kept in the URL by its identity (run, model, question key, index), so a link opens the
+    same sample however many runs were added since."""
+    if df.empty:
+        st.query_params.pop("sample", None)
+        return None
+    refs = [views.sample_ref(r.run_id, r.model, r.question_key, r.sample_idx) for r in df.itertuples()]
+    labels = {
+        ref: f"{r.question_id} #{r.sample_idx} · {r.model} · {'✓' if r.correct else '✗'}"
+        for ref, r in zip(refs, df.itertuples())
+    }
+    sel.from_url("sample", refs[0], options=refs)
+    ref = st.selectbox("Read a sample", refs, format_func=labels.__getitem__, key="sample")
+    sel.to_url("sample")
+    return df.iloc[refs.index(ref)]
 
 
 def _sample_detail(store, row) -> None:
@@ -84,75 +97,70 @@ def _sample_detail(store, row) -> None:
             st.dataframe(scores, hide_index=True)
 
 
-def _tree_section(store) -> None:
+POSITIONAL_TREE = (
+    "This link names its tree by position (tree={raw}), which shifts as runs are added, so it is ignored; the tree "
+    "shown follows the chosen sample. Links made now name the tree itself."
+)
+
+
+def _tree_section(store, sample) -> None:
+    """The search tree of the chosen sample's question (the trees of its question come first and a new sample
+    brings its own), kept in the URL by identity (run, model, strategy, question key, configuration)."""
     st.subheader("Search trajectory")
-    choices = views.tree_choices(store)
-    if choices.empty:
+    trees = views.tree_choices(store)
+    if trees.empty:
         st.info(
             "No search trees in this store yet: search strategies (beam search, lookahead, ...) store every node here."
         )
         return
-    labels = [f"{r.question_id} · {r.strategy} · {r.model} · {r.run_id}" for r in choices.itertuples()]
-    sel.from_url("tree", 0, options=list(range(len(choices))), cast=int)
-    i = st.selectbox("Tree", range(len(choices)), format_func=lambda j: labels[j], key="tree")
+    raw = st.query_params.get("tree")
+    if raw is not None and raw.isdigit() and "tree" not in st.session_state:  # a link from before identities
+        del st.query_params["tree"]
+        st.caption(POSITIONAL_TREE.format(raw=raw))
+    ours = views.trees_of_sample(trees, sample) if sample is not None else trees.iloc[0:0]
+    first = set(ours["ref"])
+    order = list(ours["ref"]) + [r for r in trees["ref"] if r not in first]
+    follows = None if sample is None else views.sample_ref(*sample[["run_id", "model", "question_key", "sample_idx"]])
+    if follows != st.session_state.get("_tree_follows", follows) and len(ours):
+        st.session_state["tree"] = order[0]  # another sample was chosen: its question's tree
+    st.session_state["_tree_follows"] = follows
+    sel.from_url("tree", order[0], options=order)
+    labels = dict(zip(trees["ref"], trees["label"]))
+    ref = st.selectbox("Tree", order, format_func=labels.__getitem__, key="tree")
     sel.to_url("tree")
-    c = choices.iloc[int(i)]
+    if sample is not None:
+        st.caption(
+            f"{len(ours)} search tree(s) answered this sample's question ({sample['question_id']}); they come first."
+            if len(ours)
+            else f"No search answered this sample's question ({sample['question_id']}); every stored tree is listed."
+        )
+    c = trees[trees["ref"] == ref].iloc[0]
     nodes = views.tree_nodes(store, c["run_id"], c["model"], c["strategy"], c["config"], c["question_id"])
     st.caption(f"config: `{c['config']}`")
-    charts.chart(_tree_figure(nodes), "search-tree")
-    charts.table(nodes, "search-tree-nodes", height=260, expander="Nodes of this tree")
+    charts.chart(charts.search_tree_figure(nodes), "search-tree")
+    path = views.selected_path(nodes)
+    if len(path):
+        st.markdown("**The selected answer's path, step by step** (root to ★)")
+        for r in path.itertuples():
+            score = "no score" if r.step_score != r.step_score else f"score {r.step_score:.3f}"
+            st.markdown(f"Step {r.depth} · node {r.node_id} · {score}")
+            st.code(r.step_text or "(empty)", language=None, wrap_lines=True)
+    st.markdown("**Nodes of this tree** (every step's text)")
+    charts.table(
+        nodes[["node_id", "parent_id", "depth", "step_text", *[c for c in nodes.columns if c not in _NODE_FIRST]]],
+        "search-tree-nodes",
+        height=260,
+        column_config={"step_text": st.column_config.TextColumn("step text", width="large")},
+    )
 
 
-def _tree_figure(nodes) -> go.Figure:
-    """Nodes laid out by depth (x) and order within depth (y); edges parent → child; colour = step score."""
-    pos = {}
-    for depth, grp in nodes.groupby("depth"):
-        n = len(grp)
-        for j, node_id in enumerate(grp["node_id"]):
-            pos[int(node_id)] = (int(depth), (j - (n - 1) / 2.0))
-    ex, ey = [], []
-    for r in nodes.itertuples():
-        if int(r.parent_id) in pos:
-            (x0, y0), (x1, y1) = pos[int(r.parent_id)], pos[int(r.node_id)]
-            ex += [x0, x1, None]
-            ey += [y0, y1, None]
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(x=ex, y=ey, mode="lines", line=dict(color="#bbbbbb", width=1.5), hoverinfo="skip", showlegend=False)
-    )
-    xs = [pos[int(i)][0] for i in nodes["node_id"]]
-    ys = [pos[int(i)][1] for i in nodes["node_id"]]
-    symbols = ["star" if s else ("diamond" if f else "circle") for s, f in zip(nodes["selected"], nodes["is_final"])]
-    hover = [
-        f"node {r.node_id} (depth {r.depth})<br>score {r.step_score:.3f}<br>{(r.step_text or '')[:80]}"
-        + (f"<br>answer {r.answer} ({'correct' if r.correct else 'wrong'})" if r.is_final else "")
-        for r in nodes.itertuples()
-    ]
-    fig.add_trace(
-        go.Scatter(
-            x=xs,
-            y=ys,
-            mode="markers",
-            text=hover,
-            hoverinfo="text",
-            showlegend=False,
-            marker=dict(
-                size=[22 if s else 14 for s in nodes["selected"]],
-                symbol=symbols,
-                color=np.nan_to_num(nodes["step_score"].to_numpy(float)),
-                colorscale="Viridis",
-                cmin=0,
-                cmax=1,
-                colorbar=dict(title="step score"),
-                line=dict(color="#333", width=1),
-            ),
-        )
-    )
-    fig.update_xaxes(title="depth (step)", dtick=1)
-    fig.update_yaxes(visible=False)
-    return charts.style_figure(fig, title="Search tree (★ selected, ◆ final candidates)", height=420)
+_NODE_FIRST = ("node_id", "parent_id", "depth", "step_text")
 
 
 frame.run_page(
-    "samples", "Samples", body, caption="Filter and read samples: prompt, completion, answer, grade, verifier scores."
+    "samples",
+    "Samples",
+    body,
+    caption="Filter and read samples: prompt, completion, answer, grade, verifier scores.",
+    share=True,
 )

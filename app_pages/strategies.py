@@ -30,6 +30,17 @@ SEARCH_MISSING = {
 }
 """Why a search configuration has no point at a budget (the table's statuses), drawn as a hollow star there."""
 
+SEARCH_COLUMNS = [
+    "budget_flops_per_question",
+    "spent_flops_per_question",
+    "budget_samples_equivalent",
+    "questions",
+    "of_questions",
+    "spent_samples_equivalent",
+]
+"""The columns of a search star's customdata, as its CSV rows name them: budget and spend in FLOPs per question and
+in the pool's average samples' FLOPs, and the questions the point averages over."""
+
 
 def _families(views_of, searches) -> list[str]:
     """Every rule family and search strategy on the chart, in drawing order: what the filter offers."""
@@ -53,7 +64,7 @@ def _family_filter(views_of, searches) -> set[str]:
     return set(chosen)
 
 
-def _missing_marker(d: pd.DataFrame, unit: str, label: str, color: str) -> go.Scatter | None:
+def _missing_marker(d: pd.DataFrame, unit: str, s: charts.Series) -> go.Scatter | None:
     """A hollow star at each budget where a search configuration has no point because no question could afford it
     (or it broke its cap), on the x axis at the budget itself and at the bottom of the plot, so a configuration
     that never fits still shows on the chart, with why in the hover. The tokens axis has no place for a budget."""
@@ -68,6 +79,7 @@ def _missing_marker(d: pd.DataFrame, unit: str, label: str, color: str) -> go.Sc
     gone &= why != ""
     if not gone.any():
         return None
+    label, color = s.full, s.color
     return go.Scatter(
         x=x_of_budget[gone],
         y=np.full(int(gone.sum()), 0.02),
@@ -76,6 +88,13 @@ def _missing_marker(d: pd.DataFrame, unit: str, label: str, color: str) -> go.Sc
         legendgroup=label,
         showlegend=False,
         marker=dict(symbol="star-open", size=12, color=color, line=dict(width=1.5)),
+        # drawn at the bottom of the plot: in the CSV the row has the budget and why, and no accuracy
+        meta={
+            **s.meta,
+            "kind": "search",
+            "customdata": ["budget_flops_per_question", "status"],
+            "columns": {"accuracy": None},
+        },
         customdata=np.stack([d["budget_flops"][gone], why[gone]], -1),
         hovertemplate=label + "<br>budget %{customdata[0]:.3g} FLOPs per question<br>%{customdata[1]}<extra></extra>",
     )
@@ -159,7 +178,7 @@ def _draw_rules(fig, combos, views_of, shown: set[str], named: bool, verifier) -
                     mode="lines+markers",
                     name=s.label,
                     legendgroup=s.full,
-                    meta=s.meta,
+                    meta={**s.meta, "kind": "pool", "customdata": ["k"]},
                     line=dict(color=s.color, dash="dot" if oracle else s.dash, width=1.5 if oracle else 2.5),
                     marker=dict(size=6, symbol=s.symbol),
                     customdata=d["k"],
@@ -178,6 +197,7 @@ def _draw_rules(fig, combos, views_of, shown: set[str], named: bool, verifier) -
                     y=ceiling,
                     line=dict(color=charts.series(f"best_of_n[{verifier}]").color, dash="longdash", width=1),
                     annotation_text=f"{model}: {verifier} ceiling {ceiling:.2f}",
+                    name=f"{model}: {verifier} ceiling (imperfect-verifier bound on best-of-N)",
                     annotation_position="bottom left",
                 )
     return frames, quality
@@ -198,11 +218,18 @@ def _draw_searches(fig, searches: list[pd.DataFrame], shown: set[str], named: bo
                     mode="lines+markers",
                     name=s.label,
                     legendgroup=s.full,
-                    meta=s.meta,
+                    meta={**s.meta, "kind": "search", "customdata": SEARCH_COLUMNS},
                     line=dict(color=s.color, dash=s.dash, width=2),
                     marker=dict(symbol="star", size=12, line=dict(color=charts.REFERENCE, width=1)),
                     customdata=np.stack(  # numbers, formatted by the hover in SI (engineering) notation
-                        [d["budget_flops"], d["spent_flops"], d["budget_samples"], d["questions"], d["of_questions"]],
+                        [
+                            d["budget_flops"],
+                            d["spent_flops"],
+                            d["budget_samples"],
+                            d["questions"],
+                            d["of_questions"],
+                            d["x_samples"],
+                        ],
                         -1,
                     ),
                     hovertemplate=(
@@ -212,7 +239,7 @@ def _draw_searches(fig, searches: list[pd.DataFrame], shown: set[str], named: bo
                     ),
                 )
             )
-            missing = _missing_marker(d, unit, s.full, s.color)
+            missing = _missing_marker(d, unit, s)
             if missing is not None:
                 fig.add_trace(missing)
 
@@ -226,6 +253,7 @@ def _show_chart(fig, unit: str) -> None:
         title=charts.x_label(unit),
     )
     fig.update_yaxes(title="accuracy", range=[0, 1.02])
+    fig.update_layout(meta=dict(x=charts.x_column(unit), y="accuracy"))
     charts.style_figure(fig, title="Accuracy against compute: selection rules vs coverage", height=520)
     charts.chart(fig, "strategies")
     st.caption(
@@ -287,4 +315,6 @@ def _paired(root, fp, run_ids, combos, dataset, verifier) -> None:
     )
 
 
-frame.run_page("strategies", "Strategies", body, caption="Selection rules and models side by side, against coverage.")
+frame.run_page(
+    "strategies", "Strategies", body, caption="Selection rules and models side by side, against coverage.", share=True
+)

@@ -14,6 +14,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 RUNS = "synthetic-gemma-0-0001000000, synthetic-qwen2.5-1-0001000001"
 
 # (page, parameter, value, what the line says is allowed, the default the page falls back to)
+SAMPLE_0 = "synthetic-gemma-0-0001000000|gemma-3-270m"  # the fixture store's first run and model
 CASES = [
     ("coverage", "kmax", "abc", "'abc' is not a whole number", "a whole number from 1 to 1e+09", "160"),
     ("coverage", "kmax", "0", "'0' is out of range", "a whole number from 1 to 1e+09", "160"),
@@ -65,7 +66,22 @@ CASES = [
     ("samples", "model", "gpt-17", "'gpt-17' is not one of the choices", "(all), gemma-3-270m", "(all)"),
     ("samples", "question", "q-404", "'q-404' is not one of the choices", "(all), basic_arithmetic/0/0", "(all)"),
     ("samples", "correct", "maybe", "'maybe' is not one of the choices", "all, correct, wrong", "all"),
-    ("samples", "tree", "-1", "'-1' is not one of the choices", "0, 1, 2", "0"),
+    (  # a tree by identity (run | model | strategy | question key | configuration), the sample's question's first
+        "samples",
+        "tree",
+        "-1",
+        "'-1' is not one of the choices",
+        f"{SAMPLE_0}|beam_search|800d8311f6f77f10|114305068e, ",
+        f"{SAMPLE_0}|beam_search|800d8311f6f77f10|114305068e",
+    ),
+    (
+        "samples",
+        "sample",
+        f"{SAMPLE_0}|800d8311f6f77f10|99",
+        f"'{SAMPLE_0}|800d8311f6f77f10|99' is not one of the choices",
+        f"{SAMPLE_0}|800d8311f6f77f10|0, {SAMPLE_0}|800d8311f6f77f10|1, ",
+        f"{SAMPLE_0}|800d8311f6f77f10|0",
+    ),
     (
         "run",
         "models",

@@ -3,7 +3,7 @@ and a real `ttc worker`, both started on a populated store in tmp_path and kille
 
 Opens every page (no exception, no traceback; a screenshot of each into $TTC_SCREENSHOT_DIR or a temp folder), launches a small real
 run from the Run page (gemma-3-270m, 2 questions × 2 samples, 16 tokens), waits for its progress to reach 100%,
-downloads a PNG chart and a CSV table, checking their bytes, and checks that the Compute-optimal heat map chooses
+downloads a PNG chart, the chart's CSV and a CSV table, checking their bytes, copies the page's link, and checks that the Compute-optimal heat map chooses
 among searches (beam search, sequential revisions) and pool rules (best-of-N) alike."""
 
 from __future__ import annotations
@@ -146,6 +146,20 @@ def test_download_png_chart_and_csv_table(server, browser, store_dir, tmp_path):
     png = Path(dl.value.path()).read_bytes()
     assert dl.value.suggested_filename == "coverage.png"
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    with browser.expect_download(timeout=60_000) as dl:  # the chart's own CSV: what it plots, with units
+        browser.locator(".st-key-dl_coverage_csv button").click()
+    assert dl.value.suggested_filename == "coverage.csv"
+    plotted = pd.read_csv(io.BytesIO(Path(dl.value.path()).read_bytes()))
+    assert {"series", "model", "configuration", "kind", "strategy", "k", "samples_per_question", "coverage"} <= set(
+        plotted.columns
+    )
+    assert {"pool", "forecast"} <= set(plotted["kind"]) and "sample" not in set(plotted["strategy"])
+    browser.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    copy = browser.locator("#ttc-copy-link")
+    copy.click()
+    browser.wait_for_function("() => document.getElementById('ttc-copy-link').dataset.copied !== undefined")
+    assert copy.get_attribute("data-copied") == browser.url and "runs=" in browser.url
+    assert browser.evaluate("() => navigator.clipboard.readText()") == browser.url
     browser.get_by_text("Coverage data").click()
     # the grid draws only once the expander is open, above the buttons: click when it is drawn and the button is
     # in view, so nothing moves the button under the click

@@ -220,6 +220,46 @@ def test_exports_are_valid_files(monkeypatch, populated_store, captured_download
     pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(parquet)).reset_index(drop=True), df, check_dtype=False)
 
 
+def _points(trace: dict) -> int:
+    """How many points a trace of the figure sent to the browser plots (arrays may arrive base64-encoded)."""
+    x = trace.get("x")
+    if isinstance(x, dict):
+        return len(base64.b64decode(x["bdata"])) // np.dtype(x["dtype"]).itemsize
+    return len(x or [])
+
+
+def test_strategies_chart_csv_holds_what_is_plotted_and_no_hidden_line(
+    monkeypatch, populated_store, captured_downloads
+):
+    at = _app(monkeypatch, populated_store, "app_pages/strategies.py")
+    at.radio(key="x").set_value("flops").run()
+    assert not at.exception and not at.error
+    csv = pd.read_csv(io.BytesIO(_download(at, captured_downloads, "dl_strategies_csv")))
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    drawn = [t for t in fig["data"] if not (t.get("meta") or {}).get("band_of")]
+    assert len(csv[csv["kind"] != "reference"]) == sum(_points(t) for t in drawn)
+    assert {"flops_per_question", "accuracy", "accuracy_low", "accuracy_high", "budget_flops_per_question"} <= set(
+        csv.columns
+    )
+    assert {"coverage", "majority", "best_of_n", "beam_search", "lookahead", "sequential_revisions"} <= set(
+        csv["strategy"]
+    )
+    searches = csv[csv["kind"] == "search"]
+    assert set(searches["verifier"]) == {"prm-synthetic"} and searches["budget_flops_per_question"].notna().all()
+
+    hide = at.multiselect(key="hide_strategies")
+    label = next(o for o in hide.options if "beam_search" in o)
+    hide.set_value([label]).run()
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    greyed = [t for t in fig["data"] if t.get("visible") == "legendonly"]
+    assert greyed and all("beam_search" in t["legendgroup"] for t in greyed)
+    after = pd.read_csv(io.BytesIO(_download(at, captured_downloads, "dl_strategies_csv")))
+    gone = after["configuration"].fillna("").str.startswith("beam_search") & (
+        after["model"] == greyed[0]["meta"]["model"]
+    )
+    assert not gone.any() and len(after) < len(csv)
+
+
 def test_strategy_controls_come_from_the_registry_table(monkeypatch, populated_store):
     """The strategies' controls are generated from their options models by the form generator every kind uses."""
     from backend.strategies import STRATEGIES as table
