@@ -31,17 +31,17 @@ def _installed_models() -> dict[str, bool]:
 
 @st.cache_data(show_spinner=False)
 def _rg_datasets() -> list[str]:
-    from backend.tasks.reasoning_gym_task import _datasets
+    from backend.tasks.reasoning_gym_task import gym_datasets
 
-    return sorted(_datasets())
+    return sorted(gym_datasets())
 
 
 @st.cache_data(show_spinner=False)
 def _rg_knobs(name: str) -> dict:
     """The dataset's difficulty knobs with reasoning-gym's defaults (the fields `config_fields` lists)."""
-    from backend.tasks.reasoning_gym_task import _datasets, config_fields
+    from backend.tasks.reasoning_gym_task import config_fields, gym_datasets
 
-    _, cls = _datasets()[name]
+    _, cls = gym_datasets()[name]
     out = {}
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in config_fields(name):

@@ -2,8 +2,8 @@
 CSV or Parquet. Server-side so a figure for a paper does not depend on the browser's toolbar (which offers
 PNG only) and so tests can check the bytes.
 
-PNG and SVG go through kaleido, which drives the system's Chromium (Debian's `chromium` is found by itself,
-DESIGN.md §6). Starting that browser costs seconds, so one kaleido server is started on first use and kept for
+PNG and SVG go through kaleido, which drives the system's Chromium (Debian's `chromium` is found by itself:
+docs/ARCHITECTURE.md, "Facts the design rests on"). Starting that browser costs seconds, so one kaleido server is started on first use and kept for
 the life of the process; later images take a fraction of a second.
 
 Every export holds what the chart shows and nothing else: traces hidden on the page (`visible` False or

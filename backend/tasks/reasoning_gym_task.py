@@ -40,9 +40,6 @@ def gym_datasets() -> dict:
     return DATASETS
 
 
-_datasets = gym_datasets  # the old private name, still imported by app_pages/run.py until it imports `gym_datasets`
-
-
 def config_fields(name: str) -> list[str]:
     _, config_cls = gym_datasets()[name]
     return [f.name for f in dataclasses.fields(config_cls) if f.name not in ("seed", "size")]

@@ -20,12 +20,8 @@ CITED = re.compile(r"(?<![\w/.-])(?:[\w.-]+/)*[\w.-]+\.md\b|(?<![\w/.-])docs/[\w
 PROJECT_PATH = re.compile(r"(?<![\w/.-])(?:app_pages|backend|store|bench|tests|scripts|examples|docs)/[\w./-]*\.\w+\b")
 MAPS = ("docs/ARCHITECTURE.md", "README.md")
 
-EXCEPTIONS = {
+EXCEPTIONS: dict[tuple[str, str], str] = {
     # (citing file, cited path): why it may stay for now
-    ("backend/export.py", "DESIGN.md"): (
-        "owned by a concurrent change of the export helpers; its docstring should cite docs/ARCHITECTURE.md, "
-        '"Facts the design rests on" (chart export) once that change is in'
-    ),
 }
 
 

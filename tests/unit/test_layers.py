@@ -73,10 +73,6 @@ LAYERS = (  # lowest first
 
 PRIVATE_EXCEPTIONS = {
     # (importing module, imported name or module): why it is allowed for now
-    ("app_pages.run", "backend.tasks.reasoning_gym_task._datasets"): (
-        "owned by a concurrent change of the Run page; it should import the public `gym_datasets`, after which the "
-        "`_datasets` alias in backend/tasks/reasoning_gym_task.py goes too"
-    ),
     ("bench.soak", "app_pages._views"): (
         "owned by a concurrent change of the Samples page's queries; the soak bench times them, so SAMPLES_SQL and "
         "QUESTION_IDS_SQL want a public home (store/views.py) once that change is in"
