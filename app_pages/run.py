@@ -77,7 +77,6 @@ FORM_KEYS = frozenset(
 )  # fmt: skip
 FORM_PREFIXES = ("rg_", "task_", "engine_", "verifier_", "strat_")  # the generated controls' keys
 KEPT = "_run_form"
-URL_NUMBERS = {"spq": int, "temperature": float, "top_p": float, "max_tokens": int, "seed": int}
 
 
 def _restore_form() -> None:
@@ -95,9 +94,8 @@ def _remember_form() -> None:
 def _models_section() -> list[str]:
     installed = _installed_models()
     names = list(SHIPPED_MODELS)
-    if "run_models" not in st.session_state:  # a new session: a link's (or a reload's) ?models=, else the default
-        asked = [m for raw in st.query_params.get_all("models") for m in raw.split(",") if m in names]
-        st.session_state["run_models"] = asked or [DEFAULT_MODEL]
+    # The URL key is the widget's own, not the analysis pages' `models` (a model filter over stored runs).
+    sel.from_url("run_models", [DEFAULT_MODEL], options=names, multi=True)
     chosen = st.multiselect(
         "Models",
         names,
@@ -162,8 +160,11 @@ def _parse_config(raw: str, field: str, problems: list) -> dict:
 
 def _sampling_section() -> dict:
     sel.from_url("run_name", "dashboard-run")
-    for key, default in (("spq", 8), ("temperature", 0.8), ("top_p", 1.0), ("max_tokens", 256), ("seed", 0)):
-        sel.from_url(key, default, cast=URL_NUMBERS[key])
+    sel.from_url("spq", 8, cast=int)
+    sel.from_url("temperature", 0.8, cast=float)
+    sel.from_url("top_p", 1.0, cast=float)
+    sel.from_url("max_tokens", 256, cast=int)
+    sel.from_url("seed", 0, cast=int)
     c1, c2, c3, c4 = st.columns(4)
     name = c1.text_input("Run name", key="run_name")
     spq = c2.number_input(
@@ -360,8 +361,7 @@ def form(store) -> None:
         if strategies.get("strategies") and budgets:
             strategies = {**strategies, "budgets": budgets, "budget_unit": "flops"}
     _remember_form()
-    st.query_params["models"] = list(st.session_state["run_models"])
-    sel.to_url("suite", "engine", *(["datasets"] if task["kind"] == "reasoning_gym" else []))
+    sel.to_url("run_models", "suite", "engine", *(["datasets"] if task["kind"] == "reasoning_gym" else []))
     sel.to_url("run_name", "spq", "temperature", "top_p", "max_tokens", "seed", "budgets")
     if st.button("Queue run", type="primary", key="queue", icon=":material/send:"):
         if problems:  # the form's own checks (JSON boxes) come first: queue nothing

@@ -84,7 +84,7 @@ CASES = [
     ),
     (
         "run",
-        "models",
+        "run_models",
         "gpt-17",
         "'gpt-17' is not one of the choices",
         "qwen2.5-coder-0.5b-instruct, gemma-3-270m",

@@ -58,7 +58,7 @@ def test_the_form_keeps_its_choices_across_pages_and_in_the_url(monkeypatch, pop
     at.multiselect(key="run_models").set_value(["gemma-3-270m"]).run()
     at.number_input(key="spq").set_value(3).run()
     at.text_input(key="run_name").input("kept").run()
-    assert str(at.query_params["models"]) == "gemma-3-270m" and str(at.query_params["spq"]) == "3"
+    assert str(at.query_params["run_models"]) == "gemma-3-270m" and str(at.query_params["spq"]) == "3"
     at.switch_page("app_pages/coverage.py").run()  # a page with a "models" selection of its own
     assert not at.exception, [e.value for e in at.exception]
     at.switch_page(RUN_PAGE).run()
@@ -70,7 +70,7 @@ def test_the_form_keeps_its_choices_across_pages_and_in_the_url(monkeypatch, pop
 def test_a_new_session_reads_the_forms_choices_from_the_url(monkeypatch, tmp_path):
     monkeypatch.setenv("TTC_STORE", str(tmp_path / "fresh"))
     at = AppTest.from_file(APP, default_timeout=120)
-    at.query_params.update({"models": ["gemma-3-270m"], "spq": "5", "run_name": "from-link"})
+    at.query_params.update({"run_models": ["gemma-3-270m"], "spq": "5", "run_name": "from-link"})
     at.run()
     at.switch_page(RUN_PAGE).run()
     assert at.multiselect(key="run_models").value == ["gemma-3-270m"]
