@@ -43,6 +43,11 @@ SMOKE: dict[str, Smoke] = {
             "compute_optimal_view_predicted_s={n}",
         ),
     ),
+    "page_compute": Smoke(
+        "unit",
+        ("--questions", "6", "--samples", "12", "--draws", "4"),
+        ("RESULT selection_s={n} study_inputs_s={n} votes_speedup_vs_per_k={n} study_votes_speedup_vs_per_k={n}",),
+    ),
     "compaction": Smoke(
         "unit",
         ("--shards", "24", "--questions", "6", "--samples", "4", "--repeats", "1"),

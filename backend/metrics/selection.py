@@ -373,7 +373,12 @@ def confidence_votes(
     """{rule: (D, Q, K) correctness} of the confidence rules (backend/metrics/confidence.py) on `draws` random
     k-subsets per k. `confidence` and `probability` are (Q, N) per-sample weights, NaN where unknown (they then weigh
     nothing). `path_id` (Q, N) codes each sample's reasoning path within its question (None: all distinct):
-    perplexity consistency counts each distinct path of a k-subset once, at its probability (`path_probability`)."""
+    perplexity consistency counts each distinct path of a k-subset once, at its probability (`path_probability`).
+
+    One random permutation per draw, as in `vote_resampled`: the two weighted votes are sums over the subset, so
+    one bincount of the segments between successive k, cumulated, serves every k at once. The filtered vote needs
+    each k's own threshold (the m-th most confident of its k samples): per k it reads only the columns that hold
+    the first k valid samples of every question, and finds the threshold by partition, not a full sort."""
     if draws < 2:
         raise ValueError(f"draws must be >= 2 to report a resampling band, got {draws}")
     rng = np.random.default_rng(seed)
@@ -388,31 +393,52 @@ def confidence_votes(
         prob = path_probability(valid, path_id, probability)
         first_copies = _FirstCopies(valid, path_id)
     ks = np.asarray(ks, dtype=np.int64)
-    out = {rule: np.empty((draws, n_q, len(ks))) for rule in CONFIDENCE_RULES}
-    flat_q = np.arange(n_q)[:, None] * (n_ans + 1)
-    size = n_q * (n_ans + 1)
+    n_k = len(ks)
+    out = {rule: np.empty((draws, n_q, n_k)) for rule in CONFIDENCE_RULES}
+    n_valid = valid.sum(axis=1)
+    block = max(1, _VOTE_CELLS // ((n_k + 1) * (n_ans + 1)))
 
     def tally(mask: np.ndarray, a: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
-        counted = np.bincount((flat_q + a)[mask], weights=None if weight is None else weight[mask], minlength=size)
-        return counted.reshape(n_q, 1, n_ans + 1)[..., :n_ans]
+        rows = a.shape[0]
+        flat = (np.arange(rows)[:, None] * (n_ans + 1) + a)[mask]
+        counted = np.bincount(flat, weights=None if weight is None else weight[mask], minlength=rows * (n_ans + 1))
+        return counted.reshape(rows, 1, n_ans + 1)[..., :n_ans]
 
     for d in range(draws):
         perm = rng.permutation(width)
         v, a, c = valid[:, perm], code[:, perm], conf[:, perm]
         p = prob[:, perm] if first_copies is None else np.where(first_copies.mask(perm), prob, 0.0)[:, perm]
         rank = np.cumsum(v, axis=1)
-        n_valid = rank[:, -1]
+        seg = np.where(v, np.searchsorted(ks, rank, side="left"), n_k)  # the first k whose subset holds the sample
+        for lo in range(0, n_q, block):
+            hi = min(n_q, lo + block)
+            rows = hi - lo
+            flat = ((np.arange(rows)[:, None] * (n_k + 1) + seg[lo:hi]) * (n_ans + 1) + a[lo:hi]).ravel()
+            size = rows * (n_k + 1) * (n_ans + 1)
+
+            def summed(weights, _flat=flat, _size=size, _rows=rows):
+                total = np.bincount(_flat, weights=weights, minlength=_size)
+                return np.cumsum(total.reshape(_rows, n_k + 1, n_ans + 1)[:, :n_k, :n_ans], axis=1)
+
+            counts = summed(None)
+            ok = answer_ok[lo:hi]
+            out["deepconf_weighted"][d, lo:hi] = _pick(counts, summed(c[lo:hi].ravel()), ok)
+            out["perplexity_consistency"][d, lo:hi] = _pick(counts, summed(p[lo:hi].ravel()), ok)
+        # the most confident ceil(keep_fraction · k) of the k (at least one) vote
         for j, k in enumerate(ks):
-            in_k = v & (rank <= k)
-            counts = tally(in_k, a, None)
-            out["deepconf_weighted"][d, :, j] = _pick(counts, tally(in_k, a, c), answer_ok)[:, 0]
-            out["perplexity_consistency"][d, :, j] = _pick(counts, tally(in_k, a, p), answer_ok)[:, 0]
-            # the most confident ceil(keep_fraction · k) of the k (at least one) vote
+            span = min(width, int((rank < k).sum(axis=1).max()) + 1)  # columns holding every row's first k
+            in_k = v[:, :span] & (rank[:, :span] <= k)
+            ck = c[:, :span]
             m = np.maximum(1, np.ceil(keep_fraction * np.minimum(k, n_valid))).astype(np.int64)
-            ranked = -np.sort(-np.where(in_k, c, -np.inf), axis=1)
-            threshold = ranked[np.arange(n_q), np.minimum(m, width) - 1]
-            keep = in_k & (c >= threshold[:, None])
-            out["deepconf_filtered"][d, :, j] = _pick(tally(keep, a, None), tally(keep, a, c), answer_ok)[:, 0]
+            top = -np.where(in_k, ck, -np.inf)
+            m_col = np.minimum(m, span) - 1
+            if (m_col == m_col[0]).all():  # the usual case, k within every pool: one partition
+                threshold = -np.partition(top, int(m_col[0]), axis=1)[:, int(m_col[0])]
+            else:
+                threshold = -np.sort(top, axis=1)[np.arange(n_q), m_col]
+            keep = in_k & (ck >= threshold[:, None])
+            ak = a[:, :span]
+            out["deepconf_filtered"][d, :, j] = _pick(tally(keep, ak, None), tally(keep, ak, ck), answer_ok)[:, 0]
     return out
 
 

@@ -20,6 +20,7 @@ from backend.ledger import ModelArch
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
+_U64 = struct.Struct("<Q")
 _KEEP_ARRAYS = {"general.tags"}  # small arrays worth returning; tokenizer arrays are skipped
 
 
@@ -117,6 +118,14 @@ class _Cursor:
                 self.pos += struct.calcsize(_SCALARS[etype]) * count
                 if self.pos > len(self.buf):
                     raise ModelFileError(f"{self.path}: truncated GGUF header")
+                return None
+            if etype == _STRING and not keep:  # a tokenizer's vocabulary: step over each string, decode none
+                for _ in range(count):
+                    if self.pos + 8 > len(self.buf):
+                        raise ModelFileError(f"{self.path}: truncated GGUF header (ends at byte {len(self.buf)})")
+                    self.pos += 8 + _U64.unpack_from(self.buf, self.pos)[0]
+                if self.pos > len(self.buf):
+                    raise ModelFileError(f"{self.path}: corrupt GGUF header (string past end of file)")
                 return None
             items = [self.value(etype, keep) for _ in range(count)]
             return items if keep else None

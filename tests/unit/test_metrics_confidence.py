@@ -12,15 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backend.engines.base import TokenLogprob
-from backend.metrics import pool_from_arrays, selection_curves
+from backend.metrics import pool_from_arrays, selection, selection_curves
 from backend.metrics.confidence import (
     LOGPROB_FLOOR,
     MAX_CODE,
+    RULES,
     SCALE,
     encode_token_confidence,
     top_k_confidence,
     trace_confidence,
 )
+from bench.page_compute import per_k_confidence_votes
 
 
 def _deepconf(chosen: float, top: list[float], k: int) -> float:
@@ -227,3 +229,26 @@ def test_perplexity_consistency_matches_rpc_over_every_k_subset_of_pools_with_du
 def test_a_pool_without_signals_gets_no_confidence_rules():
     pool = pool_from_arrays(np.ones((2, 4), dtype=bool))
     assert set(selection_curves(pool, None, [2], draws=2, n_boot=0)) == {"majority"}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_confidence_votes_reproduce_the_per_k_implementation_draw_for_draw(seed):
+    """Same seed, same permutations: every rule's (draw, question, k) value equals the per-k loop's, on pools of
+    unequal size, unanswered samples, unknown signals, duplicated paths and tied confidences."""
+    rng = np.random.default_rng(seed)
+    n_q, width = 7, 40
+    valid = rng.random((n_q, width)) < 0.85
+    valid[:, :12] = True  # every pool holds at least 12
+    answer = np.where(valid, rng.integers(-1, 5, (n_q, width)), -1)
+    answer_ok = rng.random((n_q, 5)) < 0.4
+    conf = rng.integers(0, 24, (n_q, width)) / 8.0  # coarse: ties at the filter's threshold
+    conf[rng.random((n_q, width)) < 0.1] = np.nan
+    prob = np.exp(-rng.integers(1, 9, (n_q, width)) / 4.0)
+    prob[rng.random((n_q, width)) < 0.1] = np.nan
+    ks = np.array([1, 2, 3, 5, 8, 12])
+    for path_id in (None, rng.integers(0, 6, (n_q, width))):
+        args = (valid, answer, answer_ok.astype(float), conf, prob, ks)
+        new = selection.confidence_votes(*args, draws=5, seed=seed, path_id=path_id)
+        ref = per_k_confidence_votes(*args, draws=5, seed=seed, path_id=path_id)
+        for rule in RULES:
+            np.testing.assert_allclose(new[rule], ref[rule], rtol=0, atol=1e-12, err_msg=rule)
