@@ -668,7 +668,7 @@ def _cmd_export(args) -> int:
             r[0] for r in con.execute("SELECT DISTINCT model FROM samples WHERE run_id = ?", [args.run_id]).fetchall()
         ]
         model = args.model or (models[0] if len(models) == 1 else None)
-        if model not in models:
+        if model is None or model not in models:
             raise StoreError(
                 f"--model: {args.model or 'none given'} for run {args.run_id}; allowed: {', '.join(sorted(models))}"
             )

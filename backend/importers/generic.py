@@ -243,7 +243,7 @@ def export_generic(con, run_id: str, model: str, out: Path) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     rows = 0
-    reader_ = con.execute(sql, params).fetch_record_batch(8192)
+    reader_ = con.sql(sql, params=params).to_arrow_reader(8192)
     try:
         if out.suffix.lower() == ".parquet":
             import pyarrow.parquet as pq

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -95,7 +96,7 @@ def load_arch(params: int | None, arch_file: Path | None) -> ModelArch | None:
     if Path(arch_file).suffix.lower() == ".gguf":
         from backend.models.gguf_meta import read_header
 
-        return read_header(arch_file).arch
+        return read_header(arch_file).arch()
     data = load_options_file(arch_file)
     known = set(ModelArch.__dataclass_fields__)
     if set(data) - known or "n_params" not in data:
@@ -128,8 +129,8 @@ def import_files(
     for p in paths:
         if not p.is_file():
             raise ImportFileError(p, "-", "-", "no such file")
-    files = [{"path": str(p), "sha256": file_sha256(p), "bytes": p.stat().st_size} for p in paths]
-    identity = {
+    files: list[dict[str, Any]] = [{"path": str(p), "sha256": file_sha256(p), "bytes": p.stat().st_size} for p in paths]
+    identity: dict[str, Any] = {
         "format": fmt,
         "importer_version": entry.version,
         "files": sorted(f["sha256"] for f in files),

@@ -91,7 +91,9 @@ def _problem(path: Path, n: int, qid: str, doc: dict, options: MonkeysOptions) -
         },
         {
             "completion": [None if s is None else str(s) for s in samples],
-            "correct": [as_correct(v, path, n, "is_corrects") for v in verdicts],
+            "correct": verdicts
+            if all(type(v) is bool for v in verdicts)
+            else [as_correct(v, path, n, "is_corrects") for v in verdicts],
             "prompt": [prompt] * len(samples),
         },
     )
