@@ -644,6 +644,46 @@ def _cmd_store(args) -> int:
     return 0
 
 
+def _cmd_import(args) -> int:
+    """`ttc import FORMAT PATH...`: other tools' sample logs become a read-only run (backend/importers)."""
+    from backend.importers.ingest import import_files, load_arch, load_options_file
+    from store import Store
+
+    arch = load_arch(args.params, args.arch)
+    options = load_options_file(args.mapping)
+    store = Store.open(args.store, catalog=args.catalog)
+    result = import_files(store, args.format, args.paths, name=args.run, model=args.model, options=options, arch=arch)
+    print(result)
+    return 0
+
+
+def _cmd_export(args) -> int:
+    """`ttc export --format generic RUN -o FILE`: a run's pool as what `ttc import generic` reads back."""
+    from backend.importers.generic import export_generic
+    from store import Store
+
+    store = Store.open(args.store, create=False, catalog=args.catalog)
+    if store.get_run(args.run_id) is None:
+        raise StoreError(
+            f"RUN: no run {args.run_id!r} in {store.root}; allowed: a run id from `ttc sql 'SELECT run_id FROM runs'`"
+        )
+    con = store.connect()
+    try:
+        models = [
+            r[0] for r in con.execute("SELECT DISTINCT model FROM samples WHERE run_id = ?", [args.run_id]).fetchall()
+        ]
+        model = args.model or (models[0] if len(models) == 1 else None)
+        if model is None or model not in models:
+            raise StoreError(
+                f"--model: {args.model or 'none given'} for run {args.run_id}; allowed: {', '.join(sorted(models))}"
+            )
+        rows = export_generic(con, args.run_id, model, args.output)
+    finally:
+        con.close()
+    print(f"{rows} samples of run {args.run_id} ({model}) written to {args.output}", file=sys.stderr)
+    return 0
+
+
 def _store_arguments(p: argparse.ArgumentParser, suppress: bool = False) -> None:
     """--store and --catalog, the same on every command that opens a store (SUPPRESS: a sub-action's copy does not
     overwrite one given before the action)."""
@@ -727,6 +767,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plan(sub)
     _add_worker(sub)
     _add_dashboard(sub)
+    _add_import(sub)
     _add_store(sub)
     return p
 
@@ -894,6 +935,47 @@ def _add_dashboard(sub) -> None:
         help="listen on ADDRESS (e.g. 0.0.0.0) instead of 127.0.0.1: an explicit opt-in, the dashboard has no login",
     )
     d.set_defaults(fn=_cmd_dashboard)
+
+
+def _add_import(sub) -> None:
+    """`ttc import FORMAT PATH...` and `ttc export RUN`."""
+    from backend.importers import IMPORTERS
+
+    im = sub.add_parser(
+        "import",
+        help="import other tools' sample logs as a read-only run (idempotent: the same files import once)",
+    )
+    im.add_argument("format", choices=list(IMPORTERS), help="; ".join(f"{n}: {e.help}" for n, e in IMPORTERS.items()))
+    im.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    _store_arguments(im)
+    im.add_argument("--run", default=None, metavar="NAME", help="the run's name (default: the format and first file)")
+    im.add_argument("--model", default="imported", metavar="NAME", help="the model that wrote the samples")
+    im.add_argument(
+        "--params", type=int, default=None, metavar="N", help="its parameter count, to price FLOPs (2·N a token)"
+    )
+    im.add_argument(
+        "--arch",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="its architecture, to price FLOPs: a GGUF file, or YAML of n_params, n_layers, d_model, d_attn",
+    )
+    im.add_argument(
+        "--mapping",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the format's options (YAML/JSON); generic: the "
+        "column mapping, layout and the values that count as correct",
+    )
+    im.set_defaults(fn=_cmd_import)
+    ex = sub.add_parser("export", help="write a run's pool as a file `ttc import` reads back")
+    ex.add_argument("run_id", metavar="RUN")
+    ex.add_argument("--format", choices=["generic"], default="generic")
+    ex.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help=".jsonl or .parquet")
+    ex.add_argument("--model", default=None, help="the model whose samples (default: the run's only one)")
+    _store_arguments(ex)
+    ex.set_defaults(fn=_cmd_export)
 
 
 def _add_store(sub) -> None:

@@ -46,6 +46,18 @@ class WorkerError(TtcError):
     """A worker cannot be found, stopped or started (`ttc worker status|stop`, the dashboard's automatic start)."""
 
 
+class ImportFileError(TtcError):
+    """A file given to `ttc import` is not what its format says (truncated, a missing column, lists of unequal
+    length, a correctness that is not a boolean): one line naming the file, the record and the field."""
+
+    def __init__(self, path: object, record: object, field: str, problem: str, allowed: str | None = None):
+        self.path, self.record, self.field, self.problem = str(path), record, field, problem
+        msg = f"{path}: record {record}: {field}: {problem}"
+        if allowed:
+            msg += f"; allowed: {allowed}"
+        super().__init__(msg)
+
+
 class AdaptiveRunError(TtcError):
     """An analysis that averages random k-subsets of a pool was asked to pool an adaptive run's samples."""
 

@@ -2,7 +2,7 @@
 `default_runs` (the one home of the rule), and say what it left out.
 
 A comparable selection, not every run of the store:
-- the *reference* is the newest run that finished (status `done`) and is not adaptive;
+- the *reference* is the newest run that finished (status `done`, or `imported`) and is not adaptive;
 - the default is every such run whose questions (their keys, store/keys.question_key) are exactly the
   reference's: other models or more samples of the same study, not a run of other knobs whose ids look the same;
 - left out, each with its reason: runs that did not finish (cancelled, failed, still running: their pools are
@@ -21,6 +21,7 @@ import pandas as pd
 
 from backend.allocation import adaptive_run_ids
 from backend.metrics.pools import KEY_OR_LABEL_SQL
+from store.imports import IMPORTED, IMPORTING
 
 RUN_QUESTIONS_SQL = f"""
 SELECT run_id, md5(string_agg(DISTINCT {KEY_OR_LABEL_SQL}, ',' ORDER BY {KEY_OR_LABEL_SQL})) AS question_set
@@ -29,6 +30,7 @@ FROM samples GROUP BY run_id ORDER BY run_id"""
 
 FINISHED = "done"
 REASONS = {
+    IMPORTING: "partial: being imported",
     "cancelled": "cancelled",
     "failed": "failed",
     "running": "partial: still running",
@@ -64,7 +66,7 @@ def default_runs(run_questions: pd.DataFrame, catalog: pd.DataFrame | None, adap
     adaptive = set(adaptive)
     why: dict[str, str] = {}
     for r, status in zip(runs["run_id"], runs["status"]):
-        if status != FINISHED:
+        if status not in (FINISHED, IMPORTED):
             why[r] = REASONS.get(status, status)
         elif r in adaptive:
             why[r] = "adaptive: not an exchangeable pool, read it on the Run page"

@@ -154,6 +154,28 @@ def m012_score_pass_tokens(db: Connection) -> None:
     )
 
 
+@migration
+def m013_imports(db: Connection) -> None:
+    """Runs imported from other tools' logs (`ttc import`, backend/importers): their provenance (the format, each
+    file's SHA-256, the importer's version, the options) and the content hash that makes a second import of the
+    same files a no-op. Such a run's status is `imported`: no worker ever claims it."""
+    db.execute(
+        text(
+            """
+            CREATE TABLE imports (
+                run_id TEXT PRIMARY KEY,
+                content_hash TEXT NOT NULL UNIQUE,
+                format TEXT NOT NULL,
+                importer_version TEXT NOT NULL,
+                files_json TEXT NOT NULL,      -- [{"path", "sha256", "bytes"}] in the order given
+                options_json TEXT NOT NULL,
+                imported_at TEXT NOT NULL
+            )
+            """
+        )
+    )
+
+
 def apply_migrations(db: Connection) -> list[str]:
     """Apply the pending migrations in order, each in the caller's transaction; return their names. Concurrent
     callers (workers starting together on a server catalog) migrate one after the other."""

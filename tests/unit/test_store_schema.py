@@ -26,6 +26,7 @@ def test_migrations_are_named_in_order():
         "m010_question_key",
         "m011_token_confidence_range",
         "m012_score_pass_tokens",
+        "m013_imports",
     ]
 
 
@@ -35,6 +36,15 @@ def test_fresh_catalog_has_exact_schema(tmp_path):
     schema = {t: {c["name"]: str(c["type"]) for c in insp.get_columns(t)} for t in insp.get_table_names()}
     assert schema == {
         "_migrations": {"name": "TEXT", "applied_at": "TEXT"},
+        "imports": {
+            "run_id": "TEXT",
+            "content_hash": "TEXT",
+            "format": "TEXT",
+            "importer_version": "TEXT",
+            "files_json": "TEXT",
+            "options_json": "TEXT",
+            "imported_at": "TEXT",
+        },
         "runs": {
             "run_id": "TEXT",
             "name": "TEXT",

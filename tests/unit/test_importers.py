@@ -1,0 +1,323 @@
+"""`ttc import` (backend/importers): each format's fixture, written to its documented layout, imports as a
+read-only run; a second import of the same files writes nothing; bad input fails in one line naming the file, the
+record and the field, and leaves the store as it was; a run exported with `ttc export --format generic` and
+imported again gives the same pass@k, majority and best-of-N curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from sqlalchemy import text
+
+from backend.cli import main
+from backend.errors import ImportFileError, SpecError
+from backend.importers import IMPORTERS
+from backend.importers.ingest import file_sha256, import_files, load_arch
+from backend.ledger import decode_flops, prefill_flops
+from backend.run_selection import default_runs_of
+from store import Store
+from store.keys import question_key
+from store.leases import next_claimable
+
+
+def _store(tmp_path) -> Store:
+    return Store.open(tmp_path / "store")
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+LONG = [
+    {"question_id": "q1", "question": "1+1", "reference": "2", "completion": "2", "answer": "2", "correct": True,
+     "prompt_tokens": 10, "completion_tokens": 3, "score.prm": 0.9},
+    {"question_id": "q1", "question": "1+1", "reference": "2", "completion": "3", "answer": "3", "correct": False,
+     "prompt_tokens": 10, "completion_tokens": 5, "score.prm": 0.2},
+    {"question_id": "q2", "question": "2+2", "reference": "4", "completion": "4", "answer": "4", "correct": 1,
+     "prompt_tokens": 12, "completion_tokens": 4},
+]  # fmt: skip
+
+
+def _store_files(store: Store) -> list[Path]:
+    return sorted(
+        p for p in store.root.rglob("*") if p.is_file() and p.name != "catalog.sqlite" and "sqlite" not in p.name
+    )
+
+
+def test_the_registry_holds_the_builtin_formats_with_their_capabilities():
+    assert list(IMPORTERS)[:2] == ["generic", "monkeys"]
+    assert IMPORTERS["generic"].needs_mapping and IMPORTERS["generic"].has_tokens
+    assert not IMPORTERS["monkeys"].has_tokens and ".yaml" in IMPORTERS["monkeys"].suffixes
+    with pytest.raises(SpecError, match="unknown import format 'lm_eval'; allowed: generic, monkeys"):
+        IMPORTERS.lookup("lm_eval", "FORMAT")
+
+
+def test_generic_long_jsonl_imports_as_a_read_only_run_with_provenance(tmp_path):
+    store = _store(tmp_path)
+    path = _write_jsonl(tmp_path / "pool.jsonl", LONG)
+    result = import_files(store, "generic", [path], model="m")
+    assert (result.samples, result.questions, result.already) == (3, 2, False)
+    df = store.query("SELECT * FROM samples ORDER BY question_id, sample_idx")
+    assert list(zip(df["question_id"], df["sample_idx"], df["correct"])) == [
+        ("q1", 0, True), ("q1", 1, False), ("q2", 0, True)
+    ]  # fmt: skip
+    assert set(df["model"]) == {"m"} and set(df["strategy"]) == {"sample"}
+    assert df["question_key"][0] == question_key(None, None, "1+1", "2")  # the store's rule
+    assert df["flops"].isna().all()  # no --params / --arch: FLOPs unknown, not guessed
+    scores = store.query("SELECT question_id, sample_idx, verifier, score FROM scores ORDER BY sample_idx")
+    assert scores.values.tolist() == [["q1", 0, "prm", 0.9], ["q1", 1, "prm", 0.2]]
+    run = store.get_run(result.run_id)
+    assert run["status"] == "imported" and json.loads(run["spec_json"])["import"]["format"] == "generic"
+    with store.catalog.connect() as db:
+        prov = db.execute(text("SELECT * FROM imports")).mappings().one()
+    assert prov["format"] == "generic" and prov["importer_version"] == IMPORTERS["generic"].version
+    assert json.loads(prov["files_json"])[0]["sha256"] == file_sha256(path)
+    with store.catalog.begin() as db:
+        assert next_claimable(db) is None  # no worker ever picks it up
+    assert default_runs_of(store.connect()).run_ids == (result.run_id,)  # the analyses take it as finished
+
+
+def test_reimporting_the_same_files_is_a_no_op(tmp_path):
+    store = _store(tmp_path)
+    path = _write_jsonl(tmp_path / "pool.jsonl", LONG)
+    first = import_files(store, "generic", [path])
+    files = _store_files(store)
+    again = import_files(store, "generic", [tmp_path / "pool.jsonl"])
+    assert again.already and again.run_id == first.run_id and "nothing written" in str(again)
+    assert _store_files(store) == files
+    assert store.query("SELECT count(*) n FROM samples")["n"][0] == 3
+    copy = tmp_path / "renamed.jsonl"  # the content decides, not the name
+    copy.write_bytes(path.read_bytes())
+    assert import_files(store, "generic", [copy]).already
+
+
+def test_params_price_flops_as_the_ledger_does(tmp_path):
+    store = _store(tmp_path)
+    arch = load_arch(1_000_000, None)
+    import_files(store, "generic", [_write_jsonl(tmp_path / "p.jsonl", LONG)], arch=arch)
+    df = store.query("SELECT question_id, prompt_tokens p, completion_tokens d, flops FROM samples ORDER BY 1, 2")
+    n = df.groupby("question_id")["p"].transform("size").to_numpy()
+    want = decode_flops(arch, df["p"], df["d"]) + prefill_flops(arch, df["p"]) / n
+    np.testing.assert_allclose(df["flops"], want, rtol=1e-12)
+
+
+def test_generic_wide_parquet_with_a_mapping_explodes_aligned_lists(tmp_path):
+    store = _store(tmp_path)
+    path = tmp_path / "wide.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "problem": ["a", "b"],
+                "text": ["x?", "y?"],
+                "gold": ["1", "2"],
+                "outputs": [["1", "3", "1"], ["2"]],
+                "preds": [["1", "3", "1"], ["2"]],
+                "verdicts": [["yes", "no", "yes"], ["no"]],
+            }
+        ),
+        path,
+    )
+    options = {
+        "layout": "wide",
+        "columns": {"question_id": "problem", "question": "text", "reference": "gold", "completion": "outputs",
+                    "answer": "preds", "correct": "verdicts"},
+        "correct_values": ["yes"],
+        "incorrect_values": ["no"],
+    }  # fmt: skip
+    result = import_files(store, "generic", [path], options=options)
+    assert (result.samples, result.questions) == (4, 2)
+    df = store.query("SELECT question_id, sample_idx, answer, correct FROM samples ORDER BY 1, 2")
+    assert df.values.tolist() == [["a", 0, "1", True], ["a", 1, "3", False], ["a", 2, "1", True], ["b", 0, "2", False]]
+
+
+def test_generic_csv_and_json_array_read_like_jsonl(tmp_path):
+    csv = tmp_path / "pool.csv"
+    csv.write_text("qid,ok,ans\nq1,1,7\nq1,0,8\nq2,true,9\n")
+    store = _store(tmp_path)
+    options = {"columns": {"question_id": "qid", "correct": "ok", "answer": "ans"}}
+    import_files(store, "generic", [csv], options=options)
+    assert store.query("SELECT list(correct ORDER BY question_id, sample_idx) c FROM samples")["c"][0].tolist() == [
+        True, False, True
+    ]  # fmt: skip
+    arr = tmp_path / "pool.json"
+    arr.write_text(json.dumps(LONG, indent=1))
+    other = Store.open(tmp_path / "other")
+    assert import_files(other, "generic", [arr]).samples == 3
+
+
+def _monkeys_problem(folder: Path, stem: str, samples: list[str], verdicts: list, gt: str = "#### 4") -> Path:
+    """One problem as llmonk writes it (generate: prompt, question, samples, gt_answer; evaluate adds is_corrects)."""
+    path = folder / f"{stem}.yaml"
+    doc = {"prompt": f"Question: {stem}\nAnswer:", "question": f"what is {stem}?", "samples": samples,
+           "gt_answer": gt, "is_corrects": verdicts}  # fmt: skip
+    path.write_text(yaml.dump(doc))
+    return path
+
+
+def test_monkeys_yaml_one_file_per_problem(tmp_path):
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    paths = [
+        _monkeys_problem(folder, "0", ["a #### 4", "b #### 5", "c #### 4"], [True, False, True]),
+        _monkeys_problem(folder, "17", ["d", "e"], [False, False], gt="#### 9"),
+    ]
+    store = _store(tmp_path)
+    result = import_files(store, "monkeys", paths, options={"dataset": "gsm8k"})
+    assert (result.samples, result.questions) == (5, 2)
+    assert "token counts" in str(result) and "extracted answers" in str(result)
+    df = store.query("SELECT question_id, sample_idx, completion, correct, dataset FROM samples ORDER BY 1, 2")
+    assert df.values.tolist() == [
+        ["0", 0, "a #### 4", True, "gsm8k"], ["0", 1, "b #### 5", False, "gsm8k"], ["0", 2, "c #### 4", True, "gsm8k"],
+        ["17", 0, "d", False, "gsm8k"], ["17", 1, "e", False, "gsm8k"],
+    ]  # fmt: skip
+    q = store.query("SELECT question_id, reference FROM questions ORDER BY 1")
+    assert q["reference"].tolist() == ["#### 4", "#### 9"]
+
+
+def test_monkeys_records_file(tmp_path):
+    path = tmp_path / "monkey_business.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "orig_dset_idx": [3, 8],
+                "question": ["p?", "q?"],
+                "gt_answer": ["1", "2"],
+                "samples": [["x", "y"], ["z"]],
+                "is_corrects": [[True, False], [True]],
+            }
+        ),
+        path,
+    )
+    store = _store(tmp_path)
+    import_files(store, "monkeys", [path])
+    df = store.query("SELECT question_id, sum(correct::INT) c, count(*) n FROM samples GROUP BY 1 ORDER BY 1")
+    assert df.values.tolist() == [["3", 1, 2], ["8", 1, 1]]
+
+
+# ---- bad input: one line naming file, record and field; nothing written ------------------------------------------
+
+
+def _bad_cases(tmp_path: Path):
+    lines = "".join(json.dumps(r) + "\n" for r in LONG)
+    (tmp_path / "truncated.jsonl").write_text(lines[:-20])
+    (tmp_path / "truncated.json").write_text(json.dumps(LONG)[:-30])
+    good = tmp_path / "good.parquet"
+    pq.write_table(pa.Table.from_pylist([{**r, "correct": bool(r["correct"]), "score.prm": 0.0} for r in LONG]), good)
+    (tmp_path / "truncated.parquet").write_bytes(good.read_bytes()[:-40])
+    (tmp_path / "m.csv").write_text("qid,ok\nq1,1\n")
+    _write_jsonl(tmp_path / "maybe.jsonl", [LONG[0], {**LONG[1], "correct": 0.5}])
+    _write_jsonl(tmp_path / "nocol.jsonl", [{**LONG[0], "ok": True}, {"question_id": "q9", "correct": True}])
+    _write_jsonl(
+        tmp_path / "wide.jsonl",
+        [{"question_id": "a", "completion": ["1", "2"], "correct": [True, False]},
+         {"question_id": "b", "completion": ["1", "2"], "correct": [True]}],
+    )  # fmt: skip
+    folder = tmp_path / "monk"
+    folder.mkdir()
+    _monkeys_problem(folder, "5", ["a", "b"], [True])
+    _monkeys_problem(folder, "6", ["a", "b"], [True, "maybe"])
+    whole = _monkeys_problem(folder, "7", ["a: 1", "b"], [True, False]).read_text()
+    (folder / "7.yaml").write_text(whole[: whole.index("'a: 1'") + 3])  # ends inside a quoted sample
+    return {
+        "truncated jsonl": ("generic", "truncated.jsonl", {}, r"truncated\.jsonl: record 3: -: not valid JSON .*truncated"),
+        "truncated json": ("generic", "truncated.json", {}, r"truncated\.json: record 3: -: not valid JSON.*truncated"),
+        "truncated parquet": ("generic", "truncated.parquet", {}, r"truncated\.parquet: record -: -: not a readable Parquet"),
+        "truncated yaml": ("monkeys", "monk/7.yaml", {}, r"7\.yaml: record 1: -: not valid YAML.*truncated"),
+        "missing column (csv)": (
+            "generic", "m.csv", {"columns": {"question_id": "qid", "correct": "verdict"}},
+            r"m\.csv: record -: verdict: the mapping's column for correct is not in the file; allowed: qid, ok",
+        ),
+        "missing column (jsonl)": (
+            "generic", "nocol.jsonl", {"columns": {"correct": "ok"}},
+            r"nocol\.jsonl: record 2: ok: missing \(the mapping's column for correct\)",
+        ),
+        "unequal lists (wide)": (
+            "generic", "wide.jsonl", {"layout": "wide"},
+            r"wide\.jsonl: record 2: correct: 1 values where completion has 2: lists of one question must align",
+        ),
+        "unequal lists (monkeys)": ("monkeys", "monk/5.yaml", {}, r"5\.yaml: record 1: is_corrects: 1 verdicts for 2 samples"),
+        "non-boolean correctness": ("generic", "maybe.jsonl", {}, r"maybe\.jsonl: record 2: correct: 0\.5 is not a correctness value"),
+        "non-boolean (monkeys)": ("monkeys", "monk/6.yaml", {}, r"6\.yaml: record 1: is_corrects: 'maybe' is not a correctness value"),
+    }  # fmt: skip
+
+
+BAD = [
+    "truncated jsonl", "truncated json", "truncated parquet", "truncated yaml", "missing column (csv)",
+    "missing column (jsonl)", "unequal lists (wide)", "unequal lists (monkeys)", "non-boolean correctness",
+    "non-boolean (monkeys)",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input_is_one_line_naming_file_record_and_field_and_writes_nothing(tmp_path, case, capsys):
+    fmt, name, options, message = _bad_cases(tmp_path)[case]
+    store = _store(tmp_path)
+    good = import_files(store, "generic", [_write_jsonl(tmp_path / "ok.jsonl", LONG)])
+    _write_jsonl(tmp_path / "ok2.jsonl", [{**r, "question_id": "other-" + r["question_id"]} for r in LONG])
+    before = _store_files(store)
+    with pytest.raises(ImportFileError, match=message) as err:
+        # a bad file after a good one: the good one's rows must not land either
+        first = [tmp_path / "ok2.jsonl"] if fmt == "generic" and not options else []
+        import_files(store, fmt, [*first, tmp_path / name], options=options)
+    assert "\n" not in str(err.value)
+    assert _store_files(store) == before  # no shard, no staging folder left
+    assert store.query("SELECT DISTINCT run_id FROM samples")["run_id"].tolist() == [good.run_id]
+    assert [r["run_id"] for r in store.runs_arrow().to_pylist()] == [good.run_id]
+
+
+def test_the_cli_prints_the_error_in_one_line(tmp_path, capsys):
+    path = _write_jsonl(tmp_path / "maybe.jsonl", [{**LONG[0], "correct": "perhaps"}])
+    assert main(["import", "generic", str(path), "--store", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "maybe.jsonl: record 1: correct: 'perhaps' is not a correctness value" in err
+
+
+# ---- round trip ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_export_then_import_gives_identical_metrics(tmp_path, suffix, capsys):
+    from backend.metrics.coverage import coverage_curve
+    from backend.metrics.pools import load_pool
+    from backend.metrics.selection import best_of_n_curve, majority_curve
+    from bench.synthetic_store import make_synthetic_store
+
+    source = make_synthetic_store(
+        tmp_path / "source", n_questions=12, n_samples=8, models=("gemma-3-270m",), verifiers=("prm-synthetic",),
+        n_trees=0, truncated=0.1,
+    )  # fmt: skip
+    run_id = source.query("SELECT DISTINCT run_id FROM samples")["run_id"][0]
+    out = tmp_path / f"pool{suffix}"
+    assert main(["export", "--format", "generic", run_id, "-o", str(out), "--store", str(source.root)]) == 0
+    assert main(["import", "generic", str(out), "--store", str(tmp_path / "copy"), "--model", "gemma-3-270m"]) == 0
+    copy = Store.open(tmp_path / "copy")
+    copied = copy.query("SELECT DISTINCT run_id FROM samples")["run_id"][0]
+
+    def curves(store, run):
+        pool = load_pool(store.connect(), [run], "gemma-3-270m", strategy="sample")
+        return [
+            coverage_curve(pool, n_boot=0),
+            majority_curve(pool, n_boot=0, seed=3),
+            best_of_n_curve(pool, "prm-synthetic", n_boot=0),
+        ]
+
+    for a, b in zip(curves(source, run_id), curves(copy, copied), strict=True):
+        np.testing.assert_array_equal(a.k, b.k)
+        np.testing.assert_allclose(b.per_question, a.per_question, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(b.mean, a.mean, rtol=0, atol=1e-12)
+    cols = "question_id, sample_idx, completion, answer, correct, completion_tokens, finish_reason, question_key"
+    sql = f"SELECT {cols} FROM samples ORDER BY question_id, sample_idx"
+    assert source.query(sql).equals(copy.query(sql))  # the rows themselves, question keys included
+
+
+def test_readme_has_one_import_command_per_format():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    missing = [name for name in IMPORTERS if f"ttc import {name} " not in readme]
+    assert not missing, f"README's Import section has no command for {missing}"
