@@ -28,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from backend.metrics import coverage_curve, load_pool, selection_curves  # noqa: E402
 from backend.metrics.confidence import RULES  # noqa: E402
 from backend.metrics.selection import (  # noqa: E402
-    _FirstCopies,
-    _pick,
+    FirstCopies,
     answer_correctness,
     confidence_votes,
     path_probability,
+    pick_weighted,
 )
 from backend.metrics.strategy_table import k_levels  # noqa: E402
 from backend.metrics.study import study_inputs  # noqa: E402
@@ -67,7 +67,7 @@ def per_k_confidence_votes(
         first_copies = None
     else:
         prob = path_probability(valid, path_id, probability)
-        first_copies = _FirstCopies(valid, path_id)
+        first_copies = FirstCopies(valid, path_id)
     ks = np.asarray(ks, dtype=np.int64)
     out = {rule: np.empty((draws, n_q, len(ks))) for rule in RULES}
     flat_q = np.arange(n_q)[:, None] * (n_ans + 1)
@@ -86,14 +86,14 @@ def per_k_confidence_votes(
         for j, k in enumerate(ks):
             in_k = v & (rank <= k)
             counts = tally(in_k, a, None)
-            out["deepconf_weighted"][d, :, j] = _pick(counts, tally(in_k, a, c), answer_ok)[:, 0]
-            out["perplexity_consistency"][d, :, j] = _pick(counts, tally(in_k, a, p), answer_ok)[:, 0]
+            out["deepconf_weighted"][d, :, j] = pick_weighted(counts, tally(in_k, a, c), answer_ok)[:, 0]
+            out["perplexity_consistency"][d, :, j] = pick_weighted(counts, tally(in_k, a, p), answer_ok)[:, 0]
             # the most confident ceil(keep_fraction · k) of the k (at least one) vote
             m = np.maximum(1, np.ceil(keep_fraction * np.minimum(k, n_valid))).astype(np.int64)
             ranked = -np.sort(-np.where(in_k, c, -np.inf), axis=1)
             threshold = ranked[np.arange(n_q), np.minimum(m, width) - 1]
             keep = in_k & (c >= threshold[:, None])
-            out["deepconf_filtered"][d, :, j] = _pick(tally(keep, a, None), tally(keep, a, c), answer_ok)[:, 0]
+            out["deepconf_filtered"][d, :, j] = pick_weighted(tally(keep, a, None), tally(keep, a, c), answer_ok)[:, 0]
     return out
 
 

@@ -85,7 +85,7 @@ def answer_correctness(valid: np.ndarray, correct: np.ndarray, answer_id: np.nda
     return np.divide(good, count, out=np.zeros_like(good), where=count > 0)
 
 
-def _pick(counts: np.ndarray, weights: np.ndarray, answer_ok: np.ndarray) -> np.ndarray:
+def pick_weighted(counts: np.ndarray, weights: np.ndarray, answer_ok: np.ndarray) -> np.ndarray:
     """Expected correctness of the answer with the largest `weights` among those present (counts > 0),
     averaging over ties. counts/weights: (Q, K, A); answer_ok: (Q, A)."""
     present = counts > 0
@@ -112,10 +112,10 @@ def prefix_vote(pool: Pool, n: np.ndarray, weight: np.ndarray | None = None) -> 
     size = n_q * (n_ans + 1)
     counts = np.bincount(flat, minlength=size).reshape(n_q, 1, n_ans + 1)[..., :n_ans]
     if weight is None:
-        return _pick(counts, counts, answer_ok)[:, 0]
+        return pick_weighted(counts, counts, answer_ok)[:, 0]
     w = np.where(drawn, np.nan_to_num(weight, nan=0.0), 0.0).ravel()
     summed = np.bincount(flat, weights=w, minlength=size).reshape(n_q, 1, n_ans + 1)[..., :n_ans]
-    return _pick(counts, summed, answer_ok)[:, 0]
+    return pick_weighted(counts, summed, answer_ok)[:, 0]
 
 
 def vote_resampled(
@@ -146,10 +146,10 @@ def vote_resampled(
     if full and ks[-1] == width:  # the whole pool: one deterministic vote, no resampling
         flat = (np.arange(n_q)[:, None] * (n_ans + 1) + code).ravel()
         counts = np.bincount(flat, minlength=n_q * (n_ans + 1)).reshape(n_q, 1, n_ans + 1)[..., :n_ans]
-        majority[:, :, -1] = _pick(counts, counts, answer_ok)[:, 0]
+        majority[:, :, -1] = pick_weighted(counts, counts, answer_ok)[:, 0]
         if weight is not None and weighted is not None:  # both set together, from vote_weight
             wsum = np.bincount(flat, weights=weight.ravel(), minlength=n_q * (n_ans + 1))
-            weighted[:, :, -1] = _pick(counts, wsum.reshape(n_q, 1, n_ans + 1)[..., :n_ans], answer_ok)[:, 0]
+            weighted[:, :, -1] = pick_weighted(counts, wsum.reshape(n_q, 1, n_ans + 1)[..., :n_ans], answer_ok)[:, 0]
         ks = ks[:-1]
     n_k = len(ks)
     if n_k == 0:
@@ -181,11 +181,11 @@ def vote_resampled(
                 flat = (base + seg * (n_ans + 1) + a).ravel()
             counts = np.bincount(flat, minlength=size).reshape(rows, n_k + 1, n_ans + 1)[:, :n_k, :n_ans]
             counts = np.cumsum(counts, axis=1)
-            majority[d, lo:hi, :n_k] = _pick(counts, counts, ok)
+            majority[d, lo:hi, :n_k] = pick_weighted(counts, counts, ok)
             if weight_t is not None and weighted is not None:  # both set together, from vote_weight
                 wsum = np.bincount(flat, weights=weight_t[perm, lo:hi].ravel(), minlength=size)
                 wsum = np.cumsum(wsum.reshape(rows, n_k + 1, n_ans + 1)[:, :n_k, :n_ans], axis=1)
-                weighted[d, lo:hi, :n_k] = _pick(counts, wsum, ok)
+                weighted[d, lo:hi, :n_k] = pick_weighted(counts, wsum, ok)
     return majority, weighted
 
 
@@ -315,7 +315,7 @@ def selection_curves(
     return out
 
 
-class _FirstCopies:
+class FirstCopies:
     """Which cells hold the first copy, in a permuted order, of their reasoning path: a k-prefix of the order
     holds a path exactly when it holds that path's first copy, so weighting first copies alone counts each distinct
     path of every prefix once. Cells are grouped by (question, path) once; per order, one reduceat."""
@@ -391,7 +391,7 @@ def confidence_votes(
         first_copies = None
     else:
         prob = path_probability(valid, path_id, probability)
-        first_copies = _FirstCopies(valid, path_id)
+        first_copies = FirstCopies(valid, path_id)
     ks = np.asarray(ks, dtype=np.int64)
     n_k = len(ks)
     out = {rule: np.empty((draws, n_q, n_k)) for rule in CONFIDENCE_RULES}
@@ -422,8 +422,8 @@ def confidence_votes(
 
             counts = summed(None)
             ok = answer_ok[lo:hi]
-            out["deepconf_weighted"][d, lo:hi] = _pick(counts, summed(c[lo:hi].ravel()), ok)
-            out["perplexity_consistency"][d, lo:hi] = _pick(counts, summed(p[lo:hi].ravel()), ok)
+            out["deepconf_weighted"][d, lo:hi] = pick_weighted(counts, summed(c[lo:hi].ravel()), ok)
+            out["perplexity_consistency"][d, lo:hi] = pick_weighted(counts, summed(p[lo:hi].ravel()), ok)
         # the most confident ceil(keep_fraction · k) of the k (at least one) vote
         for j, k in enumerate(ks):
             span = min(width, int((rank < k).sum(axis=1).max()) + 1)  # columns holding every row's first k
@@ -438,7 +438,9 @@ def confidence_votes(
                 threshold = -np.sort(top, axis=1)[np.arange(n_q), m_col]
             keep = in_k & (ck >= threshold[:, None])
             ak = a[:, :span]
-            out["deepconf_filtered"][d, :, j] = _pick(tally(keep, ak, None), tally(keep, ak, ck), answer_ok)[:, 0]
+            out["deepconf_filtered"][d, :, j] = pick_weighted(tally(keep, ak, None), tally(keep, ak, ck), answer_ok)[
+                :, 0
+            ]
     return out
 
 

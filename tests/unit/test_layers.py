@@ -47,7 +47,14 @@ LAYERS = (  # lowest first
     ),
     Layer(
         "extensions",
-        ("backend.engines", "backend.tasks", "backend.prompting", "backend.verifiers", "backend.strategies"),
+        (
+            "backend.engines",
+            "backend.tasks",
+            "backend.prompting",
+            "backend.verifiers",
+            "backend.strategies",
+            "backend.importers",  # the readers of other tools' logs; their ingest writes, so it sits on the write path
+        ),
     ),
     Layer("spec", ("backend.pricing", "backend.config")),
     Layer(
@@ -60,6 +67,7 @@ LAYERS = (  # lowest first
             "backend.fanout",
             "backend.worker",
             "backend.jobs",
+            "backend.importers.ingest",
         ),
     ),
     Layer(
