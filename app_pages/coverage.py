@@ -22,10 +22,11 @@ FORECAST_CAPTION = (
     "Dashed: the power law log(coverage) = a·k^b (Brown et al. 2024), fitted to the curve; dash-dot: the beta "
     "forecast (Schaeffer et al. 2025), pass@k = 1 − B(α, β+k)/B(α, β) with per-question pass@1 ~ Beta(α, β) fitted "
     "to every question's (samples, correct) counts. The page trusts the beta forecast more: in the backtest "
-    "(bench/forecast.py: fit on each question's first n/8 samples, predict pass@n) the two came about equally "
-    "close at k = n, and the beta reads every question's counts rather than a curve's shape, so it also forecasts "
-    "from pools too small for a power law and its band comes from the questions themselves. Both assume every question is solved eventually: where some never are, both overshoot, "
-    "and the bands do not show it."
+    "(bench/forecast.py: fit on each question's first n/8 samples, predict pass@n) it came closer at k = n in "
+    "every pool, and it reads every question's counts rather than a curve's shape, so it also forecasts from "
+    "pools too small for a power law. A forecast band holds how much the fit moves with the question set, not how "
+    "wrong the forecast is: in the backtest neither band held the observed pass@n. Both assume every question is "
+    "solved eventually: where some never are, both overshoot."
 )
 
 
