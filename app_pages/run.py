@@ -332,8 +332,9 @@ def _verifiers_section(problems: list) -> list:
     return out
 
 
-def _spec_dict(models, task, sampling, strategies) -> dict:
-    return {"models": models, "task": task, **sampling, **strategies}
+def _spec_dict(models, task, sampling, searches) -> dict:
+    """The form as a spec mapping; `searches`: the spec's strategies, verifiers and budgets keys."""
+    return {"models": models, "task": task, **sampling, **searches}
 
 
 def form(store) -> None:
@@ -349,7 +350,7 @@ def form(store) -> None:
     with st.container(border=True):
         st.subheader("3 · Strategies and budgets")
         verifiers = _verifiers_section(problems)
-        strategies = _strategies_section(problems)
+        searches = _strategies_section(problems)
         budgets: list[float] = []
         try:
             budgets = _budget_section(models, task, sampling["max_tokens"], sampling["seed"])
@@ -357,9 +358,9 @@ def form(store) -> None:
             frame.render_error(e)
             problems.append(e)
         if verifiers:
-            strategies = {**strategies, "verifiers": verifiers}
-        if strategies.get("strategies") and budgets:
-            strategies = {**strategies, "budgets": budgets, "budget_unit": "flops"}
+            searches = {**searches, "verifiers": verifiers}
+        if searches.get("strategies") and budgets:
+            searches = {**searches, "budgets": budgets, "budget_unit": "flops"}
     _remember_form()
     sel.to_url("run_models", "suite", "engine", *(["datasets"] if task["kind"] == "reasoning_gym" else []))
     sel.to_url("run_name", "spq", "temperature", "top_p", "max_tokens", "seed", "budgets")
@@ -368,10 +369,10 @@ def form(store) -> None:
             st.session_state.pop("queued_msg", None)
             frame.render_error(problems[0])
         else:
-            _queue(_spec_dict(models, task, sampling, strategies))
+            _queue(_spec_dict(models, task, sampling, searches))
     if st.session_state.get("queued_msg"):
         st.success(st.session_state["queued_msg"], icon=":material/check_circle:")
-    plan_panel(store, problems, _spec_dict(models, task, sampling, strategies))
+    plan_panel(store, problems, _spec_dict(models, task, sampling, searches))
 
 
 def plan_panel(store, problems: list, data: dict) -> None:

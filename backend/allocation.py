@@ -339,7 +339,7 @@ def allocation_finished(prepared, store, model_name: str) -> bool:
     return len(store.existing_sample_keys(prepared.run_id, model_name)) >= int(log["samples"].sum())
 
 
-def sample_adaptively(prepared, store, model, engine, done: int, progress, cancelled) -> int:
+def sample_adaptively(prepared, store, model, engine, done: int, progress, halt) -> int:
     """Sample one model of an adaptive run: finish the last logged round, then decide and sample rounds until
     one gives nothing. Decisions are stored before their samples are generated, so a killed worker's successor
     finishes the round it decided (the same keys, the same seeds) before it decides anything new."""
@@ -350,7 +350,7 @@ def sample_adaptively(prepared, store, model, engine, done: int, progress, cance
     prompts = question_prompt_tokens(prepared, model, engine.count_tokens)
     total = total_flops(prepared, model, prompts)
     written = 0
-    while not cancelled.is_set():
+    while not halt.is_set():
         log = logged_rounds(store, prepared.run_id, model.name)
         if not log.empty:
             last = log[log["round"] == log["round"].max()]
@@ -362,9 +362,9 @@ def sample_adaptively(prepared, store, model, engine, done: int, progress, cance
                 if (r.question_id, i) not in existing
             ]
             if keys:
-                n = sample_model(prepared, store, model, engine, keys, done + written, progress, cancelled)
+                n = sample_model(prepared, store, model, engine, keys, done + written, progress, halt)
                 written += n
-                if cancelled.is_set():
+                if halt.is_set():
                     break
             if int(last["samples"].sum()) == 0:
                 break

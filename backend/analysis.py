@@ -104,7 +104,7 @@ def analyse(
     store: Store,
     model: ResolvedModel,
     engine: Engine,
-    cancelled: threading.Event,
+    halt: threading.Event,
     question_ids: Iterable[str] | None = None,
 ) -> None:
     """Score the pool with every listed verifier, then run each strategy at each budget, for `question_ids` (None:
@@ -121,7 +121,7 @@ def analyse(
         return verifiers[name]
 
     for name in spec.verifier_names():
-        if cancelled.is_set():
+        if halt.is_set():
             return
         v = verifier(name)
         score_pool(store, run_id, model.name, questions, v, reads_generator_cache=getattr(v, "engine", None) is engine)
@@ -138,7 +138,7 @@ def analyse(
         ran: dict[str, list[SearchResult]] = {}  # a sweep's ratios that split a budget alike share one search
         for budget in _budgets_flops(prepared, model, prompts):
             for config, ratio in _search_points(search, budget, model, prompts):
-                if cancelled.is_set():
+                if halt.is_set():
                     return
                 record = search_record(config, budget, search.verifier, spec.seed, ratio)
                 stored = finished.get((search.strategy, json.dumps(record, sort_keys=True)), set())

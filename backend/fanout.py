@@ -187,7 +187,7 @@ class FanOut:
     replicas: int
     resources: dict
     env: dict[str, str]
-    cancelled: threading.Event  # stops the replicas at their next request
+    halt: threading.Event  # stops the replicas at their next request
     lease_check: Callable[[], None]  # raises when the worker's lease is gone, which stops them too
     actor_name: str
 
@@ -257,7 +257,7 @@ class FanOut:
         last_permit = 0.0
         while queue or any(t is not None for t in self.pool.values()):
             self.lease_check()
-            if self.cancelled.is_set():
+            if self.halt.is_set():
                 for r in self.pool:
                     r.halt.remote()
                 queue.clear()

@@ -1,6 +1,7 @@
 """The job queue between the dashboard and workers: runs in the catalog with status queued → running → done /
-failed / cancelled. Claims are one immediate SQLite transaction, so two workers never take the same run; a
-worker's heartbeat lets the dashboard tell a stopped worker from a slow one."""
+failed / cancelled. A claim is one catalog transaction (BEGIN IMMEDIATE on SQLite, FOR UPDATE SKIP LOCKED on
+PostgreSQL: store/leases.py), so two workers never take the same run; a worker's heartbeat lets the dashboard tell a
+stopped worker from a slow one."""
 
 from __future__ import annotations
 
@@ -319,12 +320,6 @@ def _spawn(store: Store, log_path: Path | None = None) -> subprocess.Popen:
         )
     threading.Thread(target=proc.wait, name=f"ttc-reap-{proc.pid}", daemon=True).start()
     return proc
-
-
-def spawn_worker(store: Store, log_path: Path | None = None) -> int:
-    """Start one more worker, whether or not one is live (a deliberate extra worker; the dashboard uses
-    `ensure_worker`). Returns its pid."""
-    return _spawn(store, log_path).pid
 
 
 @dataclass(frozen=True)

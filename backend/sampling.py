@@ -160,7 +160,7 @@ def sample_model(
     missing: list[tuple[Question, int]],
     done: int,
     progress: Callable[[int, int], None] | None,
-    cancelled: threading.Event,
+    halt: threading.Event,
 ) -> int:
     """Generate the missing samples of one model in one engine batch; returns how many were written."""
     spec, run_id = prepared.spec, prepared.run_id
@@ -199,7 +199,7 @@ def sample_model(
 
     try:
         engine.generate(
-            requests, on_complete=on_complete, should_stop=lambda: cancelled.is_set() or writer.error is not None
+            requests, on_complete=on_complete, should_stop=lambda: halt.is_set() or writer.error is not None
         )
     finally:
         writer.close()

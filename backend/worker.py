@@ -42,7 +42,7 @@ class RunInterrupted(TtcError):
     next worker that claims it generates only the samples still missing."""
 
 
-def _halt(run_id: str, cancel_requested: threading.Event, lease) -> TtcError:
+def _why_stopped(run_id: str, cancel_requested: threading.Event, lease) -> TtcError:
     if lease.lost.is_set():
         return LeaseLost(f"run {run_id}: another worker holds it now (this one's lease expired); stopped")
     if cancel_requested.is_set():
@@ -76,10 +76,10 @@ def execute(
     total = prepared.total_samples
     holder = holder or process_holder()
     lease = store.claim_run(run_id, spec.name, spec.model_dump(mode="json"), total, holder)
-    cancelled = threading.Event()  # stop generating: a cancel request, the worker is stopping, or the lease is lost
+    halt = threading.Event()  # stop generating: a cancel request, the worker is stopping, or the lease is lost
     cancel_requested = threading.Event()
     stop_beat = _start_heartbeat(
-        lease, heartbeat_s, stop, cancelled, cancel_requested, asked=lambda: store.get_run(run_id) or {}
+        lease, heartbeat_s, stop, halt, cancel_requested, asked=lambda: store.get_run(run_id) or {}
     )
     generated = 0
     try:
@@ -93,7 +93,7 @@ def execute(
                     store,
                     model_index,
                     model,
-                    _ModelRun(done, progress, cancelled, lambda: _halt(run_id, cancel_requested, lease)),
+                    _ModelRun(done, progress, halt, lambda: _why_stopped(run_id, cancel_requested, lease)),
                     lease,
                     engine_factory,
                     ray_address,
@@ -126,7 +126,7 @@ def _start_heartbeat(
     lease,
     heartbeat_s: float,
     stop: threading.Event | None,
-    cancelled: threading.Event,
+    halt: threading.Event,
     cancel_requested: threading.Event,
     asked: Callable[[], dict],
 ) -> threading.Event:
@@ -146,11 +146,11 @@ def _start_heartbeat(
                     requested = bool(asked().get("cancel_requested"))
                 if requested:
                     cancel_requested.set()
-                    cancelled.set()
+                    halt.set()
             except Exception:  # noqa: BLE001 - the catalog unreachable for a moment: Lease.check stops writes in time
                 pass
             if lease.lost.is_set() or (stop is not None and stop.is_set()):
-                cancelled.set()
+                halt.set()
 
     threading.Thread(target=beat, name="ttc-heartbeat", daemon=True).start()
     return stop_beat
@@ -171,8 +171,8 @@ class _ModelRun:
 
     done: int  # samples of the run stored before this model's part
     progress: Callable[[int, int], None] | None
-    cancelled: threading.Event
-    halt: Callable[[], TtcError]  # the error that says why generation stopped
+    halt: threading.Event
+    why_stopped: Callable[[], TtcError]  # the error that says why generation stopped
 
 
 def _run_model(
@@ -186,8 +186,8 @@ def _run_model(
     ray_address: str | None,
 ) -> int:
     """One model's missing samples (or its adaptive rounds), then its analysis; returns the samples it wrote and
-    raises `run.halt()` when generation was stopped."""
-    spec, done, cancelled = prepared.spec, run.done, run.cancelled
+    raises `run.why_stopped()` when generation was stopped."""
+    spec, done, halt = prepared.spec, run.done, run.halt
     existing = store.existing_sample_keys(prepared.run_id, model.name)
     adaptive = spec.adaptive is not None and not allocation_finished(prepared, store, model.name)
     missing = (
@@ -204,9 +204,9 @@ def _run_model(
         return 0
     fanned = ray_address is not None or spec.engine.replicas != 1  # type: ignore[attr-defined]
     if fanned and spec.adaptive is None:  # an adaptive run decides round by round on this engine
-        written = _fan_out(prepared, store, model_index, missing, done, run.progress, cancelled, lease, ray_address)
-        if cancelled.is_set():
-            raise run.halt()
+        written = _fan_out(prepared, store, model_index, missing, done, run.progress, halt, lease, ray_address)
+        if halt.is_set():
+            raise run.why_stopped()
         return written
     generated = 0
     # searches come after the samples with batches of their own: then the machine's best, else the run's size
@@ -216,16 +216,16 @@ def _run_model(
         if model.is_hub_id:  # vLLM read the architecture and chat template when it loaded the model
             model = replace(model, arch=engine.arch, chat_template=getattr(engine, "chat_template", None))
         if missing:
-            generated += sample_model(prepared, store, model, engine, missing, done, run.progress, cancelled)
+            generated += sample_model(prepared, store, model, engine, missing, done, run.progress, halt)
         if adaptive:
-            generated += sample_adaptively(prepared, store, model, engine, done + generated, run.progress, cancelled)
-        if cancelled.is_set():
-            raise run.halt()
-        analyse(prepared, store, model, engine, cancelled)
+            generated += sample_adaptively(prepared, store, model, engine, done + generated, run.progress, halt)
+        if halt.is_set():
+            raise run.why_stopped()
+        analyse(prepared, store, model, engine, halt)
     finally:
         engine.close()
-    if cancelled.is_set():
-        raise run.halt()
+    if halt.is_set():
+        raise run.why_stopped()
     return generated
 
 
@@ -236,7 +236,7 @@ def _fan_out(
     missing: list[tuple[Question, int]],
     done: int,
     progress: Callable[[int, int], None] | None,
-    cancelled: threading.Event,
+    halt: threading.Event,
     lease,
     ray_address: str | None,
 ) -> int:
@@ -254,7 +254,7 @@ def _fan_out(
         replicas=replicas,
         resources=resources,
         env=fanout.replica_env(),
-        cancelled=cancelled,
+        halt=halt,
         lease_check=lease.check,
         actor_name=f"ttc-{prepared.run_id}-{model_index}",
     )
@@ -266,7 +266,7 @@ def _fan_out(
                 [(q.question_id, i) for q, i in missing],
                 progress=lambda n: progress(done + n, prepared.total_samples) if progress else None,
             )
-        if not cancelled.is_set():
+        if not halt.is_set():
             left = questions_left(prepared, store, model_name)
             if left:
                 plan.analyse(left)
