@@ -16,7 +16,7 @@ from app_pages._store import CACHE_TTL_S, cached_pool, cached_store, query
 from backend.metrics import coverage_curve, selection_curves
 from backend.metrics.budget import x_axis
 from backend.metrics.confidence import missing_signals
-from backend.metrics.pools import KEY_OR_LABEL_SQL, question_labels
+from backend.metrics.pools import QUESTION_IDS_SQL, SAMPLES_SQL, question_labels
 
 _cache = st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=128)
 STUDY_BINS, STUDY_DRAWS, STUDY_SEED = (
@@ -264,27 +264,6 @@ def search_curves(
         x_flops=cells["spent_flops"],
         x_tokens=cells["tokens"].where(covered),
     )
-
-
-# The Samples page's filters: one constant query, every value a parameter; an empty filter is NULL and matches all.
-# The text filter is a literal, case-insensitive substring (`contains`, not LIKE: a typed % or _ is a character).
-SAMPLES_SQL = f"""
-SELECT run_id, model, dataset, question_id, sample_idx, strategy, answer, correct, score,
-       completion_tokens, finish_reason, prompt, completion, {KEY_OR_LABEL_SQL} AS question_key
-FROM samples
-WHERE ($1::VARCHAR IS NULL OR run_id = $1)
-  AND ($2::VARCHAR IS NULL OR model = $2)
-  AND ($3::VARCHAR IS NULL OR {KEY_OR_LABEL_SQL} = $3)
-  AND ($4::VARCHAR IS NULL OR coalesce(correct, false) = ($4 = 'correct'))
-  AND ($5::VARCHAR IS NULL OR contains(lower(coalesce(completion, '')), lower($5))
-                           OR contains(lower(coalesce(answer, '')), lower($5)))
-ORDER BY run_id, model, question_id, sample_idx
-LIMIT $6"""
-
-QUESTION_IDS_SQL = f"""
-SELECT DISTINCT question_id, {KEY_OR_LABEL_SQL} AS question_key FROM samples
-WHERE ($1::VARCHAR IS NULL OR run_id = $1) AND ($2::VARCHAR IS NULL OR model = $2)
-ORDER BY 1, 2 LIMIT 5000"""
 
 
 def samples_page(

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import pyarrow as pa
 from pydantic import Field
 
 from backend.errors import ImportFileError
@@ -226,8 +227,8 @@ def export_generic(con, run_id: str, model: str, out: Path) -> int:
     ]
     pivot = "".join(
         f", (SELECT any_value(c.score) FROM scores c WHERE c.run_id = s.run_id AND c.model = s.model AND "
-        f'c.question_id = s.question_id AND c.sample_idx = s.sample_idx AND c.verifier = ${i + 3}) AS "{SCORE_PREFIX}{v}"'
-        for i, v in enumerate(verifiers)
+        f"c.question_id = s.question_id AND c.sample_idx = s.sample_idx AND c.verifier = ${i + 3}) AS score_{i}"
+        for i in range(len(verifiers))
     )
     sample_cols = ", ".join(f"s.{c}" for c in SAMPLE_FIELDS)
     sql = f"""
@@ -244,18 +245,21 @@ def export_generic(con, run_id: str, model: str, out: Path) -> int:
     tmp = out.with_name(f".{out.name}.tmp")
     rows = 0
     reader_ = con.sql(sql, params=params).to_arrow_reader(8192)
+    # a verifier's name is stored data (an import may bring any): it names the column here, never the SQL
+    names = reader_.schema.names[: len(reader_.schema.names) - len(verifiers)] + [SCORE_PREFIX + v for v in verifiers]
     try:
         if out.suffix.lower() == ".parquet":
             import pyarrow.parquet as pq
 
-            with pq.ParquetWriter(tmp, reader_.schema, compression="zstd") as w:
+            schema = pa.schema([f.with_name(n) for f, n in zip(reader_.schema, names)])
+            with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
                 for batch in reader_:
-                    w.write_batch(batch)
+                    w.write_batch(batch.rename_columns(names))
                     rows += batch.num_rows
         else:
             with open(tmp, "w", encoding="utf-8") as f:
                 for batch in reader_:
-                    for rec in batch.to_pylist():
+                    for rec in batch.rename_columns(names).to_pylist():
                         f.write(json.dumps({k: v for k, v in rec.items() if v is not None}) + "\n")
                     rows += batch.num_rows
         tmp.replace(out)

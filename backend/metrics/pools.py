@@ -158,6 +158,26 @@ hand-made stores) falls back to its dataset and id, the identity before keys exi
 
 LABEL_KEY_CHARS = 6
 
+# The Samples page's filters: one constant query, every value a parameter; an empty filter is NULL and matches all.
+# The text filter is a literal, case-insensitive substring (`contains`, not LIKE: a typed % or _ is a character).
+SAMPLES_SQL = f"""
+SELECT run_id, model, dataset, question_id, sample_idx, strategy, answer, correct, score,
+       completion_tokens, finish_reason, prompt, completion, {KEY_OR_LABEL_SQL} AS question_key
+FROM samples
+WHERE ($1::VARCHAR IS NULL OR run_id = $1)
+  AND ($2::VARCHAR IS NULL OR model = $2)
+  AND ($3::VARCHAR IS NULL OR {KEY_OR_LABEL_SQL} = $3)
+  AND ($4::VARCHAR IS NULL OR coalesce(correct, false) = ($4 = 'correct'))
+  AND ($5::VARCHAR IS NULL OR contains(lower(coalesce(completion, '')), lower($5))
+                           OR contains(lower(coalesce(answer, '')), lower($5)))
+ORDER BY run_id, model, question_id, sample_idx
+LIMIT $6"""
+
+QUESTION_IDS_SQL = f"""
+SELECT DISTINCT question_id, {KEY_OR_LABEL_SQL} AS question_key FROM samples
+WHERE ($1::VARCHAR IS NULL OR run_id = $1) AND ($2::VARCHAR IS NULL OR model = $2)
+ORDER BY 1, 2 LIMIT 5000"""
+
 
 def question_labels(ids, keys) -> np.ndarray:
     """(Q,) labels of questions given their ids and keys: the id, and where two questions of one selection share an

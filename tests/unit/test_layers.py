@@ -79,13 +79,7 @@ LAYERS = (  # lowest first
     Layer("tools", ("bench", "tests")),
 )
 
-PRIVATE_EXCEPTIONS = {
-    # (importing module, imported name or module): why it is allowed for now
-    ("bench.soak", "app_pages._views"): (
-        "owned by a concurrent change of the Samples page's queries; the soak bench times them, so SAMPLES_SQL and "
-        "QUESTION_IDS_SQL want a public home (store/views.py) once that change is in"
-    ),
-}
+PRIVATE_EXCEPTIONS: dict[tuple[str, str], str] = {}  # (importing module, imported name or module): why allowed
 
 
 def modules() -> dict[str, Path]:

@@ -53,7 +53,14 @@ REVIEWED = {
     ("store/maintenance.py", "_with_question_keys"): "file paths escaped by _sql_str; the constant QUESTION_KEY_SQL",
     ("app_pages/_store.py", "sample_groups"): "interpolates the constant KEY_OR_LABEL_SQL",
     ("app_pages/_store.py", "default_runs"): "runs the constants RUN_QUESTIONS_SQL, ADAPTIVE_SQL; values are ? params",
-    ("app_pages/_views.py", ""): "SAMPLES_SQL, QUESTION_IDS_SQL interpolate the constant KEY_OR_LABEL_SQL; $n params",
+    (
+        "backend/metrics/pools.py",
+        "",
+    ): "SAMPLES_SQL, QUESTION_IDS_SQL interpolate the constant KEY_OR_LABEL_SQL; $n params",
+    ("backend/importers/generic.py", "export_generic"): (
+        "interpolates the constant column list and score_<index> aliases; run, model and verifier names are $n "
+        "parameters, and a verifier's name becomes a column name only after the query, in Arrow"
+    ),
     ("app_pages/_views.py", "samples_page"): "runs the module constant SAMPLES_SQL; values are $n parameters",
     ("app_pages/_views.py", "question_choices"): "runs the module constant QUESTION_IDS_SQL; values are $n parameters",
     ("backend/metrics/strategy_table.py", "verifier_flops_per_question"): "the constant KEY_OR_LABEL_SQL; $params",
