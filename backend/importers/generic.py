@@ -21,7 +21,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from backend.errors import ImportFileError
-from backend.importers import FALSE_VALUES, TRUE_VALUES, Block, ImporterEntry, as_correct
+from backend.importers.base import FALSE_VALUES, TRUE_VALUES, Block, ImporterEntry, as_correct
 from backend.importers.records import SUFFIXES, columns, records
 from backend.options import Options
 

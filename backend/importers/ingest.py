@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from backend.errors import ImportFileError, SpecError
-from backend.importers import IMPORTERS, Block
+from backend.importers.base import IMPORTERS, Block
 from backend.ledger import ModelArch, decode_flops, prefill_flops
 from store import Store
 from store.imports import begin_import, drop_unfinished, find_import, finish_import

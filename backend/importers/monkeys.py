@@ -16,7 +16,7 @@ import yaml
 from pydantic import Field
 
 from backend.errors import ImportFileError
-from backend.importers import Block, ImporterEntry, as_correct
+from backend.importers.base import Block, ImporterEntry, as_correct
 from backend.importers.records import records
 from backend.options import Options
 
