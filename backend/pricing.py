@@ -50,6 +50,7 @@ reports as the prompt tokens of every sample of q: the stored `samples.prompt_to
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -166,12 +167,23 @@ def budget_preview(
     return BudgetPreview(b, one, b / one, samples_affordable(b, pre, dec), float(p.mean()), pre, dec)
 
 
+_TOKENIZERS: dict[str, TokenCounter] = {}
+_TOKENIZERS_LOCK = threading.Lock()
+
+
 def model_token_counter(model) -> TokenCounter:
-    """The model's own tokenizer where no engine is loaded yet (the Run page): llama.cpp on one slot, used only for
-    /tokenize. Loading it maps the GGUF (seconds); the caller keeps it."""
+    """The model's own tokenizer where no engine is loaded yet (the Run page, the planner): llama.cpp on one slot,
+    used only for /tokenize. Loading it maps the GGUF (seconds), so one per model file is kept for the process's
+    life and never closed: xllamacpp's server shutdown joins its HTTP thread, which was seen blocked in accept()
+    forever once, with the interpreter's lock held (a whole test process hung); a tokenizer that is never torn
+    down cannot hit that."""
     from backend.engines.llamacpp import LlamaCppEngine
 
-    return LlamaCppEngine(model, n_parallel=1, n_ctx_per_slot=256, threads=1).count_tokens
+    key = str(model.path)
+    with _TOKENIZERS_LOCK:
+        if key not in _TOKENIZERS:
+            _TOKENIZERS[key] = LlamaCppEngine(model, n_parallel=1, n_ctx_per_slot=256, threads=1).count_tokens
+        return _TOKENIZERS[key]
 
 
 def task_prompt_tokens(task: dict, seed: int, model, count: TokenCounter) -> np.ndarray:
