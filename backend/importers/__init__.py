@@ -79,9 +79,9 @@ def as_correct(
 
 
 def _register_builtins() -> None:
-    from backend.importers import generic, monkeys
+    from backend.importers import generic, monkeys, openai_batch
 
-    for entry in (generic.ENTRY, monkeys.ENTRY):
+    for entry in (generic.ENTRY, monkeys.ENTRY, openai_batch.ENTRY):
         register_importer(entry)
 
 
