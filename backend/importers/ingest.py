@@ -234,6 +234,7 @@ class _Staging:
                 f"question {block.question_id!r} differs from its earlier record ({path.name} record {record})",
             )
         given = block.samples.get("sample_idx")
+        idx: range | list[int]
         if given is None:
             if q.indices is not None:
                 raise ImportFileError(block.path, block.record, "sample_idx", "missing where earlier records give it")
