@@ -138,7 +138,20 @@ def pool_selection(store, *, x_axis: bool = True):
     if dataset != "(all)":
         sel = sel[sel["dataset"] == dataset]
     combos = sel[["model", "strategy"]].drop_duplicates().sort_values(["model", "strategy"]).itertuples(index=False)
+    if unit is not None and unit != "samples" and run_ids:
+        unit = _drawable(store, tuple(sorted(run_ids)), unit)
     return tuple(sorted(run_ids)), list(combos), (None if dataset == "(all)" else dataset), unit
+
+
+def _drawable(store, run_ids: tuple, unit: str) -> str:
+    """`unit`, or the samples axis with one line naming the axis the runs cannot be drawn on and why."""
+    from app_pages import _store as stored
+    from app_pages import _views as views
+
+    axes = views.axes(str(store.root), stored.fingerprint(store), run_ids)
+    if not axes.can(unit):
+        st.info(f"{axes.why(unit)}; drawn against samples instead.")
+    return axes.usable(unit)
 
 
 def verifier_choice(store, key: str = "verifier") -> str | None:

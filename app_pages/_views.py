@@ -222,6 +222,18 @@ def compute_optimal_view(
 
 
 @_cache
+def axes(root: str, fp: tuple, run_ids: tuple, model: str | None = None):
+    """backend.metrics.axes.run_axes: which compute axes the runs (of `model`) can be drawn on, and why not."""
+    from backend.metrics.axes import run_axes
+
+    con = cached_store(root).connect()
+    try:
+        return run_axes(con, list(run_ids), model)
+    finally:
+        con.close()
+
+
+@_cache
 def pass_at_1(root: str, fp: tuple, run_ids: tuple, model: str, dataset: str | None) -> float:
     pool = cached_pool(root, fp, run_ids, model, dataset, "sample")
     return float(coverage_curve(pool, [1], n_boot=0).mean[0])

@@ -28,6 +28,15 @@ BINS = ["oracle", "predicted"]
 BUDGET_AXIS = "budget (FLOPs per question)"
 
 
+def _budget_axis(table) -> str:
+    """The budget axis' title: FLOPs, or samples where the runs have none (backend/metrics/axes.py)."""
+    return "budget (samples per question)" if table.budget_unit == "samples" else BUDGET_AXIS
+
+
+def _unit(table) -> str:
+    return " samples" if table.budget_unit == "samples" else "FLOPs"
+
+
 def _short(table, name: str) -> str:
     """The family (and sweep ratio) of a configuration: what fits in a heat-map cell; the hover has the full name."""
     if not name:
@@ -71,7 +80,7 @@ def _configuration_trace(table, name: str, d, label: str, *, bin: str = "all", *
         customdata=np.stack(
             [d["budget_samples"], d["questions"], d["of_questions"], [look.eng(b) for b in d["budget_flops"]]], -1
         ).astype(object),
-        hovertemplate=label + "<br>%{customdata[3]}FLOPs (≈%{customdata[0]:.1f} samples)<br>"
+        hovertemplate=label + f"<br>%{{customdata[3]}}{_unit(table)} (≈%{{customdata[0]:.1f}} samples)<br>"
         "accuracy %{y:.3f} on %{customdata[1]} of %{customdata[2]} questions<extra></extra>",
         **kw,
     )
@@ -155,7 +164,7 @@ def _heatmap(study, cells, report) -> None:
             ),
         )
     )
-    fig.update_xaxes(title=BUDGET_AXIS, type="category")
+    fig.update_xaxes(title=_budget_axis(t), type="category")
     fig.update_yaxes(title=f"difficulty ({study.bins.kind}; bin 1 = easiest)", autorange="reversed")
     fig.update_layout(meta=dict(x="budget", y="difficulty_bin", z="held_out_accuracy"))
     charts.style_figure(fig, title="Best configuration per difficulty bin and FLOP budget (all strategies)", height=440)
@@ -241,7 +250,7 @@ def _against_every_configuration(study, cells, report) -> None:
             None if band is None else (band.accuracy_low, band.accuracy_high),
         ),
     ):
-        hover = name + "<br>%{x:.3s}FLOPs (≈%{customdata[0]:.1f} samples)<br>accuracy %{y:.3f}"
+        hover = name + f"<br>%{{x:.3s}}{_unit(t)} (≈%{{customdata[0]:.1f}} samples)<br>accuracy %{{y:.3f}}"
         if ends is not None:
             hover += f"<br>{band.confidence:.0%} band " + "%{customdata[1]:.3f} to %{customdata[2]:.3f}"
         fig.add_trace(
@@ -262,7 +271,7 @@ def _against_every_configuration(study, cells, report) -> None:
                 hovertemplate=hover + "<extra></extra>",
             )
         )
-    charts.log_axis(fig, r.budgets, look.eng, title=BUDGET_AXIS)
+    charts.log_axis(fig, r.budgets, look.eng, title=_budget_axis(t))
     fig.update_yaxes(title="accuracy", range=[0, 1.02])
     fig.update_layout(meta=dict(x="budget_flops_per_question", y="accuracy"))
     charts.style_figure(fig, title=f"Compute-optimal against {r.baseline} and every single configuration", height=520)
@@ -296,7 +305,7 @@ def _by_bin(study, cells) -> None:
             )
     charts.log_axis(fig, t.budgets, look.eng)
     fig.update_yaxes(range=[0, 1.02])
-    fig.update_xaxes(title=BUDGET_AXIS, row=math.ceil(len(levels) / cols))
+    fig.update_xaxes(title=_budget_axis(t), row=math.ceil(len(levels) / cols))
     fig.update_yaxes(title="accuracy", col=1)
     fig.update_layout(meta=dict(x="budget_flops_per_question", y="accuracy"))
     charts.style_figure(
@@ -375,6 +384,9 @@ def _sequential_share(ratio: str) -> float:
 
 def _flops_matched(study, root, fp, run_ids, model, dataset, combos) -> None:
     st.subheader("FLOPs-matched: more test-time compute, or a larger model?")
+    if study.table.budget_unit != "flops":
+        st.info("Not drawn: it matches FLOPs, and these runs have none (the note above says why).")
+        return
     others = sorted({m for m, s in combos if s == "sample" and m != model})
     per_token = views.decode_flops_per_token(root, fp, run_ids)
     c1, c2, c3, c4 = st.columns(4)

@@ -14,6 +14,7 @@ from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
 from backend import visual as look
+from backend.metrics.axes import COST
 from backend.metrics.cost import HUMAN_EXPERT, Price, cost_table, frontier, read_price
 
 DEFAULT_PRICE = (0.05, 0.20)  # USD per 1M tokens in / out: a small hosted model
@@ -38,41 +39,21 @@ def body(store) -> None:
         st.info("Select at least one run and model.")
         return
     data_quality.strip(store, run_ids, [m for m, _ in combos], dataset)
-    c1, c2, c3 = st.columns([3, 2, 1])
     models = sorted({m for m, _ in combos})
-    known = _spec_prices(store)
-    prices_df = pd.DataFrame(
-        {
-            "model": models,
-            PRICE_COLUMNS[0]: [known.get(m, DEFAULT_PRICE)[0] for m in models],
-            PRICE_COLUMNS[1]: [known.get(m, DEFAULT_PRICE)[1] for m in models],
-            # a prompt billed again to the same model: providers that cache prompts charge less for it
-            PRICE_COLUMNS[2]: [known.get(m, DEFAULT_PRICE)[0] for m in models],
-        }
-    )
-    with c1:
-        st.markdown(
-            "**Prices** (edit the cells). k samples of a question bill its prompt once in full and k − 1 times as "
-            "cached input, and k completions out."
-        )
-        edited = st.data_editor(prices_df, hide_index=True, disabled=["model"], key="prices", width="stretch")
-    sel.from_url("expert", 0.5, cast=float, lo=0)
-    expert = c2.number_input(
-        "Human expert, USD per correct answer", min_value=0.0, step=0.1, key="expert", format="%.4f"
-    )
-    with c3:
-        verifier = sel.verifier_choice(store)
-    sel.to_url("expert")
-    prices = {
-        r["model"]: Price(*(read_price(r[col], f"Prices, {r['model']}, {col}") for col in PRICE_COLUMNS))
-        for r in edited.to_dict("records")
-    }
+    prices, expert, verifier = _inputs(store, models)
     study_report.download_button(store, run_ids, models, prices=prices, verifier=verifier)
     root, fp = str(store.root), stored.fingerprint(store)
     with st.spinner("computing success rates…"):
         rows = pd.concat(
             [views.cost_rows(root, fp, run_ids, m, s, dataset, verifier, 32) for m, s in combos], ignore_index=True
         )
+    unpriced = {m: views.axes(root, fp, run_ids, m).why(COST) for m in models}
+    unpriced = {m: why for m, why in unpriced.items() if why}
+    if unpriced:
+        _success_rates(rows[rows["model"].isin(list(unpriced))], unpriced)
+        rows = rows[~rows["model"].isin(list(unpriced))]
+        if rows.empty:
+            return
     table = cost_table(rows, prices)
     best = frontier(table, human_expert_cost=expert)
     # grouped on a copy of the budget column: frontier(by=("budget",)) repeats "budget" in its output columns
@@ -158,6 +139,68 @@ def body(store) -> None:
         expander="Cost-of-pass of every configuration",
     )
     charts.table(by_budget, "cost-frontier", expander="Frontier per budget")
+
+
+def _inputs(store, models: list[str]) -> tuple[dict, float, str | None]:
+    """The editable prices per model, the human expert's cost and the verifier for best-of-N."""
+    c1, c2, c3 = st.columns([3, 2, 1])
+    known = _spec_prices(store)
+    prices_df = pd.DataFrame(
+        {
+            "model": models,
+            PRICE_COLUMNS[0]: [known.get(m, DEFAULT_PRICE)[0] for m in models],
+            PRICE_COLUMNS[1]: [known.get(m, DEFAULT_PRICE)[1] for m in models],
+            # a prompt billed again to the same model: providers that cache prompts charge less for it
+            PRICE_COLUMNS[2]: [known.get(m, DEFAULT_PRICE)[0] for m in models],
+        }
+    )
+    with c1:
+        st.markdown(
+            "**Prices** (edit the cells). k samples of a question bill its prompt once in full and k − 1 times as "
+            "cached input, and k completions out."
+        )
+        edited = st.data_editor(prices_df, hide_index=True, disabled=["model"], key="prices", width="stretch")
+    sel.from_url("expert", 0.5, cast=float, lo=0)
+    expert = c2.number_input(
+        "Human expert, USD per correct answer", min_value=0.0, step=0.1, key="expert", format="%.4f"
+    )
+    with c3:
+        verifier = sel.verifier_choice(store)
+    sel.to_url("expert")
+    prices = {
+        r["model"]: Price(*(read_price(r[col], f"Prices, {r['model']}, {col}") for col in PRICE_COLUMNS))
+        for r in edited.to_dict("records")
+    }
+    return prices, expert, verifier
+
+
+def _success_rates(rows: pd.DataFrame, why: dict[str, str]) -> None:
+    """What the page can draw for models without token counts: each rule's success rate per k, and one line per
+    reason it cannot price them."""
+    for line in dict.fromkeys(why.values()):
+        st.info(f"{line}; the success rate per k is drawn instead.")
+    named = rows["model"].nunique() > 1
+    fig = go.Figure()
+    for (model, rule), d in rows.groupby(["model", "strategy"], sort=True):
+        s = charts.series(rule, model, name_model=named)
+        fig.add_trace(
+            go.Scatter(
+                x=d["budget"],
+                y=d["success_rate"],
+                mode="lines+markers",
+                name=s.label,
+                legendgroup=s.full,
+                meta={**s.meta, "kind": "pool"},
+                line=dict(color=s.color, dash=s.dash),
+                marker=dict(symbol=s.symbol, size=6),
+                hovertemplate=s.full + "<br>k=%{x}<br>success %{y:.3f}<extra></extra>",
+            )
+        )
+    charts.log_axis(fig, rows["budget"], title="samples per question (k)")
+    fig.update_yaxes(title="success rate", range=[0, 1.02])
+    fig.update_layout(meta=dict(x="samples_per_question", y="success_rate"))
+    charts.style_figure(fig, title="Success rate per k (no token counts to price)", height=420)
+    charts.chart(fig, "cost-of-pass-unpriced")
 
 
 frame.run_page(

@@ -1,5 +1,6 @@
 """Samples: filter and read every stored sample, and a search trajectory as a tree."""
 
+import pandas as pd
 import streamlit as st
 
 from app_pages import _charts as charts
@@ -64,7 +65,7 @@ def _pick_sample(df):
         return None
     refs = [views.sample_ref(r.run_id, r.model, r.question_key, r.sample_idx) for r in df.itertuples()]
     labels = {
-        ref: f"{r.question_id} #{r.sample_idx} · {r.model} · {'✓' if r.correct else '✗'}"
+        ref: f"{r.question_id} #{r.sample_idx} · {r.model} · {'·' if _absent(r.correct) else '✓' if r.correct else '✗'}"
         for ref, r in zip(refs, df.itertuples())
     }
     sel.from_url("sample", refs[0], options=refs)
@@ -76,12 +77,14 @@ def _pick_sample(df):
 def _sample_detail(store, row) -> None:
     with st.container(border=True):
         m1, m2, m3, m4 = st.columns(4)
-        m1.metric("Answer", str(row["answer"]) if row["answer"] is not None else "—")
-        m2.metric("Correct", "yes" if row["correct"] else "no")
-        m3.metric("Grader score", f"{row['score']:.2f}" if row["score"] == row["score"] else "—")
+        m1.metric("Answer", "—" if _absent(row["answer"]) else str(row["answer"]))
+        m2.metric("Correct", "—" if _absent(row["correct"]) else "yes" if row["correct"] else "no")
+        m3.metric("Grader score", "—" if _absent(row["score"]) else f"{row['score']:.2f}")
+        tokens = row["completion_tokens"]
         m4.metric(
             "Completion tokens",
-            int(row["completion_tokens"]) if row["completion_tokens"] == row["completion_tokens"] else "—",
+            "not recorded" if _absent(tokens) else int(tokens),
+            help="an imported run whose format holds no token counts" if _absent(tokens) else None,
         )
         q = views.question_row(store, row["run_id"], row["question_id"])
         if not q.empty:
@@ -95,6 +98,11 @@ def _sample_detail(store, row) -> None:
         if not scores.empty:
             st.markdown("**Verifier scores**")
             st.dataframe(scores, hide_index=True)
+
+
+def _absent(value) -> bool:
+    """A NULL cell, whichever way pandas holds it (None, NaN, pd.NA of a nullable column)."""
+    return bool(pd.isna(value))
 
 
 POSITIONAL_TREE = (

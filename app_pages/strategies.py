@@ -281,11 +281,12 @@ def _verifier_quality(table: pd.DataFrame) -> None:
 
 
 def _paired(root, fp, run_ids, combos, dataset, verifier) -> None:
-    """Two configurations of one model (pool rules and searches) on the same questions at matched FLOPs."""
+    """Two configurations of one model (pool rules and searches) on the same questions at matched FLOPs (matched
+    samples where the runs have no FLOPs: backend/metrics/axes.py)."""
     models = sorted({m for m, s in combos if s == "sample"})
     if not models:
         return
-    st.subheader("Is the difference real? Two configurations on the same questions, at matched FLOPs")
+    st.subheader("Is the difference real? Two configurations on the same questions, at matched budgets")
     if len(models) > 1:
         sel.from_url("pair_model", models[0], options=models)
         model = st.selectbox("Model", models, key="pair_model")
@@ -293,9 +294,12 @@ def _paired(root, fp, run_ids, combos, dataset, verifier) -> None:
     else:
         model = models[0]
     with st.spinner("building the accuracy table on the FLOPs axis…"):
-        table = views.study_inputs(
+        inputs = views.study_inputs(
             root, fp, run_ids, model, dataset, verifier, views.STUDY_BINS, views.STUDY_DRAWS, views.STUDY_SEED
-        ).table
+        )
+    table = inputs.table
+    if table.budget_unit != "flops":
+        st.caption(inputs.notes[0])  # why there are no FLOPs to match
     names = list(table.configurations)
     if len(names) < 2:
         st.info(f"{model} has one configuration here; a comparison needs two (add a verifier or a search).")

@@ -253,7 +253,8 @@ def budget_labels(table: StrategyTable, baseline: str, sep: str = " ") -> list[s
             drawn = f"{mean:.3g} sample{'' if mean == 1 else 's'}"
             if k.size < status.size:
                 drawn += f" on {k.size} of {status.size} questions"
-        out.append(f"{flops:.3g} FLOPs{sep}({drawn})")
+        unit = "samples" if table.budget_unit == "samples" else "FLOPs"
+        out.append(f"{flops:.3g} {unit}{sep}({drawn})")
     return out
 
 

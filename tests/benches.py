@@ -113,6 +113,16 @@ SMOKE: dict[str, Smoke] = {
         ("--questions", "2", "--samples", "2", "--max-tokens", "4", "--parallel", "2"),
         ("RESULT auroc_inline={n} auroc_chat={n} judge_seconds_inline_over_chat={n}",),
     ),
+    "import": Smoke(  # 4 problems x 50 samples in the Monkeys layout, the reference importing half of them
+        "unit",
+        ("--questions", "4", "--samples", "50", "--reference-fraction", "2"),
+        (
+            "RESULT import=reference questions={n} samples={n} seconds={n} samples_per_s={n} peak_rss_mb={n}",
+            "RESULT import=full questions={n} samples={n} seconds={n} samples_per_s={n} peak_rss_mb={n}",
+            "RESULT scaling samples_per_s_ratio={n} peak_rss_ratio={n}",
+            "RESULT samples_per_s={n} peak_rss_mb={n}",
+        ),
+    ),
     "ui": Smoke("browser", ("--questions", "6", "--samples", "4"), ("RESULT slowest_page_s={n}",)),
 }
 

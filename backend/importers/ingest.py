@@ -209,7 +209,8 @@ class _Staging:
         self.questions: dict[str, _Question] = {}
         self.rows = 0
         self.created = datetime.now(UTC)
-        self._cols: dict[str, list] = {f.name: [] for f in SAMPLES}
+        self._pending: list[pa.Table] = []  # blocks' rows not yet written
+        self._pending_rows = 0
         self._scores: dict[str, list] = {"question_id": [], "sample_idx": [], "verifier": [], "score": []}
         self._writers: dict[str, pq.ParquetWriter] = {}
         self._files: dict[str, Path] = {}
@@ -233,10 +234,11 @@ class _Staging:
                 f"question {block.question_id!r} differs from its earlier record ({path.name} record {record})",
             )
         given = block.samples.get("sample_idx")
+        idx: range | list[int]
         if given is None:
             if q.indices is not None:
                 raise ImportFileError(block.path, block.record, "sample_idx", "missing where earlier records give it")
-            idx = list(range(q.count, q.count + n))
+            idx = range(q.count, q.count + n)
         else:
             if q.indices is None:
                 if q.count:
@@ -254,15 +256,8 @@ class _Staging:
                     )
                 q.indices.add(i)
         q.count += n
-        cols = self._cols
-        for f in SAMPLES.names:
-            if f == "sample_idx":
-                cols[f].extend(idx)
-            elif f in block.samples:
-                cols[f].extend(block.samples[f])
-            else:
-                cols[f].extend([None] * n)
-        self._fill(n, q, block.question_id)
+        self._pending.append(self._columns(block, q, idx, n))
+        self._pending_rows += n
         for verifier, values in block.verifier_scores.items():
             for i, s in zip(idx, values):
                 if s is not None:
@@ -271,32 +266,49 @@ class _Staging:
                     self._scores["verifier"].append(verifier)
                     self._scores["score"].append(s)
         self.rows += n
-        if len(cols["run_id"]) >= FLUSH_ROWS:
+        if self._pending_rows >= FLUSH_ROWS:
             self._flush()
 
-    def _fill(self, n: int, q: _Question, qid: str) -> None:
-        start = len(self._cols["run_id"]) - n
-        for f, v in (
-            ("run_id", self.run_id),
-            ("model", self.model),
-            ("task", q.task),
-            ("dataset", q.dataset),
-            ("question_id", qid),
-            ("strategy", "sample"),
-            ("created_at", self.created),
-            ("question_key", q.key),
-        ):
-            self._cols[f][start:] = [v] * n
+    def _columns(self, block: Block, q: _Question, idx, n: int) -> pa.Table:
+        """The block's rows as an Arrow table: its own columns converted once (a value of the wrong type is an
+        error naming its record and field), the question's and the run's as repeated scalars, the rest NULL."""
+        constant = {
+            "run_id": self.run_id,
+            "model": self.model,
+            "task": q.task,
+            "dataset": q.dataset,
+            "question_id": block.question_id,
+            "strategy": "sample",
+            "created_at": self.created,
+            "question_key": q.key,
+        }
+        arrays = []
+        for f in SAMPLES:
+            if f.name == "sample_idx":
+                values = np.arange(idx.start, idx.stop, dtype=np.int32) if isinstance(idx, range) else idx
+            elif f.name in block.samples:
+                values = block.samples[f.name]
+            elif f.name in constant:
+                arrays.append(pa.repeat(pa.scalar(constant[f.name], f.type), n))
+                continue
+            else:
+                arrays.append(pa.nulls(n, f.type))
+                continue
+            try:
+                arrays.append(pa.array(values, type=f.type))
+            except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
+                raise ImportFileError(
+                    block.path, block.record, f.name, f"not {f.type} values ({str(e).splitlines()[0]})"
+                ) from None
+        return pa.Table.from_arrays(arrays, schema=SAMPLES)
 
     def _flush(self) -> None:
-        cols = self._cols
-        if cols["run_id"]:
-            table = pa.table({f.name: pa.array(cols[f.name], type=f.type) for f in SAMPLES}, schema=SAMPLES)
-            table = self._priced(table)
+        if self._pending:
+            table = self._priced(pa.concat_tables(self._pending))
             self._seen["tokens"] |= table["completion_tokens"].null_count < table.num_rows
             self._seen["answers"] |= table["answer"].null_count < table.num_rows
             self._write("samples", table)
-            self._cols = {f.name: [] for f in SAMPLES}
+            self._pending, self._pending_rows = [], 0
         sc = self._scores
         if sc["question_id"]:
             n = len(sc["question_id"])

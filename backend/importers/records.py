@@ -22,7 +22,7 @@ def records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(record number, record) for every record of `path`, by its suffix."""
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
-        yield from _jsonl(path)
+        yield from jsonl_records(path)
     elif suffix == ".json":
         yield from _json_array(path)
     elif suffix == ".csv":
@@ -33,7 +33,7 @@ def records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise ImportFileError(path, "-", "suffix", f"{suffix or 'none'} is not a records file", ", ".join(SUFFIXES))
 
 
-def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+def jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():

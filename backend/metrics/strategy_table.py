@@ -67,6 +67,9 @@ class StrategyTable:
     status: np.ndarray  # (C, B, Q) int8 index into STATUSES
     one_sample_flops: float  # "1 sample" of these questions (backend.pricing): the unit of `budget_samples`
     notes: tuple[str, ...] = ()
+    # "flops", or "samples" where the runs have no FLOPs (backend/metrics/axes.py): every sample then costs 1, so
+    # budgets, spend and one_sample_flops count samples per question
+    budget_unit: str = "flops"
 
     @property
     def budget_samples(self) -> np.ndarray:
@@ -280,6 +283,7 @@ def strategy_table(
     draws: int = 32,
     seed: int = 0,
     one_sample_flops: float | None = None,
+    budget_unit: str = "flops",
 ) -> StrategyTable:
     """Build the table from a loaded pool and `load_searches` rows (module docstring).
 
@@ -327,6 +331,7 @@ def strategy_table(
         status=np.concatenate([rules.status, found.status]),
         one_sample_flops=one,
         notes=tuple(notes),
+        budget_unit=budget_unit,
     )
 
 

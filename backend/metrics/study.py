@@ -7,16 +7,17 @@ One function builds it (`compute_optimal_study`); the dashboard's Compute-optima
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import duckdb
 import numpy as np
 import pandas as pd
 
+from backend.metrics.axes import run_axes
 from backend.metrics.compute_optimal import BAND_BOOT, ComputeOptimalResult, CvBand, compute_optimal, cv_band
 from backend.metrics.difficulty import DifficultyBins, oracle_bins, predicted_bins, supported_bins
 from backend.metrics.paired import compare_at_budgets, difference_row, paired_difference
-from backend.metrics.pools import list_verifiers, load_pool
+from backend.metrics.pools import Pool, list_verifiers, load_pool
 from backend.metrics.strategy_table import (
     StrategyTable,
     load_searches,
@@ -212,6 +213,17 @@ def _one_sample(con, runs: list[str], model: str, pool) -> float | None:
     return None if arch is None else pool_one_sample_flops(pool, arch, max_tokens)
 
 
+def samples_priced(pool: Pool) -> Pool:
+    """The pool with every sample costing one and its prompt nothing: a budget axis in samples per question, for
+    runs without FLOPs (backend/metrics/axes.py)."""
+    return replace(
+        pool,
+        prefill_flops=np.zeros_like(pool.prefill_flops),
+        decode_flops=np.ones_like(pool.decode_flops),
+        flops=np.ones_like(pool.flops),
+    )
+
+
 def study_inputs(
     con: duckdb.DuckDBPyConnection,
     run_ids: str | Sequence[str],
@@ -236,7 +248,14 @@ def study_inputs(
         )
     pool = load_pool(con, runs, model, dataset=dataset, strategy="sample", verifiers=[verifier] if verifier else [])
     notes: list[str] = []
-    vflops = verifier_flops_per_question(con, runs, model, verifier, pool) if verifier else None
+    axes = run_axes(con, runs, model)
+    if axes.can("flops"):
+        vflops = verifier_flops_per_question(con, runs, model, verifier, pool) if verifier else None
+        one, unit = _one_sample(con, runs, model, pool), "flops"
+    else:  # budgets in samples: every sample costs one, the verifier's pass nothing
+        notes.append(f"{axes.why('flops')}; budgets are in samples per question")
+        pool = samples_priced(pool)
+        vflops, one, unit = None, 1.0, "samples"
     table = strategy_table(
         pool,
         load_searches(con, runs, model),
@@ -245,7 +264,8 @@ def study_inputs(
         budgets=budgets,
         draws=draws,
         seed=seed,
-        one_sample_flops=_one_sample(con, runs, model, pool),
+        one_sample_flops=one,
+        budget_unit=unit,
     )
     notes.extend(table.notes)
     stale = old_rule_scores(con, runs, model, verifier) if verifier else 0

@@ -51,3 +51,53 @@ def test_the_coverage_page_renders_an_imported_run(monkeypatch, imported_store):
     texts = "\n".join(str(e.value) for e in [*at.markdown, *at.caption, *at.info, *at.warning])
     assert "worker writes its first samples" not in texts
     assert "0 of 48 (0%) cut at max_tokens" in texts  # the data-quality strip counts the 8 × 6 imported samples
+
+
+def _page_texts(at) -> str:
+    return "\n".join(str(e.value) for e in [*at.markdown, *at.caption, *at.info, *at.warning])
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "app_pages/coverage.py",
+        "app_pages/strategies.py",
+        "app_pages/cost_of_pass.py",
+        "app_pages/compute_optimal.py",
+        "app_pages/samples.py",
+    ],
+)
+def test_every_analysis_page_renders_an_imported_run_without_tokens_or_flops(monkeypatch, imported_store, page):
+    """Monkeys YAML holds no token counts and no parameter count was given: each page draws what it can and names,
+    in one line, the axis it cannot draw and why."""
+    root, run_id = imported_store
+    monkeypatch.setenv("TTC_STORE", str(root))
+    at = app_test(APP)
+    at.run(timeout=300)
+    at.switch_page(page).run(timeout=300)
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    texts = _page_texts(at)
+    no_flops = f"x in FLOPs: run {run_id} was imported from monkeys files without token counts"
+    if page == "app_pages/samples.py":
+        assert "not recorded" in [m.value for m in at.metric], [m.value for m in at.metric]
+        return
+    figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert figures, "no chart drawn"
+    if page == "app_pages/cost_of_pass.py":
+        assert f"cost of pass: run {run_id} was imported from monkeys files without token counts" in texts, texts
+        assert any(f["layout"]["meta"]["y"] == "success_rate" for f in figures)
+        return
+    if page == "app_pages/compute_optimal.py":
+        assert no_flops + ", and FLOPs are priced from them; budgets are in samples per question" in texts, texts
+        assert "Not drawn: it matches FLOPs, and these runs have none" in texts
+        titles = [f["layout"].get("xaxis", {}).get("title", {}).get("text") for f in figures]
+        assert "budget (samples per question)" in titles, titles
+        return
+    # coverage, strategies: the FLOPs and tokens axes fall back to samples, each with its one line
+    for unit, line in (("flops", no_flops), ("tokens", f"x in tokens: run {run_id} was imported from monkeys")):
+        at.radio(key="x").set_value(unit).run(timeout=300)
+        assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+        assert line in _page_texts(at), _page_texts(at)
+        figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+        assert figures[0]["layout"]["meta"]["x"] == "samples_per_question", figures[0]["layout"]["meta"]

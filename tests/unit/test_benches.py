@@ -43,3 +43,9 @@ def test_capacity_bench_on_both_catalogs(tmp_path, postgres_server, monkeypatch)
     )
     assert writes[0] == sqlite[0] == postgres[0] == 2  # workers
     assert all(x > 0 for x in writes + sqlite + postgres)
+
+
+def test_import_bench_imports_every_sample_it_wrote(tmp_path):
+    reference, full, _scaling, last = run("import", tmp_path)
+    assert reference[:2] == [2, 2 * 50] and full[:2] == [4, 4 * 50]  # questions, samples
+    assert last == [full[3], full[4]]  # the last line is the full import's throughput and peak RSS
