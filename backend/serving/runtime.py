@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from backend.engines.base import Engine
 from backend.errors import SpecError, TtcError
 from backend.models.registry import ResolvedModel
+from backend.prompting import build_prompt
 from backend.serving.policy import Cell, Policy
 from backend.strategies.runner import SearchResult, run_search
 from backend.tasks.base import Grade, Question, Task, extract_answer
@@ -262,9 +263,21 @@ class Runtime:
 
     def _search(self, strategy: str, question: Question, cfg: dict, budget: float | None, seed: int) -> SearchResult:
         b = self.backend
+        # the prompt's tokens as the engine counts them, so the first round is priced exactly, not by the prompt's
+        # byte length (an upper bound that trims a tight pilot below its sample count), as the analysis does
+        counted = {question.question_id: b.engine.count_tokens(build_prompt(b.model, b.task, question))}
         try:
             return run_search(
-                strategy, [question], b.task, b.model, b.engine, b.verifier, config=cfg, budget_flops=budget, seed=seed
+                strategy,
+                [question],
+                b.task,
+                b.model,
+                b.engine,
+                b.verifier,
+                config=cfg,
+                budget_flops=budget,
+                seed=seed,
+                prompt_tokens=counted,
             )
         except SpecError as e:  # a cell the strategies refuse: the policy's fault, not the request's
             raise RequestError(None, f"the policy's configuration {strategy} is refused: {e}", 500) from None
