@@ -51,7 +51,7 @@ def test_serve_answers_a_chat_completion_and_logs_it(tmp_path: Path):
         models = wait_until(lambda: proc.poll() is None and _models(url), 600, "ttc serve to answer /v1/models")
         assert [m["id"] for m in models["data"]] == [policy.model]
         reserve = max(b.cells[0].budget_flops for b in policy.bins)
-        budget = reserve + max(b.cells[-1].budget_flops for b in policy.bins)
+        budget = 2 * reserve  # the pilot and a cheap cell: the request stays short on a loaded CPU
         body = {
             "model": policy.model,
             "messages": [{"role": "user", "content": "What is 3 + 4?"}],
@@ -61,7 +61,7 @@ def test_serve_answers_a_chat_completion_and_logs_it(tmp_path: Path):
         req = urllib.request.Request(
             f"{url}/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(req, timeout=900) as r:
+        with urllib.request.urlopen(req, timeout=1800) as r:
             answer = json.loads(r.read())
     finally:
         proc.terminate()
