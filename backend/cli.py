@@ -769,6 +769,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dashboard(sub)
     _add_import(sub)
     _add_store(sub)
+    _add_policy(sub)
+    _add_serve(sub)
     return p
 
 
@@ -995,6 +997,87 @@ def _add_store(sub) -> None:
         help="compact: do not wait for readers before removing replaced shards (they go at the next compaction)",
     )
     st.set_defaults(fn=_cmd_store)
+
+
+def _cmd_policy_freeze(args) -> int:
+    from backend.report import check_study_arguments
+    from backend.serving.policy import freeze_policy, write_policy
+    from store import Store
+
+    check_study_arguments(args.n_bins, args.band_boot)
+    store = Store.open(args.store, create=False, catalog=args.catalog)
+    con = store.connect()
+    try:
+        policy = freeze_policy(
+            con,
+            store.root,
+            args.run,
+            args.model,
+            n_bins=args.n_bins,
+            pilot_samples=args.pilot_samples,
+            seed=args.seed,
+            band_boot=args.band_boot,
+        )
+    finally:
+        con.close()
+    write_policy(policy, args.output)
+    cells = sum(len(b.cells) for b in policy.bins)
+    print(
+        f"policy {policy.version}: {policy.model}, {len(policy.bins)} {policy.bins_kind} bins, {cells} cells -> "
+        f"{args.output}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _add_policy(sub) -> None:
+    """`ttc policy freeze`."""
+    po = sub.add_parser("policy", help="freeze a compute-optimal study into a policy that `ttc serve` applies")
+    actions = po.add_subparsers(dest="action", required=True)
+    fr = actions.add_parser(
+        "freeze",
+        help="per predicted-difficulty bin and FLOP budget, the cross-validated configuration, as JSON",
+    )
+    _store_arguments(fr)
+    fr.add_argument("--run", action="append", default=None, metavar="ID", help="a run id of the study (repeatable)")
+    fr.add_argument("--model", default=None, help="the model whose study to freeze (default: the only one)")
+    fr.add_argument(
+        "--n-bins", type=int, default=5, help="predicted-difficulty bins (fewer when the questions cannot fill them)"
+    )
+    fr.add_argument(
+        "--pilot-samples",
+        type=int,
+        default=2,
+        metavar="K",
+        help="scored samples a served question's difficulty is predicted from (their cost is the request's)",
+    )
+    fr.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds and vote resampling")
+    fr.add_argument(
+        "--band-boot", type=int, default=None, metavar="N", help="bootstrap resamples of each cell's interval"
+    )
+    fr.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="the policy file to write")
+    fr.set_defaults(fn=_cmd_policy_freeze)
+
+
+def _cmd_serve(args) -> int:
+    from backend.serving.http import serve
+    from backend.serving.policy import load_policy
+
+    policy = load_policy(args.policy)
+    return serve(policy, args.store, args.catalog, args.host, args.port)
+
+
+def _add_serve(sub) -> None:
+    """`ttc serve`."""
+    se = sub.add_parser(
+        "serve",
+        help="answer OpenAI-style chat completions the way a frozen policy says, each request under its FLOP budget",
+    )
+    se.add_argument("--policy", type=Path, required=True, help="a file written by `ttc policy freeze`")
+    _store_arguments(se)
+    se.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    se.add_argument("--port", type=int, default=8000, help="port to bind")
+    se.set_defaults(fn=_cmd_serve)
 
 
 def main(argv: list[str] | None = None) -> int:

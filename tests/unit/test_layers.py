@@ -74,6 +74,7 @@ LAYERS = (  # lowest first
         "read path",
         ("backend.metrics", "backend.run_selection", "backend.planning", "backend.report", "backend.report_html"),
     ),
+    Layer("serving", ("backend.serving",)),  # a frozen study applied per request: reads the study, drives engines
     Layer("front ends", ("backend.cli", "backend.docs", "app_pages"), peers=True),
     Layer("app", ("app",)),
     Layer("tools", ("bench", "tests")),

@@ -1,0 +1,2 @@
+"""Serving what a compute-optimal study found: a policy frozen from the study (`policy.py`), the runtime that answers
+one question the way the policy says (`runtime.py`), and an OpenAI-compatible HTTP front (`http.py`)."""

@@ -1,0 +1,79 @@
+"""`ttc serve` on the real shipped model: freeze the committed study (a copy), start the server as a subprocess on a
+free port, wait until /v1/models answers, send one chat completion and check the answer, its usage against the
+stored trees, and that the request's samples landed in the store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from backend.serving.policy import load_policy
+from store import Store
+from tests.conftest import ROOT, ttc, wait_until
+from tests.integration.servers import free_port
+
+pytestmark = pytest.mark.real_model
+
+
+def _models(url: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"{url}/models", timeout=5) as r:
+            return json.loads(r.read())
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+
+
+def test_serve_answers_a_chat_completion_and_logs_it(tmp_path: Path):
+    study = tmp_path / "study"
+    shutil.copytree(ROOT / "examples" / "studies" / "compute-optimal", study)  # never write into the committed store
+    policy_file = tmp_path / "policy.json"
+    out = ttc("policy", "freeze", "--store", str(study), "--n-bins", "2", "--band-boot", "0", "-o", str(policy_file))
+    assert out.returncode == 0, out.stderr[-2000:]
+    policy = load_policy(policy_file)
+    served = tmp_path / "served"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1"
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "serve", "--policy", str(policy_file), "--store", str(served)]
+        + ["--port", str(port)],
+        cwd=ROOT,
+        stderr=log,
+    )
+    try:
+        models = wait_until(lambda: proc.poll() is None and _models(url), 600, "ttc serve to answer /v1/models")
+        assert [m["id"] for m in models["data"]] == [policy.model]
+        reserve = max(b.cells[0].budget_flops for b in policy.bins)
+        budget = 2 * reserve  # the pilot and a cheap cell: the request stays short on a loaded CPU
+        body = {
+            "model": policy.model,
+            "messages": [{"role": "user", "content": "What is 3 + 4?"}],
+            "ttc_budget_flops": budget,
+            "seed": 1,
+        }
+        req = urllib.request.Request(
+            f"{url}/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=1800) as r:
+            answer = json.loads(r.read())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        log.close()
+    assert answer["object"] == "chat.completion" and answer["choices"][0]["message"]["content"].strip()
+    ext, usage = answer["ttc"], answer["usage"]
+    assert ext["policy_version"] == policy.version and ext["bin"] in (1, 2) and 0 < ext["flops"] <= budget
+    nodes = Store.open(served, create=False).query("SELECT * FROM nodes WHERE run_id = ?", [ext["run_id"]])
+    calls = nodes[nodes["kind"] != "root"]
+    assert len(calls) == ext["samples"] >= policy.predictor.pilot_samples
+    prompt = int(calls["prompt_tokens"].sum()) + sum(sum(v) for v in nodes["verifier_pass_prompt_tokens"])
+    completion = int(calls["completion_tokens"].sum()) + sum(sum(v) for v in nodes["verifier_pass_completion_tokens"])
+    assert (usage["prompt_tokens"], usage["completion_tokens"]) == (prompt, completion) and completion > 0
+    assert ext["flops"] == pytest.approx(float((nodes["generator_flops"] + nodes["verifier_flops"].fillna(0)).sum()))
