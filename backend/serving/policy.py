@@ -119,11 +119,19 @@ def thresholds(values: np.ndarray, levels: np.ndarray, n_bins: int) -> list[floa
     return [float((values[levels == i].min() + values[levels == i + 1].max()) / 2) for i in range(1, n_bins)]
 
 
-def deployed_choice(study: ComputeOptimalStudy, mask: np.ndarray, b: int) -> int:
+def servable(study: ComputeOptimalStudy) -> np.ndarray:
+    """(C,) which of the study's configurations the server can run: every search, and the pool rules it draws."""
+    t = study.table
+    return np.array(
+        [t.kind[c] != "pool" or pool_rule(n) in SERVABLE_POOL_RULES for c, n in enumerate(t.configurations)]
+    )
+
+
+def deployed_choice(study: ComputeOptimalStudy, mask: np.ndarray, b: int, allowed: np.ndarray | None = None) -> int:
     """The selection rule on all of a bin's questions: the configuration covering each of them with the highest mean
-    accuracy at budget `b` (first on ties); -1 where none covers the bin."""
+    accuracy at budget `b` (first on ties), among the `allowed` ones; -1 where none covers the bin."""
     acc = study.table.accuracy[:, b, :][:, mask]  # (C, Q_bin)
-    full = ~np.isnan(acc).any(axis=1)
+    full = ~np.isnan(acc).any(axis=1) & (True if allowed is None else allowed)
     mean = np.where(full, np.nan_to_num(acc).mean(axis=1), -np.inf)
     if not np.isfinite(mean).any():
         return -1
@@ -186,13 +194,19 @@ def freeze_policy(
     searches = load_searches(con, list(opened.runs), study.model)
     report = study.report()
     t, bins = study.table, study.bins
-    served = []
+    served, notes, can_run = [], list(study.notes), servable(study)
     for i, level in enumerate(int(lv) for lv in study.result.levels):
         mask = bins.level == level
         rows = report[report["bin"] == str(level)].reset_index(drop=True)
         cells = []
         for b in range(len(t.budgets)):
-            c = deployed_choice(study, mask, b)
+            c, best = deployed_choice(study, mask, b, can_run), deployed_choice(study, mask, b)
+            if best >= 0 and best != c:
+                notes.append(
+                    f"bin {level} at ≈ {t.budget_samples[b]:.3g} samples' FLOPs: {t.configurations[best]} was best on "
+                    f"the bin, but the server cannot run it yet; served instead: "
+                    + (t.configurations[c] if c >= 0 else "nothing (no servable configuration covers the bin)")
+                )
             if c < 0:
                 continue
             row = rows.iloc[b]
@@ -239,7 +253,7 @@ def freeze_policy(
         bins=[b.model_dump(mode="json") for b in served],
         baseline=study.result.baseline,
         held_out=study.held_out,
-        notes=list(study.notes),
+        notes=notes,
     )
     body["version"] = content_version(body)
     return Policy.model_validate(body)

@@ -51,7 +51,9 @@ def test_serve_answers_a_chat_completion_and_logs_it(tmp_path: Path):
         models = wait_until(lambda: proc.poll() is None and _models(url), 600, "ttc serve to answer /v1/models")
         assert [m["id"] for m in models["data"]] == [policy.model]
         reserve = max(b.cells[0].budget_flops for b in policy.bins)
-        budget = 2 * reserve  # the pilot and a cheap cell: the request stays short on a loaded CPU
+        # the pilot (one sample and its judge pass: about two samples' FLOPs) and a cheap cell: the request stays
+        # short on a loaded CPU
+        budget = 4 * reserve
         body = {
             "model": policy.model,
             "messages": [{"role": "user", "content": "What is 3 + 4?"}],
