@@ -207,10 +207,22 @@ def headline(report: pd.DataFrame, baseline: str) -> str:
     )
 
 
+NO_WIDTH = (
+    "resampling the questions within each bin's halves moved nothing, which with this few questions per bin says little"
+)
+
+
+def _flat(lo: float, hi: float) -> bool:
+    """A band that prints as one number: it says nothing about uncertainty, so the text says why instead."""
+    return f"{lo:.2f}" == f"{hi:.2f}"
+
+
 def _band(row: pd.Series) -> str:
     """The cross-validated curve's own band: questions resampled and the choice re-made on each resample."""
     if "cv_lo" not in row or not np.isfinite(row["cv_lo"]):
         return ""
+    if _flat(row["cv_lo"], row["cv_hi"]):
+        return f" The policy's bootstrap band has no width: {NO_WIDTH}."
     gap = (
         f"; its gap to the baseline {row['gap_lo']:+.2f} to {row['gap_hi']:+.2f}"
         if np.isfinite(row.get("gap_lo", np.nan))
@@ -316,7 +328,13 @@ def budget_answers(study: ComputeOptimalStudy, report: pd.DataFrame | None = Non
         else:
             others = ", ".join(f"`{name}` {k}" for name, k in picks[1:])
             chosen = f"`{winner}` in {n} of {picks_total} bin-and-fold picks" + (f" (also {others})" if others else "")
-        band = f" (95% band {row['cv_lo']:.2f} to {row['cv_hi']:.2f})" if np.isfinite(row.get("cv_lo", np.nan)) else ""
+        band = ""
+        if np.isfinite(row.get("cv_lo", np.nan)):
+            band = (
+                f" (no 95% band: {NO_WIDTH})"
+                if _flat(row["cv_lo"], row["cv_hi"])
+                else f" (95% band {row['cv_lo']:.2f} to {row['cv_hi']:.2f})"
+            )
         significant = bool(row["vs_baseline_significant"])
         if row["vs_baseline_questions_paired"] == 0:
             gap = f"no question ran under both it and `{baseline}`"
@@ -333,7 +351,7 @@ def budget_answers(study: ComputeOptimalStudy, report: pd.DataFrame | None = Non
                 f"95% paired interval {row['vs_baseline_ci_low']:+.2f} to {row['vs_baseline_ci_high']:+.2f}, "
                 f"{_p(row['vs_baseline_p_value'])}"
             )
-            if np.isfinite(row.get("gap_lo", np.nan)):
+            if np.isfinite(row.get("gap_lo", np.nan)) and not _flat(row["gap_lo"], row["gap_hi"]):
                 gap += f"; with the choice re-made per resample {row['gap_lo']:+.2f} to {row['gap_hi']:+.2f}"
         verdict = "**significant**" if significant else "**not significant**"
         sentence = (

@@ -58,8 +58,11 @@ def test_each_budget_states_the_reports_figures(study):
         assert f"{row['vs_baseline_difference']:+.2f} against `{study.result.baseline}`" in a.sentence
         assert f"{row['vs_baseline_ci_low']:+.2f} to {row['vs_baseline_ci_high']:+.2f}" in a.sentence
         assert f"p = {row['vs_baseline_p_value']:.2g}" in a.sentence
-        assert f"95% band {row['cv_lo']:.2f} to {row['cv_hi']:.2f}" in a.sentence
-        if np.isfinite(row["gap_lo"]):
+        if f"{row['cv_lo']:.2f}" == f"{row['cv_hi']:.2f}":  # a band that prints as one number says why instead
+            assert "no 95% band: resampling the questions" in a.sentence
+        else:
+            assert f"95% band {row['cv_lo']:.2f} to {row['cv_hi']:.2f}" in a.sentence
+        if np.isfinite(row["gap_lo"]) and f"{row['gap_lo']:+.2f}" != f"{row['gap_hi']:+.2f}":
             assert f"{row['gap_lo']:+.2f} to {row['gap_hi']:+.2f}" in a.sentence
         assert a.significant == bool(row["vs_baseline_significant"])
         verdict = "**significant**" if a.significant else "**not significant**"
@@ -135,3 +138,28 @@ def test_a_budget_no_configuration_affords_says_so(store, study):
         "no configuration covers every question of a bin here, so the policy has no held-out accuracy."
     )
     assert "held-out accuracy" in last.sentence
+
+
+def test_a_band_without_width_says_why_instead_of_printing_one_number(tmp_path):
+    """The committed example study at 5 oracle bins has 2-3 questions per bin: resampling within each bin's halves
+    cannot move the held-out accuracy at the largest budget, and the answer says so rather than "0.63 to 0.63"."""
+    import shutil
+    from pathlib import Path
+
+    from backend.metrics.study import compute_optimal_study
+    from store import Store
+
+    src = Path(__file__).resolve().parents[2] / "examples" / "studies" / "compute-optimal"
+    shutil.copytree(src, tmp_path / "study")  # never write into the committed store
+    store = Store.open(tmp_path / "study", create=False)
+    con = store.connect()
+    runs = [r["run_id"] for r in store.runs_arrow().to_pylist()]
+    study = compute_optimal_study(con, runs, "qwen2.5-coder-0.5b-instruct", n_bins=5, band_boot=200)
+    report = study.report()
+    whole = report[report["bin"] == "all"].sort_values("budget_flops").reset_index(drop=True)
+    flat = [f"{lo:.2f}" == f"{hi:.2f}" for lo, hi in zip(whole["cv_lo"], whole["cv_hi"])]
+    assert any(flat)  # the case this test is about occurs on this study
+    for a, is_flat, (_, row) in zip(budget_answers(study, report), flat, whole.iterrows()):
+        if is_flat and a.winner is not None:
+            assert f"95% band {row['cv_lo']:.2f} to {row['cv_hi']:.2f}" not in a.sentence
+            assert "no 95% band: resampling the questions within each bin's halves moved nothing" in a.sentence
