@@ -24,12 +24,15 @@ def _rule(curve_name: str) -> str:
     return curve_name.split("[")[0]
 
 
+# Why a search configuration has no point at a budget (the table's statuses), drawn as a hollow star there. (A page
+# script's bare string would be drawn on the page by Streamlit's magic: comments, not attribute docstrings, here.)
 SEARCH_MISSING = {
     "unaffordable": "unaffordable: the budget paid no round",
     "over_budget": "over budget: spent more than its cap",
 }
-"""Why a search configuration has no point at a budget (the table's statuses), drawn as a hollow star there."""
 
+# The columns of a search star's customdata, as its CSV rows name them: budget and spend in FLOPs per question and
+# in the pool's average samples' FLOPs, and the questions the point averages over.
 SEARCH_COLUMNS = [
     "budget_flops_per_question",
     "spent_flops_per_question",
@@ -38,8 +41,6 @@ SEARCH_COLUMNS = [
     "of_questions",
     "spent_samples_equivalent",
 ]
-"""The columns of a search star's customdata, as its CSV rows name them: budget and spend in FLOPs per question and
-in the pool's average samples' FLOPs, and the questions the point averages over."""
 
 
 def _families(views_of, searches) -> list[str]:
