@@ -65,7 +65,7 @@ def test_cancel_stops_a_two_model_run_within_5_s_and_the_card_shows_the_samples_
     from store import Store
 
     query = "&".join(
-        [f"models={m}" for m in MODELS]
+        [f"run_models={m}" for m in MODELS]
         + ["suite=reasoning_gym", "datasets=basic_arithmetic", "run_name=cancel-browser", "spq=8", "max_tokens=256"]
     )
     with chromium() as ctx:

@@ -108,7 +108,7 @@ def _set_number(page, label: str, value) -> None:
 
 
 def test_launch_a_real_run_and_watch_it_finish(server, browser):
-    query = "models=gemma-3-270m&suite=reasoning_gym&datasets=basic_arithmetic"
+    query = "run_models=gemma-3-270m&suite=reasoning_gym&datasets=basic_arithmetic"
     browser.goto(f"{server}/?{query}", wait_until="domcontentloaded")
     wait_ready(browser, "run")
     config = browser.get_by_label("Config (JSON)", exact=True)
