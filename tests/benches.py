@@ -123,6 +123,15 @@ SMOKE: dict[str, Smoke] = {
             "RESULT samples_per_s={n} peak_rss_mb={n}",
         ),
     ),
+    "rerun": Smoke(  # the committed study against its oracle twin: no spec is run, the two stores are read
+        "unit",
+        ("--reference", "examples/studies/compute-optimal", "--store", "examples/studies/compute-optimal-oracle"),
+        (
+            "RESULT cells={n} max_abs_diff={n} mean_abs_diff={n} policy_max_abs_diff={n} headline_reference={n} "
+            "headline_rerun={n} same_sign={n} same_verdict={n} choices_same={n} choices={n} cut_share_reference={n} "
+            "cut_share_rerun={n} wall_min_reference={n} wall_min_rerun={n}",
+        ),
+    ),
     "ui": Smoke("browser", ("--questions", "6", "--samples", "4"), ("RESULT slowest_page_s={n}",)),
 }
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.benches import SMOKE, TIERS, bench_names, of_tier, run
+from tests.benches import ROOT, SMOKE, TIERS, bench_names, of_tier, run
 
 
 def test_every_bench_has_a_smoke_run():
@@ -24,7 +24,7 @@ def test_a_result_pattern_rejects_a_line_that_does_not_parse():
     assert not pattern.fullmatch("RESULT worker_over_raw=0.97 extra=1")
 
 
-@pytest.mark.parametrize("name", [n for n in of_tier("unit") if n not in ("capacity", "synthetic_store")])
+@pytest.mark.parametrize("name", [n for n in of_tier("unit") if n not in ("capacity", "synthetic_store", "rerun")])
 def test_bench_runs_at_smoke_size(name, tmp_path):
     (numbers, *_) = run(name, tmp_path)
     assert all(x == x for x in numbers), f"bench/{name}.py printed NaN: {numbers}"
@@ -49,3 +49,17 @@ def test_import_bench_imports_every_sample_it_wrote(tmp_path):
     reference, full, _scaling, last = run("import", tmp_path)
     assert reference[:2] == [2, 2 * 50] and full[:2] == [4, 4 * 50]  # questions, samples
     assert last == [full[3], full[4]]  # the last line is the full import's throughput and peak RSS
+
+
+def test_rerun_bench_reads_a_study_against_itself_as_unmoved_and_against_another_as_moved(tmp_path):
+    """The committed study against itself moves no figure; against the oracle study (same questions, another
+    verifier, a quarter of the max_tokens) the shared pool rules' cells move and only they are compared."""
+    from bench.rerun import compare, reading
+
+    study = reading(ROOT / "examples/studies/compute-optimal", n_bins=4)
+    same = compare(study, study)
+    assert same["cells"] == 36 and same["max_abs_diff"] == 0 and same["policy_max_abs_diff"] == 0
+    assert same["choices_same"] == same["choices"] and same["same_sign"] == same["same_verdict"] == 1
+    ((cells, max_diff, *_),) = run("rerun", tmp_path)
+    assert cells == 12  # majority, the two DeepConf rules and perplexity_consistency at three budgets
+    assert max_diff > 0.1
