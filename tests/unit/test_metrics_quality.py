@@ -214,7 +214,9 @@ def test_warnings_name_the_groups_over_the_threshold_and_what_to_change(planted)
         con.close()
     t = q.table.set_index(["model", "dataset"])
     cut, none, err = q.warnings
-    assert cut.startswith(f"**Samples cut at max_tokens: more than {THRESHOLD:.0%}** in 1 group(s).")
+    assert cut.startswith(
+        f"**Samples cut at max_tokens: more than {THRESHOLD:.0%}** in 1 group(s) (beyond chance at 10%: binomial p < 0.05)."
+    )
     assert "counts as wrong" in cut and "where the model is cut off" in cut
     r = t.loc[("m1", "arith")]
     assert (
@@ -224,16 +226,40 @@ def test_warnings_name_the_groups_over_the_threshold_and_what_to_change(planted)
     assert none.startswith("**Finished samples with no extracted answer: more than 10%** in 1 group(s)")
     assert "- m1 · chain:" in none
     assert err.startswith("**Samples whose grading failed: more than 10%**")
-    over = int((q.table["cut_share"] > 0.02).sum())
-    assert over > 1 and f"more than 2%** in {over} group(s)" in strict.warnings[0]
+    over = int(sum(_beyond(r.cut, r.samples, 0.02) for r in q.table.itertuples()))
+    assert over >= 1 and f"more than 2%** in {over} group(s)" in strict.warnings[0]
     assert q.summary().startswith(f"data quality: {int(t['cut'].sum())} of {int(t['samples'].sum())} (")
 
 
+def _beyond(count: int, n: int, threshold: float) -> bool:
+    """The rule written out: the share passes the threshold, and P(X >= count) under Binomial(n, threshold), summed
+    term by term, is below 0.05."""
+    tail = sum(math.comb(n, x) * threshold**x * (1 - threshold) ** (n - x) for x in range(int(count), int(n) + 1))
+    return count / n > threshold and tail < 0.05
+
+
+@pytest.mark.parametrize(
+    "cut, n",
+    [(2, 16), (3, 16), (4, 16), (3, 8), (2, 4), (1, 2), (15, 100), (17, 100), (0, 10), (12, 60), (41, 72), (5, 5)],
+)
+def test_a_group_warns_only_beyond_chance_at_the_threshold(cut, n):
+    """A few cut samples in a small bin are what a 10 % share gives by chance; the warning waits for evidence."""
+    row = dict(model="m", dataset="d", samples=n, cut=cut, no_answer=0, grade_errors=0, max_tokens=64)
+    row |= dict(cut_share=cut / n, no_answer_share=0.0, grade_error_share=0.0, finished_p95=30.0)
+    row |= dict(suggested_max_tokens=80)
+    warned = bool(quality_warnings(pd.DataFrame([row]), THRESHOLD))
+    assert warned == _beyond(cut, n, THRESHOLD)
+    if (cut, n) == (2, 16):
+        assert not warned  # the re-run study's bin that warned at 4 % cut overall
+    if (cut, n) in ((3, 8), (41, 72)):
+        assert warned
+
+
 def test_a_share_at_the_threshold_does_not_warn():
-    row = dict(model="m", dataset="d", samples=10, cut=1, no_answer=1, grade_errors=1, max_tokens=64)
+    row = dict(model="m", dataset="d", samples=1000, cut=100, no_answer=100, grade_errors=100, max_tokens=64)
     row |= dict(cut_share=0.1, no_answer_share=0.1, grade_error_share=0.1, finished_p95=30.0, suggested_max_tokens=80)
     assert quality_warnings(pd.DataFrame([row]), 0.1) == []
-    assert len(quality_warnings(pd.DataFrame([row]), 0.09)) == 3
+    assert len(quality_warnings(pd.DataFrame([row]), 0.05)) == 3
 
 
 def test_a_clean_store_raises_no_warning(tmp_path):
@@ -298,7 +324,7 @@ def test_the_run_summary_gives_the_runs_shares_and_warns_on_stderr(planted, caps
     cut = int((a["finish_reason"] == "length").sum())
     assert out.strip().startswith(f"data quality: {cut} of {len(a)} ({cut / len(a):.0%}) cut at max_tokens, ")
     assert out.strip().endswith("(max_tokens = 128)")
-    assert err.startswith("warning: Samples cut at max_tokens: more than 10% in 1 group(s).")
+    assert err.startswith("warning: Samples cut at max_tokens: more than 10% in 1 group(s) (beyond chance")
     assert "\nwarning: - m1 · arith: " in err and "raise max_tokens to ≈ " in err
     assert not [ln for ln in err.splitlines() if ln.startswith(" ")]  # `ttc compute-optimal` lists its study so
     _print_quality(store, ["run-b"], models=["m2"], summary=True)
