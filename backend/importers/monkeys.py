@@ -5,17 +5,22 @@ it (adds `is_corrects`, aligned with `samples`); the problem's id is the file's 
 monkey_business dataset) hold the same columns in Parquet or JSON records, one record per problem.
 
 The format holds no token counts, extracted answers or verifier scores: tokens and FLOPs import as NULL (cost of
-pass and FLOP axes need them), and majority votes have no answers to count."""
+pass and FLOP axes need them). Answers are extracted by the rule llmonk graded the pool with (`answers`,
+backend/importers/answers.py), so majority and weighted votes have answers to count; a pool of another dataset
+imports without answers unless a rule is named."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Literal
 
+import pyarrow as pa
 import yaml
 from pydantic import Field
 
 from backend.errors import ImportFileError
+from backend.importers.answers import Rule, extract
 from backend.importers.base import Block, ImporterEntry, as_correct
 from backend.importers.records import records
 from backend.options import Options
@@ -27,6 +32,17 @@ ID_COLUMNS = ("question_id", "id", "orig_dset_idx")
 
 class MonkeysOptions(Options):
     dataset: str | None = Field(None, description="the dataset the problems come from (gsm8k, math, ...)")
+    answers: Literal["auto", "gsm8k", "math", "none"] = Field(
+        "auto",
+        description="how final answers are extracted for votes: llmonk's GSM8K rule, the Minerva MATH rule, none; "
+        "auto picks by dataset (gsm8k; math*)",
+    )
+
+    def rule(self) -> Rule | None:
+        if self.answers != "auto":
+            return None if self.answers == "none" else self.answers
+        name = (self.dataset or "").lower()
+        return "gsm8k" if name == "gsm8k" else "math" if name.startswith("math") else None
 
 
 def _loader():
@@ -79,6 +95,9 @@ def _problem(path: Path, n: int, qid: str, doc: dict, options: MonkeysOptions) -
             path, n, "is_corrects", f"{len(verdicts)} verdicts for {len(samples)} samples: the lists must align"
         )
     prompt = doc.get("prompt")
+    completions = [None if s is None else str(s) for s in samples]
+    rule = options.rule()
+    answers = {} if rule is None else {"answer": extract(rule, pa.array(completions, pa.string()))}
     return Block(
         path,
         n,
@@ -90,7 +109,8 @@ def _problem(path: Path, n: int, qid: str, doc: dict, options: MonkeysOptions) -
             "reference": _text(doc.get("gt_answer")),
         },
         {
-            "completion": [None if s is None else str(s) for s in samples],
+            "completion": completions,
+            **answers,
             "correct": verdicts
             if all(type(v) is bool for v in verdicts)
             else [as_correct(v, path, n, "is_corrects") for v in verdicts],

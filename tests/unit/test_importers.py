@@ -171,12 +171,27 @@ def test_monkeys_yaml_one_file_per_problem(tmp_path):
     store = _store(tmp_path)
     result = import_files(store, "monkeys", paths, options={"dataset": "gsm8k"})
     assert (result.samples, result.questions) == (5, 2)
-    assert "token counts" in str(result) and "extracted answers" in str(result)
-    df = store.query("SELECT question_id, sample_idx, completion, correct, dataset FROM samples ORDER BY 1, 2")
+    assert "token counts" in str(result) and "extracted answers" not in str(result)
+    df = store.query(
+        "SELECT question_id, sample_idx, completion, correct, dataset, coalesce(answer, '-') FROM samples ORDER BY 1, 2"
+    )
     assert df.values.tolist() == [
-        ["0", 0, "a #### 4", True, "gsm8k"], ["0", 1, "b #### 5", False, "gsm8k"], ["0", 2, "c #### 4", True, "gsm8k"],
-        ["17", 0, "d", False, "gsm8k"], ["17", 1, "e", False, "gsm8k"],
+        ["0", 0, "a #### 4", True, "gsm8k", "4"], ["0", 1, "b #### 5", False, "gsm8k", "5"],
+        ["0", 2, "c #### 4", True, "gsm8k", "4"], ["17", 0, "d", False, "gsm8k", "-"], ["17", 1, "e", False, "gsm8k", "-"],
     ]  # fmt: skip
+    # llmonk's GSM8K rule gives the votes their answers: majority@3 of problem 0 is its 2-of-3 answer, 4 (correct)
+    from backend.metrics import load_pool, majority_curve
+
+    (model,) = store.query("SELECT DISTINCT model FROM samples")["model"]
+    con = store.connect()
+    try:
+        pool = load_pool(con, result.run_id, model)
+    finally:
+        con.close()
+    curve = majority_curve(pool, ks=[3], questions=pool.question_ids == "0")
+    assert curve.mean.tolist() == [1.0]  # 4, 5, 4: all three vote 4
+    none = import_files(_store(tmp_path / "again"), "monkeys", paths, options={"dataset": "gsm8k", "answers": "none"})
+    assert "extracted answers" in str(none)
     q = store.query("SELECT question_id, reference FROM questions ORDER BY 1")
     assert q["reference"].tolist() == ["#### 4", "#### 9"]
 
