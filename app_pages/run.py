@@ -605,10 +605,55 @@ def allocation_section(store) -> None:
     charts.table(s.decisions, "adaptive-decisions", expander="Every decision with the inputs it was made from")
 
 
+def import_panel(store) -> None:
+    """Samples made elsewhere become a read-only run (`ttc import`): the formats and their options come from the
+    importers' registry."""
+    from app_pages._options_form import options_controls
+    from backend.importers import IMPORTERS
+    from backend.importers.dashboard import import_from_dashboard
+
+    with st.expander("Import samples made elsewhere", expanded=False):
+        fmt = st.selectbox("Format", list(IMPORTERS), key="import_format", help="ttc import FORMAT")
+        entry = IMPORTERS[fmt]
+        st.caption(entry.help)
+        uploads = st.file_uploader(
+            "Files", accept_multiple_files=True, key="import_uploads", type=[s.lstrip(".") for s in entry.suffixes]
+        )
+        paths = st.text_input(
+            "or paths on this machine", key="import_paths", help="files or glob patterns, e.g. samples/*.yaml"
+        )
+        c1, c2, c3 = st.columns(3)
+        model = c1.text_input("Model", value="imported", key="import_model")
+        run_name = c2.text_input("Run name", value="", key="import_run", help="empty: the format's name")
+        params = c3.number_input(
+            "Parameters (for FLOPs)", min_value=0, value=0, step=1, key="import_params", help="0: FLOPs stay NULL"
+        )
+        problems: list = []
+        options = options_controls(entry.options, f"import_{fmt}", "options", problems)
+        if st.button("Import", key="import_go", disabled=bool(problems)):
+            try:
+                with st.spinner("Importing: every record is checked before the run is committed"):
+                    result = import_from_dashboard(
+                        store,
+                        fmt,
+                        uploads=[(u.name, u.getvalue()) for u in uploads or []],
+                        paths=paths,
+                        name=run_name,
+                        model=model,
+                        params=int(params) or None,
+                        options=options,
+                    )
+            except TtcError as e:
+                frame.render_error(e)
+            else:
+                st.success(str(result))
+
+
 def body(store) -> None:
     live_panel()
     form(store)
     if store is not None:
+        import_panel(store)
         allocation_section(store)
 
 

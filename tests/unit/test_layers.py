@@ -68,6 +68,7 @@ LAYERS = (  # lowest first
             "backend.worker",
             "backend.jobs",
             "backend.importers.ingest",
+            "backend.importers.dashboard",  # the Run page's Import panel: ingest's import with uploads and globs
         ),
     ),
     Layer(

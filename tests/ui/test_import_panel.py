@@ -1,0 +1,65 @@
+"""The Run page's Import panel (AppTest): paths on the dashboard's machine become a read-only run, exactly as
+`ttc import` makes it; a pattern that matches nothing is one line naming the field, and nothing is written."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from backend.importers.dashboard import import_from_dashboard
+from store import Store
+from tests.ui.conftest import APP, app_test
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _problems(folder, n=3):
+    folder.mkdir()
+    for q in range(n):
+        doc = {"question": f"{q}+{q}?", "samples": [f"#### {2 * q}", f"#### {2 * q + 1}"], "gt_answer": f"#### {2 * q}",
+               "is_corrects": [True, False]}  # fmt: skip
+        (folder / f"{q}.yaml").write_text(yaml.dump(doc))
+    return folder
+
+
+def _run_page(monkeypatch, root):
+    monkeypatch.setenv("TTC_STORE", str(root))
+    at = app_test(APP)
+    at.run(timeout=300)
+    at.switch_page("app_pages/run.py").run(timeout=300)
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_the_panel_imports_paths_as_the_cli_does(tmp_path, monkeypatch):
+    folder = _problems(tmp_path / "llmonk")
+    root = tmp_path / "store"
+    Store.open(root)
+    at = _run_page(monkeypatch, root)
+    at.selectbox(key="import_format").set_value("monkeys").run(timeout=120)
+    at.text_input(key="import_paths").input(f"{folder}/*.yaml")
+    at.text_input(key="import_model").input("llama-3-8b")
+    at.text_input(key="import_monkeys_dataset").input("gsm8k")
+    at.button(key="import_go").click().run(timeout=300)
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    (done,) = [s.value for s in at.success]
+    assert "6 samples of 3 questions imported" in done, done
+    store = Store.open(root, create=False)
+    df = store.query("SELECT model, dataset, count(*) n, count(answer) answered FROM samples GROUP BY ALL")
+    assert df.values.tolist() == [["llama-3-8b", "gsm8k", 6, 6]]
+    # the same files through the backend function the panel calls: already imported, nothing written
+    again = import_from_dashboard(store, "monkeys", paths=f"{folder}/*.yaml", model="llama-3-8b",
+                                  options={"dataset": "gsm8k"})  # fmt: skip
+    assert again.already
+
+
+def test_a_pattern_that_matches_nothing_is_one_line_and_writes_nothing(tmp_path, monkeypatch):
+    root = tmp_path / "store"
+    Store.open(root)
+    at = _run_page(monkeypatch, root)
+    at.selectbox(key="import_format").set_value("monkeys").run(timeout=120)
+    at.text_input(key="import_paths").input(f"{tmp_path}/nowhere/*.yaml")
+    at.button(key="import_go").click().run(timeout=300)
+    (err,) = [e.value for e in at.error]
+    assert "paths" in err and "matches no file" in err, err
+    assert Store.open(root, create=False).query("SELECT count(*) n FROM samples")["n"].tolist() == [0]
