@@ -1,0 +1,76 @@
+"""Importing in a real browser: headless Chromium uploads llmonk's per-problem YAML files through the Run page's
+Import panel (`streamlit run app.py` on an empty store), and every analysis page then draws the imported run — the
+same run `ttc import monkeys` makes, with answers for the votes and no FLOPs (the format has no token counts)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.ui import CHROMIUM, PAGES, chromium, load_page, page_problems, streamlit_server, wait_ready
+
+pytestmark = [pytest.mark.browser]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is absent (apt install chromium): no browser to drive")
+    root = tmp_path_factory.mktemp("import") / "store"
+    from store import Store
+
+    Store.open(root)
+    log = tmp_path_factory.mktemp("logs") / "streamlit.log"
+    with streamlit_server(root, log, start_timeout_s=600) as base:
+        yield base, root
+
+
+def _problems(folder: Path, n: int = 6, k: int = 5) -> list[Path]:
+    """llmonk's layout: one YAML per problem; problem q's samples answer 2q (right) or 2q + 1 (wrong)."""
+    folder.mkdir()
+    out = []
+    for q in range(n):
+        answers = [2 * q + (i % (q % 3 + 2) == 0) for i in range(k)]
+        doc = {"prompt": f"{q} + {q}?", "question": f"{q} + {q}?", "samples": [f"so #### {a}" for a in answers],
+               "gt_answer": f"#### {2 * q}", "is_corrects": [a == 2 * q for a in answers]}  # fmt: skip
+        out.append(folder / f"{q}.yaml")
+        out[-1].write_text(yaml.dump(doc))
+    return out
+
+
+def test_upload_through_the_import_panel_then_every_page_draws_the_run(server, tmp_path):
+    base, root = server
+    files = _problems(tmp_path / "llmonk")
+    with chromium() as ctx:
+        page = ctx.new_page()
+        page.set_default_timeout(120_000)
+        page.goto(f"{base}/run", wait_until="domcontentloaded")
+        wait_ready(page, "run", timeout_s=600)
+        page.get_by_text("Import samples made elsewhere").click()
+        panel = page.locator('[data-testid="stExpander"]').filter(has_text="Import samples made elsewhere")
+        panel.get_by_label("Format").click()  # Streamlit's selectbox: open it, pick the option
+        page.get_by_role("option", name="monkeys", exact=True).click()
+        wait_ready(page, "run")
+        panel.locator('input[type="file"]').set_input_files([str(p) for p in files])
+        page.get_by_text(files[-1].name).first.wait_for()
+        dataset = panel.get_by_label("dataset", exact=True)
+        dataset.fill("gsm8k")
+        dataset.press("Enter")
+        wait_ready(page, "run")
+        panel.get_by_role("button", name="Import").click()
+        done = page.get_by_text(re.compile(r"30 samples of 6 questions imported"))
+        done.wait_for(timeout=300_000)
+        assert page_problems(page) == []
+        for url_path, name in PAGES:
+            if name == "run":
+                continue
+            load_page(page, base, url_path, name, timeout_s=600)
+            assert page_problems(page) == [], (name, page_problems(page))
+            assert "no samples yet" not in page.inner_text("body").lower(), name
+    from store import Store
+
+    n = Store.open(root, create=False).query("SELECT count(answer) n FROM samples")["n"].tolist()
+    assert n == [30]  # every sample has its '#### n' answer
