@@ -7,7 +7,8 @@ in `--store`. With `--spec`, the spec is first run into `--store` by `ttc run` (
 
 Compared, each as the report computes it (backend/report.py, `open_study` at `--n-bins`):
 - every configuration's accuracy over all questions at each budget (the report's last table), cell by cell, on the
-  configurations and budgets both stores hold (budgets matched by rank: both are 1, 2, 4 samples' FLOPs);
+  configurations and budgets both stores hold (budgets matched by rank: both are 1, 2, 4 samples' FLOPs); apart,
+  the largest move of a pool rule (an expectation over the pool's k-subsets) and of a search (one run per question);
 - the cross-validated policy's held-out accuracy per bin and budget, and the configuration it chose there;
 - the headline (the policy against the baseline over all questions at the largest budget): both differences, and
   whether their signs and their verdicts at α = 0.05 agree;
@@ -16,7 +17,7 @@ Compared, each as the report computes it (backend/report.py, `open_study` at `--
     python -m bench.rerun --reference examples/studies/compute-optimal --store DIR [--spec SPEC] [--n-bins 4]
 
 Prints one line per configuration cell, then `RESULT cells=<n> max_abs_diff=<x> mean_abs_diff=<y>
-policy_max_abs_diff=<z> headline_reference=<d> headline_rerun=<d> same_sign=<0|1> same_verdict=<0|1>
+pool_max_abs_diff=<x> search_max_abs_diff=<x> policy_max_abs_diff=<z> headline_reference=<d> headline_rerun=<d> same_sign=<0|1> same_verdict=<0|1>
 choices_same=<k> choices=<n> cut_share_reference=<s> cut_share_rerun=<s> wall_min_reference=<m>
 wall_min_rerun=<m>`."""
 
@@ -43,6 +44,7 @@ class Reading:
     """The figures of one store's study that the comparison needs."""
 
     cells: pd.Series  # accuracy by (configuration, budget rank), every configuration over all questions
+    kinds: dict[str, str]  # configuration -> "pool" (an expectation over the pool's subsets) | "search" (one run)
     policy: pd.DataFrame  # by (bin, budget rank): held_out_accuracy, chosen (fold 0 / fold 1)
     headline: pd.Series  # the report's "all" row at the largest budget
     cut_share: float
@@ -70,6 +72,7 @@ def reading(path: Path, n_bins: int) -> Reading:
     cut = float(quality["cut"].sum() / quality["samples"].sum()) if not quality.empty else float("nan")
     return Reading(
         cells=cells,
+        kinds=dict(zip(study.table.configurations, study.table.kind)),
         policy=report.set_index(["bin", "budget"])[["held_out_accuracy", "chosen"]],
         headline=report[report["bin"] == "all"].sort_values("budget_flops").iloc[-1],
         cut_share=cut,
@@ -84,9 +87,14 @@ def run_spec(spec: Path, store: Path) -> float:
     return (time.perf_counter() - start) / 60
 
 
+def _max(values: pd.Series) -> float:
+    return float(values.max()) if len(values) else float("nan")
+
+
 def compare(a: Reading, b: Reading) -> dict[str, float]:
     both = pd.concat({"reference": a.cells, "rerun": b.cells}, axis=1, join="inner")
     diff = (both["rerun"] - both["reference"]).abs()
+    kind = np.asarray([a.kinds.get(name, "") for name, _ in both.index])
     for (name, budget), row in both.iterrows():
         print(f"cell {name} @ budget#{budget}: {row['reference']:.3f} -> {row['rerun']:.3f}")
     policy = a.policy.add_suffix("_reference").join(b.policy.add_suffix("_rerun"), how="inner")
@@ -96,6 +104,8 @@ def compare(a: Reading, b: Reading) -> dict[str, float]:
         "cells": len(both),
         "max_abs_diff": float(diff.max()) if len(diff) else float("nan"),
         "mean_abs_diff": float(diff.mean()) if len(diff) else float("nan"),
+        "pool_max_abs_diff": _max(diff[kind == "pool"]),
+        "search_max_abs_diff": _max(diff[kind == "search"]),
         "policy_max_abs_diff": float(moved.max()) if len(moved) else float("nan"),
         "headline_reference": float(ha["vs_baseline_difference"]),
         "headline_rerun": float(hb["vs_baseline_difference"]),

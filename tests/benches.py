@@ -127,7 +127,8 @@ SMOKE: dict[str, Smoke] = {
         "unit",
         ("--reference", "examples/studies/compute-optimal", "--store", "examples/studies/compute-optimal-oracle"),
         (
-            "RESULT cells={n} max_abs_diff={n} mean_abs_diff={n} policy_max_abs_diff={n} headline_reference={n} "
+            "RESULT cells={n} max_abs_diff={n} mean_abs_diff={n} pool_max_abs_diff={n} search_max_abs_diff={n} "
+            "policy_max_abs_diff={n} headline_reference={n} "
             "headline_rerun={n} same_sign={n} same_verdict={n} choices_same={n} choices={n} cut_share_reference={n} "
             "cut_share_rerun={n} wall_min_reference={n} wall_min_rerun={n}",
         ),
