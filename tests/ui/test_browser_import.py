@@ -47,14 +47,15 @@ def test_upload_through_the_import_panel_then_every_page_draws_the_run(server, t
     with chromium() as ctx:
         page = ctx.new_page()
         page.set_default_timeout(120_000)
-        page.goto(f"{base}/run", wait_until="domcontentloaded")
+        page.goto(f"{base}/", wait_until="domcontentloaded")  # Run is the main page
         wait_ready(page, "run", timeout_s=600)
         page.get_by_text("Import samples made elsewhere").click()
         panel = page.locator('[data-testid="stExpander"]').filter(has_text="Import samples made elsewhere")
-        panel.get_by_label("Format").click()  # Streamlit's selectbox: open it, pick the option
+        panel.locator('[data-testid="stSelectbox"]').first.click()  # the Format selectbox: open it, pick the option
         page.get_by_role("option", name="monkeys", exact=True).click()
         wait_ready(page, "run")
-        panel.locator('input[type="file"]').set_input_files([str(p) for p in files])
+        # the uploader for monkeys' file types (the generic one it replaces may linger for a moment)
+        panel.locator('input[type="file"][accept*=".yaml"]').set_input_files([str(p) for p in files])
         page.get_by_text(files[-1].name).first.wait_for()
         dataset = panel.get_by_label("dataset", exact=True)
         dataset.fill("gsm8k")
