@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections import Counter
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +59,10 @@ def test_the_registry_holds_the_builtin_formats_with_their_capabilities():
     assert list(IMPORTERS)[:2] == ["generic", "monkeys"]
     assert IMPORTERS["generic"].needs_mapping and IMPORTERS["generic"].has_tokens
     assert not IMPORTERS["monkeys"].has_tokens and ".yaml" in IMPORTERS["monkeys"].suffixes
-    with pytest.raises(SpecError, match="unknown import format 'lm_eval'; allowed: generic, monkeys"):
+    with pytest.raises(
+        SpecError,
+        match="unknown import format 'lm_eval'; allowed: generic, inspect, monkeys, openai_batch, search_and_learn",
+    ):
         IMPORTERS.lookup("lm_eval", "FORMAT")
 
 
@@ -337,6 +342,50 @@ def test_a_zstd_eval_log_without_zstandard_names_the_extra_to_install(tmp_path, 
         import_files(_store(tmp_path), "inspect", [FIXTURES / "inspect.eval"])
 
 
+def _frac(boxed: str) -> Fraction | None:
+    """The fixture's answers are integers or \\frac{a}{b}: their values, to grade by without math-verify."""
+    m = re.fullmatch(r"\\frac\{(-?\d+)\}\{(\d+)\}|(-?\d+)", boxed)
+    return None if m is None else Fraction(int(m[1]), int(m[2])) if m[1] else Fraction(int(m[3]))
+
+
+def test_search_and_learn_best_of_n_rows_are_a_pool_scored_by_the_prm(tmp_path):
+    from backend.metrics import load_pool, majority_curve
+    from backend.metrics.coverage import coverage_curve
+    from backend.metrics.selection import best_of_n_curve
+
+    path = FIXTURES / "best_of_n_completions.jsonl"
+    store = _store(tmp_path)
+    result = import_files(store, "search_and_learn", [path], model="qwen")
+    assert (result.samples, result.questions) == (12, 3)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    truth = {}
+    for r in rows:  # by the paper's rule read plainly: the last \\boxed{} equal in value to the answer
+        answers = [
+            m[-1] if (m := re.findall(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}", c)) else None for c in r["completions"]
+        ]
+        ok = [a is not None and _frac(a) == _frac(r["answer"]) for a in answers]
+        truth[r["unique_id"]] = (ok, answers, [s[-1] for s in r["scores"]])  # agg_strategy last
+    df = store.query("SELECT question_id, list(correct ORDER BY sample_idx) c FROM samples GROUP BY 1 ORDER BY 1")
+    assert dict(zip(df["question_id"], map(list, df["c"]))) == {q: t[0] for q, t in truth.items()}
+    sc = store.query(
+        "SELECT question_id, list(score ORDER BY sample_idx) s FROM scores WHERE verifier = 'prm' GROUP BY 1"
+    )
+    assert dict(zip(sc["question_id"], map(list, sc["s"]))) == {q: t[2] for q, t in truth.items()}
+
+    pool = load_pool(store.connect(), result.run_id, "qwen")
+    qs = sorted(truth)
+    cov = coverage_curve(pool, n_boot=0)
+    want = [np.mean([_pass_at_k_brute(truth[q][0], k) for q in qs]) for k in cov.k]
+    np.testing.assert_allclose(cov.mean, want, rtol=0, atol=1e-12)
+    best = best_of_n_curve(pool, "prm", ks=[4], n_boot=0)  # the top-scored completion of each whole pool
+    assert best.mean[0] == pytest.approx(np.mean([truth[q][0][int(np.argmax(truth[q][2]))] for q in qs]), abs=1e-12)
+    maj = majority_curve(pool, ks=[4], n_boot=0)
+    assert maj.mean[0] == pytest.approx(np.mean([_majority_brute(list(zip(*truth[q][:2]))) for q in qs]), abs=1e-12)
+
+    other = import_files(_store(tmp_path / "min"), "search_and_learn", [path], options={"agg_strategy": "min"})
+    assert other.run_id != result.run_id  # the options are part of what was imported
+
+
 # ---- bad input: one line naming file, record and field; nothing written ------------------------------------------
 
 
@@ -364,6 +413,10 @@ def _bad_cases(tmp_path: Path):
     started = json.loads((FIXTURES / "inspect_partial.json").read_text())
     (tmp_path / "running.json").write_text(json.dumps({**started, "status": "started", "samples": []}))
     (tmp_path / "cut.eval").write_bytes((FIXTURES / "inspect_started.eval").read_bytes()[:-300])
+    sal = [json.loads(line) for line in (FIXTURES / "best_of_n_completions.jsonl").read_text().splitlines()]
+    sal[1]["scores"] = sal[1]["scores"][:3]
+    _write_jsonl(tmp_path / "best_of_n_completions.jsonl", sal)
+    _write_jsonl(tmp_path / "completions.jsonl", sal[:1])
     return {
         "truncated jsonl": ("generic", "truncated.jsonl", {}, r"truncated\.jsonl: record 3: -: not valid JSON .*truncated"),
         "truncated json": ("generic", "truncated.json", {}, r"truncated\.json: record 3: -: not valid JSON.*truncated"),
@@ -397,6 +450,24 @@ def _bad_cases(tmp_path: Path):
             r"allowed: 'C', 1, 'I', 'N', 0",
         ),
         "truncated inspect log (.eval)": ("inspect", "cut.eval", {}, r"cut\.eval: record -: -: not a readable \.eval log"),
+        "beam search rows (search-and-learn)": (
+            "search_and_learn", str(FIXTURES / "beam_search_completions.jsonl"), {},
+            r"beam_search_completions\.jsonl: record -: approach: beam_search rows are the final beams of one search "
+            r"\(correlated, padded with copies\), not an i\.i\.d\. pool, and the store has no place for imported "
+            r"search results yet; allowed: best_of_n",
+        ),
+        "dvts rows (search-and-learn)": (
+            "search_and_learn", str(FIXTURES / "best_of_n_completions.jsonl"), {"approach": "dvts"},
+            r"best_of_n_completions\.jsonl: record -: approach: dvts rows are the final beams",
+        ),
+        "approach unknown (search-and-learn)": (
+            "search_and_learn", "completions.jsonl", {},
+            r"completions\.jsonl: record -: approach: not in the file name.*; allowed: best_of_n, beam_search, dvts",
+        ),
+        "unequal lists (search-and-learn)": (
+            "search_and_learn", "best_of_n_completions.jsonl", {},
+            r"best_of_n_completions\.jsonl: record 2: scores: 3 score lists for 4 completions: must align",
+        ),
     }  # fmt: skip
 
 
@@ -404,7 +475,8 @@ BAD = [
     "truncated jsonl", "truncated json", "truncated parquet", "truncated yaml", "missing column (csv)",
     "missing column (jsonl)", "unequal lists (wide)", "unequal lists (monkeys)", "non-boolean correctness",
     "non-boolean (monkeys)", "in-progress inspect log (.eval)", "in-progress inspect log (.json)",
-    "unknown score value (inspect)", "truncated inspect log (.eval)",
+    "unknown score value (inspect)", "truncated inspect log (.eval)", "beam search rows (search-and-learn)",
+    "dvts rows (search-and-learn)", "approach unknown (search-and-learn)", "unequal lists (search-and-learn)",
 ]  # fmt: skip
 
 
