@@ -332,6 +332,25 @@ def test_inspect_scorer_choice_value_mapping_and_invalidated_samples(tmp_path):
     assert 0 not in store.query("SELECT sample_idx FROM samples WHERE question_id = '1'")["sample_idx"].tolist()
 
 
+def test_ttc_import_inspect_takes_the_scorer_from_the_mapping_file(tmp_path, capsys):
+    mapping = tmp_path / "scorer.yaml"
+    mapping.write_text("scorer: match\nincorrect_values: [I, N, P]\n")
+    store = tmp_path / "s"
+    args = [
+        "import",
+        "inspect",
+        str(FIXTURES / "inspect_partial.json"),
+        "--store",
+        str(store),
+        "--mapping",
+        str(mapping),
+    ]
+    assert main([*args, "--model", "mock"]) == 0
+    assert "12 samples of 3 questions imported" in capsys.readouterr().out
+    df = Store.open(store).query("SELECT question_id, sample_idx, correct FROM samples WHERE score = 0.5")
+    assert df.values.tolist() == [["2", 3, False]]  # the P (epoch 4 of sample 2), incorrect as the mapping says
+
+
 def test_a_zstd_eval_log_without_zstandard_names_the_extra_to_install(tmp_path, monkeypatch):
     import sys
 
