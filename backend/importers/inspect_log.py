@@ -57,7 +57,9 @@ def reader(options: InspectOptions):
     def read(paths: Sequence[Path]) -> Iterator[Block]:
         for path in paths:
             if path.suffix.lower() == ".eval":
-                yield from _log(path, *_eval_archive(path), options)
+                archive, header = _eval_archive(path)
+                with archive:
+                    yield from _log(path, header, _eval_samples(archive, path), options)
             else:
                 header = _json_log(path)
                 samples = header.get("samples") or []
@@ -212,29 +214,31 @@ def _json_log(path: Path) -> dict:
     return log
 
 
-def _eval_archive(path: Path) -> tuple[dict, Iterator[tuple[str, Any]]]:
+def _eval_archive(path: Path) -> tuple[zipfile.ZipFile, dict]:
+    """The open archive and its header; an archive with no header.json is an evaluation still running."""
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
         raise ImportFileError(path, "-", "-", f"not a readable .eval log, a zip archive ({e}): truncated?") from None
+    try:
+        if HEADER not in archive.namelist():
+            raise ImportFileError(
+                path, HEADER, "status", "missing: the evaluation has not finished (only its journal is written)"
+            )
+        header = _member(archive, path, HEADER)
+        if not isinstance(header, dict):
+            raise ImportFileError(path, HEADER, "-", "not an inspect_ai log header")
+    except BaseException:
+        archive.close()
+        raise
+    return archive, header
+
+
+def _eval_samples(archive: zipfile.ZipFile, path: Path) -> Iterator[tuple[str, Any]]:
+    # a sample logged twice has two members of one name; getinfo (and inspect) take the last
     names = archive.namelist()
-    if HEADER not in names:
-        archive.close()
-        raise ImportFileError(
-            path, HEADER, "status", "missing: the evaluation has not finished (only its journal is written)"
-        )
-    header = _member(archive, path, HEADER)
-    if not isinstance(header, dict):
-        archive.close()
-        raise ImportFileError(path, HEADER, "-", "not an inspect_ai log header")
-
-    def samples() -> Iterator[tuple[str, Any]]:
-        with archive:
-            # a sample logged twice has two members of one name; getinfo (and inspect) take the last
-            for name in dict.fromkeys(n for n in names if n.startswith(SAMPLES_DIR) and n.endswith(".json")):
-                yield name, _member(archive, path, name)
-
-    return header, samples()
+    for name in dict.fromkeys(n for n in names if n.startswith(SAMPLES_DIR) and n.endswith(".json")):
+        yield name, _member(archive, path, name)
 
 
 def _member(archive: zipfile.ZipFile, path: Path, name: str) -> Any:
