@@ -118,18 +118,24 @@ class MathJsonlTask:
         return f"Problem: {question.text}\nSolution:" + (f" {answer}" if answer is not None else "")
 
     def grade(self, question: Question, completion: str) -> Grade:
-        from math_verify import parse, verify
+        return grade_math(question.reference, completion)
 
-        answer = extract_answer(completion)
-        if answer is None:
-            return Grade(None, 0.0)
-        # math-verify's own timeout is signal.alarm, which raises off the main thread: the worker grades on its shard
-        # writer's thread, where every sample would be graded wrong. There it runs without the alarm.
-        timeout = 5 if threading.current_thread() is threading.main_thread() else None
-        try:
-            gold = parse(f"${question.reference}$", parsing_timeout=timeout)
-            pred = parse(f"${answer}$", parsing_timeout=timeout)
-            ok = bool(gold and pred and verify(gold, pred, timeout_seconds=timeout))
-        except Exception:
-            ok = False
-        return Grade(answer, 1.0 if ok else 0.0)
+
+def grade_math(reference: str, completion: str) -> Grade:
+    """A free-text solution against a MATH reference answer: the final answer (`extract_answer`) and the reference
+    are equal by math-verify. Also how `ttc import search_and_learn` grades completions that came without verdicts."""
+    from math_verify import parse, verify
+
+    answer = extract_answer(completion)
+    if answer is None:
+        return Grade(None, 0.0)
+    # math-verify's own timeout is signal.alarm, which raises off the main thread: the worker grades on its shard
+    # writer's thread, where every sample would be graded wrong. There it runs without the alarm.
+    timeout = 5 if threading.current_thread() is threading.main_thread() else None
+    try:
+        gold = parse(f"${reference}$", parsing_timeout=timeout)
+        pred = parse(f"${answer}$", parsing_timeout=timeout)
+        ok = bool(gold and pred and verify(gold, pred, timeout_seconds=timeout))
+    except Exception:
+        ok = False
+    return Grade(answer, 1.0 if ok else 0.0)

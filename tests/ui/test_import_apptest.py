@@ -4,11 +4,12 @@ and no FLOPs where the format had no token counts."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
 
-from backend.importers.ingest import import_files
+from backend.importers.ingest import import_files, load_arch
 from store import Store
 from tests.ui.conftest import APP, app_test
 
@@ -57,16 +58,16 @@ def _page_texts(at) -> str:
     return "\n".join(str(e.value) for e in [*at.markdown, *at.caption, *at.info, *at.warning])
 
 
-@pytest.mark.parametrize(
-    "page",
-    [
-        "app_pages/coverage.py",
-        "app_pages/strategies.py",
-        "app_pages/cost_of_pass.py",
-        "app_pages/compute_optimal.py",
-        "app_pages/samples.py",
-    ],
-)
+PAGES = [
+    "app_pages/coverage.py",
+    "app_pages/strategies.py",
+    "app_pages/cost_of_pass.py",
+    "app_pages/compute_optimal.py",
+    "app_pages/samples.py",
+]
+
+
+@pytest.mark.parametrize("page", PAGES)
 def test_every_analysis_page_renders_an_imported_run_without_tokens_or_flops(monkeypatch, imported_store, page):
     """Monkeys YAML holds no token counts and no parameter count was given: each page draws what it can and names,
     in one line, the axis it cannot draw and why."""
@@ -101,3 +102,25 @@ def test_every_analysis_page_renders_an_imported_run_without_tokens_or_flops(mon
         assert line in _page_texts(at), _page_texts(at)
         figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
         assert figures[0]["layout"]["meta"]["x"] == "samples_per_question", figures[0]["layout"]["meta"]
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "import"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "fixture"), [("inspect", "inspect.json"), ("search_and_learn", "best_of_n_completions.jsonl")]
+)
+def test_the_analysis_pages_render_an_inspect_log_and_a_search_and_learn_pool(monkeypatch, tmp_path, fmt, fixture):
+    """Both formats carry token counts (a parameter count prices FLOPs); the inspect log holds an errored and a
+    limit-hit sample, search-and-learn's pool a PRM's scores."""
+    root = tmp_path / "store"
+    import_files(Store.open(root), fmt, [FIXTURES / fixture], model="m", arch=load_arch(1_000_000_000, None))
+    monkeypatch.setenv("TTC_STORE", str(root))
+    at = app_test(APP)
+    at.run(timeout=300)
+    for page in PAGES:
+        at.switch_page(page).run(timeout=300)
+        assert not at.exception, (page, [e.value for e in at.exception])
+        assert not at.error, (page, [e.value for e in at.error])
+        if page != "app_pages/samples.py":
+            assert at.get("plotly_chart"), f"{page}: no chart drawn"

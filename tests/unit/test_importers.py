@@ -5,7 +5,11 @@ imported again gives the same pass@k, majority and best-of-N curves."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
+from collections import Counter
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +59,10 @@ def test_the_registry_holds_the_builtin_formats_with_their_capabilities():
     assert list(IMPORTERS)[:2] == ["generic", "monkeys"]
     assert IMPORTERS["generic"].needs_mapping and IMPORTERS["generic"].has_tokens
     assert not IMPORTERS["monkeys"].has_tokens and ".yaml" in IMPORTERS["monkeys"].suffixes
-    with pytest.raises(SpecError, match="unknown import format 'lm_eval'; allowed: generic, monkeys"):
+    with pytest.raises(
+        SpecError,
+        match="unknown import format 'lm_eval'; allowed: generic, inspect, monkeys, openai_batch, search_and_learn",
+    ):
         IMPORTERS.lookup("lm_eval", "FORMAT")
 
 
@@ -216,6 +223,188 @@ def test_monkeys_records_file(tmp_path):
     assert df.values.tolist() == [["3", 1, 2], ["8", 1, 1]]
 
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "import"
+
+
+def _inspect_log() -> dict:
+    return json.loads((FIXTURES / "inspect.json").read_text())
+
+
+def _verdicts(log: dict) -> dict[str, list[tuple[bool, str | None]]]:
+    """Per question, (correct, answer) of each sample read straight from the log: a failed sample (error, limit)
+    is wrong and casts no vote; match()'s C is correct."""
+    out: dict[str, list[tuple[bool, str | None]]] = {}
+    for s in log["samples"]:
+        failed = s.get("error") is not None or s.get("limit") is not None
+        score = s["scores"]["match"] if not failed else None
+        out.setdefault(str(s["id"]), []).append((bool(score and score["value"] == "C"), score and score["answer"]))
+    return out
+
+
+def _pass_at_k_brute(flags: list[bool], k: int) -> float:
+    """pass@k as its definition reads (Chen et al. 2021): the share of k-subsets holding a correct sample."""
+    subsets = list(itertools.combinations(flags, k))
+    return sum(any(c) for c in subsets) / len(subsets)
+
+
+def _majority_brute(votes: list[tuple[bool, str | None]]) -> float:
+    """Majority of the whole pool: the most frequent answer, ties averaged; a sample with no answer casts no vote."""
+    counts = Counter(a for _, a in votes if a is not None)
+    top = [a for a, c in counts.items() if c == max(counts.values())]
+    return float(np.mean([next(ok for ok, b in votes if b == a) for a in top])) if top else 0.0
+
+
+@pytest.mark.parametrize("name", ["inspect.eval", "inspect.json"])
+def test_inspect_log_imports_epochs_as_samples_with_failed_samples_kept(tmp_path, name):
+    if name.endswith(".eval"):
+        pytest.importorskip("zstandard")  # inspect_ai writes zstd members: the [inspect] extra
+    from backend.metrics import load_pool, majority_curve
+    from backend.metrics.coverage import coverage_curve
+
+    store = _store(tmp_path)
+    result = import_files(store, "inspect", [FIXTURES / name], model="mock")
+    assert (result.samples, result.questions) == (12, 3)  # 3 questions x 4 epochs
+    df = store.query(
+        "SELECT question_id, sample_idx, correct, answer, finish_reason, prompt_tokens, completion_tokens, grade_error"
+        " FROM samples ORDER BY question_id, sample_idx"
+    )
+    errored = df[df["finish_reason"] == "error"]
+    assert errored[["question_id", "sample_idx"]].values.tolist() == [["2", 2]]  # epoch 3 of sample 2
+    assert "the sandbox went away" in errored["grade_error"].iloc[0]
+    limited = df[df["finish_reason"] == "token_limit"]
+    assert limited[["question_id", "sample_idx"]].values.tolist() == [["3", 3]]
+    assert not df.loc[df["finish_reason"] != "stop", "correct"].any() and df.loc[limited.index, "answer"].isna().all()
+    assert int(limited["completion_tokens"].iloc[0]) == 6  # the tokens it spent are still counted
+    q = store.query("SELECT question_id, question, reference FROM questions ORDER BY 1")
+    assert q.values.tolist() == [["1", "What is 2+2?", "4"], ["2", "What is 3*3?", "9"], ["3", "What is 10-7?", "3"]]
+
+    truth = _verdicts(_inspect_log())
+    assert {k: [c for c, _ in v] for k, v in truth.items()} == {
+        qid: g["correct"].tolist() for qid, g in df.groupby("question_id")
+    }  # epochs in order
+    (model,) = store.query("SELECT DISTINCT model FROM samples")["model"]
+    pool = load_pool(store.connect(), result.run_id, model)
+    cov = coverage_curve(pool, n_boot=0)
+    want = [np.mean([_pass_at_k_brute([c for c, _ in truth[q]], k) for q in sorted(truth)]) for k in cov.k]
+    np.testing.assert_allclose(cov.mean, want, rtol=0, atol=1e-12)
+    maj = majority_curve(pool, ks=[4], n_boot=0)
+    assert maj.mean[0] == pytest.approx(np.mean([_majority_brute(truth[q]) for q in sorted(truth)]), abs=1e-12)
+
+
+def test_inspect_eval_and_json_logs_give_the_same_rows(tmp_path):
+    pytest.importorskip("zstandard")
+    cols = "question_id, sample_idx, completion, answer, correct, finish_reason, prompt_tokens, completion_tokens"
+    a, b = Store.open(tmp_path / "a"), Store.open(tmp_path / "b")
+    import_files(a, "inspect", [FIXTURES / "inspect.eval"])
+    import_files(b, "inspect", [FIXTURES / "inspect.json"])
+    sql = f"SELECT {cols} FROM samples ORDER BY question_id, sample_idx"
+    assert a.query(sql).equals(b.query(sql))
+
+
+def test_inspect_scorer_choice_value_mapping_and_invalidated_samples(tmp_path):
+    log = _inspect_log()
+    for s in log["samples"]:
+        if s.get("scores"):
+            s["scores"]["judge"] = {"value": 1 if s["scores"]["match"]["value"] == "C" else 0.5, "answer": None}
+    log["eval"]["scorers"].append({"name": "judge"})
+    log["samples"][0]["invalidation"] = {"reason": "leaked"}
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps(log))
+    with pytest.raises(
+        ImportFileError, match=r"two\.json: record -: scorer: 2 scorers: name the one .*; allowed: match, judge"
+    ):
+        import_files(_store(tmp_path), "inspect", [path])
+    with pytest.raises(ImportFileError, match=r"scorer: 'judg' did not score this log; allowed: match, judge"):
+        import_files(_store(tmp_path), "inspect", [path], options={"scorer": "judg"})
+    with pytest.raises(
+        ImportFileError, match=r"record samples\[\d+\]: scores\.judge\.value: 0\.5 is not a correctness"
+    ):
+        import_files(_store(tmp_path), "inspect", [path], options={"scorer": "judge"})
+    store = _store(tmp_path)
+    result = import_files(store, "inspect", [path], options={"scorer": "judge", "incorrect_values": [0.5]})
+    assert result.samples == 11  # the invalidated sample is dropped
+    df = store.query("SELECT question_id, sample_idx, correct FROM samples WHERE finish_reason = 'stop' ORDER BY 1, 2")
+    truth = _verdicts(log)
+    assert df.groupby("question_id")["correct"].sum().to_dict() == {
+        q: sum(c for (c, _), s in zip(v, [x for x in log["samples"] if str(x["id"]) == q]) if not s.get("invalidation"))
+        for q, v in truth.items()
+    }
+    assert 0 not in store.query("SELECT sample_idx FROM samples WHERE question_id = '1'")["sample_idx"].tolist()
+
+
+def test_ttc_import_inspect_takes_the_scorer_from_the_mapping_file(tmp_path, capsys):
+    mapping = tmp_path / "scorer.yaml"
+    mapping.write_text("scorer: match\nincorrect_values: [I, N, P]\n")
+    store = tmp_path / "s"
+    args = [
+        "import",
+        "inspect",
+        str(FIXTURES / "inspect_partial.json"),
+        "--store",
+        str(store),
+        "--mapping",
+        str(mapping),
+    ]
+    assert main([*args, "--model", "mock"]) == 0
+    assert "12 samples of 3 questions imported" in capsys.readouterr().out
+    df = Store.open(store).query("SELECT question_id, sample_idx, correct FROM samples WHERE score = 0.5")
+    assert df.values.tolist() == [["2", 3, False]]  # the P (epoch 4 of sample 2), incorrect as the mapping says
+
+
+def test_a_zstd_eval_log_without_zstandard_names_the_extra_to_install(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "zstandard", None)  # as if not installed
+    with pytest.raises(
+        ImportFileError, match=r"inspect\.eval: record \S+: -: zstd-compressed .*pip install 'ttc-lab\[inspect\]'"
+    ):
+        import_files(_store(tmp_path), "inspect", [FIXTURES / "inspect.eval"])
+
+
+def _frac(boxed: str) -> Fraction | None:
+    """The fixture's answers are integers or \\frac{a}{b}: their values, to grade by without math-verify."""
+    m = re.fullmatch(r"\\frac\{(-?\d+)\}\{(\d+)\}|(-?\d+)", boxed)
+    return None if m is None else Fraction(int(m[1]), int(m[2])) if m[1] else Fraction(int(m[3]))
+
+
+def test_search_and_learn_best_of_n_rows_are_a_pool_scored_by_the_prm(tmp_path):
+    from backend.metrics import load_pool, majority_curve
+    from backend.metrics.coverage import coverage_curve
+    from backend.metrics.selection import best_of_n_curve
+
+    path = FIXTURES / "best_of_n_completions.jsonl"
+    store = _store(tmp_path)
+    result = import_files(store, "search_and_learn", [path], model="qwen")
+    assert (result.samples, result.questions) == (12, 3)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    truth = {}
+    for r in rows:  # by the paper's rule read plainly: the last \\boxed{} equal in value to the answer
+        answers = [
+            m[-1] if (m := re.findall(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}", c)) else None for c in r["completions"]
+        ]
+        ok = [a is not None and _frac(a) == _frac(r["answer"]) for a in answers]
+        truth[r["unique_id"]] = (ok, answers, [s[-1] for s in r["scores"]])  # agg_strategy last
+    df = store.query("SELECT question_id, list(correct ORDER BY sample_idx) c FROM samples GROUP BY 1 ORDER BY 1")
+    assert dict(zip(df["question_id"], map(list, df["c"]))) == {q: t[0] for q, t in truth.items()}
+    sc = store.query(
+        "SELECT question_id, list(score ORDER BY sample_idx) s FROM scores WHERE verifier = 'prm' GROUP BY 1"
+    )
+    assert dict(zip(sc["question_id"], map(list, sc["s"]))) == {q: t[2] for q, t in truth.items()}
+
+    pool = load_pool(store.connect(), result.run_id, "qwen")
+    qs = sorted(truth)
+    cov = coverage_curve(pool, n_boot=0)
+    want = [np.mean([_pass_at_k_brute(truth[q][0], k) for q in qs]) for k in cov.k]
+    np.testing.assert_allclose(cov.mean, want, rtol=0, atol=1e-12)
+    best = best_of_n_curve(pool, "prm", ks=[4], n_boot=0)  # the top-scored completion of each whole pool
+    assert best.mean[0] == pytest.approx(np.mean([truth[q][0][int(np.argmax(truth[q][2]))] for q in qs]), abs=1e-12)
+    maj = majority_curve(pool, ks=[4], n_boot=0)
+    assert maj.mean[0] == pytest.approx(np.mean([_majority_brute(list(zip(*truth[q][:2]))) for q in qs]), abs=1e-12)
+
+    other = import_files(_store(tmp_path / "min"), "search_and_learn", [path], options={"agg_strategy": "min"})
+    assert other.run_id != result.run_id  # the options are part of what was imported
+
+
 # ---- bad input: one line naming file, record and field; nothing written ------------------------------------------
 
 
@@ -240,6 +429,13 @@ def _bad_cases(tmp_path: Path):
     _monkeys_problem(folder, "6", ["a", "b"], [True, "maybe"])
     whole = _monkeys_problem(folder, "7", ["a: 1", "b"], [True, False]).read_text()
     (folder / "7.yaml").write_text(whole[: whole.index("'a: 1'") + 3])  # ends inside a quoted sample
+    started = json.loads((FIXTURES / "inspect_partial.json").read_text())
+    (tmp_path / "running.json").write_text(json.dumps({**started, "status": "started", "samples": []}))
+    (tmp_path / "cut.eval").write_bytes((FIXTURES / "inspect_started.eval").read_bytes()[:-300])
+    sal = [json.loads(line) for line in (FIXTURES / "best_of_n_completions.jsonl").read_text().splitlines()]
+    sal[1]["scores"] = sal[1]["scores"][:3]
+    _write_jsonl(tmp_path / "best_of_n_completions.jsonl", sal)
+    _write_jsonl(tmp_path / "completions.jsonl", sal[:1])
     return {
         "truncated jsonl": ("generic", "truncated.jsonl", {}, r"truncated\.jsonl: record 3: -: not valid JSON .*truncated"),
         "truncated json": ("generic", "truncated.json", {}, r"truncated\.json: record 3: -: not valid JSON.*truncated"),
@@ -260,13 +456,46 @@ def _bad_cases(tmp_path: Path):
         "unequal lists (monkeys)": ("monkeys", "monk/5.yaml", {}, r"5\.yaml: record 1: is_corrects: 1 verdicts for 2 samples"),
         "non-boolean correctness": ("generic", "maybe.jsonl", {}, r"maybe\.jsonl: record 2: correct: 0\.5 is not a correctness value"),
         "non-boolean (monkeys)": ("monkeys", "monk/6.yaml", {}, r"6\.yaml: record 1: is_corrects: 'maybe' is not a correctness value"),
+        "in-progress inspect log (.eval)": (
+            "inspect", str(FIXTURES / "inspect_started.eval"), {},
+            r"inspect_started\.eval: record header\.json: status: missing: the evaluation has not finished",
+        ),
+        "in-progress inspect log (.json)": (
+            "inspect", "running.json", {}, r"running\.json: record -: status: 'started': the evaluation has not finished",
+        ),
+        "unknown score value (inspect)": (
+            "inspect", str(FIXTURES / "inspect_partial.json"), {},
+            r"inspect_partial\.json: record samples\[\d+\]: scores\.match\.value: 'P' is not a correctness value; "
+            r"allowed: 'C', 1, 'I', 'N', 0",
+        ),
+        "truncated inspect log (.eval)": ("inspect", "cut.eval", {}, r"cut\.eval: record -: -: not a readable \.eval log"),
+        "beam search rows (search-and-learn)": (
+            "search_and_learn", str(FIXTURES / "beam_search_completions.jsonl"), {},
+            r"beam_search_completions\.jsonl: record -: approach: beam_search rows are the final beams of one search "
+            r"\(correlated, padded with copies\), not an i\.i\.d\. pool, and the store has no place for imported "
+            r"search results yet; allowed: best_of_n",
+        ),
+        "dvts rows (search-and-learn)": (
+            "search_and_learn", str(FIXTURES / "best_of_n_completions.jsonl"), {"approach": "dvts"},
+            r"best_of_n_completions\.jsonl: record -: approach: dvts rows are the final beams",
+        ),
+        "approach unknown (search-and-learn)": (
+            "search_and_learn", "completions.jsonl", {},
+            r"completions\.jsonl: record -: approach: not in the file name.*; allowed: best_of_n, beam_search, dvts",
+        ),
+        "unequal lists (search-and-learn)": (
+            "search_and_learn", "best_of_n_completions.jsonl", {},
+            r"best_of_n_completions\.jsonl: record 2: scores: 3 score lists for 4 completions: must align",
+        ),
     }  # fmt: skip
 
 
 BAD = [
     "truncated jsonl", "truncated json", "truncated parquet", "truncated yaml", "missing column (csv)",
     "missing column (jsonl)", "unequal lists (wide)", "unequal lists (monkeys)", "non-boolean correctness",
-    "non-boolean (monkeys)",
+    "non-boolean (monkeys)", "in-progress inspect log (.eval)", "in-progress inspect log (.json)",
+    "unknown score value (inspect)", "truncated inspect log (.eval)", "beam search rows (search-and-learn)",
+    "dvts rows (search-and-learn)", "approach unknown (search-and-learn)", "unequal lists (search-and-learn)",
 ]  # fmt: skip
 
 
