@@ -108,12 +108,21 @@ def has_samples(store: Store | None) -> bool:
 
 # ---- pools and metrics (cached; computed by backend.metrics) -----------------------------------------------------
 @st.cache_resource(show_spinner=False, max_entries=16, ttl=CACHE_TTL_S)
-def cached_pool(root: str, fp: tuple, run_ids: tuple, model: str, dataset: str | None, strategy: str | None):
-    """The pool of (runs, model, dataset, strategy), loaded once per shard fingerprint `fp`."""
+def cached_pool(
+    root: str,
+    fp: tuple,
+    run_ids: tuple,
+    model: str,
+    dataset: str | None,
+    strategy: str | None,
+    confidence: bool = True,
+):
+    """The pool of (runs, model, dataset, strategy), loaded once per shard fingerprint `fp`; `confidence=False`:
+    without the per-token confidences (the pages that draw no confidence rule skip most of the read)."""
     from backend.metrics import load_pool
 
     con = cached_store(root).connect()
     try:
-        return load_pool(con, list(run_ids), model, dataset=dataset, strategy=strategy)
+        return load_pool(con, list(run_ids), model, dataset=dataset, strategy=strategy, confidence=confidence)
     finally:
         con.close()

@@ -72,7 +72,10 @@ def encode_token_confidence(logprobs: Sequence | None, k: int = TOP_K) -> list[i
 
 def trace_confidence(token_confidence: pa.Array | pa.ChunkedArray, window: int = GROUP_WINDOW) -> np.ndarray:
     """Per trace, the lowest mean token confidence over sliding windows of `window` tokens (the whole trace when
-    shorter), in nats; NaN for a trace with no stored confidence. Vectorised over the flat token values."""
+    shorter), in nats; NaN for a trace with no stored confidence. Vectorised over the flat token values.
+
+    The stored codes are integers, so window sums come exactly from one int64 cumulative sum over all traces: every
+    window of the flat array at once, the windows that cross a trace's end masked, then one minimum per trace."""
     arr = token_confidence.combine_chunks() if isinstance(token_confidence, pa.ChunkedArray) else token_confidence
     n = len(arr)
     out = np.full(n, np.nan)
@@ -80,19 +83,22 @@ def trace_confidence(token_confidence: pa.Array | pa.ChunkedArray, window: int =
         return out
     lengths = arr.value_lengths().fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
     starts = arr.offsets.to_numpy()[:-1].astype(np.int64)  # into arr.values (a sliced array's offsets included)
-    values = arr.values.to_numpy(zero_copy_only=False).astype(np.float64) / SCALE
-    has = lengths > 0
-    if not has.any():
+    if not (lengths > 0).any():
         return out
-    cs = np.concatenate([[0.0], np.cumsum(values)])
-    w = np.minimum(lengths, window)[has]
-    n_windows = lengths[has] - w + 1
-    seg = np.cumsum(n_windows) - n_windows  # where each trace's windows begin among all windows
-    within = np.arange(n_windows.sum()) - np.repeat(seg, n_windows)
-    first = np.repeat(starts[has], n_windows) + within
-    width = np.repeat(w, n_windows)
-    means = (cs[first + width] - cs[first]) / width
-    out[has] = np.minimum.reduceat(means, seg)
+    codes = arr.values.to_numpy(zero_copy_only=False)
+    cs = np.zeros(len(codes) + 1, dtype=np.int64)
+    np.cumsum(codes, dtype=np.int64, out=cs[1:])
+    short = (lengths > 0) & (lengths <= window)  # one window: the whole trace
+    out[short] = (cs[starts[short] + lengths[short]] - cs[starts[short]]) / lengths[short] / SCALE
+    long = lengths > window
+    if long.any():
+        sums = cs[window:] - cs[:-window]  # the window starting at each flat position
+        first, last = starts[long], starts[long] + lengths[long] - window  # a long trace's own windows
+        edge = np.zeros(len(sums) + 1, dtype=np.int64)
+        np.add.at(edge, first, 1)
+        np.add.at(edge, last + 1, -1)
+        sums[np.cumsum(edge[:-1]) == 0] = np.iinfo(np.int64).max  # windows crossing a trace's end (or in no trace)
+        out[long] = np.minimum.reduceat(sums, first)[: long.sum()] / window / SCALE
     return out
 
 

@@ -285,8 +285,12 @@ def load_pool(
     dataset: str | None = None,
     strategy: str | None = None,
     verifiers: str | Sequence[str] | None = None,
+    confidence: bool = True,
 ) -> Pool:
     """Load one model's sample pools from the store's `samples` and `scores` views: one column scan each.
+    `confidence=False` neither reads the per-token confidences nor computes each trace's (`confidence` is None, as
+    for a pool written without them): the list column is most of a pool's bytes, and only the confidence rules
+    read it.
 
     Questions are identified by their key (a question is its content: ids are positions within a run), numbered
     in the sorted order of their labels (`question_labels`); samples of several runs of the same question are
@@ -325,7 +329,7 @@ def load_pool(
            coalesce(decode_flops, 'NaN'::DOUBLE) AS decode_flops,
            coalesce(flops, 'NaN'::DOUBLE) AS flops,
            coalesce(logprob_mean, 'NaN'::DOUBLE) AS logprob_mean,
-           token_confidence,
+           {"token_confidence" if confidence else "NULL::USMALLINT[]"} AS token_confidence,
            {PATH_SQL} AS path
     FROM samples WHERE {" AND ".join(where)}
     """
@@ -404,7 +408,9 @@ def load_pool(
         decode_flops=dense(col("decode_flops"), np.nan, np.float64),
         flops=dense(col("flops"), np.nan, np.float64),
         model=model,
-        confidence=dense(trace_confidence(samples.column("token_confidence")), np.nan, np.float64),
+        confidence=dense(trace_confidence(samples.column("token_confidence")), np.nan, np.float64)
+        if confidence
+        else None,
         logprob_mean=dense(col("logprob_mean"), np.nan, np.float64),
         path_id=dense(path.astype(np.int32), -1, np.int32),
     )

@@ -86,6 +86,15 @@ def test_load_pool_builds_dense_arrays_in_one_query():
     assert path[1, 2:].tolist() == [-1, -1]
 
 
+def test_a_pool_loaded_without_confidences_is_the_same_pool_without_them():
+    con = _store()
+    full, lean = load_pool(con, ["r1", "r2"], "m"), load_pool(con, ["r1", "r2"], "m", confidence=False)
+    assert lean.confidence is None and full.confidence is not None
+    for name in ("valid", "correct", "answer_id", "completion_tokens", "logprob_mean", "path_id", "question_ids"):
+        np.testing.assert_array_equal(getattr(lean, name), getattr(full, name), err_msg=name)
+    assert sorted(lean.scores) == sorted(full.scores)
+
+
 def test_load_pool_filters_runs_and_verifiers():
     con = _store()
     pool = load_pool(con, "r1", "m", verifiers="orm")
