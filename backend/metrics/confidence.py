@@ -70,35 +70,53 @@ def encode_token_confidence(logprobs: Sequence | None, k: int = TOP_K) -> list[i
     ]
 
 
+CHUNK_TOKENS = 1 << 20
+"""Tokens per block of traces in `trace_confidence`: small arrays stay in cache and are reused, where one pass over
+a million traces' tokens spent most of its time faulting in fresh pages."""
+
+
 def trace_confidence(token_confidence: pa.Array | pa.ChunkedArray, window: int = GROUP_WINDOW) -> np.ndarray:
     """Per trace, the lowest mean token confidence over sliding windows of `window` tokens (the whole trace when
-    shorter), in nats; NaN for a trace with no stored confidence. Vectorised over the flat token values.
+    shorter), in nats; NaN for a trace with no stored confidence.
 
-    The stored codes are integers, so window sums come exactly from one int64 cumulative sum over all traces: every
-    window of the flat array at once, the windows that cross a trace's end masked, then one minimum per trace."""
+    The stored codes are integers, so window sums come exactly from an int64 cumulative sum: per block of traces
+    (`CHUNK_TOKENS`), every window of the block at once, those that cross a trace's end masked, one minimum per
+    trace. Vectorised within a block; the loop runs over blocks, not traces."""
     arr = token_confidence.combine_chunks() if isinstance(token_confidence, pa.ChunkedArray) else token_confidence
     n = len(arr)
     out = np.full(n, np.nan)
     if n == 0:
         return out
-    lengths = arr.value_lengths().fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-    starts = arr.offsets.to_numpy()[:-1].astype(np.int64)  # into arr.values (a sliced array's offsets included)
+    offsets = arr.offsets.to_numpy().astype(np.int64)  # into arr.values (a sliced array's offsets included)
+    lengths = np.diff(offsets)
+    if arr.null_count:
+        lengths[~arr.is_valid().to_numpy(zero_copy_only=False)] = 0
     if not (lengths > 0).any():
         return out
     codes = arr.values.to_numpy(zero_copy_only=False)
+    edges = np.unique(np.searchsorted(offsets, np.arange(offsets[0], offsets[-1], CHUNK_TOKENS), side="right") - 1)
+    edges = np.append(edges[edges < n], n)
+    for t0, t1 in zip(edges[:-1], edges[1:]):
+        a, b = offsets[t0], offsets[t1]
+        out[t0:t1] = _block_confidence(codes[a:b], offsets[t0:t1] - a, lengths[t0:t1], window)
+    return out
+
+
+def _block_confidence(codes: np.ndarray, starts: np.ndarray, lengths: np.ndarray, window: int) -> np.ndarray:
+    """`trace_confidence` of consecutive traces whose codes are `codes` (a trace's tokens at starts..+lengths)."""
+    out = np.full(len(starts), np.nan)
     cs = np.zeros(len(codes) + 1, dtype=np.int64)
     np.cumsum(codes, dtype=np.int64, out=cs[1:])
     short = (lengths > 0) & (lengths <= window)  # one window: the whole trace
     out[short] = (cs[starts[short] + lengths[short]] - cs[starts[short]]) / lengths[short] / SCALE
     long = lengths > window
     if long.any():
-        sums = cs[window:] - cs[:-window]  # the window starting at each flat position
-        first, last = starts[long], starts[long] + lengths[long] - window  # a long trace's own windows
-        edge = np.zeros(len(sums) + 1, dtype=np.int64)
-        np.add.at(edge, first, 1)
-        np.add.at(edge, last + 1, -1)
-        sums[np.cumsum(edge[:-1]) == 0] = np.iinfo(np.int64).max  # windows crossing a trace's end (or in no trace)
-        out[long] = np.minimum.reduceat(sums, first)[: long.sum()] / window / SCALE
+        sums = cs[window:] - cs[:-window]  # the window starting at each position of the block
+        # per token, where its trace ends, or -1 in a short trace: a window that crosses its trace's end or starts in
+        # a short trace (whose windows reduceat would count with the long trace before it) is masked
+        ends = np.repeat(np.where(long, starts + lengths, -1), lengths)
+        sums[np.arange(len(sums)) + window > ends[: len(sums)]] = np.iinfo(np.int64).max
+        out[long] = np.minimum.reduceat(sums, starts[long]) / window / SCALE
     return out
 
 

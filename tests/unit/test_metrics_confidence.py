@@ -92,7 +92,11 @@ def _lowest_window_mean(values, window):
     return min(sum(values[i : i + w]) / w for i in range(len(values) - w + 1)) / SCALE
 
 
-def test_trace_confidence_is_the_lowest_window_mean_of_each_trace():
+@pytest.mark.parametrize("chunk", [7, 64, 1 << 20])  # blocks of traces: many (some traces longer than one), one
+def test_trace_confidence_is_the_lowest_window_mean_of_each_trace(chunk, monkeypatch):
+    from backend.metrics import confidence
+
+    monkeypatch.setattr(confidence, "CHUNK_TOKENS", chunk)
     rng = np.random.default_rng(4)
     traces = [rng.integers(0, 1653, int(n)).tolist() for n in rng.integers(0, 40, 30)] + [None, [7]]
     arr = pa.array(traces, type=pa.list_(pa.uint16()))
