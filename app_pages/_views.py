@@ -193,10 +193,19 @@ def study_inputs(
     page draws the searches from the same table, so with the pages' defaults the two share it."""
     from backend.metrics.study import study_inputs as build
 
+    pool = cached_pool(root, fp, run_ids, model, dataset, "sample")  # the one the Strategies curves drew from
     con = cached_store(root).connect()
     try:
         return build(
-            con, list(run_ids), model, dataset=dataset, verifier=verifier, n_bins=n_bins, draws=draws, seed=seed
+            con,
+            list(run_ids),
+            model,
+            dataset=dataset,
+            verifier=verifier,
+            n_bins=n_bins,
+            draws=draws,
+            seed=seed,
+            pool=pool,
         )
     finally:
         con.close()

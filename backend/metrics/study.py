@@ -235,9 +235,11 @@ def study_inputs(
     draws: int = 32,
     seed: int = 0,
     budgets=None,
+    pool: Pool | None = None,
 ) -> StudyInputs:
     """Load the model's pool and searches, build the accuracy table on the FLOPs axis and bin the questions
-    both ways (compute_optimal_study)."""
+    both ways (compute_optimal_study). `pool`: the same selection's sampling pool (strategy 'sample') already
+    loaded, e.g. by a page's cache, used instead of reading it again; verifiers other than `verifier` set aside."""
     runs = [run_ids] if isinstance(run_ids, str) else list(run_ids)
     known = list_verifiers(con, runs, model)
     if verifier == AUTO:
@@ -246,7 +248,10 @@ def study_inputs(
         raise ValueError(
             f"verifier {verifier!r} scored no sample of {model} in these runs; allowed: {', '.join(known) or 'none (run a verifier first)'}"
         )
-    pool = load_pool(con, runs, model, dataset=dataset, strategy="sample", verifiers=[verifier] if verifier else [])
+    if pool is None:
+        pool = load_pool(con, runs, model, dataset=dataset, strategy="sample", verifiers=[verifier] if verifier else [])
+    else:
+        pool = replace(pool, scores={v: sc for v, sc in pool.scores.items() if v == verifier})
     notes: list[str] = []
     axes = run_axes(con, runs, model)
     if axes.can("flops"):
