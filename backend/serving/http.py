@@ -1,6 +1,10 @@
-"""The OpenAI-compatible HTTP front of a policy: `GET /v1/models`, `POST /v1/chat/completions` (non-streaming), on
-the standard library's threading HTTP server (no new dependency). Bound to 127.0.0.1 unless told otherwise; with
-TTC_SERVE_API_KEY set, every request must carry `Authorization: Bearer <key>` (the key is never logged)."""
+"""The OpenAI-compatible HTTP front of a policy: `GET /v1/models[/ID]`, `POST /v1/chat/completions` and
+`POST /v1/completions` (`n`, `seed`, `stream`), on the standard library's threading HTTP server (no new dependency).
+Bound to 127.0.0.1 unless told otherwise; with TTC_SERVE_API_KEY set, every request must carry
+`Authorization: Bearer <key>` (the key is never logged nor stored). Errors are the API's error body with its status:
+400 a request the server refuses, 401 a missing or wrong key, 404 an unknown route or model, 500 the engine's or
+the store's failure. A stream is answered whole first (backend/serving/wire.py says why), so an error is still a
+plain JSON error, and a refused request writes nothing to the store."""
 
 from __future__ import annotations
 
@@ -14,10 +18,20 @@ from pathlib import Path
 
 from backend.errors import TtcError
 from backend.serving.policy import Policy
-from backend.serving.runtime import RequestError, Runtime, error_body, parse_request
+from backend.serving.runtime import (
+    ChatRequest,
+    CompletionRequest,
+    Request,
+    RequestError,
+    Runtime,
+    error_body,
+    parse_request,
+)
+from backend.serving.wire import response_body, stream_chunks
 
 API_KEY_ENV = "TTC_SERVE_API_KEY"
 MAX_BODY_BYTES = 1 << 20
+ROUTES: dict[str, type[Request]] = {"/v1/chat/completions": ChatRequest, "/v1/completions": CompletionRequest}
 
 
 def make_server(runtime: Runtime, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
@@ -52,13 +66,32 @@ def make_server(runtime: Runtime, host: str = "127.0.0.1", port: int = 8000) -> 
             )
             return False
 
+        def _stream(self, chunks) -> None:
+            """Server-Sent Events in HTTP/1.1 chunked framing, one event per chunk, then `data: [DONE]`."""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            events = [f"data: {json.dumps(c)}\n\n".encode() for c in chunks] + [b"data: [DONE]\n\n"]
+            for event in events:
+                self.wfile.write(f"{len(event):X}\r\n".encode() + event + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+
         def do_GET(self) -> None:
             if not self._authorised():
                 return
-            if self.path.rstrip("/") == "/v1/models":
-                now = int(time.time())
-                data = [{"id": m, "object": "model", "created": now, "owned_by": "ttc-lab"} for m in runtime.model_ids]
-                self._send(200, {"object": "list", "data": data})
+            path = self.path.rstrip("/")
+            now = int(time.time())
+            models = {m: {"id": m, "object": "model", "created": now, "owned_by": "ttc-lab"} for m in runtime.model_ids}
+            if path == "/v1/models":
+                self._send(200, {"object": "list", "data": list(models.values())})
+            elif path.startswith("/v1/models/"):
+                name = path.removeprefix("/v1/models/")
+                if name in models:
+                    self._send(200, models[name])
+                else:
+                    self._error(RequestError("model", f"model: {name!r} is not served here", 404, "model_not_found"))
             else:
                 self._error(RequestError(None, f"no route GET {self.path}", 404, "not_found"))
 
@@ -67,7 +100,8 @@ def make_server(runtime: Runtime, host: str = "127.0.0.1", port: int = 8000) -> 
             raw = self.rfile.read(min(length, MAX_BODY_BYTES + 1))
             if not self._authorised():
                 return
-            if self.path.rstrip("/") != "/v1/chat/completions":
+            kind = ROUTES.get(self.path.rstrip("/"))
+            if kind is None:
                 self._error(RequestError(None, f"no route POST {self.path}", 404, "not_found"))
                 return
             if length > MAX_BODY_BYTES:
@@ -79,11 +113,18 @@ def make_server(runtime: Runtime, host: str = "127.0.0.1", port: int = 8000) -> 
                 self._error(RequestError(None, f"the request body is not JSON: {e}"))
                 return
             try:
-                self._send(200, runtime.answer(parse_request(body)))
+                request = parse_request(body, kind)
+                answered = runtime.answer(request)
             except RequestError as e:
                 self._error(e)
+                return
             except TtcError as e:  # the engine or the store failed: the server's fault, said in one line
                 self._error(RequestError(None, str(e), 500, "server_error"))
+                return
+            if request.stream:
+                self._stream(stream_chunks(answered, request))
+            else:
+                self._send(200, response_body(answered, request))
 
     return ThreadingHTTPServer((host, port), Handler)
 
@@ -93,9 +134,13 @@ def serve(policy: Policy, store_dir: Path | None, catalog: str | None, host: str
     from backend.serving.runtime import open_backend
     from store import Store
 
-    store = Store.open(store_dir, catalog=catalog)
-    backend = open_backend(policy)
-    server = make_server(Runtime(policy, backend, store), host, port)
+    backend = open_backend(policy)  # before the store: a policy this machine cannot serve creates nothing
+    try:
+        store = Store.open(store_dir, catalog=catalog)
+        server = make_server(Runtime(policy, backend, store), host, port)
+    except BaseException:
+        backend.engine.close()
+        raise
     print(
         f"serving policy {policy.version} ({policy.model}) on http://{host}:{server.server_address[1]}/v1, "
         f"writing to {store.root}",

@@ -305,4 +305,30 @@ def load_policy(path: str | Path) -> Policy:
         raise SpecError("--policy", f"{path}: format {policy.format}", str(POLICY_FORMAT))
     if content_version(policy.model_dump(mode="json")) != policy.version:
         raise SpecError("--policy", f"{path}: its content does not match its version {policy.version} (edited?)")
+    problem = inconsistency(policy)
+    if problem is not None:
+        raise SpecError("--policy", f"{path}: {problem[0]}: {problem[1]}", "a file written by `ttc policy freeze`")
     return policy
+
+
+def inconsistency(policy: Policy) -> tuple[str, str] | None:
+    """(field, what) of the first rule a policy the runtime can apply breaks, None when it breaks none: bins 1..k in
+    order, each with cells of increasing budget, k − 1 non-increasing thresholds, the predictor's verifier the
+    policy's."""
+    levels = [b.level for b in policy.bins]
+    if levels != list(range(1, len(levels) + 1)) or not levels:
+        return "bins", f"levels {levels}; the runtime needs bins 1, 2, ... in order"
+    for i, b in enumerate(policy.bins):
+        budgets = [c.budget_flops for c in b.cells]
+        if not budgets:
+            return f"bins.{i}.cells", "no cell"
+        if any(x >= y for x, y in zip(budgets, budgets[1:])):
+            return f"bins.{i}.cells", f"budgets {budgets} do not increase"
+    t = policy.predictor.thresholds
+    if len(t) != len(levels) - 1:
+        return "predictor.thresholds", f"{len(t)} thresholds for {len(levels)} bins; needs {len(levels) - 1}"
+    if any(x < y for x, y in zip(t, t[1:])):
+        return "predictor.thresholds", f"{t} increase; bin 1 (easiest) has the highest scores, so they must not"
+    if policy.predictor.verifier != policy.verifier:
+        return "predictor.verifier", f"{policy.predictor.verifier!r} is not the policy's verifier {policy.verifier!r}"
+    return None

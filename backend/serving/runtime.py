@@ -1,38 +1,42 @@
-"""Answering one chat request the way a frozen policy says, under the request's FLOP budget.
+"""Answering one request (a chat's last user message, or a completion's prompt) the way a frozen policy says, under
+the request's FLOP budget.
 
 1. The budget: `ttc_budget_flops` (or its alias `max_completion_flops`); none means no cap (the pilot uncapped, then
-   the bin's largest cell). A budget must leave, after the pilot, the cheapest cell of every bin: the pilot is
-   capped at `budget − reserve`, `reserve` the largest of the bins' cheapest cells, so whatever bin it predicts,
-   a cell fits in what is left.
+   the bin's largest cell). The pilot is capped at `budget − reserve`, `reserve` the largest of the bins' cheapest
+   cells, so whatever bin it predicts, a cell fits in what is left; a budget must therefore cover `reserve` plus one
+   scored pilot sample of this prompt, priced by the search's own estimate (`SearchContext.estimate`) before anything
+   is generated. A request whose prompt and longest completion exceed the engine's context is refused as early.
 2. The pilot (the policy's `Predictor`): best-of-N's sampling and scoring for `pilot_samples` samples, their mean
    verifier score binned by the policy's thresholds. Its spend is the request's.
 3. The cell: the predicted bin's configuration at the largest budget <= what the pilot left, run by the real
    strategy code (backend/strategies/runner.py `run_search`) on the engine, its ledger capped at that budget.
 4. Usage: every engine call of both phases, generator and verifier, prompt tokens as each call read them (a prompt
    re-read by a later call counts again), completion tokens as generated; FLOPs as the ledgers charged them.
-5. The request is written to the store as a run (name `served`) of both phases' search trees (the `nodes` table),
-   only once it has been answered: a refused request writes nothing.
+5. `n` choices are n independent policy answers (pilot and cell each), choice i seeded with `seed + i` (choice 0 is
+   what the same request with n = 1 gets); the budget applies to each choice, usage sums over all of them.
+6. The request is written to the store as a run (name `served`) of every choice's search trees (the `nodes`
+   table), only once it has been answered: a refused request writes nothing.
 
 Requests are answered one at a time (one engine, one lock): per-request state lives in the request only."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from backend.engines.base import Engine
+from backend.engines.base import Engine, SamplingParams
 from backend.errors import SpecError, TtcError
 from backend.models.registry import ResolvedModel
 from backend.prompting import build_prompt
 from backend.serving.policy import Cell, Policy
+from backend.strategies.context import SearchContext
 from backend.strategies.runner import SearchResult, run_search
 from backend.tasks.base import Grade, Question, Task, extract_answer
 from backend.verifiers.base import Verifier
@@ -57,38 +61,84 @@ class Message(BaseModel):
     name: str | None = None
 
 
-class ChatRequest(BaseModel):
-    """The fields of a chat completion this server reads. Sampling fields the policy fixes (temperature, max_tokens,
-    top_p, ...) are refused rather than ignored: the policy's measured configuration is what is served."""
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    include_usage: bool = False
+
+
+MAX_CHOICES = 16
+"""The most choices (`n`) one request may ask for: each is a whole policy answer on the one engine."""
+
+
+class Request(BaseModel):
+    """The fields of a request this server reads. Sampling fields the policy fixes (temperature, max_tokens, top_p,
+    ...) are refused rather than ignored: the policy's measured configuration is what is served."""
 
     model_config = ConfigDict(extra="forbid")
     model: str
-    messages: list[Message] = Field(min_length=1)
     ttc_budget_flops: float | None = Field(None, gt=0)
     max_completion_flops: float | None = Field(None, gt=0)
     seed: int | None = Field(None, ge=0)
-    n: Literal[1] = 1
-    stream: Literal[False] = False
+    n: int = Field(1, ge=1, le=MAX_CHOICES)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
     user: str | None = None
 
+    text_field: ClassVar[str]  # the field the question comes from
 
-def parse_request(body: object) -> ChatRequest:
+    def question_text(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def budget(self) -> float | None:
+        return self.ttc_budget_flops or self.max_completion_flops
+
+    @property
+    def budget_field(self) -> str:
+        return "ttc_budget_flops" if self.ttc_budget_flops else "max_completion_flops"
+
+
+class ChatRequest(Request):
+    """`POST /v1/chat/completions`: the question is the last user message."""
+
+    messages: list[Message] = Field(min_length=1)
+    text_field: ClassVar[str] = "messages"
+
+    def question_text(self) -> str:
+        # the policy was measured on single questions, not conversations
+        return next(m.content for m in reversed(self.messages) if m.role == "user")
+
+
+class CompletionRequest(Request):
+    """`POST /v1/completions`: the prompt string is the question, put in the study's task prompt as a chat's user
+    message is (not continued as raw text: the policy was measured on the task's prompt)."""
+
+    prompt: str = Field(min_length=1)
+    text_field: ClassVar[str] = "prompt"
+
+    def question_text(self) -> str:
+        return self.prompt
+
+
+def parse_request(body: object, kind: type[Request] = ChatRequest) -> Request:
     """The request body checked; the first problem as a RequestError naming its field."""
     if not isinstance(body, dict):
         raise RequestError(None, "the request body must be a JSON object")
     try:
-        request = ChatRequest.model_validate(body)
+        request = kind.model_validate(body)
     except ValidationError as e:
         err = e.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or None
         if err["type"] == "extra_forbidden":
-            known = ", ".join(ChatRequest.model_fields)
+            known = ", ".join(kind.model_fields)
             raise RequestError(field, f"{field}: unknown field; this server reads {known}") from None
         raise RequestError(field, f"{field}: {err['msg']}") from None
     if request.ttc_budget_flops is not None and request.max_completion_flops is not None:
         if request.ttc_budget_flops != request.max_completion_flops:
             raise RequestError("max_completion_flops", "max_completion_flops: differs from ttc_budget_flops; give one")
-    if not any(m.role == "user" for m in request.messages):
+    if request.stream_options is not None and not request.stream:
+        raise RequestError("stream_options", "stream_options: only allowed when stream is true")
+    if isinstance(request, ChatRequest) and not any(m.role == "user" for m in request.messages):
         raise RequestError("messages", "messages: no user message to answer")
     return request
 
@@ -123,12 +173,14 @@ class ServedTask:
 
 @dataclass
 class Backend:
-    """What a policy runs on: the model, its engine, the verifier and the study's task."""
+    """What a policy runs on: the model, its engine, the verifier and the study's task; `context_tokens` is the
+    prompt + completion tokens one engine request holds (None: the engine does not say)."""
 
     model: ResolvedModel
     engine: Engine
     verifier: Verifier
     task: Task
+    context_tokens: int | None = None
 
 
 def open_backend(policy: Policy) -> Backend:
@@ -139,12 +191,12 @@ def open_backend(policy: Policy) -> Backend:
     from backend.tasks import create_task
     from backend.verifiers import create_verifier
 
+    model = resolve_model(policy.model, "--policy: model")  # a policy for a model this machine lacks: one line
     spec = parse_spec(policy.spec, "--policy: spec")
-    model = resolve_model(policy.model)
     task = ServedTask(create_task(spec.task, spec.seed))
     engine = create_engine(model, spec.engine)
     verifier = create_verifier(policy.verifier, policy.verifier_options, task=task, engine=engine, model=model)
-    return Backend(model, engine, verifier, task)
+    return Backend(model, engine, verifier, task, getattr(spec.engine, "n_ctx_per_slot", None))
 
 
 @dataclass(frozen=True)
@@ -185,172 +237,38 @@ def answer_text(tree) -> str:
     return node.text
 
 
-class Runtime:
-    """Answers chat requests with `policy` on `backend`, writing each to `store` (None: nowhere)."""
+@dataclass
+class Choice:
+    """One policy answer: its pilot, the bin it predicted, the cell run and what both cost."""
 
-    def __init__(self, policy: Policy, backend: Backend, store=None):
-        self.policy, self.backend, self.store = policy, backend, store
-        self.lock = threading.Lock()
-        self.reserve = max(policy.cheapest(b.level) for b in policy.bins)
+    index: int
+    seed: int
+    pilot: SearchResult
+    predicted_score: float
+    level: int
+    cell: Cell
+    result: SearchResult
 
     @property
-    def model_ids(self) -> list[str]:
-        return [self.policy.model]
+    def usage(self) -> Usage:
+        return usage_of([self.pilot, self.result])
 
-    def check_budget(self, request: ChatRequest) -> float | None:
-        budget = request.ttc_budget_flops or request.max_completion_flops
-        if budget is not None and budget <= self.reserve:
-            field = "ttc_budget_flops" if request.ttc_budget_flops else "max_completion_flops"
-            raise RequestError(
-                field,
-                f"{field}: {budget:.4g} FLOPs does not cover the difficulty pilot and the cheapest configuration of "
-                f"every bin; allowed: more than {self.reserve:.4g} FLOPs",
-            )
-        return budget
+    @property
+    def text(self) -> str:
+        return answer_text(self.result.context.trees[0])
 
-    def answer(self, request: ChatRequest) -> dict[str, Any]:
-        if request.model not in self.model_ids:
-            raise RequestError(
-                "model",
-                f"model: {request.model!r} is not served here; allowed: {', '.join(self.model_ids)}",
-                code="model_not_found",
-            )
-        budget = self.check_budget(request)
-        seed = request.seed or 0
-        started = time.time()
-        text = _user_text(request)
-        # the question's id is its text's hash: sample seeds derive from (seed, question id), so a request sent again
-        # with the same seed draws the same samples; the run id is the request's own
-        qid = f"{SERVED}-" + hashlib.sha256(text.encode()).hexdigest()[:12]
-        question = Question(qid, self.backend.task.name, SERVED, text, "")
-        run_id = f"{SERVED}-{uuid.uuid4().hex[:16]}"
-        with self.lock:
-            pilot = self._pilot(question, budget, seed)
-            mean = _mean_score(pilot)
-            if mean is None:
-                raise RequestError(
-                    "ttc_budget_flops",
-                    f"ttc_budget_flops: {budget:.4g} FLOPs leave too little for one scored pilot sample after the "
-                    f"{self.reserve:.4g} FLOPs reserved for the configuration; allowed: a larger budget",
-                )
-            level = self.policy.bin_of(mean)
-            left = None if budget is None else budget - sum(x.total for x in pilot.ledgers)
-            cell = self._cell(level, left)
-            result = self._run_cell(question, cell, seed)
-        usage = usage_of([pilot, result])
-        if self.store is not None:
-            self._write(run_id, question, request, pilot, result, cell, level, budget, usage, time.time() - started)
-        tree = result.context.trees[0]
-        return _completion(
-            self.policy, request.model, run_id, answer_text(tree), tree, usage, cell, level, mean, budget
-        )
+    @property
+    def finish_reason(self) -> str:
+        node = self.result.context.trees[0].selected
+        return "length" if node is not None and node.finish_reason == "length" else "stop"
 
-    def _pilot(self, question: Question, budget: float | None, seed: int) -> SearchResult:
-        p = self.policy.predictor
-        cfg = {"n": p.pilot_samples, "max_tokens": p.max_tokens, "temperature": p.temperature}
-        return self._search("best_of_n", question, cfg, None if budget is None else budget - self.reserve, seed)
-
-    def _cell(self, level: int, left: float | None) -> Cell:
-        cells = self.policy.bins[level - 1].cells
-        if left is None:
-            return cells[-1]
-        cell = self.policy.cell_for(level, left)
-        assert cell is not None  # the pilot was capped to leave the reserve
-        return cell
-
-    def _run_cell(self, question: Question, cell: Cell, seed: int) -> SearchResult:
-        return self._search(cell.strategy, question, cell.config, cell.budget_flops, seed)
-
-    def _search(self, strategy: str, question: Question, cfg: dict, budget: float | None, seed: int) -> SearchResult:
-        b = self.backend
-        # the prompt's tokens as the engine counts them, so the first round is priced exactly, not by the prompt's
-        # byte length (an upper bound that trims a tight pilot below its sample count), as the analysis does
-        counted = {question.question_id: b.engine.count_tokens(build_prompt(b.model, b.task, question))}
-        try:
-            return run_search(
-                strategy,
-                [question],
-                b.task,
-                b.model,
-                b.engine,
-                b.verifier,
-                config=cfg,
-                budget_flops=budget,
-                seed=seed,
-                prompt_tokens=counted,
-            )
-        except SpecError as e:  # a cell the strategies refuse: the policy's fault, not the request's
-            raise RequestError(None, f"the policy's configuration {strategy} is refused: {e}", 500) from None
-
-    def _write(self, run_id, question, request, pilot, result, cell, level, budget, usage, seconds) -> None:
-        from backend.strategies.runner import nodes_table
-
-        spec = {
-            "name": SERVED,
-            "models": [self.policy.model],
-            "task": self.policy.spec.get("task"),
-            "served": {
-                "policy": self.policy.version,
-                "budget_flops": budget,
-                "seed": request.seed or 0,
-                "bin": level,
-                "configuration": cell.configuration,
-                "cell_budget_flops": cell.budget_flops,
-                "flops": usage.flops,
-                "seconds": seconds,
-            },
-        }
-        store, model = self.store, self.policy.model
-        store.upsert_run(run_id, SERVED, spec, usage.samples, "running")
-        store.write_shard("questions", run_id, questions_table(run_id, [question]))
-        tables = [
-            nodes_table(run_id, model, r.strategy, {**_record(r), "served": role}, r.context)
-            for r, role in ((pilot, "pilot"), (result, "answer"))
-        ]
-        store.write_shard("nodes", run_id, pa.concat_tables(tables))
-        store.finish_run(run_id, "done")
-
-
-def _record(r: SearchResult) -> dict:
-    from backend.strategies.runner import search_record
-
-    verifier = r.context.verifier
-    return search_record(r.config, r.ledgers[0].budget_flops, getattr(verifier, "name", None), r.context.seed)
-
-
-def _user_text(request: ChatRequest) -> str:
-    """The question: the last user message (the policy was measured on single questions, not conversations)."""
-    return next(m.content for m in reversed(request.messages) if m.role == "user")
-
-
-def _mean_score(pilot: SearchResult) -> float | None:
-    scores = [n.score for n in pilot.context.trees[0].finals if n.score is not None]
-    return sum(scores) / len(scores) if scores else None
-
-
-def _completion(policy, model, run_id, text, tree, usage: Usage, cell: Cell, level, mean, budget) -> dict:
-    node = tree.selected
-    finish = "length" if node is not None and node.finish_reason == "length" else "stop"
-    return {
-        "id": f"chatcmpl-{run_id}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "system_fingerprint": f"ttc-policy-{policy.version}",
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": None}
-        ],
-        "usage": {
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-        },
-        "ttc": {
-            "run_id": run_id,
-            "policy_version": policy.version,
-            "bin": level,
-            "predicted_score": mean,
-            "budget_flops": budget,
+    def extension(self) -> dict[str, Any]:
+        """The choice's part of the `ttc` extension: what the policy chose for it and what it cost."""
+        node, cell, usage = self.result.context.trees[0].selected, self.cell, self.usage
+        return {
+            "seed": self.seed,
+            "bin": self.level,
+            "predicted_score": self.predicted_score,
             "flops": usage.flops,
             "samples": usage.samples,
             "verifier_passes": usage.verifier_passes,
@@ -364,14 +282,218 @@ def _completion(policy, model, run_id, text, tree, usage: Usage, cell: Cell, lev
                 "held_out_accuracy": cell.held_out_accuracy,
                 "interval": cell.interval,
             },
-        },
-    }
+        }
+
+
+@dataclass
+class Answered:
+    """A request answered: its run id, its choices and their summed usage."""
+
+    run_id: str
+    policy_version: str
+    budget: float | None
+    seed: int
+    choices: list[Choice]
+    usage: Usage
+    created: int
+
+    def extension(self) -> dict[str, Any]:
+        """The response's `ttc` object: the request's totals (each choice's own under `choices[i].ttc`)."""
+        return {
+            "run_id": self.run_id,
+            "policy_version": self.policy_version,
+            "budget_flops": self.budget,
+            "seed": self.seed,
+            "flops": self.usage.flops,
+            "samples": self.usage.samples,
+            "verifier_passes": self.usage.verifier_passes,
+        }
+
+
+class Runtime:
+    """Answers requests with `policy` on `backend`, writing each to `store` (None: nowhere)."""
+
+    def __init__(self, policy: Policy, backend: Backend, store=None):
+        self.policy, self.backend, self.store = policy, backend, store
+        self.lock = threading.Lock()
+        self.reserve = max(policy.cheapest(b.level) for b in policy.bins)
+        # the longest completion any phase may ask for: what a prompt must leave room for in the context
+        self.max_tokens = max(
+            [policy.predictor.max_tokens] + [int(c.config.get("max_tokens", 0)) for b in policy.bins for c in b.cells]
+        )
+
+    @property
+    def model_ids(self) -> list[str]:
+        return [self.policy.model]
+
+    def pilot_floor(self, question: Question, prompt_tokens: int) -> float:
+        """FLOPs of one scored pilot sample of `question`, as the pilot's search prices it before drawing it (the
+        search's own estimate: prefill, `max_tokens` of decode and the verifier's pass): a pilot capped below this
+        draws nothing."""
+        b, p = self.backend, self.policy.predictor
+        prompt = build_prompt(b.model, b.task, question)
+        ctx = SearchContext(b.engine, b.task, [question], [prompt], b.verifier, root_tokens=[prompt_tokens])
+        params = SamplingParams(temperature=p.temperature, max_tokens=p.max_tokens, seed=0)
+        return ctx.estimate([ctx.expansion(0, ctx.trees[0].root, 1, params)])
+
+    def check_budget(self, request: Request, question: Question, prompt_tokens: int) -> float | None:
+        """The request's budget, refused before anything is generated unless it covers one scored pilot sample of
+        this prompt plus the cheapest configuration of every bin."""
+        budget = request.budget
+        if budget is None:
+            return None
+        floor = self.pilot_floor(question, prompt_tokens)
+        minimum = self.reserve + floor
+        if budget < minimum:
+            field = request.budget_field
+            raise RequestError(
+                field,
+                f"{field}: {budget:.4g} FLOPs is below this request's minimum: one scored pilot sample of its prompt "
+                f"({floor:.4g}) plus the cheapest configuration of every bin ({self.reserve:.4g}); allowed: at least "
+                f"{minimum:.4g} FLOPs",
+            )
+        return budget
+
+    def check_context(self, request: Request, prompt_tokens: int) -> None:
+        context = self.backend.context_tokens
+        if context is not None and prompt_tokens + self.max_tokens > context:
+            field = request.text_field
+            raise RequestError(
+                field,
+                f"{field}: the prompt is {prompt_tokens} tokens; with the {self.max_tokens} completion tokens the "
+                f"policy asks for, {prompt_tokens + self.max_tokens} exceed the model's context of {context} tokens; "
+                f"allowed: a prompt of at most {context - self.max_tokens} tokens",
+                code="context_length_exceeded",
+            )
+
+    def answer(self, request: Request) -> Answered:
+        if request.model not in self.model_ids:
+            raise RequestError(
+                "model",
+                f"model: {request.model!r} is not served here; allowed: {', '.join(self.model_ids)}",
+                404,
+                "model_not_found",
+            )
+        seed = request.seed or 0
+        started = time.time()
+        text = request.question_text()
+        # the question's id is its text's hash: sample seeds derive from (seed, question id), so a request sent again
+        # with the same seed draws the same samples; the run id is the request's own
+        qid = f"{SERVED}-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+        question = Question(qid, self.backend.task.name, SERVED, text, "")
+        run_id = f"{SERVED}-{uuid.uuid4().hex[:16]}"
+        b = self.backend
+        with self.lock:
+            tokens = b.engine.count_tokens(build_prompt(b.model, b.task, question))
+            self.check_context(request, tokens)
+            budget = self.check_budget(request, question, tokens)
+            choices = [self._choice(i, question, tokens, budget, seed + i) for i in range(request.n)]
+        usage = usage_of([r for c in choices for r in (c.pilot, c.result)])
+        answered = Answered(run_id, self.policy.version, budget, seed, choices, usage, int(started))
+        if self.store is not None:
+            self._write(answered, question, request, time.time() - started)
+        return answered
+
+    def _choice(self, index: int, question: Question, tokens: int, budget: float | None, seed: int) -> Choice:
+        pilot = self._pilot(question, tokens, budget, seed)
+        mean = _mean_score(pilot)
+        if mean is None:  # check_budget leaves room for one scored sample: a verifier that scored nothing
+            raise RequestError(None, "the difficulty pilot drew no scored sample", 500, "server_error")
+        level = self.policy.bin_of(mean)
+        left = None if budget is None else budget - sum(x.total for x in pilot.ledgers)
+        cell = self._cell(level, left)
+        result = self._search(cell.strategy, question, tokens, cell.config, cell.budget_flops, seed)
+        return Choice(index, seed, pilot, mean, level, cell, result)
+
+    def _pilot(self, question: Question, tokens: int, budget: float | None, seed: int) -> SearchResult:
+        p = self.policy.predictor
+        cfg = {"n": p.pilot_samples, "max_tokens": p.max_tokens, "temperature": p.temperature}
+        return self._search("best_of_n", question, tokens, cfg, None if budget is None else budget - self.reserve, seed)
+
+    def _cell(self, level: int, left: float | None) -> Cell:
+        cells = self.policy.bins[level - 1].cells
+        if left is None:
+            return cells[-1]
+        cell = self.policy.cell_for(level, left)
+        assert cell is not None  # the pilot was capped to leave the reserve
+        return cell
+
+    def _search(
+        self, strategy: str, question: Question, tokens: int, cfg: dict, budget: float | None, seed: int
+    ) -> SearchResult:
+        b = self.backend
+        try:
+            return run_search(
+                strategy,
+                [question],
+                b.task,
+                b.model,
+                b.engine,
+                b.verifier,
+                config=cfg,
+                budget_flops=budget,
+                seed=seed,
+                # the prompt's tokens as the engine counts them, so the first round is priced exactly, not by the
+                # prompt's byte length (an upper bound that trims a tight pilot below its sample count), as the
+                # analysis does
+                prompt_tokens={question.question_id: tokens},
+            )
+        except SpecError as e:  # a cell the strategies refuse: the policy's fault, not the request's
+            raise RequestError(None, f"the policy's configuration {strategy} is refused: {e}", 500) from None
+
+    def _write(self, answered: Answered, question: Question, request: Request, seconds: float) -> None:
+        from backend.strategies.runner import nodes_table
+
+        run_id, usage = answered.run_id, answered.usage
+        spec = {
+            "name": SERVED,
+            "models": [self.policy.model],
+            "task": self.policy.spec.get("task"),
+            "served": {
+                "policy": self.policy.version,
+                "endpoint": request.text_field,
+                "budget_flops": answered.budget,
+                "seed": answered.seed,
+                "n": request.n,
+                "flops": usage.flops,
+                "seconds": seconds,
+                "choices": [
+                    {
+                        "seed": c.seed,
+                        "bin": c.level,
+                        "configuration": c.cell.configuration,
+                        "cell_budget_flops": c.cell.budget_flops,
+                        "flops": c.usage.flops,
+                    }
+                    for c in answered.choices
+                ],
+            },
+        }
+        store, model = self.store, self.policy.model
+        store.upsert_run(run_id, SERVED, spec, usage.samples, "running")
+        store.write_shard("questions", run_id, questions_table(run_id, [question]))
+        tables = [
+            nodes_table(run_id, model, r.strategy, {**_record(r), "served": role, "choice": c.index}, r.context)
+            for c in answered.choices
+            for r, role in ((c.pilot, "pilot"), (c.result, "answer"))
+        ]
+        store.write_shard("nodes", run_id, pa.concat_tables(tables))
+        store.finish_run(run_id, "done")
+
+
+def _record(r: SearchResult) -> dict:
+    from backend.strategies.runner import search_record
+
+    verifier = r.context.verifier
+    return search_record(r.config, r.ledgers[0].budget_flops, getattr(verifier, "name", None), r.context.seed)
+
+
+def _mean_score(pilot: SearchResult) -> float | None:
+    scores = [n.score for n in pilot.context.trees[0].finals if n.score is not None]
+    return sum(scores) / len(scores) if scores else None
 
 
 def error_body(e: RequestError) -> dict:
     """The OpenAI API's error shape."""
-    return {"error": {"message": str(e), "type": "invalid_request_error", "param": e.param, "code": e.code}}
-
-
-def dumps(obj: object) -> bytes:
-    return json.dumps(obj).encode()
+    kind = "server_error" if e.status >= 500 else "invalid_request_error"
+    return {"error": {"message": str(e), "type": kind, "param": e.param, "code": e.code}}

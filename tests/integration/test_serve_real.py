@@ -1,6 +1,7 @@
 """`ttc serve` on the real shipped model: freeze the committed study (a copy), start the server as a subprocess on a
 free port, wait until /v1/models answers, send one chat completion and check the answer, its usage against the
-stored trees, and that the request's samples landed in the store."""
+stored trees, and that the request's samples landed in the store; then one streamed completion through the official
+`openai` client, its pieces and its usage chunk checked the same way."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import openai
 import pytest
 
 from backend.serving.policy import load_policy
@@ -65,17 +67,46 @@ def test_serve_answers_a_chat_completion_and_logs_it(tmp_path: Path):
         )
         with urllib.request.urlopen(req, timeout=1800) as r:
             answer = json.loads(r.read())
+        client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=1800)
+        chunks = list(
+            client.completions.create(
+                model=policy.model,
+                prompt="What is 5 + 2?",
+                seed=1,
+                stream=True,
+                stream_options={"include_usage": True},
+                extra_body={"ttc_budget_flops": budget},
+            )
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=60)
         log.close()
     assert answer["object"] == "chat.completion" and answer["choices"][0]["message"]["content"].strip()
     ext, usage = answer["ttc"], answer["usage"]
-    assert ext["policy_version"] == policy.version and ext["bin"] in (1, 2) and 0 < ext["flops"] <= budget
-    nodes = Store.open(served, create=False).query("SELECT * FROM nodes WHERE run_id = ?", [ext["run_id"]])
-    calls = nodes[nodes["kind"] != "root"]
-    assert len(calls) == ext["samples"] >= policy.predictor.pilot_samples
-    prompt = int(calls["prompt_tokens"].sum()) + sum(sum(v) for v in nodes["verifier_pass_prompt_tokens"])
-    completion = int(calls["completion_tokens"].sum()) + sum(sum(v) for v in nodes["verifier_pass_completion_tokens"])
+    assert ext["policy_version"] == policy.version and answer["choices"][0]["ttc"]["bin"] in (1, 2)
+    assert 0 < ext["flops"] <= budget
+    store = Store.open(served, create=False)
+
+    def stored(run_id: str) -> tuple[int, int, int, float]:
+        nodes = store.query("SELECT * FROM nodes WHERE run_id = ?", [run_id])
+        calls = nodes[nodes["kind"] != "root"]
+        prompt = int(calls["prompt_tokens"].sum()) + sum(sum(v) for v in nodes["verifier_pass_prompt_tokens"])
+        completion = int(calls["completion_tokens"].sum()) + sum(
+            sum(v) for v in nodes["verifier_pass_completion_tokens"]
+        )
+        flops = float((nodes["generator_flops"] + nodes["verifier_flops"].fillna(0)).sum())
+        return len(calls), prompt, completion, flops
+
+    samples, prompt, completion, flops = stored(ext["run_id"])
+    assert samples == ext["samples"] >= policy.predictor.pilot_samples
     assert (usage["prompt_tokens"], usage["completion_tokens"]) == (prompt, completion) and completion > 0
-    assert ext["flops"] == pytest.approx(float((nodes["generator_flops"] + nodes["verifier_flops"].fillna(0)).sum()))
+    assert ext["flops"] == pytest.approx(flops)
+    # the streamed completion: text_completion chunks whose pieces are the answer, then the usage chunk
+    body, last = chunks[:-1], chunks[-1]
+    assert {c.object for c in chunks} == {"text_completion"} and "".join(c.choices[0].text for c in body).strip()
+    assert body[-1].choices[0].finish_reason in ("stop", "length") and last.choices == []
+    ext = last.model_extra["ttc"]
+    samples, prompt, completion, flops = stored(ext["run_id"])
+    assert (last.usage.prompt_tokens, last.usage.completion_tokens, ext["samples"]) == (prompt, completion, samples)
+    assert ext["flops"] == pytest.approx(flops) and 0 < flops <= budget

@@ -130,8 +130,8 @@ def test_models_lists_the_policys_model(server):
 def test_budget_picks_the_largest_cell_that_fits_after_the_pilot(server, budget, text, level):
     url, store, runtime = server
     out = _ask(url, text, budget)
-    ext = out["ttc"]
-    nodes = _nodes(store, ext["run_id"])
+    ext = out["choices"][0]["ttc"]
+    nodes = _nodes(store, out["ttc"]["run_id"])
     roles = nodes["config"].map(lambda c: json.loads(c)["served"])
     pilot = nodes[roles == "pilot"]
     pilot_flops = float((pilot["generator_flops"] + pilot["verifier_flops"].fillna(0)).sum())
@@ -143,12 +143,12 @@ def test_budget_picks_the_largest_cell_that_fits_after_the_pilot(server, budget,
     assert ext["configuration"]["budget_flops"] == fitting[-1].budget_flops
     assert out["choices"][0]["message"]["content"] == ("Answer: 4" if level == EASY else "Answer: 7")
     if budget is not None:
-        assert ext["flops"] <= budget
+        assert ext["flops"] == out["ttc"]["flops"] <= budget
 
 
 def test_budgets_reach_different_cells(server):
     url, _, _ = server
-    picked = {_ask(url, "a hard one", b)["ttc"]["configuration"]["budget_flops"] for b in (1e7, 3e7)}
+    picked = {_ask(url, "a hard one", b)["choices"][0]["ttc"]["configuration"]["budget_flops"] for b in (1e7, 3e7)}
     assert picked == {5e6, 2e7}
 
 
@@ -188,7 +188,7 @@ def test_same_seed_same_answer_and_usage(server):
         (
             {"model": "gpt-4", "messages": [{"role": "user", "content": "x"}]},
             None,
-            400,
+            404,
             "model",
             "'gpt-4' is not served",
         ),
@@ -205,14 +205,14 @@ def test_same_seed_same_answer_and_usage(server):
             None,
             400,
             "ttc_budget_flops",
-            "ttc_budget_flops: 4e+06 FLOPs does not cover",
+            "ttc_budget_flops: 4e+06 FLOPs is below this request's minimum",
         ),
         (
             {"model": "scripted", "messages": [{"role": "user", "content": "x"}], "ttc_budget_flops": 5.1e6},
             None,
             400,
             "ttc_budget_flops",
-            "leave too little for one scored pilot sample",
+            "ttc_budget_flops: 5.1e+06 FLOPs is below this request's minimum",
         ),
         (
             {"model": "scripted", "messages": [{"role": "user", "content": "x"}], "ttc_budget_flops": -1},
@@ -222,11 +222,18 @@ def test_same_seed_same_answer_and_usage(server):
             "ttc_budget_flops: Input should be greater than 0",
         ),
         (
-            {"model": "scripted", "messages": [{"role": "user", "content": "x"}], "stream": True},
+            {"model": "scripted", "messages": [{"role": "user", "content": "x"}], "stream_options": {}},
             None,
             400,
-            "stream",
-            "stream: Input should be False",
+            "stream_options",
+            "stream_options: only allowed when stream is true",
+        ),
+        (
+            {"model": "scripted", "messages": [{"role": "user", "content": "x"}], "n": 0},
+            None,
+            400,
+            "n",
+            "n: Input should be greater than or equal to 1",
         ),
         (
             {"model": "scripted", "messages": [{"role": "system", "content": "x"}]},
@@ -238,8 +245,10 @@ def test_same_seed_same_answer_and_usage(server):
     ],
 )
 def test_bad_requests_get_openai_errors_and_write_nothing(server, body, raw, status, param, message):
-    url, store, _ = server
+    url, store, runtime = server
     code, out = _post(url, body, raw)
     assert code == status and out["error"]["param"] == param and message in out["error"]["message"]
     assert out["error"]["type"] == "invalid_request_error"
+    # refused before anything was generated (a budget too small for the pilot too), and nothing written
+    assert runtime.backend.engine.calls == []
     assert store.query("SELECT count(*) AS n FROM runs")["n"].iloc[0] == 0
