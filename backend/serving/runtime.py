@@ -22,6 +22,7 @@ Requests are answered one at a time (one engine, one lock): per-request state li
 from __future__ import annotations
 
 import hashlib
+import secrets
 import threading
 import time
 import uuid
@@ -374,7 +375,9 @@ class Runtime:
                 404,
                 "model_not_found",
             )
-        seed = request.seed or 0
+        # no seed: fresh samples, as OpenAI's API draws them; the seed drawn is returned (`ttc.seed`) and stored, so
+        # the answer can be reproduced by sending it
+        seed = request.seed if request.seed is not None else secrets.randbelow(2**31 - 1 - MAX_CHOICES)
         started = time.time()
         text = request.question_text()
         # the question's id is its text's hash: sample seeds derive from (seed, question id), so a request sent again

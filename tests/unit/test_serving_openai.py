@@ -130,6 +130,16 @@ def test_same_seed_same_answer_and_usage_another_seed_another_draw(served):
     assert (c.choices[0].text, c.usage) != (a.choices[0].text, a.usage)
 
 
+def test_without_a_seed_each_request_draws_afresh_and_returns_the_seed_that_reproduces_it(served):
+    """OpenAI's API samples afresh when no seed is sent; the server says which seed it drew (`ttc.seed`)."""
+    client, _, _ = served
+    drawn = [_complete(client, seed=None) for _ in range(3)]
+    seeds = [r.model_extra["ttc"]["seed"] for r in drawn]
+    assert len(set(seeds)) == 3, seeds  # 1 in ~10^9 to collide
+    again = _complete(client, seed=seeds[0])
+    assert again.choices == drawn[0].choices and again.usage == drawn[0].usage
+
+
 def test_chat_stream_sends_the_selected_answer_then_usage(served):
     client, _, _ = served
     full = _chat(client, seed=2)
