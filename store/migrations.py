@@ -176,6 +176,26 @@ def m013_imports(db: Connection) -> None:
     )
 
 
+@migration
+def m014_served_labels(db: Connection) -> None:
+    """Labels a user gives served requests' answers (`ttc serve`, the Serving page): one row per (request run,
+    choice), correct 1 or 0. A user's edit, so a catalog table (as `imports`), not a shard: it changes in place and
+    a label removed is a row deleted; a request without a row is unlabelled."""
+    db.execute(
+        text(
+            """
+            CREATE TABLE served_labels (
+                run_id TEXT NOT NULL,
+                choice INTEGER NOT NULL,
+                correct INTEGER NOT NULL,     -- 1 | 0
+                labelled_at TEXT NOT NULL,
+                PRIMARY KEY (run_id, choice)
+            )
+            """
+        )
+    )
+
+
 def apply_migrations(db: Connection) -> list[str]:
     """Apply the pending migrations in order, each in the caller's transaction; return their names. Concurrent
     callers (workers starting together on a server catalog) migrate one after the other."""

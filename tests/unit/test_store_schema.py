@@ -27,6 +27,7 @@ def test_migrations_are_named_in_order():
         "m011_token_confidence_range",
         "m012_score_pass_tokens",
         "m013_imports",
+        "m014_served_labels",
     ]
 
 
@@ -64,6 +65,7 @@ def test_fresh_catalog_has_exact_schema(tmp_path):
             "lease_expires_at": "TEXT",
             "attempts": "INTEGER",
         },
+        "served_labels": {"run_id": "TEXT", "choice": "INTEGER", "correct": "INTEGER", "labelled_at": "TEXT"},
         "store_meta": {"key": "TEXT", "value": "TEXT"},
         "workers": {
             "worker_id": "TEXT",
