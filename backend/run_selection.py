@@ -6,7 +6,8 @@ A comparable selection, not every run of the store:
 - the default is every such run whose questions (their keys, store/keys.question_key) are exactly the
   reference's: other models or more samples of the same study, not a run of other knobs whose ids look the same;
 - left out, each with its reason: runs that did not finish (cancelled, failed, still running: their pools are
-  partial), adaptive runs (optional stopping: their samples are not exchangeable, and their own view is the Run
+  partial), served requests (`ttc serve`: each a run of one question the policy chose a configuration for, not a
+  pool; their own view is the Serving page), adaptive runs (optional stopping: their samples are not exchangeable, and their own view is the Run
   page's allocation), and runs of other questions. The user may add any of them back.
 
 A run found in the shards but not in the catalog (a shard-only handle, a hand-made store) counts as finished."""
@@ -21,6 +22,7 @@ import pandas as pd
 
 from backend.allocation import adaptive_run_ids
 from backend.metrics.pools import KEY_OR_LABEL_SQL
+from backend.serving import SERVED
 from store.imports import IMPORTED, IMPORTING
 
 RUN_QUESTIONS_SQL = f"""
@@ -54,19 +56,24 @@ class DefaultRuns:
 
 def default_runs(run_questions: pd.DataFrame, catalog: pd.DataFrame | None, adaptive: Iterable[str]) -> DefaultRuns:
     """The rule of the module docstring. `run_questions`: RUN_QUESTIONS_SQL's rows; `catalog`: the catalog's runs
-    (run_id, status, created_at) or None; `adaptive`: the adaptive runs (backend/allocation.ADAPTIVE_SQL)."""
+    (run_id, status, created_at and, when known, name) or None; `adaptive`: the adaptive runs (backend/allocation.ADAPTIVE_SQL)."""
     runs = run_questions[["run_id", "question_set"]].copy()
     if catalog is not None and len(catalog):
-        runs = runs.merge(catalog[["run_id", "status", "created_at"]], on="run_id", how="left")
+        cols = ["run_id", "status", "created_at"] + (["name"] if "name" in catalog.columns else [])
+        runs = runs.merge(catalog[cols], on="run_id", how="left")
     else:
         runs = runs.assign(status=None, created_at=None)
+    if "name" not in runs.columns:
+        runs["name"] = None
     runs["status"] = runs["status"].fillna(FINISHED)
     runs["created_at"] = runs["created_at"].fillna("")
     runs = runs.sort_values(["created_at", "run_id"]).reset_index(drop=True)
     adaptive = set(adaptive)
     why: dict[str, str] = {}
-    for r, status in zip(runs["run_id"], runs["status"]):
-        if status not in (FINISHED, IMPORTED):
+    for r, status, name in zip(runs["run_id"], runs["status"], runs["name"]):
+        if name == SERVED:
+            why[r] = "served requests: read them on the Serving page"
+        elif status not in (FINISHED, IMPORTED):
             why[r] = REASONS.get(status, status)
         elif r in adaptive:
             why[r] = "adaptive: not an exchangeable pool, read it on the Run page"
@@ -86,5 +93,5 @@ def default_runs_of(con: duckdb.DuckDBPyConnection) -> DefaultRuns:
     """`default_runs` over a store connection (Store.connect: its `runs` table is the catalog's, when it has one)."""
     questions = con.execute(RUN_QUESTIONS_SQL).df()
     tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    catalog = con.execute("SELECT run_id, status, created_at FROM runs").df() if "runs" in tables else None
+    catalog = con.execute("SELECT run_id, status, created_at, name FROM runs").df() if "runs" in tables else None
     return default_runs(questions, catalog, adaptive_run_ids(con, questions["run_id"].tolist()))

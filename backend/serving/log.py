@@ -19,7 +19,7 @@ from sqlalchemy import inspect, text
 
 import store.catalog as catalogs
 from backend.errors import SpecError
-from backend.serving.runtime import SERVED
+from backend.serving import SERVED
 from store import Store
 from store.migrations import apply_migrations
 

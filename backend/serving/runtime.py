@@ -36,15 +36,13 @@ from backend.engines.base import Engine, SamplingParams
 from backend.errors import SpecError, TtcError
 from backend.models.registry import ResolvedModel
 from backend.prompting import build_prompt
+from backend.serving import SERVED
 from backend.serving.policy import Cell, Policy
 from backend.strategies.context import SearchContext
 from backend.strategies.runner import SearchResult, run_search
 from backend.tasks.base import Grade, Question, Task, extract_answer
 from backend.verifiers.base import Verifier
 from store.rows import questions_table
-
-SERVED = "served"
-"""Name of a served request's run, and the dataset of its question."""
 
 
 class RequestError(TtcError):

@@ -215,6 +215,21 @@ def test_default_selection_leaves_out_unfinished_adaptive_and_other_questions():
     assert default_runs(questions.iloc[:0], catalog, []) == type(d)((), ())
 
 
+def test_default_runs_leave_served_requests_out_with_the_reason():
+    import pandas as pd
+
+    from backend.run_selection import default_runs
+
+    # a served run that somehow holds samples of the study's questions, newer than the study: still not a pool
+    questions = pd.DataFrame({"run_id": ["study", "srv"], "question_set": ["S", "S"]})
+    catalog = pd.DataFrame(
+        {"run_id": ["study", "srv"], "status": ["done", "done"], "created_at": ["1", "2"], "name": ["x", "served"]}
+    )
+    d = default_runs(questions, catalog, [])
+    assert d.run_ids == ("study",)
+    assert dict(d.left_out) == {"srv": "served requests: read them on the Serving page"}
+
+
 # ---- the pages ------------------------------------------------------------------------------------------------
 ANALYSIS_PAGES = ["coverage", "strategies", "cost_of_pass", "compute_optimal", "samples"]
 
