@@ -12,6 +12,7 @@ class PageEntry:
     title: str
     icon: str
     url_path: str
+    analysis: bool = True  # reads a pool of the store's runs (the pages with the run selection, quality strip, report)
 
     @property
     def name(self) -> str:
@@ -20,11 +21,12 @@ class PageEntry:
 
 
 PAGES = (
-    PageEntry("app_pages/run.py", "Run", ":material/play_circle:", "run"),
+    PageEntry("app_pages/run.py", "Run", ":material/play_circle:", "run", analysis=False),
     PageEntry("app_pages/coverage.py", "Coverage", ":material/trending_up:", "coverage"),
     PageEntry("app_pages/strategies.py", "Strategies", ":material/compare_arrows:", "strategies"),
     PageEntry("app_pages/cost_of_pass.py", "Cost-of-pass", ":material/payments:", "cost-of-pass"),
     PageEntry("app_pages/compute_optimal.py", "Compute-optimal", ":material/grid_on:", "compute-optimal"),
     PageEntry("app_pages/samples.py", "Samples", ":material/list_alt:", "samples"),
+    PageEntry("app_pages/serving.py", "Serving", ":material/dns:", "serving", analysis=False),
 )
 """The first is the default page, served at "/"."""

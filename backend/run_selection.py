@@ -22,7 +22,7 @@ import pandas as pd
 
 from backend.allocation import adaptive_run_ids
 from backend.metrics.pools import KEY_OR_LABEL_SQL
-from backend.serving import SERVED
+from store.catalog import SERVED
 from store.imports import IMPORTED, IMPORTING
 
 RUN_QUESTIONS_SQL = f"""

@@ -31,6 +31,9 @@ POINTER_FILE = "catalog.url"
 """In a store whose catalog is on a server: JSON {"url": URL without password, "store_id": ...}."""
 CATALOG_ENV = "TTC_CATALOG_URL"
 ALLOWED = "postgresql://USER@HOST[:PORT]/DATABASE (password from $TTC_CATALOG_URL, PGPASSWORD or ~/.pgpass)"
+SERVED = "served"
+"""`runs.name` of a request `ttc serve` answered (backend/serving/runtime.py), and the dataset of its question: the
+readers that group served traffic or leave it out of analysis pools (backend/run_selection.py) go by it."""
 _MIGRATION_LOCK = 741_500_015
 """PostgreSQL advisory lock key held while migrating, so two workers starting at once migrate one after the other."""
 

@@ -19,8 +19,8 @@ from sqlalchemy import inspect, text
 
 import store.catalog as catalogs
 from backend.errors import SpecError
-from backend.serving import SERVED
 from store import Store
+from store.catalog import SERVED
 from store.migrations import apply_migrations
 
 CHOICES_JSON = '[{"seed": "BIGINT", "bin": "INTEGER", "configuration": "VARCHAR", "cell_budget_flops": "DOUBLE", "flops": "DOUBLE"}]'

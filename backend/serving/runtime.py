@@ -36,12 +36,12 @@ from backend.engines.base import Engine, SamplingParams
 from backend.errors import SpecError, TtcError
 from backend.models.registry import ResolvedModel
 from backend.prompting import build_prompt
-from backend.serving import SERVED
 from backend.serving.policy import Cell, Policy
 from backend.strategies.context import SearchContext
 from backend.strategies.runner import SearchResult, run_search
 from backend.tasks.base import Grade, Question, Task, extract_answer
 from backend.verifiers.base import Verifier
+from store.catalog import SERVED
 from store.rows import questions_table
 
 

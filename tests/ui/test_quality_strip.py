@@ -12,7 +12,7 @@ from bench.synthetic_store import make_synthetic_store
 from tests.ui.conftest import ROOT, app_test
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-ANALYSIS = [p.path for p in APP_PAGES if p.name != "run"]
+ANALYSIS = [p.path for p in APP_PAGES if p.analysis]
 
 
 @pytest.fixture(scope="module")

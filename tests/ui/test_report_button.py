@@ -13,7 +13,7 @@ from app_pages import PAGES as APP_PAGES
 from tests.ui.conftest import ROOT, SEARCH_VERIFIER, app_test
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-ANALYSIS = [p.path for p in APP_PAGES if p.name != "run"]
+ANALYSIS = [p.path for p in APP_PAGES if p.analysis]
 
 
 def _written_on(text: str) -> str:
