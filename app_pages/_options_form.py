@@ -13,6 +13,7 @@ from typing import Any
 
 import streamlit as st
 from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 
 from app_pages import _page as frame
 from backend.errors import SpecError, TtcError
@@ -38,7 +39,7 @@ def _widget(key: str, name: str, f) -> Any:
     label = name
     allowed = allowed_values(f) if base in (int, float) else None  # a number's range; a choice shows its own
     helptext = " ".join(filter(None, (f.description, f"({allowed})" if allowed else None))) or None
-    default = None if f.is_required() else f.default
+    default = None if f.is_required() else f.get_default(call_default_factory=True)  # a list/dict field's factory
     if typing.get_origin(base) is typing.Literal:
         choices = list(typing.get_args(base))
         return st.selectbox(
@@ -57,7 +58,8 @@ def _widget(key: str, name: str, f) -> Any:
     if base is str:
         raw = st.text_input(label, value="" if default is None else shown_text(str(default)), key=key, help=helptext)
         return typed_text(raw) if raw or f.is_required() else _UNSET
-    raw = st.text_input(label + " (JSON)", value="" if default is None else json.dumps(default), key=key, help=helptext)
+    shown = "" if default is None else json.dumps(to_jsonable_python(default))  # a nested options model too
+    raw = st.text_input(label + " (JSON)", value=shown, key=key, help=helptext)
     if not raw.strip():
         return _UNSET
     try:

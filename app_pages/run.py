@@ -623,8 +623,8 @@ def import_panel(store) -> None:
             "or paths on this machine", key="import_paths", help="files or glob patterns, e.g. samples/*.yaml"
         )
         c1, c2, c3 = st.columns(3)
-        model = c1.text_input("Model", value="imported", key="import_model")
-        run_name = c2.text_input("Run name", value="", key="import_run", help="empty: the format's name")
+        model = c1.text_input("Model that wrote them", value="imported", key="import_model")
+        run_name = c2.text_input("Imported run's name", value="", key="import_run", help="empty: the format's name")
         params = c3.number_input(
             "Parameters (for FLOPs)", min_value=0, value=0, step=1, key="import_params", help="0: FLOPs stay NULL"
         )

@@ -9,7 +9,7 @@ what it could not know (tokens, verifier scores)."""
 
 from __future__ import annotations
 
-from backend.importers import generic, inspect_log, monkeys, openai_batch, search_and_learn
+from backend.importers import generic, inspect_log, lm_eval, monkeys, openai_batch, search_and_learn
 from backend.importers.base import (
     FALSE_VALUES,
     IMPORTERS,
@@ -32,5 +32,12 @@ __all__ = [
     "register_importer",
 ]
 
-for _entry in (generic.ENTRY, monkeys.ENTRY, openai_batch.ENTRY, inspect_log.ENTRY, search_and_learn.ENTRY):
+for _entry in (
+    generic.ENTRY,
+    monkeys.ENTRY,
+    openai_batch.ENTRY,
+    inspect_log.ENTRY,
+    search_and_learn.ENTRY,
+    lm_eval.ENTRY,
+):
     register_importer(_entry)

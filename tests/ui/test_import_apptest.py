@@ -108,13 +108,20 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "import"
 
 
 @pytest.mark.parametrize(
-    ("fmt", "fixture"), [("inspect", "inspect.json"), ("search_and_learn", "best_of_n_completions.jsonl")]
+    ("fmt", "fixture"),
+    [
+        ("inspect", "inspect.json"),
+        ("search_and_learn", "best_of_n_completions.jsonl"),
+        ("lm_eval", "lm_eval/*_20*.json*"),  # results_<ts>.json with samples_arith_rep_<ts>.jsonl
+    ],
 )
-def test_the_analysis_pages_render_an_inspect_log_and_a_search_and_learn_pool(monkeypatch, tmp_path, fmt, fixture):
-    """Both formats carry token counts (a parameter count prices FLOPs); the inspect log holds an errored and a
-    limit-hit sample, search-and-learn's pool a PRM's scores."""
+def test_the_analysis_pages_render_inspect_search_and_learn_and_lm_eval_imports(monkeypatch, tmp_path, fmt, fixture):
+    """inspect and search-and-learn carry token counts (a parameter count prices FLOPs); the inspect log holds an
+    errored and a limit-hit sample, search-and-learn's pool a PRM's scores. lm-eval's samples have no token
+    counts: the pages still draw, and Cost-of-pass says why it has no cost axis."""
     root = tmp_path / "store"
-    import_files(Store.open(root), fmt, [FIXTURES / fixture], model="m", arch=load_arch(1_000_000_000, None))
+    paths = sorted(FIXTURES.glob(fixture))
+    result = import_files(Store.open(root), fmt, paths, model="m", arch=load_arch(1_000_000_000, None))
     monkeypatch.setenv("TTC_STORE", str(root))
     at = app_test(APP)
     at.run(timeout=300)
@@ -124,3 +131,6 @@ def test_the_analysis_pages_render_an_inspect_log_and_a_search_and_learn_pool(mo
         assert not at.error, (page, [e.value for e in at.error])
         if page != "app_pages/samples.py":
             assert at.get("plotly_chart"), f"{page}: no chart drawn"
+        if fmt == "lm_eval" and page == "app_pages/cost_of_pass.py":
+            line = f"cost of pass: run {result.run_id} was imported from lm_eval files without token counts"
+            assert line in _page_texts(at), _page_texts(at)

@@ -27,8 +27,23 @@ def _run_page(monkeypatch, root):
     at = app_test(APP)
     at.run(timeout=300)
     at.switch_page("app_pages/run.py").run(timeout=300)
-    assert not at.exception, [e.value for e in at.exception]
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
     return at
+
+
+def test_every_format_s_options_render_in_the_panel(tmp_path, monkeypatch):
+    """Each registered format's options model becomes its controls (nested models and lists as JSON) with no internal
+    error; a format whose defaults are not enough (openai_batch needs where correctness comes from) says so."""
+    from backend.importers import IMPORTERS
+
+    root = tmp_path / "store"
+    Store.open(root)
+    at = _run_page(monkeypatch, root)
+    for fmt in IMPORTERS:
+        at.selectbox(key="import_format").set_value(fmt).run(timeout=120)
+        errors = [e.value for e in [*at.exception, *at.error]]
+        assert all(e.startswith("options:") for e in errors), (fmt, errors)
+        assert at.button(key="import_go").disabled == bool(errors), fmt
 
 
 def test_the_panel_imports_paths_as_the_cli_does(tmp_path, monkeypatch):

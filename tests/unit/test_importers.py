@@ -61,9 +61,10 @@ def test_the_registry_holds_the_builtin_formats_with_their_capabilities():
     assert not IMPORTERS["monkeys"].has_tokens and ".yaml" in IMPORTERS["monkeys"].suffixes
     with pytest.raises(
         SpecError,
-        match="unknown import format 'lm_eval'; allowed: generic, inspect, monkeys, openai_batch, search_and_learn",
+        match="unknown import format 'helm'; allowed: generic, inspect, lm_eval, monkeys, openai_batch, "
+        "search_and_learn",
     ):
-        IMPORTERS.lookup("lm_eval", "FORMAT")
+        IMPORTERS.lookup("helm", "FORMAT")
 
 
 def test_generic_long_jsonl_imports_as_a_read_only_run_with_provenance(tmp_path):
@@ -405,6 +406,95 @@ def test_search_and_learn_best_of_n_rows_are_a_pool_scored_by_the_prm(tmp_path):
     assert other.run_id != result.run_id  # the options are part of what was imported
 
 
+LM_EVAL = FIXTURES / "lm_eval"
+
+
+def _lm_eval_files() -> list[Path]:
+    return sorted(LM_EVAL.iterdir())  # results_<ts>.json, samples_arith_rep_<ts>.jsonl
+
+
+def _lm_eval_records() -> list[dict]:
+    (samples,) = LM_EVAL.glob("samples_*.jsonl")
+    return [json.loads(line) for line in samples.read_text().splitlines()]
+
+
+def _lm_eval_truth() -> dict[str, list[tuple[bool, str | None]]]:
+    """Per document, each response's (correct, answer), worked out from the raw generations as the task says: the
+    last number of the text (none: no answer), matched to the target ignoring case, as its exact_match does."""
+    out = {}
+    for r in _lm_eval_records():
+        if r["filter"] == "last-number":
+            last = [re.findall(r"-?[0-9]+", text) for text in r["resps"][0]]
+            answers = [n[-1] if n else None for n in last]
+            out[f"arith_rep/{r['doc_id']}"] = [(a is not None and a.lower() == r["target"].lower(), a) for a in answers]
+    return out
+
+
+def test_lm_eval_log_samples_import_a_row_per_response_graded_by_the_tasks_metric(tmp_path):
+    from backend.metrics import load_pool, majority_curve
+    from backend.metrics.coverage import coverage_curve
+
+    store = _store(tmp_path)
+    result = import_files(store, "lm_eval", _lm_eval_files(), model="scripted")
+    assert (result.samples, result.questions) == (16, 4)  # 4 documents x repeats: 4, not x 3 filter lines
+    assert "token counts" in str(result)  # the format has none: NULL, and said
+    df = store.query("SELECT question_id, sample_idx, completion, answer, correct, completion_tokens, flops "
+                     "FROM samples ORDER BY question_id, sample_idx")  # fmt: skip
+    assert df["completion_tokens"].isna().all() and df["flops"].isna().all()
+    truth = _lm_eval_truth()
+    got = {
+        q: [(bool(c), a if isinstance(a, str) else None) for c, a in zip(g["correct"], g["answer"])]
+        for q, g in df.groupby("question_id")
+    }
+    assert got == truth
+    assert df.loc[df["answer"].isna(), "completion"].tolist() == ["I cannot tell."]  # "[invalid]" casts no vote
+    q = store.query("SELECT question_id, dataset, question, reference FROM questions ORDER BY 1")
+    assert q.values.tolist()[0] == ["arith_rep/0", "arith_rep", "Q: What is 2+2?\nA:", "4"]
+
+    (model,) = store.query("SELECT DISTINCT model FROM samples")["model"]
+    pool = load_pool(store.connect(), result.run_id, model)
+    cov = coverage_curve(pool, n_boot=0)
+    want = [np.mean([_pass_at_k_brute([c for c, _ in truth[q]], k) for q in sorted(truth)]) for k in cov.k]
+    np.testing.assert_allclose(cov.mean, want, rtol=0, atol=1e-12)
+    # lm-eval's own maj@4 lines (majority_vote over the 4 answers, then exact_match) against ttc-lab's majority at
+    # k = 4; its vote counts "[invalid]" as an answer, ttc-lab's does not: no document here where that decides
+    maj = majority_curve(pool, ks=[4], n_boot=0)
+    lm_eval_maj = [r["exact_match"] for r in _lm_eval_records() if r["filter"] == "maj@4"]
+    assert maj.mean[0] == pytest.approx(np.mean(lm_eval_maj), abs=1e-12) == pytest.approx(0.5)
+    assert maj.mean[0] == pytest.approx(np.mean([_majority_brute(truth[q]) for q in sorted(truth)]), abs=1e-12)
+    # and its "first" lines are sample 0's verdicts
+    first = {f"arith_rep/{r['doc_id']}": r["exact_match"] for r in _lm_eval_records() if r["filter"] == "first"}
+    assert first == {qid: float(v[0][0]) for qid, v in truth.items()}
+
+
+def test_lm_eval_filter_and_metric_options(tmp_path):
+    results, samples = _lm_eval_files()
+    with pytest.raises(ImportFileError, match=r"samples_arith_rep_\S+\.jsonl: record 5: filtered_resps: 1 answers "
+                       r"for 4 responses: filter 'first' does not keep one per response"):  # fmt: skip
+        import_files(_store(tmp_path), "lm_eval", [results, samples], options={"filter": "first"})
+    with pytest.raises(ImportFileError, match=r"record -: filter: 'last' is not a filter of task arith_rep; "
+                       r"allowed: last-number, first, maj@4"):  # fmt: skip
+        import_files(_store(tmp_path), "lm_eval", [results, samples], options={"filter": "last"})
+    # a second metric in the records: the user names the one that says correct
+    (tmp_path / "two").mkdir()
+    (tmp_path / "two" / results.name).write_bytes(results.read_bytes())
+    recs = [{**r, "metrics": [*r["metrics"], "bleu"], "bleu": 0.3} for r in _lm_eval_records()]
+    two = _write_jsonl(tmp_path / "two" / samples.name, recs)
+    with pytest.raises(
+        ImportFileError, match=r"record 1: metrics: 2 metrics: name the one .*; allowed: exact_match, bleu"
+    ):
+        import_files(_store(tmp_path), "lm_eval", [two])
+    with pytest.raises(ImportFileError, match=r"record 1: bleu: 0\.3 scores the document's 4 responses together"):
+        import_files(_store(tmp_path), "lm_eval", [two], options={"metric": "bleu"})
+    store = _store(tmp_path)
+    assert import_files(store, "lm_eval", [two], options={"metric": "exact_match"}).samples == 16
+    # a record whose value disagrees with its answers is refused, not silently re-graded
+    recs[0]["exact_match"] = 1.0
+    _write_jsonl(two, recs)
+    with pytest.raises(ImportFileError, match=r"record 1: exact_match: 1\.0, but 3 of 4 answers match the target '4'"):
+        import_files(_store(tmp_path), "lm_eval", [two], options={"metric": "exact_match"})
+
+
 # ---- bad input: one line naming file, record and field; nothing written ------------------------------------------
 
 
@@ -436,6 +526,12 @@ def _bad_cases(tmp_path: Path):
     sal[1]["scores"] = sal[1]["scores"][:3]
     _write_jsonl(tmp_path / "best_of_n_completions.jsonl", sal)
     _write_jsonl(tmp_path / "completions.jsonl", sal[:1])
+    results, samples = _lm_eval_files()
+    (tmp_path / "lme_alone").mkdir()
+    (tmp_path / "lme_alone" / samples.name).write_bytes(samples.read_bytes())
+    (tmp_path / "lme_cut").mkdir()
+    (tmp_path / "lme_cut" / results.name).write_bytes(results.read_bytes())
+    (tmp_path / "lme_cut" / samples.name).write_bytes(samples.read_bytes()[:-200])
     return {
         "truncated jsonl": ("generic", "truncated.jsonl", {}, r"truncated\.jsonl: record 3: -: not valid JSON .*truncated"),
         "truncated json": ("generic", "truncated.json", {}, r"truncated\.json: record 3: -: not valid JSON.*truncated"),
@@ -487,6 +583,18 @@ def _bad_cases(tmp_path: Path):
             "search_and_learn", "best_of_n_completions.jsonl", {},
             r"best_of_n_completions\.jsonl: record 2: scores: 3 score lists for 4 completions: must align",
         ),
+        "samples without results (lm-eval)": (
+            "lm_eval", f"lme_alone/{samples.name}", {},
+            r"samples_arith_rep_\S+\.jsonl: record -: results: no results_\S+\.json given or beside it",
+        ),
+        "metric the records lack (lm-eval)": (
+            "lm_eval", str(samples), {"metric": "acc"},
+            r"samples_arith_rep_\S+\.jsonl: record 1: acc: missing: the records hold no such metric; allowed: exact_match",
+        ),
+        "truncated jsonl (lm-eval)": (
+            "lm_eval", f"lme_cut/{samples.name}", {},
+            r"samples_arith_rep_\S+\.jsonl: record 12: -: not valid JSON .*truncated",
+        ),
     }  # fmt: skip
 
 
@@ -496,6 +604,7 @@ BAD = [
     "non-boolean (monkeys)", "in-progress inspect log (.eval)", "in-progress inspect log (.json)",
     "unknown score value (inspect)", "truncated inspect log (.eval)", "beam search rows (search-and-learn)",
     "dvts rows (search-and-learn)", "approach unknown (search-and-learn)", "unequal lists (search-and-learn)",
+    "samples without results (lm-eval)", "metric the records lack (lm-eval)", "truncated jsonl (lm-eval)",
 ]  # fmt: skip
 
 
