@@ -19,6 +19,7 @@ from backend.config import check_budget_samples, parse_budget_list, parse_spec
 from backend.errors import SpecError, TtcError
 from backend.jobs import cancel, ensure_worker, progress, samples_kept, submit, worker_table
 from backend.models.registry import DEFAULT_MODEL, SHIPPED_MODELS, parts_installed
+from store.catalog import SERVED
 
 ACTIVE = ("queued", "running")
 
@@ -456,6 +457,8 @@ def progress_panel() -> None:
     if df.empty:
         st.caption("No runs yet.")
         return
+    served = df["name"] == SERVED  # one run per request ttc serve answered: listed on the Serving page, not here
+    df = df[~served]
     active = df[df["status"].isin(ACTIVE)]
     recent = df[~df["status"].isin(ACTIVE)].sort_values("updated_at", ascending=False).head(5)
     kept = samples_kept(store, list(recent["run_id"]))
@@ -463,6 +466,8 @@ def progress_panel() -> None:
         _active_row(store, row)
     for row in recent.itertuples():
         _final_card(row, kept[row.run_id])
+    if served.any():
+        st.caption(f"{int(served.sum())} served request(s) (`ttc serve`): read them on the Serving page.")
     st.caption(f"updated {datetime.now(UTC).strftime('%H:%M:%S')} UTC · refreshes every {REFRESH_S} s")
 
 

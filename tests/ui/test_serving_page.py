@@ -102,3 +102,15 @@ def test_analysis_pages_leave_served_requests_out_of_their_pools(monkeypatch, st
         return
     runs = at.multiselect(key="runs")
     assert runs.value and not set(served) & set(runs.value) and not set(served) & set(runs.options)
+
+
+def test_the_run_page_counts_served_requests_and_leaves_its_run_cards_to_the_studys(monkeypatch, study_and_served):
+    root, served = study_and_served
+    monkeypatch.setenv("TTC_STORE", str(root))
+    at = app_test(APP)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert any("2 served request(s)" in c.value for c in at.caption)
+    cards = "\n".join(str(p.proto.text) for p in at.get("progress"))
+    assert cards and not any(r in cards for r in served)
