@@ -517,6 +517,9 @@ def _active_row(store, row) -> None:
     p = progress(store, row.run_id)
     if p is None:
         return
+    if p.status not in ACTIVE:  # it ended between the two reads: drawn as ended, with no cancel button
+        _final_card(row._replace(status=p.status), p.done)
+        return
     cancelling = p.status == "running" and bool(row.cancel_requested)
     status = "cancelling" if cancelling else p.status
     with st.container(border=True):
