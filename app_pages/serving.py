@@ -8,6 +8,7 @@ import streamlit as st
 
 from app_pages import _charts as charts
 from app_pages import _page as frame
+from app_pages import _selection as sel
 from app_pages._store import store_dir
 from backend import visual as look
 from backend.serving import log as served
@@ -25,7 +26,9 @@ def body(store) -> None:
         st.info(EMPTY.format(store=store_dir()), icon=":material/dns:")
         return
     versions = list(dict.fromkeys(log.sort_values("time", ascending=False)["policy"]))
-    policy = st.selectbox("Policy version", versions, key="policy") if len(versions) > 1 else versions[0]
+    sel.from_url("policy", versions[0], options=versions)  # a shared link opens the same policy's requests
+    policy = st.selectbox("Policy version", versions, key="policy", disabled=len(versions) == 1)
+    sel.to_url("policy")
     st.caption(f"Policy version `{policy}`")
     log = log[log["policy"] == policy].reset_index(drop=True)
     _totals(served.totals(log).iloc[0])
