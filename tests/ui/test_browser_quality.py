@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from app_pages import PAGES as APP_PAGES
 from bench.synthetic_store import make_synthetic_store
 from bench.ui import CHROMIUM, PAGES, chromium, load_page, page_problems, streamlit_server
 
 pytestmark = pytest.mark.browser
-ANALYSIS = [(url, name) for url, name in PAGES if name != "run"]
+ANALYSIS = [(url, name) for (url, name), p in zip(PAGES, APP_PAGES) if p.analysis]  # not Run, not Serving
 SUGGESTION = re.compile(r"raise max_tokens to ≈ (\d+): the 95th percentile of finished completions is (\d+)")
 
 

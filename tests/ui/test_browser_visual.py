@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from app_pages import PAGES as APP_PAGES
 from bench.synthetic_store import make_synthetic_store
 from bench.ui import CHROMIUM, PAGES, chromium, load_page, page_problems, streamlit_server
 from tests.ui.conftest import add_search_configurations
 
 pytestmark = pytest.mark.browser
-ANALYSIS = [(url, name) for url, name in PAGES if name != "run"]
+ANALYSIS = [(url, name) for (url, name), p in zip(PAGES, APP_PAGES) if p.analysis]  # not Run, not Serving
 CHARTLESS = {"samples"}  # draws a chart only when a search tree is chosen
 LABEL_MAX = 40
 
