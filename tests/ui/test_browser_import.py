@@ -61,7 +61,7 @@ def test_upload_through_the_import_panel_then_every_page_draws_the_run(server, t
         dataset.fill("gsm8k")
         dataset.press("Enter")
         wait_ready(page, "run")
-        panel.get_by_role("button", name="Import").click()
+        panel.get_by_role("button", name="Import", exact=True).click()
         done = page.get_by_text(re.compile(r"30 samples of 6 questions imported"))
         done.wait_for(timeout=300_000)
         assert page_problems(page) == []
