@@ -30,6 +30,8 @@ SINK_FUNCTIONS = {"text": 0, "query": 1, "_cached_query": 2}
 
 # (file, function): why it is safe. Every other site that builds SQL or passes a non-constant to a query fails.
 REVIEWED = {
+    ("backend/serving/log.py", ""): "REQUESTS_SQL interpolates two module constants (the choices' JSON shape, SERVED)",
+    ("backend/serving/log.py", "served_log"): "runs REQUESTS_SQL, a module constant",
     ("app_pages/_store.py", "query"): "passes its caller's SQL to the cache (callers pass constants)",
     ("app_pages/_store.py", "_cached_query"): "passes through the SQL of `query`, whose callers pass constants",
     ("store/store.py", "Store.query"): "passes through its caller's SQL (constants; values are parameters)",
