@@ -142,24 +142,26 @@ def set_label(store: Store, run_id: str, choice: int, correct: bool | None) -> N
             )
 
 
+TOTALS_COLUMNS = (
+    "policy",
+    "requests",
+    "answers",
+    "flops",
+    "flops_per_budget",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_p50_s",
+    "latency_p95_s",
+    "labelled",
+)
+"""`totals`' columns, in order, empty log or not."""
+
+
 def totals(log: pd.DataFrame) -> pd.DataFrame:
     """Per policy version: requests, answers (choices), FLOPs charged, their share of the budgets asked (over the
     answers that gave a budget), prompt and completion tokens, latency p50/p95 (per request) and labelled answers."""
     if log.empty:
-        return pd.DataFrame(
-            columns=[
-                "policy",
-                "requests",
-                "answers",
-                "flops",
-                "flops_per_budget",
-                "prompt_tokens",
-                "completion_tokens",
-                "latency_p50_s",
-                "latency_p95_s",
-                "labelled",
-            ]
-        )
+        return pd.DataFrame(columns=list(TOTALS_COLUMNS))
     budgeted = log[log["budget_flops"].notna()]
     share = (budgeted.groupby("policy")["flops"].sum() / budgeted.groupby("policy")["budget_flops"].sum()).rename(
         "flops_per_budget"
@@ -175,20 +177,7 @@ def totals(log: pd.DataFrame) -> pd.DataFrame:
     )
     out = out.join(share).join(per_request.quantile(0.5).rename("latency_p50_s"))
     out = out.join(per_request.quantile(0.95).rename("latency_p95_s"))
-    return out.reset_index()[
-        [
-            "policy",
-            "requests",
-            "answers",
-            "flops",
-            "flops_per_budget",
-            "prompt_tokens",
-            "completion_tokens",
-            "latency_p50_s",
-            "latency_p95_s",
-            "labelled",
-        ]
-    ]
+    return out.reset_index()[list(TOTALS_COLUMNS)]
 
 
 def labelled_accuracy(log: pd.DataFrame) -> pd.DataFrame:
