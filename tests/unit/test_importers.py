@@ -24,6 +24,7 @@ from backend.errors import ImportFileError, SpecError
 from backend.importers import IMPORTERS
 from backend.importers.ingest import file_sha256, import_files, load_arch
 from backend.ledger import decode_flops, prefill_flops
+from backend.metrics.pools import Pool
 from backend.run_selection import default_runs_of
 from store import Store
 from store.keys import question_key
@@ -255,12 +256,26 @@ def _majority_brute(votes: list[tuple[bool, str | None]]) -> float:
     return float(np.mean([next(ok for ok, b in votes if b == a) for a in top])) if top else 0.0
 
 
+def _pool_matching_brute_force(store: Store, run_id: str, model: str, votes: dict[str, list]) -> Pool:
+    """The imported run's pool, checked against `votes` ({question: [(correct, answer), ...]} in sample order):
+    pass@k at every k and majority at k = 4 (the whole pool) as the brute-force definitions above give them."""
+    from backend.metrics import coverage_curve, load_pool, majority_curve
+
+    with store.connect() as con:
+        pool = load_pool(con, run_id, model)
+    qs = sorted(votes)
+    cov = coverage_curve(pool, n_boot=0)
+    want = [np.mean([_pass_at_k_brute([c for c, _ in votes[q]], k) for q in qs]) for k in cov.k]
+    np.testing.assert_allclose(cov.mean, want, rtol=0, atol=1e-12)
+    maj = majority_curve(pool, ks=[4], n_boot=0)
+    assert maj.mean[0] == pytest.approx(np.mean([_majority_brute(votes[q]) for q in qs]), abs=1e-12)
+    return pool
+
+
 @pytest.mark.parametrize("name", ["inspect.eval", "inspect.json"])
 def test_inspect_log_imports_epochs_as_samples_with_failed_samples_kept(tmp_path, name):
     if name.endswith(".eval"):
         pytest.importorskip("zstandard")  # inspect_ai writes zstd members: the [inspect] extra
-    from backend.metrics import load_pool, majority_curve
-    from backend.metrics.coverage import coverage_curve
 
     store = _store(tmp_path)
     result = import_files(store, "inspect", [FIXTURES / name], model="mock")
@@ -284,12 +299,7 @@ def test_inspect_log_imports_epochs_as_samples_with_failed_samples_kept(tmp_path
         qid: g["correct"].tolist() for qid, g in df.groupby("question_id")
     }  # epochs in order
     (model,) = store.query("SELECT DISTINCT model FROM samples")["model"]
-    pool = load_pool(store.connect(), result.run_id, model)
-    cov = coverage_curve(pool, n_boot=0)
-    want = [np.mean([_pass_at_k_brute([c for c, _ in truth[q]], k) for q in sorted(truth)]) for k in cov.k]
-    np.testing.assert_allclose(cov.mean, want, rtol=0, atol=1e-12)
-    maj = majority_curve(pool, ks=[4], n_boot=0)
-    assert maj.mean[0] == pytest.approx(np.mean([_majority_brute(truth[q]) for q in sorted(truth)]), abs=1e-12)
+    _pool_matching_brute_force(store, result.run_id, model, truth)
 
 
 def test_inspect_eval_and_json_logs_give_the_same_rows(tmp_path):
@@ -369,8 +379,6 @@ def _frac(boxed: str) -> Fraction | None:
 
 
 def test_search_and_learn_best_of_n_rows_are_a_pool_scored_by_the_prm(tmp_path):
-    from backend.metrics import load_pool, majority_curve
-    from backend.metrics.coverage import coverage_curve
     from backend.metrics.selection import best_of_n_curve
 
     path = FIXTURES / "best_of_n_completions.jsonl"
@@ -392,15 +400,10 @@ def test_search_and_learn_best_of_n_rows_are_a_pool_scored_by_the_prm(tmp_path):
     )
     assert dict(zip(sc["question_id"], map(list, sc["s"]))) == {q: t[2] for q, t in truth.items()}
 
-    pool = load_pool(store.connect(), result.run_id, "qwen")
+    pool = _pool_matching_brute_force(store, result.run_id, "qwen", {q: list(zip(*t[:2])) for q, t in truth.items()})
     qs = sorted(truth)
-    cov = coverage_curve(pool, n_boot=0)
-    want = [np.mean([_pass_at_k_brute(truth[q][0], k) for q in qs]) for k in cov.k]
-    np.testing.assert_allclose(cov.mean, want, rtol=0, atol=1e-12)
     best = best_of_n_curve(pool, "prm", ks=[4], n_boot=0)  # the top-scored completion of each whole pool
     assert best.mean[0] == pytest.approx(np.mean([truth[q][0][int(np.argmax(truth[q][2]))] for q in qs]), abs=1e-12)
-    maj = majority_curve(pool, ks=[4], n_boot=0)
-    assert maj.mean[0] == pytest.approx(np.mean([_majority_brute(list(zip(*truth[q][:2]))) for q in qs]), abs=1e-12)
 
     other = import_files(_store(tmp_path / "min"), "search_and_learn", [path], options={"agg_strategy": "min"})
     assert other.run_id != result.run_id  # the options are part of what was imported
@@ -431,8 +434,7 @@ def _lm_eval_truth() -> dict[str, list[tuple[bool, str | None]]]:
 
 
 def test_lm_eval_log_samples_import_a_row_per_response_graded_by_the_tasks_metric(tmp_path):
-    from backend.metrics import load_pool, majority_curve
-    from backend.metrics.coverage import coverage_curve
+    from backend.metrics import majority_curve
 
     store = _store(tmp_path)
     result = import_files(store, "lm_eval", _lm_eval_files(), model="scripted")
@@ -452,16 +454,12 @@ def test_lm_eval_log_samples_import_a_row_per_response_graded_by_the_tasks_metri
     assert q.values.tolist()[0] == ["arith_rep/0", "arith_rep", "Q: What is 2+2?\nA:", "4"]
 
     (model,) = store.query("SELECT DISTINCT model FROM samples")["model"]
-    pool = load_pool(store.connect(), result.run_id, model)
-    cov = coverage_curve(pool, n_boot=0)
-    want = [np.mean([_pass_at_k_brute([c for c, _ in truth[q]], k) for q in sorted(truth)]) for k in cov.k]
-    np.testing.assert_allclose(cov.mean, want, rtol=0, atol=1e-12)
+    pool = _pool_matching_brute_force(store, result.run_id, model, truth)
     # lm-eval's own maj@4 lines (majority_vote over the 4 answers, then exact_match) against ttc-lab's majority at
     # k = 4; its vote counts "[invalid]" as an answer, ttc-lab's does not: no document here where that decides
     maj = majority_curve(pool, ks=[4], n_boot=0)
     lm_eval_maj = [r["exact_match"] for r in _lm_eval_records() if r["filter"] == "maj@4"]
     assert maj.mean[0] == pytest.approx(np.mean(lm_eval_maj), abs=1e-12) == pytest.approx(0.5)
-    assert maj.mean[0] == pytest.approx(np.mean([_majority_brute(truth[q]) for q in sorted(truth)]), abs=1e-12)
     # and its "first" lines are sample 0's verdicts
     first = {f"arith_rep/{r['doc_id']}": r["exact_match"] for r in _lm_eval_records() if r["filter"] == "first"}
     assert first == {qid: float(v[0][0]) for qid, v in truth.items()}
