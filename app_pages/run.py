@@ -613,6 +613,33 @@ def allocation_section(store) -> None:
     charts.table(s.decisions, "adaptive-decisions", expander="Every decision with the inputs it was made from")
 
 
+NO_TOKENIZER = "none: missing counts stay empty"
+TOKENIZER_PATH = "a GGUF file or tokenizer directory…"
+
+
+def _import_tokenizer() -> str | None:
+    """What recounts the token counts the files lack (`ttc import --tokenizer`): an installed shipped model's
+    tokenizer, or a GGUF file or Hugging Face tokenizer directory on this machine; None: they stay NULL."""
+    installed = [name for name, ok in _installed_models().items() if ok]
+    t1, t2 = st.columns(2)
+    choice = t1.selectbox(
+        "Tokenizer (recounts missing token counts)",
+        [NO_TOKENIZER, *installed, TOKENIZER_PATH],
+        key="import_tokenizer",
+        help="ttc import --tokenizer: counts the prompts and completions the files give no token counts for, with "
+        "the model's own tokenizer (FLOPs and cost of pass need them)",
+    )
+    path = t2.text_input(
+        "Tokenizer path",
+        key="import_tokenizer_path",
+        disabled=choice != TOKENIZER_PATH,
+        help="a .gguf file or a Hugging Face tokenizer directory on the dashboard's machine",
+    )
+    if choice == NO_TOKENIZER:
+        return None
+    return path if choice == TOKENIZER_PATH else choice
+
+
 def import_panel(store) -> None:
     """Samples made elsewhere become a read-only run (`ttc import`): the formats and their options come from the
     importers' registry."""
@@ -636,6 +663,7 @@ def import_panel(store) -> None:
         params = c3.number_input(
             "Parameters (for FLOPs)", min_value=0, value=0, step=1, key="import_params", help="0: FLOPs stay NULL"
         )
+        tokenizer = _import_tokenizer()
         problems: list = []
         options = options_controls(entry.options, f"import_{fmt}", "options", problems)
         if st.button("Import", key="import_go", disabled=bool(problems)):
@@ -650,6 +678,7 @@ def import_panel(store) -> None:
                         model=model,
                         params=int(params) or None,
                         options=options,
+                        tokenizer=tokenizer,
                     )
             except TtcError as e:
                 frame.render_error(e)

@@ -647,12 +647,16 @@ def _cmd_store(args) -> int:
 def _cmd_import(args) -> int:
     """`ttc import FORMAT PATH...`: other tools' sample logs become a read-only run (backend/importers)."""
     from backend.importers.ingest import import_files, load_arch, load_options_file
+    from backend.importers.tokens import open_tokenizer
     from store import Store
 
     arch = load_arch(args.params, args.arch)
     options = load_options_file(args.mapping)
+    tokenizer = open_tokenizer(args.tokenizer) if args.tokenizer is not None else None
     store = Store.open(args.store, catalog=args.catalog)
-    result = import_files(store, args.format, args.paths, name=args.run, model=args.model, options=options, arch=arch)
+    result = import_files(
+        store, args.format, args.paths, name=args.run, model=args.model, options=options, arch=arch, tokenizer=tokenizer
+    )
     print(result)
     return 0
 
@@ -961,6 +965,13 @@ def _add_import(sub) -> None:
         default=None,
         metavar="FILE",
         help="its architecture, to price FLOPs: a GGUF file, or YAML of n_params, n_layers, d_model, d_attn",
+    )
+    im.add_argument(
+        "--tokenizer",
+        default=None,
+        metavar="NAME|PATH",
+        help="recount the token counts the files lack with this tokenizer: a shipped model (ttc models), a GGUF "
+        "file, or a Hugging Face tokenizer directory (needs tokenizers or transformers); without it they stay NULL",
     )
     im.add_argument(
         "--mapping",

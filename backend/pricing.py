@@ -53,10 +53,14 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from backend.ledger import ModelArch, decode_flops, pass_flops, prefill_flops, samples_affordable
+
+if TYPE_CHECKING:
+    from backend.engines.llamacpp import LlamaCppEngine
 
 BUDGET_UNITS = ("samples", "flops")
 
@@ -167,23 +171,28 @@ def budget_preview(
     return BudgetPreview(b, one, b / one, samples_affordable(b, pre, dec), float(p.mean()), pre, dec)
 
 
-_TOKENIZERS: dict[str, TokenCounter] = {}
+_TOKENIZERS: dict[str, LlamaCppEngine] = {}
 _TOKENIZERS_LOCK = threading.Lock()
 
 
-def model_token_counter(model) -> TokenCounter:
-    """The model's own tokenizer where no engine is loaded yet (the Run page, the planner): llama.cpp on one slot,
-    used only for /tokenize. Loading it maps the GGUF (seconds), so one per model file is kept for the process's
-    life and never closed: xllamacpp's server shutdown joins its HTTP thread, which was seen blocked in accept()
-    forever once, with the interpreter's lock held (a whole test process hung); a tokenizer that is never torn
-    down cannot hit that."""
+def model_tokenizer(model) -> LlamaCppEngine:
+    """The model's own tokenizer where no engine is loaded yet (the Run page, the planner, `ttc import
+    --tokenizer`): llama.cpp on one slot, used only for /tokenize. Loading it maps the GGUF (seconds), so one per
+    model file is kept for the process's life and never closed: xllamacpp's server shutdown joins its HTTP thread,
+    which was seen blocked in accept() forever once, with the interpreter's lock held (a whole test process hung);
+    a tokenizer that is never torn down cannot hit that."""
     from backend.engines.llamacpp import LlamaCppEngine
 
     key = str(model.path)
     with _TOKENIZERS_LOCK:
         if key not in _TOKENIZERS:
-            _TOKENIZERS[key] = LlamaCppEngine(model, n_parallel=1, n_ctx_per_slot=256, threads=1).count_tokens
+            _TOKENIZERS[key] = LlamaCppEngine(model, n_parallel=1, n_ctx_per_slot=256, threads=1)
         return _TOKENIZERS[key]
+
+
+def model_token_counter(model) -> TokenCounter:
+    """`model_tokenizer`'s prompt token count."""
+    return model_tokenizer(model).count_tokens
 
 
 def task_prompt_tokens(task: dict, seed: int, model, count: TokenCounter) -> np.ndarray:

@@ -22,7 +22,9 @@ import shutil
 import socket
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+import numpy as np
 
 from backend.engines.threaded import GenerationAborted, ThreadedEngineMixin, completion_body, parse_choice
 from backend.errors import EngineError
@@ -44,6 +46,7 @@ UNTRUNCATED = {"top_k": 0, "min_p": 0.0}
 # best-of-N nothing measurable (BENCHMARKS.md).
 SLOT_PROMPT_SIMILARITY = 1.0
 HOST_CACHE_MIB = 4096  # llama.cpp evicts its oldest states beyond this (default 8192); ~1,300 states of 250 tokens
+TOKENIZE_BATCH_CHARS = 1 << 20  # texts per /tokenize request of count_tokens_many, by characters
 _SUN_PATH_MAX = 100  # a unix socket path must fit sockaddr_un (108 bytes on Linux)
 STOP_POLL_S = 0.1  # how often a completion in flight asks `should_stop`
 
@@ -99,7 +102,50 @@ class LlamaCppEngine(ThreadedEngineMixin):
         """The prompt tokens llama.cpp reports for a completion of `text` (its /tokenize, special tokens added and
         parsed as a completion does): no forward pass. The binding has no in-process tokenizer, so this asks the
         server's own listener, which only this user can reach and which wants the random key."""
-        body = json.dumps({"content": text, "add_special": True, "parse_special": True})
+        return len(self._tokenize(text, add_special=True))
+
+    def count_tokens_many(self, texts: Sequence[str], add_special: bool) -> list[int]:
+        """Each text's token count (special tokens parsed, as `count_tokens` does; added when `add_special`), in
+        few /tokenize requests. A request's content is the texts with a separator token between them: llama.cpp
+        tokenizes each string of a mixed list alone and passes token ids through (tokenize_mixed), so the counts
+        are the runs between separators. A text that itself yields the separator (its literal text, parsed as
+        special) makes a batch's separators more than its gaps: that batch is counted one text at a time. The
+        special tokens a text gets (BOS, EOS) do not depend on it: their count is added to each."""
+        extra = len(self._tokenize("", add_special=True)) if add_special else 0
+        sep = self._separator_token()
+        out: list[int] = []
+        start = 0
+        while start < len(texts):
+            stop, chars = start, 0
+            while stop < len(texts) and (stop == start or chars + len(texts[stop]) <= TOKENIZE_BATCH_CHARS):
+                chars += len(texts[stop])
+                stop += 1
+            batch = list(texts[start:stop])
+            content: list[str | int] = []
+            for t in batch:
+                content += [t, sep]
+            tokens = np.asarray(self._tokenize(content[:-1], add_special=False), dtype=np.int64)
+            cuts = np.flatnonzero(tokens == sep)
+            if len(cuts) == len(batch) - 1:
+                counts = np.diff(np.concatenate([[-1], cuts, [len(tokens)]])) - 1
+                out.extend((counts + extra).tolist())
+            else:
+                out.extend(len(self._tokenize(t, add_special=False)) + extra for t in batch)
+            start = stop
+        return out
+
+    def _separator_token(self) -> int:
+        """The end-of-text token: a control token that plain text never yields unless it spells it out."""
+        from backend.models.gguf_meta import read_header
+
+        assert self.model.path is not None  # __init__ refuses a model without a file
+        eos = read_header(self.model.path).metadata.get("tokenizer.ggml.eos_token_id")
+        if eos is None:
+            raise EngineError(f"{self.name}: its GGUF names no end-of-text token (tokenizer.ggml.eos_token_id)")
+        return int(eos)
+
+    def _tokenize(self, content: str | list, add_special: bool) -> list[int]:
+        body = json.dumps({"content": content, "add_special": add_special, "parse_special": True})
         with self._tokenize_lock:
             conn = _connection(self._listener, self._server.listening_address)
             try:
@@ -112,7 +158,7 @@ class LlamaCppEngine(ThreadedEngineMixin):
                 conn.close()
         if resp.status != 200:
             raise EngineError(f"{self.name}: llama.cpp's /tokenize answered HTTP {resp.status}: {raw[:200]!r}")
-        return len(json.loads(raw)["tokens"])
+        return json.loads(raw)["tokens"]
 
     def _complete_one(self, body: dict, slot: int) -> dict:
         return self._server.handle_completions(slot_body(body, slot))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from backend.errors import SpecError
 from backend.importers.ingest import ImportResult, import_files, load_arch
+from backend.importers.tokens import open_tokenizer
 from store import Store
 
 
@@ -45,11 +46,14 @@ def import_from_dashboard(
     model: str = "imported",
     params: int | None = None,
     options: dict | None = None,
+    tokenizer: str | None = None,
 ) -> ImportResult:
     """Uploaded files keep their names (a Monkeys problem's id is its file's name) in a temporary folder that is
     removed after the import; the import's provenance keeps each file's SHA-256, so re-importing the same content
-    from another folder writes nothing."""
+    from another folder writes nothing. `tokenizer`: as `ttc import --tokenizer` (a shipped model's name, a GGUF
+    file or a Hugging Face tokenizer directory on the dashboard's machine)."""
     arch = load_arch(params, None)
+    recount = open_tokenizer(tokenizer) if tokenizer is not None else None
     local = expand_paths(paths) if paths.strip() else []
     if not uploads and not local:
         raise SpecError("files", "no file given", "upload files or type their paths on the dashboard's machine")
@@ -62,5 +66,12 @@ def import_from_dashboard(
             target.write_bytes(data)
             written.append(target)
         return import_files(
-            store, fmt, [*written, *local], name=name or None, model=model or "imported", options=options, arch=arch
+            store,
+            fmt,
+            [*written, *local],
+            name=name or None,
+            model=model or "imported",
+            options=options,
+            arch=arch,
+            tokenizer=recount,
         )

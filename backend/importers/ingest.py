@@ -11,8 +11,10 @@
   as well, so questions known only by id stay apart.
 - FLOPs are priced by the ledger's rule (backend/ledger.py, as the worker prices a pool: one prefill per question
   shared by its samples) when the model's architecture (`--arch`) or parameter count (`--params`, 2·N FLOPs per
-  token, the attention term left out) is given and the format has token counts; else NULL. Token counts are not
-  recounted with a tokenizer (NULL when the format lacks them)."""
+  token, the attention term left out) is given and the format has token counts; else NULL.
+- Token counts the files lack are recounted from the text with the tokenizer the user names (`--tokenizer`,
+  backend/importers/tokens.py), per staging batch, before FLOPs are priced; without one they stay NULL. The
+  tokenizer enters the content hash: a recount is another import of the same files."""
 
 from __future__ import annotations
 
@@ -29,11 +31,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
 from backend.errors import ImportFileError, SpecError
 from backend.importers.base import IMPORTERS, Block
+from backend.importers.tokens import Tokenizer
 from backend.ledger import ModelArch, decode_flops, prefill_flops
 from store import Store
 from store.imports import begin_import, drop_unfinished, find_import, finish_import
@@ -52,11 +56,13 @@ class ImportResult:
     questions: int
     already: bool  # these files were imported before: nothing was written
     missing: tuple[str, ...] = ()  # what the format could not give (tokens, FLOPs, answers)
+    recounted: str = ""  # which token counts the tokenizer made, and with what ("" when none)
 
     def __str__(self) -> str:
         if self.already:
             return f"run {self.run_id} ({self.name}): these files were imported already; nothing written"
-        note = f"; not in the files: {', '.join(self.missing)}" if self.missing else ""
+        note = f"; {self.recounted}" if self.recounted else ""
+        note += f"; not in the files: {', '.join(self.missing)}" if self.missing else ""
         return f"run {self.run_id} ({self.name}): {self.samples} samples of {self.questions} questions imported{note}"
 
 
@@ -120,7 +126,9 @@ def import_files(
     model: str = "imported",
     options: dict | None = None,
     arch: ModelArch | None = None,
+    tokenizer: Tokenizer | None = None,
 ) -> ImportResult:
+    """`tokenizer` (tokens.open_tokenizer): recounts the token counts the files lack."""
     entry = IMPORTERS.lookup(fmt, "FORMAT")
     opts = IMPORTERS.options(fmt, options or {}, "--mapping", "FORMAT")
     paths = [Path(p) for p in paths]
@@ -138,6 +146,8 @@ def import_files(
         "model": model,
         "arch": asdict(arch) if arch else None,
     }
+    if tokenizer is not None:  # only then: the imports made before the option keep their hashes
+        identity["tokenizer"] = tokenizer.identity()
     content_hash = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     run_id = f"import-{content_hash[:16]}"
     name = name or f"{fmt}: {paths[0].name}" + (f" +{len(paths) - 1}" if len(paths) > 1 else "")
@@ -148,7 +158,7 @@ def import_files(
     staging = store.root / f".import-{run_id}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        writer = _Staging(staging, run_id, model, arch)
+        writer = _Staging(staging, run_id, model, arch, tokenizer)
         for block in entry.factory(opts)(paths):
             writer.add(block)
         writer.close()
@@ -179,12 +189,15 @@ def import_files(
             "format": fmt,
             "importer_version": entry.version,
             "files": files,
-            "options": identity["options"] | {"model": model, "arch": identity["arch"]},
+            "options": identity["options"]
+            | {"model": model, "arch": identity["arch"], "tokenizer": identity.get("tokenizer")},
         }
         finish_import(store, run_id, provenance)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return ImportResult(run_id, name, writer.rows, len(writer.questions), False, tuple(writer.missing()))
+    return ImportResult(
+        run_id, name, writer.rows, len(writer.questions), False, tuple(writer.missing()), writer.recount_note()
+    )
 
 
 class _Question:
@@ -204,8 +217,9 @@ class _Question:
 class _Staging:
     """Appends the blocks' rows to one Parquet file per table in the staging folder, in batches."""
 
-    def __init__(self, root: Path, run_id: str, model: str, arch: ModelArch | None):
-        self.root, self.run_id, self.model, self.arch = root, run_id, model, arch
+    def __init__(self, root: Path, run_id: str, model: str, arch: ModelArch | None, tokenizer: Tokenizer | None):
+        self.root, self.run_id, self.model, self.arch, self.tokenizer = root, run_id, model, arch, tokenizer
+        self.recounted = {"prompt_tokens": 0, "completion_tokens": 0}  # rows whose count the tokenizer made
         self.questions: dict[str, _Question] = {}
         self.rows = 0
         self.created = datetime.now(UTC)
@@ -304,7 +318,7 @@ class _Staging:
 
     def _flush(self) -> None:
         if self._pending:
-            table = self._priced(pa.concat_tables(self._pending))
+            table = self._priced(self._recount(pa.concat_tables(self._pending)))
             self._seen["tokens"] |= table["completion_tokens"].null_count < table.num_rows
             self._seen["answers"] |= table["answer"].null_count < table.num_rows
             self._write("samples", table)
@@ -323,6 +337,37 @@ class _Staging:
             )
             self._write("scores", pa.table(data, schema=SCORES))
             self._scores = {k: [] for k in sc}
+
+    def _recount(self, table: pa.Table) -> pa.Table:
+        """The token counts the rows lack, counted from their text by the tokenizer: each distinct text once (a
+        question's prompt is shared by its samples), the batch's texts in one call. A row without its text keeps
+        a NULL count."""
+        if self.tokenizer is None:
+            return table
+        for column, text, add_special in (
+            ("prompt_tokens", "prompt", True),
+            ("completion_tokens", "completion", False),
+        ):
+            need = pc.and_(pc.is_null(table[column]), pc.is_valid(table[text]))
+            n = pc.sum(need).as_py() or 0
+            if not n:
+                continue
+            wanted = pc.filter(table[text], need).cast(pa.large_string()).combine_chunks().dictionary_encode()
+            made = self.tokenizer.counts(wanted.dictionary.to_pylist(), add_special)
+            counts = table[column].to_numpy(zero_copy_only=False)  # float, NaN where NULL
+            filled = np.where(np.isnan(counts), -1, counts).astype(np.int64)
+            filled[need.to_numpy(zero_copy_only=False)] = made[wanted.indices.to_numpy()]
+            table = table.set_column(
+                table.schema.get_field_index(column), column, pa.array(filled, pa.int32(), mask=filled < 0)
+            )
+            self.recounted[column] += n
+        return table
+
+    def recount_note(self) -> str:
+        made = [c.removesuffix("_tokens") for c, n in self.recounted.items() if n]
+        if not made or self.tokenizer is None:
+            return ""
+        return f"{' and '.join(made)} token counts recounted with {self.tokenizer.name} ({self.tokenizer.kind})"
 
     def _priced(self, table: pa.Table) -> pa.Table:
         """prefill and decode FLOPs of each sample (flops itself needs each question's sample count: `close`)."""
@@ -404,7 +449,9 @@ class _Staging:
     def missing(self) -> list[str]:
         out = []
         if not self._seen["tokens"]:
-            out.append("token counts (so FLOPs)")
+            out.append(
+                "token counts (so FLOPs; a tokenizer named recounts them)" if self.tokenizer is None else "token counts"
+            )
         elif self.arch is None:
             out.append("FLOPs (give --params or --arch)")
         if not self._seen["answers"]:
