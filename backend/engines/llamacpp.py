@@ -102,7 +102,7 @@ class LlamaCppEngine(ThreadedEngineMixin):
         """The prompt tokens llama.cpp reports for a completion of `text` (its /tokenize, special tokens added and
         parsed as a completion does): no forward pass. The binding has no in-process tokenizer, so this asks the
         server's own listener, which only this user can reach and which wants the random key."""
-        return len(self._tokenize(text, add_special=True))
+        return len(self.tokenize(text, add_special=True))
 
     def count_tokens_many(self, texts: Sequence[str], add_special: bool) -> list[int]:
         """Each text's token count (special tokens parsed, as `count_tokens` does; added when `add_special`), in
@@ -111,7 +111,7 @@ class LlamaCppEngine(ThreadedEngineMixin):
         are the runs between separators. A text that itself yields the separator (its literal text, parsed as
         special) makes a batch's separators more than its gaps: that batch is counted one text at a time. The
         special tokens a text gets (BOS, EOS) do not depend on it: their count is added to each."""
-        extra = len(self._tokenize("", add_special=True)) if add_special else 0
+        extra = len(self.tokenize("", add_special=True)) if add_special else 0
         sep = self._separator_token()
         out: list[int] = []
         start = 0
@@ -124,13 +124,13 @@ class LlamaCppEngine(ThreadedEngineMixin):
             content: list[str | int] = []
             for t in batch:
                 content += [t, sep]
-            tokens = np.asarray(self._tokenize(content[:-1], add_special=False), dtype=np.int64)
+            tokens = np.asarray(self.tokenize(content[:-1], add_special=False), dtype=np.int64)
             cuts = np.flatnonzero(tokens == sep)
             if len(cuts) == len(batch) - 1:
                 counts = np.diff(np.concatenate([[-1], cuts, [len(tokens)]])) - 1
                 out.extend((counts + extra).tolist())
             else:
-                out.extend(len(self._tokenize(t, add_special=False)) + extra for t in batch)
+                out.extend(len(self.tokenize(t, add_special=False)) + extra for t in batch)
             start = stop
         return out
 
@@ -144,7 +144,9 @@ class LlamaCppEngine(ThreadedEngineMixin):
             raise EngineError(f"{self.name}: its GGUF names no end-of-text token (tokenizer.ggml.eos_token_id)")
         return int(eos)
 
-    def _tokenize(self, content: str | list, add_special: bool) -> list[int]:
+    def tokenize(self, content: str | list, add_special: bool) -> list[int]:
+        """The token ids of `content` (a text, or texts and token ids mixed, as llama.cpp's /tokenize takes it),
+        special tokens parsed; `add_special`: with the ones the tokenizer adds (BOS) before the first text."""
         body = json.dumps({"content": content, "add_special": add_special, "parse_special": True})
         with self._tokenize_lock:
             conn = _connection(self._listener, self._server.listening_address)

@@ -78,3 +78,31 @@ def test_a_pattern_that_matches_nothing_is_one_line_and_writes_nothing(tmp_path,
     (err,) = [e.value for e in at.error]
     assert "paths" in err and "matches no file" in err, err
     assert Store.open(root, create=False).query("SELECT count(*) n FROM samples")["n"].tolist() == [0]
+
+
+def test_the_panel_recounts_missing_token_counts_with_the_tokenizer_named(tmp_path, monkeypatch):
+    """The Tokenizer choices are the installed shipped models and a path (a Hugging Face tokenizer directory here):
+    the files' missing counts are the tokenizer's own, as `ttc import --tokenizer` makes them."""
+    tokenizers = pytest.importorskip("tokenizers")
+    from backend.models.registry import SHIPPED_MODELS, parts_installed
+    from tests.unit.test_import_tokens import hf_tokenizer_dir
+
+    folder = _problems(tmp_path / "llmonk")
+    tok = hf_tokenizer_dir(tmp_path / "tok")
+    root = tmp_path / "store"
+    Store.open(root)
+    at = _run_page(monkeypatch, root)
+    at.selectbox(key="import_format").set_value("monkeys").run(timeout=120)
+    choices = at.selectbox(key="import_tokenizer").options
+    installed = [n for n, m in SHIPPED_MODELS.items() if parts_installed(m)]
+    assert choices[1:-1] == installed and len(choices) == len(installed) + 2, choices
+    at.selectbox(key="import_tokenizer").set_value(choices[-1]).run(timeout=120)
+    at.text_input(key="import_tokenizer_path").input(str(tok))
+    at.text_input(key="import_paths").input(f"{folder}/*.yaml")
+    at.button(key="import_go").click().run(timeout=300)
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    (done,) = [s.value for s in at.success]
+    assert "completion token counts recounted with" in done, done  # these problems have no prompt
+    df = Store.open(root, create=False).query("SELECT completion, completion_tokens d FROM samples")
+    direct = tokenizers.Tokenizer.from_file(str(tok / "tokenizer.json"))
+    assert df["d"].tolist() == [len(direct.encode(c, add_special_tokens=False).ids) for c in df["completion"]]
