@@ -108,20 +108,23 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "import"
 
 
 @pytest.mark.parametrize(
-    ("fmt", "fixture"),
+    ("fmt", "fixture", "options"),
     [
-        ("inspect", "inspect.json"),
-        ("search_and_learn", "best_of_n_completions.jsonl"),
-        ("lm_eval", "lm_eval/*_20*.json*"),  # results_<ts>.json with samples_arith_rep_<ts>.jsonl
+        ("inspect", "inspect.json", {}),
+        ("search_and_learn", "best_of_n_completions.jsonl", {}),
+        ("lm_eval", "lm_eval/*_20*.json*", {}),  # results_<ts>.json with samples_arith_rep_<ts>.jsonl
+        ("generic", "generic_pool.jsonl", {}),
+        ("openai_batch", "batch_*.jsonl", {"references": str(FIXTURES / "openai_batch_refs.jsonl")}),
     ],
 )
-def test_the_analysis_pages_render_inspect_search_and_learn_and_lm_eval_imports(monkeypatch, tmp_path, fmt, fixture):
-    """inspect and search-and-learn carry token counts (a parameter count prices FLOPs); the inspect log holds an
-    errored and a limit-hit sample, search-and-learn's pool a PRM's scores. lm-eval's samples have no token
-    counts: the pages still draw, and Cost-of-pass says why it has no cost axis."""
+def test_the_analysis_pages_render_every_other_format_s_import(monkeypatch, tmp_path, fmt, fixture, options):
+    """inspect, search-and-learn, generic and OpenAI Batch carry token counts (a parameter count prices FLOPs); the
+    inspect log holds an errored and a limit-hit sample, the Batch errors file a failed request, search-and-learn's
+    pool and the generic one a verifier's scores. lm-eval's samples have no token counts: the pages still draw,
+    and Cost-of-pass says why it has no cost axis."""
     root = tmp_path / "store"
     paths = sorted(FIXTURES.glob(fixture))
-    result = import_files(Store.open(root), fmt, paths, model="m", arch=load_arch(1_000_000_000, None))
+    result = import_files(Store.open(root), fmt, paths, model="m", arch=load_arch(1_000_000_000, None), options=options)
     monkeypatch.setenv("TTC_STORE", str(root))
     at = app_test(APP)
     at.run(timeout=300)
