@@ -23,6 +23,7 @@ from backend.errors import ImportFileError
 from backend.importers.answers import Rule, extract
 from backend.importers.base import Block, ImporterEntry, as_correct
 from backend.importers.records import records
+from backend.importers.yaml_docs import documents
 from backend.options import Options
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -45,10 +46,6 @@ class MonkeysOptions(Options):
         return "gsm8k" if name == "gsm8k" else "math" if name.startswith("math") else None
 
 
-def _loader():
-    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def reader(options: MonkeysOptions):
     def read(paths: Sequence[Path]) -> Iterator[Block]:
         for path in paths:
@@ -64,22 +61,21 @@ def reader(options: MonkeysOptions):
 
 def _yaml(path: Path, options: MonkeysOptions) -> Iterator[Block]:
     """Each YAML document of the file is one problem (llmonk writes one per file: its id is the file's stem)."""
-    with open(path, encoding="utf-8") as f:
-        docs = yaml.load_all(f, Loader=_loader())
-        n = 0
-        while True:
-            try:
-                doc = next(docs)
-            except StopIteration:
-                return
-            except yaml.YAMLError as e:
-                mark = getattr(e, "problem_mark", None)
-                where = f" at line {mark.line + 1}" if mark is not None else ""
-                raise ImportFileError(path, n + 1, "-", f"not valid YAML{where}: the file is truncated?") from None
-            n += 1
-            if not isinstance(doc, dict):
-                raise ImportFileError(path, n, "-", f"a {type(doc).__name__}, not a problem mapping")
-            yield _problem(path, n, path.stem if n == 1 else f"{path.stem}/{n}", doc, options)
+    docs = documents(path)
+    n = 0
+    while True:
+        try:
+            doc = next(docs)
+        except StopIteration:
+            return
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ImportFileError(path, n + 1, "-", f"not valid YAML{where}: the file is truncated?") from None
+        n += 1
+        if not isinstance(doc, dict):
+            raise ImportFileError(path, n, "-", f"a {type(doc).__name__}, not a problem mapping")
+        yield _problem(path, n, path.stem if n == 1 else f"{path.stem}/{n}", doc, options)
 
 
 def _problem(path: Path, n: int, qid: str, doc: dict, options: MonkeysOptions) -> Block:
