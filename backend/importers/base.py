@@ -3,6 +3,7 @@ reading of a correctness value. The package's __init__ registers the built-in fo
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,3 +70,12 @@ def as_correct(
         return False
     allowed = ", ".join(repr(v) for v in (*true_values, *false_values))
     raise ImportFileError(path, record, fld, f"{value!r} is not a correctness value", allowed)
+
+
+def file_sha256(path: Path) -> str:
+    """A file's SHA-256, read in chunks: what an import's identity and provenance name a file by."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from backend.errors import ImportFileError, SpecError
-from backend.importers.base import IMPORTERS, Block
+from backend.importers.base import IMPORTERS, Block, file_sha256
 from backend.importers.tokens import Tokenizer
 from backend.ledger import ModelArch, decode_flops, prefill_flops
 from store import Store
@@ -45,7 +45,6 @@ from store.keys import question_key
 from store.schema import QUESTIONS, SAMPLES, SCORES
 
 FLUSH_ROWS = 65536
-_HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -64,14 +63,6 @@ class ImportResult:
         note = f"; {self.recounted}" if self.recounted else ""
         note += f"; not in the files: {', '.join(self.missing)}" if self.missing else ""
         return f"run {self.run_id} ({self.name}): {self.samples} samples of {self.questions} questions imported{note}"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_options_file(path: Path | None) -> dict:

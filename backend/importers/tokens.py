@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from backend.errors import SpecError, UnknownNameError
+from backend.importers.base import file_sha256
 
 FIELD = "--tokenizer"
 HF_FILES = (
@@ -84,7 +85,6 @@ def open_tokenizer(spec: str) -> Tokenizer:
 
 
 def _gguf(spec: str, pinned: str | None) -> Tokenizer:
-    from backend.importers.ingest import file_sha256
     from backend.models.registry import resolve_model
 
     model = resolve_model(spec, FIELD)  # a shipped model is assembled and checked, a file's header read (or refused)

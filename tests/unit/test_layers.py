@@ -69,6 +69,7 @@ LAYERS = (  # lowest first
             "backend.jobs",
             "backend.importers.ingest",
             "backend.importers.dashboard",  # the Run page's Import panel: ingest's import with uploads and globs
+            "backend.importers.tokens",  # the recount's tokenizers: a model's llama.cpp one comes through pricing
         ),
     ),
     Layer(
