@@ -10,8 +10,10 @@ it streams (one problem's YAML document at a time, rows flushed to Parquet in ba
 
     nice -n 19 python -m bench.import                       # 100 × 10,000
     python -m bench.import --questions 4 --samples 50       # smoke
+    python -m bench.import --profile 2> profile.txt         # and where the full import's time goes
 
-Prints per import `RESULT import questions=… samples=… seconds=… samples_per_s=… peak_rss_mb=…`, then
+Prints per import `RESULT import questions=… samples=… seconds=… cpu_s=… samples_per_s=… peak_rss_mb=…` (cpu_s:
+the import's own CPU time, which a machine shared with other work does not inflate as it does seconds), then
 `RESULT scaling samples_per_s_ratio=… peak_rss_ratio=…` (full over reference) and, last,
 `RESULT samples_per_s=… peak_rss_mb=…` of the full import.
 """
@@ -19,8 +21,10 @@ Prints per import `RESULT import questions=… samples=… seconds=… samples_p
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
+import pstats
 import shutil
 import subprocess
 import sys
@@ -69,24 +73,41 @@ def write_pool(folder: Path, questions: int, samples: int, seed: int = 0) -> lis
     return paths
 
 
-def child(store: Path, paths: list[Path]) -> None:
-    """The import itself, in its own process: prints its samples and seconds as JSON."""
+def child(store: Path, paths: list[Path], profile: bool = False) -> None:
+    """The import itself, in its own process: prints its samples and seconds as JSON (and, `profile`, where the
+    time went: cProfile's top functions by cumulative time, on stderr; the profiler slows the import)."""
     from backend.importers.ingest import import_files
     from store import Store
 
     opened = Store.open(store)
+    profiler = cProfile.Profile() if profile else None
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    if profiler:
+        profiler.enable()
     result = import_files(opened, "monkeys", paths, model="synthetic", options={"dataset": "synthetic"})
+    if profiler:
+        profiler.disable()
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(30)
     seconds = time.perf_counter() - t0
-    print(json.dumps({"samples": result.samples, "questions": result.questions, "seconds": seconds}))
+    cpu = time.process_time() - cpu0
+    print(json.dumps({"samples": result.samples, "questions": result.questions, "seconds": seconds, "cpu_s": cpu}))
 
 
-def measure(work: Path, paths: list[Path], tag: str) -> dict:
+def measure(work: Path, paths: list[Path], tag: str, profile: bool = False) -> dict:
     """Import `paths` in a child process; its result and its peak RSS (MB)."""
     store = work / f"store-{tag}"
     listing = work / f"paths-{tag}.txt"
     listing.write_text("\n".join(map(str, paths)))
-    cmd = [sys.executable, "-m", "bench.import", "--child", str(store), str(listing)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.import",
+        "--child",
+        str(store),
+        str(listing),
+        *(["--profile"] if profile else []),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
     assert proc.stdout is not None
     out = proc.stdout.read()
@@ -106,11 +127,14 @@ def main(argv=None) -> None:
     ap.add_argument("--samples", type=int, default=10_000)
     ap.add_argument("--reference-fraction", type=int, default=10, help="the reference imports 1/this of the problems")
     ap.add_argument("--dir", type=Path, default=None, help="where to write the pool and stores (default: a temp dir)")
+    ap.add_argument(
+        "--profile", action="store_true", help="profile the full import (cProfile, on stderr; it runs slower)"
+    )
     ap.add_argument("--child", nargs=2, type=Path, metavar=("STORE", "PATHS_FILE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         store, listing = args.child
-        child(store, [Path(p) for p in listing.read_text().splitlines()])
+        child(store, [Path(p) for p in listing.read_text().splitlines()], args.profile)
         return
     work = Path(tempfile.mkdtemp(prefix="ttc-import-bench-", dir=args.dir))
     try:
@@ -124,10 +148,10 @@ def main(argv=None) -> None:
         ref_n = max(1, args.questions // args.reference_fraction)
         results = {}
         for tag, chosen in (("reference", paths[:ref_n]), ("full", paths)):
-            r = results[tag] = measure(work, chosen, tag)
+            r = results[tag] = measure(work, chosen, tag, args.profile and tag == "full")
             print(
                 f"RESULT import={tag} questions={r['questions']} samples={r['samples']} seconds={r['seconds']:.3f} "
-                f"samples_per_s={r['samples_per_s']:.0f} peak_rss_mb={r['peak_rss_mb']:.1f}"
+                f"cpu_s={r['cpu_s']:.3f} samples_per_s={r['samples_per_s']:.0f} peak_rss_mb={r['peak_rss_mb']:.1f}"
             )
         full, ref = results["full"], results["reference"]
         print(

@@ -117,8 +117,8 @@ SMOKE: dict[str, Smoke] = {
         "unit",
         ("--questions", "4", "--samples", "50", "--reference-fraction", "2"),
         (
-            "RESULT import=reference questions={n} samples={n} seconds={n} samples_per_s={n} peak_rss_mb={n}",
-            "RESULT import=full questions={n} samples={n} seconds={n} samples_per_s={n} peak_rss_mb={n}",
+            "RESULT import=reference questions={n} samples={n} seconds={n} cpu_s={n} samples_per_s={n} peak_rss_mb={n}",
+            "RESULT import=full questions={n} samples={n} seconds={n} cpu_s={n} samples_per_s={n} peak_rss_mb={n}",
             "RESULT scaling samples_per_s_ratio={n} peak_rss_ratio={n}",
             "RESULT samples_per_s={n} peak_rss_mb={n}",
         ),

@@ -48,7 +48,7 @@ def test_capacity_bench_on_both_catalogs(tmp_path, postgres_server, monkeypatch)
 def test_import_bench_imports_every_sample_it_wrote(tmp_path):
     reference, full, _scaling, last = run("import", tmp_path)
     assert reference[:2] == [2, 2 * 50] and full[:2] == [4, 4 * 50]  # questions, samples
-    assert last == [full[3], full[4]]  # the last line is the full import's throughput and peak RSS
+    assert last == [full[4], full[5]]  # the last line is the full import's throughput and peak RSS
 
 
 def test_rerun_bench_reads_a_study_against_itself_as_unmoved_and_against_another_as_moved(tmp_path):
