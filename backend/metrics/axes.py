@@ -4,8 +4,9 @@ one home of the rule the analysis pages and `ttc compute-optimal` read.
 Samples are always countable. Tokens (the tokens x axis, cost of pass) need every sample's prompt and completion
 token counts; FLOPs (the FLOPs x axis, Compute-optimal's budgets) need every sample's prefill and decode FLOPs.
 The worker records all of them; an imported run (backend/importers) has token counts only where its format holds
-them, and FLOPs only where it was also given the model's parameter count or architecture (ttc import --params N or
---arch FILE), so the reason names what the import lacked."""
+them or a tokenizer recounted them (ttc import --tokenizer NAME), and FLOPs only where it was also given the
+model's parameter count or architecture (ttc import --params N or --arch FILE), so the reason names what the import
+lacked and what supplies it."""
 
 from __future__ import annotations
 
@@ -75,7 +76,10 @@ def axes_of(counts, formats: dict[str, str | None]) -> Axes:
         imported = [r for r in runs if formats.get(r)]
         if imported and len(imported) == len(runs):
             fmts = sorted({str(formats[r]) for r in imported})
-            return f"{_names(runs)} {'was' if len(runs) == 1 else 'were'} imported from {', '.join(fmts)} files without token counts"
+            return (
+                f"{_names(runs)} {'was' if len(runs) == 1 else 'were'} imported from {', '.join(fmts)} files without "
+                "token counts (ttc import --tokenizer NAME recounts them)"
+            )
         return f"{_names(runs)} {'has' if len(runs) == 1 else 'have'} samples without token counts"
 
     if no_tokens:

@@ -79,7 +79,10 @@ def test_every_analysis_page_renders_an_imported_run_without_tokens_or_flops(mon
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     texts = _page_texts(at)
-    no_flops = f"x in FLOPs: run {run_id} was imported from monkeys files without token counts"
+    no_flops = (
+        f"x in FLOPs: run {run_id} was imported from monkeys files without token counts (ttc import --tokenizer NAME "
+        "recounts them)"
+    )
     if page == "app_pages/samples.py":
         assert "not recorded" in [m.value for m in at.metric], [m.value for m in at.metric]
         return

@@ -75,7 +75,7 @@ def test_a_format_without_token_counts_draws_samples_only_and_says_why(tmp_path)
     store = Store.open(tmp_path / "store")
     run = import_files(store, "monkeys", _monkeys(tmp_path / "llmonk"), arch=load_arch(10**9, None)).run_id
     axes = _axes(store, run)
-    why = f"run {run} was imported from monkeys files without token counts"
+    why = f"run {run} was imported from monkeys files without token counts (ttc import --tokenizer NAME recounts them)"
     assert axes.why("tokens") == f"x in tokens: {why}"
     assert axes.why(COST) == f"cost of pass: {why} (its prices are per token)"
     assert axes.why("flops") == f"x in FLOPs: {why}, and FLOPs are priced from them"  # --params does not help
