@@ -15,7 +15,7 @@ request, the model's responses: `repeats` of them), `filtered_resps` (per reques
   (`exact_match_hf_evaluate` broadcasts them against the target), so each answer is re-graded with the task's own
   exact_match settings (ignore_case, ignore_punctuation, ignore_numbers, regexes_to_ignore) and the share checked
   against the record's value. Any other metric is taken as it is: one response, or a value of 0 or 1 for all.
-- Token counts, latencies and finish reasons are not in the format: NULL.
+- Token counts, latencies and finish reasons are not in the format: NULL (token counts unless `--tokenizer`).
 - Only generate_until tasks hold generations; loglikelihood and multiple-choice tasks score choices and are
   refused."""
 

@@ -5,7 +5,7 @@ it (adds `is_corrects`, aligned with `samples`); the problem's id is the file's 
 monkey_business dataset) hold the same columns in Parquet or JSON records, one record per problem.
 
 The format holds no token counts, extracted answers or verifier scores: tokens and FLOPs import as NULL (cost of
-pass and FLOP axes need them). Answers are extracted by the rule llmonk graded the pool with (`answers`,
+pass and FLOP axes need them) unless a tokenizer recounts them (`ttc import --tokenizer`). Answers are extracted by the rule llmonk graded the pool with (`answers`,
 backend/importers/answers.py), so majority and weighted votes have answers to count; a pool of another dataset
 imports without answers unless a rule is named."""
 
