@@ -93,7 +93,7 @@ def sample_groups(store: Store) -> pd.DataFrame:
 
 def default_runs(store: Store):
     """The comparable selection the analysis pages start from, and what it leaves out (backend/run_selection.py)."""
-    from backend.allocation import ADAPTIVE_SQL
+    from backend.execution.allocation import ADAPTIVE_SQL
     from backend.run_selection import RUN_QUESTIONS_SQL
     from backend.run_selection import default_runs as rule
 

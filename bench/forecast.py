@@ -119,8 +119,8 @@ def _report(name: str, r: dict) -> None:
 
 def real_pool(args) -> np.ndarray:
     """The default model's pool on three arithmetic levels, sampled through the spec and worker (resumable)."""
-    from backend.sampling import prepare_run
-    from backend.worker import execute
+    from backend.execution.execute import execute
+    from backend.execution.sampling import prepare_run
 
     spec = parse_spec(
         {
