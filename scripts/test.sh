@@ -11,11 +11,17 @@ ensure_chromium
 ensure_postgres
 export TTC_REQUIRE_POSTGRES=1  # the catalog tests must run on PostgreSQL here, not skip
 if [ "$#" -eq 0 ]; then  # the whole suite starts with the checked style: lint, format, types
+  # the vLLM environment (mostly downloads and unpacking) is made while the base tiers run; its log is printed
+  # only if it fails
+  ./scripts/vllm-env.sh > .venv-vllm.log 2>&1 &
+  vllm_env=$!
+  trap 'kill "$vllm_env" 2>/dev/null || true' EXIT
   .venv/bin/ruff check .
   .venv/bin/ruff format --check .
   .venv/bin/mypy
   .venv/bin/python -m pytest -q --durations=15
-  ./scripts/vllm-env.sh
+  wait "$vllm_env" || { cat .venv-vllm.log >&2; echo "scripts/vllm-env.sh failed (log above)" >&2; exit 1; }
+  trap - EXIT
   exec .venv-vllm/bin/python -m pytest -q tests/vllm
 fi
 case "$1" in
