@@ -119,7 +119,7 @@ def cached_pool(
 ):
     """The pool of (runs, model, dataset, strategy), loaded once per shard fingerprint `fp`; `confidence=False`:
     without the per-token confidences (the pages that draw no confidence rule skip most of the read)."""
-    from backend.metrics import load_pool
+    from backend.metrics.pools import load_pool
 
     con = cached_store(root).connect()
     try:

@@ -40,10 +40,11 @@ from backend.config import parse_spec  # noqa: E402
 from backend.execution.allocation import Policy, pool_questions, simulate  # noqa: E402
 from backend.execution.execute import execute  # noqa: E402
 from backend.execution.sampling import prepare_run  # noqa: E402
-from backend.metrics import best_of_n_curve, load_pool, majority_curve, prefix_vote  # noqa: E402
 from backend.metrics.compute_optimal import fold_assignment  # noqa: E402
 from backend.metrics.paired import paired_difference  # noqa: E402
+from backend.metrics.pools import load_pool  # noqa: E402
 from backend.metrics.quality import data_quality  # noqa: E402
+from backend.metrics.selection import best_of_n_curve, majority_curve, prefix_vote  # noqa: E402
 from backend.models.registry import DEFAULT_MODEL  # noqa: E402
 from store import Store  # noqa: E402
 

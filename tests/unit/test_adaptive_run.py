@@ -239,7 +239,7 @@ def test_pool_analyses_refuse_an_adaptive_run_in_one_line_and_the_default_select
 
     from backend.cli import main
     from backend.errors import AdaptiveRunError
-    from backend.metrics import load_pool
+    from backend.metrics.pools import load_pool
     from backend.metrics.study import compute_optimal_study
     from backend.run_selection import default_runs_of
     from tests.ui.conftest import APP

@@ -13,7 +13,8 @@ import pytest
 from backend.config import ModelSpec, parse_spec
 from backend.execution.execute import execute
 from backend.execution.sampling import PreparedRun
-from backend.metrics import coverage_curve, load_pool
+from backend.metrics.coverage import coverage_curve
+from backend.metrics.pools import load_pool
 from backend.metrics.study import compute_optimal_study
 from backend.tasks import create_task
 from store import Store
