@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from backend import fanout
+from backend.execution import fanout
 from backend.engines import engine_options
 from backend.errors import EngineError
 
