@@ -38,7 +38,7 @@ def worker_banner(store: Store) -> None:
 
 @st.fragment(run_every="5s")
 def _worker_banner(store: Store) -> None:
-    from backend.jobs import ensure_worker, worker_table
+    from backend.execution.workers import ensure_worker, worker_table
 
     try:
         live = [w for w in worker_table(store) if w.live]

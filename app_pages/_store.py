@@ -93,7 +93,7 @@ def sample_groups(store: Store) -> pd.DataFrame:
 
 def default_runs(store: Store):
     """The comparable selection the analysis pages start from, and what it leaves out (backend/run_selection.py)."""
-    from backend.allocation import ADAPTIVE_SQL
+    from backend.execution.allocation import ADAPTIVE_SQL
     from backend.run_selection import RUN_QUESTIONS_SQL
     from backend.run_selection import default_runs as rule
 
@@ -119,7 +119,7 @@ def cached_pool(
 ):
     """The pool of (runs, model, dataset, strategy), loaded once per shard fingerprint `fp`; `confidence=False`:
     without the per-token confidences (the pages that draw no confidence rule skip most of the read)."""
-    from backend.metrics import load_pool
+    from backend.metrics.pools import load_pool
 
     con = cached_store(root).connect()
     try:

@@ -13,10 +13,11 @@ import pandas as pd
 import streamlit as st
 
 from app_pages._store import CACHE_TTL_S, cached_pool, cached_store, query
-from backend.metrics import coverage_curve, selection_curves
 from backend.metrics.budget import x_axis
 from backend.metrics.confidence import missing_signals
+from backend.metrics.coverage import coverage_curve
 from backend.metrics.pools import QUESTION_IDS_SQL, SAMPLES_SQL, question_labels
+from backend.metrics.selection import selection_curves
 
 _cache = st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=128)
 STUDY_BINS, STUDY_DRAWS, STUDY_SEED = (

@@ -14,10 +14,11 @@ from app_pages import _charts as charts
 from app_pages import _page as frame
 from app_pages import _selection as sel
 from app_pages import _store as stored
-from backend.allocation import adaptive_runs, allocation_summary
 from backend.config import check_budget_samples, parse_budget_list, parse_spec
 from backend.errors import SpecError, TtcError
-from backend.jobs import cancel, ensure_worker, progress, samples_kept, submit, worker_table
+from backend.execution.allocation import adaptive_runs, allocation_summary
+from backend.execution.queue import cancel, progress, samples_kept, submit
+from backend.execution.workers import ensure_worker, worker_table
 from backend.models.registry import DEFAULT_MODEL, SHIPPED_MODELS, parts_installed
 from store.catalog import SERVED
 
@@ -472,7 +473,7 @@ def progress_panel() -> None:
 
 
 def _worker_header(store, runs: pd.DataFrame) -> None:
-    """What each live worker is doing (idle, running or cancelling a run: backend.jobs.WorkerRow.state), or a
+    """What each live worker is doing (idle, running or cancelling a run: backend.execution.workers.WorkerRow.state), or a
     warning with a button when none is alive."""
     try:
         live = [w for w in worker_table(store) if w.live]
@@ -563,7 +564,7 @@ def _final_card(row, kept: int) -> None:
 
 
 def allocation_section(store) -> None:
-    """An adaptive run's allocation: per question and round, the samples given and why (backend/allocation.py)."""
+    """An adaptive run's allocation: per question and round, the samples given and why (backend/execution/allocation.py)."""
     runs = adaptive_runs(store)
     if not runs:
         return

@@ -15,8 +15,8 @@ def _cmd_run(args) -> int:
     from tqdm import tqdm
 
     from backend.config import load_spec
-    from backend.sampling import prepare_run
-    from backend.worker import execute
+    from backend.execution.execute import execute
+    from backend.execution.sampling import prepare_run
     from store import Store
 
     spec = load_spec(args.spec)
@@ -412,7 +412,7 @@ def _cmd_worker(args) -> int:
     import threading
 
     from backend.errors import WorkerError
-    from backend.jobs import install_signal_stop, worker_loop
+    from backend.execution.workers import install_signal_stop, worker_loop
     from store import Store
 
     if args.action is not None:
@@ -446,7 +446,7 @@ def _worker_status(args) -> int:
     """`ttc worker status`: the live workers as a table, then briefly the ones that stopped or were lost."""
     from datetime import UTC, datetime
 
-    from backend.jobs import worker_table
+    from backend.execution.workers import worker_table
     from store import Store
 
     store = Store.open(args.store, create=False, catalog=args.catalog)
@@ -490,7 +490,7 @@ def _worker_status(args) -> int:
 def _worker_stop(args) -> int:
     """`ttc worker stop`: SIGTERM the chosen live workers of this host and wait until they are gone."""
     from backend.errors import WorkerError
-    from backend.jobs import stop_workers, workers_to_stop
+    from backend.execution.workers import stop_workers, workers_to_stop
     from store import Store
 
     if args.wait < 0:
@@ -542,7 +542,7 @@ def _cmd_dashboard(args) -> int:
     import signal
     import subprocess
 
-    from backend.jobs import ensure_worker, worker_table
+    from backend.execution.workers import ensure_worker, worker_table
     from store import Store
 
     store = Store.open(args.store, catalog=args.catalog)

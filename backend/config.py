@@ -132,7 +132,7 @@ class VerifierSpec(BaseModel):
 
 
 class AdaptiveSpec(Strict):
-    """Adaptive allocation (backend/allocation.py): one total budget spread over the questions while the run goes,
+    """Adaptive allocation (backend/execution/allocation.py): one total budget spread over the questions while the run goes,
     instead of `samples_per_question` for each (which becomes the cap per question)."""
 
     total_budget: float = Field(

@@ -222,8 +222,8 @@ def pilot_spec(
 
 def run_pilot(spec: RunSpec, store, progress: Callable[[int, int], None] | None = None, **kw) -> str:
     """Run the pilot through the product's normal path (prepare_run + the worker's execute) into `store`."""
-    from backend.sampling import prepare_run
-    from backend.worker import execute
+    from backend.execution.execute import execute
+    from backend.execution.sampling import prepare_run
 
     prepared = prepare_run(pilot_spec(spec, **kw))
     return str(execute(prepared, store, progress=progress)["run_id"])

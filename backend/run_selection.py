@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
-from backend.allocation import adaptive_run_ids
+from backend.execution.allocation import adaptive_run_ids
 from backend.metrics.pools import KEY_OR_LABEL_SQL
 from store.catalog import SERVED
 from store.imports import IMPORTED, IMPORTING
@@ -56,7 +56,7 @@ class DefaultRuns:
 
 def default_runs(run_questions: pd.DataFrame, catalog: pd.DataFrame | None, adaptive: Iterable[str]) -> DefaultRuns:
     """The rule of the module docstring. `run_questions`: RUN_QUESTIONS_SQL's rows; `catalog`: the catalog's runs
-    (run_id, status, created_at and, when known, name) or None; `adaptive`: the adaptive runs (backend/allocation.ADAPTIVE_SQL)."""
+    (run_id, status, created_at and, when known, name) or None; `adaptive`: the adaptive runs (backend/execution/allocation.ADAPTIVE_SQL)."""
     runs = run_questions[["run_id", "question_set"]].copy()
     if catalog is not None and len(catalog):
         cols = ["run_id", "status", "created_at"] + (["name"] if "name" in catalog.columns else [])

@@ -2,7 +2,7 @@
 
 A uniform pool is sampled once (the default model on llama.cpp, questions of four difficulty levels, `--cap`
 samples each; resumable in `--store`). An adaptive run draws a prefix of each question's samples (the same
-per-sample seeds), so the allocator is replayed on the pool (`backend.allocation.simulate`) instead of generating
+per-sample seeds), so the allocator is replayed on the pool (`backend.execution.allocation.simulate`) instead of generating
 again: exactly the samples a live adaptive run would draw. Which samples come first is luck, so each policy is
 scored as the mean over random orders of every question's samples (`--orders`; each order an equally likely draw),
 as uniform's curves are expectations over k-subsets: one order alone swings a 24-question half by ±0.1.
@@ -36,15 +36,16 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from backend.allocation import Policy, pool_questions, simulate  # noqa: E402
 from backend.config import parse_spec  # noqa: E402
-from backend.metrics import best_of_n_curve, load_pool, majority_curve, prefix_vote  # noqa: E402
+from backend.execution.allocation import Policy, pool_questions, simulate  # noqa: E402
+from backend.execution.execute import execute  # noqa: E402
+from backend.execution.sampling import prepare_run  # noqa: E402
 from backend.metrics.compute_optimal import fold_assignment  # noqa: E402
 from backend.metrics.paired import paired_difference  # noqa: E402
+from backend.metrics.pools import load_pool  # noqa: E402
 from backend.metrics.quality import data_quality  # noqa: E402
+from backend.metrics.selection import best_of_n_curve, majority_curve, prefix_vote  # noqa: E402
 from backend.models.registry import DEFAULT_MODEL  # noqa: E402
-from backend.sampling import prepare_run  # noqa: E402
-from backend.worker import execute  # noqa: E402
 from store import Store  # noqa: E402
 
 LEVELS = [  # the four levels of examples/compute_optimal.yaml

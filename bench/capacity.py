@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from backend.config import parse_spec  # noqa: E402
-from backend.jobs import claim_next  # noqa: E402
+from backend.execution.queue import claim_next  # noqa: E402
 from store import Store  # noqa: E402
 
 SPEC = dict(models=["gemma-3-270m"], task=dict(kind="humaneval", size=1), samples_per_question=1)

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from backend.metrics import load_pool  # noqa: E402
+from backend.metrics.pools import load_pool  # noqa: E402
 from bench.synthetic_store import make_synthetic_store  # noqa: E402
 from store import Store  # noqa: E402
 from store.maintenance import compact_run, purge_replaced  # noqa: E402

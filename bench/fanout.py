@@ -22,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from backend.config import parse_spec  # noqa: E402
+from backend.execution.execute import execute  # noqa: E402
+from backend.execution.sampling import prepare_run  # noqa: E402
 from backend.models.registry import DEFAULT_MODEL  # noqa: E402
-from backend.sampling import prepare_run  # noqa: E402
-from backend.worker import execute  # noqa: E402
 from store import Store  # noqa: E402
 
 

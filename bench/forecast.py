@@ -38,7 +38,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from backend.config import parse_spec  # noqa: E402
-from backend.metrics import load_pool  # noqa: E402
 from backend.metrics.coverage import k_grid, pass_at_k_array  # noqa: E402
 from backend.metrics.fit import (  # noqa: E402
     beta_forecast_band,
@@ -46,6 +45,7 @@ from backend.metrics.fit import (  # noqa: E402
     fit_power_law,
     power_law_band,
 )
+from backend.metrics.pools import load_pool  # noqa: E402
 from backend.models.registry import DEFAULT_MODEL  # noqa: E402
 from bench.adaptive import LEVELS  # noqa: E402
 from store import Store  # noqa: E402
@@ -119,8 +119,8 @@ def _report(name: str, r: dict) -> None:
 
 def real_pool(args) -> np.ndarray:
     """The default model's pool on three arithmetic levels, sampled through the spec and worker (resumable)."""
-    from backend.sampling import prepare_run
-    from backend.worker import execute
+    from backend.execution.execute import execute
+    from backend.execution.sampling import prepare_run
 
     spec = parse_spec(
         {

@@ -39,14 +39,14 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from backend.allocation import allocation_summary  # noqa: E402
 from backend.config import parse_spec  # noqa: E402
+from backend.execution.allocation import allocation_summary  # noqa: E402
+from backend.execution.execute import execute  # noqa: E402
+from backend.execution.sampling import prepare_run  # noqa: E402
 from backend.metrics.pools import load_pool  # noqa: E402
 from backend.metrics.strategy_table import search_label  # noqa: E402
 from backend.metrics.study import compute_optimal_study  # noqa: E402
 from backend.models.registry import DEFAULT_MODEL, resolve_model  # noqa: E402
-from backend.sampling import prepare_run  # noqa: E402
-from backend.worker import execute  # noqa: E402
 from store import Store  # noqa: E402
 
 RTOL = 1e-9

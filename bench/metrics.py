@@ -36,18 +36,11 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.ledger import ModelArch, decode_flops, prefill_flops  # noqa: E402
-from backend.metrics import (  # noqa: E402
-    accuracy_table,
-    compute_optimal,
-    coverage_curve,
-    curves_by_bin,
-    k_grid,
-    load_pool,
-    oracle_bins,
-    predicted_bins,
-    selection_curves,
-)
-from backend.metrics.compute_optimal import BAND_BOOT, cv_band  # noqa: E402
+from backend.metrics.compute_optimal import BAND_BOOT, accuracy_table, compute_optimal, cv_band  # noqa: E402
+from backend.metrics.coverage import coverage_curve, k_grid
+from backend.metrics.difficulty import curves_by_bin, oracle_bins, predicted_bins
+from backend.metrics.pools import load_pool
+from backend.metrics.selection import selection_curves
 from backend.metrics.strategy_table import STATUSES  # noqa: E402
 from backend.metrics.study import compute_optimal_study  # noqa: E402
 from bench.synthetic_store import search_configuration_table  # noqa: E402

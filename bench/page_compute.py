@@ -25,14 +25,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.metrics import coverage_curve, load_pool, selection_curves  # noqa: E402
 from backend.metrics.confidence import RULES  # noqa: E402
+from backend.metrics.coverage import coverage_curve  # noqa: E402
+from backend.metrics.pools import load_pool  # noqa: E402
 from backend.metrics.selection import (  # noqa: E402
     FirstCopies,
     answer_correctness,
     confidence_votes,
     path_probability,
     pick_weighted,
+    selection_curves,  # noqa: E402
 )
 from backend.metrics.strategy_table import k_levels  # noqa: E402
 from backend.metrics.study import study_inputs  # noqa: E402

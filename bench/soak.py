@@ -35,9 +35,15 @@ import streamlit  # noqa: E402, F401 - configures its loggers on import; quieted
 for _name in ("streamlit", "streamlit.runtime.caching.cache_data_api"):
     logging.getLogger(_name).setLevel(logging.ERROR)  # the pages' cached helpers warn outside a Streamlit server
 from backend.config import parse_spec  # noqa: E402
-from backend.jobs import progress, submit, worker_table  # noqa: E402
-from backend.metrics import coverage_curve, load_pool, selection_curves  # noqa: E402
-from backend.metrics.pools import QUESTION_IDS_SQL, SAMPLES_SQL  # noqa: E402
+from backend.execution.queue import progress, submit  # noqa: E402
+from backend.execution.workers import worker_table  # noqa: E402
+from backend.metrics.coverage import coverage_curve  # noqa: E402
+from backend.metrics.pools import (  # noqa: E402
+    QUESTION_IDS_SQL,
+    SAMPLES_SQL,
+    load_pool,  # noqa: E402
+)
+from backend.metrics.selection import selection_curves  # noqa: E402
 from store import Store  # noqa: E402
 from store.schema import TABLES  # noqa: E402
 

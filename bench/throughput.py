@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from backend.config import parse_spec  # noqa: E402
 from backend.engines import create_engine  # noqa: E402
 from backend.engines.base import SamplingParams  # noqa: E402
+from backend.execution.execute import execute  # noqa: E402
+from backend.execution.sampling import prepare_run, sample_seed  # noqa: E402
 from backend.prompting import build_prompt, stop_sequences  # noqa: E402
-from backend.sampling import prepare_run, sample_seed  # noqa: E402
-from backend.worker import execute  # noqa: E402
 from store import Store  # noqa: E402
 
 

@@ -97,7 +97,7 @@ def m006_sample_dataset(db: Connection) -> None:
 
 @migration
 def m007_run_leases(db: Connection) -> None:
-    """Claims become leases (backend/jobs.py): the worker holding a run, until when, and how many claims it took;
+    """Claims become leases (backend/execution/queue.py): the worker holding a run, until when, and how many claims it took;
     the store gets an id so two store folders never share one server catalog."""
     db.execute(text("ALTER TABLE runs ADD COLUMN worker_id TEXT"))
     db.execute(text("ALTER TABLE runs ADD COLUMN lease_expires_at TEXT"))

@@ -132,7 +132,7 @@ ALLOCATIONS = pa.schema(
         ("predicted_difficulty", pa.float64()),  # 1 - the leading answer's share of the votes so far
         ("settled_probability", pa.float64()),  # the stopping statistic
         ("reason", pa.string()),  # first_round | open | hopeless | settled | at_cap | out_of_budget
-        # the inputs of the decision, so it replays (backend/allocation.replay)
+        # the inputs of the decision, so it replays (backend/execution/allocation.replay)
         ("remaining_flops", pa.float64()),  # the budget left before the round
         ("samples_before", pa.int32()),
         ("votes", pa.int32()),

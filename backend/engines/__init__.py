@@ -27,7 +27,7 @@ LLAMACPP_AUTO_SLOTS = 16
 
 
 class EngineOptions(KindOptions):
-    """What every engine's options share: how many replicas generate a run's samples (backend/fanout.py)."""
+    """What every engine's options share: how many replicas generate a run's samples (backend/execution/fanout.py)."""
 
     replicas: Annotated[int, Field(ge=1, le=4096)] | Literal["auto"] = Field(
         1,

@@ -197,7 +197,7 @@ def refuse_adaptive(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> N
     """Pool metrics average random k-subsets of a question's samples, which assumes they are exchangeable; an
     adaptive run's are not (a question stops once its votes agree: after 4 unanimous votes majority@k is 0 or 1),
     so its curves would be biased, silently. Refuse, naming the run and where its result is read."""
-    from backend.allocation import adaptive_run_ids
+    from backend.execution.allocation import adaptive_run_ids
 
     adaptive = adaptive_run_ids(con, run_ids)
     if adaptive:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from backend.allocation import logged_rounds, policy_of, question_prompt_tokens, replay, total_flops
 from backend.config import load_spec
+from backend.execution.allocation import logged_rounds, policy_of, question_prompt_tokens, replay, total_flops
+from backend.execution.sampling import prepare_run
 from backend.pricing import model_token_counter
-from backend.sampling import prepare_run
 from store import Store
 from tests.conftest import ttc
 from tests.unit.test_adaptive_run import log_inputs

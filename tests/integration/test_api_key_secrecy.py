@@ -23,7 +23,7 @@ import pytest
 
 from backend import export
 from backend.config import parse_spec
-from backend.jobs import submit
+from backend.execution.queue import submit
 from store import Store
 from tests.conftest import ROOT
 from tests.integration.servers import LlamaCppHTTPServer

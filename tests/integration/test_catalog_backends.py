@@ -15,7 +15,7 @@ from sqlalchemy import inspect, text
 
 from backend.config import parse_spec
 from backend.errors import StoreError
-from backend.jobs import claim_next
+from backend.execution.queue import claim_next
 from store import Store
 from store.catalog import POINTER_FILE, read_pointer
 from store.leases import LeaseLost, RunBusy

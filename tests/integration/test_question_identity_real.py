@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from backend.config import load_spec
-from backend.sampling import prepare_run
+from backend.execution.sampling import prepare_run
 from store import Store
 from tests.conftest import ttc
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from backend.config import parse_spec
-from backend.jobs import submit, worker_table
+from backend.execution.queue import submit
+from backend.execution.workers import worker_table
 from store import Store
 from store import catalog as catalogs
 from tests.conftest import ROOT, wait_until

@@ -10,8 +10,8 @@ import threading
 import pytest
 
 from backend.config import parse_spec
-from backend.sampling import prepare_run
-from backend.worker import execute
+from backend.execution.execute import execute
+from backend.execution.sampling import prepare_run
 from store import Store
 from tests.conftest import ROOT, wait_until
 

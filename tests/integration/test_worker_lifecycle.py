@@ -17,7 +17,8 @@ from sqlalchemy import text
 
 from backend.cli import main
 from backend.config import parse_spec
-from backend.jobs import progress, submit, worker_table
+from backend.execution.queue import progress, submit
+from backend.execution.workers import worker_table
 from store import Store
 from store.catalog import utcnow
 from tests.conftest import ROOT, ttc, wait_until
@@ -146,7 +147,7 @@ def test_stop_refuses_workers_of_another_host_and_ambiguous_requests(tmp_path, c
 RACE = """
 import sys, time
 from pathlib import Path
-from backend.jobs import ensure_worker
+from backend.execution.workers import ensure_worker
 from store import Store
 store, go = Store.open(sys.argv[1]), Path(sys.argv[2])
 deadline = time.monotonic() + 60

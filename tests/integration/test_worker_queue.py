@@ -6,7 +6,8 @@ import sys
 import pytest
 
 from backend.config import parse_spec
-from backend.jobs import cancel, live_workers, progress, submit
+from backend.execution.queue import cancel, progress, submit
+from backend.execution.workers import live_workers
 from store import Store
 from tests.conftest import ROOT, wait_until
 

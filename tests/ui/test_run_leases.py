@@ -11,7 +11,7 @@ from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
 from backend.config import parse_spec
-from backend.jobs import claim_next
+from backend.execution.queue import claim_next
 from store import Store
 from tests.ui.conftest import APP
 

@@ -11,8 +11,8 @@ from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
 from backend.config import ModelSpec, parse_spec
-from backend.sampling import PreparedRun
-from backend.worker import execute
+from backend.execution.execute import execute
+from backend.execution.sampling import PreparedRun
 from store import Store
 from store.catalog import utcnow
 from tests.fakes import FAKE_MODEL, FakeTask, ScriptedEngine
@@ -127,17 +127,17 @@ def test_a_run_that_ends_between_the_two_reads_is_drawn_as_ended_without_a_cance
     used to keep its "Cancel run" button under a "done" line for one refresh (seen in the e2e screenshot)."""
     import dataclasses
 
-    import backend.jobs
+    import backend.execution.queue
 
     store = Store.open(tmp_path / "store")
     run_id = _running_run(store, "ends")
-    real = backend.jobs.progress
+    real = backend.execution.queue.progress
 
     def finished(store, rid, *a, **kw):  # the catalog row said running; by the progress read it is done
         p = real(store, rid, *a, **kw)
         return None if p is None else dataclasses.replace(p, status="done", done=p.total)
 
-    monkeypatch.setattr(backend.jobs, "progress", finished)
+    monkeypatch.setattr(backend.execution.queue, "progress", finished)
     at = _run_page(monkeypatch, tmp_path / "store")
     assert any(f"{run_id}` · done · 8/8 samples" in t for t in _texts(at, "progress")), _texts(at, "progress")
     assert not [b for b in at.button if b.label == "Cancel run"]

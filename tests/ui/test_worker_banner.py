@@ -11,7 +11,7 @@ from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
 from backend.config import parse_spec
-from backend.jobs import worker_table
+from backend.execution.workers import worker_table
 from store import Store
 from store.catalog import utcnow
 from tests.conftest import wait_until

@@ -7,18 +7,25 @@ import json
 
 import pytest
 
-from backend.allocation import QuestionState, logged_rounds, policy_of, question_prompt_tokens, replay, total_flops
 from backend.config import ModelSpec, parse_spec
 from backend.errors import SpecError
-from backend.sampling import PreparedRun
+from backend.execution.allocation import (
+    QuestionState,
+    logged_rounds,
+    policy_of,
+    question_prompt_tokens,
+    replay,
+    total_flops,
+)
+from backend.execution.execute import execute
+from backend.execution.sampling import PreparedRun
 from backend.tasks import create_task
-from backend.worker import execute
 from store import Store
 from tests.fakes import FAKE_MODEL, ScriptedEngine
 
 
 def log_inputs(log) -> list[tuple[int, float, list[QuestionState]]]:
-    """What `backend.allocation.replay` takes, from a logged `allocations` table: each round's remaining budget and
+    """What `backend.execution.allocation.replay` takes, from a logged `allocations` table: each round's remaining budget and
     question states (the inverse of `decisions_table`)."""
     out = []
     for round_, g in log.groupby("round", sort=True):
@@ -202,7 +209,7 @@ def test_bad_adaptive_specs_name_the_field(adaptive, extra, message):
 def test_replayed_on_a_uniform_pool_of_the_same_seeds_the_allocation_is_the_live_one(tmp_path):
     """An adaptive run draws a prefix of each question's samples (same seeds): replaying the allocator on a
     uniform pool reproduces the live run's decisions exactly, which is what bench/adaptive.py relies on."""
-    from backend.allocation import pool_questions, simulate
+    from backend.execution.allocation import pool_questions, simulate
 
     prepared, live = _run(tmp_path, "live", Engine(), total_budget=6)
     uniform = prepared.spec.model_copy(update={"adaptive": None, "name": "uniform"})
@@ -232,7 +239,7 @@ def test_pool_analyses_refuse_an_adaptive_run_in_one_line_and_the_default_select
 
     from backend.cli import main
     from backend.errors import AdaptiveRunError
-    from backend.metrics import load_pool
+    from backend.metrics.pools import load_pool
     from backend.metrics.study import compute_optimal_study
     from backend.run_selection import default_runs_of
     from tests.ui.conftest import APP

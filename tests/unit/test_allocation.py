@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from backend.allocation import (
+from backend.execution.allocation import (
     Policy,
     QuestionState,
     beta_settled_probability,

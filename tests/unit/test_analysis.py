@@ -1,6 +1,6 @@
 """A run's analysis (verifier scores, every search at every budget, a ratio sweep) done by shards of questions, in
 any order and with repeats, stores exactly what one pass over every question stores: each score and each tree
-once. This is what lets a worker resume a run's analysis and engine replicas share it (backend/fanout.py)."""
+once. This is what lets a worker resume a run's analysis and engine replicas share it (backend/execution/fanout.py)."""
 
 import json
 import shutil
@@ -8,11 +8,11 @@ import threading
 
 import pytest
 
-from backend.analysis import analyse, questions_left
 from backend.config import ModelSpec, parse_spec
-from backend.sampling import PreparedRun, _prepare_search
+from backend.execution.analysis import analyse, questions_left
+from backend.execution.execute import execute
+from backend.execution.sampling import PreparedRun, _prepare_search
 from backend.tasks import create_task
-from backend.worker import execute
 from store import Store
 from tests.fakes import FAKE_MODEL, ScriptedEngine
 

@@ -4,7 +4,8 @@ import duckdb
 import numpy as np
 import pytest
 
-from backend.metrics import pool_from_arrays, selection_curves
+from backend.metrics.pools import pool_from_arrays
+from backend.metrics.selection import selection_curves
 from backend.strategies.selectors import pick_majority
 from backend.strategies.tree import Node
 from backend.tasks.base import ANSWER_SQL, normalize_answer

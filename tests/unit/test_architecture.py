@@ -104,3 +104,16 @@ def test_store_imports_nothing_of_backend():
     graph = import_graph()
     up = {m: sorted(x for x in d if x.startswith("backend")) for m, d in graph.items() if m.startswith("store")}
     assert {m: d for m, d in up.items() if d} == {}
+
+
+def test_the_write_path_does_not_load_the_read_side_metrics():
+    """A worker or `ttc run` process encodes token confidence (backend.metrics.confidence) but draws no curve: the
+    metrics package imports nothing itself, so importing the write path leaves the other metric modules, and
+    scipy.stats, unloaded (about a second of every such process's start)."""
+    import subprocess
+    import sys
+
+    watch = {"scipy.stats", "backend.metrics.selection", "backend.metrics.compute_optimal", "backend.metrics.pools"}
+    probe = f"import sys, backend.execution.workers; print(sorted(m for m in sys.modules if m in {watch!r}))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

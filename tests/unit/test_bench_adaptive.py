@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from backend.allocation import PoolQuestion
+from backend.execution.allocation import PoolQuestion
 from backend.metrics.pools import pool_from_arrays
 from bench.adaptive import _pool_rows, _reordered
 

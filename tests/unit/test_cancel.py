@@ -12,9 +12,9 @@ import pytest
 from backend.config import ModelSpec, parse_spec
 from backend.engines.base import GenerationRequest, SamplingParams
 from backend.engines.threaded import GenerationAborted, ThreadedEngineMixin
-from backend.jobs import cancel, progress
-from backend.sampling import PreparedRun
-from backend.worker import RunCancelled, execute
+from backend.execution.execute import RunCancelled, execute
+from backend.execution.queue import cancel, progress
+from backend.execution.sampling import PreparedRun
 from store import Store
 from tests.conftest import wait_until
 from tests.fakes import FAKE_MODEL, GEN_ARCH, FakeTask

@@ -14,9 +14,9 @@ from backend.config import parse_spec
 from backend.docs import TABLES
 from backend.engines import ENGINES, EngineEntry, create_engine, engine_options, register_engine
 from backend.errors import SpecError
+from backend.execution.sampling import prepare_run
 from backend.options import KindOptions, Options
 from backend.registry import Entry, Registry
-from backend.sampling import prepare_run
 from backend.strategies import STRATEGIES, StrategyEntry, StrategyOptions, register_strategy, validate_config
 from backend.strategies.runner import run_search
 from backend.tasks import TASKS, TaskEntry, create_task, register_task, task_options

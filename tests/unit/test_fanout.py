@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from backend import fanout
 from backend.engines import engine_options
 from backend.errors import EngineError
+from backend.execution import fanout
 
 
 def test_without_ray_the_error_says_how_to_install_it(monkeypatch):

@@ -189,7 +189,8 @@ def test_monkeys_yaml_one_file_per_problem(tmp_path):
         ["0", 2, "c #### 4", True, "gsm8k", "4"], ["17", 0, "d", False, "gsm8k", "-"], ["17", 1, "e", False, "gsm8k", "-"],
     ]  # fmt: skip
     # llmonk's GSM8K rule gives the votes their answers: majority@3 of problem 0 is its 2-of-3 answer, 4 (correct)
-    from backend.metrics import load_pool, majority_curve
+    from backend.metrics.pools import load_pool
+    from backend.metrics.selection import majority_curve
 
     (model,) = store.query("SELECT DISTINCT model FROM samples")["model"]
     con = store.connect()
@@ -259,7 +260,9 @@ def _majority_brute(votes: list[tuple[bool, str | None]]) -> float:
 def _pool_matching_brute_force(store: Store, run_id: str, model: str, votes: dict[str, list]) -> Pool:
     """The imported run's pool, checked against `votes` ({question: [(correct, answer), ...]} in sample order):
     pass@k at every k and majority at k = 4 (the whole pool) as the brute-force definitions above give them."""
-    from backend.metrics import coverage_curve, load_pool, majority_curve
+    from backend.metrics.coverage import coverage_curve
+    from backend.metrics.pools import load_pool
+    from backend.metrics.selection import majority_curve
 
     with store.connect() as con:
         pool = load_pool(con, run_id, model)
@@ -434,7 +437,7 @@ def _lm_eval_truth() -> dict[str, list[tuple[bool, str | None]]]:
 
 
 def test_lm_eval_log_samples_import_a_row_per_response_graded_by_the_tasks_metric(tmp_path):
-    from backend.metrics import majority_curve
+    from backend.metrics.selection import majority_curve
 
     store = _store(tmp_path)
     result = import_files(store, "lm_eval", _lm_eval_files(), model="scripted")

@@ -2,7 +2,8 @@
 left queued or "running" with no worker behind it."""
 
 from backend.config import parse_spec
-from backend.jobs import claim_next, worker_loop
+from backend.execution.queue import claim_next
+from backend.execution.workers import worker_loop
 from store import Store
 
 SPEC = dict(name="q", models=["gemma-3-270m"], task=dict(kind="humaneval", size=1), samples_per_question=1)

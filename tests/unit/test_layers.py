@@ -60,13 +60,7 @@ LAYERS = (  # lowest first
     Layer(
         "write path",
         (
-            "backend.sampling",
-            "backend.scoring",
-            "backend.allocation",
-            "backend.analysis",
-            "backend.fanout",
-            "backend.worker",
-            "backend.jobs",
+            "backend.execution",  # queue, workers, execute, sampling, allocation, analysis, scoring, fanout
             "backend.importers.ingest",
             "backend.importers.dashboard",  # the Run page's Import panel: ingest's import with uploads and globs
             "backend.importers.tokens",  # the recount's tokenizers: a model's llama.cpp one comes through pricing
@@ -222,6 +216,37 @@ def test_no_private_name_is_imported_from_another_module():
     assert private_violations(modules(), project_imports()) == []
 
 
+WRITE_PATH = (  # backend/execution/, top-down: a module imports only modules after it (its docstring says why)
+    "workers",
+    "queue",
+    "execute",
+    "fanout",
+    "allocation",
+    "analysis",
+    "scoring",
+    "sampling",
+)
+
+
+def write_path_back_edges(found_imports: list[Import]) -> list[str]:
+    """Imports inside backend/execution/ that point up its top-down order (a lazy one too)."""
+    rank = {f"backend.execution.{m}": i for i, m in enumerate(WRITE_PATH)}
+    return sorted(
+        f"{imp.importer}:{imp.line} imports {imp.target}, above it in the write path"
+        for imp in found_imports
+        if imp.importer in rank
+        and imp.target in rank
+        and rank[imp.target] <= rank[imp.importer]
+        and imp.target != imp.importer
+    )
+
+
+def test_the_write_path_reads_top_down():
+    execution = {m.removeprefix("backend.execution.") for m in modules() if m.startswith("backend.execution.")}
+    assert execution == set(WRITE_PATH), "place a new write-path module in WRITE_PATH"
+    assert write_path_back_edges(project_imports()) == []
+
+
 def test_the_exceptions_are_still_needed():
     """An exception whose import is gone is deleted, so the list only shrinks."""
     seen = set()
@@ -266,4 +291,12 @@ def test_the_checks_find_what_they_forbid(tmp_path):
         "app_pages.coverage:2 imports private backend.errors._hidden",
         "backend.cli:1 imports private app_pages._store",
         "backend.cli:2 imports private app_pages._store.cached",
+    ]
+
+
+def test_the_write_path_check_finds_a_back_edge():
+    up = Import("backend.execution.sampling", "backend.execution.allocation", "backend.execution.allocation.x", 7)
+    down = Import("backend.execution.allocation", "backend.execution.sampling", "backend.execution.sampling.y", 3)
+    assert write_path_back_edges([up, down]) == [
+        "backend.execution.sampling:7 imports backend.execution.allocation, above it in the write path"
     ]

@@ -2,16 +2,16 @@ import numpy as np
 import pytest
 
 from backend.ledger import matched_compute_multiplier
-from backend.metrics import (
+from backend.metrics.compute_optimal import (
     accuracy_at_budget,
     accuracy_table,
     budget_to_reach,
     compute_optimal,
     flops_matched_comparison,
     fold_assignment,
-    pool_from_arrays,
-    selection_curves,
 )
+from backend.metrics.pools import pool_from_arrays
+from backend.metrics.selection import selection_curves
 
 BUDGETS = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backend.engines.base import TokenLogprob
-from backend.metrics import pool_from_arrays, selection, selection_curves
+from backend.metrics import selection
 from backend.metrics.confidence import (
     LOGPROB_FLOOR,
     MAX_CODE,
@@ -22,6 +22,8 @@ from backend.metrics.confidence import (
     top_k_confidence,
     trace_confidence,
 )
+from backend.metrics.pools import pool_from_arrays
+from backend.metrics.selection import selection_curves
 from bench.page_compute import per_k_confidence_votes
 
 

@@ -4,19 +4,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backend.metrics import (
+from backend.metrics.cost import (
     HUMAN_EXPERT,
     Price,
     attempt_cost,
     cost_of_pass,
     cost_table,
     counterfactual_frontier,
-    coverage_curve,
     curve_cost_rows,
     frontier,
     model_gain,
-    pool_from_arrays,
 )
+from backend.metrics.coverage import coverage_curve
+from backend.metrics.pools import pool_from_arrays
 
 PRICES = {"small": Price(0.1, 0.4), "big": Price(2.0, 8.0), "reasoner": Price(1.0, 4.0)}
 

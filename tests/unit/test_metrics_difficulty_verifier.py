@@ -1,18 +1,11 @@
 import numpy as np
 import pytest
 
-from backend.metrics import (
-    best_of_n_curve,
-    coverage_curve,
-    curves_by_bin,
-    oracle_bins,
-    pool_from_arrays,
-    predicted_bins,
-    quantile_levels,
-    selection_curves,
-    verifier_quality,
-    verifier_quality_table,
-)
+from backend.metrics.coverage import coverage_curve
+from backend.metrics.difficulty import curves_by_bin, oracle_bins, predicted_bins, quantile_levels
+from backend.metrics.pools import pool_from_arrays
+from backend.metrics.selection import best_of_n_curve, selection_curves
+from backend.metrics.verifier_quality import verifier_quality, verifier_quality_table
 
 
 def test_quantile_levels_are_equal_size_and_level_1_is_easiest():

@@ -3,17 +3,10 @@ import pytest
 from scipy.optimize import nnls
 
 from backend.ledger import ModelArch, decode_flops, prefill_flops, sampling_flops
-from backend.metrics import (
-    coverage_curve,
-    fit_coverage_curve,
-    fit_power_law,
-    flops_for_samples,
-    k_grid,
-    pass_at_k,
-    pool_from_arrays,
-    samples_for_flops,
-    x_axis,
-)
+from backend.metrics.budget import flops_for_samples, samples_for_flops, x_axis
+from backend.metrics.coverage import coverage_curve, k_grid, pass_at_k
+from backend.metrics.fit import fit_coverage_curve, fit_power_law
+from backend.metrics.pools import pool_from_arrays
 
 
 def _pool_from_power_law(a, b, n=256, questions=4000):

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backend.metrics import coverage_curve, list_verifiers, load_pool
+from backend.metrics.coverage import coverage_curve
+from backend.metrics.pools import list_verifiers, load_pool
 
 
 def _store():

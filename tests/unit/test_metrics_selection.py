@@ -5,15 +5,15 @@ import itertools
 import numpy as np
 import pytest
 
-from backend.metrics import (
+from backend.metrics.pools import pool_from_arrays
+from backend.metrics.selection import (
+    answer_correctness,
     best_of_n_curve,
     majority_curve,
-    pool_from_arrays,
     prefix_vote,
     selection_curves,
     weighted_best_of_n_curve,
 )
-from backend.metrics.selection import answer_correctness
 
 
 def _brute(valid, correct, answer, score, k):

@@ -75,17 +75,17 @@ def test_a_budget_of_one_sample_buys_one_sample():
 
 # ---- every consumer asked what "1 sample" and a `budgets:` entry cost: one number ------------------------------
 def test_every_consumer_prices_one_sample_and_a_budget_alike(tmp_path, monkeypatch):
-    from backend.allocation import question_prompt_tokens, total_flops
-    from backend.analysis import _budgets_flops, run_prompt_tokens
     from backend.config import ModelSpec, parse_spec
+    from backend.execution.allocation import question_prompt_tokens, total_flops
+    from backend.execution.analysis import _budgets_flops, run_prompt_tokens
+    from backend.execution.execute import execute
+    from backend.execution.sampling import PreparedRun, _prepare_search
     from backend.metrics.cost import curve_cost_rows
     from backend.metrics.pools import load_pool
     from backend.metrics.selection import selection_curves
     from backend.metrics.study import study_inputs
     from backend.prompting import build_prompt
-    from backend.sampling import PreparedRun, _prepare_search
     from backend.tasks import create_task
-    from backend.worker import execute
     from store import Store
     from tests.fakes import FAKE_MODEL, GEN_ARCH, ScriptedEngine
 

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from backend.config import ModelSpec, parse_spec
-from backend.metrics import coverage_curve, load_pool
+from backend.execution.execute import execute
+from backend.execution.sampling import PreparedRun
+from backend.metrics.coverage import coverage_curve
+from backend.metrics.pools import load_pool
 from backend.metrics.study import compute_optimal_study
-from backend.sampling import PreparedRun
 from backend.tasks import create_task
-from backend.worker import execute
 from store import Store
 from tests.fakes import FAKE_MODEL, ScriptedEngine
 

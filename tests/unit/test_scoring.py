@@ -9,10 +9,10 @@ import random
 import numpy as np
 
 from backend.config import ModelSpec, parse_spec
+from backend.execution.execute import execute
+from backend.execution.sampling import PreparedRun
 from backend.pricing import pass_flops
-from backend.sampling import PreparedRun
 from backend.tasks import create_task
-from backend.worker import execute
 from store import Store
 from tests.fakes import FAKE_MODEL, GEN_ARCH, ScriptedEngine, ScriptedReply
 
@@ -76,7 +76,7 @@ def test_a_pool_score_is_recomputed_from_its_stored_token_counts(tmp_path):
 
 
 def test_a_verifier_off_the_generator_finds_nothing_cached(tmp_path):
-    from backend.scoring import score_pool
+    from backend.execution.scoring import score_pool
     from tests.fakes import ScriptedVerifier
 
     df = _scores(tmp_path, "s", ReportingEngine(lambda c: 0))

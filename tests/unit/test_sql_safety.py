@@ -49,9 +49,15 @@ REVIEWED = {
     ("store/views.py", "quality_sql"): "group keys, source and caps given by its callers as constants",
     ("store/leases.py", "take"): "a constant statement per catalog dialect (row locks differ); values are :params",
     ("store/leases.py", "next_claimable"): "a constant statement per catalog dialect (SKIP LOCKED); values are :params",
-    ("backend/allocation.py", ""): "STATE_SQL interpolates the constant ANSWER_SQL; values are ? parameters",
-    ("backend/allocation.py", "states_and_spent"): "runs the module constant STATE_SQL; values are ? parameters",
-    ("backend/allocation.py", "pool_questions"): "interpolates the constant ANSWER_SQL; values are ? parameters",
+    ("backend/execution/allocation.py", ""): "STATE_SQL interpolates the constant ANSWER_SQL; values are ? parameters",
+    (
+        "backend/execution/allocation.py",
+        "states_and_spent",
+    ): "runs the module constant STATE_SQL; values are ? parameters",
+    (
+        "backend/execution/allocation.py",
+        "pool_questions",
+    ): "interpolates the constant ANSWER_SQL; values are ? parameters",
     ("store/maintenance.py", "_with_question_keys"): "file paths escaped by _sql_str; the constant QUESTION_KEY_SQL",
     ("app_pages/_store.py", "sample_groups"): "interpolates the constant KEY_OR_LABEL_SQL",
     ("app_pages/_store.py", "default_runs"): "runs the constants RUN_QUESTIONS_SQL, ADAPTIVE_SQL; values are ? params",

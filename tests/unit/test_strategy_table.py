@@ -12,15 +12,15 @@ import pytest
 
 from backend.cli import main as ttc
 from backend.config import ModelSpec, parse_spec
+from backend.execution.execute import execute
+from backend.execution.sampling import PreparedRun, _prepare_search, sample_seed
 from backend.ledger import decode_flops, prefill_flops
 from backend.metrics.compute_optimal import cv_band, fold_assignment
 from backend.metrics.strategy_table import OK, POOL_EXHAUSTED, STATUSES, UNAFFORDABLE, k_levels, search_label
 from backend.metrics.study import COMPUTE_OPTIMAL, compute_optimal_study
 from backend.prompting import build_prompt
-from backend.sampling import PreparedRun, _prepare_search, sample_seed
 from backend.strategies.sequential_revisions import split_attempts
 from backend.tasks import create_task
-from backend.worker import execute
 from store import Store
 from tests.fakes import FAKE_MODEL, GEN_ARCH, ScriptedEngine
 

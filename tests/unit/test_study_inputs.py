@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from backend.metrics import load_pool
+from backend.metrics.pools import load_pool
 from backend.metrics.study import study_inputs
 from bench.synthetic_store import make_synthetic_store
 

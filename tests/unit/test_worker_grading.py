@@ -2,9 +2,9 @@
 that sample as a grading error; the run goes on and finishes."""
 
 from backend.config import ModelSpec, parse_spec
-from backend.sampling import PreparedRun, _prepare_search
+from backend.execution.execute import execute
+from backend.execution.sampling import PreparedRun, _prepare_search
 from backend.tasks.base import Grade
-from backend.worker import execute
 from store import Store
 from tests.fakes import FAKE_MODEL, FakeTask, ScriptedEngine
 

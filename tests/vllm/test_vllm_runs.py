@@ -12,8 +12,8 @@ import pytest
 pytest.importorskip("vllm", reason="vllm is not installed here: ./scripts/test.sh runs this tier in .venv-vllm")
 
 from backend.config import parse_spec
-from backend.sampling import prepare_run
-from backend.worker import execute
+from backend.execution.execute import execute
+from backend.execution.sampling import prepare_run
 from bench.throughput import KeepOpen
 from store import Store
 from tests.conftest import ttc

@@ -3,7 +3,7 @@ every budget (each point of a ratio sweep too) and stores its trees.
 
 Completeness is per question: a question is done for a verifier when all its samples carry that verifier's score,
 and for a search when the search's record holds nodes for it (a stored tree always has its root). So a re-run, a
-worker that takes over a run, or an engine replica given a shard of questions (backend/fanout.py) does only the
+worker that takes over a run, or an engine replica given a shard of questions (backend/execution/fanout.py) does only the
 questions still missing — and does them exactly as a single engine running every question would, because a
 question's requests are seeded by what identifies them within that question (strategies/context.py), never by
 the other questions of the batch."""
@@ -15,10 +15,10 @@ import threading
 from collections.abc import Iterable
 
 from backend.engines.base import Engine
+from backend.execution.sampling import PreparedRun, PreparedSearch, model_arch
+from backend.execution.scoring import score_pool
 from backend.models.registry import ResolvedModel
 from backend.pricing import budget_flops, distinct_questions, one_sample_flops, prompt_tokens
-from backend.sampling import PreparedRun, PreparedSearch, model_arch
-from backend.scoring import score_pool
 from backend.strategies import create_strategy, validate_config
 from backend.strategies.base import RatioSweep
 from backend.strategies.runner import SearchResult, nodes_table, run_search, search_record

@@ -1,6 +1,6 @@
 """Sampling a run's pool: the prepared run (everything resolved and checked before the store is touched), the
-per-sample seed, and one engine batch of samples graded into shard rows. The worker (backend/worker.py) runs it
-on its own engine; engine replicas on Ray (backend/fanout.py) run the same code on their shards, which is why
+per-sample seed, and one engine batch of samples graded into shard rows. The worker (backend/execution/execute.py) runs it
+on its own engine; engine replicas on Ray (backend/execution/fanout.py) run the same code on their shards, which is why
 their rows are the rows one engine writes."""
 
 from __future__ import annotations

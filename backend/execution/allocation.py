@@ -32,6 +32,9 @@ import numpy as np
 from scipy.special import betainc
 
 from backend.errors import SpecError
+from backend.execution.sampling import model_arch, sample_model
+from backend.ledger import decode_flops, prefill_flops
+from backend.pricing import budget_flops, distinct_questions, prompt_tokens
 from backend.tasks.base import ANSWER_SQL
 
 if TYPE_CHECKING:
@@ -186,7 +189,7 @@ def replay(log: list[tuple[int, float, list[QuestionState]]], policy: Policy) ->
     return [d for round_, remaining, states in log for d in decide(states, round_, remaining, policy)]
 
 
-# ---- running it: the worker's side (backend/worker.py calls `sample_adaptively` for a spec with `adaptive:`) ----
+# ---- running it: the worker's side (backend/execution/execute.py calls `sample_adaptively` for a spec with `adaptive:`) ----
 STATE_SQL = f"""
 WITH drawn AS (
     SELECT question_id, {ANSWER_SQL} AS answer, prompt_tokens
@@ -238,8 +241,6 @@ def policy_of(spec) -> Policy:
 def question_prompt_tokens(prepared, model, count) -> dict[str, int]:
     """Each question's prompt tokens, counted by the model's tokenizer (`count`: the engine's `count_tokens`), which
     is what the engine then reports for its samples (backend.pricing)."""
-    from backend.pricing import prompt_tokens
-
     counts = prompt_tokens(model, prepared.task, prepared.questions, count)
     return {q.question_id: int(c) for q, c in zip(prepared.questions, counts)}
 
@@ -248,9 +249,6 @@ def total_flops(prepared, model, prompts: dict[str, int]) -> float:
     """The spec's total budget in FLOPs: in `samples`, each one the question set's "1 sample" (backend.pricing:
     the mean over its questions of one prefill + max_tokens of decode), with `prompts` from
     `question_prompt_tokens`."""
-    from backend.pricing import budget_flops, distinct_questions
-    from backend.sampling import model_arch
-
     spec, a = prepared.spec, prepared.spec.adaptive
     total = a.total_budget * (len(prepared.questions) if a.per_question else 1)
     counts = [prompts[q.question_id] for q in distinct_questions(prepared.questions)]
@@ -261,9 +259,6 @@ def states_and_spent(prepared, store, model, prompts: dict[str, int]) -> tuple[l
     """Every question's state from the store, in the run's question order, and what the ledger has charged. A
     question not yet sampled is priced from its counted prompt tokens (`prompts`): its prefill once, then
     max_tokens of decode per sample."""
-    from backend.ledger import decode_flops, prefill_flops
-    from backend.sampling import model_arch
-
     arch, max_tokens = model_arch(model), prepared.spec.max_tokens
     df = store.query(STATE_SQL, [prepared.run_id, model.name]).set_index("question_id")
     states = []
@@ -343,8 +338,6 @@ def sample_adaptively(prepared, store, model, engine, done: int, progress, halt)
     """Sample one model of an adaptive run: finish the last logged round, then decide and sample rounds until
     one gives nothing. Decisions are stored before their samples are generated, so a killed worker's successor
     finishes the round it decided (the same keys, the same seeds) before it decides anything new."""
-    from backend.sampling import sample_model
-
     policy = policy_of(prepared.spec)
     by_id = {q.question_id: q for q in prepared.questions}
     prompts = question_prompt_tokens(prepared, model, engine.count_tokens)
@@ -486,10 +479,6 @@ def pool_questions(store, run_id: str, model, prepared) -> list[PoolQuestion]:
     """The stored pool of (run, model) as PoolQuestions, priced as the live allocator prices them (`prepared`: a
     prepared run over the same questions and max_tokens). A question's prompt tokens are its samples' stored count:
     the engine's tokenizer's, which the live allocator counts before sampling (`question_prompt_tokens`)."""
-    from backend.ledger import decode_flops
-    from backend.ledger import prefill_flops as prefill
-    from backend.sampling import model_arch
-
     arch, max_tokens = model_arch(model), prepared.spec.max_tokens
     df = store.query(
         f"SELECT question_id, {ANSWER_SQL} AS answer, decode_flops, prefill_flops, prompt_tokens FROM samples"
@@ -505,7 +494,7 @@ def pool_questions(store, run_id: str, model, prepared) -> list[PoolQuestion]:
                 tuple(None if a is None or a != a else a for a in g["answer"]),
                 tuple(float(x) for x in g["decode_flops"]),
                 float(g["prefill_flops"].max()),
-                float(prefill(arch, b)),
+                float(prefill_flops(arch, b)),
                 float(decode_flops(arch, b, max_tokens)),
                 float(decode_flops(arch, tokens, max_tokens)),
             )

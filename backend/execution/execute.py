@@ -4,8 +4,8 @@ Order of work is what makes runs safe: (1) everything that can fail on bad input
 questions, prompts — is resolved before the store is touched; (2) the run is registered and claimed; (3) for each
 model, only the (question, sample) keys missing from the store are generated, all submitted to the engine at
 once (continuous batching), graded as they finish and appended as immutable shards every `flush_s` seconds;
-an adaptive spec's keys are decided round by round under its total budget instead (backend/allocation.py);
-(4) the questions whose scores or searches are missing are analysed (backend/analysis.py). A SIGKILL loses at
+an adaptive spec's keys are decided round by round under its total budget instead (backend/execution/allocation.py);
+(4) the questions whose scores or searches are missing are analysed (backend/execution/analysis.py). A SIGKILL loses at
 most the unflushed tail, which the next run of the same spec regenerates with the same seeds."""
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from backend.allocation import allocation_finished, sample_adaptively
-from backend.analysis import analyse, questions_left
 from backend.engines import create_engine, with_parallelism
 from backend.engines.base import Engine
 from backend.errors import TtcError
+from backend.execution.allocation import allocation_finished, sample_adaptively
+from backend.execution.analysis import analyse, questions_left
+from backend.execution.sampling import PreparedRun, sample_model
 from backend.models.registry import ResolvedModel
-from backend.sampling import PreparedRun, sample_model
 from backend.tasks import Question
 from store import Store
 from store.leases import LeaseLost, process_holder
@@ -71,7 +71,7 @@ def execute(
     state to its new holder.
 
     With `engine.replicas` other than 1, or a Ray cluster's `ray_address` (`ttc worker --ray`), the samples, their
-    scores and the searches are made by engine replicas on Ray, shards of questions each (backend/fanout.py)."""
+    scores and the searches are made by engine replicas on Ray, shards of questions each (backend/execution/fanout.py)."""
     spec, run_id = prepared.spec, prepared.run_id
     total = prepared.total_samples
     holder = holder or process_holder()
@@ -191,7 +191,7 @@ def _run_model(
     existing = store.existing_sample_keys(prepared.run_id, model.name)
     adaptive = spec.adaptive is not None and not allocation_finished(prepared, store, model.name)
     missing = (
-        []  # an adaptive run's rounds decide its keys (backend/allocation.py)
+        []  # an adaptive run's rounds decide its keys (backend/execution/allocation.py)
         if spec.adaptive is not None
         else [
             (q, i)
@@ -242,7 +242,7 @@ def _fan_out(
 ) -> int:
     """One model's samples, then its analysis, on engine replicas (the same replicas for both); returns how many
     samples they wrote."""
-    from backend import fanout
+    from backend.execution import fanout  # Ray is imported only by a run that fans out
 
     fanout.connect(ray_address)
     replicas, resources = fanout.plan_replicas(prepared.spec.engine)

@@ -101,7 +101,7 @@ class Replica:
         os.environ.update(env)
         from backend.config import parse_spec
         from backend.engines import create_engine
-        from backend.sampling import prepare_run
+        from backend.execution.sampling import prepare_run
         from store import Store
 
         self.prepared = prepare_run(parse_spec(json.loads(spec_json), "fanned-out spec"))
@@ -132,7 +132,7 @@ class Replica:
             raise LeaseLost(f"run {self.prepared.run_id}: this replica's write permit lapsed; it stopped writing")
 
     def sample(self, keys: list[tuple[str, int]]) -> int:
-        from backend.sampling import sample_model
+        from backend.execution.sampling import sample_model
 
         run_id = self.prepared.run_id
         by_id = {q.question_id: q for q in self.prepared.questions}
@@ -144,7 +144,7 @@ class Replica:
             return sample_model(self.prepared, self.store, self.model, self.engine, missing, 0, None, self.stop)
 
     def analyse(self, question_ids: list[str]) -> int:
-        from backend.analysis import analyse
+        from backend.execution.analysis import analyse
 
         if self.stop.is_set():
             return 0
@@ -220,7 +220,7 @@ class FanOut:
         return self._dispatch("sample", shards, progress)
 
     def analyse(self, question_ids: list[str]) -> int:
-        """Score and search `question_ids` (backend/analysis.py); returns how many questions were handed out."""
+        """Score and search `question_ids` (backend/execution/analysis.py); returns how many questions were handed out."""
         return self._dispatch("analyse", _split(question_ids), lambda _n: None)
 
     def _start(self):
