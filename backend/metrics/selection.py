@@ -395,15 +395,8 @@ def confidence_votes(
     ks = np.asarray(ks, dtype=np.int64)
     n_k = len(ks)
     out = {rule: np.empty((draws, n_q, n_k)) for rule in CONFIDENCE_RULES}
-    n_valid = valid.sum(axis=1)
     block = max(1, _VOTE_CELLS // ((n_k + 1) * (n_ans + 1)))
-
-    def tally(mask: np.ndarray, a: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
-        rows = a.shape[0]
-        flat = (np.arange(rows)[:, None] * (n_ans + 1) + a)[mask]
-        counted = np.bincount(flat, weights=None if weight is None else weight[mask], minlength=rows * (n_ans + 1))
-        return counted.reshape(rows, 1, n_ans + 1)[..., :n_ans]
-
+    filtered = _FilteredVote(valid, code, conf, answer_ok, ks, keep_fraction)
     for d in range(draws):
         perm = rng.permutation(width)
         v, a, c = valid[:, perm], code[:, perm], conf[:, perm]
@@ -425,11 +418,59 @@ def confidence_votes(
             out["deepconf_weighted"][d, lo:hi] = pick_weighted(counts, summed(c[lo:hi].ravel()), ok)
             out["perplexity_consistency"][d, lo:hi] = pick_weighted(counts, summed(p[lo:hi].ravel()), ok)
         # the most confident ceil(keep_fraction · k) of the k (at least one) vote
-        for j, k in enumerate(ks):
-            span = min(width, int((rank < k).sum(axis=1).max()) + 1)  # columns holding every row's first k
+        filtered.draw(perm, v, a, c, rank, out["deepconf_filtered"][d])
+    return out
+
+
+class _FilteredVote:
+    """DeepConf's filtered vote (the most confident ceil(keep_fraction · k) of a k-subset, at least one, vote weighted
+    by confidence; every sample tied with the last kept one votes too) for every k of a grid, one permutation at a
+    time. The kept set of k is read one of two ways, whichever touches fewer cells, with the same threshold and so
+    the same votes: small k from the permutation's first k samples (the threshold by partition); large k from the
+    samples in decreasing confidence (sorted once for every draw), where the kept ones are the first m of those
+    among the k drawn: about keep_fraction of the pool deep whatever k is, where a prefix is k deep."""
+
+    def __init__(self, valid, code, conf, answer_ok, ks, keep_fraction):
+        self.valid, self.code, self.conf, self.answer_ok, self.ks = valid, code, conf, answer_ok, ks
+        n_q, self.width = valid.shape
+        self.n_valid = valid.sum(axis=1)
+        self.full = bool(valid.all())
+        self.m = np.maximum(1, np.ceil(keep_fraction * np.minimum(ks[None, :], self.n_valid[:, None]))).astype(np.int64)
+        # draw-independent: each question's samples in decreasing confidence, padding last
+        self.by_conf = np.argsort(np.where(valid, -conf, np.inf), axis=1, kind="stable")
+        self.conf_sorted = np.take_along_axis(conf, self.by_conf, axis=1)
+        self.code_sorted = np.take_along_axis(code, self.by_conf, axis=1)
+        # how deep in confidence order the m-th of k drawn samples lies: about m · n / k; read twice that and more,
+        # the few questions it misses (or whose ties at the threshold run deeper) again at the whole width
+        n_max = int(self.n_valid.max()) if n_q else 0
+        self.depth = np.minimum(self.width, 2 * self.m.max(axis=0, initial=1) * (n_max + 1) // (ks + 1) + 64)
+
+    def _tally(self, keep, a, c):
+        n_ans = self.answer_ok.shape[1]
+        rows = a.shape[0]
+        flat = (np.arange(rows)[:, None] * (n_ans + 1) + a)[keep]
+        size = rows * (n_ans + 1)
+        counts = np.bincount(flat, minlength=size).reshape(rows, 1, n_ans + 1)[..., :n_ans]
+        weights = np.bincount(flat, weights=c[keep], minlength=size).reshape(rows, 1, n_ans + 1)[..., :n_ans]
+        return counts, weights
+
+    def draw(self, perm, v, a, c, rank, out):
+        """Fill out (Q, K) for one permutation `perm`; v, a, c and rank: validity, answer code, confidence and valid
+        rank (1-based) in its order."""
+        n_q, width = v.shape
+        rank_sorted = None
+        for j, k in enumerate(self.ks):
+            m = self.m[:, j]
+            if self.depth[j] < k:  # deep in the pool: read it in confidence order
+                if rank_sorted is None:
+                    at = np.empty((n_q, width), dtype=np.int64)
+                    at[:, perm] = np.where(v, rank, width + 1)  # each sample's valid rank in this draw
+                    rank_sorted = np.take_along_axis(at, self.by_conf, axis=1)
+                out[:, j] = self._sorted_vote(np.arange(n_q), rank_sorted, k, m, int(self.depth[j]))
+                continue
+            span = k if self.full else min(width, int((rank < k).sum(axis=1).max()) + 1)  # every row's first k
             in_k = v[:, :span] & (rank[:, :span] <= k)
             ck = c[:, :span]
-            m = np.maximum(1, np.ceil(keep_fraction * np.minimum(k, n_valid))).astype(np.int64)
             top = -np.where(in_k, ck, -np.inf)
             m_col = np.minimum(m, span) - 1
             if (m_col == m_col[0]).all():  # the usual case, k within every pool: one partition
@@ -437,11 +478,28 @@ def confidence_votes(
             else:
                 threshold = -np.sort(top, axis=1)[np.arange(n_q), m_col]
             keep = in_k & (ck >= threshold[:, None])
-            ak = a[:, :span]
-            out["deepconf_filtered"][d, :, j] = pick_weighted(tally(keep, ak, None), tally(keep, ak, ck), answer_ok)[
-                :, 0
-            ]
-    return out
+            out[:, j] = pick_weighted(*self._tally(keep, a[:, :span], ck), self.answer_ok)[:, 0]
+
+    def _sorted_vote(self, rows, rank_sorted, k, m_all, depth):
+        """The filtered vote of `rows` at k, reading the first `depth` samples in confidence order (rows it cannot
+        settle there again at the whole width)."""
+        drawn = rank_sorted[rows, :depth] <= k
+        seen = np.cumsum(drawn, axis=1, dtype=np.int32)
+        m = m_all[rows]
+        reached = seen[:, -1] >= m
+        at = np.argmax(seen >= m[:, None], axis=1)
+        cs = self.conf_sorted[rows, :depth]
+        threshold = np.where(reached, cs[np.arange(len(rows)), at], np.inf)
+        if depth < self.width:  # ties of the threshold past the depth, or the m-th drawn not reached: go deeper
+            deeper = ~reached | (self.conf_sorted[rows, depth] >= threshold)
+        else:
+            deeper = np.zeros(len(rows), dtype=bool)
+        keep = drawn & (cs >= threshold[:, None])
+        counts, weights = self._tally(keep, self.code_sorted[rows, :depth], cs)
+        result = pick_weighted(counts, weights, self.answer_ok[rows])[:, 0]
+        if deeper.any():
+            result[deeper] = self._sorted_vote(rows[deeper], rank_sorted, k, m_all, self.width)
+        return result
 
 
 def confidence_curves(
