@@ -187,10 +187,12 @@ def study_inputs(
     n_bins: int,
     draws: int,
     seed: int,
+    pool_rules: bool = True,
 ):
     """backend.metrics.study.study_inputs: the accuracy table over every configuration and both kinds of bins,
-    the expensive part of a study (picklable, so st.cache_data keeps it until the store changes). The Strategies
-    page draws the searches from the same table, so with the pages' defaults the two share it."""
+    the expensive part of a study (picklable, so st.cache_data keeps it until the store changes). `pool_rules=False`:
+    the searches' rows alone, which the Strategies page draws (every pool rule evaluated at every budget is what
+    makes a table slow; the page's paired section and the Compute-optimal page read the whole one)."""
     from backend.metrics.study import study_inputs as build
 
     pool = cached_pool(root, fp, run_ids, model, dataset, "sample")  # the one the Strategies curves drew from
@@ -206,6 +208,7 @@ def study_inputs(
             draws=draws,
             seed=seed,
             pool=pool,
+            pool_rules=pool_rules,
         )
     finally:
         con.close()
@@ -276,7 +279,9 @@ def search_curves(
         "SELECT 1 FROM nodes WHERE list_contains(?, run_id) AND model = ? LIMIT 1", [list(run_ids), model]
     ).empty:
         return pd.DataFrame()  # no search: no table to build
-    t = study_inputs(root, fp, run_ids, model, dataset, verifier, STUDY_BINS, STUDY_DRAWS, STUDY_SEED).table
+    t = study_inputs(
+        root, fp, run_ids, model, dataset, verifier, STUDY_BINS, STUDY_DRAWS, STUDY_SEED, pool_rules=False
+    ).table
     cells = t.cells()
     cells = cells[cells["kind"] == "search"].reset_index(drop=True)
     if cells.empty:

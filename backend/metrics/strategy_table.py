@@ -284,13 +284,15 @@ def strategy_table(
     seed: int = 0,
     one_sample_flops: float | None = None,
     budget_unit: str = "flops",
+    pool_rules: bool = True,
 ) -> StrategyTable:
     """Build the table from a loaded pool and `load_searches` rows (module docstring).
 
     budgets: FLOPs per question; default the distinct search budgets, or a grid over the pool without searches.
     verifier_flops: (Q,) mean verifier FLOPs per sample for `verifier` (charged to best-of-N and weighted).
     one_sample_flops: "1 sample" of these questions (backend.pricing, `pool_one_sample_flops`), the unit of the
-    "≈ x samples" labels; None: the pool's mean measured sample, and a note says so."""
+    "≈ x samples" labels; None: the pool's mean measured sample, and a note says so. pool_rules=False: the searches'
+    rows alone (the same cells; what a chart of the searches reads, without evaluating every pool rule)."""
     searches = searches if searches is not None else pd.DataFrame(columns=["label", "budget"])
     notes: list[str] = []
     once, per_sample = question_costs(pool, "flops")
@@ -310,7 +312,11 @@ def strategy_table(
     per_verified = np.zeros(pool.n_questions)
     if verifier is not None and verifier_flops is not None:
         per_verified = np.nan_to_num(np.asarray(verifier_flops, dtype=np.float64))
-    rules = _pool_cells(pool, verifier, per_verified, budgets, draws, seed)
+    if pool_rules:
+        rules = _pool_cells(pool, verifier, per_verified, budgets, draws, seed)
+    else:
+        none = np.zeros((0, len(budgets), pool.n_questions))
+        rules = _Cells([], [], [], none, none, none, none, none.astype(np.int8))
     found = _search_cells(pool, capped, budgets, notes)
     if one_sample_flops is None:
         one = float(np.mean(once + per_sample))
