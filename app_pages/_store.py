@@ -118,7 +118,8 @@ def cached_pool(
     confidence: bool = True,
 ):
     """The pool of (runs, model, dataset, strategy), loaded once per shard fingerprint `fp`; `confidence=False`:
-    without the per-token confidences (the pages that draw no confidence rule skip most of the read)."""
+    without the trace confidences (pages that draw no confidence rule; in a store written before layout 10 that
+    skips reading the token confidences)."""
     from backend.metrics import load_pool
 
     con = cached_store(root).connect()

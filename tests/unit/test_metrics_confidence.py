@@ -21,6 +21,7 @@ from backend.metrics.confidence import (
     encode_token_confidence,
     top_k_confidence,
     trace_confidence,
+    trace_confidence_of,
 )
 from bench.page_compute import per_k_confidence_votes
 
@@ -104,6 +105,17 @@ def test_trace_confidence_is_the_lowest_window_mean_of_each_trace(chunk, monkeyp
         expected = [_lowest_window_mean(t or [], window) for t in traces]
         np.testing.assert_allclose(trace_confidence(arr, window), expected, rtol=1e-12)
         np.testing.assert_allclose(trace_confidence(arr.slice(5), window), expected[5:], rtol=1e-12)
+
+
+def test_the_trace_confidence_written_with_a_sample_is_the_one_a_pool_would_compute():
+    """The sampler stores each trace's confidence (layout 10); a pool computed it from the tokens before: the same
+    number, bit for bit, for long and short traces; NaN for no tokens, None for none stored."""
+    rng = np.random.default_rng(5)
+    traces = [rng.integers(0, 1653, int(n)).tolist() for n in rng.integers(1, 200, 40)] + [[], None]
+    expected = trace_confidence(pa.array(traces, type=pa.list_(pa.uint16())))
+    got = [trace_confidence_of(t) for t in traces]
+    assert got[-1] is None
+    np.testing.assert_array_equal(np.asarray(got[:-1], dtype=float), expected[:-1])
 
 
 def _brute(valid, correct, answer, conf, prob, k, keep):
