@@ -236,6 +236,57 @@ def compute_optimal_view(
 
 
 @_cache
+def compute_optimal_tables(
+    root: str,
+    fp: tuple,
+    run_ids: tuple,
+    model: str,
+    dataset: str | None,
+    verifier: str | None,
+    bins: str,
+    n_bins: int,
+    draws: int,
+    seed: int,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The study's `report()` (a paired test per bin and budget) and `cells_by_bin()`, computed once per selection:
+    moving back to the page redraws them without re-running every paired test."""
+    study = compute_optimal_view(root, fp, run_ids, model, dataset, verifier, bins, n_bins, draws, seed)
+    return study.report(), study.cells_by_bin()
+
+
+@_cache
+def compute_optimal_compare(
+    root: str,
+    fp: tuple,
+    run_ids: tuple,
+    model: str,
+    dataset: str | None,
+    verifier: str | None,
+    bins: str,
+    n_bins: int,
+    draws: int,
+    seed: int,
+    a: str,
+    b: str,
+    bin: str,
+) -> pd.DataFrame:
+    """`ComputeOptimalStudy.compare(a, b, bin)` of the page's study, kept for the selection."""
+    study = compute_optimal_view(root, fp, run_ids, model, dataset, verifier, bins, n_bins, draws, seed)
+    return study.compare(a, b, bin)
+
+
+@_cache
+def compare_in_table(
+    root: str, fp: tuple, run_ids: tuple, model: str, dataset: str | None, verifier: str | None, a: str, b: str
+) -> pd.DataFrame:
+    """backend.metrics.paired.compare_configurations on the study table the Strategies page's paired section reads."""
+    from backend.metrics.paired import compare_configurations
+
+    table = study_inputs(root, fp, run_ids, model, dataset, verifier, STUDY_BINS, STUDY_DRAWS, STUDY_SEED).table
+    return compare_configurations(table, a, b)
+
+
+@_cache
 def axes(root: str, fp: tuple, run_ids: tuple, model: str | None = None):
     """backend.metrics.axes.run_axes: which compute axes the runs (of `model`) can be drawn on, and why not."""
     from backend.metrics.axes import run_axes

@@ -16,7 +16,6 @@ from app_pages import _report as study_report
 from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
-from backend.metrics.paired import compare_configurations
 
 
 def _rule(curve_name: str) -> str:
@@ -310,7 +309,7 @@ def _paired(root, fp, run_ids, combos, dataset, verifier) -> None:
     first = searches[0] if searches else next(n for n in names if n != baseline)
     paired.section(
         names,
-        lambda a, b, _questions: compare_configurations(table, a, b),
+        lambda a, b, _questions: views.compare_in_table(root, fp, run_ids, model, dataset, verifier, a, b),
         ["all"],
         default_a=first,
         default_b=baseline,

@@ -368,6 +368,14 @@ def test_compute_optimal_heat_map_chooses_among_searches_and_pool_rules(monkeypa
     sweep = next(f["data"] for f in _figures(at) if "sequential:parallel" in f["layout"]["title"]["text"])
     assert all(t["x"] == ["3:1", "1:1"] for t in sweep)  # one line per bin, more sequential to the left
     assert any("ran without a budget" in str(i.value) for i in at.info)  # the store's unbudgeted trees, said so
+    # the chart of every configuration per bin is drawn once its expander is opened, not before
+    by_bin = "Accuracy against FLOPs per difficulty bin"
+    assert not any(f["layout"]["title"]["text"].startswith(by_bin) for f in _figures(at))
+    at.session_state["by_bin_open"] = True
+    at.run()
+    fig = next(f for f in _figures(at) if f["layout"]["title"]["text"].startswith(by_bin))
+    groups = {t["legendgroup"] for t in fig["data"]}
+    assert "majority" in groups and any(g.startswith("beam_search") for g in groups), groups
 
 
 def test_compute_optimal_says_what_the_cross_validation_holds_out(monkeypatch, populated_store):
