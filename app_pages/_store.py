@@ -127,3 +127,23 @@ def cached_pool(
         return load_pool(con, list(run_ids), model, dataset=dataset, strategy=strategy, confidence=confidence)
     finally:
         con.close()
+
+
+@st.cache_resource(show_spinner=False, max_entries=16, ttl=CACHE_TTL_S)
+def cached_selection_curves(
+    root: str,
+    fp: tuple,
+    run_ids: tuple,
+    model: str,
+    dataset: str | None,
+    strategy: str | None,
+    verifier: str | None,
+    draws: int,
+) -> dict:
+    """backend.metrics.selection_curves of a cached pool on its default k grid, once per shard fingerprint `fp`: the
+    Strategies and Cost-of-pass pages draw the same curves (one in accuracy, one in dollars), so the one that opens
+    second reads them here. `verifier` must be one of the pool's (or None). Read-only: shared, never copied."""
+    from backend.metrics import selection_curves
+
+    pool = cached_pool(root, fp, run_ids, model, dataset, strategy)
+    return selection_curves(pool, verifier, draws=draws)

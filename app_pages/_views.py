@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages._store import CACHE_TTL_S, cached_pool, cached_store, query
-from backend.metrics import coverage_curve, selection_curves
+from app_pages._store import CACHE_TTL_S, cached_pool, cached_selection_curves, cached_store, query
+from backend.metrics import coverage_curve
 from backend.metrics.budget import x_axis
 from backend.metrics.confidence import missing_signals
 from backend.metrics.pools import QUESTION_IDS_SQL, SAMPLES_SQL, question_labels
@@ -145,7 +145,8 @@ def selection_view(
             vflops = verifier_flops_per_question(con, list(run_ids), model, verifier, pool)
         finally:
             con.close()
-    for name, curve in selection_curves(pool, verifier, draws=draws).items():
+    curves = cached_selection_curves(root, fp, run_ids, model, dataset, strategy, verifier, draws)
+    for name, curve in curves.items():
         verified = curve.meta.get("verifier") is not None  # best-of-N rules pay their verifier's passes
         frames.append(_curve_frame(curve, pool, unit, name, verifier_flops=vflops if verified else None))
     vq = verifier_quality_table(pool, threshold) if verifiers else pd.DataFrame()
@@ -169,10 +170,8 @@ def cost_rows(
     pool = cached_pool(root, fp, run_ids, model, dataset, strategy)
     if verifier is not None and verifier not in pool.scores:
         verifier = None
-    rows = [
-        curve_cost_rows(model, name, curve, pool)
-        for name, curve in selection_curves(pool, verifier, draws=draws).items()
-    ]
+    curves = cached_selection_curves(root, fp, run_ids, model, dataset, strategy, verifier, draws)
+    rows = [curve_cost_rows(model, name, curve, pool) for name, curve in curves.items()]
     return pd.concat(rows, ignore_index=True)
 
 

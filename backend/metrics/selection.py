@@ -29,6 +29,9 @@ from backend.metrics.curve import Curve, bootstrap_band, check_questions_mask, m
 from backend.metrics.pools import Pool
 
 _VOTE_CELLS = 1 << 21  # (questions × k × answers) cells per vote-count block
+# how deep in confidence order the filtered vote reads at k: _DEPTH_FACTOR × where its m-th of k drawn samples lies
+# on average (m · n / k), plus _DEPTH_SLACK samples; a question that needs more is read again at the whole width
+_DEPTH_FACTOR, _DEPTH_SLACK = 2, 64
 _TIE_RTOL = 1e-9
 
 
@@ -397,12 +400,21 @@ def confidence_votes(
     out = {rule: np.empty((draws, n_q, n_k)) for rule in CONFIDENCE_RULES}
     block = max(1, _VOTE_CELLS // ((n_k + 1) * (n_ans + 1)))
     filtered = _FilteredVote(valid, code, conf, answer_ok, ks, keep_fraction)
+    full = bool(valid.all())
+    if full:  # every pool whole: a position's rank and k-segment are the same in every row and every draw
+        rank_row = np.arange(1, width + 1)
+        rank_full = np.broadcast_to(rank_row, (n_q, width))
+        seg_full = np.broadcast_to(np.searchsorted(ks, rank_row, side="left"), (n_q, width))
     for d in range(draws):
         perm = rng.permutation(width)
-        v, a, c = valid[:, perm], code[:, perm], conf[:, perm]
+        a, c = code[:, perm], conf[:, perm]
         p = prob[:, perm] if first_copies is None else np.where(first_copies.mask(perm), prob, 0.0)[:, perm]
-        rank = np.cumsum(v, axis=1)
-        seg = np.where(v, np.searchsorted(ks, rank, side="left"), n_k)  # the first k whose subset holds the sample
+        if full:
+            v, rank, seg = valid, rank_full, seg_full
+        else:
+            v = valid[:, perm]
+            rank = np.cumsum(v, axis=1)
+            seg = np.where(v, np.searchsorted(ks, rank, side="left"), n_k)  # the first k whose subset holds the sample
         for lo in range(0, n_q, block):
             hi = min(n_q, lo + block)
             rows = hi - lo
@@ -440,10 +452,10 @@ class _FilteredVote:
         self.by_conf = np.argsort(np.where(valid, -conf, np.inf), axis=1, kind="stable")
         self.conf_sorted = np.take_along_axis(conf, self.by_conf, axis=1)
         self.code_sorted = np.take_along_axis(code, self.by_conf, axis=1)
-        # how deep in confidence order the m-th of k drawn samples lies: about m · n / k; read twice that and more,
-        # the few questions it misses (or whose ties at the threshold run deeper) again at the whole width
+        # how deep in confidence order the m-th of k drawn samples lies: about m · n / k (_DEPTH_FACTOR, _DEPTH_SLACK)
         n_max = int(self.n_valid.max()) if n_q else 0
-        self.depth = np.minimum(self.width, 2 * self.m.max(axis=0, initial=1) * (n_max + 1) // (ks + 1) + 64)
+        m_max = self.m.max(axis=0, initial=1)
+        self.depth = np.minimum(self.width, _DEPTH_FACTOR * m_max * (n_max + 1) // (ks + 1) + _DEPTH_SLACK)
 
     def _tally(self, keep, a, c):
         n_ans = self.answer_ok.shape[1]
@@ -462,10 +474,15 @@ class _FilteredVote:
         for j, k in enumerate(self.ks):
             m = self.m[:, j]
             if self.depth[j] < k:  # deep in the pool: read it in confidence order
-                if rank_sorted is None:
-                    at = np.empty((n_q, width), dtype=np.int64)
-                    at[:, perm] = np.where(v, rank, width + 1)  # each sample's valid rank in this draw
-                    rank_sorted = np.take_along_axis(at, self.by_conf, axis=1)
+                if rank_sorted is None:  # each sample's valid rank in this draw, in confidence order
+                    if self.full:  # a sample's rank is its position in the permutation
+                        position = np.empty(width, dtype=np.int64)
+                        position[perm] = np.arange(1, width + 1)
+                        rank_sorted = position[self.by_conf]
+                    else:
+                        at = np.empty((n_q, width), dtype=np.int64)
+                        at[:, perm] = np.where(v, rank, width + 1)
+                        rank_sorted = np.take_along_axis(at, self.by_conf, axis=1)
                 out[:, j] = self._sorted_vote(np.arange(n_q), rank_sorted, k, m, int(self.depth[j]))
                 continue
             span = k if self.full else min(width, int((rank < k).sum(axis=1).max()) + 1)  # every row's first k

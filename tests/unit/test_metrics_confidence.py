@@ -247,21 +247,29 @@ def test_a_pool_without_signals_gets_no_confidence_rules():
     assert set(selection_curves(pool, None, [2], draws=2, n_boot=0)) == {"majority"}
 
 
+@pytest.mark.parametrize("shallow", [False, True])
+@pytest.mark.parametrize("full", [False, True])
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_confidence_votes_reproduce_the_per_k_implementation_draw_for_draw(seed):
+def test_confidence_votes_reproduce_the_per_k_implementation_draw_for_draw(seed, full, shallow, monkeypatch):
     """Same seed, same permutations: every rule's (draw, question, k) value equals the per-k loop's, on pools of
-    unequal size, unanswered samples, unknown signals, duplicated paths and tied confidences."""
+    unequal size (or all whole), unanswered samples, unknown signals, duplicated paths and tied confidences. Shallow:
+    the filtered vote reads most k in confidence order, and too shallow for many questions (read again whole)."""
+    if shallow:
+        monkeypatch.setattr(selection, "_DEPTH_FACTOR", 1)
+        monkeypatch.setattr(selection, "_DEPTH_SLACK", 0)
     rng = np.random.default_rng(seed)
     n_q, width = 7, 40
     valid = rng.random((n_q, width)) < 0.85
     valid[:, :12] = True  # every pool holds at least 12
+    if full:
+        valid[:] = True
     answer = np.where(valid, rng.integers(-1, 5, (n_q, width)), -1)
     answer_ok = rng.random((n_q, 5)) < 0.4
     conf = rng.integers(0, 24, (n_q, width)) / 8.0  # coarse: ties at the filter's threshold
     conf[rng.random((n_q, width)) < 0.1] = np.nan
     prob = np.exp(-rng.integers(1, 9, (n_q, width)) / 4.0)
     prob[rng.random((n_q, width)) < 0.1] = np.nan
-    ks = np.array([1, 2, 3, 5, 8, 12])
+    ks = np.array([1, 2, 3, 5, 8, 12] + ([30, 40] if full else []))
     for path_id in (None, rng.integers(0, 6, (n_q, width))):
         args = (valid, answer, answer_ok.astype(float), conf, prob, ks)
         new = selection.confidence_votes(*args, draws=5, seed=seed, path_id=path_id)
