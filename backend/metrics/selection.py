@@ -457,20 +457,14 @@ class _FilteredVote:
         m_max = self.m.max(axis=0, initial=1)
         self.depth = np.minimum(self.width, _DEPTH_FACTOR * m_max * (n_max + 1) // (ks + 1) + _DEPTH_SLACK)
 
-    def _tally(self, keep, a, c):
-        n_ans = self.answer_ok.shape[1]
-        rows = a.shape[0]
-        flat = (np.arange(rows)[:, None] * (n_ans + 1) + a)[keep]
-        size = rows * (n_ans + 1)
-        counts = np.bincount(flat, minlength=size).reshape(rows, 1, n_ans + 1)[..., :n_ans]
-        weights = np.bincount(flat, weights=c[keep], minlength=size).reshape(rows, 1, n_ans + 1)[..., :n_ans]
-        return counts, weights
-
     def draw(self, perm, v, a, c, rank, out):
         """Fill out (Q, K) for one permutation `perm`; v, a, c and rank: validity, answer code, confidence and valid
-        rank (1-based) in its order."""
+        rank (1-based) in its order. Each k's kept samples are gathered, then one tally and one pick serve every k."""
         n_q, width = v.shape
+        n_k, n_ans = len(self.ks), self.answer_ok.shape[1]
         rank_sorted = None
+        every = np.arange(n_q)
+        kept_row, kept_k, kept_code, kept_conf = [], [], [], []
         for j, k in enumerate(self.ks):
             m = self.m[:, j]
             if self.depth[j] < k:  # deep in the pool: read it in confidence order
@@ -483,7 +477,11 @@ class _FilteredVote:
                         at = np.empty((n_q, width), dtype=np.int64)
                         at[:, perm] = np.where(v, rank, width + 1)
                         rank_sorted = np.take_along_axis(at, self.by_conf, axis=1)
-                out[:, j] = self._sorted_vote(np.arange(n_q), rank_sorted, k, m, int(self.depth[j]))
+                for row, code, conf in self._sorted_keep(every, rank_sorted, k, m, int(self.depth[j])):
+                    kept_row.append(row)
+                    kept_k.append(np.full(len(row), j))
+                    kept_code.append(code)
+                    kept_conf.append(conf)
                 continue
             span = k if self.full else min(width, int((rank < k).sum(axis=1).max()) + 1)  # every row's first k
             in_k = v[:, :span] & (rank[:, :span] <= k)
@@ -494,12 +492,20 @@ class _FilteredVote:
                 threshold = -np.partition(top, int(m_col[0]), axis=1)[:, int(m_col[0])]
             else:
                 threshold = -np.sort(top, axis=1)[np.arange(n_q), m_col]
-            keep = in_k & (ck >= threshold[:, None])
-            out[:, j] = pick_weighted(*self._tally(keep, a[:, :span], ck), self.answer_ok)[:, 0]
+            row, col = np.nonzero(in_k & (ck >= threshold[:, None]))
+            kept_row.append(row)
+            kept_k.append(np.full(len(row), j))
+            kept_code.append(a[row, col])
+            kept_conf.append(ck[row, col])
+        flat = (np.concatenate(kept_row) * n_k + np.concatenate(kept_k)) * (n_ans + 1) + np.concatenate(kept_code)
+        size = n_q * n_k * (n_ans + 1)
+        counts = np.bincount(flat, minlength=size).reshape(n_q, n_k, n_ans + 1)[..., :n_ans]
+        weights = np.bincount(flat, weights=np.concatenate(kept_conf), minlength=size)
+        out[:] = pick_weighted(counts, weights.reshape(n_q, n_k, n_ans + 1)[..., :n_ans], self.answer_ok)
 
-    def _sorted_vote(self, rows, rank_sorted, k, m_all, depth):
-        """The filtered vote of `rows` at k, reading the first `depth` samples in confidence order (rows it cannot
-        settle there again at the whole width)."""
+    def _sorted_keep(self, rows, rank_sorted, k, m_all, depth):
+        """The kept samples of `rows` at k as (row, answer code, confidence) arrays, reading the first `depth` samples
+        in confidence order (rows it cannot settle there are read again at the whole width)."""
         drawn = rank_sorted[rows, :depth] <= k
         seen = np.cumsum(drawn, axis=1, dtype=np.int32)
         m = m_all[rows]
@@ -511,12 +517,10 @@ class _FilteredVote:
             deeper = ~reached | (self.conf_sorted[rows, depth] >= threshold)
         else:
             deeper = np.zeros(len(rows), dtype=bool)
-        keep = drawn & (cs >= threshold[:, None])
-        counts, weights = self._tally(keep, self.code_sorted[rows, :depth], cs)
-        result = pick_weighted(counts, weights, self.answer_ok[rows])[:, 0]
+        i, col = np.nonzero(drawn & (cs >= threshold[:, None]) & ~deeper[:, None])
+        yield rows[i], self.code_sorted[rows[i], col], cs[i, col]
         if deeper.any():
-            result[deeper] = self._sorted_vote(rows[deeper], rank_sorted, k, m_all, self.width)
-        return result
+            yield from self._sorted_keep(rows[deeper], rank_sorted, k, m_all, self.width)
 
 
 def confidence_curves(
