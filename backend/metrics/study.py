@@ -257,7 +257,8 @@ def study_inputs(
     notes: list[str] = []
     axes = run_axes(con, runs, model)
     if axes.can("flops"):
-        vflops = verifier_flops_per_question(con, runs, model, verifier, pool) if verifier else None
+        # what best-of-N pays per sample for its verifier: read by the pool rules alone
+        vflops = verifier_flops_per_question(con, runs, model, verifier, pool) if verifier and pool_rules else None
         one, unit = _one_sample(con, runs, model, pool), "flops"
     else:  # budgets in samples: every sample costs one, the verifier's pass nothing
         notes.append(f"{axes.why('flops')}; budgets are in samples per question")
@@ -276,7 +277,7 @@ def study_inputs(
         pool_rules=pool_rules,
     )
     notes.extend(table.notes)
-    stale = old_rule_scores(con, runs, model, verifier) if verifier else 0
+    stale = old_rule_scores(con, runs, model, verifier) if verifier and pool_rules else 0
     if stale:
         notes.append(
             f"{stale} {verifier} score(s) were charged by the engine's cache report (written before shard layout 9) "
