@@ -115,16 +115,15 @@ def cached_pool(
     model: str,
     dataset: str | None,
     strategy: str | None,
-    confidence: bool = True,
 ):
-    """The pool of (runs, model, dataset, strategy), loaded once per shard fingerprint `fp`; `confidence=False`:
-    without the trace confidences (pages that draw no confidence rule; in a store written before layout 10 that
-    skips reading the token confidences)."""
+    """The pool of (runs, model, dataset, strategy), loaded once per shard fingerprint `fp` and shared by every page:
+    with the trace confidences the confidence rules read, one stored number per sample (shards written before layout
+    10 compute them from their token confidences, once)."""
     from backend.metrics import load_pool
 
     con = cached_store(root).connect()
     try:
-        return load_pool(con, list(run_ids), model, dataset=dataset, strategy=strategy, confidence=confidence)
+        return load_pool(con, list(run_ids), model, dataset=dataset, strategy=strategy)
     finally:
         con.close()
 

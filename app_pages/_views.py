@@ -50,9 +50,7 @@ class CoverageView:
 
 def largest_pool(root: str, fp: tuple, run_ids: tuple, combos: tuple, dataset: str | None) -> int:
     """The most samples any question has in the selected pools: the Coverage page extrapolates to 10× it."""
-    return max(
-        (int(cached_pool(root, fp, run_ids, m, dataset, s, confidence=False).n.max()) for m, s in combos), default=1
-    )
+    return max((int(cached_pool(root, fp, run_ids, m, dataset, s).n.max()) for m, s in combos), default=1)
 
 
 def _forecast_frame(pool, unit: str, ks, pred, low, high, extrapolated) -> pd.DataFrame:
@@ -81,7 +79,7 @@ def coverage_view(
         power_law_band,
     )
 
-    pool = cached_pool(root, fp, run_ids, model, dataset, strategy, confidence=False)
+    pool = cached_pool(root, fp, run_ids, model, dataset, strategy)
     curve = coverage_curve(pool)
     frame = _curve_frame(curve, pool, unit, "coverage")
     k_top = max(k_max or default_k_max(int(pool.n.max())), int(curve.k.max()))
@@ -299,7 +297,7 @@ def axes(root: str, fp: tuple, run_ids: tuple, model: str | None = None):
 
 @_cache
 def pass_at_1(root: str, fp: tuple, run_ids: tuple, model: str, dataset: str | None) -> float:
-    pool = cached_pool(root, fp, run_ids, model, dataset, "sample", confidence=False)
+    pool = cached_pool(root, fp, run_ids, model, dataset, "sample")
     return float(coverage_curve(pool, [1], n_boot=0).mean[0])
 
 

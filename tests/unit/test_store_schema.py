@@ -282,7 +282,10 @@ def test_trace_confidences_are_read_where_stored_and_computed_from_the_tokens_of
     (tmp_path / "s" / "samples" / "r").mkdir(parents=True)
     pq.write_table(
         pa.Table.from_pylist(
-            [{k: v for k, v in base.items() if k != "trace_confidence"} | {"sample_idx": 0, "token_confidence": [32, 48]}],
+            [
+                {k: v for k, v in base.items() if k != "trace_confidence"}
+                | {"sample_idx": 0, "token_confidence": [32, 48]}
+            ],
             schema=old,
         ),
         tmp_path / "s" / "samples" / "r" / "old.parquet",
