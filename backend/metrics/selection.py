@@ -29,9 +29,10 @@ from backend.metrics.curve import Curve, bootstrap_band, check_questions_mask, m
 from backend.metrics.pools import Pool
 
 _VOTE_CELLS = 1 << 21  # (questions × k × answers) cells per vote-count block
-# how deep in confidence order the filtered vote reads at k: _DEPTH_FACTOR × where its m-th of k drawn samples lies
-# on average (m · n / k), plus _DEPTH_SLACK samples; a question that needs more is read again at the whole width
-_DEPTH_FACTOR, _DEPTH_SLACK = 2, 64
+# how deep in confidence order the filtered vote reads at k: where its m-th of k drawn samples lies on average
+# (m · n / k) plus _DEPTH_SD of its standard deviations (about that / sqrt(m)) and _DEPTH_SLACK samples; a question
+# that needs more is read again at the whole width
+_DEPTH_SD, _DEPTH_SLACK = 4.0, 16
 _TIE_RTOL = 1e-9
 
 
@@ -380,8 +381,9 @@ def confidence_votes(
 
     One random permutation per draw, as in `vote_resampled`: the two weighted votes are sums over the subset, so
     one bincount of the segments between successive k, cumulated, serves every k at once. The filtered vote needs
-    each k's own threshold (the m-th most confident of its k samples): per k it reads only the columns that hold
-    the first k valid samples of every question, and finds the threshold by partition, not a full sort."""
+    each k's own threshold (the m-th most confident of its k samples): a small k reads the columns that hold the
+    first k valid samples of every question and finds it by partition; a large k reads the samples in decreasing
+    confidence, where it lies about a tenth of the pool deep (`_FilteredVote`). Either way one tally serves every k."""
     if draws < 2:
         raise ValueError(f"draws must be >= 2 to report a resampling band, got {draws}")
     rng = np.random.default_rng(seed)
@@ -452,10 +454,12 @@ class _FilteredVote:
         self.by_conf = np.argsort(np.where(valid, -conf, np.inf), axis=1, kind="stable")
         self.conf_sorted = np.take_along_axis(conf, self.by_conf, axis=1)
         self.code_sorted = np.take_along_axis(code, self.by_conf, axis=1)
-        # how deep in confidence order the m-th of k drawn samples lies: about m · n / k (_DEPTH_FACTOR, _DEPTH_SLACK)
+        # how deep in confidence order the m-th of k drawn samples lies: about m · n / k (_DEPTH_SD, _DEPTH_SLACK)
         n_max = int(self.n_valid.max()) if n_q else 0
         m_max = self.m.max(axis=0, initial=1)
-        self.depth = np.minimum(self.width, _DEPTH_FACTOR * m_max * (n_max + 1) // (ks + 1) + _DEPTH_SLACK)
+        mean = m_max * (n_max + 1) / (ks + 1)
+        depth = np.ceil(mean * (1 + _DEPTH_SD / np.sqrt(m_max))).astype(np.int64) + _DEPTH_SLACK
+        self.depth = np.minimum(self.width, depth)
 
     def draw(self, perm, v, a, c, rank, out):
         """Fill out (Q, K) for one permutation `perm`; v, a, c and rank: validity, answer code, confidence and valid
@@ -506,12 +510,13 @@ class _FilteredVote:
     def _sorted_keep(self, rows, rank_sorted, k, m_all, depth):
         """The kept samples of `rows` at k as (row, answer code, confidence) arrays, reading the first `depth` samples
         in confidence order (rows it cannot settle there are read again at the whole width)."""
-        drawn = rank_sorted[rows, :depth] <= k
+        every = len(rows) == len(m_all)  # all rows, in order: views, not copies
+        drawn = (rank_sorted[:, :depth] if every else rank_sorted[rows, :depth]) <= k
         seen = np.cumsum(drawn, axis=1, dtype=np.int32)
         m = m_all[rows]
         reached = seen[:, -1] >= m
         at = np.argmax(seen >= m[:, None], axis=1)
-        cs = self.conf_sorted[rows, :depth]
+        cs = self.conf_sorted[:, :depth] if every else self.conf_sorted[rows, :depth]
         threshold = np.where(reached, cs[np.arange(len(rows)), at], np.inf)
         if depth < self.width:  # ties of the threshold past the depth, or the m-th drawn not reached: go deeper
             deeper = ~reached | (self.conf_sorted[rows, depth] >= threshold)

@@ -255,7 +255,7 @@ def test_confidence_votes_reproduce_the_per_k_implementation_draw_for_draw(seed,
     unequal size (or all whole), unanswered samples, unknown signals, duplicated paths and tied confidences. Shallow:
     the filtered vote reads most k in confidence order, and too shallow for many questions (read again whole)."""
     if shallow:
-        monkeypatch.setattr(selection, "_DEPTH_FACTOR", 1)
+        monkeypatch.setattr(selection, "_DEPTH_SD", 0.0)
         monkeypatch.setattr(selection, "_DEPTH_SLACK", 0)
     rng = np.random.default_rng(seed)
     n_q, width = 7, 40
