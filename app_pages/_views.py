@@ -185,11 +185,13 @@ def study_inputs(
     draws: int,
     seed: int,
     pool_rules: bool = True,
+    confidence_rules: bool = True,
 ):
     """backend.metrics.study.study_inputs: the accuracy table over every configuration and both kinds of bins,
     the expensive part of a study (picklable, so st.cache_data keeps it until the store changes). `pool_rules=False`:
     the searches' rows alone, which the Strategies page draws (every pool rule evaluated at every budget is what
-    makes a table slow; the page's paired section and the Compute-optimal page read the whole one)."""
+    makes a table slow; the Compute-optimal page reads the whole one); `confidence_rules=False`: without the
+    confidence-aware rules, the costliest of them (the Strategies page's paired section, until one is picked)."""
     from backend.metrics.study import study_inputs as build
 
     pool = cached_pool(root, fp, run_ids, model, dataset, "sample")  # the one the Strategies curves drew from
@@ -206,6 +208,7 @@ def study_inputs(
             seed=seed,
             pool=pool,
             pool_rules=pool_rules,
+            confidence_rules=confidence_rules,
         )
     finally:
         con.close()
@@ -272,15 +275,28 @@ def compute_optimal_compare(
     return study.compare(a, b, bin)
 
 
+def paired_table(
+    root: str, fp: tuple, run_ids: tuple, model: str, dataset: str | None, verifier: str | None, confidence_rules: bool
+):
+    """The study inputs whose table the Strategies page's paired section compares in (the pages' defaults), with
+    the confidence-aware rules or without them."""
+    args = (root, fp, run_ids, model, dataset, verifier, STUDY_BINS, STUDY_DRAWS, STUDY_SEED)
+    # the whole table called as the Compute-optimal page calls it: a cache key holds the arguments as passed
+    return study_inputs(*args) if confidence_rules else study_inputs(*args, confidence_rules=False)
+
+
 @_cache
 def compare_in_table(
     root: str, fp: tuple, run_ids: tuple, model: str, dataset: str | None, verifier: str | None, a: str, b: str
 ) -> pd.DataFrame:
-    """backend.metrics.paired.compare_configurations on the study table the Strategies page's paired section reads."""
+    """backend.metrics.paired.compare_configurations of two configurations of the Strategies page's paired section:
+    in the table without the confidence-aware rules unless one of the two is such a rule (then the whole table,
+    which the Compute-optimal page reads too); the rows compared are the same in both."""
+    from backend.metrics.confidence import RULES
     from backend.metrics.paired import compare_configurations
 
-    table = study_inputs(root, fp, run_ids, model, dataset, verifier, STUDY_BINS, STUDY_DRAWS, STUDY_SEED).table
-    return compare_configurations(table, a, b)
+    inputs = paired_table(root, fp, run_ids, model, dataset, verifier, a in RULES or b in RULES)
+    return compare_configurations(inputs.table, a, b)
 
 
 @_cache

@@ -292,9 +292,11 @@ def selection_curves(
     seed: int = 0,
     n_boot: int = 1000,
     confidence: float = 0.95,
+    confidence_rules: bool = True,
 ) -> dict[str, Curve]:
     """Majority, and with a verifier also best-of-N and weighted best-of-N, sharing one resampling pass; then the
-    confidence-aware rules the pool's samples carry signals for (backend/metrics/confidence.py).
+    confidence-aware rules the pool's samples carry signals for (backend/metrics/confidence.py), unless
+    `confidence_rules` is False (the other rules' curves are the same either way: each rule resamples on its own).
 
     Keys: "majority", "best_of_n[<verifier>]", "weighted_best_of_n[<verifier>]", and of "deepconf_weighted",
     "deepconf_filtered", "perplexity_consistency" those available."""
@@ -313,9 +315,10 @@ def selection_curves(
         name = f"weighted_best_of_n[{verifier}]"
         out[name] = _resampled_curve(name, wtd, mask, ks, pool, **opts)
         out[name].meta["verifier"] = verifier
-    out.update(
-        confidence_curves(pool, ks, questions=mask, draws=draws, seed=seed, n_boot=n_boot, confidence=confidence)
-    )
+    if confidence_rules:
+        out.update(
+            confidence_curves(pool, ks, questions=mask, draws=draws, seed=seed, n_boot=n_boot, confidence=confidence)
+        )
     return out
 
 

@@ -237,11 +237,13 @@ def study_inputs(
     budgets=None,
     pool: Pool | None = None,
     pool_rules: bool = True,
+    confidence_rules: bool = True,
 ) -> StudyInputs:
     """Load the model's pool and searches, build the accuracy table on the FLOPs axis and bin the questions
     both ways (compute_optimal_study). `pool`: the same selection's sampling pool (strategy 'sample') already
     loaded, e.g. by a page's cache, used instead of reading it again; verifiers other than `verifier` set aside.
-    pool_rules=False: a table of the searches alone (`strategy_table`), for a page that draws only those."""
+    pool_rules=False: a table of the searches alone (`strategy_table`), for a page that draws only those;
+    confidence_rules=False: without the confidence-aware rules."""
     runs = [run_ids] if isinstance(run_ids, str) else list(run_ids)
     known = list_verifiers(con, runs, model)
     if verifier == AUTO:
@@ -275,6 +277,7 @@ def study_inputs(
         one_sample_flops=one,
         budget_unit=unit,
         pool_rules=pool_rules,
+        confidence_rules=confidence_rules,
     )
     notes.extend(table.notes)
     stale = old_rule_scores(con, runs, model, verifier) if verifier and pool_rules else 0

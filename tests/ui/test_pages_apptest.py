@@ -455,6 +455,23 @@ def test_strategies_page_compares_two_configurations_at_matched_flops(monkeypatc
     again = next(d.value for d in at.dataframe if "verdict" in d.value.columns)
     assert (again["a"] == "majority").all() and again["questions_paired"].min() > 0  # pool rules run everywhere
     assert at.query_params["strat_pair_a"] == "majority"  # a shareable link
+    # the confidence-aware rules are offered where the whole table has them, and compared once picked (the page
+    # evaluates them at every budget only then), as the Compute-optimal page's study compares them
+    from backend.metrics.paired import compare_configurations
+    from backend.metrics.study import study_inputs
+    from store import Store
+
+    model = at.selectbox(key="pair_model").value  # the model whose configurations are compared
+    con = Store.open(populated_store, create=False).connect()
+    try:
+        whole = study_inputs(con, list(at.multiselect(key="runs").value), model, verifier="prm-synthetic").table
+    finally:
+        con.close()
+    assert list(at.selectbox(key="strat_pair_a").options) == whole.configurations
+    at.selectbox(key="strat_pair_a").set_value("deepconf_filtered").run()
+    picked = next(d.value for d in at.dataframe if "verdict" in d.value.columns)
+    expected = compare_configurations(whole, "deepconf_filtered", "best_of_n[prm-synthetic]")
+    pd.testing.assert_frame_equal(picked.reset_index(drop=True), expected, check_dtype=False)
     assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
 
 

@@ -185,6 +185,19 @@ def test_searches_are_placed_at_what_their_ledger_spent(study_store):
         con.close()
     assert alone.configurations == labels and alone.one_sample_flops == t.one_sample_flops
     pd.testing.assert_frame_equal(alone.cells(), cells[cells["kind"] == "search"].reset_index(drop=True))
+    # without the confidence-aware rules: every other row the same, cell for cell (each rule resamples on its own)
+    con = study_store["store"].connect()
+    try:
+        plain = study_inputs(con, [study_store["run_id"]], "scripted", confidence_rules=False).table
+    finally:
+        con.close()
+    kept = [
+        c for c in t.configurations if c not in ("deepconf_weighted", "deepconf_filtered", "perplexity_consistency")
+    ]
+    assert plain.configurations == kept
+    for name in kept:
+        for field in ("accuracy", "spent", "samples", "tokens", "status"):
+            np.testing.assert_array_equal(getattr(plain, field)[plain.index(name)], getattr(t, field)[t.index(name)])
 
 
 def test_the_ratio_sweep_splits_each_budget_into_chain_length_times_chains(study_store):
