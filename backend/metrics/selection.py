@@ -469,6 +469,8 @@ class _FilteredVote:
         rank (1-based) in its order. Each k's kept samples are gathered, then one tally and one pick serve every k."""
         n_q, width = v.shape
         n_k, n_ans = len(self.ks), self.answer_ok.shape[1]
+        if n_k == 0:
+            return
         rank_sorted = None
         every = np.arange(n_q)
         kept_row, kept_k, kept_code, kept_conf = [], [], [], []
