@@ -128,7 +128,7 @@ def cached_pool(
         con.close()
 
 
-@st.cache_resource(show_spinner=False, max_entries=16, ttl=CACHE_TTL_S)
+@st.cache_resource(show_spinner=False, max_entries=8, ttl=CACHE_TTL_S)  # each holds every draw's votes: megabytes
 def cached_selection_curves(
     root: str,
     fp: tuple,
