@@ -387,6 +387,18 @@ def _flops_matched(study, root, fp, run_ids, model, dataset, combos) -> None:
     if study.table.budget_unit != "flops":
         st.info("Not drawn: it matches FLOPs, and these runs have none (the note above says why).")
         return
+    box = st.expander(  # drawn only while open; a link that sets its numbers opens it
+        "Compare with a larger model at the same total FLOPs",
+        key="flops_matched_open",
+        on_change="rerun",
+        expanded=any(p in st.query_params for p in ("M", "R")),
+    )
+    if box.open:
+        with box:
+            _flops_matched_body(study, root, fp, run_ids, model, dataset, combos)
+
+
+def _flops_matched_body(study, root, fp, run_ids, model, dataset, combos) -> None:
     others = sorted({m for m, s in combos if s == "sample" and m != model})
     per_token = views.decode_flops_per_token(root, fp, run_ids)
     c1, c2, c3, c4 = st.columns(4)

@@ -376,6 +376,16 @@ def test_compute_optimal_heat_map_chooses_among_searches_and_pool_rules(monkeypa
     fig = next(f for f in _figures(at) if f["layout"]["title"]["text"].startswith(by_bin))
     groups = {t["legendgroup"] for t in fig["data"]}
     assert "majority" in groups and any(g.startswith("beam_search") for g in groups), groups
+    # so is the FLOPs-matched comparison with a larger model; a link that sets its numbers opens it
+    same = "Same total FLOPs"
+    assert not any(f["layout"]["title"]["text"].startswith(same) for f in _figures(at))
+    at.session_state["flops_matched_open"] = True
+    at.run()
+    assert any(f["layout"]["title"]["text"].startswith(same) for f in _figures(at))
+    linked = _app(monkeypatch, populated_store)
+    linked.query_params["R"] = "0.5"
+    linked.switch_page("app_pages/compute_optimal.py").run()
+    assert any(f["layout"]["title"]["text"].startswith(same) for f in _figures(linked))
 
 
 def test_compute_optimal_says_what_the_cross_validation_holds_out(monkeypatch, populated_store):
