@@ -115,14 +115,34 @@ def cached_pool(
     model: str,
     dataset: str | None,
     strategy: str | None,
-    confidence: bool = True,
 ):
-    """The pool of (runs, model, dataset, strategy), loaded once per shard fingerprint `fp`; `confidence=False`:
-    without the per-token confidences (the pages that draw no confidence rule skip most of the read)."""
+    """The pool of (runs, model, dataset, strategy), loaded once per shard fingerprint `fp` and shared by every page:
+    with the trace confidences the confidence rules read, one stored number per sample (shards written before layout
+    10 compute them from their token confidences, once)."""
     from backend.metrics.pools import load_pool
 
     con = cached_store(root).connect()
     try:
-        return load_pool(con, list(run_ids), model, dataset=dataset, strategy=strategy, confidence=confidence)
+        return load_pool(con, list(run_ids), model, dataset=dataset, strategy=strategy)
     finally:
         con.close()
+
+
+@st.cache_resource(show_spinner=False, max_entries=8, ttl=CACHE_TTL_S)  # each holds every draw's votes: megabytes
+def cached_selection_curves(
+    root: str,
+    fp: tuple,
+    run_ids: tuple,
+    model: str,
+    dataset: str | None,
+    strategy: str | None,
+    verifier: str | None,
+    draws: int,
+) -> dict:
+    """backend.metrics.selection_curves of a cached pool on its default k grid, once per shard fingerprint `fp`: the
+    Strategies and Cost-of-pass pages draw the same curves (one in accuracy, one in dollars), so the one that opens
+    second reads them here. `verifier` must be one of the pool's (or None). Read-only: shared, never copied."""
+    from backend.metrics.selection import selection_curves
+
+    pool = cached_pool(root, fp, run_ids, model, dataset, strategy)
+    return selection_curves(pool, verifier, draws=draws)

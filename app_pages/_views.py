@@ -12,12 +12,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages._store import CACHE_TTL_S, cached_pool, cached_store, query
+from app_pages._store import CACHE_TTL_S, cached_pool, cached_selection_curves, cached_store, query
 from backend.metrics.budget import x_axis
 from backend.metrics.confidence import missing_signals
 from backend.metrics.coverage import coverage_curve
 from backend.metrics.pools import QUESTION_IDS_SQL, SAMPLES_SQL, question_labels
-from backend.metrics.selection import selection_curves
 
 _cache = st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=128)
 STUDY_BINS, STUDY_DRAWS, STUDY_SEED = (
@@ -51,9 +50,7 @@ class CoverageView:
 
 def largest_pool(root: str, fp: tuple, run_ids: tuple, combos: tuple, dataset: str | None) -> int:
     """The most samples any question has in the selected pools: the Coverage page extrapolates to 10× it."""
-    return max(
-        (int(cached_pool(root, fp, run_ids, m, dataset, s, confidence=False).n.max()) for m, s in combos), default=1
-    )
+    return max((int(cached_pool(root, fp, run_ids, m, dataset, s).n.max()) for m, s in combos), default=1)
 
 
 def _forecast_frame(pool, unit: str, ks, pred, low, high, extrapolated) -> pd.DataFrame:
@@ -82,7 +79,7 @@ def coverage_view(
         power_law_band,
     )
 
-    pool = cached_pool(root, fp, run_ids, model, dataset, strategy, confidence=False)
+    pool = cached_pool(root, fp, run_ids, model, dataset, strategy)
     curve = coverage_curve(pool)
     frame = _curve_frame(curve, pool, unit, "coverage")
     k_top = max(k_max or default_k_max(int(pool.n.max())), int(curve.k.max()))
@@ -146,7 +143,8 @@ def selection_view(
             vflops = verifier_flops_per_question(con, list(run_ids), model, verifier, pool)
         finally:
             con.close()
-    for name, curve in selection_curves(pool, verifier, draws=draws).items():
+    curves = cached_selection_curves(root, fp, run_ids, model, dataset, strategy, verifier, draws)
+    for name, curve in curves.items():
         verified = curve.meta.get("verifier") is not None  # best-of-N rules pay their verifier's passes
         frames.append(_curve_frame(curve, pool, unit, name, verifier_flops=vflops if verified else None))
     vq = verifier_quality_table(pool, threshold) if verifiers else pd.DataFrame()
@@ -170,10 +168,8 @@ def cost_rows(
     pool = cached_pool(root, fp, run_ids, model, dataset, strategy)
     if verifier is not None and verifier not in pool.scores:
         verifier = None
-    rows = [
-        curve_cost_rows(model, name, curve, pool)
-        for name, curve in selection_curves(pool, verifier, draws=draws).items()
-    ]
+    curves = cached_selection_curves(root, fp, run_ids, model, dataset, strategy, verifier, draws)
+    rows = [curve_cost_rows(model, name, curve, pool) for name, curve in curves.items()]
     return pd.concat(rows, ignore_index=True)
 
 
@@ -188,10 +184,14 @@ def study_inputs(
     n_bins: int,
     draws: int,
     seed: int,
+    pool_rules: bool = True,
+    confidence_rules: bool = True,
 ):
     """backend.metrics.study.study_inputs: the accuracy table over every configuration and both kinds of bins,
-    the expensive part of a study (picklable, so st.cache_data keeps it until the store changes). The Strategies
-    page draws the searches from the same table, so with the pages' defaults the two share it."""
+    the expensive part of a study (picklable, so st.cache_data keeps it until the store changes). `pool_rules=False`:
+    the searches' rows alone, which the Strategies page draws (every pool rule evaluated at every budget is what
+    makes a table slow; the Compute-optimal page reads the whole one); `confidence_rules=False`: without the
+    confidence-aware rules, the costliest of them (the Strategies page's paired section, until one is picked)."""
     from backend.metrics.study import study_inputs as build
 
     pool = cached_pool(root, fp, run_ids, model, dataset, "sample")  # the one the Strategies curves drew from
@@ -207,6 +207,8 @@ def study_inputs(
             draws=draws,
             seed=seed,
             pool=pool,
+            pool_rules=pool_rules,
+            confidence_rules=confidence_rules,
         )
     finally:
         con.close()
@@ -234,6 +236,70 @@ def compute_optimal_view(
 
 
 @_cache
+def compute_optimal_tables(
+    root: str,
+    fp: tuple,
+    run_ids: tuple,
+    model: str,
+    dataset: str | None,
+    verifier: str | None,
+    bins: str,
+    n_bins: int,
+    draws: int,
+    seed: int,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The study's `report()` (a paired test per bin and budget) and `cells_by_bin()`, computed once per selection:
+    moving back to the page redraws them without re-running every paired test."""
+    study = compute_optimal_view(root, fp, run_ids, model, dataset, verifier, bins, n_bins, draws, seed)
+    return study.report(), study.cells_by_bin()
+
+
+@_cache
+def compute_optimal_compare(
+    root: str,
+    fp: tuple,
+    run_ids: tuple,
+    model: str,
+    dataset: str | None,
+    verifier: str | None,
+    bins: str,
+    n_bins: int,
+    draws: int,
+    seed: int,
+    a: str,
+    b: str,
+    bin: str,
+) -> pd.DataFrame:
+    """`ComputeOptimalStudy.compare(a, b, bin)` of the page's study, kept for the selection."""
+    study = compute_optimal_view(root, fp, run_ids, model, dataset, verifier, bins, n_bins, draws, seed)
+    return study.compare(a, b, bin)
+
+
+def paired_table(
+    root: str, fp: tuple, run_ids: tuple, model: str, dataset: str | None, verifier: str | None, confidence_rules: bool
+):
+    """The study inputs whose table the Strategies page's paired section compares in (the pages' defaults), with
+    the confidence-aware rules or without them."""
+    args = (root, fp, run_ids, model, dataset, verifier, STUDY_BINS, STUDY_DRAWS, STUDY_SEED)
+    # the whole table called as the Compute-optimal page calls it: a cache key holds the arguments as passed
+    return study_inputs(*args) if confidence_rules else study_inputs(*args, confidence_rules=False)
+
+
+@_cache
+def compare_in_table(
+    root: str, fp: tuple, run_ids: tuple, model: str, dataset: str | None, verifier: str | None, a: str, b: str
+) -> pd.DataFrame:
+    """backend.metrics.paired.compare_configurations of two configurations of the Strategies page's paired section:
+    in the table without the confidence-aware rules unless one of the two is such a rule (then the whole table,
+    which the Compute-optimal page reads too); the rows compared are the same in both."""
+    from backend.metrics.confidence import RULES
+    from backend.metrics.paired import compare_configurations
+
+    inputs = paired_table(root, fp, run_ids, model, dataset, verifier, a in RULES or b in RULES)
+    return compare_configurations(inputs.table, a, b)
+
+
+@_cache
 def axes(root: str, fp: tuple, run_ids: tuple, model: str | None = None):
     """backend.metrics.axes.run_axes: which compute axes the runs (of `model`) can be drawn on, and why not."""
     from backend.metrics.axes import run_axes
@@ -247,7 +313,7 @@ def axes(root: str, fp: tuple, run_ids: tuple, model: str | None = None):
 
 @_cache
 def pass_at_1(root: str, fp: tuple, run_ids: tuple, model: str, dataset: str | None) -> float:
-    pool = cached_pool(root, fp, run_ids, model, dataset, "sample", confidence=False)
+    pool = cached_pool(root, fp, run_ids, model, dataset, "sample")
     return float(coverage_curve(pool, [1], n_boot=0).mean[0])
 
 
@@ -277,7 +343,9 @@ def search_curves(
         "SELECT 1 FROM nodes WHERE list_contains(?, run_id) AND model = ? LIMIT 1", [list(run_ids), model]
     ).empty:
         return pd.DataFrame()  # no search: no table to build
-    t = study_inputs(root, fp, run_ids, model, dataset, verifier, STUDY_BINS, STUDY_DRAWS, STUDY_SEED).table
+    t = study_inputs(
+        root, fp, run_ids, model, dataset, verifier, STUDY_BINS, STUDY_DRAWS, STUDY_SEED, pool_rules=False
+    ).table
     cells = t.cells()
     cells = cells[cells["kind"] == "search"].reset_index(drop=True)
     if cells.empty:

@@ -387,6 +387,18 @@ def _flops_matched(study, root, fp, run_ids, model, dataset, combos) -> None:
     if study.table.budget_unit != "flops":
         st.info("Not drawn: it matches FLOPs, and these runs have none (the note above says why).")
         return
+    box = st.expander(  # drawn only while open; a link that sets its numbers opens it
+        "Compare with a larger model at the same total FLOPs",
+        key="flops_matched_open",
+        on_change="rerun",
+        expanded=any(p in st.query_params for p in ("M", "R")),
+    )
+    if box.open:
+        with box:
+            _flops_matched_body(study, root, fp, run_ids, model, dataset, combos)
+
+
+def _flops_matched_body(study, root, fp, run_ids, model, dataset, combos) -> None:
     others = sorted({m for m, s in combos if s == "sample" and m != model})
     per_token = views.decode_flops_per_token(root, fp, run_ids)
     c1, c2, c3, c4 = st.columns(4)
@@ -484,7 +496,8 @@ def body(store) -> None:
             root, fp, run_ids, model, dataset, verifier, bins, int(n_bins), views.STUDY_DRAWS, views.STUDY_SEED
         )
     r = study.result
-    report = study.report()
+    key = (root, fp, run_ids, model, dataset, verifier, bins, int(n_bins), views.STUDY_DRAWS, views.STUDY_SEED)
+    report, cells = views.compute_optimal_tables(*key)  # every chart and table below reads these
     _answer(study, report)
     data_quality.strip(store, run_ids, [model], dataset, bins=(study.table.question_ids, study.bins.level))
     study_report.download_button(  # the study above is the report's when no dataset narrows it
@@ -499,7 +512,6 @@ def body(store) -> None:
     for note in study.notes:
         st.info(note)
 
-    cells = study.cells_by_bin()  # every chart and table below reads these
     _heatmap(study, cells, report)
     _against_every_configuration(study, cells, report)
     value, why = efficiency_reading(report, r.baseline)
@@ -520,12 +532,19 @@ def body(store) -> None:
     st.subheader("Is the difference real? Two configurations on the same questions")
     paired.section(
         study.compared(),
-        study.compare,
+        lambda a, b, which: views.compute_optimal_compare(*key, a, b, which),
         ["all", *(str(int(lv)) for lv in r.levels)],
         default_a=COMPUTE_OPTIMAL,
         default_b=r.baseline,
     )
-    _by_bin(study, cells)
+    by_bin = st.expander(  # a chart of every configuration in every bin: drawn only while open
+        "Every configuration per difficulty bin: which strategy wins where",
+        key="by_bin_open",
+        on_change="rerun",
+    )
+    if by_bin.open:
+        with by_bin:
+            _by_bin(study, cells)
     charts.table(
         cells,
         "compute-optimal-cells",

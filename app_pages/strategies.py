@@ -16,7 +16,7 @@ from app_pages import _report as study_report
 from app_pages import _selection as sel
 from app_pages import _store as stored
 from app_pages import _views as views
-from backend.metrics.paired import compare_configurations
+from backend.metrics.confidence import available_rules
 
 
 def _rule(curve_name: str) -> str:
@@ -295,22 +295,23 @@ def _paired(root, fp, run_ids, combos, dataset, verifier) -> None:
     else:
         model = models[0]
     with st.spinner("building the accuracy table on the FLOPs axis…"):
-        inputs = views.study_inputs(
-            root, fp, run_ids, model, dataset, verifier, views.STUDY_BINS, views.STUDY_DRAWS, views.STUDY_SEED
-        )
+        # the confidence-aware rules are offered, and evaluated at every budget only once one is picked
+        inputs = views.paired_table(root, fp, run_ids, model, dataset, verifier, confidence_rules=False)
     table = inputs.table
     if table.budget_unit != "flops":
         st.caption(inputs.notes[0])  # why there are no FLOPs to match
     names = list(table.configurations)
+    own = available_rules(stored.cached_pool(root, fp, run_ids, model, dataset, "sample"))
+    names[1:1] = own  # where the whole table has them: after majority
     if len(names) < 2:
         st.info(f"{model} has one configuration here; a comparison needs two (add a verifier or a search).")
         return
-    searches = [n for n, kind in zip(names, table.kind) if kind == "search"]
+    searches = [n for n, kind in zip(table.configurations, table.kind) if kind == "search"]
     baseline = next((n for n in names if n.startswith("best_of_n")), names[1])
     first = searches[0] if searches else next(n for n in names if n != baseline)
     paired.section(
         names,
-        lambda a, b, _questions: compare_configurations(table, a, b),
+        lambda a, b, _questions: views.compare_in_table(root, fp, run_ids, model, dataset, verifier, a, b),
         ["all"],
         default_a=first,
         default_b=baseline,

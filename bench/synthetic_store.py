@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from backend.ledger import ModelArch, decode_flops, prefill_flops
+from backend.metrics.confidence import trace_confidence
 from store import Store
 from store.keys import question_key
 from store.schema import NODES, QUESTIONS, SAMPLES, SCORES
@@ -155,6 +156,7 @@ def _sample_tables(run_id, model, qtable, level, n_samples, verifiers, rng, crea
                 "dataset": pa.array(np.asarray(datasets, dtype=object)[qi], pa.string()),
                 "token_confidence": token_confidence,
                 "question_key": pa.array(np.asarray(keys, dtype=object)[qi], pa.string()),
+                "trace_confidence": pa.array(trace_confidence(token_confidence), pa.float64()),
             },
             schema=SAMPLES,
         )

@@ -6,7 +6,9 @@ writes last) and Streamlit's running indicator is gone. Three timings per page: 
 load with cold caches: the pool is read from the shards and its metrics computed), `reload` (a full browser
 load again, results now cached on the store's shard fingerprint; includes booting Streamlit's JavaScript) and
 `navigate` (opening the page from the sidebar of the running app, the slower of two rounds: what a user sees
-moving between pages). The last line is `RESULT slowest_page_s=<slowest navigate>`.
+moving between pages). Then the study report of the store's first model (`ttc report --model M -o FILE`, in a fresh
+process as a user runs it: imports, pool, study and HTML). The last line is
+`RESULT slowest_page_s=<slowest navigate> report_s=<the report's seconds>`.
 
     python -m bench.ui [--store DIR] [--questions 500 --samples 1000]
 
@@ -158,6 +160,24 @@ def page_problems(page) -> list[str]:
     return out
 
 
+def study_report_seconds(store_dir: Path, out: Path) -> float:
+    """Seconds `ttc report` takes to write the first model's study (every run of the store) as one HTML file."""
+    from store import Store
+
+    model = Store.open(store_dir, create=False).query("SELECT min(model) AS m FROM samples")["m"].iloc[0]
+    t = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "backend.cli", "report", "--store", str(store_dir), "--model", model, "-o", str(out)],
+        cwd=ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    seconds = time.perf_counter() - t
+    if not out.is_file():
+        raise RuntimeError(f"ttc report wrote no {out}")
+    return seconds
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", type=Path, default=None, help="an existing store (default: build a synthetic one)")
@@ -197,8 +217,10 @@ def main(argv=None) -> int:
     print(f"slowest first load (cold cache, incl. browser boot): {max(v[0] for v in reload_s.values()):.2f} s")
     print(f"slowest full reload (warm cache, incl. browser boot): {max(v[1] for v in reload_s.values()):.2f} s")
     slowest = max(max(v) for v in nav_s.values())
+    report_s = study_report_seconds(store_dir, Path(tmp.name) / "study.html")
+    print(f"study report (ttc report, first model, fresh process): {report_s:.2f} s")
     tmp.cleanup()
-    print(f"RESULT slowest_page_s={slowest:.2f}")
+    print(f"RESULT slowest_page_s={slowest:.2f} report_s={report_s:.2f}")
     return 0
 
 

@@ -196,6 +196,17 @@ def m014_served_labels(db: Connection) -> None:
     )
 
 
+@migration
+def m015_trace_confidence(db: Connection) -> None:
+    """Shard layout 10: samples gain `trace_confidence`, each trace's confidence (DeepConf's lowest group confidence,
+    backend/metrics/confidence.trace_confidence) computed from its token confidences when the sample is written, so
+    loading a pool for the confidence rules reads one number per sample instead of every token's. Shards written
+    before read it as NULL and a pool load computes it from their token confidences, as it always did."""
+    db.execute(
+        text("UPDATE store_meta SET value = '10' WHERE key = 'shard_schema_version' AND CAST(value AS INTEGER) < 10")
+    )
+
+
 def apply_migrations(db: Connection) -> list[str]:
     """Apply the pending migrations in order, each in the caller's transaction; return their names. Concurrent
     callers (workers starting together on a server catalog) migrate one after the other."""

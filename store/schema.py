@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from store.keys import QUESTION_KEY_SQL
 
-SHARD_SCHEMA_VERSION = 9
+SHARD_SCHEMA_VERSION = 10
 
 SAMPLES = pa.schema(
     [
@@ -43,6 +43,10 @@ SAMPLES = pa.schema(
         # one byte (uint8) in layouts 5-7
         ("token_confidence", pa.list_(pa.uint16())),
         ("question_key", pa.string()),  # the question's identity (store/keys.question_key); layout 7
+        # the trace's confidence from its token confidences, in nats (backend/metrics/confidence.trace_confidence),
+        # written beside them so a pool load never reads the token lists; NULL before layout 10 (then computed on read)
+        # and where the sample has no token confidences
+        ("trace_confidence", pa.float64()),
     ]
 )
 """One row per generated sample. `flops` = decode_flops + prefill_flops / samples_per_question: the prompt is

@@ -133,7 +133,7 @@ SMOKE: dict[str, Smoke] = {
             "cut_share_rerun={n} wall_min_reference={n} wall_min_rerun={n}",
         ),
     ),
-    "ui": Smoke("browser", ("--questions", "6", "--samples", "4"), ("RESULT slowest_page_s={n}",)),
+    "ui": Smoke("browser", ("--questions", "6", "--samples", "4"), ("RESULT slowest_page_s={n} report_s={n}",)),
 }
 
 

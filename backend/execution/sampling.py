@@ -16,7 +16,7 @@ from backend.engines.base import Completion, Engine
 from backend.errors import SpecError, TtcError
 from backend.ledger import ModelArch, decode_flops, prefill_flops
 from backend.metrics.confidence import TOP_K as CONFIDENCE_TOP_K
-from backend.metrics.confidence import encode_token_confidence
+from backend.metrics.confidence import encode_token_confidence, trace_confidence_of
 from backend.models.registry import ResolvedModel, resolve_model
 from backend.options import Options
 from backend.prompting import build_prompt, stop_sequences
@@ -121,6 +121,7 @@ def _sample_row(
     arch = model_arch(model)
     pre = float(prefill_flops(arch, c.prompt_tokens))
     dec = float(decode_flops(arch, c.prompt_tokens, c.completion_tokens))
+    token_confidence = encode_token_confidence(c.logprobs)
     return {
         "run_id": run_id,
         "model": model.name,
@@ -147,8 +148,9 @@ def _sample_row(
         "created_at": datetime.now(UTC),
         "grade_error": grade.error,
         "dataset": q.dataset,
-        "token_confidence": encode_token_confidence(c.logprobs),
+        "token_confidence": token_confidence,
         "question_key": q.key,
+        "trace_confidence": trace_confidence_of(token_confidence),
     }
 
 

@@ -102,6 +102,17 @@ def trace_confidence(token_confidence: pa.Array | pa.ChunkedArray, window: int =
     return out
 
 
+def trace_confidence_of(codes: Sequence[int] | None) -> float | None:
+    """One trace's `trace_confidence` from its stored codes (None: no confidences stored; NaN: no tokens), as the
+    sampler writes it beside them (store/schema.py, layout 10); the same arithmetic as a block of one."""
+    if codes is None:
+        return None
+    arr = np.asarray(codes, dtype=np.int64)
+    if not arr.size:
+        return math.nan
+    return float(_block_confidence(arr, np.zeros(1, np.int64), np.asarray([arr.size]), GROUP_WINDOW)[0])
+
+
 def _block_confidence(codes: np.ndarray, starts: np.ndarray, lengths: np.ndarray, window: int) -> np.ndarray:
     """`trace_confidence` of consecutive traces whose codes are `codes` (a trace's tokens at starts..+lengths)."""
     out = np.full(len(starts), np.nan)

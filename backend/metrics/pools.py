@@ -288,9 +288,9 @@ def load_pool(
     confidence: bool = True,
 ) -> Pool:
     """Load one model's sample pools from the store's `samples` and `scores` views: one column scan each.
-    `confidence=False` neither reads the per-token confidences nor computes each trace's (`confidence` is None, as
-    for a pool written without them): the list column is most of a pool's bytes, and only the confidence rules
-    read it.
+    `confidence=False` reads no trace confidence (`confidence` is None, as for a pool written without them). Each
+    trace's confidence is stored beside its token confidences (layout 10); for rows of older shards it is computed
+    from their token confidences, read for those rows alone (the list column is most of a pool's bytes).
 
     Questions are identified by their key (a question is its content: ids are positions within a run), numbered
     in the sorted order of their labels (`question_labels`); samples of several runs of the same question are
@@ -329,7 +329,7 @@ def load_pool(
            coalesce(decode_flops, 'NaN'::DOUBLE) AS decode_flops,
            coalesce(flops, 'NaN'::DOUBLE) AS flops,
            coalesce(logprob_mean, 'NaN'::DOUBLE) AS logprob_mean,
-           {"token_confidence" if confidence else "NULL::USMALLINT[]"} AS token_confidence,
+           {"trace_confidence" if confidence else "NULL"}::DOUBLE AS trace_confidence,
            {PATH_SQL} AS path
     FROM samples WHERE {" AND ".join(where)}
     """
@@ -346,14 +346,25 @@ def load_pool(
                WHERE list_contains($runs, run_id) AND model = $model AND list_contains($vnames, verifier)""",
             params={"runs": runs, "model": model, "vnames": names},
         ).to_arrow_table()
+    unstored = None
+    if confidence and samples.column("trace_confidence").null_count:
+        # rows of shards written before layout 10 carry no trace confidence: computed from their token confidences,
+        # read for those rows alone (row groups without such rows are skipped)
+        unstored = con.sql(
+            f"""SELECT run_id, question_id, sample_idx, token_confidence FROM samples
+                WHERE {" AND ".join(where)} AND trace_confidence IS NULL AND token_confidence IS NOT NULL""",
+            params=params,
+        ).to_arrow_table()
     n_rows = samples.num_rows
+    n_scored = 0 if scored is None else scored.num_rows
     col = lambda name: samples.column(name).to_numpy(zero_copy_only=False)  # noqa: E731
+    others = [t for t in (scored, unstored) if t is not None]
 
-    def codes_over_both(name):  # one code space for a key column of the samples and the score rows
-        parts = samples.column(name).chunks + ([] if scored is None else scored.column(name).chunks)
+    def codes_over_all(name):  # one code space for a key column of the samples, the score rows and unstored rows
+        parts = samples.column(name).chunks + [c for t in others for c in t.column(name).chunks]
         return _dense_codes(pa.chunked_array(parts, type=samples.schema.field(name).type))[0]
 
-    run_code, qid_code = codes_over_both("run_id"), codes_over_both("question_id")
+    run_code, qid_code = codes_over_all("run_id"), codes_over_all("question_id")
     q_width = int(qid_code.max()) + 1
     q = _questions_in_label_order(samples, qid_code[:n_rows], q_width)
     sample_idx = col("sample_idx").astype(np.int64)
@@ -369,16 +380,18 @@ def load_pool(
         out[cell] = values
         return out.reshape(n_q, n_max)
 
-    scores = {}
-    if scored is not None:
-        # score rows find their sample's cell through (run_id, question_id, sample_idx)
-        run_s, qid_s = run_code[n_rows:], qid_code[n_rows:]
-        score_idx = scored.column("sample_idx").to_numpy(zero_copy_only=False).astype(np.int64)
-        idx_width = int(max(sample_idx.max(), score_idx.max() if len(score_idx) else 0)) + 1
-        n_runs = int(run_code.max()) + 1
-        key = lambda r, qq, ii: (qq * n_runs + r) * idx_width + ii  # noqa: E731
-        lookup = np.full(q_width * n_runs * idx_width, -1, dtype=np.int64)
+    # score rows (and unstored rows) find their sample's cell through (run_id, question_id, sample_idx)
+    other_idx = [t.column("sample_idx").to_numpy(zero_copy_only=False).astype(np.int64) for t in others]
+    idx_width = int(max([sample_idx.max(), *(x.max() for x in other_idx if len(x))])) + 1
+    n_runs = int(run_code.max()) + 1
+    key = lambda r, qq, ii: (qq * n_runs + r) * idx_width + ii  # noqa: E731
+    lookup = np.full(q_width * n_runs * idx_width, -1, dtype=np.int64) if others else None
+    if lookup is not None:
         lookup[key(run_code[:n_rows], qid_code[:n_rows], sample_idx)] = cell
+    scores = {}
+    if scored is not None and lookup is not None:
+        run_s, qid_s = run_code[n_rows : n_rows + n_scored], qid_code[n_rows : n_rows + n_scored]
+        score_idx = other_idx[0]
         target = lookup[key(run_s, qid_s, score_idx)]
         score_slot = scored.column("slot").to_numpy(zero_copy_only=False)
         score_val = scored.column("score").to_numpy(zero_copy_only=False).astype(np.float64)
@@ -387,6 +400,12 @@ def load_pool(
             flat = np.full(n_q * n_max, np.nan)
             flat[target[mine]] = score_val[mine]
             scores[name] = flat.reshape(n_q, n_max)
+    trace = None
+    if confidence:
+        trace = dense(col("trace_confidence").astype(np.float64), np.nan, np.float64)  # NULL reads as NaN
+        if unstored is not None and unstored.num_rows and lookup is not None:
+            at = lookup[key(run_code[n_rows + n_scored :], qid_code[n_rows + n_scored :], other_idx[-1])]
+            trace.reshape(-1)[at] = trace_confidence(unstored.column("token_confidence"))
     valid = dense(True, False, bool)
     first_rows = np.flatnonzero(i == 0)
     first_rows = first_rows[np.argsort(q[first_rows])]
@@ -408,9 +427,7 @@ def load_pool(
         decode_flops=dense(col("decode_flops"), np.nan, np.float64),
         flops=dense(col("flops"), np.nan, np.float64),
         model=model,
-        confidence=dense(trace_confidence(samples.column("token_confidence")), np.nan, np.float64)
-        if confidence
-        else None,
+        confidence=trace,
         logprob_mean=dense(col("logprob_mean"), np.nan, np.float64),
         path_id=dense(path.astype(np.int32), -1, np.int32),
     )

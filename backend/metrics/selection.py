@@ -29,6 +29,10 @@ from backend.metrics.curve import Curve, bootstrap_band, check_questions_mask, m
 from backend.metrics.pools import Pool
 
 _VOTE_CELLS = 1 << 21  # (questions × k × answers) cells per vote-count block
+# how deep in confidence order the filtered vote reads at k: where its m-th of k drawn samples lies on average
+# (m · n / k) plus _DEPTH_SD of its standard deviations (about that / sqrt(m)) and _DEPTH_SLACK samples; a question
+# that needs more is read again at the whole width
+_DEPTH_SD, _DEPTH_SLACK = 4.0, 16
 _TIE_RTOL = 1e-9
 
 
@@ -288,9 +292,11 @@ def selection_curves(
     seed: int = 0,
     n_boot: int = 1000,
     confidence: float = 0.95,
+    confidence_rules: bool = True,
 ) -> dict[str, Curve]:
     """Majority, and with a verifier also best-of-N and weighted best-of-N, sharing one resampling pass; then the
-    confidence-aware rules the pool's samples carry signals for (backend/metrics/confidence.py).
+    confidence-aware rules the pool's samples carry signals for (backend/metrics/confidence.py), unless
+    `confidence_rules` is False (the other rules' curves are the same either way: each rule resamples on its own).
 
     Keys: "majority", "best_of_n[<verifier>]", "weighted_best_of_n[<verifier>]", and of "deepconf_weighted",
     "deepconf_filtered", "perplexity_consistency" those available."""
@@ -309,9 +315,10 @@ def selection_curves(
         name = f"weighted_best_of_n[{verifier}]"
         out[name] = _resampled_curve(name, wtd, mask, ks, pool, **opts)
         out[name].meta["verifier"] = verifier
-    out.update(
-        confidence_curves(pool, ks, questions=mask, draws=draws, seed=seed, n_boot=n_boot, confidence=confidence)
-    )
+    if confidence_rules:
+        out.update(
+            confidence_curves(pool, ks, questions=mask, draws=draws, seed=seed, n_boot=n_boot, confidence=confidence)
+        )
     return out
 
 
@@ -377,8 +384,9 @@ def confidence_votes(
 
     One random permutation per draw, as in `vote_resampled`: the two weighted votes are sums over the subset, so
     one bincount of the segments between successive k, cumulated, serves every k at once. The filtered vote needs
-    each k's own threshold (the m-th most confident of its k samples): per k it reads only the columns that hold
-    the first k valid samples of every question, and finds the threshold by partition, not a full sort."""
+    each k's own threshold (the m-th most confident of its k samples): a small k reads the columns that hold the
+    first k valid samples of every question and finds it by partition; a large k reads the samples in decreasing
+    confidence, where it lies about a tenth of the pool deep (`_FilteredVote`). Either way one tally serves every k."""
     if draws < 2:
         raise ValueError(f"draws must be >= 2 to report a resampling band, got {draws}")
     rng = np.random.default_rng(seed)
@@ -395,21 +403,23 @@ def confidence_votes(
     ks = np.asarray(ks, dtype=np.int64)
     n_k = len(ks)
     out = {rule: np.empty((draws, n_q, n_k)) for rule in CONFIDENCE_RULES}
-    n_valid = valid.sum(axis=1)
     block = max(1, _VOTE_CELLS // ((n_k + 1) * (n_ans + 1)))
-
-    def tally(mask: np.ndarray, a: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
-        rows = a.shape[0]
-        flat = (np.arange(rows)[:, None] * (n_ans + 1) + a)[mask]
-        counted = np.bincount(flat, weights=None if weight is None else weight[mask], minlength=rows * (n_ans + 1))
-        return counted.reshape(rows, 1, n_ans + 1)[..., :n_ans]
-
+    filtered = _FilteredVote(valid, code, conf, answer_ok, ks, keep_fraction)
+    full = bool(valid.all())
+    if full:  # every pool whole: a position's rank and k-segment are the same in every row and every draw
+        rank_row = np.arange(1, width + 1)
+        rank_full = np.broadcast_to(rank_row, (n_q, width))
+        seg_full = np.broadcast_to(np.searchsorted(ks, rank_row, side="left"), (n_q, width))
     for d in range(draws):
         perm = rng.permutation(width)
-        v, a, c = valid[:, perm], code[:, perm], conf[:, perm]
+        a, c = code[:, perm], conf[:, perm]
         p = prob[:, perm] if first_copies is None else np.where(first_copies.mask(perm), prob, 0.0)[:, perm]
-        rank = np.cumsum(v, axis=1)
-        seg = np.where(v, np.searchsorted(ks, rank, side="left"), n_k)  # the first k whose subset holds the sample
+        if full:
+            v, rank, seg = valid, rank_full, seg_full
+        else:
+            v = valid[:, perm]
+            rank = np.cumsum(v, axis=1)
+            seg = np.where(v, np.searchsorted(ks, rank, side="left"), n_k)  # the first k whose subset holds the sample
         for lo in range(0, n_q, block):
             hi = min(n_q, lo + block)
             rows = hi - lo
@@ -425,23 +435,102 @@ def confidence_votes(
             out["deepconf_weighted"][d, lo:hi] = pick_weighted(counts, summed(c[lo:hi].ravel()), ok)
             out["perplexity_consistency"][d, lo:hi] = pick_weighted(counts, summed(p[lo:hi].ravel()), ok)
         # the most confident ceil(keep_fraction · k) of the k (at least one) vote
-        for j, k in enumerate(ks):
-            span = min(width, int((rank < k).sum(axis=1).max()) + 1)  # columns holding every row's first k
+        filtered.draw(perm, v, a, c, rank, out["deepconf_filtered"][d])
+    return out
+
+
+class _FilteredVote:
+    """DeepConf's filtered vote (the most confident ceil(keep_fraction · k) of a k-subset, at least one, vote weighted
+    by confidence; every sample tied with the last kept one votes too) for every k of a grid, one permutation at a
+    time. The kept set of k is read one of two ways, whichever touches fewer cells, with the same threshold and so
+    the same votes: small k from the permutation's first k samples (the threshold by partition); large k from the
+    samples in decreasing confidence (sorted once for every draw), where the kept ones are the first m of those
+    among the k drawn: about keep_fraction of the pool deep whatever k is, where a prefix is k deep."""
+
+    def __init__(self, valid, code, conf, answer_ok, ks, keep_fraction):
+        self.valid, self.code, self.conf, self.answer_ok, self.ks = valid, code, conf, answer_ok, ks
+        n_q, self.width = valid.shape
+        self.n_valid = valid.sum(axis=1)
+        self.full = bool(valid.all())
+        self.m = np.maximum(1, np.ceil(keep_fraction * np.minimum(ks[None, :], self.n_valid[:, None]))).astype(np.int64)
+        # draw-independent: each question's samples in decreasing confidence, padding last
+        self.by_conf = np.argsort(np.where(valid, -conf, np.inf), axis=1, kind="stable")
+        self.conf_sorted = np.take_along_axis(conf, self.by_conf, axis=1)
+        self.code_sorted = np.take_along_axis(code, self.by_conf, axis=1)
+        # how deep in confidence order the m-th of k drawn samples lies: about m · n / k (_DEPTH_SD, _DEPTH_SLACK)
+        n_max = int(self.n_valid.max()) if n_q else 0
+        m_max = self.m.max(axis=0, initial=1)
+        mean = m_max * (n_max + 1) / (ks + 1)
+        depth = np.ceil(mean * (1 + _DEPTH_SD / np.sqrt(m_max))).astype(np.int64) + _DEPTH_SLACK
+        self.depth = np.minimum(self.width, depth)
+
+    def draw(self, perm, v, a, c, rank, out):
+        """Fill out (Q, K) for one permutation `perm`; v, a, c and rank: validity, answer code, confidence and valid
+        rank (1-based) in its order. Each k's kept samples are gathered, then one tally and one pick serve every k."""
+        n_q, width = v.shape
+        n_k, n_ans = len(self.ks), self.answer_ok.shape[1]
+        if n_k == 0:
+            return
+        rank_sorted = None
+        every = np.arange(n_q)
+        kept_row, kept_k, kept_code, kept_conf = [], [], [], []
+        for j, k in enumerate(self.ks):
+            m = self.m[:, j]
+            if self.depth[j] < k:  # deep in the pool: read it in confidence order
+                if rank_sorted is None:  # each sample's valid rank in this draw, in confidence order
+                    if self.full:  # a sample's rank is its position in the permutation
+                        position = np.empty(width, dtype=np.int64)
+                        position[perm] = np.arange(1, width + 1)
+                        rank_sorted = position[self.by_conf]
+                    else:
+                        at = np.empty((n_q, width), dtype=np.int64)
+                        at[:, perm] = np.where(v, rank, width + 1)
+                        rank_sorted = np.take_along_axis(at, self.by_conf, axis=1)
+                for row, code, conf in self._sorted_keep(every, rank_sorted, k, m, int(self.depth[j])):
+                    kept_row.append(row)
+                    kept_k.append(np.full(len(row), j))
+                    kept_code.append(code)
+                    kept_conf.append(conf)
+                continue
+            span = k if self.full else min(width, int((rank < k).sum(axis=1).max()) + 1)  # every row's first k
             in_k = v[:, :span] & (rank[:, :span] <= k)
             ck = c[:, :span]
-            m = np.maximum(1, np.ceil(keep_fraction * np.minimum(k, n_valid))).astype(np.int64)
             top = -np.where(in_k, ck, -np.inf)
             m_col = np.minimum(m, span) - 1
             if (m_col == m_col[0]).all():  # the usual case, k within every pool: one partition
                 threshold = -np.partition(top, int(m_col[0]), axis=1)[:, int(m_col[0])]
             else:
                 threshold = -np.sort(top, axis=1)[np.arange(n_q), m_col]
-            keep = in_k & (ck >= threshold[:, None])
-            ak = a[:, :span]
-            out["deepconf_filtered"][d, :, j] = pick_weighted(tally(keep, ak, None), tally(keep, ak, ck), answer_ok)[
-                :, 0
-            ]
-    return out
+            row, col = np.nonzero(in_k & (ck >= threshold[:, None]))
+            kept_row.append(row)
+            kept_k.append(np.full(len(row), j))
+            kept_code.append(a[row, col])
+            kept_conf.append(ck[row, col])
+        flat = (np.concatenate(kept_row) * n_k + np.concatenate(kept_k)) * (n_ans + 1) + np.concatenate(kept_code)
+        size = n_q * n_k * (n_ans + 1)
+        counts = np.bincount(flat, minlength=size).reshape(n_q, n_k, n_ans + 1)[..., :n_ans]
+        weights = np.bincount(flat, weights=np.concatenate(kept_conf), minlength=size)
+        out[:] = pick_weighted(counts, weights.reshape(n_q, n_k, n_ans + 1)[..., :n_ans], self.answer_ok)
+
+    def _sorted_keep(self, rows, rank_sorted, k, m_all, depth):
+        """The kept samples of `rows` at k as (row, answer code, confidence) arrays, reading the first `depth` samples
+        in confidence order (rows it cannot settle there are read again at the whole width)."""
+        every = len(rows) == len(m_all)  # all rows, in order: views, not copies
+        drawn = (rank_sorted[:, :depth] if every else rank_sorted[rows, :depth]) <= k
+        seen = np.cumsum(drawn, axis=1, dtype=np.int32)
+        m = m_all[rows]
+        reached = seen[:, -1] >= m
+        at = np.argmax(seen >= m[:, None], axis=1)
+        cs = self.conf_sorted[:, :depth] if every else self.conf_sorted[rows, :depth]
+        threshold = np.where(reached, cs[np.arange(len(rows)), at], np.inf)
+        if depth < self.width:  # ties of the threshold past the depth, or the m-th drawn not reached: go deeper
+            deeper = ~reached | (self.conf_sorted[rows, depth] >= threshold)
+        else:
+            deeper = np.zeros(len(rows), dtype=bool)
+        i, col = np.nonzero(drawn & (cs >= threshold[:, None]) & ~deeper[:, None])
+        yield rows[i], self.code_sorted[rows[i], col], cs[i, col]
+        if deeper.any():
+            yield from self._sorted_keep(rows[deeper], rank_sorted, k, m_all, self.width)
 
 
 def confidence_curves(

@@ -284,13 +284,18 @@ def strategy_table(
     seed: int = 0,
     one_sample_flops: float | None = None,
     budget_unit: str = "flops",
+    pool_rules: bool = True,
+    confidence_rules: bool = True,
 ) -> StrategyTable:
     """Build the table from a loaded pool and `load_searches` rows (module docstring).
 
     budgets: FLOPs per question; default the distinct search budgets, or a grid over the pool without searches.
     verifier_flops: (Q,) mean verifier FLOPs per sample for `verifier` (charged to best-of-N and weighted).
     one_sample_flops: "1 sample" of these questions (backend.pricing, `pool_one_sample_flops`), the unit of the
-    "≈ x samples" labels; None: the pool's mean measured sample, and a note says so."""
+    "≈ x samples" labels; None: the pool's mean measured sample, and a note says so. pool_rules=False: the searches'
+    rows alone (the same cells; what a chart of the searches reads, without evaluating every pool rule);
+    confidence_rules=False: without the confidence-aware rules (every other row the same), the costliest to evaluate
+    at every budget, for a view that shows them only on demand."""
     searches = searches if searches is not None else pd.DataFrame(columns=["label", "budget"])
     notes: list[str] = []
     once, per_sample = question_costs(pool, "flops")
@@ -310,7 +315,11 @@ def strategy_table(
     per_verified = np.zeros(pool.n_questions)
     if verifier is not None and verifier_flops is not None:
         per_verified = np.nan_to_num(np.asarray(verifier_flops, dtype=np.float64))
-    rules = _pool_cells(pool, verifier, per_verified, budgets, draws, seed)
+    if pool_rules:
+        rules = _pool_cells(pool, verifier, per_verified, budgets, draws, seed, confidence_rules)
+    else:
+        none = np.zeros((0, len(budgets), pool.n_questions))
+        rules = _Cells([], [], [], none, none, none, none, none.astype(np.int8))
     found = _search_cells(pool, capped, budgets, notes)
     if one_sample_flops is None:
         one = float(np.mean(once + per_sample))
@@ -336,7 +345,13 @@ def strategy_table(
 
 
 def _pool_cells(
-    pool: Pool, verifier: str | None, per_verified: np.ndarray, budgets: np.ndarray, draws: int, seed: int
+    pool: Pool,
+    verifier: str | None,
+    per_verified: np.ndarray,
+    budgets: np.ndarray,
+    draws: int,
+    seed: int,
+    confidence_rules: bool = True,
 ) -> _Cells:
     """Pool rules: k per (rule, budget, question), curves evaluated on the k levels actually needed."""
     once, per_sample = question_costs(pool, "flops")
@@ -344,7 +359,8 @@ def _pool_cells(
     n_min = int(pool.n.min())
     n_q, n_b = pool.n_questions, len(budgets)
     with_verifier = verifier is not None
-    own = available_rules(pool)  # confidence-aware rules read the samples' own logprobs: a sample's cost, no verifier
+    # confidence-aware rules read the samples' own logprobs: a sample's cost, no verifier
+    own = available_rules(pool) if confidence_rules else []
     names = ["majority", *own] + (
         [f"best_of_n[{verifier}]", f"weighted_best_of_n[{verifier}]"] if with_verifier else []
     )
@@ -357,7 +373,9 @@ def _pool_cells(
     needed = np.unique(on_grid[on_grid > 0])
     pool_acc = np.full((len(names), n_b, n_q), np.nan)
     if needed.size:
-        curves = selection_curves(pool, verifier, needed, draws=draws, seed=seed, n_boot=0)
+        curves = selection_curves(
+            pool, verifier, needed, draws=draws, seed=seed, n_boot=0, confidence_rules=confidence_rules
+        )
         col = np.searchsorted(needed, np.maximum(on_grid, needed[0]))
         for r, name in enumerate(names):
             per_q = curves[name].per_question  # (Q, K)

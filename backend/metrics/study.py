@@ -236,10 +236,14 @@ def study_inputs(
     seed: int = 0,
     budgets=None,
     pool: Pool | None = None,
+    pool_rules: bool = True,
+    confidence_rules: bool = True,
 ) -> StudyInputs:
     """Load the model's pool and searches, build the accuracy table on the FLOPs axis and bin the questions
     both ways (compute_optimal_study). `pool`: the same selection's sampling pool (strategy 'sample') already
-    loaded, e.g. by a page's cache, used instead of reading it again; verifiers other than `verifier` set aside."""
+    loaded, e.g. by a page's cache, used instead of reading it again; verifiers other than `verifier` set aside.
+    pool_rules=False: a table of the searches alone (`strategy_table`), for a page that draws only those;
+    confidence_rules=False: without the confidence-aware rules."""
     runs = [run_ids] if isinstance(run_ids, str) else list(run_ids)
     known = list_verifiers(con, runs, model)
     if verifier == AUTO:
@@ -255,7 +259,8 @@ def study_inputs(
     notes: list[str] = []
     axes = run_axes(con, runs, model)
     if axes.can("flops"):
-        vflops = verifier_flops_per_question(con, runs, model, verifier, pool) if verifier else None
+        # what best-of-N pays per sample for its verifier: read by the pool rules alone
+        vflops = verifier_flops_per_question(con, runs, model, verifier, pool) if verifier and pool_rules else None
         one, unit = _one_sample(con, runs, model, pool), "flops"
     else:  # budgets in samples: every sample costs one, the verifier's pass nothing
         notes.append(f"{axes.why('flops')}; budgets are in samples per question")
@@ -271,9 +276,11 @@ def study_inputs(
         seed=seed,
         one_sample_flops=one,
         budget_unit=unit,
+        pool_rules=pool_rules,
+        confidence_rules=confidence_rules,
     )
     notes.extend(table.notes)
-    stale = old_rule_scores(con, runs, model, verifier) if verifier else 0
+    stale = old_rule_scores(con, runs, model, verifier) if verifier and pool_rules else 0
     if stale:
         notes.append(
             f"{stale} {verifier} score(s) were charged by the engine's cache report (written before shard layout 9) "

@@ -17,5 +17,5 @@ def test_ui_bench_runs_at_smoke_size(tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is absent (apt install chromium): no browser to drive")
     pytest.importorskip("playwright")
-    ((slowest,),) = run("ui", tmp_path)
-    assert slowest > 0
+    ((slowest, report),) = run("ui", tmp_path)
+    assert slowest > 0 and report > 0

@@ -368,6 +368,24 @@ def test_compute_optimal_heat_map_chooses_among_searches_and_pool_rules(monkeypa
     sweep = next(f["data"] for f in _figures(at) if "sequential:parallel" in f["layout"]["title"]["text"])
     assert all(t["x"] == ["3:1", "1:1"] for t in sweep)  # one line per bin, more sequential to the left
     assert any("ran without a budget" in str(i.value) for i in at.info)  # the store's unbudgeted trees, said so
+    # the chart of every configuration per bin is drawn once its expander is opened, not before
+    by_bin = "Accuracy against FLOPs per difficulty bin"
+    assert not any(f["layout"]["title"]["text"].startswith(by_bin) for f in _figures(at))
+    at.session_state["by_bin_open"] = True
+    at.run()
+    fig = next(f for f in _figures(at) if f["layout"]["title"]["text"].startswith(by_bin))
+    groups = {t["legendgroup"] for t in fig["data"]}
+    assert "majority" in groups and any(g.startswith("beam_search") for g in groups), groups
+    # so is the FLOPs-matched comparison with a larger model; a link that sets its numbers opens it
+    same = "Same total FLOPs"
+    assert not any(f["layout"]["title"]["text"].startswith(same) for f in _figures(at))
+    at.session_state["flops_matched_open"] = True
+    at.run()
+    assert any(f["layout"]["title"]["text"].startswith(same) for f in _figures(at))
+    linked = _app(monkeypatch, populated_store)
+    linked.query_params["R"] = "0.5"
+    linked.switch_page("app_pages/compute_optimal.py").run()
+    assert any(f["layout"]["title"]["text"].startswith(same) for f in _figures(linked))
 
 
 def test_compute_optimal_says_what_the_cross_validation_holds_out(monkeypatch, populated_store):
@@ -447,6 +465,23 @@ def test_strategies_page_compares_two_configurations_at_matched_flops(monkeypatc
     again = next(d.value for d in at.dataframe if "verdict" in d.value.columns)
     assert (again["a"] == "majority").all() and again["questions_paired"].min() > 0  # pool rules run everywhere
     assert at.query_params["strat_pair_a"] == "majority"  # a shareable link
+    # the confidence-aware rules are offered where the whole table has them, and compared once picked (the page
+    # evaluates them at every budget only then), as the Compute-optimal page's study compares them
+    from backend.metrics.paired import compare_configurations
+    from backend.metrics.study import study_inputs
+    from store import Store
+
+    model = at.selectbox(key="pair_model").value  # the model whose configurations are compared
+    con = Store.open(populated_store, create=False).connect()
+    try:
+        whole = study_inputs(con, list(at.multiselect(key="runs").value), model, verifier="prm-synthetic").table
+    finally:
+        con.close()
+    assert list(at.selectbox(key="strat_pair_a").options) == whole.configurations
+    at.selectbox(key="strat_pair_a").set_value("deepconf_filtered").run()
+    picked = next(d.value for d in at.dataframe if "verdict" in d.value.columns)
+    expected = compare_configurations(whole, "deepconf_filtered", "best_of_n[prm-synthetic]")
+    pd.testing.assert_frame_equal(picked.reset_index(drop=True), expected, check_dtype=False)
     assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
 
 

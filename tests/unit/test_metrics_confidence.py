@@ -21,6 +21,7 @@ from backend.metrics.confidence import (
     encode_token_confidence,
     top_k_confidence,
     trace_confidence,
+    trace_confidence_of,
 )
 from backend.metrics.pools import pool_from_arrays
 from backend.metrics.selection import selection_curves
@@ -106,6 +107,17 @@ def test_trace_confidence_is_the_lowest_window_mean_of_each_trace(chunk, monkeyp
         expected = [_lowest_window_mean(t or [], window) for t in traces]
         np.testing.assert_allclose(trace_confidence(arr, window), expected, rtol=1e-12)
         np.testing.assert_allclose(trace_confidence(arr.slice(5), window), expected[5:], rtol=1e-12)
+
+
+def test_the_trace_confidence_written_with_a_sample_is_the_one_a_pool_would_compute():
+    """The sampler stores each trace's confidence (layout 10); a pool computed it from the tokens before: the same
+    number, bit for bit, for long and short traces; NaN for no tokens, None for none stored."""
+    rng = np.random.default_rng(5)
+    traces = [rng.integers(0, 1653, int(n)).tolist() for n in rng.integers(1, 200, 40)] + [[], None]
+    expected = trace_confidence(pa.array(traces, type=pa.list_(pa.uint16())))
+    got = [trace_confidence_of(t) for t in traces]
+    assert got[-1] is None
+    np.testing.assert_array_equal(np.asarray(got[:-1], dtype=float), expected[:-1])
 
 
 def _brute(valid, correct, answer, conf, prob, k, keep):
@@ -237,21 +249,29 @@ def test_a_pool_without_signals_gets_no_confidence_rules():
     assert set(selection_curves(pool, None, [2], draws=2, n_boot=0)) == {"majority"}
 
 
+@pytest.mark.parametrize("shallow", [False, True])
+@pytest.mark.parametrize("full", [False, True])
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_confidence_votes_reproduce_the_per_k_implementation_draw_for_draw(seed):
+def test_confidence_votes_reproduce_the_per_k_implementation_draw_for_draw(seed, full, shallow, monkeypatch):
     """Same seed, same permutations: every rule's (draw, question, k) value equals the per-k loop's, on pools of
-    unequal size, unanswered samples, unknown signals, duplicated paths and tied confidences."""
+    unequal size (or all whole), unanswered samples, unknown signals, duplicated paths and tied confidences. Shallow:
+    the filtered vote reads most k in confidence order, and too shallow for many questions (read again whole)."""
+    if shallow:
+        monkeypatch.setattr(selection, "_DEPTH_SD", 0.0)
+        monkeypatch.setattr(selection, "_DEPTH_SLACK", 0)
     rng = np.random.default_rng(seed)
     n_q, width = 7, 40
     valid = rng.random((n_q, width)) < 0.85
     valid[:, :12] = True  # every pool holds at least 12
+    if full:
+        valid[:] = True
     answer = np.where(valid, rng.integers(-1, 5, (n_q, width)), -1)
     answer_ok = rng.random((n_q, 5)) < 0.4
     conf = rng.integers(0, 24, (n_q, width)) / 8.0  # coarse: ties at the filter's threshold
     conf[rng.random((n_q, width)) < 0.1] = np.nan
     prob = np.exp(-rng.integers(1, 9, (n_q, width)) / 4.0)
     prob[rng.random((n_q, width)) < 0.1] = np.nan
-    ks = np.array([1, 2, 3, 5, 8, 12])
+    ks = np.array([1, 2, 3, 5, 8, 12] + ([30, 40] if full else []))
     for path_id in (None, rng.integers(0, 6, (n_q, width))):
         args = (valid, answer, answer_ok.astype(float), conf, prob, ks)
         new = selection.confidence_votes(*args, draws=5, seed=seed, path_id=path_id)

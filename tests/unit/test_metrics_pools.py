@@ -43,6 +43,7 @@ def _store():
                 logprob_mean=-0.25 * (idx + 1),
                 token_confidence=None if run == "r2" else [16 * (idx + 1)] * 3,  # r2: written before layout 5
                 question_key=None,  # no key: the question is its (dataset, id), as before layout 7
+                trace_confidence=None,  # before layout 10: computed from the token confidences
             )
         )
     rows.append({**rows[0], "model": "other"})
@@ -144,6 +145,7 @@ def test_a_question_is_its_key_not_its_id():
                 flops=1.0,
                 logprob_mean=-1.0,
                 token_confidence=[16],
+                trace_confidence=1.0,
             )
             for r, q, k, i, ok in rows
         ]

@@ -137,13 +137,15 @@ def test_a_store_from_before_keys_is_migrated_and_reads_the_same(two_runs, tmp_p
     shutil.copytree(store.root, old)
     for path in old.glob("*/*/*.parquet"):
         table = pq.read_table(path)
-        if "question_key" in table.column_names:
-            pq.write_table(table.drop(["question_key"]), path)
+        newer = [c for c in ("question_key", "trace_confidence") if c in table.column_names]
+        if newer:
+            pq.write_table(table.drop(newer), path)
     catalog = Store.open(old, create=False).catalog
     with catalog.begin() as db:
         db.execute(
             text(
-                "DELETE FROM _migrations WHERE name IN ('m010_question_key', 'm011_token_confidence_range', 'm012_score_pass_tokens')"
+                "DELETE FROM _migrations WHERE name IN ('m010_question_key', 'm011_token_confidence_range', "
+                "'m012_score_pass_tokens', 'm015_trace_confidence')"
             )
         )
         db.execute(text("UPDATE store_meta SET value = '6' WHERE key = 'shard_schema_version'"))

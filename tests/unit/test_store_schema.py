@@ -28,6 +28,7 @@ def test_migrations_are_named_in_order():
         "m012_score_pass_tokens",
         "m013_imports",
         "m014_served_labels",
+        "m015_trace_confidence",
     ]
 
 
@@ -126,6 +127,7 @@ def test_samples_view_columns_and_types(tmp_path):
         "dataset": "VARCHAR",
         "token_confidence": "USMALLINT[]",
         "question_key": "VARCHAR",
+        "trace_confidence": "DOUBLE",
     }
 
 
@@ -263,6 +265,42 @@ def test_a_store_written_before_token_confidences_reads_them_as_null_and_the_rul
         "(written before the store kept them, shard layout < 5, or by an engine without logprobs); sample again to "
         "compare them"
     ]
+
+
+def test_trace_confidences_are_read_where_stored_and_computed_from_the_tokens_of_older_shards(tmp_path):
+    """Layout 10 stores each trace's confidence beside its token confidences: a pool reads the stored number (here
+    one that its tokens would not give, to tell the two apart), and computes it from the tokens for rows of a
+    layout-9 shard, which has no such column, next to them."""
+    import pyarrow.parquet as pq
+
+    from backend.metrics.confidence import SCALE
+    from backend.metrics.pools import load_pool
+
+    store = Store.open(tmp_path / "s")
+    base = {f.name: None for f in TABLES["samples"]} | {"run_id": "r", "model": "m", "question_id": "q", "answer": "1"}
+    old = pa.schema([f for f in TABLES["samples"] if f.name != "trace_confidence"])
+    (tmp_path / "s" / "samples" / "r").mkdir(parents=True)
+    pq.write_table(
+        pa.Table.from_pylist(
+            [
+                {k: v for k, v in base.items() if k != "trace_confidence"}
+                | {"sample_idx": 0, "token_confidence": [32, 48]}
+            ],
+            schema=old,
+        ),
+        tmp_path / "s" / "samples" / "r" / "old.parquet",
+    )
+    stored = [
+        base | {"sample_idx": 1, "token_confidence": [16, 16], "trace_confidence": 7.0},
+        base | {"sample_idx": 2, "token_confidence": None, "trace_confidence": None},  # an engine without logprobs
+    ]
+    store.write_shard("samples", "r", pa.Table.from_pylist(stored, schema=TABLES["samples"]))
+    con = store.connect()
+    pool = load_pool(con, ["r"], "m")
+    without = load_pool(con, ["r"], "m", confidence=False)
+    con.close()
+    np.testing.assert_array_equal(pool.confidence, [[(32 + 48) / 2 / SCALE, 7.0, np.nan]])
+    assert without.confidence is None
 
 
 def test_one_byte_token_confidences_of_layouts_5_to_7_read_as_two_bytes_unchanged(tmp_path):

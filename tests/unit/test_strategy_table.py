@@ -17,7 +17,7 @@ from backend.execution.sampling import PreparedRun, _prepare_search, sample_seed
 from backend.ledger import decode_flops, prefill_flops
 from backend.metrics.compute_optimal import cv_band, fold_assignment
 from backend.metrics.strategy_table import OK, POOL_EXHAUSTED, STATUSES, UNAFFORDABLE, k_levels, search_label
-from backend.metrics.study import COMPUTE_OPTIMAL, compute_optimal_study
+from backend.metrics.study import COMPUTE_OPTIMAL, compute_optimal_study, study_inputs
 from backend.prompting import build_prompt
 from backend.strategies.sequential_revisions import split_attempts
 from backend.tasks import create_task
@@ -177,6 +177,27 @@ def test_searches_are_placed_at_what_their_ledger_spent(study_store):
     cells = t.cells()
     cell = cells[(cells["configuration"] == labels[0]) & (cells["budget_flops"] == t.budgets[0])].iloc[0]
     assert cell["questions"] == 3 and cell["unaffordable"] == 1 and cell["of_questions"] == 4
+    # the searches' rows alone (what the Strategies page draws) are the whole table's search rows, cell for cell
+    con = study_store["store"].connect()
+    try:
+        alone = study_inputs(con, [study_store["run_id"]], "scripted", pool_rules=False).table
+    finally:
+        con.close()
+    assert alone.configurations == labels and alone.one_sample_flops == t.one_sample_flops
+    pd.testing.assert_frame_equal(alone.cells(), cells[cells["kind"] == "search"].reset_index(drop=True))
+    # without the confidence-aware rules: every other row the same, cell for cell (each rule resamples on its own)
+    con = study_store["store"].connect()
+    try:
+        plain = study_inputs(con, [study_store["run_id"]], "scripted", confidence_rules=False).table
+    finally:
+        con.close()
+    kept = [
+        c for c in t.configurations if c not in ("deepconf_weighted", "deepconf_filtered", "perplexity_consistency")
+    ]
+    assert plain.configurations == kept
+    for name in kept:
+        for field in ("accuracy", "spent", "samples", "tokens", "status"):
+            np.testing.assert_array_equal(getattr(plain, field)[plain.index(name)], getattr(t, field)[t.index(name)])
 
 
 def test_the_ratio_sweep_splits_each_budget_into_chain_length_times_chains(study_store):
