@@ -277,39 +277,9 @@ def _questions_in_label_order(samples: pa.Table, qid_code: np.ndarray, q_width: 
     return rank[key_code]
 
 
-def load_pool(
-    con: duckdb.DuckDBPyConnection,
-    run_ids: str | Sequence[str],
-    model: str,
-    *,
-    dataset: str | None = None,
-    strategy: str | None = None,
-    verifiers: str | Sequence[str] | None = None,
-    confidence: bool = True,
-) -> Pool:
-    """Load one model's sample pools from the store's `samples` and `scores` views: one column scan each.
-    `confidence=False` reads no trace confidence (`confidence` is None, as for a pool written without them). Each
-    trace's confidence is stored beside its token confidences (layout 10); for rows of older shards it is computed
-    from their token confidences, read for those rows alone (the list column is most of a pool's bytes).
-
-    Questions are identified by their key (a question is its content: ids are positions within a run), numbered
-    in the sorted order of their labels (`question_labels`); samples of several runs of the same question are
-    concatenated in (run_id, sample_idx) order. Adaptive runs are refused (`refuse_adaptive`). Answers are
-    compared after trimming and collapsing whitespace; a NULL or empty answer gets code -1 (it can never win a vote); codes follow the
-    sorted order of a question's distinct answers (SQL dense_rank semantics). `verifiers=None` loads every
-    verifier that scored the selection; a string or list loads just those.
-
-    The numbering — question dense_rank, per-question row_number, answer dense_rank — is done by sorting
-    integer codes in numpy: on 2 cores DuckDB window functions (or a join of the two tables) cost ~0.4 s each
-    per million rows, two plain scans plus a numpy lexsort about 0.5 s in all."""
-    runs = [run_ids] if isinstance(run_ids, str) else list(run_ids)
-    if not runs:
-        raise ValueError("run_ids is empty; give at least one run id")
-    refuse_adaptive(con, runs)
-    if verifiers is None:
-        names = list_verifiers(con, runs, model)
-    else:
-        names = [verifiers] if isinstance(verifiers, str) else list(verifiers)
+def _read_tables(con, runs, model, dataset, strategy, names, confidence):
+    """The selection's sample rows, its score rows (None without verifiers) and, for rows of shards written before
+    layout 10, their token confidences (None when every row has its trace confidence stored)."""
     where = ["list_contains($runs, run_id)", "model = $model"]
     params: dict = {"runs": runs, "model": model}
     if dataset is not None:
@@ -355,6 +325,43 @@ def load_pool(
                 WHERE {" AND ".join(where)} AND trace_confidence IS NULL AND token_confidence IS NOT NULL""",
             params=params,
         ).to_arrow_table()
+    return samples, scored, unstored
+
+
+def load_pool(
+    con: duckdb.DuckDBPyConnection,
+    run_ids: str | Sequence[str],
+    model: str,
+    *,
+    dataset: str | None = None,
+    strategy: str | None = None,
+    verifiers: str | Sequence[str] | None = None,
+    confidence: bool = True,
+) -> Pool:
+    """Load one model's sample pools from the store's `samples` and `scores` views: one column scan each.
+    `confidence=False` reads no trace confidence (`confidence` is None, as for a pool written without them). Each
+    trace's confidence is stored beside its token confidences (layout 10); for rows of older shards it is computed
+    from their token confidences, read for those rows alone (the list column is most of a pool's bytes).
+
+    Questions are identified by their key (a question is its content: ids are positions within a run), numbered
+    in the sorted order of their labels (`question_labels`); samples of several runs of the same question are
+    concatenated in (run_id, sample_idx) order. Adaptive runs are refused (`refuse_adaptive`). Answers are
+    compared after trimming and collapsing whitespace; a NULL or empty answer gets code -1 (it can never win a vote); codes follow the
+    sorted order of a question's distinct answers (SQL dense_rank semantics). `verifiers=None` loads every
+    verifier that scored the selection; a string or list loads just those.
+
+    The numbering — question dense_rank, per-question row_number, answer dense_rank — is done by sorting
+    integer codes in numpy: on 2 cores DuckDB window functions (or a join of the two tables) cost ~0.4 s each
+    per million rows, two plain scans plus a numpy lexsort about 0.5 s in all."""
+    runs = [run_ids] if isinstance(run_ids, str) else list(run_ids)
+    if not runs:
+        raise ValueError("run_ids is empty; give at least one run id")
+    refuse_adaptive(con, runs)
+    if verifiers is None:
+        names = list_verifiers(con, runs, model)
+    else:
+        names = [verifiers] if isinstance(verifiers, str) else list(verifiers)
+    samples, scored, unstored = _read_tables(con, runs, model, dataset, strategy, names, confidence)
     n_rows = samples.num_rows
     n_scored = 0 if scored is None else scored.num_rows
     col = lambda name: samples.column(name).to_numpy(zero_copy_only=False)  # noqa: E731
