@@ -41,7 +41,7 @@ REVIEWED = {
     ("store/maintenance.py", "_merge"): "file paths escaped by _sql_str; columns from TABLES",
     ("store/maintenance.py", "_merge.write"): "columns from TABLES, sort keys from SORT",
     ("store/maintenance.py", "check"): "file paths escaped by _sql_str; key columns from KEYS",
-    ("backend/metrics/pools.py", "load_pool"): "WHERE clauses chosen from constants; every value a $parameter",
+    ("backend/metrics/pools.py", "_read_tables"): "WHERE clauses chosen from constants; every value a $parameter",
     ("backend/metrics/quality.py", "data_quality"): "WHERE clauses and group keys chosen from constants; every value a "
     "$parameter (the bins' keys and levels too)",
     ("backend/metrics/quality.py", "bins_by_key"): "a constant key expression; every value a $parameter",
