@@ -1064,10 +1064,12 @@ def _cmd_serve(args) -> int:
     from backend.serving.policy import load_policy
     from backend.serving.runtime import parse_budget
 
-    policy = load_policy(args.policy)
-    default_budget = None
+    default_budget = None  # the options first: a bad one loads nothing
     if args.default_budget is not None:
         default_budget = parse_budget(args.default_budget, "--default-budget")
+    if args.concurrency is not None and args.concurrency < 1:
+        raise SpecError("--concurrency", f"{args.concurrency} requests at once", "1 or more")
+    policy = load_policy(args.policy)
     return serve(policy, args.store, args.catalog, args.host, args.port, args.concurrency, default_budget)
 
 
