@@ -19,7 +19,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from backend.serving.policy import content_version, load_policy
+from backend.serving.policy import load_policy
+from bench.serve import cut
 from store import Store
 from tests.conftest import ROOT, ttc, wait_until
 from tests.integration.servers import free_port
@@ -132,20 +133,6 @@ def test_serve_answers_a_chat_completion_and_logs_it(tmp_path: Path, policy_file
 TINY_TOKENS = 6  # every completion of the concurrency test: 64 requests stay a few minutes on 2 loaded cores
 
 
-def _tiny(policy_file: Path, out: Path) -> Path:
-    """The policy with every phase's completions cut to TINY_TOKENS (and its version rehashed): the same bins, cells
-    and budgets, answered fast."""
-    data = json.loads(policy_file.read_text())
-    data["predictor"]["max_tokens"] = TINY_TOKENS
-    for b in data["bins"]:
-        for cell in b["cells"]:
-            if "max_tokens" in cell["config"]:
-                cell["config"]["max_tokens"] = TINY_TOKENS
-    data["version"] = content_version(data)
-    out.write_text(json.dumps(data))
-    return out
-
-
 def _post(url: str, body: dict, headers: dict) -> dict:
     req = urllib.request.Request(
         f"{url}/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json", **headers}
@@ -157,7 +144,7 @@ def _post(url: str, body: dict, headers: dict) -> dict:
 def test_32_requests_at_once_answer_as_the_same_requests_one_by_one(tmp_path: Path, policy_file: Path):
     """On llama.cpp, requests answered at once share its slots and batches; what each answers (text, bin,
     configuration, every sample's and judge's tokens, FLOPs) must not depend on that."""
-    tiny = _tiny(policy_file, tmp_path / "tiny.json")
+    tiny = cut(policy_file, TINY_TOKENS, tmp_path / "tiny.json")  # the same bins, cells and budgets, answered fast
     policy = load_policy(tiny)
     reserve = max(b.cells[0].budget_flops for b in policy.bins)
     # mixed budgets: FLOPs in the body, FLOPs and samples in the header, and the server's default
