@@ -2,9 +2,9 @@
 `POST /v1/completions` (`n`, `seed`, `stream`), on the standard library's threading HTTP server (no new dependency).
 Bound to 127.0.0.1 unless told otherwise; with TTC_SERVE_API_KEY set, every request must carry
 `Authorization: Bearer <key>` (the key is never logged nor stored). Errors are the API's error body with its status:
-400 a request the server refuses (a bad `X-TTC-Budget` header too), 401 a missing or wrong key, 404 an unknown route or model, 500 the engine's or
-the store's failure. A stream is answered whole first (backend/serving/wire.py says why), so an error is still a
-plain JSON error, and a refused request writes nothing to the store."""
+400 a request the server refuses (a bad `X-TTC-Budget` header too), 401 a missing or wrong key, 404 an unknown route
+or model, 500 the engine's or the store's failure. A stream is answered whole first (backend/serving/wire.py says
+why), so an error is still a plain JSON error, and a refused request writes nothing to the store."""
 
 from __future__ import annotations
 

@@ -5,10 +5,11 @@ the request's FLOP budget.
    `ttc_budget_samples`, the `X-TTC-Budget` header (`2e12`, `2e12 flops` or `4 samples`), the server's default
    (`ttc serve --default-budget`, the same syntax); none means no cap (the pilot uncapped, then the bin's largest
    cell). Samples are priced by the one pricing rule (backend/pricing.py `sample_flops`): one sample of this
-   question is its prompt's prefill plus the study's `max_tokens` of decode. The pilot is capped at `budget − reserve`, `reserve` the largest of the bins' cheapest
-   cells, so whatever bin it predicts, a cell fits in what is left; a budget must therefore cover `reserve` plus one
-   scored pilot sample of this prompt, priced by the search's own estimate (`SearchContext.estimate`) before anything
-   is generated. A request whose prompt and longest completion exceed the engine's context is refused as early.
+   question is its prompt's prefill plus the study's `max_tokens` of decode. The pilot is capped at
+   `budget − reserve`, `reserve` the largest of the bins' cheapest cells, so whatever bin it predicts, a cell fits
+   in what is left; a budget must therefore cover `reserve` plus one scored pilot sample of this prompt, priced by
+   the search's own estimate (`SearchContext.estimate`) before anything is generated. A request whose prompt and
+   longest completion exceed the engine's context is refused as early.
 2. The pilot (the policy's `Predictor`): best-of-N's sampling and scoring for `pilot_samples` samples, their mean
    verifier score binned by the policy's thresholds. Its spend is the request's.
 3. The cell: the predicted bin's configuration at the largest budget <= what the pilot left, run by the real
