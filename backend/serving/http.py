@@ -37,7 +37,7 @@ MAX_BODY_BYTES = 1 << 20
 ROUTES: dict[str, type[Request]] = {"/v1/chat/completions": ChatRequest, "/v1/completions": CompletionRequest}
 
 
-def make_server(runtime: Runtime, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
+def make_server(runtime: Runtime, host: str = "127.0.0.1", port: int = 8000) -> Server:
     """The server, bound and not yet serving (port 0: a free port, `server.server_address[1]`)."""
     api_key = os.environ.get(API_KEY_ENV) or None
 
@@ -138,7 +138,14 @@ def make_server(runtime: Runtime, host: str = "127.0.0.1", port: int = 8000) -> 
             else:
                 self._send(200, response_body(answered, request))
 
-    return ThreadingHTTPServer((host, port), Handler)
+    return Server((host, port), Handler)
+
+
+class Server(ThreadingHTTPServer):
+    """A thread per connection; the listen backlog holds a burst of concurrent clients (the standard library's 5
+    resets the rest: 32 clients connecting at once were refused)."""
+
+    request_queue_size = 128
 
 
 def serve(
