@@ -1073,9 +1073,15 @@ def _add_policy(sub) -> None:
 def _cmd_serve(args) -> int:
     from backend.serving.http import serve
     from backend.serving.policy import load_policy
+    from backend.serving.runtime import parse_budget
 
+    default_budget = None  # the options first: a bad one loads nothing
+    if args.default_budget is not None:
+        default_budget = parse_budget(args.default_budget, "--default-budget")
+    if args.concurrency is not None and args.concurrency < 1:
+        raise SpecError("--concurrency", f"{args.concurrency} requests at once", "1 or more")
     policy = load_policy(args.policy)
-    return serve(policy, args.store, args.catalog, args.host, args.port)
+    return serve(policy, args.store, args.catalog, args.host, args.port, args.concurrency, default_budget)
 
 
 def _add_serve(sub) -> None:
@@ -1088,6 +1094,19 @@ def _add_serve(sub) -> None:
     _store_arguments(se)
     se.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     se.add_argument("--port", type=int, default=8000, help="port to bind")
+    se.add_argument(
+        "--default-budget",
+        default=None,
+        metavar="BUDGET",
+        help="the budget of a request that gives none, in FLOPs ('2e12') or samples ('4 samples'; default: no cap)",
+    )
+    se.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        metavar="K",
+        help="requests answered at once, sharing the engine's batches (default 1: each answers exactly as it would alone; more is faster on llama.cpp, whose answers then depend on what shares their batch; vLLM in-process: 1 only)",
+    )
     se.set_defaults(fn=_cmd_serve)
 
 

@@ -133,6 +133,15 @@ SMOKE: dict[str, Smoke] = {
             "cut_share_rerun={n} wall_min_reference={n} wall_min_rerun={n}",
         ),
     ),
+    "serve": Smoke(  # two held-out questions, completions of 4 tokens, 1 and 2 clients
+        "real_model",
+        ("--questions", "2", "--clients", "1", "2", "--max-tokens", "4", "--no-warmup"),
+        (
+            "RESULT clients={n} requests={n} served_rps={n} raw_rps={n} served_p50_s={n} served_p95_s={n} "
+            "raw_p50_s={n} raw_p95_s={n} overhead_p50={n} pool_requests={n} overhead_p50_pool={n}",
+            "RESULT served_gain={n} [{n}, {n}] served_accuracy={n} best_of_n_accuracy={n} questions={n} p={n}",
+        ),
+    ),
     "ui": Smoke("browser", ("--questions", "6", "--samples", "4"), ("RESULT slowest_page_s={n} report_s={n}",)),
 }
 

@@ -31,6 +31,8 @@ class ScriptedEngine:
     arch = GEN_ARCH
     inline_follow_ups = True  # on_complete runs in the middle of the batch, like the threaded engines
     exact_token_counts = True
+    concurrent_generate = True  # several threads may call generate at once (list rules then cycle in call order)
+    n_parallel = 4
 
     def __init__(self, rules: Sequence[tuple[str, object]], default: object = "Answer: 0"):
         self.rules = [(re.compile(p, re.S), r) for p, r in rules]

@@ -11,7 +11,12 @@ remaining one from its far end, so no slot idles while work remains.
 
 A `generate` call made from inside a worker thread (a verifier judging, from `on_complete`, the text this slot
 has just generated) runs inline on that thread's slot: its prompt extends what the slot holds, so the engine
-serves it from cache instead of re-reading it on another slot."""
+serves it from cache instead of re-reading it on another slot.
+
+Concurrent `generate` calls (`ttc serve` answering requests in parallel) share the slots: a worker takes the
+lowest-numbered free slot for as long as it works and gives it back when its call has no work left, so two calls
+never pin requests to one slot while another idles; llama.cpp batches whatever is in flight on all slots. A single
+call's workers find every slot free, as before."""
 
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from backend.engines.base import (
 from backend.errors import EngineError
 
 _NO_AFFINITY = object()
+_POOL_LOCK = threading.Lock()  # creates an engine's SlotPool once
 
 
 class GenerationAborted(Exception):
@@ -128,14 +134,43 @@ class AffinityScheduler:
             return q.pop() if from_back else q.popleft()
 
 
+class SlotPool:
+    """The engine's slots, lent to the workers of every `generate` call in flight: the lowest free one first."""
+
+    def __init__(self, n: int):
+        self.free = set(range(n))
+        self.cond = threading.Condition()
+
+    def take(self) -> int:
+        with self.cond:
+            self.cond.wait_for(lambda: bool(self.free))
+            slot = min(self.free)
+            self.free.remove(slot)
+            return slot
+
+    def give(self, slot: int) -> None:
+        with self.cond:
+            self.free.add(slot)
+            self.cond.notify()
+
+
 class ThreadedEngineMixin:
     """`generate` over `n_parallel` slot-owning worker threads, one completion per call; fires `on_complete` per
     request (from the worker thread) once its n completions are in. Subclasses implement
-    `_complete_one(body, slot) -> dict` (an OpenAI-shaped completion response)."""
+    `_complete_one(body, slot) -> dict` (an OpenAI-shaped completion response). Calls may come from several
+    threads at once: their workers share the slots (`SlotPool`)."""
 
     n_parallel: int
     name: str
     inline_follow_ups = True  # a generate() from on_complete runs on the slot that just produced the completion
+    concurrent_generate = True  # generate() may be called from several threads at once
+
+    def _slots(self) -> SlotPool:
+        pool = self.__dict__.get("_slot_pool")
+        if pool is None:
+            with _POOL_LOCK:
+                pool = self.__dict__.setdefault("_slot_pool", SlotPool(self.n_parallel))
+        return pool
 
     def _complete_one(self, body: dict, slot: int) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -193,8 +228,10 @@ class ThreadedEngineMixin:
             return results  # type: ignore[return-value]
 
         scheduler = AffinityScheduler(requests)
+        slots = self._slots()
 
-        def worker(slot: int) -> None:
+        def worker() -> None:
+            slot = slots.take()
             local.slot = slot
             state: list = [None, False]
             try:
@@ -204,11 +241,12 @@ class ThreadedEngineMixin:
                     one(*job, slot)
             finally:
                 local.slot = None
+                slots.give(slot)
 
         n_jobs = sum(r.n for r in requests)
         if n_jobs:
             workers = max(1, min(self.n_parallel, n_jobs))
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                for fut in [pool.submit(worker, s) for s in range(workers)]:
+                for fut in [pool.submit(worker) for _ in range(workers)]:
                     fut.result()
         return results  # type: ignore[return-value]

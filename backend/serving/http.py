@@ -2,9 +2,9 @@
 `POST /v1/completions` (`n`, `seed`, `stream`), on the standard library's threading HTTP server (no new dependency).
 Bound to 127.0.0.1 unless told otherwise; with TTC_SERVE_API_KEY set, every request must carry
 `Authorization: Bearer <key>` (the key is never logged nor stored). Errors are the API's error body with its status:
-400 a request the server refuses, 401 a missing or wrong key, 404 an unknown route or model, 500 the engine's or
-the store's failure. A stream is answered whole first (backend/serving/wire.py says why), so an error is still a
-plain JSON error, and a refused request writes nothing to the store."""
+400 a request the server refuses (a bad `X-TTC-Budget` header too), 401 a missing or wrong key, 404 an unknown route
+or model, 500 the engine's or the store's failure. A stream is answered whole first (backend/serving/wire.py says
+why), so an error is still a plain JSON error, and a refused request writes nothing to the store."""
 
 from __future__ import annotations
 
@@ -16,15 +16,18 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from backend.errors import TtcError
+from backend.errors import SpecError, TtcError
 from backend.serving.policy import Policy
 from backend.serving.runtime import (
+    BUDGET_HEADER,
+    Budget,
     ChatRequest,
     CompletionRequest,
     Request,
     RequestError,
     Runtime,
     error_body,
+    parse_budget,
     parse_request,
 )
 from backend.serving.wire import response_body, stream_chunks
@@ -34,7 +37,7 @@ MAX_BODY_BYTES = 1 << 20
 ROUTES: dict[str, type[Request]] = {"/v1/chat/completions": ChatRequest, "/v1/completions": CompletionRequest}
 
 
-def make_server(runtime: Runtime, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
+def make_server(runtime: Runtime, host: str = "127.0.0.1", port: int = 8000) -> Server:
     """The server, bound and not yet serving (port 0: a free port, `server.server_address[1]`)."""
     api_key = os.environ.get(API_KEY_ENV) or None
 
@@ -78,6 +81,15 @@ def make_server(runtime: Runtime, host: str = "127.0.0.1", port: int = 8000) -> 
                 self.wfile.write(f"{len(event):X}\r\n".encode() + event + b"\r\n")
             self.wfile.write(b"0\r\n\r\n")
 
+        def _header_budget(self) -> Budget | None:
+            text = self.headers.get(BUDGET_HEADER)
+            if text is None:
+                return None
+            try:
+                return parse_budget(text, BUDGET_HEADER)
+            except SpecError as e:
+                raise RequestError(BUDGET_HEADER, str(e)) from None
+
         def do_GET(self) -> None:
             if not self._authorised():
                 return
@@ -114,7 +126,7 @@ def make_server(runtime: Runtime, host: str = "127.0.0.1", port: int = 8000) -> 
                 return
             try:
                 request = parse_request(body, kind)
-                answered = runtime.answer(request)
+                answered = runtime.answer(request, self._header_budget())
             except RequestError as e:
                 self._error(e)
                 return
@@ -126,24 +138,41 @@ def make_server(runtime: Runtime, host: str = "127.0.0.1", port: int = 8000) -> 
             else:
                 self._send(200, response_body(answered, request))
 
-    return ThreadingHTTPServer((host, port), Handler)
+    return Server((host, port), Handler)
 
 
-def serve(policy: Policy, store_dir: Path | None, catalog: str | None, host: str, port: int) -> int:
+class Server(ThreadingHTTPServer):
+    """A thread per connection; the listen backlog holds a burst of concurrent clients (the standard library's 5
+    resets the rest: 32 clients connecting at once were refused)."""
+
+    request_queue_size = 128
+
+
+def serve(
+    policy: Policy,
+    store_dir: Path | None,
+    catalog: str | None,
+    host: str,
+    port: int,
+    concurrency: int | None = None,
+    default_budget: Budget | None = None,
+) -> int:
     """`ttc serve`: open the policy's engine and the store, then answer until interrupted."""
     from backend.serving.runtime import open_backend
     from store import Store
 
     backend = open_backend(policy)  # before the store: a policy this machine cannot serve creates nothing
     try:
+        runtime = Runtime(policy, backend, None, concurrency, default_budget)
         store = Store.open(store_dir, catalog=catalog)
-        server = make_server(Runtime(policy, backend, store), host, port)
+        runtime.store = store
+        server = make_server(runtime, host, port)
     except BaseException:
         backend.engine.close()
         raise
     print(
         f"serving policy {policy.version} ({policy.model}) on http://{host}:{server.server_address[1]}/v1, "
-        f"writing to {store.root}",
+        f"{runtime.concurrency} request(s) at a time, writing to {store.root}",
         file=sys.stderr,
         flush=True,
     )

@@ -1,11 +1,15 @@
 """Answering one request (a chat's last user message, or a completion's prompt) the way a frozen policy says, under
 the request's FLOP budget.
 
-1. The budget: `ttc_budget_flops` (or its alias `max_completion_flops`); none means no cap (the pilot uncapped, then
-   the bin's largest cell). The pilot is capped at `budget − reserve`, `reserve` the largest of the bins' cheapest
-   cells, so whatever bin it predicts, a cell fits in what is left; a budget must therefore cover `reserve` plus one
-   scored pilot sample of this prompt, priced by the search's own estimate (`SearchContext.estimate`) before anything
-   is generated. A request whose prompt and longest completion exceed the engine's context is refused as early.
+1. The budget, the first given of: the body's `ttc_budget_flops` (or its alias `max_completion_flops`) or
+   `ttc_budget_samples`, the `X-TTC-Budget` header (`2e12`, `2e12 flops` or `4 samples`), the server's default
+   (`ttc serve --default-budget`, the same syntax); none means no cap (the pilot uncapped, then the bin's largest
+   cell). Samples are priced by the one pricing rule (backend/pricing.py `sample_flops`): one sample of this
+   question is its prompt's prefill plus the study's `max_tokens` of decode. The pilot is capped at
+   `budget − reserve`, `reserve` the largest of the bins' cheapest cells, so whatever bin it predicts, a cell fits
+   in what is left; a budget must therefore cover `reserve` plus one scored pilot sample of this prompt, priced by
+   the search's own estimate (`SearchContext.estimate`) before anything is generated. A request whose prompt and
+   longest completion exceed the engine's context is refused as early.
 2. The pilot (the policy's `Predictor`): best-of-N's sampling and scoring for `pilot_samples` samples, their mean
    verifier score binned by the policy's thresholds. Its spend is the request's.
 3. The cell: the predicted bin's configuration at the largest budget <= what the pilot left, run by the real
@@ -17,15 +21,25 @@ the request's FLOP budget.
 6. The request is written to the store as a run (name `served`) of every choice's search trees (the `nodes`
    table), only once it has been answered: a refused request writes nothing.
 
-Requests are answered one at a time (one engine, one lock): per-request state lives in the request only."""
+Concurrency: everything a request decides lives in the request (its seed, budget, pilot, cell, searches); nothing
+shared changes while it runs, so a request answers the same alone or beside others, given an engine whose
+completion of (prompt, seed) does not depend on what else it is generating. `Admission` lets up to `concurrency`
+requests onto the engine at once, in arrival order; on llama.cpp they share its slots and batches
+(engines/threaded.py). llama.cpp's arithmetic does depend on its batch (a request's logprobs, and so its judge scores
+and sometimes its text, move with what shares the batch), so the default is one request on the engine at a time: a
+request then answers exactly as it would alone, whatever else is queued. `--concurrency K` trades that for
+throughput. An engine that takes one `generate` call at a time (vLLM in-process) allows only 1."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -35,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from backend.engines.base import Engine, SamplingParams
 from backend.errors import SpecError, TtcError
 from backend.models.registry import ResolvedModel
+from backend.pricing import sample_flops
 from backend.prompting import build_prompt
 from backend.serving.policy import Cell, Policy
 from backend.strategies.context import SearchContext
@@ -68,6 +83,36 @@ class StreamOptions(BaseModel):
 MAX_CHOICES = 16
 """The most choices (`n`) one request may ask for: each is a whole policy answer on the one engine."""
 
+BUDGET_HEADER = "X-TTC-Budget"
+BUDGET_SYNTAX = re.compile(r"\s*([0-9.eE+-]+)\s*(flops|samples)?\s*", re.I)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A budget as asked: `amount` FLOPs, or `amount` samples of this request's question (priced once its prompt's
+    tokens are known); `source` is the field, header or option it came from, named in errors."""
+
+    amount: float
+    unit: Literal["flops", "samples"]
+    source: str
+
+
+def parse_budget(text: str, source: str) -> Budget:
+    """`2e12`, `2e12 flops` or `4 samples` (a header's or `--default-budget`'s value); a bad one is a SpecError
+    naming `source`."""
+    match = BUDGET_SYNTAX.fullmatch(text)
+    amount = None
+    if match is not None:
+        try:
+            amount = float(match.group(1))
+        except ValueError:
+            pass
+    if amount is None or not amount > 0 or amount == float("inf"):
+        allowed = "a positive number of FLOPs ('2e12' or '2e12 flops') or of samples ('4 samples')"
+        raise SpecError(source, f"{text!r} is not a budget", allowed)
+    unit = (match.group(2) or "flops").lower()  # type: ignore[union-attr]
+    return Budget(amount, unit, source)  # type: ignore[arg-type]
+
 
 class Request(BaseModel):
     """The fields of a request this server reads. Sampling fields the policy fixes (temperature, max_tokens, top_p,
@@ -77,6 +122,7 @@ class Request(BaseModel):
     model: str
     ttc_budget_flops: float | None = Field(None, gt=0)
     max_completion_flops: float | None = Field(None, gt=0)
+    ttc_budget_samples: float | None = Field(None, gt=0)
     seed: int | None = Field(None, ge=0)
     n: int = Field(1, ge=1, le=MAX_CHOICES)
     stream: bool = False
@@ -89,12 +135,15 @@ class Request(BaseModel):
         raise NotImplementedError
 
     @property
-    def budget(self) -> float | None:
-        return self.ttc_budget_flops or self.max_completion_flops
-
-    @property
-    def budget_field(self) -> str:
-        return "ttc_budget_flops" if self.ttc_budget_flops else "max_completion_flops"
+    def budget(self) -> Budget | None:
+        """The body's budget (parse_request allows at most one of its fields)."""
+        if self.ttc_budget_samples is not None:
+            return Budget(self.ttc_budget_samples, "samples", "ttc_budget_samples")
+        if self.ttc_budget_flops is not None:
+            return Budget(self.ttc_budget_flops, "flops", "ttc_budget_flops")
+        if self.max_completion_flops is not None:
+            return Budget(self.max_completion_flops, "flops", "max_completion_flops")
+        return None
 
 
 class ChatRequest(Request):
@@ -135,6 +184,9 @@ def parse_request(body: object, kind: type[Request] = ChatRequest) -> Request:
     if request.ttc_budget_flops is not None and request.max_completion_flops is not None:
         if request.ttc_budget_flops != request.max_completion_flops:
             raise RequestError("max_completion_flops", "max_completion_flops: differs from ttc_budget_flops; give one")
+    if request.ttc_budget_samples is not None and (request.ttc_budget_flops or request.max_completion_flops):
+        field = "ttc_budget_flops" if request.ttc_budget_flops is not None else "max_completion_flops"
+        raise RequestError("ttc_budget_samples", f"ttc_budget_samples: given with {field}; give the budget once")
     if request.stream_options is not None and not request.stream:
         raise RequestError("stream_options", "stream_options: only allowed when stream is true")
     if isinstance(request, ChatRequest) and not any(m.role == "user" for m in request.messages):
@@ -309,12 +361,63 @@ class Answered:
         }
 
 
-class Runtime:
-    """Answers requests with `policy` on `backend`, writing each to `store` (None: nowhere)."""
+class Admission:
+    """At most `limit` requests on the engine at once, let in first come, first served (a request waiting for a
+    place never sees a later one pass it)."""
 
-    def __init__(self, policy: Policy, backend: Backend, store=None):
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.cond = threading.Condition()
+        self.issued = self.admitted = self.running = 0
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self.cond:
+            ticket = self.issued
+            self.issued += 1
+            self.cond.wait_for(lambda: ticket == self.admitted and self.running < self.limit)
+            self.admitted += 1
+            self.running += 1
+            self.cond.notify_all()  # the next ticket may fit too
+        try:
+            yield
+        finally:
+            with self.cond:
+                self.running -= 1
+                self.cond.notify_all()
+
+
+DEFAULT_CONCURRENCY = 1
+"""Requests on the engine at once unless `ttc serve --concurrency` says otherwise: one, so that an answer does not
+depend on what else the server is answering (see the module docstring)."""
+
+
+class Runtime:
+    """Answers requests with `policy` on `backend`, writing each to `store` (None: nowhere). `concurrency`: requests
+    on the engine at once; `default_budget`: the budget of a request that gives none."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        backend: Backend,
+        store=None,
+        concurrency: int | None = None,
+        default_budget: Budget | None = None,
+    ):
         self.policy, self.backend, self.store = policy, backend, store
-        self.lock = threading.Lock()
+        if concurrency is None:
+            concurrency = DEFAULT_CONCURRENCY
+        if concurrency < 1:
+            raise SpecError("--concurrency", f"{concurrency} requests at once", "1 or more")
+        if concurrency > 1 and not getattr(backend.engine, "concurrent_generate", False):
+            raise SpecError(
+                "--concurrency",
+                f"{concurrency}, but the {backend.engine.name} engine generates for one caller at a time",
+                "1",
+            )
+        self.concurrency = concurrency
+        self.admission = Admission(concurrency)
+        self.default_budget = default_budget
         self.reserve = max(policy.cheapest(b.level) for b in policy.bins)
         # the longest completion any phase may ask for: what a prompt must leave room for in the context
         self.max_tokens = max(
@@ -335,21 +438,32 @@ class Runtime:
         params = SamplingParams(temperature=p.temperature, max_tokens=p.max_tokens, seed=0)
         return ctx.estimate([ctx.expansion(0, ctx.trees[0].root, 1, params)])
 
-    def check_budget(self, request: Request, question: Question, prompt_tokens: int) -> float | None:
-        """The request's budget, refused before anything is generated unless it covers one scored pilot sample of
+    def one_sample(self, prompt_tokens: int) -> float:
+        """One sample of this question (backend/pricing.py): its prompt's prefill plus the study's `max_tokens`."""
+        return float(sample_flops(self.backend.engine.arch, prompt_tokens, int(self.policy.spec["max_tokens"])))
+
+    def check_budget(self, asked: Budget | None, question: Question, prompt_tokens: int) -> float | None:
+        """The budget in FLOPs, refused before anything is generated unless it covers one scored pilot sample of
         this prompt plus the cheapest configuration of every bin."""
-        budget = request.budget
-        if budget is None:
+        if asked is None:
             return None
+        budget = asked.amount
+        if asked.unit == "samples":
+            budget = asked.amount * self.one_sample(prompt_tokens)
         floor = self.pilot_floor(question, prompt_tokens)
         minimum = self.reserve + floor
         if budget < minimum:
-            field = request.budget_field
+            field = asked.source
+            given = f"{budget:.4g} FLOPs"
+            allowed = f"at least {minimum:.4g} FLOPs"
+            if asked.unit == "samples":
+                one = self.one_sample(prompt_tokens)
+                given = f"{asked.amount:g} samples ({budget:.4g} FLOPs at {one:.4g} a sample of this prompt)"
+                allowed += f" ({minimum / one:.3g} samples)"
             raise RequestError(
                 field,
-                f"{field}: {budget:.4g} FLOPs is below this request's minimum: one scored pilot sample of its prompt "
-                f"({floor:.4g}) plus the cheapest configuration of every bin ({self.reserve:.4g}); allowed: at least "
-                f"{minimum:.4g} FLOPs",
+                f"{field}: {given} is below this request's minimum: one scored pilot sample of its prompt "
+                f"({floor:.4g}) plus the cheapest configuration of every bin ({self.reserve:.4g}); allowed: {allowed}",
             )
         return budget
 
@@ -365,7 +479,9 @@ class Runtime:
                 code="context_length_exceeded",
             )
 
-    def answer(self, request: Request) -> Answered:
+    def answer(self, request: Request, header_budget: Budget | None = None) -> Answered:
+        """The request answered; its budget is the body's, else `header_budget` (the HTTP header's), else the
+        server's default."""
         if request.model not in self.model_ids:
             raise RequestError(
                 "model",
@@ -384,10 +500,11 @@ class Runtime:
         question = Question(qid, self.backend.task.name, SERVED, text, "")
         run_id = f"{SERVED}-{uuid.uuid4().hex[:16]}"
         b = self.backend
-        with self.lock:
+        asked = request.budget or header_budget or self.default_budget
+        with self.admission():
             tokens = b.engine.count_tokens(build_prompt(b.model, b.task, question))
             self.check_context(request, tokens)
-            budget = self.check_budget(request, question, tokens)
+            budget = self.check_budget(asked, question, tokens)
             choices = [self._choice(i, question, tokens, budget, seed + i) for i in range(request.n)]
         usage = usage_of([r for c in choices for r in (c.pilot, c.result)])
         answered = Answered(run_id, self.policy.version, budget, seed, choices, usage, int(started))

@@ -1,5 +1,5 @@
-"""The benches that generate with a shipped model (bench/adaptive, fanout, forecast, ledger_audit, search, soak,
-throughput, verifier_quality), each at a tiny size: the same script and code path as the figures in BENCHMARKS.md,
+"""The benches that generate with a shipped model (bench/adaptive, fanout, forecast, ledger_audit, search, serve,
+soak, throughput, verifier_quality), each at a tiny size: the same script and code path as the figures in BENCHMARKS.md,
 a few samples of a few tokens (tests/benches.py). A bench whose model is not installed skips."""
 
 from __future__ import annotations

@@ -1,22 +1,27 @@
-"""`ttc serve` on the real shipped model: freeze the committed study (a copy), start the server as a subprocess on a
-free port, wait until /v1/models answers, send one chat completion and check the answer, its usage against the
-stored trees, and that the request's samples landed in the store; then one streamed completion through the official
-`openai` client, its pieces and its usage chunk checked the same way."""
+"""`ttc serve` on the real shipped model: freeze the committed study (a copy, once for the module), start the server
+as a subprocess on a free port, wait until /v1/models answers, send one chat completion and check the answer, its
+usage against the stored trees, and that the request's samples landed in the store; then one streamed completion
+through the official `openai` client, its pieces and its usage chunk checked the same way. Then concurrency: 32
+requests at mixed budgets sent at once answer exactly as the same requests sent one by one (requests queue;
+one is on the engine at a time)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import openai
 import pytest
 
 from backend.serving.policy import load_policy
+from bench.serve import cut
 from store import Store
 from tests.conftest import ROOT, ttc, wait_until
 from tests.integration.servers import free_port
@@ -32,26 +37,44 @@ def _models(url: str) -> dict | None:
         return None
 
 
-def test_serve_answers_a_chat_completion_and_logs_it(tmp_path: Path):
-    study = tmp_path / "study"
-    shutil.copytree(ROOT / "examples" / "studies" / "compute-optimal", study)  # never write into the committed store
-    policy_file = tmp_path / "policy.json"
-    out = ttc("policy", "freeze", "--store", str(study), "--n-bins", "2", "--band-boot", "0", "-o", str(policy_file))
+@pytest.fixture(scope="module")
+def policy_file(tmp_path_factory) -> Path:
+    """The committed study frozen into a policy (a copy of its store: never write into the committed one)."""
+    tmp = tmp_path_factory.mktemp("policy")
+    study = tmp / "study"
+    shutil.copytree(ROOT / "examples" / "studies" / "compute-optimal", study)
+    path = tmp / "policy.json"
+    out = ttc("policy", "freeze", "--store", str(study), "--n-bins", "2", "--band-boot", "0", "-o", str(path))
     assert out.returncode == 0, out.stderr[-2000:]
-    policy = load_policy(policy_file)
-    served = tmp_path / "served"
+    return path
+
+
+@contextlib.contextmanager
+def _serving(policy_file: Path, served: Path, log_file: Path, *options: str):
+    """`ttc serve` in a subprocess on a free port, until /v1/models answers; yields its base URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "serve", "--policy", str(policy_file), "--store", str(served)]
-        + ["--port", str(port)],
-        cwd=ROOT,
-        stderr=log,
-    )
-    try:
-        models = wait_until(lambda: proc.poll() is None and _models(url), 600, "ttc serve to answer /v1/models")
-        assert [m["id"] for m in models["data"]] == [policy.model]
+    with log_file.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "backend.cli", "serve", "--policy", str(policy_file), "--store", str(served)]
+            + ["--port", str(port), *options],
+            cwd=ROOT,
+            stderr=log,
+        )
+        try:
+            wait_until(lambda: proc.poll() is None and _models(url), 600, "ttc serve to answer /v1/models")
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+
+
+def test_serve_answers_a_chat_completion_and_logs_it(tmp_path: Path, policy_file: Path):
+    policy = load_policy(policy_file)
+    served = tmp_path / "served"
+    with _serving(policy_file, served, tmp_path / "serve.log") as url:
+        models = _models(url)
+        assert models is not None and [m["id"] for m in models["data"]] == [policy.model]
         reserve = max(b.cells[0].budget_flops for b in policy.bins)
         # the pilot (one sample and its judge pass: about two samples' FLOPs) and a cheap cell: the request stays
         # short on a loaded CPU
@@ -78,10 +101,6 @@ def test_serve_answers_a_chat_completion_and_logs_it(tmp_path: Path):
                 extra_body={"ttc_budget_flops": budget},
             )
         )
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-        log.close()
     assert answer["object"] == "chat.completion" and answer["choices"][0]["message"]["content"].strip()
     ext, usage = answer["ttc"], answer["usage"]
     assert ext["policy_version"] == policy.version and answer["choices"][0]["ttc"]["bin"] in (1, 2)
@@ -110,3 +129,62 @@ def test_serve_answers_a_chat_completion_and_logs_it(tmp_path: Path):
     samples, prompt, completion, flops = stored(ext["run_id"])
     assert (last.usage.prompt_tokens, last.usage.completion_tokens, ext["samples"]) == (prompt, completion, samples)
     assert ext["flops"] == pytest.approx(flops) and 0 < flops <= budget
+
+
+TINY_TOKENS = 6  # every completion of the concurrency test: 64 requests stay a few minutes on 2 loaded cores
+
+
+def _post(url: str, body: dict, headers: dict) -> dict:
+    req = urllib.request.Request(
+        f"{url}/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json", **headers}
+    )
+    with urllib.request.urlopen(req, timeout=1800) as r:
+        return json.loads(r.read())
+
+
+def test_32_requests_at_once_answer_as_the_same_requests_one_by_one(tmp_path: Path, policy_file: Path):
+    """32 requests sent at once to `ttc serve` at its default (one request on the engine at a time, queued first
+    come, first served): what each answers (text, bin, configuration, every sample's and judge's tokens, FLOPs) is
+    what it answers alone. (With --concurrency > 1 llama.cpp's batch-dependent arithmetic moves the answers.)"""
+    tiny = cut(policy_file, TINY_TOKENS, tmp_path / "tiny.json")  # the same bins, cells and budgets, answered fast
+    policy = load_policy(tiny)
+    reserve = max(b.cells[0].budget_flops for b in policy.bins)
+    # mixed budgets: FLOPs in the body, FLOPs and samples in the header, and the server's default
+    budgets: list[tuple[dict, dict]] = [
+        ({"ttc_budget_flops": 1.5 * reserve}, {}),
+        ({"ttc_budget_flops": 3 * reserve}, {}),
+        ({}, {"X-TTC-Budget": f"{6 * reserve:g}"}),
+        ({}, {"X-TTC-Budget": "3 samples"}),
+        ({}, {}),
+    ]
+    requests = []
+    for i in range(32):
+        body, headers = budgets[i % len(budgets)]
+        question = f"What is {i % 8 + 2} + {i % 5 + 3}?"
+        requests.append(
+            (
+                {"model": policy.model, "messages": [{"role": "user", "content": question}], "seed": i, **body},
+                headers,
+            )
+        )
+    with _serving(tiny, tmp_path / "served", tmp_path / "serve.log", "--default-budget", "4 samples") as url:
+        with ThreadPoolExecutor(len(requests)) as pool:
+            together = list(pool.map(lambda r: _post(url, *r), requests))
+        alone = [_post(url, *r) for r in requests]
+
+    def answered(out: dict) -> dict:
+        return {
+            "choices": out["choices"],
+            "usage": out["usage"],
+            "ttc": {k: v for k, v in out["ttc"].items() if k != "run_id"},
+        }
+
+    differ = [i for i, (a, b) in enumerate(zip(together, alone)) if answered(a) != answered(b)]
+    assert differ == [], [(answered(together[i]), answered(alone[i])) for i in differ[:2]]
+    cells = {
+        c["ttc"]["configuration"]["name"] + str(c["ttc"]["configuration"]["budget_flops"])
+        for o in alone
+        for c in o["choices"]
+    }
+    assert len(cells) >= 2  # the budgets reached different cells
+    assert all(0 < o["ttc"]["flops"] <= o["ttc"]["budget_flops"] for o in alone)

@@ -43,7 +43,7 @@ def _policy() -> Policy:
         "engine": {"kind": "scripted"},
         "verifier": "scripted_verifier",
         "verifier_options": None,
-        "spec": {"task": {"kind": "fake"}},
+        "spec": {"task": {"kind": "fake"}, "max_tokens": 16},
         "runs": ["study"],
         "bins_kind": "predicted[scripted_verifier]",
         "predictor": {

@@ -88,3 +88,22 @@ def test_an_engine_error_surfaces_and_should_stop_skips_the_rest():
     engine = RecordingTransport(n_parallel=1)
     out = engine.generate([req(f"p{i}") for i in range(5)], should_stop=lambda: len(engine.sent) >= 2)
     assert sum(c[0] is not None for c in out) == 2
+
+
+def test_concurrent_calls_share_the_slots_instead_of_pinning_to_the_same_ones():
+    # two calls of two requests each, from two threads; the barrier holds each request until four are in flight,
+    # so it passes only when both calls run at once, each request on its own slot
+    engine = RecordingTransport(n_parallel=4, together=4)
+    out: dict[str, list] = {}
+
+    def call(name: str) -> None:
+        out[name] = engine.generate([req(f"{name}{i}", affinity=i) for i in range(2)])
+
+    threads = [threading.Thread(target=call, args=(name,)) for name in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(s for s, _ in engine.sent) == [0, 1, 2, 3]
+    assert [c[0].text for c in out["a"]] == ["<a0>", "<a1>"] and [c[0].text for c in out["b"]] == ["<b0>", "<b1>"]
+    assert engine._slots().free == {0, 1, 2, 3}  # every slot given back
