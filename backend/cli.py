@@ -1105,7 +1105,7 @@ def _add_serve(sub) -> None:
         type=int,
         default=None,
         metavar="K",
-        help="requests answered at once, sharing the engine's batches (default 1: each answers exactly as it would alone; more is faster on llama.cpp, whose answers then depend on what shares their batch; vLLM in-process: 1 only)",
+        help="requests answered at once, sharing the engine (default: llama.cpp's slots; 1 on vLLM in-process)",
     )
     se.set_defaults(fn=_cmd_serve)
 

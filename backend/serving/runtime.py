@@ -25,10 +25,10 @@ Concurrency: everything a request decides lives in the request (its seed, budget
 shared changes while it runs, so a request answers the same alone or beside others, given an engine whose
 completion of (prompt, seed) does not depend on what else it is generating. `Admission` lets up to `concurrency`
 requests onto the engine at once, in arrival order; on llama.cpp they share its slots and batches
-(engines/threaded.py). llama.cpp's arithmetic does depend on its batch (a request's logprobs, and so its judge scores
-and sometimes its text, move with what shares the batch), so the default is one request on the engine at a time: a
-request then answers exactly as it would alone, whatever else is queued. `--concurrency K` trades that for
-throughput. An engine that takes one `generate` call at a time (vLLM in-process) allows only 1."""
+(engines/threaded.py). An engine that takes one `generate` call at a time (vLLM in-process) gets one request at a
+time. llama.cpp's arithmetic depends on what shares a batch and on its prompt cache, so on it a request's judge scores
+differ from its answer alone in their low digits (and a request near a bin's threshold may change bin): same seeds,
+same answers up to that float noise, tested on the scripted engine exactly and on llama.cpp for the accounting."""
 
 from __future__ import annotations
 
@@ -387,14 +387,17 @@ class Admission:
                 self.cond.notify_all()
 
 
-DEFAULT_CONCURRENCY = 1
-"""Requests on the engine at once unless `ttc serve --concurrency` says otherwise: one, so that an answer does not
-depend on what else the server is answering (see the module docstring)."""
+def engine_concurrency(engine: Engine) -> int:
+    """Requests `ttc serve` lets onto `engine` at once by default: one per slot where `generate` may be called from
+    several threads (each request's calls then share the slots and llama.cpp's batches), else one."""
+    if not getattr(engine, "concurrent_generate", False):
+        return 1
+    return int(getattr(engine, "n_parallel", 1) or 1)
 
 
 class Runtime:
     """Answers requests with `policy` on `backend`, writing each to `store` (None: nowhere). `concurrency`: requests
-    on the engine at once; `default_budget`: the budget of a request that gives none."""
+    on the engine at once (default: `engine_concurrency`); `default_budget`: the budget of a request that gives none."""
 
     def __init__(
         self,
@@ -406,7 +409,7 @@ class Runtime:
     ):
         self.policy, self.backend, self.store = policy, backend, store
         if concurrency is None:
-            concurrency = DEFAULT_CONCURRENCY
+            concurrency = engine_concurrency(backend.engine)
         if concurrency < 1:
             raise SpecError("--concurrency", f"{concurrency} requests at once", "1 or more")
         if concurrency > 1 and not getattr(backend.engine, "concurrent_generate", False):

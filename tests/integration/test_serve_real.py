@@ -2,8 +2,7 @@
 as a subprocess on a free port, wait until /v1/models answers, send one chat completion and check the answer, its
 usage against the stored trees, and that the request's samples landed in the store; then one streamed completion
 through the official `openai` client, its pieces and its usage chunk checked the same way. Then concurrency: 32
-requests at mixed budgets sent at once answer exactly as the same requests sent one by one (requests queue;
-one is on the engine at a time)."""
+requests at mixed budgets sent at once, each charged exactly its own work."""
 
 from __future__ import annotations
 
@@ -69,6 +68,17 @@ def _serving(policy_file: Path, served: Path, log_file: Path, *options: str):
             proc.wait(timeout=60)
 
 
+def stored(store: Store, run_id: str) -> tuple[int, int, int, float]:
+    """A served request's engine calls, prompt and completion tokens (verifier passes included) and FLOPs, read back
+    from its stored trees."""
+    nodes = store.query("SELECT * FROM nodes WHERE run_id = ?", [run_id])
+    calls = nodes[nodes["kind"] != "root"]
+    prompt = int(calls["prompt_tokens"].sum()) + sum(sum(v) for v in nodes["verifier_pass_prompt_tokens"])
+    completion = int(calls["completion_tokens"].sum()) + sum(sum(v) for v in nodes["verifier_pass_completion_tokens"])
+    flops = float((nodes["generator_flops"] + nodes["verifier_flops"].fillna(0)).sum())
+    return len(calls), prompt, completion, flops
+
+
 def test_serve_answers_a_chat_completion_and_logs_it(tmp_path: Path, policy_file: Path):
     policy = load_policy(policy_file)
     served = tmp_path / "served"
@@ -107,17 +117,7 @@ def test_serve_answers_a_chat_completion_and_logs_it(tmp_path: Path, policy_file
     assert 0 < ext["flops"] <= budget
     store = Store.open(served, create=False)
 
-    def stored(run_id: str) -> tuple[int, int, int, float]:
-        nodes = store.query("SELECT * FROM nodes WHERE run_id = ?", [run_id])
-        calls = nodes[nodes["kind"] != "root"]
-        prompt = int(calls["prompt_tokens"].sum()) + sum(sum(v) for v in nodes["verifier_pass_prompt_tokens"])
-        completion = int(calls["completion_tokens"].sum()) + sum(
-            sum(v) for v in nodes["verifier_pass_completion_tokens"]
-        )
-        flops = float((nodes["generator_flops"] + nodes["verifier_flops"].fillna(0)).sum())
-        return len(calls), prompt, completion, flops
-
-    samples, prompt, completion, flops = stored(ext["run_id"])
+    samples, prompt, completion, flops = stored(store, ext["run_id"])
     assert samples == ext["samples"] >= policy.predictor.pilot_samples
     assert (usage["prompt_tokens"], usage["completion_tokens"]) == (prompt, completion) and completion > 0
     assert ext["flops"] == pytest.approx(flops)
@@ -126,7 +126,7 @@ def test_serve_answers_a_chat_completion_and_logs_it(tmp_path: Path, policy_file
     assert {c.object for c in chunks} == {"text_completion"} and "".join(c.choices[0].text for c in body).strip()
     assert body[-1].choices[0].finish_reason in ("stop", "length") and last.choices == []
     ext = last.model_extra["ttc"]
-    samples, prompt, completion, flops = stored(ext["run_id"])
+    samples, prompt, completion, flops = stored(store, ext["run_id"])
     assert (last.usage.prompt_tokens, last.usage.completion_tokens, ext["samples"]) == (prompt, completion, samples)
     assert ext["flops"] == pytest.approx(flops) and 0 < flops <= budget
 
@@ -142,10 +142,14 @@ def _post(url: str, body: dict, headers: dict) -> dict:
         return json.loads(r.read())
 
 
-def test_32_requests_at_once_answer_as_the_same_requests_one_by_one(tmp_path: Path, policy_file: Path):
-    """32 requests sent at once to `ttc serve` at its default (one request on the engine at a time, queued first
-    come, first served): what each answers (text, bin, configuration, every sample's and judge's tokens, FLOPs) is
-    what it answers alone. (With --concurrency > 1 llama.cpp's batch-dependent arithmetic moves the answers.)"""
+def test_32_requests_at_once_are_each_answered_within_budget_and_charged_their_own_work(
+    tmp_path: Path, policy_file: Path
+):
+    """32 requests at mixed budgets sent at once to `ttc serve` on llama.cpp (sharing its slots and batches): every
+    one is answered, within its budget, and its `usage` and FLOPs are exactly its own stored samples' and verifier
+    passes' (no request is charged another's work). The same requests one by one are compared and the agreement
+    printed, not asserted: llama.cpp's batch- and cache-dependent arithmetic moves the judge scores' low digits (the
+    scripted engine's test asserts exact equality)."""
     tiny = cut(policy_file, TINY_TOKENS, tmp_path / "tiny.json")  # the same bins, cells and budgets, answered fast
     policy = load_policy(tiny)
     reserve = max(b.cells[0].budget_flops for b in policy.bins)
@@ -179,12 +183,22 @@ def test_32_requests_at_once_answer_as_the_same_requests_one_by_one(tmp_path: Pa
             "ttc": {k: v for k, v in out["ttc"].items() if k != "run_id"},
         }
 
-    differ = [i for i, (a, b) in enumerate(zip(together, alone)) if answered(a) != answered(b)]
-    assert differ == [], [(answered(together[i]), answered(alone[i])) for i in differ[:2]]
+    store = Store.open(tmp_path / "served", create=False)
+    for out in together:
+        ext = out["ttc"]
+        samples, prompt, completion, flops = stored(store, ext["run_id"])
+        assert (out["usage"]["prompt_tokens"], out["usage"]["completion_tokens"]) == (prompt, completion)
+        assert ext["samples"] == samples and ext["flops"] == pytest.approx(flops)
+        assert 0 < ext["flops"] <= ext["budget_flops"]
+    same = sum(answered(a) == answered(b) for a, b in zip(together, alone))
+    texts = sum(
+        [c["message"]["content"] for c in a["choices"]] == [c["message"]["content"] for c in b["choices"]]
+        for a, b in zip(together, alone)
+    )
+    print(f"at once vs one by one: {texts}/32 same texts, {same}/32 same in every field")
     cells = {
         c["ttc"]["configuration"]["name"] + str(c["ttc"]["configuration"]["budget_flops"])
         for o in alone
         for c in o["choices"]
     }
     assert len(cells) >= 2  # the budgets reached different cells
-    assert all(0 < o["ttc"]["flops"] <= o["ttc"]["budget_flops"] for o in alone)

@@ -214,11 +214,10 @@ def test_bad_serve_options_stop_it_at_start_with_one_line(tmp_path, capsys, args
     assert not (tmp_path / "served").exists()
 
 
-def test_one_request_is_on_the_engine_at_a_time_unless_told_and_the_engine_allows():
+def test_an_engine_that_generates_for_one_caller_at_a_time_serves_one_request_at_a_time():
     backend = _backend()
     backend.engine.concurrent_generate = False  # as vLLM in-process
     assert Runtime(_policy(), backend).concurrency == 1
     with pytest.raises(Exception, match=r"--concurrency: 2, but the scripted engine generates for one caller"):
         Runtime(_policy(), backend, concurrency=2)
-    assert Runtime(_policy(), _backend()).concurrency == 1  # the default: an answer is what it is alone
-    assert Runtime(_policy(), _backend(), concurrency=4).concurrency == 4
+    assert Runtime(_policy(), _backend()).concurrency == ScriptedEngine.n_parallel
