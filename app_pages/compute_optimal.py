@@ -486,7 +486,7 @@ def body(store) -> None:
         "Either way the bins come from every question; the 2-fold CV holds out the choice of configuration",
     )
     with c3:
-        verifier = sel.verifier_choice(store)
+        verifier = sel.verifier_choice(store, run_ids, [model])
     sel.from_url("nbins", views.STUDY_BINS, options=[2, 3, 4, 5, 6, 8, 10], cast=int)
     n_bins = c4.selectbox("Bins", [2, 3, 4, 5, 6, 8, 10], key="nbins")
     sel.to_url("model", "bins", "nbins")

@@ -40,7 +40,7 @@ def body(store) -> None:
         return
     data_quality.strip(store, run_ids, [m for m, _ in combos], dataset)
     models = sorted({m for m, _ in combos})
-    prices, expert, verifier = _inputs(store, models)
+    prices, expert, verifier = _inputs(store, run_ids, models)
     study_report.download_button(store, run_ids, models, prices=prices, verifier=verifier)
     root, fp = str(store.root), stored.fingerprint(store)
     with st.spinner("computing success rates…"):
@@ -141,7 +141,7 @@ def body(store) -> None:
     charts.table(by_budget, "cost-frontier", expander="Frontier per budget")
 
 
-def _inputs(store, models: list[str]) -> tuple[dict, float, str | None]:
+def _inputs(store, run_ids, models: list[str]) -> tuple[dict, float, str | None]:
     """The editable prices per model, the human expert's cost and the verifier for best-of-N."""
     c1, c2, c3 = st.columns([3, 2, 1])
     known = _spec_prices(store)
@@ -165,7 +165,7 @@ def _inputs(store, models: list[str]) -> tuple[dict, float, str | None]:
         "Human expert, USD per correct answer", min_value=0.0, step=0.1, key="expert", format="%.4f"
     )
     with c3:
-        verifier = sel.verifier_choice(store)
+        verifier = sel.verifier_choice(store, run_ids, models)
     sel.to_url("expert")
     prices = {
         r["model"]: Price(*(read_price(r[col], f"Prices, {r['model']}, {col}") for col in PRICE_COLUMNS))

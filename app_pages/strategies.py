@@ -103,7 +103,7 @@ def _missing_marker(d: pd.DataFrame, unit: str, s: charts.Series) -> go.Scatter 
 
 def body(store) -> None:
     run_ids, combos, dataset, unit = sel.pool_selection(store)
-    verifier, threshold, draws = _controls(store)
+    verifier, threshold, draws = _controls(store, run_ids, [m for m, _ in combos])
     if not combos:
         st.info("Select at least one run and model.")
         return
@@ -146,11 +146,11 @@ def body(store) -> None:
         _verifier_quality(pd.concat(quality, ignore_index=True))
 
 
-def _controls(store) -> tuple[str | None, float, int]:
+def _controls(store, run_ids, models) -> tuple[str | None, float, int]:
     """The verifier, its acceptance threshold and the resampling draws, kept in the URL."""
     c1, c2, c3 = st.columns([2, 2, 1])
     with c1:
-        verifier = sel.verifier_choice(store)
+        verifier = sel.verifier_choice(store, run_ids, models)
     sel.from_url("threshold", 0.5, cast=float, lo=0, hi=1)
     threshold = c2.slider("Verifier accepts at score ≥", 0.0, 1.0, step=0.05, key="threshold")
     sel.from_url("draws", 32, options=[8, 16, 32, 64, 128], cast=int)

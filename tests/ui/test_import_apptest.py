@@ -110,16 +110,17 @@ def test_every_analysis_page_renders_an_imported_run_without_tokens_or_flops(mon
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "import"
 
 
-@pytest.mark.parametrize(
-    ("fmt", "fixture", "options"),
-    [
-        ("inspect", "inspect.json", {}),
-        ("search_and_learn", "best_of_n_completions.jsonl", {}),
-        ("lm_eval", "lm_eval/*_20*.json*", {}),  # results_<ts>.json with samples_arith_rep_<ts>.jsonl
-        ("generic", "generic_pool.jsonl", {}),
-        ("openai_batch", "batch_*.jsonl", {"references": str(FIXTURES / "openai_batch_refs.jsonl")}),
-    ],
-)
+# every format but monkeys (above): its name, its fixture files (a glob under FIXTURES) and its importer options
+OTHER_FORMATS = [
+    ("inspect", "inspect.json", {}),
+    ("search_and_learn", "best_of_n_completions.jsonl", {}),
+    ("lm_eval", "lm_eval/*_20*.json*", {}),  # results_<ts>.json with samples_arith_rep_<ts>.jsonl
+    ("generic", "generic_pool.jsonl", {}),
+    ("openai_batch", "batch_*.jsonl", {"references": str(FIXTURES / "openai_batch_refs.jsonl")}),
+]
+
+
+@pytest.mark.parametrize(("fmt", "fixture", "options"), OTHER_FORMATS)
 def test_the_analysis_pages_render_every_other_format_s_import(monkeypatch, tmp_path, fmt, fixture, options):
     """inspect, search-and-learn, generic and OpenAI Batch carry token counts (a parameter count prices FLOPs); the
     inspect log holds an errored and a limit-hit sample, the Batch errors file a failed request, search-and-learn's
@@ -140,3 +141,25 @@ def test_the_analysis_pages_render_every_other_format_s_import(monkeypatch, tmp_
         if fmt == "lm_eval" and page == "app_pages/cost_of_pass.py":
             line = f"cost of pass: run {result.run_id} was imported from lm_eval files without token counts"
             assert line in _page_texts(at), _page_texts(at)
+
+
+def test_a_verifier_that_scored_only_another_run_is_not_offered(monkeypatch, tmp_path):
+    """The store's generic run carries a verifier's scores, the inspect run none: with the inspect run alone
+    selected, the pages offer no verifier (they used to default to the other run's and refuse to draw)."""
+    root = tmp_path / "store"
+    store = Store.open(root)
+    runs = {}
+    for fmt, fixture, options in OTHER_FORMATS:
+        if fmt in ("inspect", "generic"):
+            paths = sorted(FIXTURES.glob(fixture))
+            runs[fmt] = import_files(store, fmt, paths, model=f"m-{fmt}", options=options).run_id
+    assert store.query("SELECT count(*) n FROM scores WHERE run_id = ?", [runs["generic"]])["n"].iloc[0] > 0
+    monkeypatch.setenv("TTC_STORE", str(root))
+    at = app_test(APP)
+    at.run(timeout=300)
+    for page in ("app_pages/strategies.py", "app_pages/cost_of_pass.py", "app_pages/compute_optimal.py"):
+        at.query_params["runs"] = runs["inspect"]
+        at.switch_page(page).run(timeout=300)
+        assert not at.exception and not at.error, (page, [e.value for e in [*at.exception, *at.error]])
+        verifier = at.selectbox(key="verifier")
+        assert verifier.options == ["(none)"] and verifier.value == "(none)", (page, verifier.options)
