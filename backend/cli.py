@@ -1081,7 +1081,9 @@ def _cmd_serve(args) -> int:
     if args.concurrency is not None and args.concurrency < 1:
         raise SpecError("--concurrency", f"{args.concurrency} requests at once", "1 or more")
     policy = load_policy(args.policy)
-    return serve(policy, args.store, args.catalog, args.host, args.port, args.concurrency, default_budget)
+    return serve(
+        policy, args.store, args.catalog, args.host, args.port, args.concurrency, default_budget, args.reproducible
+    )
 
 
 def _add_serve(sub) -> None:
@@ -1106,6 +1108,12 @@ def _add_serve(sub) -> None:
         default=None,
         metavar="K",
         help="requests answered at once, sharing the engine (default: llama.cpp's slots; 1 on vLLM in-process)",
+    )
+    se.add_argument(
+        "--reproducible",
+        action="store_true",
+        help="llama.cpp with one slot and no prompt cache: each answer is exactly what the request gets alone, "
+        "whatever else is being answered (slower: no batching)",
     )
     se.set_defaults(fn=_cmd_serve)
 

@@ -48,6 +48,12 @@ class LlamaCppOptions(EngineOptions):
     threads: int | None = Field(
         None, ge=1, le=256, description="CPU threads (default: every core)", json_schema_extra=EXECUTION
     )
+    prompt_cache: bool = Field(
+        True,
+        description="reuse the KV of earlier prompts (a slot's own and llama.cpp's host cache); off: each completion "
+        "computes its prompt afresh, so with one slot its answer depends on nothing else the engine did",
+        json_schema_extra=EXECUTION,
+    )
 
 
 class OpenAIOptions(EngineOptions):
@@ -137,7 +143,13 @@ def _llamacpp(model, options: LlamaCppOptions) -> Engine:
     from backend.engines.llamacpp import LlamaCppEngine
 
     slots = options.n_parallel if isinstance(options.n_parallel, int) else LLAMACPP_AUTO_SLOTS
-    return LlamaCppEngine(model, n_parallel=slots, n_ctx_per_slot=options.n_ctx_per_slot, threads=options.threads)
+    return LlamaCppEngine(
+        model,
+        n_parallel=slots,
+        n_ctx_per_slot=options.n_ctx_per_slot,
+        threads=options.threads,
+        prompt_cache=options.prompt_cache,
+    )
 
 
 def _openai(model, options: OpenAIOptions) -> Engine:

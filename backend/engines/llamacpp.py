@@ -51,17 +51,29 @@ _SUN_PATH_MAX = 100  # a unix socket path must fit sockaddr_un (108 bytes on Lin
 STOP_POLL_S = 0.1  # how often a completion in flight asks `should_stop`
 
 
-def slot_body(body: dict, slot: int) -> dict:
+def slot_body(body: dict, slot: int, prompt_cache: bool = True) -> dict:
     """The request as this engine sends it: pinned to `slot` (the worker that owns the slot sends it related requests
-    in order, engines/threaded.py), with llama.cpp's own truncating samplers off."""
-    return {**body, **UNTRUNCATED, "id_slot": slot}
+    in order, engines/threaded.py), with llama.cpp's own truncating samplers off; without `prompt_cache`, the slot's
+    KV of an earlier prompt is not reused."""
+    out = {**body, **UNTRUNCATED, "id_slot": slot}
+    if not prompt_cache:
+        out["cache_prompt"] = False
+    return out
 
 
 class LlamaCppEngine(ThreadedEngineMixin):
-    """llama.cpp in-process (xllamacpp). `n_ctx_per_slot` bounds prompt + completion length per request."""
+    """llama.cpp in-process (xllamacpp). `n_ctx_per_slot` bounds prompt + completion length per request.
+    `prompt_cache=False` (with one slot: `ttc serve --reproducible`) makes each completion a function of its prompt
+    and seed alone: llama.cpp's arithmetic otherwise depends on what shares its batch and on which cached prefix a
+    prompt resumes from, in the low digits of every logit."""
 
     def __init__(
-        self, model: ResolvedModel, n_parallel: int = 4, n_ctx_per_slot: int = 2048, threads: int | None = None
+        self,
+        model: ResolvedModel,
+        n_parallel: int = 4,
+        n_ctx_per_slot: int = 2048,
+        threads: int | None = None,
+        prompt_cache: bool = True,
     ):
         import xllamacpp
 
@@ -79,8 +91,9 @@ class LlamaCppEngine(ThreadedEngineMixin):
         params.n_ctx = n_ctx_per_slot * n_parallel
         params.cpuparams.n_threads = threads or os.cpu_count() or 2
         params.cpuparams_batch.n_threads = threads or os.cpu_count() or 2
+        self.prompt_cache = prompt_cache
         params.slot_prompt_similarity = SLOT_PROMPT_SIMILARITY
-        params.cache_ram_mib = HOST_CACHE_MIB
+        params.cache_ram_mib = HOST_CACHE_MIB if prompt_cache else 0
         params.warmup = False
         params.n_threads_http = n_parallel + 2  # every slot's request over the listener at once, and /tokenize
         params.verbosity = int(os.environ.get("TTC_LLAMA_VERBOSITY", "0"))  # llama.cpp logs every slot event at 3
@@ -163,7 +176,7 @@ class LlamaCppEngine(ThreadedEngineMixin):
         return json.loads(raw)["tokens"]
 
     def _complete_one(self, body: dict, slot: int) -> dict:
-        return self._server.handle_completions(slot_body(body, slot))
+        return self._server.handle_completions(slot_body(body, slot, self.prompt_cache))
 
     def _complete_abortable(self, body: dict, slot: int, should_stop: Callable[[], bool] | None) -> dict:
         """The completion over the private listener, given up once `should_stop()` is true: the connection closes,
@@ -175,7 +188,7 @@ class LlamaCppEngine(ThreadedEngineMixin):
             conn.request(
                 "POST",
                 "/v1/completions",
-                json.dumps(slot_body(body, slot)),
+                json.dumps(slot_body(body, slot, self.prompt_cache)),
                 {"Authorization": f"Bearer {self._key}", "Content-Type": "application/json"},
             )
             while not select.select([conn.sock], [], [], STOP_POLL_S)[0]:

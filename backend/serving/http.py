@@ -156,12 +156,13 @@ def serve(
     port: int,
     concurrency: int | None = None,
     default_budget: Budget | None = None,
+    reproducible: bool = False,
 ) -> int:
     """`ttc serve`: open the policy's engine and the store, then answer until interrupted."""
     from backend.serving.runtime import open_backend
     from store import Store
 
-    backend = open_backend(policy)  # before the store: a policy this machine cannot serve creates nothing
+    backend = open_backend(policy, reproducible)  # before the store: a policy this machine cannot serve creates nothing
     try:
         runtime = Runtime(policy, backend, None, concurrency, default_budget)
         store = Store.open(store_dir, catalog=catalog)

@@ -26,9 +26,11 @@ shared changes while it runs, so a request answers the same alone or beside othe
 completion of (prompt, seed) does not depend on what else it is generating. `Admission` lets up to `concurrency`
 requests onto the engine at once, in arrival order; on llama.cpp they share its slots and batches
 (engines/threaded.py). An engine that takes one `generate` call at a time (vLLM in-process) gets one request at a
-time. llama.cpp's arithmetic depends on what shares a batch and on its prompt cache, so on it a request's judge scores
-differ from its answer alone in their low digits (and a request near a bin's threshold may change bin): same seeds,
-same answers up to that float noise, tested on the scripted engine exactly and on llama.cpp for the accounting."""
+time. llama.cpp's arithmetic depends on what shares a batch and on its prompt cache, so on it by default a request's
+judge scores differ from its answer alone in their low digits (and a request near a bin's threshold may change bin):
+same seeds, same answers up to that float noise. `ttc serve --reproducible` gives llama.cpp one slot and no prompt
+cache: requests still arrive and are admitted together, their completions take the slot in turn, and each answer is
+exactly the one it gets alone (tested on the real model; exactly on the scripted engine and on vLLM)."""
 
 from __future__ import annotations
 
@@ -234,8 +236,10 @@ class Backend:
     context_tokens: int | None = None
 
 
-def open_backend(policy: Policy) -> Backend:
-    """The policy's model on the study's engine, with its verifier and task, as the study's runs had them."""
+def open_backend(policy: Policy, reproducible: bool = False) -> Backend:
+    """The policy's model on the study's engine, with its verifier and task, as the study's runs had them.
+    `reproducible`: on llama.cpp, one slot and no prompt cache, so a request's answer is the same whatever else the
+    server answers meanwhile (each completion a function of its prompt and seed), at the price of batching."""
     from backend.config import parse_spec
     from backend.engines import create_engine
     from backend.models.registry import resolve_model
@@ -245,7 +249,10 @@ def open_backend(policy: Policy) -> Backend:
     model = resolve_model(policy.model, "--policy: model")  # a policy for a model this machine lacks: one line
     spec = parse_spec(policy.spec, "--policy: spec")
     task = ServedTask(create_task(spec.task, spec.seed))
-    engine = create_engine(model, spec.engine)
+    options = spec.engine
+    if reproducible and options.kind == "llamacpp":
+        options = options.model_copy(update={"n_parallel": 1, "prompt_cache": False})
+    engine = create_engine(model, options)
     verifier = create_verifier(policy.verifier, policy.verifier_options, task=task, engine=engine, model=model)
     return Backend(model, engine, verifier, task, getattr(spec.engine, "n_ctx_per_slot", None))
 

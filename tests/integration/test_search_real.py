@@ -103,6 +103,7 @@ def test_llamacpp_samples_the_whole_distribution(setup):
 
     model, task, engine, _ = setup
     assert slot_body({"prompt": "x"}, 3) == {"prompt": "x", "top_k": 0, "min_p": 0.0, "id_slot": 3}
+    assert slot_body({"prompt": "x", "cache_prompt": True}, 3, prompt_cache=False)["cache_prompt"] is False
     params = SamplingParams(temperature=5.0, top_p=1.0, max_tokens=24, seed=7, logprobs=40)
     [[c]] = engine.generate([GenerationRequest("The capital of France is", params)])
     assert c.logprobs and len(c.logprobs) == c.completion_tokens
