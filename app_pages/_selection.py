@@ -157,15 +157,11 @@ def _drawable(store, run_ids: tuple, unit: str) -> str:
 def verifier_choice(store, run_ids: Sequence[str], models: Sequence[str], key: str = "verifier") -> str | None:
     """The verifier whose scores drive best-of-N: one that scored samples of the selected runs and models (a
     verifier that scored only another run would leave the page nothing to select with)."""
-    if not run_ids or not models:
-        verifiers = []
-    else:
-        marks = ", ".join("?" * len(run_ids)), ", ".join("?" * len(models))
-        verifiers = query(
-            store,
-            f"SELECT DISTINCT verifier FROM scores WHERE run_id IN ({marks[0]}) AND model IN ({marks[1]}) ORDER BY 1",
-            [*run_ids, *models],
-        )["verifier"].tolist()
+    verifiers = query(
+        store,
+        "SELECT DISTINCT verifier FROM scores WHERE list_contains(?, run_id) AND list_contains(?, model) ORDER BY 1",
+        [tuple(run_ids), tuple(models)],
+    )["verifier"].tolist()
     opts = ["(none)"] + verifiers
     from_url(key, verifiers[0] if verifiers else "(none)", options=opts)
     v = st.selectbox("Verifier (best-of-N scores)", opts, key=key)

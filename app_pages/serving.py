@@ -76,12 +76,33 @@ def _accuracy(log: pd.DataFrame) -> None:
     if acc.empty:
         st.caption("No answer is labelled yet: mark answers correct or incorrect below.")
         return
+    drifting = acc[acc["drift"].eq(True)]
+    for r in drifting.itertuples():
+        st.warning(
+            f"Drift: bin {r.bin}, {r.configuration} at {r.cell_budget_flops:.3g} FLOPs — {r.correct} of {r.labelled} "
+            f"labelled answers correct ({r.accuracy:.2f}, 95% interval {r.low:.2f} to {r.high:.2f}), outside what the "
+            f"study promised ({r.held_out_accuracy:.2f}"
+            + ("" if r.promise_low != r.promise_low else f", band {r.promise_low:.2f} to {r.promise_high:.2f}")
+            + ")."
+        )
+    two = {"format": "%.2f"}
     charts.table(
         acc.drop(columns="policy"),
         "serving-accuracy",
-        column_config={"accuracy": st.column_config.NumberColumn(format="%.2f")},
+        column_config={
+            "accuracy": st.column_config.NumberColumn(**two),
+            "low": st.column_config.NumberColumn("95% low", **two),
+            "high": st.column_config.NumberColumn("95% high", **two),
+            "held_out_accuracy": st.column_config.NumberColumn("promised (held out)", **two),
+            "promise_low": st.column_config.NumberColumn("band low", **two),
+            "promise_high": st.column_config.NumberColumn("band high", **two),
+        },
     )
-    st.caption("Over labelled answers only, per predicted bin and configuration; unlabelled answers count nowhere.")
+    st.caption(
+        "Over labelled answers only, per served cell (bin, configuration, budget); unlabelled answers count nowhere. "
+        "Interval: 95% Wilson. Promised: the study's held-out accuracy of the cell and its bootstrap band, as the "
+        "policy recorded them; drift when the labelled interval and the band do not overlap."
+    )
 
 
 def _requests(log: pd.DataFrame) -> None:

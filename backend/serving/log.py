@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import inspect, text
 
@@ -23,8 +24,12 @@ from store import Store
 from store.catalog import SERVED
 from store.migrations import apply_migrations
 
-CHOICES_JSON = '[{"seed": "BIGINT", "bin": "INTEGER", "configuration": "VARCHAR", "cell_budget_flops": "DOUBLE", "flops": "DOUBLE"}]'
-"""The shape of a served run's `spec.served.choices` (runtime.py `_write`)."""
+CHOICES_JSON = (
+    '[{"seed": "BIGINT", "bin": "INTEGER", "configuration": "VARCHAR", "cell_budget_flops": "DOUBLE", '
+    '"flops": "DOUBLE", "held_out_accuracy": "DOUBLE", "promise_low": "DOUBLE", "promise_high": "DOUBLE"}]'
+)
+"""The shape of a served run's `spec.served.choices` (runtime.py `_write`; requests served before the promise was
+recorded read NULL for its three fields)."""
 
 REQUESTS_SQL = f"""
 WITH req AS (
@@ -52,7 +57,8 @@ WITH req AS (
 )
 SELECT chosen.run_id, chosen.choice, chosen.created_at AS time, chosen.policy, q.question, chosen.endpoint,
        chosen.budget_flops, c.flops AS flops, c.bin AS bin, c.configuration AS configuration,
-       c.cell_budget_flops AS cell_budget_flops, c.seed AS seed, calls.answer, calls.answer_text, chosen.latency_s,
+       c.cell_budget_flops AS cell_budget_flops, c.held_out_accuracy AS held_out_accuracy,
+       c.promise_low AS promise_low, c.promise_high AS promise_high, c.seed AS seed, calls.answer, calls.answer_text, chosen.latency_s,
        calls.prompt_tokens, calls.completion_tokens, calls.samples
 FROM chosen
 LEFT JOIN calls USING (run_id, choice)
@@ -75,6 +81,9 @@ LOG_COLUMNS = [
     "bin",
     "configuration",
     "cell_budget_flops",
+    "held_out_accuracy",
+    "promise_low",
+    "promise_high",
     "seed",
     "answer",
     "answer_text",
@@ -180,13 +189,60 @@ def totals(log: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()[list(TOTALS_COLUMNS)]
 
 
+Z95 = 1.959963984540054  # the standard normal's 97.5th percentile: two-sided 95 %
+
+ACCURACY_COLUMNS = [
+    "policy",
+    "bin",
+    "configuration",
+    "cell_budget_flops",
+    "labelled",
+    "correct",
+    "accuracy",
+    "low",
+    "high",
+    "held_out_accuracy",
+    "promise_low",
+    "promise_high",
+    "drift",
+]
+
+
+def wilson_interval(correct, n, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
+    """The Wilson score interval of a binomial proportion (Wilson 1927, "Probable inference, the law of succession,
+    and statistical inference", JASA 22: the p whose normal test at `z` does not reject k of n): centre
+    (p̂ + z²/2n) / (1 + z²/n), half-width z·sqrt(p̂(1−p̂)/n + z²/4n²) / (1 + z²/n). Unlike p̂ ± z·se it stays in
+    [0, 1] and is not empty at 0 or n successes, which a handful of labelled answers often are."""
+    k, n = np.asarray(correct, dtype=float), np.asarray(n, dtype=float)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+
+
 def labelled_accuracy(log: pd.DataFrame) -> pd.DataFrame:
-    """Per (policy, bin, configuration) with at least one labelled answer: labelled count, correct count, accuracy
-    (correct / labelled). Unlabelled answers count nowhere."""
+    """Per served cell (policy, bin, configuration, cell budget) with at least one labelled answer: labelled count,
+    correct count, accuracy (correct / labelled) and its 95 % Wilson interval, beside what the study promised of the
+    cell (its held-out accuracy and bootstrap band, recorded with each answer). `drift` is True when the labelled
+    interval and the promise's band do not overlap (against the point promise where the study computed no band),
+    None where the cell has no promise recorded. Unlabelled answers count nowhere."""
     lab = log[log["correct"].notna()]
     if lab.empty:
-        return pd.DataFrame(columns=["policy", "bin", "configuration", "labelled", "correct", "accuracy"])
+        return pd.DataFrame(columns=ACCURACY_COLUMNS)
     lab = lab.assign(correct=lab["correct"].astype(bool).astype(int))
-    out = lab.groupby(["policy", "bin", "configuration"]).agg(labelled=("correct", "size"), correct=("correct", "sum"))
+    keys = ["policy", "bin", "configuration", "cell_budget_flops"]
+    out = lab.groupby(keys, dropna=False).agg(
+        labelled=("correct", "size"),
+        correct=("correct", "sum"),
+        held_out_accuracy=("held_out_accuracy", "first"),
+        promise_low=("promise_low", "first"),
+        promise_high=("promise_high", "first"),
+    )
     out["accuracy"] = out["correct"] / out["labelled"]
-    return out.reset_index()
+    out["low"], out["high"] = wilson_interval(out["correct"], out["labelled"])
+    p_lo = out["promise_low"].fillna(out["held_out_accuracy"])
+    p_hi = out["promise_high"].fillna(out["held_out_accuracy"])
+    apart = (out["high"] < p_lo) | (out["low"] > p_hi)
+    out["drift"] = apart.astype(object).where(out["held_out_accuracy"].notna(), None)
+    return out.reset_index()[ACCURACY_COLUMNS]

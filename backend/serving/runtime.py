@@ -592,6 +592,10 @@ class Runtime:
                         "configuration": c.cell.configuration,
                         "cell_budget_flops": c.cell.budget_flops,
                         "flops": c.usage.flops,
+                        # what the study promised of this cell, for the Serving page's labelled accuracy
+                        "held_out_accuracy": c.cell.held_out_accuracy,
+                        "promise_low": None if c.cell.interval is None else c.cell.interval[0],
+                        "promise_high": None if c.cell.interval is None else c.cell.interval[1],
                     }
                     for c in answered.choices
                 ],

@@ -70,6 +70,12 @@ def test_served_requests_and_a_label_moving_accuracy(monkeypatch, served_store):
     assert acc[["bin", "configuration", "labelled", "correct", "accuracy"]].values.tolist() == [
         [c.level, c.cell.configuration, 1, 0, 0.0]
     ]
+    assert acc["held_out_accuracy"].tolist() == [c.cell.held_out_accuracy]  # the study's promise, beside it
+    from backend.serving import log as served
+
+    drift = served.labelled_accuracy(served.served_log(store))["drift"].tolist()
+    warnings = [w.value for w in at.warning if w.value.startswith("Drift:")]
+    assert len(warnings) == drift.count(True), (warnings, drift)
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +120,22 @@ def test_the_run_page_counts_served_requests_and_leaves_its_run_cards_to_the_stu
     assert any("2 served request(s)" in c.value for c in at.caption)
     cards = "\n".join(str(p.proto.text) for p in at.get("progress"))
     assert cards and not any(r in cards for r in served)
+
+
+def test_labelled_answers_far_below_the_promise_show_a_drift_warning(monkeypatch, served_store):
+    """13 answers of one cell labelled incorrect: 95% Wilson interval 0 to 0.23, below the promised band (0.25 to
+    0.75 in the test policy): the page names the cell and both intervals."""
+    from backend.serving import log as served
+
+    store, runtime, out = served_store
+    hard = [out[1]] + [_ask(runtime, "a hard one", 1e7, seed=s) for s in range(2, 14)]
+    for a in hard:
+        served.set_label(store, a.run_id, 0, False)
+    cells = {(a.choices[0].level, a.choices[0].cell.configuration, a.choices[0].cell.budget_flops) for a in hard}
+    assert len(cells) == 1
+    at = _open(monkeypatch, store.root)
+    [(level, configuration, _)] = cells
+    warnings = [w.value for w in at.warning if w.value.startswith("Drift:")]
+    assert len(warnings) == 1, warnings
+    assert f"bin {level}, {configuration}" in warnings[0] and "0 of 13 labelled answers correct" in warnings[0]
+    assert "band 0.25 to 0.75" in warnings[0]

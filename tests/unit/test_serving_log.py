@@ -104,12 +104,73 @@ def test_brute_force_accuracy_matches(answered):
         served.set_label(store, r, c, k)
     log = served.served_log(store)
     expected: dict[tuple, list[bool]] = {}
+    promise: dict[tuple, tuple] = {}
     for _, row in log.iterrows():
         if (row["run_id"], row["choice"]) in marks:
-            expected.setdefault((row["bin"], row["configuration"]), []).append(marks[(row["run_id"], row["choice"])])
+            key = (row["bin"], row["configuration"], row["cell_budget_flops"])
+            expected.setdefault(key, []).append(marks[(row["run_id"], row["choice"])])
+            promise[key] = (row["held_out_accuracy"], row["promise_low"], row["promise_high"])
     acc = served.labelled_accuracy(log)
-    got = {(b, c): (n, a) for b, c, n, a in zip(acc["bin"], acc["configuration"], acc["labelled"], acc["accuracy"])}
+    keys = zip(acc["bin"], acc["configuration"], acc["cell_budget_flops"])
+    got = {k: (n, a) for k, n, a in zip(keys, acc["labelled"], acc["accuracy"])}
     assert got == {k: (len(v), sum(v) / len(v)) for k, v in expected.items()}
+    for _, row in acc.iterrows():  # the promise is the cell's, as the policy file holds it
+        key = (row["bin"], row["configuration"], row["cell_budget_flops"])
+        assert (row["held_out_accuracy"], row["promise_low"], row["promise_high"]) == promise[key]
+        assert promise[key][0] is not None and row["drift"] in (True, False)
+
+
+def test_the_promise_is_the_policy_cell_s_held_out_accuracy_and_band(answered):
+    store, runtime, out = answered
+    log = served.served_log(store)
+    for a in out:
+        for c in a.choices:
+            row = log[(log["run_id"] == a.run_id) & (log["choice"] == c.index)].iloc[0]
+            assert row["held_out_accuracy"] == c.cell.held_out_accuracy
+            band = (row["promise_low"], row["promise_high"])
+            assert band == (tuple(c.cell.interval) if c.cell.interval else (None, None)) or all(b != b for b in band)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 12, 40])
+def test_wilson_interval_matches_scipy(n):
+    from scipy.stats import binomtest
+
+    k = list(range(n + 1))
+    low, high = served.wilson_interval(k, [n] * len(k))
+    for i, ki in enumerate(k):
+        ref = binomtest(ki, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert (low[i], high[i]) == pytest.approx((ref.low, ref.high), abs=1e-12)
+
+
+def test_drift_is_flagged_when_the_labelled_interval_leaves_the_promise_s_band():
+    """Brute force from the definition: drift iff the labelled Wilson interval and the promised band are disjoint;
+    a cell without a band is compared with its point promise; a cell without a promise has no drift value."""
+    import pandas as pd
+
+    rows = []
+    cells = [  # (configuration, promise, band, labels)
+        ("agrees", 0.6, (0.4, 0.8), [True] * 3 + [False] * 2),
+        ("worse", 0.9, (0.8, 1.0), [False] * 10),
+        ("better", 0.1, (0.0, 0.2), [True] * 10),
+        ("point", 0.5, None, [True] * 10),
+        ("none", None, None, [True, False]),
+    ]
+    for name, held, band, labels in cells:
+        for i, correct in enumerate(labels):
+            rows.append(
+                {"run_id": f"{name}{i}", "choice": 0, "policy": "v", "bin": 1, "configuration": name,
+                 "cell_budget_flops": 1e9, "held_out_accuracy": held, "promise_low": band[0] if band else None,
+                 "promise_high": band[1] if band else None, "correct": correct}
+            )  # fmt: skip
+    acc = served.labelled_accuracy(pd.DataFrame(rows)).set_index("configuration")
+    for name, held, band, labels in cells:
+        lo, hi = served.wilson_interval([sum(labels)], [len(labels)])
+        if held is None:
+            assert acc.loc[name, "drift"] is None
+            continue
+        b_lo, b_hi = band if band else (held, held)
+        assert acc.loc[name, "drift"] == bool(hi[0] < b_lo or lo[0] > b_hi), name
+    assert acc["drift"].to_dict() == {"agrees": False, "worse": True, "better": True, "point": True, "none": None}
 
 
 def test_labels_refuse_what_was_not_served_and_write_nothing(answered, tmp_path):
