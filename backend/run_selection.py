@@ -46,8 +46,12 @@ class DefaultRuns:
     left_out: tuple[tuple[str, str], ...]  # (run_id, why), in run order
 
     def caption(self, selected: Iterable[str] = ()) -> str:
-        """One line naming the runs left out (and not added back since), or '' when there are none."""
+        """One line naming the runs left out (and not added back since), or '' when there are none, or when the
+        selection no longer holds the default runs (a link or the user chose other runs: the default's reasons,
+        "other questions than <a run not shown>", would then explain nothing on the page)."""
         chosen = set(selected)
+        if not set(self.run_ids) <= chosen:
+            return ""
         parts = [f"{r} ({why})" for r, why in self.left_out if r not in chosen]
         if not parts:
             return ""

@@ -72,12 +72,20 @@ def axes_of(counts, formats: dict[str, str | None]) -> Axes:
     no_flops = [r.run_id for r in rows if r.no_flops]
     missing: dict[str, str] = {}
 
+    counted = {r.run_id: (int(r.no_tokens), int(r.n)) for r in rows}
+
     def tokens_reason(runs: list[str]) -> str:
         imported = [r for r in runs if formats.get(r)]
         if imported and len(imported) == len(runs):
-            fmts = sorted({str(formats[r]) for r in imported})
+            fmts = ", ".join(sorted({str(formats[r]) for r in imported}))
+            lacking, total = (sum(counted[r][i] for r in runs) for i in (0, 1))
+            if lacking < total:  # some records of the log held usage, others (errored ones, say) did not
+                return (
+                    f"{_names(runs)}: {lacking} of {total} samples imported from {fmts} files hold no token counts "
+                    "(their records carry no usage; ttc import --tokenizer NAME recounts them)"
+                )
             return (
-                f"{_names(runs)} {'was' if len(runs) == 1 else 'were'} imported from {', '.join(fmts)} files without "
+                f"{_names(runs)} {'was' if len(runs) == 1 else 'were'} imported from {fmts} files without "
                 "token counts (ttc import --tokenizer NAME recounts them)"
             )
         return f"{_names(runs)} {'has' if len(runs) == 1 else 'have'} samples without token counts"

@@ -148,8 +148,8 @@ def missing_signals(pool) -> list[str]:
     if "deepconf_weighted" not in have:
         lines.append(
             "deepconf_weighted and deepconf_filtered need per-token confidences, which these samples do not carry "
-            "(written before the store kept them, shard layout < 5, or by an engine without logprobs); sample again "
-            "to compare them"
+            "(written before the store kept them, shard layout < 5, by an engine without logprobs, or imported from "
+            "a log that holds none); sample again with logprobs to compare them"
         )
     if "perplexity_consistency" not in have:
         lines.append("perplexity_consistency needs token log-probabilities, which these samples do not carry")

@@ -81,6 +81,23 @@ def test_a_format_without_token_counts_draws_samples_only_and_says_why(tmp_path)
     assert axes.why("flops") == f"x in FLOPs: {why}, and FLOPs are priced from them"  # --params does not help
 
 
+def test_an_import_whose_errored_record_holds_no_usage_says_how_many_samples_lack_counts(tmp_path):
+    """The inspect fixture's errored sample carries no usage; its 11 other samples do: the line counts them rather
+    than calling the whole import tokenless."""
+    store = Store.open(tmp_path / "store")
+    paths = [Path(__file__).resolve().parents[1] / "fixtures" / "import" / "inspect.json"]
+    run = import_files(store, "inspect", paths, model="m", arch=load_arch(10**9, None)).run_id
+    n, lacking = store.query(
+        "SELECT count(*) n, count(*) FILTER (WHERE completion_tokens IS NULL) k FROM samples"
+    ).iloc[0]
+    assert 0 < lacking < n
+    why = (
+        f"run {run}: {lacking} of {n} samples imported from inspect files hold no token counts (their records carry "
+        "no usage; ttc import --tokenizer NAME recounts them)"
+    )
+    assert _axes(store, run).why(COST) == f"cost of pass: {why} (its prices are per token)"
+
+
 def test_runs_generated_here_without_flops_and_many_runs_are_named_in_one_line():
     counts = pd.DataFrame({"run_id": list("abcde"), "n": [4] * 5, "no_tokens": [0] * 5, "no_flops": [0, 1, 1, 1, 1]})
     axes = axes_of(counts, {})

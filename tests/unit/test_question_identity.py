@@ -211,6 +211,7 @@ def test_default_selection_leaves_out_unfinished_adaptive_and_other_questions():
         "Left out by default, add them under Runs to include them: b (other questions than c), d (cancelled), "
         "e (adaptive: not an exchangeable pool, read it on the Run page), f (partial: still running)."
     )
+    assert d.caption(["a"]) == ""  # the default run is not selected: its reasons would explain nothing shown
     catalog.loc[2, "status"] = "failed"  # c failed: b is the newest finished one, a shares its questions
     d = default_runs(questions, catalog, adaptive=["e"])
     assert d.run_ids == ("a", "b") and dict(d.left_out)["c"] == "failed"

@@ -262,8 +262,8 @@ def test_a_store_written_before_token_confidences_reads_them_as_null_and_the_rul
     assert available_rules(pool) == ["perplexity_consistency"]
     assert missing_signals(pool) == [
         "deepconf_weighted and deepconf_filtered need per-token confidences, which these samples do not carry "
-        "(written before the store kept them, shard layout < 5, or by an engine without logprobs); sample again to "
-        "compare them"
+        "(written before the store kept them, shard layout < 5, by an engine without logprobs, or imported from a "
+        "log that holds none); sample again with logprobs to compare them"
     ]
 
 
