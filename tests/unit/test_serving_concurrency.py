@@ -17,7 +17,7 @@ from backend.cli import main
 from backend.engines.base import GenerationRequest
 from backend.ledger import decode_flops, prefill_flops
 from backend.serving.runtime import Admission, Budget, Runtime
-from tests.conftest import wait_until
+from tests.conftest import ROOT, wait_until
 from tests.fakes import GEN_ARCH, ScriptedEngine
 from tests.unit.test_serving import _policy
 from tests.unit.test_serving_openai import _backend, _runs, _serving
@@ -221,3 +221,28 @@ def test_an_engine_that_generates_for_one_caller_at_a_time_serves_one_request_at
     with pytest.raises(Exception, match=r"--concurrency: 2, but the scripted engine generates for one caller"):
         Runtime(_policy(), backend, concurrency=2)
     assert Runtime(_policy(), _backend()).concurrency == ScriptedEngine.n_parallel
+
+
+@pytest.mark.parametrize("reproducible", [False, True])
+def test_reproducible_serving_gives_llamacpp_one_slot_and_no_prompt_cache(monkeypatch, reproducible):
+    """`ttc serve --reproducible`: the study's llama.cpp options with one slot and the prompt cache off (each
+    completion a function of its prompt and seed); without it, the study's own options."""
+    import backend.engines
+    import backend.models.registry
+    import backend.tasks
+    import backend.verifiers
+    from backend.serving.runtime import open_backend
+
+    opened = {}
+    monkeypatch.setattr(backend.models.registry, "resolve_model", lambda name, field: name)
+    monkeypatch.setattr(backend.tasks, "create_task", lambda spec, seed: _backend().task.task)
+    monkeypatch.setattr(backend.engines, "create_engine", lambda model, options: opened.setdefault("o", options))
+    monkeypatch.setattr(backend.verifiers, "create_verifier", lambda *a, **k: None)
+    import yaml
+
+    policy = _policy()
+    study = yaml.safe_load((ROOT / "examples" / "demo.yaml").read_text())  # a spec the spec check takes
+    spec = {**study, "engine": {"kind": "llamacpp", "n_parallel": 6}}
+    open_backend(policy.model_copy(update={"spec": spec}), reproducible)
+    options = opened["o"]
+    assert (options.n_parallel, options.prompt_cache) == ((1, False) if reproducible else (6, True))
