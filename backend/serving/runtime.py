@@ -252,6 +252,12 @@ def open_backend(policy: Policy, reproducible: bool = False) -> Backend:
     options = spec.engine
     if reproducible and options.kind == "llamacpp":
         options = options.model_copy(update={"n_parallel": 1, "prompt_cache": False})
+    elif reproducible and options.kind != "vllm":  # vLLM in-process takes one request at a time already
+        raise SpecError(
+            "--reproducible",
+            f"the policy's engine is {options.kind!r}, whose server batches requests as it likes",
+            "a policy on llamacpp or vllm",
+        )
     engine = create_engine(model, options)
     verifier = create_verifier(policy.verifier, policy.verifier_options, task=task, engine=engine, model=model)
     return Backend(model, engine, verifier, task, getattr(spec.engine, "n_ctx_per_slot", None))

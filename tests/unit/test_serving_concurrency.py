@@ -246,3 +246,19 @@ def test_reproducible_serving_gives_llamacpp_one_slot_and_no_prompt_cache(monkey
     open_backend(policy.model_copy(update={"spec": spec}), reproducible)
     options = opened["o"]
     assert (options.n_parallel, options.prompt_cache) == ((1, False) if reproducible else (6, True))
+
+
+def test_reproducible_serving_refuses_an_engine_it_cannot_make_reproducible(monkeypatch):
+    import yaml
+
+    import backend.models.registry
+    import backend.tasks
+    from backend.errors import SpecError
+    from backend.serving.runtime import open_backend
+
+    monkeypatch.setattr(backend.models.registry, "resolve_model", lambda name, field: name)
+    monkeypatch.setattr(backend.tasks, "create_task", lambda spec, seed: _backend().task.task)
+    study = yaml.safe_load((ROOT / "examples" / "demo.yaml").read_text())
+    spec = {**study, "engine": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}}
+    with pytest.raises(SpecError, match=r"--reproducible: the policy's engine is 'openai', whose server batches"):
+        open_backend(_policy().model_copy(update={"spec": spec}), reproducible=True)
